@@ -1,0 +1,1 @@
+"""mindvl.data_engine."""

@@ -1,0 +1,24 @@
+"""``mindvl data`` and ``mindvl manifest``: one line per subcommand, each loaded lazily.
+
+Add a command by writing it in its own module and naming it here."""
+
+from __future__ import annotations
+
+import click
+
+from mindvl.common.lazy_group import LazyGroup
+
+
+@click.group(
+    cls=LazyGroup,
+    lazy={
+        "synth": "mindvl.data_engine.synth.cli:synth",
+    },
+)
+def data() -> None:
+    """Data engine: synthesise corpora, build stage mixtures on Ray, train filters."""
+
+
+@click.group(cls=LazyGroup, lazy={})
+def manifest() -> None:
+    """Inspect, verify and diff ratio manifests."""
