@@ -7,7 +7,6 @@ import sys
 from importlib.metadata import entry_points
 
 import click
-
 from mindvl.common.errors import UserError
 from mindvl.common.lazy_group import LazyGroup
 
@@ -40,7 +39,9 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
     except click.ClickException as e:  # includes UserError and usage errors
-        msg = e.format_message() if isinstance(e, UserError) else " ".join(e.format_message().split())
+        msg = (
+            e.format_message() if isinstance(e, UserError) else " ".join(e.format_message().split())
+        )
         click.echo(f"error: {msg}", err=True)
         sys.exit(e.exit_code)
     except (FileNotFoundError, IsADirectoryError, PermissionError) as e:

@@ -16,9 +16,8 @@ import hashlib
 import re
 from typing import Literal
 
-from pydantic import Field, model_validator
-
 from mindvl.common.config import StrictModel
+from pydantic import Field, model_validator
 
 IMAGE_PLACEHOLDER = "<image>"
 KEY_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,200}$")
@@ -132,7 +131,9 @@ class Sample(StrictModel):
         if self.conversation is not None:
             n = sum(t.content.count(IMAGE_PLACEHOLDER) for t in self.conversation)
             if n != len(self.images):
-                raise ValueError(f"{n} {IMAGE_PLACEHOLDER} placeholders but {len(self.images)} images")
+                raise ValueError(
+                    f"{n} {IMAGE_PLACEHOLDER} placeholders but {len(self.images)} images"
+                )
         elif len(self.images) > 1:
             raise ValueError("a caption sample has at most one image")
         members = [im.member for im in self.images]

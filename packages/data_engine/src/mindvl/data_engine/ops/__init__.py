@@ -1,0 +1,1 @@
+"""Filter operators: one small class per file, registered in :mod:`.registry`."""

@@ -1,0 +1,45 @@
+"""What every filter operator is: plain Python over one candidate, no Ray inside.
+
+A subclass sets ``name`` (the recipe's ``op:``), ``stage`` (where its drops are counted),
+a ``Params`` model (validated from the recipe; unknown keys are errors) and, for model-based
+operators, ``resources`` (Ray resources of the actors that run it, e.g. ``{"num_gpus": 1}``
+or ``{"resources": {"NPU": 1}}``). ``__call__`` returns ``None`` to keep (it may annotate
+the candidate, e.g. with decoded sizes) or a short reason string to drop.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from mindvl.common.config import StrictModel
+from mindvl.data_engine.record import Candidate
+
+
+class NoParams(StrictModel):
+    pass
+
+
+class Operator:
+    name: ClassVar[str]
+    stage: ClassVar[str] = "filter"
+    Params: ClassVar[type[StrictModel]] = NoParams
+    resources: ClassVar[dict[str, Any]] = {"num_cpus": 1}
+    uses_actor: ClassVar[bool] = False  # True: heavy state (a model) loaded once per actor
+
+    def __init__(self, params: StrictModel | None = None) -> None:
+        self.params = params if params is not None else self.Params()
+
+    def __call__(self, candidate: Candidate) -> str | None:
+        raise NotImplementedError
+
+    def apply(self, candidate: Candidate) -> Candidate:
+        """Run on one candidate, recording a drop; dropped candidates pass through untouched."""
+        if candidate.dropped:
+            return candidate
+        try:
+            reason = self(candidate)
+        except Exception as err:  # an operator's failure on one sample is a counted drop
+            reason = f"error:{type(err).__name__}"
+        if reason is not None:
+            candidate.drop(self.stage, self.name, reason)
+        return candidate

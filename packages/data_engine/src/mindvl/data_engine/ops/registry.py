@@ -1,0 +1,30 @@
+"""Operator names usable in a recipe's ``operators:`` list -> "module:Class" (loaded lazily)."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from mindvl.common.config import validate_data
+from mindvl.common.errors import ConfigError
+from mindvl.data_engine.ops.base import Operator
+
+OPERATORS: dict[str, str] = {
+    # one line per operator, e.g. "image_decode": "mindvl.data_engine.ops.image_decode:ImageDecode",
+}
+
+
+def operator_class(name: str) -> type[Operator]:
+    module, _, attr = OPERATORS[name].partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def build_operator(name: str, params: dict[str, Any], source: str, index: int) -> Operator:
+    """Instantiate ``operators[index]`` of a recipe, naming the field on any error."""
+    if name not in OPERATORS:
+        raise ConfigError(
+            f"{source}: operators[{index}].op: unknown operator {name!r} (allowed: {', '.join(sorted(OPERATORS))})"
+        )
+    cls = operator_class(name)
+    parsed = validate_data(params, cls.Params, source, prefix=f"operators[{index}].params")
+    return cls(parsed)
