@@ -9,14 +9,25 @@ the candidate, e.g. with decoded sizes) or a short reason string to drop.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from mindvl.common.config import StrictModel
+from mindvl.common.tokens import ImageTokenRule
 from mindvl.data_engine.record import Candidate
 
 
 class NoParams(StrictModel):
     pass
+
+
+@dataclass(frozen=True)
+class OpContext:
+    """What an operator may need from the build besides its params."""
+
+    tokenizer_path: str | None = None
+    image_rule: ImageTokenRule | None = None
+    work_dir: str | None = None
 
 
 class Operator:
@@ -26,8 +37,9 @@ class Operator:
     resources: ClassVar[dict[str, Any]] = {"num_cpus": 1}
     uses_actor: ClassVar[bool] = False  # True: heavy state (a model) loaded once per actor
 
-    def __init__(self, params: StrictModel | None = None) -> None:
+    def __init__(self, params: StrictModel | None = None, context: OpContext | None = None) -> None:
         self.params = params if params is not None else self.Params()
+        self.context = context or OpContext()
 
     def __call__(self, candidate: Candidate) -> str | None:
         raise NotImplementedError

@@ -7,7 +7,7 @@ from typing import Any
 
 from mindvl.common.config import validate_data
 from mindvl.common.errors import ConfigError
-from mindvl.data_engine.ops.base import Operator
+from mindvl.data_engine.ops.base import OpContext, Operator
 
 OPERATORS: dict[str, str] = {
     # one line per operator, e.g. "image_decode": "mindvl.data_engine.ops.image_decode:ImageDecode",
@@ -19,7 +19,9 @@ def operator_class(name: str) -> type[Operator]:
     return getattr(importlib.import_module(module), attr)
 
 
-def build_operator(name: str, params: dict[str, Any], source: str, index: int) -> Operator:
+def build_operator(
+    name: str, params: dict[str, Any], source: str, index: int, context: OpContext | None = None
+) -> Operator:
     """Instantiate ``operators[index]`` of a recipe, naming the field on any error."""
     if name not in OPERATORS:
         raise ConfigError(
@@ -27,4 +29,4 @@ def build_operator(name: str, params: dict[str, Any], source: str, index: int) -
         )
     cls = operator_class(name)
     parsed = validate_data(params, cls.Params, source, prefix=f"operators[{index}].params")
-    return cls(parsed)
+    return cls(parsed, context)
