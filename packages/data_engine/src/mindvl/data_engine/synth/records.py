@@ -1,0 +1,65 @@
+"""Typed records passed between the kit's steps: a rendering, a record to write, a summary."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from PIL import Image
+
+CATEGORIES = ("caption", "ocr", "grounding", "chart")
+FORMATS = ("llava", "webdataset", "parquet", "folder")
+IMAGE_EXT = {"jpg": "jpg", "png": "png", "webp": "webp"}
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """One drawn image and the text that follows from it (English, clean)."""
+
+    image: Image.Image
+    caption: str
+    question: str
+    answer: str
+    n_objects: int = 0
+    low_info_kind: str = ""  # "icon", "document", "line_art" for hard negatives
+
+
+@dataclass(frozen=True)
+class Record:
+    """One record as it will be written; ``image is None`` means the file is absent."""
+
+    id: str
+    category: str
+    image: bytes | None
+    image_format: str  # "jpg", "png" or "webp" (also the file extension)
+    width: int  # of the encoded image; 0 if undecodable or missing
+    height: int
+    caption: bytes  # raw caption bytes (may be invalid UTF-8 on purpose)
+    question: str
+    answer: str
+    truth_caption: str  # the caption as a valid str
+    faults: tuple[str, ...] = ()
+    dup_group: int = -1
+    dup_kind: str = ""
+    low_info: bool = False
+
+
+@dataclass
+class CategoryCounts:
+    records: int = 0
+    originals: int = 0
+    faulty: int = 0
+    duplicates: int = 0
+    low_info: int = 0
+
+
+@dataclass
+class KitSummary:
+    """What :func:`generate_corpus` wrote, per category."""
+
+    out: str
+    fmt: str
+    categories: dict[str, CategoryCounts] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return sum(c.records for c in self.categories.values())
