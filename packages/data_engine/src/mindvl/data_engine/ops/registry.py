@@ -11,6 +11,12 @@ from mindvl.data_engine.ops.base import OpContext, Operator
 
 OPERATORS: dict[str, str] = {
     # one line per operator, e.g. "image_decode": "mindvl.data_engine.ops.image_decode:ImageDecode",
+    "image_decode": "mindvl.data_engine.ops.image_decode:ImageDecode",
+    "image_size": "mindvl.data_engine.ops.image_size:ImageSize",
+    "aspect_ratio": "mindvl.data_engine.ops.aspect_ratio:AspectRatio",
+    "blur": "mindvl.data_engine.ops.blur:Blur",
+    "low_information": "mindvl.data_engine.ops.low_information:LowInformation",
+    "image_format": "mindvl.data_engine.ops.image_format:ImageFormatFilter",
 }
 
 

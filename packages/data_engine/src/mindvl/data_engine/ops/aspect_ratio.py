@@ -1,0 +1,28 @@
+"""Drop samples with an extremely elongated image (banners, strips, slivers)."""
+
+from __future__ import annotations
+
+from mindvl.common.config import StrictModel
+from mindvl.data_engine.ops.base import Operator
+from mindvl.data_engine.ops.image_features import NOT_DECODED, features_missing
+from mindvl.data_engine.record import Candidate
+from pydantic import Field
+
+
+class AspectRatioParams(StrictModel):
+    max_ratio: float = Field(default=5.0, ge=1.0, description="longer side / shorter side")
+
+
+class AspectRatio(Operator):
+    """Reason ``aspect_ratio`` when any image's long/short side ratio exceeds ``max_ratio``."""
+
+    name = "aspect_ratio"
+    Params = AspectRatioParams
+
+    def __call__(self, candidate: Candidate) -> str | None:
+        if features_missing(candidate, "widths", "heights"):
+            return NOT_DECODED
+        for w, h in zip(candidate.widths, candidate.heights, strict=True):
+            if max(w, h) > self.params.max_ratio * min(w, h):
+                return "aspect_ratio"
+        return None

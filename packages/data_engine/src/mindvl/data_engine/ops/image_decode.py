@@ -1,0 +1,154 @@
+"""Decode every image of a candidate once and compute all per-image features from it.
+
+Decoding dominates a build's cost, so this is the only operator that touches pixels: the
+image filters, dedup and the token budget all read the features it stores on the
+candidate (lists aligned with ``candidate.images``) and never decode again. Decoded arrays
+never leave the operator; rows keep carrying the original encoded bytes.
+
+Checks, in order, per image: zero bytes -> ``empty_image``; unknown magic bytes ->
+``unknown_format``; the header's width*height above ``max_pixels_cap`` (read before any
+pixel is decoded; Pillow's own ``DecompressionBombError`` is caught too) ->
+``decompression_bomb``; any error of a full decode -> ``undecodable``.
+
+Transparency rule: an image with alpha (RGBA, LA, PA, or P/L/RGB with a ``transparency``
+entry) is composited onto opaque white (255, 255, 255) and becomes RGB; every other mode is
+converted to RGB directly. All features are computed from that flattened RGB picture, so a
+transparent icon and the same icon on white are the same image to every later stage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+from dataclasses import dataclass
+
+from mindvl.common.config import StrictModel
+from mindvl.common.sample import detect_image_format
+from mindvl.data_engine.ops.base import Operator
+from mindvl.data_engine.record import Candidate
+from pydantic import Field
+
+BLUR_MAX_SIDE = 512  # Laplacian variance is measured at this scale, so it is size-independent
+INFO_SIDE = 64  # grayscale thumbnail side for the information score
+SIGNATURE_SIDE = 8  # RGB thumbnail side of the verification signature (8*8*3 = 192 bytes)
+WHITE = (255, 255, 255)
+
+
+class ImageDecodeParams(StrictModel):
+    max_pixels_cap: int = Field(
+        default=64_000_000, gt=0, description="drop images whose header claims more pixels"
+    )
+
+
+@dataclass(frozen=True)
+class ImageFeatures:
+    image_format: str
+    width: int
+    height: int
+    pixel_hash: str
+    phash: str
+    signature: str
+    information: float
+    blur: float
+
+
+class DecodeFailure(Exception):
+    """Carries the drop reason of one image."""
+
+
+def has_alpha(img) -> bool:
+    return img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info
+
+
+def flatten_to_rgb(img):
+    """RGB view of a decoded image; transparent pixels are composited onto white."""
+    from PIL import Image
+
+    if has_alpha(img):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, WHITE + (255,))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return img if img.mode == "RGB" else img.convert("RGB")
+
+
+def open_checked(data: bytes, max_pixels_cap: int):
+    """Open, check the header's size against the cap, then fully decode (first frame)."""
+    from PIL import Image
+
+    if not data:
+        raise DecodeFailure("empty_image")
+    fmt = detect_image_format(data)
+    if fmt is None:
+        raise DecodeFailure("unknown_format")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our cap decides
+        try:
+            img = Image.open(io.BytesIO(data))
+        except Image.DecompressionBombError:
+            raise DecodeFailure("decompression_bomb") from None
+        except Exception:
+            raise DecodeFailure("undecodable") from None
+        width, height = img.size
+        if width <= 0 or height <= 0:
+            raise DecodeFailure("undecodable")
+        if width * height > max_pixels_cap:
+            raise DecodeFailure("decompression_bomb")
+        try:
+            img.load()
+        except Image.DecompressionBombError:
+            raise DecodeFailure("decompression_bomb") from None
+        except Exception:
+            raise DecodeFailure("undecodable") from None
+    return fmt, img
+
+
+def image_features(data: bytes, max_pixels_cap: int = 64_000_000) -> ImageFeatures:
+    """Every per-image feature of one encoded image; raises :class:`DecodeFailure`."""
+    import cv2
+    import imagehash
+    import numpy as np
+    from PIL import Image
+
+    fmt, img = open_checked(data, max_pixels_cap)
+    rgb = flatten_to_rgb(img)
+    width, height = rgb.size
+    digest = hashlib.sha256(f"{width}x{height}:".encode())
+    digest.update(rgb.tobytes())
+    gray = rgb.convert("L")
+    phash = str(imagehash.phash(gray))
+    signature = rgb.resize((SIGNATURE_SIDE, SIGNATURE_SIDE), Image.Resampling.BOX).tobytes().hex()
+    thumb = np.asarray(gray.resize((INFO_SIDE, INFO_SIDE), Image.Resampling.BOX), dtype=np.float32)
+    information = float(thumb.std() / 255.0)
+    scale = BLUR_MAX_SIDE / max(width, height)
+    if scale < 1:
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        gray = gray.resize(size, Image.Resampling.BOX)
+    blur = float(cv2.Laplacian(np.asarray(gray), cv2.CV_64F).var())
+    return ImageFeatures(
+        fmt, width, height, digest.hexdigest(), phash, signature, information, blur
+    )
+
+
+class ImageDecode(Operator):
+    """Drop samples with any corrupt, empty or oversized image; annotate the rest."""
+
+    name = "image_decode"
+    Params = ImageDecodeParams
+
+    def __call__(self, candidate: Candidate) -> str | None:
+        feats = []
+        for data in candidate.images:
+            try:
+                feats.append(image_features(data, self.params.max_pixels_cap))
+            except DecodeFailure as failure:
+                return str(failure)
+        candidate.image_formats = [f.image_format for f in feats]
+        candidate.widths = [f.width for f in feats]
+        candidate.heights = [f.height for f in feats]
+        candidate.pixel_hashes = [f.pixel_hash for f in feats]
+        candidate.phashes = [f.phash for f in feats]
+        candidate.signatures = [f.signature for f in feats]
+        candidate.information = [f.information for f in feats]
+        candidate.blur = [f.blur for f in feats]
+        return None

@@ -1,0 +1,31 @@
+"""Keep only images whose container format (from magic bytes, not file names) is allowed."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from mindvl.common.config import StrictModel
+from mindvl.data_engine.ops.base import Operator
+from mindvl.data_engine.ops.image_features import NOT_DECODED, features_missing
+from mindvl.data_engine.record import Candidate
+from pydantic import Field
+
+ImageFormat = Literal["jpg", "png", "webp", "gif", "bmp", "tiff"]
+
+
+class ImageFormatParams(StrictModel):
+    allowed: list[ImageFormat] = Field(default_factory=lambda: ["jpg", "png", "webp"], min_length=1)
+
+
+class ImageFormatFilter(Operator):
+    """Reason ``format_not_allowed`` when any image's format is outside ``allowed``."""
+
+    name = "image_format"
+    Params = ImageFormatParams
+
+    def __call__(self, candidate: Candidate) -> str | None:
+        if features_missing(candidate, "image_formats"):
+            return NOT_DECODED
+        if any(f not in self.params.allowed for f in candidate.image_formats):
+            return "format_not_allowed"
+        return None

@@ -1,0 +1,135 @@
+"""image_decode: corrupt inputs are drops with stable reasons; features come from flattened RGB."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from mindvl.data_engine.ops.image_decode import ImageDecode, ImageDecodeParams
+from mindvl.data_engine.record import Candidate
+from PIL import Image, ImageDraw
+
+
+def encode(img: Image.Image, fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+def photo(w: int = 96, h: int = 64, seed: int = 0) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    base = np.linspace(0, 255, w, dtype=np.float32)[None, :, None].repeat(h, 0).repeat(3, 2)
+    noise = rng.normal(0, 30, (h, w, 3))
+    return Image.fromarray(np.clip(base + noise, 0, 255).astype(np.uint8), "RGB")
+
+
+def candidate(*images: bytes) -> Candidate:
+    return Candidate(key="k", source="s", category="caption", raw_id="r", images=list(images))
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG whose IHDR claims ``width x height`` (valid CRCs), with a tiny IDAT."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = zlib.crc32(kind + body) & 0xFFFFFFFF
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * 16)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def run(*images: bytes, **params) -> tuple[str | None, Candidate]:
+    op = ImageDecode(ImageDecodeParams(**params))
+    c = candidate(*images)
+    return op(c), c
+
+
+def test_good_image_gets_every_feature() -> None:
+    reason, c = run(encode(photo(), "PNG"), encode(photo(40, 30, 1), "JPEG", quality=90))
+    assert reason is None
+    assert c.image_formats == ["png", "jpg"]
+    assert (c.widths, c.heights) == ([96, 40], [64, 30])
+    assert [len(h) for h in c.pixel_hashes] == [64, 64]
+    assert [len(h) for h in c.phashes] == [16, 16]
+    assert [len(s) for s in c.signatures] == [384, 384]  # 8*8*3 bytes as hex
+    assert all(0.05 < v <= 0.5 for v in c.information)
+    assert all(v > 50 for v in c.blur)
+
+
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        (lambda: b"", "empty_image"),
+        (lambda: b"not an image at all", "unknown_format"),
+        (lambda: png_header(100_000, 100_000), "decompression_bomb"),  # Pillow's own error
+        (lambda: png_header(10_000, 10_000), "decompression_bomb"),  # our cap, before decode
+        (lambda: encode(photo(), "JPEG")[:400], "undecodable"),  # truncated JPEG
+        (lambda: encode(photo(), "PNG")[:-40], "undecodable"),  # truncated PNG
+        (lambda: png_header(64, 64), "undecodable"),  # header fine, pixel data missing
+    ],
+)
+def test_corrupt_images_are_drops(make, reason) -> None:
+    got, c = run(encode(photo(), "PNG"), make())
+    assert got == reason
+    assert c.widths == []  # a dropped sample is not annotated
+
+
+def test_cap_is_a_param() -> None:
+    data = encode(photo(200, 100), "PNG")
+    assert run(data, max_pixels_cap=19_999)[0] == "decompression_bomb"
+    assert run(data, max_pixels_cap=20_000)[0] is None
+
+
+def test_lossless_containers_hash_equal_and_lossy_differs() -> None:
+    img = photo()
+    hashes = {fmt: run(encode(img, fmt))[1].pixel_hashes[0] for fmt in ("PNG", "BMP", "TIFF")}
+    webp = run(encode(img, "WEBP", lossless=True))[1]
+    assert len(set(hashes.values())) == 1
+    assert webp.pixel_hashes[0] == hashes["PNG"]
+    jpeg = run(encode(img, "JPEG", quality=95))[1]
+    assert jpeg.pixel_hashes[0] != hashes["PNG"]
+    png = run(encode(img, "PNG"))[1]
+    # perceptual signals survive re-encoding
+    distance = bin(int(jpeg.phashes[0], 16) ^ int(png.phashes[0], 16)).count("1")
+    assert distance <= 4
+    a, b = (np.frombuffer(bytes.fromhex(x.signatures[0]), np.uint8) for x in (jpeg, png))
+    assert np.abs(a.astype(int) - b.astype(int)).max() <= 8
+
+
+def test_transparent_icon_is_composited_on_white() -> None:
+    """Flat RGB with the shape only in alpha: on white the shape appears (not a blank image)."""
+    icon = Image.new("RGBA", (64, 64), (0, 0, 0, 0))
+    ImageDraw.Draw(icon).ellipse((16, 16, 48, 48), fill=(0, 0, 0, 255))
+    assert np.ptp(np.asarray(icon.convert("RGB"))) == 0  # RGB alone is flat black
+    _, c = run(encode(icon, "PNG"))
+    on_white = Image.new("RGB", (64, 64), (255, 255, 255))
+    ImageDraw.Draw(on_white).ellipse((16, 16, 48, 48), fill=(0, 0, 0))
+    _, ref = run(encode(on_white, "PNG"))
+    assert c.pixel_hashes == ref.pixel_hashes
+    assert c.information[0] > 0.2
+    # palette image with a transparent index follows the same rule
+    pal = icon.convert("RGB").convert("P")
+    pal.info["transparency"] = 0
+    _, p = run(encode(pal, "PNG", transparency=0))
+    assert p.information[0] < 0.01  # all pixels index 0 = transparent -> plain white
+
+
+def test_flat_and_blurred_images_score_low() -> None:
+    _, flat = run(encode(Image.new("RGB", (300, 200), (250, 250, 250)), "PNG"))
+    assert flat.information[0] < 0.01 and flat.blur[0] < 1e-6
+    from PIL import ImageFilter
+
+    sharp = photo(600, 400)
+    _, s = run(encode(sharp, "PNG"))
+    _, b = run(encode(sharp.filter(ImageFilter.GaussianBlur(6)), "PNG"))
+    assert b.blur[0] < s.blur[0] / 20
+
+
+def test_apply_records_the_drop_and_releases_bytes() -> None:
+    c = ImageDecode().apply(candidate(b""))
+    assert (c.drop_stage, c.drop_op, c.drop_reason) == ("filter", "image_decode", "empty_image")
+    assert c.images == []
