@@ -1,0 +1,1 @@
+"""The trainer's data path: verified shards -> tokenised samples -> packed micro-batches."""
