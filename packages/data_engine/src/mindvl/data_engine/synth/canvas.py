@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from functools import lru_cache
 
@@ -51,20 +52,20 @@ def background(
     w, h = size
     if style == "flat":
         return Image.new("RGB", size, base)
-    arr = np.empty((h, w, 3), dtype=np.int16)
-    arr[:] = np.asarray(base, dtype=np.int16)
     if style == "gradient":
-        if rng.random() < 0.5:
-            ramp = np.linspace(-24, 24, w, dtype=np.float32).astype(np.int16)[None, :, None]
-        else:
-            ramp = np.linspace(-24, 24, h, dtype=np.float32).astype(np.int16)[:, None, None]
-        arr += ramp
-    elif style == "noise":
-        noise = np.frombuffer(rng.bytes(h * w * 3), dtype=np.uint8).reshape(h, w, 3)
-        arr += (noise >> 3).astype(np.int16) - 16
-    else:
-        raise ValueError(f"unknown background style {style!r}")
-    return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB")
+        horizontal = rng.random() < 0.5
+        n = w if horizontal else h
+        ramp = np.linspace(-24, 24, n, dtype=np.float32).astype(np.int16)[:, None]
+        line = np.clip(np.asarray(base, dtype=np.int16)[None, :] + ramp, 0, 255).astype(np.uint8)
+        strip = Image.fromarray(line[None, :, :] if horizontal else line[:, None, :], "RGB")
+        return strip.resize(size, Image.Resampling.NEAREST)
+    if style == "noise":
+        # Per-channel lookup table applied in C: v -> clip(base + v // 8 - 16).
+        lut = []
+        for c in base:
+            lut += [min(255, max(0, c + (v >> 3) - 16)) for v in range(256)]
+        return Image.frombytes("RGB", size, rng.bytes(w * h * 3)).point(lut)
+    raise ValueError(f"unknown background style {style!r}")
 
 
 def random_style(rng: np.random.Generator) -> str:
@@ -85,7 +86,14 @@ def contrasting_ink(rng: np.random.Generator, bg: tuple[int, int, int]) -> tuple
 
 @lru_cache(maxsize=1)
 def font_dir() -> str:
-    import matplotlib  # only for the DejaVu fonts it ships
+    """matplotlib's bundled DejaVu fonts. The package is located without importing it
+    (importing matplotlib costs seconds); ``get_data_path()`` is the fallback."""
+    spec = importlib.util.find_spec("matplotlib")
+    for root in (spec.submodule_search_locations or []) if spec else []:
+        candidate = os.path.join(root, "mpl-data", "fonts", "ttf")
+        if os.path.isfile(os.path.join(candidate, "DejaVuSans.ttf")):
+            return candidate
+    import matplotlib
 
     return os.path.join(matplotlib.get_data_path(), "fonts", "ttf")
 

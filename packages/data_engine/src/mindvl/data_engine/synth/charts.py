@@ -28,6 +28,15 @@ def _plot_area(size: tuple[int, int]) -> tuple[int, int, int, int, int]:
     return int(w * 0.08), int(h * 0.1) + fs, int(w * 0.95), h - 2 * fs - int(h * 0.04), fs
 
 
+def _fitting_font(fs: int, labels: list[str], slot: float):
+    """The chart font, shrunk until the widest label fits its slot."""
+    f = font("DejaVuSans.ttf", fs)
+    widest = max(f.getlength(label) for label in labels)
+    if widest > slot * 0.92:
+        f = font("DejaVuSans.ttf", int(fs * slot * 0.92 / widest))
+    return f
+
+
 def _axes(draw: ImageDraw.ImageDraw, left: int, top: int, right: int, bottom: int) -> None:
     draw.line([(left, top), (left, bottom), (right, bottom)], fill=INK, width=1)
 
@@ -36,13 +45,13 @@ def render_bar(rng: np.random.Generator, size: tuple[int, int]) -> Rendered:
     img = Image.new("RGB", size, PAPER[int(rng.integers(len(PAPER)))])
     draw = ImageDraw.Draw(img)
     left, top, right, bottom, fs = _plot_area(size)
-    f = font("DejaVuSans.ttf", fs)
     k = int(rng.integers(3, 7))
     labels = [BAR_LABELS[int(i)] for i in np.sort(rng.choice(len(BAR_LABELS), k, replace=False))]
     values = [int(v) for v in rng.choice(np.arange(1, 21), k, replace=False)]
     colour = list(SHAPE_COLOURS.values())[int(rng.integers(len(SHAPE_COLOURS)))]
     _axes(draw, left, top, right, bottom)
     slot = (right - left) / k
+    f = _fitting_font(fs, labels, slot)
     for i, (label, value) in enumerate(zip(labels, values, strict=True)):
         x0 = left + i * slot + slot * 0.2
         x1 = left + (i + 1) * slot - slot * 0.2
@@ -62,10 +71,10 @@ def render_bar(rng: np.random.Generator, size: tuple[int, int]) -> Rendered:
 
 
 def render_line(rng: np.random.Generator, size: tuple[int, int]) -> Rendered:
-    img = Image.new("RGB", size, PAPER[int(rng.integers(len(PAPER)))])
+    paper = PAPER[int(rng.integers(len(PAPER)))]
+    img = Image.new("RGB", size, paper)
     draw = ImageDraw.Draw(img)
     left, top, right, bottom, fs = _plot_area(size)
-    f = font("DejaVuSans.ttf", fs)
     k = int(rng.integers(4, 8))
     axis = LINE_LABELS[int(rng.integers(len(LINE_LABELS)))]
     start = int(rng.integers(0, len(axis) - k + 1))
@@ -74,6 +83,7 @@ def render_line(rng: np.random.Generator, size: tuple[int, int]) -> Rendered:
     colour = list(SHAPE_COLOURS.values())[int(rng.integers(len(SHAPE_COLOURS)))]
     _axes(draw, left, top, right, bottom)
     step = (right - left) / k
+    f = _fitting_font(fs, labels, step)
     points = [
         (left + (i + 0.5) * step, bottom - (bottom - top) * v / 50) for i, v in enumerate(values)
     ]
@@ -81,7 +91,15 @@ def render_line(rng: np.random.Generator, size: tuple[int, int]) -> Rendered:
     r = max(2, fs // 4)
     for (x, y), label, value in zip(points, labels, values, strict=True):
         draw.ellipse([x - r, y - r, x + r, y + r], fill=colour)
-        draw.text((x, y - r - 1), str(value), font=f, fill=INK, anchor="mb")
+        draw.text(
+            (x, y - r - 1),
+            str(value),
+            font=f,
+            fill=INK,
+            anchor="mb",
+            stroke_width=2,
+            stroke_fill=paper,
+        )
         draw.text((x, bottom + 3), label, font=f, fill=INK, anchor="mt")
     pairs = ", ".join(f"{lab} {val}" for lab, val in zip(labels, values, strict=True))
     caption = f"A line chart with {k} points: {pairs}."
