@@ -1,0 +1,1 @@
+"""Device quirks applied to the model from outside: selection, attention backends, parallelism."""

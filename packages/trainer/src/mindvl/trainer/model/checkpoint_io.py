@@ -1,0 +1,165 @@
+"""MindVL on disk: ``config.json`` + ``model.safetensors`` (+ tokenizer, ``inference.json``).
+
+One call reloads a checkpoint (:func:`load_mindvl`). Weights go through safetensors'
+``save_model``/``load_model``, which store a tied input/output embedding once and re-tie it
+on load. Building from pretrained parts reads only local files (``local_files_only``).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import torch
+from mindvl.common.errors import UserError
+from mindvl.trainer.model.config import (
+    CONFIG_NAME,
+    INFERENCE_NAME,
+    WEIGHTS_NAME,
+    InferenceConfig,
+    MindVLConfig,
+)
+from mindvl.trainer.model.mindvl import MindVL, strip_merger
+
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.json",
+    "merges.txt",
+    "chat_template.jinja",
+)
+
+
+def _clean(config_dict: dict) -> dict:
+    """A transformers config dict without runtime-only keys (attention choice, versions)."""
+    drop = {"transformers_version", "architectures", "dtype", "torch_dtype"}
+    return {k: v for k, v in config_dict.items() if not k.startswith("_") and k not in drop}
+
+
+def current_config(model: MindVL) -> MindVLConfig:
+    return model.config.model_copy(
+        update={
+            "vision": _clean(model.vision.config.to_dict()),
+            "llm": _clean(model.llm.config.to_dict()),
+            "dtype": str(model.dtype).removeprefix("torch."),
+        }
+    )
+
+
+def save_mindvl(model: MindVL, path, tokenizer=None, inference: InferenceConfig | None = None):
+    from safetensors.torch import save_model
+
+    out = Path(path)
+    out.mkdir(parents=True, exist_ok=True)
+    config = current_config(model)
+    (out / CONFIG_NAME).write_text(json.dumps(config.model_dump(), indent=2, sort_keys=True))
+    save_model(model, str(out / WEIGHTS_NAME), metadata={"format": "pt"})
+    if tokenizer is not None:
+        copy_tokenizer(tokenizer, out)
+    if inference is not None or not (out / INFERENCE_NAME).exists():
+        write_inference(out, inference or InferenceConfig())
+
+
+def copy_tokenizer(tokenizer, out: Path) -> None:
+    """A HF tokenizer object, a tokenizer directory or a ``tokenizer.json`` file."""
+    if hasattr(tokenizer, "save_pretrained"):
+        tokenizer.save_pretrained(str(out))
+        return
+    src = Path(tokenizer)
+    if src.is_file():
+        shutil.copyfile(src, out / "tokenizer.json")
+        return
+    if not src.is_dir():
+        raise UserError(f"tokenizer not found: {src}")
+    for name in TOKENIZER_FILES:
+        if (src / name).exists():
+            shutil.copyfile(src / name, out / name)
+
+
+def read_config(path) -> MindVLConfig:
+    p = Path(path) / CONFIG_NAME
+    if not p.exists():
+        raise UserError(f"not a MindVL checkpoint (no {CONFIG_NAME}): {path}")
+    return MindVLConfig.model_validate_json(p.read_text())
+
+
+def load_mindvl(path, device=None, dtype=None) -> MindVL:
+    from safetensors.torch import load_model
+
+    config = read_config(path)
+    weights = Path(path) / WEIGHTS_NAME
+    if not weights.exists():
+        raise UserError(f"checkpoint has no {WEIGHTS_NAME}: {path}")
+    model = MindVL(config)
+    target = dtype if dtype is not None else getattr(torch, config.dtype)
+    model.to(target)
+    load_model(model, str(weights), strict=True, device=str(device or "cpu"))
+    if device is not None:
+        model.to(device)
+    return model
+
+
+def read_inference(path) -> InferenceConfig:
+    p = Path(path) / INFERENCE_NAME
+    if not p.exists():
+        return InferenceConfig()
+    return InferenceConfig.model_validate_json(p.read_text())
+
+
+def write_inference(path, inference: InferenceConfig) -> None:
+    text = json.dumps(inference.model_dump(), indent=2, sort_keys=True)
+    (Path(path) / INFERENCE_NAME).write_text(text)
+
+
+def load_vision_tower(path):
+    """The vision tower of a local Qwen2.5-VL checkpoint (weights under ``[model.]visual.``)."""
+    from safetensors import safe_open
+    from transformers import AutoConfig
+    from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import (
+        Qwen2_5_VisionTransformerPretrainedModel,
+    )
+
+    cfg = AutoConfig.from_pretrained(str(path), local_files_only=True)
+    vision_cfg = getattr(cfg, "vision_config", cfg)
+    tower = Qwen2_5_VisionTransformerPretrainedModel._from_config(vision_cfg)
+    state = {}
+    for file in sorted(Path(path).glob("*.safetensors")):
+        with safe_open(str(file), framework="pt") as f:
+            for key in f.keys():  # noqa: SIM118 (safe_open is not a mapping)
+                for prefix in ("model.visual.", "visual."):
+                    if key.startswith(prefix) and ".merger." not in key:
+                        state[key[len(prefix) :]] = f.get_tensor(key)
+    if not state:
+        raise UserError(f"no vision tower weights (visual.*) in {path}")
+    strip_merger(tower)
+    missing, unexpected = tower.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise UserError(
+            f"vision weights in {path} do not fit: missing {missing[:3]}, unexpected {unexpected[:3]}"
+        )
+    return tower
+
+
+def build_from_parts(
+    vision_path,
+    llm_path,
+    projector_hidden: int,
+    image_pad_token_id: int,
+    dtype: torch.dtype = torch.bfloat16,
+) -> MindVL:
+    """A new MindVL from a local Qwen2.5-VL checkpoint's tower and a local causal LM."""
+    from transformers import AutoModelForCausalLM
+
+    tower = load_vision_tower(vision_path)
+    llm = AutoModelForCausalLM.from_pretrained(str(llm_path), local_files_only=True, dtype=dtype)
+    if image_pad_token_id >= llm.get_input_embeddings().num_embeddings:
+        raise UserError(f"image_pad_token_id {image_pad_token_id} is outside the LLM's vocabulary")
+    config = MindVLConfig(
+        vision=_clean(tower.config.to_dict()),
+        llm=_clean(llm.config.to_dict()),
+        projector_hidden=projector_hidden,
+        image_pad_token_id=image_pad_token_id,
+    )
+    return MindVL(config, vision=tower, llm=llm).to(dtype)

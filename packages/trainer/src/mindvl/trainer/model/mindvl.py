@@ -1,0 +1,162 @@
+"""MindVL: native-resolution ViT -> MLP projector -> any Hugging Face causal LM.
+
+The vision tower is Qwen2.5-VL's (14px patches, 2D RoPE, window attention), without its
+own merger: 2x2 blocks of patch features are concatenated and projected by
+:class:`~mindvl.trainer.model.projector.Projector`. Image features replace the
+``<|image_pad|>`` embeddings of the packed row in order, and the LLM runs on
+``inputs_embeds`` with position ids restarting per sample. How packed samples are kept
+apart inside attention is the job of the attached
+:class:`~mindvl.trainer.device.attention.AttentionBackend` (default: dense block-causal
+SDPA mask), so this file stays single-device.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from mindvl.trainer.batch import PackedBatch
+from mindvl.trainer.device.attention import AttentionBackend
+from mindvl.trainer.model.config import MindVLConfig
+from mindvl.trainer.model.loss import summed_token_loss
+from mindvl.trainer.model.projector import MergeView, Projector
+from torch import nn
+
+PARTS = ("vision", "projector", "llm")
+
+
+class ImageTokenMismatch(ValueError):
+    """The row's ``<|image_pad|>`` count differs from the images' merged token count."""
+
+
+@dataclass
+class ModelOutput:
+    loss_sum: torch.Tensor  # sum of token cross-entropies (fp32 scalar)
+    loss_tokens: int  # tokens that carried loss; divide by the GLOBAL batch's count
+    logits: torch.Tensor | None = None  # (1, T, vocab) when asked for
+
+
+def build_vision(vision: dict):
+    from transformers.models.qwen2_5_vl.configuration_qwen2_5_vl import Qwen2_5_VLVisionConfig
+    from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import (
+        Qwen2_5_VisionTransformerPretrainedModel,
+    )
+
+    cfg = Qwen2_5_VLVisionConfig.from_dict(dict(vision))
+    tower = Qwen2_5_VisionTransformerPretrainedModel._from_config(cfg)
+    strip_merger(tower)
+    return tower
+
+
+def strip_merger(tower) -> None:
+    """Replace the tower's trained merger by a parameter-free 2x2 grouping (see MergeView)."""
+    tower.merger = MergeView(tower.config.spatial_merge_size**2)
+
+
+def build_llm(llm: dict):
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    data = dict(llm)
+    cfg = AutoConfig.for_model(data.pop("model_type"), **data)
+    return AutoModelForCausalLM.from_config(cfg)
+
+
+class MindVL(nn.Module):
+    """The whole model; ``forward(PackedBatch) -> ModelOutput`` (summed loss + token count)."""
+
+    def __init__(self, config: MindVLConfig, vision=None, llm=None) -> None:
+        super().__init__()
+        self.config = config
+        self.vision = vision if vision is not None else build_vision(config.vision)
+        self.llm = llm if llm is not None else build_llm(config.llm)
+        vision_cfg = self.vision.config
+        self.merge_unit = vision_cfg.spatial_merge_size**2
+        self.projector = Projector(
+            vision_cfg.hidden_size * self.merge_unit,
+            config.projector_hidden,
+            self.llm.get_input_embeddings().embedding_dim,
+        )
+        self.attention_backend: AttentionBackend = AttentionBackend()
+        self.vision.config._attn_implementation = self.attention_backend.vision_implementation
+        self.llm.config._attn_implementation = self.attention_backend.llm_implementation
+
+    # ---- construction and persistence (implemented in model/checkpoint_io.py) ----
+    @classmethod
+    def from_config(cls, config: MindVLConfig) -> MindVL:
+        """Random initialisation from configs (tests, from-scratch runs)."""
+        return cls(config)
+
+    @classmethod
+    def from_pretrained(cls, path, device=None, dtype=None) -> MindVL:
+        from mindvl.trainer.model.checkpoint_io import load_mindvl
+
+        return load_mindvl(path, device=device, dtype=dtype)
+
+    def save_pretrained(self, path, tokenizer=None, inference=None) -> None:
+        from mindvl.trainer.model.checkpoint_io import save_mindvl
+
+        save_mindvl(self, path, tokenizer=tokenizer, inference=inference)
+
+    # ---- forward ----
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.projector.fc1.weight.dtype
+
+    def image_features(self, pixel_values: torch.Tensor, grid_thw: torch.Tensor) -> torch.Tensor:
+        """(sum t*h*w/4, llm_hidden): one projected feature per merged 2x2 patch block."""
+        kwargs = self.attention_backend.vision_kwargs(grid_thw, self.vision.config)
+        out = self.vision(pixel_values.to(self.dtype), grid_thw, **kwargs)
+        return self.projector(out.pooler_output)
+
+    def embed(self, batch: PackedBatch) -> torch.Tensor:
+        """Token embeddings with image features scattered into the ``<|image_pad|>`` slots."""
+        ids = batch.input_ids
+        embeds = self.llm.get_input_embeddings()(ids)
+        slots = ids == self.config.image_pad_token_id
+        n_slots = int(slots.sum())
+        has_images = batch.image_grid_thw is not None and len(batch.image_grid_thw) > 0
+        n_tokens = int(batch.image_grid_thw.prod(-1).sum()) // self.merge_unit if has_images else 0
+        if n_slots != n_tokens:
+            raise ImageTokenMismatch(
+                f"packed row has {n_slots} <|image_pad|> tokens (id {self.config.image_pad_token_id})"
+                f" but its {0 if not has_images else len(batch.image_grid_thw)} images give"
+                f" {n_tokens} merged tokens (sum of t*h*w/{self.merge_unit} over image_grid_thw);"
+                f" samples: {', '.join(batch.sample_keys[:5]) or '?'}"
+            )
+        if has_images:
+            feats = self.image_features(batch.pixel_values, batch.image_grid_thw)
+            mask = slots.unsqueeze(-1).expand_as(embeds)
+            embeds = embeds.masked_scatter(mask, feats.to(embeds.dtype))
+        elif self.training:
+            # Every rank must run the same modules (FSDP all-gathers, DDP reducers): a
+            # text-only row runs the tower on one tiny dummy image with zero weight.
+            embeds = embeds + 0.0 * self._dummy_image_feature(ids.device).sum()
+        return embeds
+
+    def _dummy_image_feature(self, device) -> torch.Tensor:
+        cfg = self.vision.config
+        side = cfg.spatial_merge_size
+        patch_dim = cfg.in_channels * cfg.temporal_patch_size * cfg.patch_size**2
+        pixels = torch.zeros(side * side, patch_dim, device=device)
+        grid = torch.tensor([[1, side, side]], device=device)
+        return self.image_features(pixels, grid)
+
+    def hidden_states(self, batch: PackedBatch) -> torch.Tensor:
+        embeds = self.embed(batch)
+        total = embeds.shape[1]
+        kwargs = self.attention_backend.llm_kwargs(batch.cu_seqlens, total, embeds.device)
+        out = self.llm.get_decoder()(
+            inputs_embeds=embeds, position_ids=batch.position_ids, use_cache=False, **kwargs
+        )
+        return out.last_hidden_state
+
+    def forward(self, batch: PackedBatch, return_logits: bool = False) -> ModelOutput:
+        if batch.input_ids.shape[0] != 1:
+            raise ValueError(
+                f"PackedBatch rows must have batch size 1, got {batch.input_ids.shape}"
+            )
+        hidden = self.hidden_states(batch)
+        head = self.llm.get_output_embeddings()
+        loss_sum, loss_tokens = summed_token_loss(hidden, batch.labels, batch.cu_seqlens, head)
+        logits = head(hidden) if return_logits else None
+        return ModelOutput(loss_sum=loss_sum, loss_tokens=loss_tokens, logits=logits)

@@ -1,0 +1,47 @@
+"""Tiny MindVL configs for tests and smoke runs (random weights, CPU-fast)."""
+
+from __future__ import annotations
+
+from mindvl.trainer.model.config import MindVLConfig
+
+TINY_LLMS = {
+    "qwen3": {"model_type": "qwen3", "head_dim": 8},
+    "qwen2": {"model_type": "qwen2"},
+    "llama": {"model_type": "llama"},
+}
+
+
+def tiny_config(
+    vocab_size: int,
+    image_pad_token_id: int,
+    llm_type: str = "qwen3",
+    tie_word_embeddings: bool = True,
+    eos_token_id: int = 0,
+) -> MindVLConfig:
+    """Depth-2 Qwen2.5-VL tower (block 1 full attention, 56px windows) + 2-layer LLM, hidden 32."""
+    vision = {
+        "depth": 2,
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_heads": 2,
+        "out_hidden_size": 32,
+        "fullatt_block_indexes": [1],
+        "window_size": 56,
+    }
+    llm = {
+        **TINY_LLMS[llm_type],
+        "vocab_size": vocab_size,
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 4096,
+        "tie_word_embeddings": tie_word_embeddings,
+        "bos_token_id": eos_token_id,
+        "eos_token_id": eos_token_id,
+        "pad_token_id": eos_token_id,
+    }
+    return MindVLConfig(
+        vision=vision, llm=llm, projector_hidden=48, image_pad_token_id=image_pad_token_id
+    )
