@@ -55,7 +55,7 @@ def render_bar(rng: np.random.Generator, size: tuple[int, int]) -> Rendered:
     for i, (label, value) in enumerate(zip(labels, values, strict=True)):
         x0 = left + i * slot + slot * 0.2
         x1 = left + (i + 1) * slot - slot * 0.2
-        y0 = bottom - (bottom - top) * value / 20
+        y0 = min(bottom - 2, bottom - (bottom - top) * value / 20)
         draw.rectangle([x0, y0, x1, bottom - 1], fill=colour)
         cx = (x0 + x1) / 2
         draw.text((cx, y0 - 2), str(value), font=f, fill=INK, anchor="mb")

@@ -1,8 +1,19 @@
 """The four raw formats. Each writer takes one category's records and returns, per id,
 the relative path of the file that holds the record (for ``truth.parquet``).
 
+Layout under ``DIR/{category}/``:
+
+* llava: ``data.jsonl`` (``id``, ``image`` = ``images/<id>.<ext>``, ``conversations``,
+  ``caption``) and ``images/``;
+* webdataset: ``shard-00000.tar`` ... (<= 1000 samples each): ``<id>.<ext>``, ``<id>.txt``
+  (caption), ``<id>.json`` (``{"conversations": [...]}``);
+* parquet: ``part-00000.parquet`` ... (<= 1000 rows): ``id``, ``image`` (encoded bytes),
+  ``image_format``, ``caption``, ``conversations`` (JSON text of the list);
+* folder: ``<id>.<ext>`` with sidecars ``<id>.txt`` and ``<id>.json``.
+
 All output is deterministic: records in id order, JSON with sorted keys, tar members in
-sorted order with fixed metadata, parquet written with fixed settings."""
+sorted order with fixed metadata (mtime 0, uid/gid 0, empty names, mode 0644, ustar),
+parquet written with fixed settings (zstd, no statistics)."""
 
 from __future__ import annotations
 
