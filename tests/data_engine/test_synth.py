@@ -364,3 +364,38 @@ def test_cli_refuses_non_empty_output(tmp_path):
     )
     assert res.exit_code != 0 and "not empty" in res.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
+
+
+def _scene_counts(caption: str) -> Counter:
+    """Counts per shape from a scene caption like 'Two red circles and a blue square on ...'."""
+    words = {"a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6}
+    body = caption.split(" on a ")[0].lower().replace(" and ", ", ")
+    counts: Counter = Counter()
+    for phrase in body.split(", "):
+        number, _colour, shape = phrase.split()
+        counts[shape.rstrip("s")] += words[number]
+    return counts
+
+
+def test_answers_follow_from_captions(corpora):
+    rows = [r for r in truth(corpora["parquet"]).values() if not r["faults"]]
+    seen = Counter()
+    for r in rows:
+        q, a, cap = r["question"], r["answer"], r["caption"]
+        if r["category"] == "caption":
+            counts = _scene_counts(cap)
+            if q == "How many shapes are there?":
+                assert int(a) == sum(counts.values())
+            elif q.startswith("How many "):
+                assert int(a) == counts[q.split()[2][:-1]]
+            elif q.startswith("What colour is the ") and q != "What colour is the background?":
+                assert f"{a} {q.split()[4][:-1]}" in cap
+        elif r["category"] == "ocr":
+            assert f'"{a}"' in cap and q == "What text is written in the image?"
+        elif r["category"] == "grounding":
+            assert f"{' '.join(q.split()[3:5]).rstrip('?')} at {a}" in cap
+        elif r["category"] == "chart" and q.startswith("What is the value"):
+            label = q.rstrip("?").split()[-1]
+            assert f"{label} {a}," in cap or f"{label} {a}." in cap
+        seen[r["category"]] += 1
+    assert min(seen[c] for c in CATEGORIES) >= 10
