@@ -9,12 +9,13 @@ whether a record is faulty, a duplicate or a hard negative."""
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 from mindvl.data_engine.synth import seeding as S
 from mindvl.data_engine.synth.charts import render_chart
-from mindvl.data_engine.synth.dups import make_duplicate, pick_kind
+from mindvl.data_engine.synth.dups import Duplicate, make_duplicate, pick_kind
 from mindvl.data_engine.synth.encoding import choose_format, encode
 from mindvl.data_engine.synth.faults import pick_fault
 from mindvl.data_engine.synth.grounding import render_grounding
@@ -61,48 +62,71 @@ def check_arguments(
         )
 
 
-def build_category(
-    category: str, fmt: str, n: int, n_dups: int, n_low: int, rate: float, seed: int,
-    heldout: bool, min_side: int, max_side: int, next_group: int,
-) -> tuple[list[Record], int]:  # fmt: skip
-    """The category's records (ids not yet assigned) and the next free dup group id."""
+@dataclass(frozen=True)
+class KitOptions:
+    """The arguments of one run, validated by :func:`check_arguments`."""
 
-    def rng(index: int, purpose: int):
-        return S.stream_rng(seed, heldout, category, index, purpose)
+    n: int
+    fmt: str
+    faults: float = 0.0
+    seed: int = 0
+    min_side: int = 64
+    max_side: int = 512
+    heldout: bool = False
 
-    originals = []
+    def rng(self, category: str, index: int, purpose: int) -> np.random.Generator:
+        return S.stream_rng(self.seed, self.heldout, category, index, purpose)
+
+
+def as_duplicate(record: Record, dup: Duplicate, group: int) -> Record:
+    return replace(record, image=dup.image, image_format=dup.image_format, width=dup.width,
+                   height=dup.height, dup_group=group, dup_kind=dup.dup_kind)  # fmt: skip
+
+
+def render_originals(opts: KitOptions, category: str, n: int) -> list[Record]:
+    records = []
     for i in range(n):
-        r = rng(i, S.RENDER)
-        rendered = RENDERERS[category](r, min_side, max_side)
+        r = opts.rng(category, i, S.RENDER)
+        rendered = RENDERERS[category](r, opts.min_side, opts.max_side)
         image_format, quality = choose_format(r)
-        fault_rng = rng(i, S.FAULT)
-        fault = pick_fault(fault_rng, rate, fmt)
-        originals.append(
-            make_record(rendered, category, image_format, quality, fault, fault_rng, fmt)
-        )
+        fault_rng = opts.rng(category, i, S.FAULT)
+        fault = pick_fault(fault_rng, opts.faults, opts.fmt)
+        records.append(make_record(rendered, category, image_format, quality, fault, fault_rng, opts.fmt))  # fmt: skip
+    return records
 
-    extras: list[Record] = []
+
+def plant_duplicates(
+    opts: KitOptions, category: str, originals: list[Record], n_dups: int, next_group: int
+) -> tuple[list[Record], int]:
+    """Duplicates of clean originals (marked "original" in place); sources are drawn without
+    replacement while clean originals last."""
     clean = [i for i, rec in enumerate(originals) if not rec.faults]
-    if clean and n_dups:
-        order = rng(0, S.DUP_PICK).permutation(len(clean))
-        sources = sorted(clean[int(order[j % len(clean)])] for j in range(n_dups))
-        groups: dict[int, int] = {}
-        for j, src in enumerate(sources):
-            if src not in groups:
-                groups[src] = next_group
-                next_group += 1
-                originals[src] = replace(originals[src], dup_group=groups[src], dup_kind="original")
-            source = originals[src]
-            dup_rng = rng(j, S.DUPLICATE)
-            dup = make_duplicate(
-                dup_rng, source.image, source.image_format, pick_kind(dup_rng, category)
-            )
-            extras.append(replace(source, image=dup.image, image_format=dup.image_format, width=dup.width,
-                                  height=dup.height, dup_group=groups[src], dup_kind=dup.dup_kind))  # fmt: skip
+    if not clean or not n_dups:
+        return [], next_group
+    order = opts.rng(category, 0, S.DUP_PICK).permutation(len(clean))
+    sources = sorted(clean[int(order[j % len(clean)])] for j in range(n_dups))
+    groups: dict[int, int] = {}
+    extras = []
+    for j, src in enumerate(sources):
+        if src not in groups:
+            groups[src] = next_group
+            next_group += 1
+            originals[src] = replace(originals[src], dup_group=groups[src], dup_kind="original")
+        source = originals[src]
+        r = opts.rng(category, j, S.DUPLICATE)
+        dup = make_duplicate(r, source.image, source.image_format, pick_kind(r, category))
+        extras.append(as_duplicate(source, dup, groups[src]))
+    return extras, next_group
 
+
+def render_hard_negatives(
+    opts: KitOptions, category: str, n_low: int, next_group: int
+) -> tuple[list[Record], int]:
+    """Low-info hard negatives; every other one also gets a recorded near duplicate."""
+    records = []
     for j in range(n_low):
-        r = rng(j, S.LOW_INFO)
-        rendered = render_low_info(r, category, min_side, max_side)
+        r = opts.rng(category, j, S.LOW_INFO)
+        rendered = render_low_info(r, category, opts.min_side, opts.max_side)
         image_format = "png" if rendered.low_info_kind == "icon" or r.random() < 0.4 else "jpg"
         data = encode(rendered.image, image_format, int(r.integers(85, 96)))
         w, h = rendered.image.size
@@ -111,13 +135,12 @@ def build_category(
                      rendered.answer, text, faults=("low_info",), low_info=True)  # fmt: skip
         if j % 2 == 0:
             low = replace(low, dup_group=next_group, dup_kind="original")
-            next_group += 1
             kind = LOW_INFO_DUP_KIND[rendered.low_info_kind]
-            dup = make_duplicate(rng(j, S.LOW_INFO_DUP), data, image_format, kind)
-            extras.append(replace(low, image=dup.image, image_format=dup.image_format, width=dup.width,
-                                  height=dup.height, dup_kind=dup.dup_kind))  # fmt: skip
-        extras.append(low)
-    return originals + extras, next_group
+            dup = make_duplicate(opts.rng(category, j, S.LOW_INFO_DUP), data, image_format, kind)
+            records.append(as_duplicate(low, dup, next_group))
+            next_group += 1
+        records.append(low)
+    return records, next_group
 
 
 def assign_ids(records: list[Record], category: str, seed: int, heldout: bool) -> list[Record]:
@@ -140,7 +163,9 @@ def generate_corpus(
     """Write a synthetic corpus under ``out`` (which must be empty or absent)."""
     check_arguments(n, fmt, faults, seed, min_side, max_side)
     root = Path(out)
-    if root.exists() and (not root.is_dir() or any(root.iterdir())):
+    if root.exists() and not root.is_dir():
+        raise ValueError(f"output path {root} exists and is not a directory")
+    if root.exists() and any(root.iterdir()):
         raise ValueError(f"output directory {root} exists and is not empty")
     root.mkdir(parents=True, exist_ok=True)
 
@@ -149,21 +174,13 @@ def generate_corpus(
     lows = split_round_robin(round(faults * n / 2))
     summary = KitSummary(out=str(root), fmt=fmt)
     rows: list[dict[str, object]] = []
+    opts = KitOptions(n, fmt, faults, seed, min_side, max_side, heldout)
     next_group = 0
     for cat in CATEGORIES:
-        records, next_group = build_category(
-            cat,
-            fmt,
-            per_cat[cat],
-            dups[cat],
-            lows[cat],
-            faults,
-            seed,
-            heldout,
-            min_side,
-            max_side,
-            next_group,
-        )
+        originals = render_originals(opts, cat, per_cat[cat])
+        dup_records, next_group = plant_duplicates(opts, cat, originals, dups[cat], next_group)
+        low_records, next_group = render_hard_negatives(opts, cat, lows[cat], next_group)
+        records = originals + dup_records + low_records
         records = assign_ids(records, cat, seed, heldout)
         paths = WRITERS[fmt](root, cat, records)
         rows += [truth_row(rec, fmt, paths[rec.id]) for rec in records]
