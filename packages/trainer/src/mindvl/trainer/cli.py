@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+
 from mindvl.common.lazy_group import LazyGroup
 
 
@@ -11,7 +12,7 @@ def train() -> None:
     """Train a MindVL model on packed shards, stage by stage."""
 
 
-@click.group(cls=LazyGroup, lazy={})
+@click.group(cls=LazyGroup, lazy={"average": "mindvl.trainer.ckpt_cli:average"})
 def ckpt() -> None:
     """Checkpoint tools: average, inspect."""
 
