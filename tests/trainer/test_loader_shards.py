@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from mindvl.common.chat import END_OF_TEXT
 from mindvl.common.errors import UserError
 from mindvl.common.sample import Sample

@@ -7,6 +7,7 @@ import json
 
 import pytest
 import torch
+
 from mindvl.trainer.data.encode import IGNORE
 from mindvl.trainer.data.loader import PackedLoader
 from mindvl.trainer.data.packing import PackBudget, best_fit_decreasing

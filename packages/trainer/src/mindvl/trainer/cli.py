@@ -7,7 +7,7 @@ import click
 from mindvl.common.lazy_group import LazyGroup
 
 
-@click.group(cls=LazyGroup, lazy={})
+@click.group(cls=LazyGroup, lazy={"run": "mindvl.trainer.train_cli:run_command"})
 def train() -> None:
     """Train a MindVL model on packed shards, stage by stage."""
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import torch
+
 from mindvl.common.errors import UserError
 from mindvl.trainer.batch import PackedBatch
 from mindvl.trainer.data.packing import build_batch

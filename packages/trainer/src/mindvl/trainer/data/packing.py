@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+
 from mindvl.common.tokens import ImageTokenRule
 from mindvl.trainer.batch import PackedBatch
 from mindvl.trainer.data.encode import IGNORE, EncodedSample

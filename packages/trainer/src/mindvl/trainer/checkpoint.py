@@ -1,0 +1,126 @@
+"""Training checkpoints: everything needed to continue a run bit for bit.
+
+``OUT/checkpoints/step-00000010/`` holds
+
+* ``model/`` — the model's own ``save_pretrained`` (config.json + model.safetensors),
+* ``optimizer.pt`` — the full (unsharded) optimizer state keyed by parameter name,
+* ``scheduler.pt`` and ``trainer.json`` (step, tokens seen, config digest),
+* ``rank{r}.pt`` — each rank's RNG states (python, numpy, torch, accelerator) and
+  ``loader-rank{r}.json`` — its loader state (stream positions + packer buffer addresses).
+
+Every rank writes into ``step-N.tmp/``; after a barrier rank 0 renames it to ``step-N``,
+so a directory without ``.tmp`` is always complete: a run killed mid-save resumes from
+the previous checkpoint. Optimizer state goes through ``torch.distributed.checkpoint``'s
+full-state-dict helpers, which work the same for a plain module, DDP and FSDP2.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+
+CKPT_DIR = "checkpoints"
+
+
+def step_dir(out: Path, step: int) -> Path:
+    return out / CKPT_DIR / f"step-{step:08d}"
+
+
+def latest_checkpoint(out: Path) -> Path | None:
+    root = out / CKPT_DIR
+    if not root.is_dir():
+        return None
+    done = sorted(p for p in root.glob("step-*") if p.is_dir() and not p.name.endswith(".tmp"))
+    return done[-1] if done else None
+
+
+def rng_state() -> dict:
+    state = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _barrier(world: int) -> None:
+    if world > 1:
+        torch.distributed.barrier()
+
+
+def _full_optimizer_state(model, optimizer) -> dict:
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+    opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    return get_optimizer_state_dict(model, optimizer, options=opts)
+
+
+def save_checkpoint(
+    out: Path,
+    step: int,
+    model,
+    save_model,
+    optimizer,
+    scheduler,
+    loader_state: dict,
+    trainer_state: dict,
+    rank: int,
+    world: int,
+    keep: int,
+) -> Path:
+    """Write checkpoint ``step`` atomically; ``save_model(path)`` writes the weights (rank 0)."""
+    final = step_dir(out, step)
+    tmp = final.with_name(final.name + ".tmp")
+    if rank == 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    _barrier(world)
+    optim = _full_optimizer_state(model, optimizer)  # collective under FSDP: every rank calls
+    save_model(tmp / "model")  # collective too; rank 0 writes
+    if rank == 0:
+        torch.save(optim, tmp / "optimizer.pt")
+        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+        (tmp / "trainer.json").write_text(json.dumps(trainer_state, indent=2, sort_keys=True))
+    torch.save(rng_state(), tmp / f"rank{rank}.pt")
+    (tmp / f"loader-rank{rank}.json").write_text(json.dumps(loader_state))
+    _barrier(world)
+    if rank == 0:
+        tmp.rename(final)
+        done = sorted(p for p in final.parent.glob("step-*") if not p.name.endswith(".tmp"))
+        for old in done[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    _barrier(world)
+    return final
+
+
+def load_training_state(path: Path, model, optimizer, scheduler, rank: int) -> tuple[dict, dict]:
+    """Restore optimizer, scheduler and this rank's RNG; return (trainer state, loader state).
+
+    The weights are loaded earlier, before the model is wrapped (``path / 'model'``).
+    """
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+    optim = torch.load(path / "optimizer.pt", map_location="cpu", weights_only=False)
+    set_optimizer_state_dict(
+        model, optimizer, optim, options=StateDictOptions(full_state_dict=True)
+    )
+    scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=False))
+    set_rng_state(torch.load(path / f"rank{rank}.pt", weights_only=False))
+    trainer = json.loads((path / "trainer.json").read_text())
+    loader = json.loads((path / f"loader-rank{rank}.json").read_text())
+    return trainer, loader

@@ -1,0 +1,260 @@
+"""The training loop of one stage: packed micro-batches -> summed loss -> AdamW steps.
+
+**Loss normalisation.** The model returns the *sum* of token cross-entropies of a packed
+row and its loss-token count. Before any backward pass of a step, the loop counts the loss
+tokens of all its micro-batches and all-reduces that count over ranks (``N``). Each
+micro-batch then back-propagates ``loss_sum * world / N``: DDP and FSDP average gradients
+over ranks (divide by ``world``), so the applied gradient is exactly
+``sum over every loss token of the global batch / N`` — a token mean over the global batch,
+independent of how samples were packed, split into micro-batches or spread over ranks.
+The logged loss is the all-reduced loss sum over ``N``.
+
+The step's micro-batches come from the rank's logical data streams in round robin, so the
+global batch is a function of the data and ``data.streams`` only: 1 process with 2 streams
+and 2 micro-batches trains on the same global batch as 2 processes with 1 each.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mindvl.common.errors import UserError
+from mindvl.trainer.checkpoint import latest_checkpoint, load_training_state, save_checkpoint
+from mindvl.trainer.data.loader import PackedLoader
+from mindvl.trainer.data.packing import PackBudget
+from mindvl.trainer.data.stream import StageData, StreamSettings
+from mindvl.trainer.metrics import MetricsWriter
+from mindvl.trainer.runtime import Runtime, start_runtime, wrap_model
+from mindvl.trainer.stage_config import StageConfig
+from mindvl.trainer.trainable import check_optimizer_covers, parameter_table, set_trainable
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def build_model(cfg: StageConfig, data: StageData, weights: Path | None):
+    """The stage's model: saved weights (resume / previous stage) or a config (scratch)."""
+    from mindvl.trainer.model import MindVL, MindVLConfig
+
+    source = weights or (Path(cfg.init.checkpoint) if cfg.init.checkpoint else None)
+    if source is not None:
+        model = MindVL.from_pretrained(source)
+    else:
+        spec = cfg.init.config
+        if spec == "tiny":
+            from mindvl.trainer.model.tiny import tiny_config
+
+            tok = data.tokenizer
+            eos = tok.hf.convert_tokens_to_ids("<|endoftext|>")
+            mc = tiny_config(len(tok.hf), tok.image_pad_id, eos_token_id=eos)
+        elif isinstance(spec, str):
+            mc = MindVLConfig.model_validate_json(Path(spec).read_text())
+        else:
+            mc = MindVLConfig.model_validate(spec)
+        model = MindVL.from_config(mc)
+    if model.config.image_pad_token_id != data.tokenizer.image_pad_id:
+        raise UserError(
+            f"model image_pad_token_id {model.config.image_pad_token_id} differs from the "
+            f"tokenizer's <|image_pad|> id {data.tokenizer.image_pad_id}"
+        )
+    return model
+
+
+def lr_lambda(cfg: StageConfig, total: int):
+    """Linear warmup to ``lr``, then cosine to ``lr * min_lr_ratio`` at the last step."""
+    warm, floor = cfg.schedule.warmup_steps, cfg.schedule.min_lr_ratio
+
+    def f(step: int) -> float:  # step = optimizer steps taken so far
+        if step < warm:
+            return (step + 1) / warm
+        progress = min(1.0, (step - warm) / max(1, total - warm))
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return f
+
+
+def make_optimizer(model: torch.nn.Module, cfg: StageConfig) -> torch.optim.Optimizer:
+    o = cfg.optimizer
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    groups = [
+        {"params": decay, "weight_decay": o.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=o.lr, betas=o.betas, eps=o.eps)
+
+
+def save_model_fn(core, wrapped, rt: Runtime, strategy: str, tokenizer_dir):
+    """A function writing the full model with its own ``save_pretrained`` (rank 0)."""
+
+    def save(path: Path) -> None:
+        if strategy == "fsdp" and rt.distributed:
+            from torch.distributed.checkpoint.state_dict import (
+                StateDictOptions,
+                get_model_state_dict,
+            )
+
+            from mindvl.trainer.model import MindVL
+
+            full = get_model_state_dict(
+                wrapped, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
+            )
+            if rt.rank == 0:
+                plain = MindVL.from_config(core.config)
+                plain.load_state_dict(full)
+                plain.save_pretrained(path, tokenizer=tokenizer_dir)
+        elif rt.rank == 0:
+            core.save_pretrained(path, tokenizer=tokenizer_dir)
+
+    return save
+
+
+def run_stage(
+    cfg: StageConfig, out: str | Path, resume: bool = False, config_text: str = ""
+) -> list[dict]:
+    """Train one stage into ``out``; returns the metric rows this process logged."""
+    out = Path(out)
+    rt = start_runtime(cfg.device)
+    try:
+        return _run(cfg, out, resume, config_text, rt)
+    finally:
+        rt.close()
+
+
+def _run(cfg: StageConfig, out: Path, resume: bool, config_text: str, rt: Runtime) -> list[dict]:
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    seed_everything(cfg.seed)
+    data = StageData.open(
+        cfg.data.manifest, cfg.data.tokenizer, verify=cfg.data.verify and rt.rank == 0
+    )
+    ckpt = latest_checkpoint(out) if resume else None
+    if resume and ckpt is None and rt.rank == 0:
+        print(f"no checkpoint under {out}; starting from the beginning", flush=True)
+    core = build_model(cfg, data, ckpt / "model" if ckpt else None)
+    set_trainable(core, cfg.trainable)
+    if rt.rank == 0:
+        print(parameter_table(core), flush=True)
+    from mindvl.trainer.device.attention import apply_attention_backend, default_backend_name
+
+    core.to(rt.device)
+    apply_attention_backend(core, default_backend_name(rt.device))
+    model = wrap_model(core, cfg.distributed, rt)
+    optimizer = make_optimizer(model, cfg)
+    check_optimizer_covers(model, optimizer)
+    micro = cfg.micro_batches(rt.world)
+    total_tokens = data.manifest.total_image_tokens + data.manifest.total_text_tokens
+    total = cfg.total_steps(total_tokens)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, total))
+    streams = cfg.data.streams or rt.world * max(1, cfg.data.num_workers)
+    settings = StreamSettings(
+        PackBudget(cfg.seq_len, cfg.packing.vit_patch_budget),
+        cfg.packing.buffer_size,
+        cfg.packing.max_wait,
+        cfg.seed,
+    )
+    loader = PackedLoader(data, settings, rt.rank, rt.world, streams, cfg.data.num_workers)
+    step, seen = 0, 0
+    if ckpt is not None:
+        state, loader_state = load_training_state(ckpt, model, optimizer, scheduler, rt.rank)
+        loader.load_state_dict(loader_state)
+        step, seen = state["step"], state["tokens_seen"]
+        if rt.rank == 0:
+            print(f"resumed from {ckpt} at step {step}", flush=True)
+    digest = hashlib.sha256(config_text.encode()).hexdigest()[:16]
+    writer = MetricsWriter(out, rt.rank == 0, cfg.tensorboard)
+    save = save_model_fn(core, model, rt, cfg.distributed, data.tokenizer.hf)
+    from mindvl.trainer.model import count_loss_tokens
+
+    rows: list[dict] = []
+    batches = iter(loader)
+    model.train()
+    try:
+        while step < total:
+            t0 = time.perf_counter()
+            packs = [next(batches) for _ in range(micro)]
+            local = sum(count_loss_tokens(b.labels, b.cu_seqlens) for b in packs)
+            n_loss = rt.all_reduce_sum([float(local)])[0]
+            if n_loss == 0:
+                raise RuntimeError(f"step {step + 1}: no loss tokens in the global batch")
+            scale = rt.world / n_loss
+            loss_sum = 0.0
+            for i, b in enumerate(packs):
+                sync = i == micro - 1 or not hasattr(model, "no_sync")
+                with contextlib.nullcontext() if sync else model.no_sync():
+                    outp = model(b.to(rt.device))
+                    (outp.loss_sum * scale).backward()
+                loss_sum += float(outp.loss_sum.detach())
+            grad_norm = _clip(model, cfg.optimizer.grad_clip)
+            lr = scheduler.get_last_lr()[0]
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            real = sum(b.real_tokens for b in packs)
+            patches = sum(
+                0 if b.image_grid_thw is None else int(b.image_grid_thw.prod(-1).sum())
+                for b in packs
+            )
+            n_samples = sum(len(b.sample_keys) for b in packs)
+            g = rt.all_reduce_sum([loss_sum, real, patches, n_samples, len(packs)])
+            seen += int(g[1])
+            dt = time.perf_counter() - t0
+            row = {
+                "step": step,
+                "loss": g[0] / n_loss,
+                "lr": lr,
+                "grad_norm": grad_norm,
+                "loss_tokens": int(n_loss),
+                "llm_tokens": int(g[1]),
+                "vit_tokens": int(g[2]),
+                "tokens_per_s": g[1] / dt,
+                "padding": 1 - g[1] / (g[4] * cfg.seq_len),
+                "samples_per_pack": g[3] / g[4],
+                "step_s": dt,
+                "tokens_seen": seen,
+            }
+            rows.append(row)
+            if step % cfg.log_every == 0 or step == total:
+                writer.log(row, total)
+            if (cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or step == total:
+                trainer_state = {
+                    "step": step,
+                    "tokens_seen": seen,
+                    "config_digest": digest,
+                    "total_steps": total,
+                }
+                save_checkpoint(
+                    out, step, model, save, optimizer, scheduler, loader.state_dict(),
+                    trainer_state, rt.rank, rt.world, cfg.keep_checkpoints,
+                )  # fmt: skip
+        save(out / "model")
+        if rt.rank == 0:
+            drops = loader.drops()
+            (out / "run.json").write_text(
+                json.dumps({"steps": step, "tokens_seen": seen, "drops": drops}, indent=2)
+            )
+    finally:
+        writer.close()
+    return rows
+
+
+def _clip(model: torch.nn.Module, max_norm: float | None) -> float:
+    params = [p for p in model.parameters() if p.grad is not None]
+    norm = torch.nn.utils.clip_grad_norm_(params, max_norm if max_norm else float("inf"))
+    if hasattr(norm, "full_tensor"):
+        norm = norm.full_tensor()
+    return float(norm)

@@ -1,0 +1,53 @@
+"""Per-step observability: ``metrics.jsonl`` (one JSON object per step), console, TensorBoard.
+
+Each row: step, loss (token mean over the global batch), lr, tokens/s (real LLM tokens,
+all ranks), padding fraction, LLM vs ViT tokens (ViT = 14px patches), samples per pack,
+grad norm and seconds per step. TensorBoard is written only when the stage asks for it
+and ``torch.utils.tensorboard`` imports.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+class MetricsWriter:
+    def __init__(self, out: Path, enabled: bool, tensorboard: bool = False) -> None:
+        self.enabled = enabled
+        self.tb = None
+        self.file = None
+        if not enabled:
+            return
+        out.mkdir(parents=True, exist_ok=True)
+        self.file = open(out / "metrics.jsonl", "a", encoding="utf-8")  # noqa: SIM115
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(out / "tensorboard"))
+            except ImportError:
+                print("tensorboard is not installed; writing metrics.jsonl only", file=sys.stderr)
+
+    def log(self, row: dict, total_steps: int) -> None:
+        if not self.enabled:
+            return
+        self.file.write(json.dumps(row, sort_keys=True) + "\n")
+        self.file.flush()
+        if self.tb is not None:
+            for k, v in row.items():
+                if isinstance(v, int | float) and k != "step":
+                    self.tb.add_scalar(k, v, row["step"])
+        print(
+            f"step {row['step']}/{total_steps} loss {row['loss']:.4f} lr {row['lr']:.2e} "
+            f"tok/s {row['tokens_per_s']:.0f} pad {row['padding']:.1%} "
+            f"samples/pack {row['samples_per_pack']:.1f}",
+            flush=True,
+        )
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+        if self.tb is not None:
+            self.tb.close()

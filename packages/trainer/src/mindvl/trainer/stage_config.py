@@ -1,0 +1,137 @@
+"""The stage config: one YAML file per training stage (warmup, multitask, sft).
+
+Strings may use ``${name}`` variables filled from ``mindvl train run --var name=value``
+(same rules as recipes); unknown keys are errors that name the file and the field path.
+A stage names its shards (a data-engine build directory with ``manifest.json``), the pack
+size, the global token budget per optimizer step, AdamW and a warmup+cosine schedule, the
+length of the run, where the weights come from, which parts train, and how to checkpoint.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from mindvl.common.config import StrictModel, read_yaml, validate_data
+from mindvl.common.errors import ConfigError
+from mindvl.common.recipe import substitute
+
+PART_NAMES = ("vision", "projector", "llm")
+
+
+class DataSpec(StrictModel):
+    manifest: str = Field(description="build directory holding manifest.json and the shards")
+    tokenizer: str | None = Field(default=None, description="default: the manifest's tokenizer")
+    streams: int | None = Field(
+        default=None, gt=0, description="logical data streams (default world*workers)"
+    )
+    num_workers: int = Field(default=0, ge=0)
+    verify: bool = Field(default=True, description="check shard sha256 against the manifest first")
+
+
+class PackingSpec(StrictModel):
+    buffer_size: int = Field(default=128, gt=0)
+    max_wait: int = Field(default=64, gt=0)
+    vit_patch_budget: int = Field(default=16384, gt=0, description="14px patches per pack")
+
+
+class OptimizerSpec(StrictModel):
+    lr: float = Field(default=1e-4, gt=0)
+    betas: tuple[float, float] = (0.9, 0.95)
+    eps: float = Field(default=1e-8, gt=0)
+    weight_decay: float = Field(default=0.0, ge=0)
+    grad_clip: float | None = Field(default=1.0, gt=0)
+
+
+class ScheduleSpec(StrictModel):
+    warmup_steps: int = Field(default=0, ge=0)
+    min_lr_ratio: float = Field(
+        default=0.1, ge=0, le=1, description="cosine floor as a fraction of lr"
+    )
+
+
+class InitSpec(StrictModel):
+    checkpoint: str | None = Field(
+        default=None, description="saved model dir (previous stage output)"
+    )
+    config: str | dict[str, Any] | None = Field(
+        default=None, description="MindVLConfig (file or mapping), or 'tiny' for smoke runs"
+    )
+
+    @model_validator(mode="after")
+    def _one(self) -> InitSpec:
+        if (self.checkpoint is None) == (self.config is None):
+            raise ValueError("set exactly one of init.checkpoint and init.config")
+        return self
+
+
+class StageConfig(StrictModel):
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]+$")
+    data: DataSpec
+    seq_len: int = Field(gt=0, description="LLM tokens per packed row")
+    tokens_per_step: int = Field(gt=0, description="global LLM token budget per optimizer step")
+    steps: int | None = Field(default=None, gt=0)
+    epochs: float | None = Field(default=None, gt=0)
+    optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
+    schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
+    init: InitSpec
+    trainable: list[str] = Field(default_factory=lambda: ["all"], description="'all' or parts")
+    packing: PackingSpec = Field(default_factory=PackingSpec)
+    checkpoint_every: int = Field(default=0, ge=0, description="steps; 0 = only at the end")
+    keep_checkpoints: int = Field(default=2, gt=0)
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda", "npu"] = "auto"
+    distributed: Literal["none", "ddp", "fsdp"] = "none"
+    threads: int | None = Field(default=None, gt=0, description="torch CPU threads")
+    log_every: int = Field(default=1, gt=0)
+    tensorboard: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> StageConfig:
+        if (self.steps is None) == (self.epochs is None):
+            raise ValueError("set exactly one of steps and epochs")
+        if self.tokens_per_step % self.seq_len:
+            raise ValueError(
+                f"tokens_per_step ({self.tokens_per_step}) must be a multiple of seq_len ({self.seq_len})"
+            )
+        bad = [t for t in self.trainable if t not in ("all", *PART_NAMES)]
+        if bad:
+            raise ValueError(
+                f"trainable: unknown part(s) {bad} (allowed: all, {', '.join(PART_NAMES)})"
+            )
+        return self
+
+    def micro_batches(self, world: int) -> int:
+        """Packed rows per rank per step (gradient accumulation)."""
+        rows = self.tokens_per_step // self.seq_len
+        if rows % world:
+            raise ConfigError(
+                f"tokens_per_step/seq_len = {rows} rows per step do not split over {world} ranks"
+            )
+        return rows // world
+
+    def total_steps(self, total_tokens: int) -> int:
+        """Steps of the run: ``steps``, or ``epochs`` x the manifest's tokens / step budget."""
+        if self.steps is not None:
+            return self.steps
+        return max(1, round(self.epochs * total_tokens / self.tokens_per_step))
+
+
+def parse_vars(items: list[str] | tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--var expects name=value, got {item!r}")
+        out[key] = value
+    return out
+
+
+def load_stage(path: str | Path, variables: dict[str, str] | None = None) -> StageConfig:
+    data = read_yaml(path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    data = substitute(data, dict(variables or {}), str(path))
+    return validate_data(data, StageConfig, str(path))
