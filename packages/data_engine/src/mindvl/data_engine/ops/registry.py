@@ -17,6 +17,9 @@ OPERATORS: dict[str, str] = {
     "blur": "mindvl.data_engine.ops.blur:Blur",
     "low_information": "mindvl.data_engine.ops.low_information:LowInformation",
     "image_format": "mindvl.data_engine.ops.image_format:ImageFormatFilter",
+    "text_length": "mindvl.data_engine.ops.text_length:TextLength",
+    "repetition": "mindvl.data_engine.ops.repetition:Repetition",
+    "language_id": "mindvl.data_engine.ops.language_id:LanguageId",
 }
 
 
