@@ -14,13 +14,14 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
+from PIL import Image
+
 from mindvl.common.cli import cli
 from mindvl.data_engine.synth.canvas import SHAPE_COLOURS
 from mindvl.data_engine.synth.faults import FAULT_CLASSES, huge_header_png, pick_fault
 from mindvl.data_engine.synth.kit import generate_corpus
 from mindvl.data_engine.synth.records import CATEGORIES, FORMATS
 from mindvl.data_engine.synth.truth import TRUTH_COLUMNS
-from PIL import Image
 
 N, RATE, SEED = 120, 0.5, 11
 KW = dict(n=N, faults=RATE, seed=SEED, min_side=48, max_side=160)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+from PIL import Image, ImageDraw
+
 from mindvl.data_engine.synth.canvas import FONT_FACES, SHAPE_COLOURS, choose_size, font
 from mindvl.data_engine.synth.records import Rendered
-from PIL import Image, ImageDraw
 
 QUESTION_VALUE = "What is the value of {label}?"
 QUESTION_MAX = "Which category has the highest value?"

@@ -6,8 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from mindvl.data_engine.synth.encoding import decode, encode
 from PIL import Image, ImageEnhance
+
+from mindvl.data_engine.synth.encoding import decode, encode
 
 NEAR_TRANSFORMS = ("resize", "recompress", "crop", "color_jitter", "format_change")
 

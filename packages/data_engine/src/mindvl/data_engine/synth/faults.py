@@ -20,7 +20,6 @@ FAULT_CLASSES = (
     "non_english_caption",
     "missing_image",
 )
-IMAGE_FAULTS = {"truncated", "zero_byte", "huge_header", "tiny", "extreme_aspect", "missing_image"}
 HUGE_SIDE = 100_000
 # Invalid UTF-8: latin-1 accents (0xE9, 0xF1 not followed by continuation bytes) plus 0xFF.
 NON_UTF8_PREFIX = "Café ñ: ".encode("latin-1")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
+from PIL import ImageDraw
+
 from mindvl.data_engine.synth.canvas import (
     BACKGROUND_COLOURS,
     SHAPE_COLOURS,
@@ -19,7 +21,6 @@ from mindvl.data_engine.synth.shapes import (
     layout_boxes,
     to_thousandths,
 )
-from PIL import ImageDraw
 
 QUESTION_WHERE = "Where is the {colour} {shape}? Answer as [x0, y0, x1, y1] in 0-1000 coordinates."
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+
 from mindvl.data_engine.synth import seeding as S
 from mindvl.data_engine.synth.charts import render_chart
 from mindvl.data_engine.synth.dups import Duplicate, make_duplicate, pick_kind

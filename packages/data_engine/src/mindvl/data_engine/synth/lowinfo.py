@@ -9,11 +9,12 @@
 from __future__ import annotations
 
 import numpy as np
+from PIL import Image, ImageDraw
+
 from mindvl.data_engine.synth.canvas import font
 from mindvl.data_engine.synth.ocr import WORDS
 from mindvl.data_engine.synth.records import Rendered
 from mindvl.data_engine.synth.shapes import draw_shape
-from PIL import Image, ImageDraw
 
 ICON_SHAPES = ("circle", "square", "triangle", "diamond", "ring", "cross")
 KIND_BY_CATEGORY = {"caption": "icon", "grounding": "icon", "ocr": "document", "chart": "line_art"}

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
+from PIL import Image, ImageDraw
+
 from mindvl.data_engine.synth.canvas import (
     FONT_FACES,
     background,
@@ -13,7 +15,6 @@ from mindvl.data_engine.synth.canvas import (
     random_style,
 )
 from mindvl.data_engine.synth.records import Rendered
-from PIL import Image, ImageDraw
 
 QUESTION_TEXT = "What text is written in the image?"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from mindvl.data_engine.synth import faults as F
 from mindvl.data_engine.synth.encoding import encode
 from mindvl.data_engine.synth.i18n import translate

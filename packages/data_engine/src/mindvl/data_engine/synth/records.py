@@ -8,7 +8,6 @@ from PIL import Image
 
 CATEGORIES = ("caption", "ocr", "grounding", "chart")
 FORMATS = ("llava", "webdataset", "parquet", "folder")
-IMAGE_EXT = {"jpg": "jpg", "png": "png", "webp": "webp"}
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import Counter
 
 import numpy as np
+from PIL import ImageDraw
+
 from mindvl.data_engine.synth.canvas import (
     BACKGROUND_COLOURS,
     SHAPE_COLOURS,
@@ -20,7 +22,6 @@ from mindvl.data_engine.synth.shapes import (
     join_phrases,
     layout_boxes,
 )
-from PIL import ImageDraw
 
 QUESTION_COUNT = "How many {shape}s are there?"
 QUESTION_COLOUR = "What colour is the {shape}?"
