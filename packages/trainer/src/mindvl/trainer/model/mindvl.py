@@ -36,6 +36,10 @@ class ModelOutput:
     logits: torch.Tensor | None = None  # (1, T, vocab) when asked for
 
 
+# A pytree node, so FSDP2 finds the output tensors to hook its pre-backward unshard on.
+torch.utils._pytree.register_dataclass(ModelOutput)
+
+
 def build_vision(vision: dict):
     from transformers.models.qwen2_5_vl.configuration_qwen2_5_vl import Qwen2_5_VLVisionConfig
     from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import (
