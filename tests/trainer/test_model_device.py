@@ -7,6 +7,7 @@ import os
 import pytest
 import torch
 import torch.distributed as dist
+
 from mindvl.common.errors import UserError
 from mindvl.trainer.batch import PackedBatch
 from mindvl.trainer.device.attention import segment_ends

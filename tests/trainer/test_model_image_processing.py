@@ -7,9 +7,10 @@ import io
 import numpy as np
 import pytest
 import torch
+from PIL import Image
+
 from mindvl.common.tokens import ImageTokenRule
 from mindvl.trainer.model.image_processing import patchify, preprocess_images, resize_for_rule
-from PIL import Image
 
 
 def random_image(width: int, height: int, seed: int) -> Image.Image:

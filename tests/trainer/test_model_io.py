@@ -8,6 +8,8 @@ import json
 import numpy as np
 import pytest
 import torch
+from PIL import Image
+
 from mindvl.common.errors import UserError
 from mindvl.common.text_tokens import TextTokenizer
 from mindvl.common.tokenizer_train import train_bpe_tokenizer
@@ -18,7 +20,6 @@ from mindvl.trainer.model.checkpoint_io import read_inference
 from mindvl.trainer.model.generate import generate, prompt_ids
 from mindvl.trainer.model.image_processing import preprocess_images
 from mindvl.trainer.model.tiny import tiny_config
-from PIL import Image
 
 RULE = ImageTokenRule(min_pixels=4 * 28 * 28, max_pixels=16 * 28 * 28)
 TEXTS = ["a red circle on a white background", "what colour is the mug?", "blue", "a chart"] * 20

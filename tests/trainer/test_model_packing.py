@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from mindvl.trainer.batch import PackedBatch
 from mindvl.trainer.device.attention import apply_attention_backend, block_causal_mask, make_backend
 from mindvl.trainer.device.npu_attention import reference_fusion_attention

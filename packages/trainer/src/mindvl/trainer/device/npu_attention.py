@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+
 from mindvl.trainer.device.attention import (
     AttentionBackend,
     segment_ends,

@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 
 import torch
+
 from mindvl.common.errors import UserError
 
 DEVICE_TYPES = ("npu", "cuda", "cpu")

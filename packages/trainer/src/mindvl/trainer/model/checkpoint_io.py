@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 import torch
+
 from mindvl.common.errors import UserError
 from mindvl.trainer.model.config import (
     CONFIG_NAME,

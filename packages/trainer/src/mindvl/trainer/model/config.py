@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import Field
+
 from mindvl.common.config import StrictModel
 from mindvl.common.tokens import ImageTokenRule
-from pydantic import Field
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
+
 from mindvl.common.chat import (
     END_OF_TEXT,
     IM_END,

@@ -13,6 +13,7 @@ import io
 
 import numpy as np
 import torch
+
 from mindvl.common.tokens import MERGE_SIZE, PATCH_SIZE, ImageTokenRule
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)

@@ -15,12 +15,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from torch import nn
+
 from mindvl.trainer.batch import PackedBatch
 from mindvl.trainer.device.attention import AttentionBackend
 from mindvl.trainer.model.config import MindVLConfig
 from mindvl.trainer.model.loss import summed_token_loss
 from mindvl.trainer.model.projector import MergeView, Projector
-from torch import nn
 
 PARTS = ("vision", "projector", "llm")
 
