@@ -1,0 +1,113 @@
+"""``write_stage``: kept candidates in, shards + manifest + index + report out.
+
+Order of work: read the staging Parquet files (sorted by key), count tokens, select to the
+mixture, interleave, plan shards, write or reuse shards (resumable), then write
+``index.parquet``, ``manifest.json`` and ``report.html`` atomically. Everything written is
+a function of the recipe and the set of staged rows, so reruns give the same bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from mindvl.common.errors import UserError
+from mindvl.common.manifest import INDEX_NAME, MANIFEST_NAME, RatioManifest, RecipeRecord
+from mindvl.common.recipe import MixtureSpec, Recipe
+from mindvl.common.text_tokens import TextTokenizer
+from mindvl.data_engine.accounting import BuildAccounting
+from mindvl.data_engine.mix.index import index_row, write_index
+from mindvl.data_engine.mix.manifest_build import build_manifest
+from mindvl.data_engine.mix.report import REPORT_NAME, thumbnail, write_report
+from mindvl.data_engine.mix.samples import Kept, pick_sample, read_staging, to_kept
+from mindvl.data_engine.mix.selection import Item, interleave, select
+from mindvl.data_engine.mix.shard_writer import Member, plan_shards, write_shards
+
+THUMBS_PER_CATEGORY = 4
+
+
+def take_all(items: list[Item]) -> MixtureSpec:
+    """The mixture of a recipe without one: every kept sample once, in its natural ratio."""
+    if not items:
+        raise UserError("nothing to write: no samples survived filtering and dedup")
+    counts: dict[str, int] = {}
+    for it in items:
+        counts[it.category] = counts.get(it.category, 0) + 1
+    targets = {c: n / len(items) for c, n in sorted(counts.items())}
+    return MixtureSpec(unit="samples", budget=len(items), targets=targets)
+
+
+def write_stage(
+    staging_dir: Path,
+    recipe: Recipe,
+    recipe_record: RecipeRecord,
+    out_dir: Path,
+    accounting: BuildAccounting,
+) -> RatioManifest:
+    """Mix the kept rows in ``staging_dir`` into ``out_dir``; see the module docstring."""
+    out_dir = Path(out_dir)
+    tokenizer = TextTokenizer.from_path(recipe.tokenizer)
+    kept: dict[str, Kept] = {
+        c.key: to_kept(c, recipe, tokenizer) for c in read_staging(Path(staging_dir))
+    }
+    items = [k.item for k in kept.values()]
+    if recipe.mixture is None:
+        recipe = recipe.model_copy(update={"mixture": take_all(items)})
+    spec = recipe.mixture
+    assert spec is not None
+    selection = select(items, spec, recipe.seed)
+    ordered = interleave(selection.picks, spec.unit)
+    samples = [pick_sample(kept[p.item.key], p) for p in ordered]
+    jsons = [s.to_json_bytes() for s in samples]
+
+    def members(i: int) -> list[Member]:
+        s = samples[i]
+        out = [Member(f"{s.key}.json", len(jsons[i]), _sha(jsons[i]))]
+        out += [
+            Member(f"{s.key}.{im.member}", len(data), im.sha256)
+            for im, data in zip(s.images, kept[ordered[i].item.key].images, strict=True)
+        ]
+        return out
+
+    def member_data(i: int) -> Iterator[tuple[str, bytes]]:
+        s = samples[i]
+        yield f"{s.key}.json", jsons[i]
+        for im, data in zip(s.images, kept[ordered[i].item.key].images, strict=True):
+            yield f"{s.key}.{im.member}", data
+
+    plan = plan_shards(
+        recipe.stage,
+        [members(i) for i in range(len(samples))],
+        recipe.shards.max_samples,
+        recipe.shards.max_bytes,
+    )
+    records = write_shards(out_dir, recipe.stage, plan, member_data)
+
+    rows = []
+    for shard in plan:
+        rows += [index_row(samples[i], shard.name) for i in range(shard.start, shard.stop)]
+    write_index(out_dir / INDEX_NAME, rows)
+    manifest = build_manifest(recipe, recipe_record, accounting, items, selection, ordered, records)
+    manifest.save(out_dir / MANIFEST_NAME)
+    write_report(out_dir / REPORT_NAME, manifest, _thumbs(ordered, kept))
+    return manifest
+
+
+def _sha(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
+
+
+def _thumbs(ordered, kept: dict[str, Kept]) -> dict[str, list[tuple[str, str]]]:
+    out: dict[str, list[tuple[str, str]]] = {}
+    for p in ordered:
+        if p.repeat:
+            continue
+        got = out.setdefault(p.item.category, [])
+        images = kept[p.item.key].images
+        if len(got) < THUMBS_PER_CATEGORY and images:
+            uri = thumbnail(images[0])
+            if uri:
+                got.append((p.item.key, uri))
+    return out

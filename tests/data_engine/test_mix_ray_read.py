@@ -1,0 +1,42 @@
+"""Shards written by write_stage read back through Ray Data's WebDataset reader."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import pyarrow.parquet as pq
+from mixkit_helpers import make_candidates, make_recipe, make_tokenizer, write_staging
+
+from mindvl.data_engine.accounting import BuildAccounting
+from mindvl.data_engine.mix import write_stage
+
+
+def test_ray_read_webdataset_sees_every_sample_as_raw_bytes(tmp_path):
+    import ray
+
+    tok = make_tokenizer(tmp_path / "tok")
+    cands = make_candidates({("a", "caption"): 12, ("c", "ocr"): 10})
+    staging = write_staging(tmp_path / "st", cands)
+    mixture = {"budget": 20, "targets": {"caption": 0.5, "ocr": 0.5}}
+    recipe, record = make_recipe(
+        tok, [("a", "caption"), ("c", "ocr")], mixture, shards={"max_samples": 8}
+    )
+    m = write_stage(staging, recipe, record, tmp_path / "out", BuildAccounting())
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        _temp_dir=tempfile.mkdtemp(prefix="ray", dir="/tmp"),
+        log_to_driver=False,
+    )
+    try:
+        ds = ray.data.read_webdataset(str(tmp_path / "out"), decoder=None, file_extensions=["tar"])
+        rows = ds.take_all()
+    finally:
+        ray.shutdown()
+    index = pq.read_table(tmp_path / "out" / "index.parquet").column("key").to_pylist()
+    assert sorted(r["__key__"] for r in rows) == sorted(index)
+    assert len(rows) == m.total_samples == 20
+    assert all(isinstance(r["json"], bytes) for r in rows)
+    assert all(any(k.startswith("img0.") and isinstance(r[k], bytes) for k in r) for r in rows)
