@@ -87,6 +87,10 @@ def _provenance(meta: dict[str, Any]) -> CaptionProvenance | None:
 
 def to_kept(c: Candidate, recipe: Recipe, tokenizer: TextTokenizer) -> Kept:
     """Build the original sample of a kept candidate, counting its tokens."""
+    if c.source not in _names(recipe):
+        raise UserError(
+            f"staged sample {c.key} comes from source {c.source!r}, which the recipe does not name"
+        )
     rule = recipe.image_tokens
     refs, sizes = [], []
     for i, data in enumerate(c.images):
@@ -125,7 +129,7 @@ def to_kept(c: Candidate, recipe: Recipe, tokenizer: TextTokenizer) -> Kept:
         caption=caption,
         images=refs,
         tokens=TokenCounts(image=toks.image, text=toks.text),
-        license=recipe.source(c.source).license if c.source in _names(recipe) else None,
+        license=recipe.source(c.source).license,
         caption_provenance=_provenance(c.meta),
         meta=meta,
     )

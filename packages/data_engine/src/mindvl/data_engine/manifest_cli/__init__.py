@@ -1,0 +1,1 @@
+"""``mindvl manifest show | verify | diff``: reading ratio manifests without opening shards."""
