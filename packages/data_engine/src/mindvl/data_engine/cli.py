@@ -18,6 +18,13 @@ def data() -> None:
     """Data engine: synthesise corpora, build stage mixtures on Ray, train filters."""
 
 
-@click.group(cls=LazyGroup, lazy={})
+@click.group(
+    cls=LazyGroup,
+    lazy={
+        "show": "mindvl.data_engine.manifest_cli.show:show",
+        "verify": "mindvl.data_engine.manifest_cli.verify:verify",
+        "diff": "mindvl.data_engine.manifest_cli.diff:diff",
+    },
+)
 def manifest() -> None:
     """Inspect, verify and diff ratio manifests."""
