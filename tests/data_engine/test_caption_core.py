@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 from pathlib import Path
 
 import pytest
+
 from mindvl.common.recipe import CaptionChecks, CaptionSpec
 from mindvl.common.sample import CaptionProvenance
 from mindvl.data_engine.caption import (
@@ -240,18 +240,11 @@ def test_checks() -> None:
     assert repetition("ababababababab") > 0.5
 
 
-def test_language_check_is_skipped_with_a_note_when_absent(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    import importlib.util
-
-    if importlib.util.find_spec("mindvl.data_engine.ops.language_id") is not None:
-        pytest.skip("language_id operator installed; its own tests cover it")
-    with caplog.at_level(logging.WARNING):
-        check = CaptionChecker(CaptionChecks(languages=["en"]))
-    assert check.language is None
-    assert "language check skipped" in caplog.text
-    assert check("a blue mug") is None
+def test_language_check_uses_the_language_id_operator() -> None:
+    check = CaptionChecker(CaptionChecks(languages=["en"]))
+    assert check("A small brown dog is sleeping on a red sofa in the living room.") is None
+    reason = check("Un petit chien brun dort sur un canapé rouge dans le salon.")
+    assert reason is not None and reason.startswith("language:") and "en" not in reason
 
 
 def test_device_choice_and_resources() -> None:

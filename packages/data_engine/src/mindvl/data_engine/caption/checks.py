@@ -9,10 +9,10 @@ the funnel counts: ``empty``, ``too_short``, ``too_long``, ``repetition``,
 from __future__ import annotations
 
 import logging
-import typing
 from collections.abc import Callable
 
 from mindvl.common.recipe import CaptionChecks
+from mindvl.data_engine.record import Candidate
 
 log = logging.getLogger(__name__)
 
@@ -34,55 +34,28 @@ def repetition(text: str, n: int = 3) -> float:
 
 
 def language_checker(languages: list[str]) -> Callable[[str], str | None] | None:
-    """A text -> reason function backed by the ``language_id`` operator, or None.
+    """A text -> reason function backed by the data engine's ``language_id`` operator.
 
-    The operator is imported lazily and only used if present; its Params are filled by
-    giving ``languages`` to its first list-of-strings field, so this module does not pin
-    that operator's parameter names.
+    Imported lazily; where that operator is not installed the check is skipped, with a
+    logged note, rather than failing the build.
     """
     if not languages:
         return None
     try:
-        import importlib
-
-        from mindvl.data_engine.ops.base import Operator
-        from mindvl.data_engine.record import Candidate
-
-        module = importlib.import_module(LANGUAGE_OP_MODULE)
-    except ImportError:
-        log.warning("caption language check skipped: %s is not available", LANGUAGE_OP_MODULE)
-        return None
-    classes = [
-        c
-        for c in vars(module).values()
-        if isinstance(c, type) and issubclass(c, Operator) and c is not Operator
-    ]
-    op = None
-    for cls in classes:
-        field = next(
-            (
-                name
-                for name, f in cls.Params.model_fields.items()
-                if typing.get_origin(f.annotation) is list
-            ),
-            None,
+        from mindvl.data_engine.ops.language_id import LanguageId
+    except ImportError as err:
+        log.warning(
+            "caption language check skipped: %s is not available (%s)", LANGUAGE_OP_MODULE, err
         )
-        if field is None:
-            continue
-        try:
-            op = cls(cls.Params.model_validate({field: list(languages)}))
-            break
-        except Exception as err:  # an operator whose params we cannot fill
-            log.warning("caption language check: cannot configure %s: %s", cls.__name__, err)
-    if op is None:
-        log.warning("caption language check skipped: no usable operator in %s", LANGUAGE_OP_MODULE)
         return None
+    op = LanguageId(LanguageId.Params.model_validate({"languages": list(languages)}))
 
     def check(text: str) -> str | None:
-        reason = op(
-            Candidate(key="caption", source="caption", category="", raw_id="", caption=text)
-        )
-        return None if reason is None else f"language:{reason}"
+        probe = Candidate(key="caption", source="caption", category="", raw_id="", caption=text)
+        reason = op(probe)
+        if reason is None or reason.startswith("language:"):
+            return reason
+        return f"language:{reason}"
 
     return check
 

@@ -36,11 +36,12 @@ _TEXTS = [
 def build_tiny_qwen2vl(out_dir: str | Path, seed: int = 0, hidden: int = 32) -> Path:
     """Write a ~0.1M-parameter Qwen2-VL checkpoint + processor files to ``out_dir``."""
     import torch
-    from mindvl.common.tokenizer_train import train_bpe_tokenizer
     from transformers import PreTrainedTokenizerFast, Qwen2VLConfig, Qwen2VLForConditionalGeneration
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import (
         Qwen2VLImageProcessorPil,
     )
+
+    from mindvl.common.tokenizer_train import train_bpe_tokenizer
 
     out = Path(out_dir)
     train_bpe_tokenizer(_TEXTS * 8, 400, out)
