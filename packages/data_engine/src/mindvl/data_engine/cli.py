@@ -12,6 +12,7 @@ from mindvl.common.lazy_group import LazyGroup
     cls=LazyGroup,
     lazy={
         "synth": "mindvl.data_engine.synth.cli:synth",
+        "train-quality": "mindvl.data_engine.ops.train_quality:train_quality",
     },
 )
 def data() -> None:

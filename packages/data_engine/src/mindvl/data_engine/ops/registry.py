@@ -20,6 +20,7 @@ OPERATORS: dict[str, str] = {
     "text_length": "mindvl.data_engine.ops.text_length:TextLength",
     "repetition": "mindvl.data_engine.ops.repetition:Repetition",
     "language_id": "mindvl.data_engine.ops.language_id:LanguageId",
+    "quality": "mindvl.data_engine.ops.quality:Quality",
 }
 
 
