@@ -21,6 +21,7 @@ OPERATORS: dict[str, str] = {
     "repetition": "mindvl.data_engine.ops.repetition:Repetition",
     "language_id": "mindvl.data_engine.ops.language_id:LanguageId",
     "quality": "mindvl.data_engine.ops.quality:Quality",
+    "clip_score": "mindvl.data_engine.ops.clip_score:ClipScore",
 }
 
 
