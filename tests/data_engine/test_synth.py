@@ -400,3 +400,25 @@ def test_answers_follow_from_captions(corpora):
             assert f"{label} {a}," in cap or f"{label} {a}." in cap
         seen[r["category"]] += 1
     assert min(seen[c] for c in CATEGORIES) >= 10
+
+
+def test_text_only_conversations_written_as_llava_with_truth(tmp_path):
+    import json
+
+    import pyarrow.parquet as pq
+
+    from mindvl.data_engine.synth.kit import generate_corpus
+
+    generate_corpus(tmp_path / "k", 8, "webdataset", seed=3, max_side=96, text_only=12)
+    lines = (tmp_path / "k" / "text" / "data.jsonl").read_text().splitlines()
+    recs = [json.loads(x) for x in lines]
+    assert len(recs) == 12 and all("image" not in r for r in recs)
+    truth = pq.read_table(tmp_path / "k" / "truth.parquet").to_pylist()
+    text = {r["id"]: r for r in truth if r["category"] == "text"}
+    assert set(text) == {r["id"] for r in recs}
+    for r in recs:
+        q, a = r["conversations"][0]["value"], r["conversations"][1]["value"]
+        assert text[r["id"]]["question"] == q and text[r["id"]]["answer"] == a
+        if q.startswith("What is") and "plus" in q:
+            x, y = (int(t) for t in q.removeprefix("What is ").removesuffix("?").split(" plus "))
+            assert a == str(x + y)

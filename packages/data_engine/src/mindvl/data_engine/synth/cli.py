@@ -16,6 +16,8 @@ from mindvl.common.errors import UserError
 @click.option("--min-side", default=64, show_default=True, type=int)
 @click.option("--max-side", default=512, show_default=True, type=int)
 @click.option("--heldout", is_flag=True, help="Distinct id prefix and seed stream (eval sets).")
+@click.option("--text-only", default=0, show_default=True, type=int,
+              help="Also write this many image-free conversations to text/data.jsonl (LLaVA).")  # fmt: skip
 def synth(
     out: str,
     n: int,
@@ -25,12 +27,13 @@ def synth(
     min_side: int,
     max_side: int,
     heldout: bool,
+    text_only: int,
 ) -> None:
     """Synthesise an image-text corpus (captions, OCR, grounding, charts) with known truth."""
     from mindvl.data_engine.synth.kit import generate_corpus
 
     try:
-        summary = generate_corpus(out, n, fmt, faults, seed, min_side, max_side, heldout)
+        summary = generate_corpus(out, n, fmt, faults, seed, min_side, max_side, heldout, text_only)
     except ValueError as e:
         raise UserError(str(e)) from None
     for cat, c in summary.categories.items():
@@ -38,3 +41,5 @@ def synth(
             f"{cat}: {c.records} records ({c.originals} originals, {c.faulty} faulty, "
             f"{c.duplicates} duplicates, {c.low_info} low-info) -> {summary.out}/{cat}"
         )
+    if text_only:
+        click.echo(f"text: {text_only} image-free conversations -> {summary.out}/text/data.jsonl")

@@ -25,6 +25,7 @@ from mindvl.data_engine.synth.ocr import render_ocr
 from mindvl.data_engine.synth.planting import make_record
 from mindvl.data_engine.synth.records import CATEGORIES, FORMATS, CategoryCounts, KitSummary, Record
 from mindvl.data_engine.synth.scenes import render_scene
+from mindvl.data_engine.synth.text_only import text_only_rows, truth_rows, write_text_only
 from mindvl.data_engine.synth.truth import truth_row, write_truth
 from mindvl.data_engine.synth.writers import WRITERS
 
@@ -160,9 +161,13 @@ def generate_corpus(
     min_side: int = 64,
     max_side: int = 512,
     heldout: bool = False,
+    text_only: int = 0,
 ) -> KitSummary:
-    """Write a synthetic corpus under ``out`` (which must be empty or absent)."""
+    """Write a synthetic corpus under ``out`` (which must be empty or absent); ``text_only``
+    adds that many image-free conversations under ``text/`` (LLaVA JSONL)."""
     check_arguments(n, fmt, faults, seed, min_side, max_side)
+    if text_only < 0:
+        raise ValueError(f"--text-only must be non-negative, got {text_only}")
     root = Path(out)
     if root.exists() and not root.is_dir():
         raise ValueError(f"output path {root} exists and is not a directory")
@@ -192,6 +197,9 @@ def generate_corpus(
             duplicates=sum(1 for rec in records if rec.dup_kind not in ("", "original")),
             low_info=sum(1 for rec in records if rec.low_info),
         )
+    if text_only:
+        text_rows = text_only_rows(text_only, seed, heldout)
+        rows += truth_rows(text_rows, write_text_only(root, text_rows))
     write_truth(root / "truth.parquet", rows)
     kit = {
         "version": KIT_VERSION,
@@ -202,6 +210,7 @@ def generate_corpus(
         "min_side": min_side,
         "max_side": max_side,
         "heldout": heldout,
+        "text_only": text_only,
         "categories": list(CATEGORIES),
         "records": {c: summary.categories[c].records for c in CATEGORIES},
     }
