@@ -1,0 +1,87 @@
+"""Forward+backward time of a tiny MindVL on CPU: packed row vs the same samples one by one.
+
+Builds random samples (one 112x112 image = 16 merged tokens + text each), packs them into
+one row, and times a training step (forward with summed loss, backward) with the SDPA
+block-mask backend; also the sum of one-by-one steps over the same samples. Writes
+bench/results/model_step.json. Usage: uv run python bench/model_step.py [--repeat N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from mindvl.trainer.batch import PackedBatch
+from mindvl.trainer.model import MindVL
+from mindvl.trainer.model.tiny import tiny_config
+
+VOCAB, PAD_ID = 512, 5
+
+
+def sample(gen: torch.Generator, text: int) -> dict:
+    ids = [7] + [PAD_ID] * 16 + [8] + torch.randint(10, VOCAB, (text,), generator=gen).tolist()
+    return {"ids": ids, "pixels": torch.randn(64, 1176, generator=gen), "grid": (1, 8, 8)}
+
+
+def pack(samples: list[dict]) -> PackedBatch:
+    ids, pos, cu = [], [], [0]
+    for s in samples:
+        ids += s["ids"]
+        pos += list(range(len(s["ids"])))
+        cu.append(len(ids))
+    t = torch.tensor([ids])
+    return PackedBatch(
+        input_ids=t,
+        labels=torch.where(t == PAD_ID, -100, t),
+        position_ids=torch.tensor([pos]),
+        cu_seqlens=cu,
+        pixel_values=torch.cat([s["pixels"] for s in samples]),
+        image_grid_thw=torch.tensor([s["grid"] for s in samples]),
+    )
+
+
+def step(model: MindVL, batch: PackedBatch) -> float:
+    start = time.perf_counter()
+    model(batch).loss_sum.backward()
+    model.zero_grad(set_to_none=True)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--samples", type=int, default=8)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(0)
+    model = MindVL(tiny_config(VOCAB, PAD_ID)).train()
+    samples = [sample(gen, 20 + 7 * i) for i in range(args.samples)]
+    packed = pack(samples)
+    step(model, packed)  # warm-up
+    packed_s = [step(model, packed) for _ in range(args.repeat)]
+    single_s = [sum(step(model, pack([s])) for s in samples) for _ in range(args.repeat)]
+    result = {
+        "machine": f"{platform.machine()} {torch.get_num_threads()} threads, torch {torch.__version__}",
+        "params": sum(p.numel() for p in model.parameters()),
+        "samples": args.samples,
+        "row_tokens": packed.real_tokens,
+        "images": args.samples,
+        "packed_step_ms_median": round(1000 * statistics.median(packed_s), 1),
+        "one_by_one_step_ms_median": round(1000 * statistics.median(single_s), 1),
+        "repeat": args.repeat,
+        "load_average_1m": round(os.getloadavg()[0], 2),
+    }
+    out = Path(__file__).parent / "results" / "model_step.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
