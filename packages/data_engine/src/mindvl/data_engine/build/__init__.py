@@ -1,0 +1,1 @@
+"""The data-engine build on Ray: plan on the driver, stream through Ray Data, stage, mix."""

@@ -1,0 +1,183 @@
+"""The streaming build on Ray Data: read -> operators -> dedup -> caption -> staging -> mix.
+
+Units (files, byte ranges, row groups) are listed on the driver; ``from_items`` turns them
+into one-row blocks, so reading is spread over the cluster and the streaming executor keeps
+only a bounded number of blocks (encoded images) in flight. Rows dropped by readers or
+operators are written to staging as they go; the kept rows continue to the global dedup
+(and captioning) stages when those are installed, else those stages are skipped and said
+so. Staging is turned into deterministic, key-sorted Parquet files, the funnel is counted
+from them, and mixing (``write_stage``) writes shards + manifest when it is installed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mindvl.common.errors import UserError
+from mindvl.common.manifest import DedupStats, RecipeRecord
+from mindvl.common.recipe import Recipe
+from mindvl.data_engine.build.optional import optional_stage
+from mindvl.data_engine.build.plan import BuildPlan, check_resources, plan_build
+from mindvl.data_engine.build.stages import (
+    OperatorStage,
+    apply_operators,
+    read_stage,
+    split_dropped,
+    write_parts,
+)
+from mindvl.data_engine.build.staging import finalize_staging, write_stats
+from mindvl.data_engine.ops.base import OpContext
+
+Echo = Callable[[str], None]
+
+
+@dataclass
+class BuildResult:
+    out_dir: Path
+    stages: dict[str, str] = field(default_factory=dict)  # stage -> "ran" | "skipped: why"
+    accounting: Any = None
+    manifest: Any = None
+    seconds: float = 0.0
+
+
+def recipe_record(text: str, variables: dict[str, str]) -> RecipeRecord:
+    return RecipeRecord(
+        text=text, digest=hashlib.sha256(text.encode()).hexdigest(), variables=dict(variables)
+    )
+
+
+def prepare(recipe: Recipe, source: str) -> BuildPlan:
+    """Driver-side checks and planning; raises a one-line UserError before any work."""
+    if "://" not in recipe.tokenizer and not Path(recipe.tokenizer).exists():
+        raise UserError(f"{source}: tokenizer: path not found: {recipe.tokenizer}")
+    return plan_build(recipe, source)
+
+
+def _context(recipe: Recipe, work: Path) -> OpContext:
+    return OpContext(
+        tokenizer_path=recipe.tokenizer, image_rule=recipe.image_tokens, work_dir=str(work)
+    )
+
+
+def run_build(
+    recipe: Recipe,
+    record: RecipeRecord,
+    out_dir: str | Path,
+    *,
+    source: str = "<recipe>",
+    plan: BuildPlan | None = None,
+    echo: Echo = print,
+    progress_interval: float = 5.0,
+) -> BuildResult:
+    """Run a whole build against the Ray cluster ``ray.init`` connected to."""
+    t0 = time.monotonic()
+    plan = plan or prepare(recipe, source)
+    out = Path(out_dir)
+    result = BuildResult(out)
+    dedup_stats = stream_to_staging(
+        recipe, plan, out / "_work", result.stages, source=source, echo=echo,
+        progress_interval=progress_interval,
+    )  # fmt: skip
+    work = out / "_work"
+    result.accounting = finalize_staging(work, plan, recipe, dedup_stats)
+    mix = optional_stage("mindvl.data_engine.mix", "write_stage")
+    if mix is None:
+        result.stages["mix"] = "skipped: mindvl.data_engine.mix is not installed"
+        echo("[build] stage mix skipped: mindvl.data_engine.mix is not installed; staging kept")
+    else:
+        result.manifest = mix(work / "kept", recipe, record, out, result.accounting)
+        result.stages["mix"] = "ran"
+    result.seconds = time.monotonic() - t0
+    write_stats(work / "stats.json", result, plan)
+    return result
+
+
+def stream_to_staging(
+    recipe: Recipe,
+    plan: BuildPlan,
+    work: Path,
+    stages: dict[str, str],
+    *,
+    source: str = "<recipe>",
+    echo: Echo = print,
+    progress_interval: float = 5.0,
+) -> DedupStats:
+    """The Ray Data part: every input row ends in ``work/parts/{kept,dropped}``."""
+    import ray
+    from mindvl.data_engine.build.progress import ProgressCounts, ProgressReporter
+    from ray.data import ActorPoolStrategy, DataContext
+
+    check_resources(plan.op_groups, ray.cluster_resources())
+    for sub in ("parts", "kept", "dropped"):
+        shutil.rmtree(work / sub, ignore_errors=True)
+    work.mkdir(parents=True, exist_ok=True)
+    parts = str(work / "parts")
+    context = _context(recipe, work)
+
+    DataContext.get_current().enable_progress_bars = False
+    actor = ray.remote(num_cpus=0)(ProgressCounts).remote()
+    reporter = ProgressReporter(actor, plan.units_per_source, progress_interval, echo)
+    echo(
+        f"[build] {len(plan.units)} units from {len(recipe.sources)} sources, "
+        f"{len(plan.op_groups)} operator stages, {plan.buckets} staging buckets"
+    )
+
+    rows = [{"unit": u.to_json()} for u in plan.units]
+    ds = ray.data.from_items(rows, override_num_blocks=len(rows))
+    ds = ds.map_batches(read_stage, fn_args=(actor,), batch_size=1, batch_format="pyarrow")
+    for g in plan.op_groups:
+        args = (g.specs, source, context)
+        if g.uses_actor:
+            res = {
+                k: v
+                for k, v in g.resources.items()
+                if k in ("num_cpus", "num_gpus", "resources", "memory")
+            }
+            ds = ds.map_batches(
+                OperatorStage, fn_constructor_args=args, batch_format="pyarrow",
+                batch_size=64, compute=ActorPoolStrategy(size=g.concurrency), **res,
+            )  # fmt: skip
+        else:
+            ds = ds.map_batches(
+                apply_operators, fn_args=args, batch_format="pyarrow", batch_size=256
+            )
+        stages[f"ops:{g.names}"] = "ran"
+    sink = (parts, plan.buckets, actor)
+    ds = ds.map_batches(split_dropped, fn_args=sink, batch_format="pyarrow", batch_size=None)
+
+    dedup_stats = DedupStats()
+    dedup = optional_stage("mindvl.data_engine.dedup", "dedup_dataset")
+    spec = recipe.dedup
+    wants_dedup = spec.exact or spec.near.enabled or bool(spec.decontaminate)
+    if not wants_dedup:
+        stages["dedup"] = "skipped: disabled in the recipe"
+    elif dedup is None:
+        stages["dedup"] = "skipped: mindvl.data_engine.dedup is not installed"
+    else:
+        ds, dedup_stats = dedup(ds, spec, context)
+        stages["dedup"] = "ran"
+
+    caption = optional_stage("mindvl.data_engine.caption", "caption_dataset")
+    if not recipe.caption.enabled:
+        stages["caption"] = "skipped: disabled in the recipe"
+    elif caption is None:
+        stages["caption"] = "skipped: mindvl.data_engine.caption is not installed"
+    else:
+        ds = caption(ds, recipe.caption, str(work / "caption"))
+        stages["caption"] = "ran"
+    for stage, state in stages.items():
+        if state != "ran":
+            echo(f"[build] stage {stage} {state}")
+
+    ds = ds.map_batches(write_parts, fn_args=sink, batch_format="pyarrow", batch_size=None)
+    for _ in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+        reporter.tick()
+    reporter.tick(force=True, final=True)
+    ray.kill(actor)
+    return dedup_stats

@@ -1,0 +1,186 @@
+"""What every reader shares: the unit of reading work, the source root, and counted drops.
+
+A source (recipe ``sources[i]``) is split on the driver into :class:`ReadUnit` s (a file, a
+byte range of a big JSONL, a Parquet row group, a chunk of a folder), sorted so a build is
+deterministic. A reader turns one unit into :class:`Candidate` s on a worker. Anything wrong
+with one record (bad JSON, missing image, non-UTF-8 text, an unsafe tar member) becomes a
+dropped candidate with stage ``read`` so it is counted, never a crash; only problems that
+make the whole source unusable (missing path, empty glob) are user errors, raised before
+any work starts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from mindvl.common.errors import UserError
+from mindvl.common.sample import make_key
+from mindvl.data_engine.record import Candidate
+
+IMAGE_EXTS = frozenset({"jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"})
+ROLES = {
+    "human": "user",
+    "user": "user",
+    "gpt": "assistant",
+    "assistant": "assistant",
+    "system": "system",
+}
+
+
+@dataclass(frozen=True)
+class ReadUnit:
+    """One piece of reading work; serialised as JSON so it travels as a plain Ray row."""
+
+    source: str
+    category: str
+    format: str
+    protocol: str  # fsspec protocol of the source ("file", "s3", "memory", ...)
+    root: str  # protocol-less source root; nothing outside it is ever read
+    path: str  # protocol-less file (or directory for the folder format)
+    start: int = 0  # byte offset / row group / first stem index, depending on the reader
+    end: int = -1
+    members: tuple[str, ...] = ()  # folder format: the relative file names of this unit
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> ReadUnit:
+        data = json.loads(text)
+        data["members"] = tuple(data["members"])
+        return cls(**data)
+
+    def fs(self):
+        import fsspec
+
+        return fsspec.filesystem(self.protocol, **self.options.get("storage_options", {}))
+
+    def rel(self, path: str | None = None) -> str:
+        """``path`` relative to the source root, for readable raw ids of drops."""
+        p = self.path if path is None else path
+        return posixpath.relpath(p, self.root) if p != self.root else posixpath.basename(p)
+
+
+def candidate(unit: ReadUnit, raw_id: str) -> Candidate:
+    return Candidate(
+        key=make_key(unit.source, raw_id),
+        source=unit.source,
+        category=unit.category,
+        raw_id=raw_id,
+    )
+
+
+def read_drop(unit: ReadUnit, raw_id: str, op: str, reason: str) -> Candidate:
+    """A counted drop at the read stage, keyed by where it came from."""
+    c = candidate(unit, raw_id)
+    c.drop("read", op, reason)
+    return c
+
+
+class NonUtf8(ValueError):
+    pass
+
+
+def decode_text(data: bytes) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise NonUtf8("non_utf8_text") from None
+
+
+def normalise_conversation(turns: Any) -> list[dict[str, str]]:
+    """LLaVA ``{"from": "human"|"gpt", "value"}`` or ``{"role", "content"}`` -> role/content."""
+    if not isinstance(turns, list) or not turns:
+        raise ValueError("bad_conversation")
+    out = []
+    for t in turns:
+        if not isinstance(t, dict):
+            raise ValueError("bad_conversation")
+        role = ROLES.get(str(t.get("from", t.get("role", ""))).lower())
+        content = t.get("value", t.get("content"))
+        if role is None or not isinstance(content, str):
+            raise ValueError("bad_conversation")
+        out.append({"role": role, "content": content})
+    return out
+
+
+def choose_text(
+    c: Candidate,
+    caption: str | None,
+    conversation: list[dict[str, str]] | None,
+    prefer: str,
+    op: str,
+) -> Candidate:
+    """Set exactly one of caption / conversation (``prefer`` wins when both exist)."""
+    if caption is not None and not isinstance(caption, str):
+        caption = None
+    if caption is not None and conversation is not None:
+        if prefer == "caption":
+            conversation = None
+        else:
+            caption = None
+    if caption is None and conversation is None:
+        c.drop("read", op, "no_text")
+        return c
+    c.caption, c.conversation = caption, conversation
+    return c
+
+
+def inside(root: str, path: str) -> bool:
+    """Whether the normalised ``path`` lies under ``root`` (no ``..`` escape)."""
+    root = posixpath.normpath(root)
+    path = posixpath.normpath(path)
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def inside_real(unit: ReadUnit, path: str) -> bool:
+    """Like :func:`inside`, and for local files also after resolving symlinks."""
+    if not inside(unit.root, path):
+        return False
+    if unit.protocol in ("file", "local"):
+        return inside(os.path.realpath(unit.root), os.path.realpath(path))
+    return True
+
+
+def has_magic(path: str) -> bool:
+    return any(ch in path for ch in "*?[")
+
+
+def resolve_source(
+    path: str, options: dict[str, Any], source: str
+) -> tuple[Any, str, str, list[str]]:
+    """(fs, protocol, root, matched paths) of a source path; user error if nothing matches."""
+    import fsspec
+
+    try:
+        fs, stripped = fsspec.core.url_to_fs(path, **options.get("storage_options", {}))
+    except (ValueError, ImportError) as err:
+        raise UserError(f"source {source}: cannot open {path!r}: {err}") from None
+    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    if has_magic(stripped):
+        parts = stripped.split("/")
+        first = next(i for i, p in enumerate(parts) if has_magic(p))
+        root = "/".join(parts[:first]) or "/"
+        matches = sorted(fs.glob(stripped))
+        if not matches:
+            raise UserError(f"source {source}: glob {path!r} matches nothing")
+    else:
+        if not fs.exists(stripped):
+            raise UserError(f"source {source}: path not found: {path}")
+        matches = [stripped.rstrip("/") or "/"]
+        root = matches[0] if fs.isdir(matches[0]) else posixpath.dirname(matches[0])
+    return fs, protocol, root.rstrip("/") or "/", matches
+
+
+def files_under(fs: Any, matches: list[str], suffixes: tuple[str, ...]) -> list[str]:
+    """Files among ``matches`` (directories searched recursively) ending with ``suffixes``."""
+    out: set[str] = set()
+    for m in matches:
+        found = fs.find(m) if fs.isdir(m) else [m]
+        out.update(f for f in found if f.lower().endswith(suffixes))
+    return sorted(out)

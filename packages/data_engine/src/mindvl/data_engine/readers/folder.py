@@ -1,0 +1,101 @@
+"""A folder of images with sidecars: ``a/b/x.jpg`` + ``a/b/x.txt`` (caption) and/or
+``a/b/x.json`` (``{"conversations": [...]}`` or ``{"caption": ...}``).
+
+Files are grouped by path without the last extension; the driver lists the tree once and
+splits the sorted groups into units of ``options.chunk_files`` (default 256). A file whose
+real path leaves the source root (a symlink out) is never read: its group is dropped as
+``unsafe_path``.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
+
+from mindvl.data_engine.readers.base import (
+    IMAGE_EXTS,
+    NonUtf8,
+    ReadUnit,
+    candidate,
+    choose_text,
+    decode_text,
+    inside_real,
+    normalise_conversation,
+)
+from mindvl.data_engine.record import Candidate
+
+NAME = "folder"
+DEFAULT_CHUNK = 256
+SIDECARS = frozenset({"txt", "json"})
+
+
+def _stem(rel: str) -> tuple[str, str]:
+    d, base = posixpath.split(rel)
+    stem, dot, ext = base.rpartition(".")
+    return (posixpath.join(d, stem), ext.lower()) if dot else (rel, "")
+
+
+def split(unit: ReadUnit, files: list[str]) -> list[ReadUnit]:
+    """Units of whole groups (all sidecars of a stem stay in one unit)."""
+    keep = IMAGE_EXTS | SIDECARS
+    rels = sorted(r for f in files if _stem(r := posixpath.relpath(f, unit.root))[1] in keep)
+    groups: dict[str, list[str]] = {}
+    for r in rels:
+        groups.setdefault(_stem(r)[0], []).append(r)
+    stems = sorted(groups)
+    chunk = int(unit.options.get("chunk_files", DEFAULT_CHUNK))
+    out = []
+    for i in range(0, len(stems), chunk):
+        members = tuple(m for s in stems[i : i + chunk] for m in groups[s])
+        out.append(replace(unit, start=i, members=members))
+    return out
+
+
+def read(unit: ReadUnit) -> Iterator[Candidate]:
+    fs = unit.fs()
+    groups: dict[str, dict[str, str]] = {}
+    for rel in unit.members:
+        stem, ext = _stem(rel)
+        groups.setdefault(stem, {})[ext] = rel
+    for stem in sorted(groups):
+        yield _group(unit, fs, stem, groups[stem])
+
+
+def _group(unit: ReadUnit, fs: Any, stem: str, parts: dict[str, str]) -> Candidate:
+    c = candidate(unit, stem)
+    paths = {ext: posixpath.join(unit.root, rel) for ext, rel in parts.items()}
+    if not all(inside_real(unit, p) for p in paths.values()):
+        c.drop("read", NAME, "unsafe_path")
+        return c
+    images = sorted(ext for ext in paths if ext in IMAGE_EXTS)
+    if not images:
+        c.drop("read", NAME, "missing_image")
+        return c
+    caption = conversation = None
+    try:
+        c.images = [fs.cat_file(paths[ext]) for ext in images]
+        if "txt" in paths:
+            caption = decode_text(fs.cat_file(paths["txt"]))
+        if "json" in paths:
+            meta = json.loads(decode_text(fs.cat_file(paths["json"])))
+            if isinstance(meta, dict) and meta.get("conversations") is not None:
+                conversation = normalise_conversation(meta["conversations"])
+            if caption is None and isinstance(meta, dict) and isinstance(meta.get("caption"), str):
+                caption = meta["caption"]
+    except NonUtf8:
+        c.drop("read", NAME, "non_utf8_text")
+        return c
+    except json.JSONDecodeError:
+        c.drop("read", NAME, "bad_json")
+        return c
+    except ValueError:
+        c.drop("read", NAME, "bad_conversation")
+        return c
+    except OSError:
+        c.drop("read", NAME, "unreadable_file")
+        return c
+    prefer = str(unit.options.get("prefer", "conversation"))
+    return choose_text(c, caption, conversation, prefer, NAME)
