@@ -13,6 +13,7 @@ from mindvl.common.lazy_group import LazyGroup
     lazy={
         "synth": "mindvl.data_engine.synth.cli:synth",
         "train-quality": "mindvl.data_engine.ops.train_quality:train_quality",
+        "build": "mindvl.data_engine.build_cli:build_command",
     },
 )
 def data() -> None:
