@@ -16,7 +16,6 @@ and 2 micro-batches trains on the same global batch as 2 processes with 1 each.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import math
@@ -32,10 +31,11 @@ from mindvl.trainer.checkpoint import latest_checkpoint, load_training_state, sa
 from mindvl.trainer.data.loader import PackedLoader
 from mindvl.trainer.data.packing import PackBudget
 from mindvl.trainer.data.stream import StageData, StreamSettings
+from mindvl.trainer.device.parallel import no_grad_sync, parallelize
 from mindvl.trainer.metrics import MetricsWriter
-from mindvl.trainer.runtime import Runtime, start_runtime, wrap_model
+from mindvl.trainer.runtime import Runtime, start_runtime
 from mindvl.trainer.stage_config import StageConfig
-from mindvl.trainer.trainable import check_optimizer_covers, parameter_table, set_trainable
+from mindvl.trainer.trainable import apply_trainable, check_optimizer_covers
 
 
 def seed_everything(seed: int) -> None:
@@ -145,14 +145,15 @@ def _run(cfg: StageConfig, out: Path, resume: bool, config_text: str, rt: Runtim
     if resume and ckpt is None and rt.rank == 0:
         print(f"no checkpoint under {out}; starting from the beginning", flush=True)
     core = build_model(cfg, data, ckpt / "model" if ckpt else None)
-    set_trainable(core, cfg.trainable)
+    table = apply_trainable(core, cfg.trainable)
     if rt.rank == 0:
-        print(parameter_table(core), flush=True)
+        print(table, flush=True)
     from mindvl.trainer.device.attention import apply_attention_backend, default_backend_name
 
     core.to(rt.device)
     apply_attention_backend(core, default_backend_name(rt.device))
-    model = wrap_model(core, cfg.distributed, rt)
+    strategy = cfg.distributed if rt.distributed else "none"
+    model = parallelize(core, strategy, rt.device)
     optimizer = make_optimizer(model, cfg)
     check_optimizer_covers(model, optimizer)
     micro = cfg.micro_batches(rt.world)
@@ -193,8 +194,7 @@ def _run(cfg: StageConfig, out: Path, resume: bool, config_text: str, rt: Runtim
             scale = rt.world / n_loss
             loss_sum = 0.0
             for i, b in enumerate(packs):
-                sync = i == micro - 1 or not hasattr(model, "no_sync")
-                with contextlib.nullcontext() if sync else model.no_sync():
+                with no_grad_sync(model, enabled=i < micro - 1):
                     outp = model(b.to(rt.device))
                     (outp.loss_sum * scale).backward()
                 loss_sum += float(outp.loss_sum.detach())

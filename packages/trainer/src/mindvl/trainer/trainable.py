@@ -1,32 +1,20 @@
-"""Which parameters train: freeze by part (vision / projector / llm) and report the split."""
+"""The loop's side of freezing: resolve ``all``, and check the optimizer against it.
+
+Freezing itself and the per-part report are the model's (:mod:`mindvl.trainer.model.freeze`).
+"""
 
 from __future__ import annotations
 
 from torch import nn
 
-PARTS = ("vision", "projector", "llm")
+from mindvl.trainer.model.freeze import format_report, parameter_report, set_trainable
+from mindvl.trainer.model.mindvl import PARTS
 
 
-def set_trainable(model: nn.Module, parts: list[str]) -> None:
-    """Train the named parts (or ``all``); freeze the rest."""
-    chosen = set(PARTS) if "all" in parts else set(parts)
-    for part in PARTS:
-        for p in getattr(model, part).parameters():
-            p.requires_grad_(part in chosen)
-
-
-def parameter_table(model: nn.Module) -> str:
-    """Trainable vs frozen parameter counts per part, printed at the start of a run."""
-    lines = [f"{'module':<10} {'trainable':>12} {'frozen':>12}"]
-    total_t = total_f = 0
-    for part in PARTS:
-        params = list(getattr(model, part).parameters())
-        t = sum(p.numel() for p in params if p.requires_grad)
-        f = sum(p.numel() for p in params if not p.requires_grad)
-        total_t, total_f = total_t + t, total_f + f
-        lines.append(f"{part:<10} {t:>12,} {f:>12,}")
-    lines.append(f"{'total':<10} {total_t:>12,} {total_f:>12,}")
-    return "\n".join(lines)
+def apply_trainable(model: nn.Module, parts: list[str]) -> str:
+    """Freeze all but ``parts`` (``all`` = every part); return the report table to print."""
+    set_trainable(model, list(PARTS) if "all" in parts else parts)
+    return format_report(parameter_report(model))
 
 
 def check_optimizer_covers(model: nn.Module, optimizer) -> None:
