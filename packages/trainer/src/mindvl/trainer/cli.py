@@ -17,6 +17,6 @@ def ckpt() -> None:
     """Checkpoint tools: average, inspect."""
 
 
-@click.group(cls=LazyGroup, lazy={})
+@click.group(cls=LazyGroup, lazy={"run": "mindvl.trainer.eval_cli:eval_command"})
 def eval_group() -> None:
     """Evaluate checkpoints."""
