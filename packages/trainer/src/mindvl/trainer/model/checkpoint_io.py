@@ -123,7 +123,11 @@ def load_vision_tower(path):
     )
 
     cfg = AutoConfig.from_pretrained(str(path), local_files_only=True)
-    vision_cfg = getattr(cfg, "vision_config", cfg)
+    vision_cfg = getattr(cfg, "vision_config", None)
+    if vision_cfg is None and "qwen2_5_vl" in str(getattr(cfg, "model_type", "")):
+        vision_cfg = cfg  # a vision-only config
+    if vision_cfg is None:
+        raise UserError(f"no vision tower weights: {path} is not a Qwen2.5-VL checkpoint")
     tower = Qwen2_5_VisionTransformerPretrainedModel._from_config(vision_cfg)
     state = {}
     for file in sorted(Path(path).glob("*.safetensors")):

@@ -92,6 +92,17 @@ class MindVL(nn.Module):
         return cls(config)
 
     @classmethod
+    def from_parts(
+        cls, vision_path, llm_path, projector_hidden: int, image_pad_token_id: int, dtype=None
+    ) -> MindVL:
+        """A new model from a local Qwen2.5-VL checkpoint's tower and a local causal LM."""
+        from mindvl.trainer.model.checkpoint_io import build_from_parts
+
+        return build_from_parts(
+            vision_path, llm_path, projector_hidden, image_pad_token_id, dtype or torch.bfloat16
+        )
+
+    @classmethod
     def from_pretrained(cls, path, device=None, dtype=None) -> MindVL:
         from mindvl.trainer.model.checkpoint_io import load_mindvl
 
