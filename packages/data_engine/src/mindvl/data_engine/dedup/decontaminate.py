@@ -1,0 +1,102 @@
+"""Keeping evaluation images out of training data.
+
+The engine reads each eval corpus named in ``DedupSpec.decontaminate`` with its readers and
+passes every eval image's fingerprint as ``EvalImage`` (or a plain ``(phash, signature,
+pixel_hash)`` / ``(phash, signature, pixel_hash, information)`` tuple) to ``dedup_dataset``;
+``eval_hashes_from_images`` makes them from encoded bytes (with ``image_decode``'s
+features, so the definitions are the build's own). A training image matches an eval
+image when its pixel hash is equal, or, when both carry enough information (the same
+``near.min_information`` guard as near dedup; an eval image without an information score is
+taken to have enough), its pHash is within ``near.max_hamming`` and, with ``near.verify``,
+the 8x8 thumbnails agree (``VERIFY_MAX_MEAN_ABS_DIFF``). The index is small (eval sets are)
+and is shipped to every worker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import NamedTuple
+
+import numpy as np
+
+from mindvl.common.recipe import NearDedupSpec
+from mindvl.data_engine.dedup.bits import (
+    VERIFY_MAX_MEAN_ABS_DIFF,
+    band_values,
+    hamming,
+    signature_distance,
+)
+
+
+class EvalImage(NamedTuple):
+    phash: str
+    signature: str
+    pixel_hash: str
+    information: float | None = None
+
+
+def eval_hashes_from_images(images: Iterable[bytes]) -> list[EvalImage]:
+    """Fingerprints of encoded eval images, in input order (undecodable images are skipped)."""
+    from mindvl.data_engine.ops.image_decode import DecodeFailure, image_features
+
+    out = []
+    for data in images:
+        try:
+            f = image_features(data)
+        except DecodeFailure:  # an eval image nobody can decode cannot leak either
+            continue
+        out.append(EvalImage(f.phash, f.signature, f.pixel_hash, f.information))
+    return out
+
+
+class EvalIndex:
+    """Lookup of training images against eval images (exact pixels, or verified pHash)."""
+
+    def __init__(self, images: Sequence[Sequence], near: NearDedupSpec) -> None:
+        self.near = near
+        self.images = [EvalImage(*img) for img in images]
+        self.pixels = {img.pixel_hash: i for i, img in enumerate(self.images)}
+        self.n_bands = near.max_hamming + 1
+        usable = [
+            i
+            for i, img in enumerate(self.images)
+            if img.phash and (img.information is None or img.information >= near.min_information)
+        ]
+        self.near_ids = np.array(usable, dtype=np.int64)
+        self.hashes = np.array([int(self.images[i].phash, 16) for i in usable], dtype=np.uint64)
+        self.buckets: list[dict[int, list[int]]] = [{} for _ in range(self.n_bands)]
+        for pos, row in enumerate(band_values(self.hashes, self.n_bands).tolist()):
+            for b, v in enumerate(row):
+                self.buckets[b].setdefault(v, []).append(pos)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def match(
+        self, pixel_hash: str, phash: str | None, signature: str | None, information: float | None
+    ) -> int | None:
+        """Index of a matching eval image, or None."""
+        hit = self.pixels.get(pixel_hash)
+        if hit is not None:
+            return hit
+        near = self.near
+        if not near.enabled or not phash or information is None:
+            return None
+        if information < near.min_information or self.hashes.size == 0:
+            return None
+        h = np.array([int(phash, 16)], dtype=np.uint64)
+        found: set[int] = set()
+        for b, v in enumerate(band_values(h, self.n_bands)[0].tolist()):
+            found.update(self.buckets[b].get(v, ()))
+        for pos in sorted(found):
+            if int(hamming(self.hashes[pos], h[0])) > near.max_hamming:
+                continue
+            i = int(self.near_ids[pos])
+            if near.verify and (
+                not signature
+                or signature_distance(signature, self.images[i].signature)
+                > VERIFY_MAX_MEAN_ABS_DIFF
+            ):
+                continue
+            return i
+        return None

@@ -1,0 +1,84 @@
+"""Dedup building blocks without Ray: banding vs brute force, components, survivor rule."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mindvl.data_engine.dedup.bits import band_layout, band_values, hamming
+from mindvl.data_engine.dedup.components import UnionFind, component_labels
+from mindvl.data_engine.dedup.lsh import brute_force_pairs, candidate_pairs
+from mindvl.data_engine.dedup.survivor import label_key, survivor_label
+
+
+def planted_hashes(rng: np.random.Generator, n: int, flips: int) -> np.ndarray:
+    """n random 64-bit hashes, a third of them close copies (1..flips bits) of another."""
+    h = rng.integers(0, 2**63, n, dtype=np.int64).astype(np.uint64) * np.uint64(2)
+    h ^= rng.integers(0, 2, n).astype(np.uint64)
+    for i in range(n // 3):
+        src = int(rng.integers(0, n))
+        bits = rng.choice(64, int(rng.integers(1, flips + 1)), replace=False)
+        mask = np.uint64(sum(1 << int(b) for b in bits))
+        h[i] = h[src] ^ mask
+    return h
+
+
+@pytest.mark.parametrize("k", [0, 1, 3, 6, 10])
+def test_banding_finds_exactly_the_pairs_within_k(k: int) -> None:
+    rng = np.random.default_rng(k)
+    h = planted_hashes(rng, 600, flips=k + 3)
+    h[:5] = h[5]  # a run of identical hashes shares every band
+    res = candidate_pairs(h, k)
+    found = list(zip(res.left.tolist(), res.right.tolist(), strict=True))
+    assert len(found) == len(set(found)), "every pair must come out exactly once"
+    assert set(found) == brute_force_pairs(h, k)
+    assert np.all(res.left < res.right)
+    assert np.all(res.distance <= k)
+    assert len(found) > 10  # the planted neighbours are there
+
+
+def test_bands_cover_all_bits_and_pigeonhole_holds() -> None:
+    for n_bands in (1, 2, 7, 25):
+        layout = band_layout(n_bands)
+        assert sum(w for _, w in layout) == 64
+        assert max(w for _, w in layout) - min(w for _, w in layout) <= 1
+    a = np.array([0xFFFF_0000_FFFF_0000], dtype=np.uint64)
+    b = a ^ np.uint64(0b1000001 << 20)  # 2 bits apart -> equal in at least one of 3 bands
+    assert int(hamming(a, b)[0]) == 2
+    assert (band_values(a, 3) == band_values(b, 3)).any()
+
+
+def test_union_find_and_numpy_components_agree() -> None:
+    rng = np.random.default_rng(1)
+    n = 300
+    left = rng.integers(0, n, 200)
+    right = rng.integers(0, n, 200)
+    uf = UnionFind()
+    for a, b in zip(left.tolist(), right.tolist(), strict=True):
+        uf.union(a, b)
+    labels = component_labels(n, left, right)
+    for group in uf.groups():
+        assert len({int(labels[x]) for x in group}) == 1
+        assert int(labels[group[0]]) == min(group)  # label = smallest member
+    grouped = {x for g in uf.groups() for x in g}
+    alone = [x for x in range(n) if x not in grouped]
+    assert all(int(labels[x]) == x for x in alone)
+    chain = component_labels(6, np.array([4, 3, 2, 1, 0]), np.array([5, 4, 3, 2, 1]))
+    assert chain.tolist() == [0] * 6
+
+
+def test_survivor_rule_resolution_then_quality_then_key_hash() -> None:
+    big = survivor_label("a", 200 * 200, None)
+    small_good = survivor_label("b", 100 * 100, 0.99)
+    assert min(big, small_good) == big  # resolution first
+    q_hi = survivor_label("c", 100 * 100, 0.9)
+    q_lo = survivor_label("d", 100 * 100, -3.0)
+    q_none = survivor_label("e", 100 * 100, None)
+    assert sorted([q_none, q_lo, q_hi])[0] == q_hi
+    assert sorted([q_none, q_lo])[0] == q_lo  # any score beats no score
+    x, y = survivor_label("k1", 10, 0.5), survivor_label("k2", 10, 0.5)
+    import hashlib
+
+    smaller = min(("k1", "k2"), key=lambda k: hashlib.sha256(k.encode()).hexdigest())
+    assert label_key(min(x, y)) == smaller
+    assert label_key(survivor_label("src/with:odd/chars", 1, None)) == "src/with:odd/chars"
