@@ -1,7 +1,7 @@
 """Samples added and removed between two builds, from their ``index.parquet`` files.
 
-Uses Arrow anti-joins and group-bys (no Python loops over rows), so two 1M-sample indexes
-diff in about a second."""
+Uses Arrow set membership (``is_in``: a hash set of the other side's keys) and group-bys,
+no Python loops over rows; see ``bench/manifest_diff.py`` for 1M-sample indexes."""
 
 from __future__ import annotations
 
@@ -16,21 +16,24 @@ def _read(path: Path):
 
     if not path.is_file():
         raise UserError(f"index not found: {path}")
-    return pq.read_table(path, columns=["key", "source"])
+    # ParquetFile, not read_table: read_table goes through pyarrow.dataset, whose import
+    # pulls in pandas and costs more than the diff itself.
+    return pq.ParquetFile(path).read(columns=["key", "source"])
 
 
 def index_changes(a: Path, b: Path, list_keys: bool) -> dict[str, Any]:
     """Per source counts of keys only in A (removed) and only in B (added)."""
+    import pyarrow.compute as pc
+
     ta, tb = _read(a), _read(b)
-    removed = ta.join(tb.select(["key"]), "key", join_type="left anti")
-    added = tb.join(ta.select(["key"]), "key", join_type="left anti")
+    ka, kb = ta.column("key").combine_chunks(), tb.column("key").combine_chunks()
+    removed = ta.filter(pc.invert(pc.is_in(ka, value_set=kb)))
+    added = tb.filter(pc.invert(pc.is_in(kb, value_set=ka)))
 
     def counts(t) -> dict[str, int]:
-        if t.num_rows == 0:
-            return {}
-        g = t.group_by("source").aggregate([("key", "count")])
+        vc = pc.value_counts(t.column("source").combine_chunks())
         return dict(
-            zip(g.column("source").to_pylist(), g.column("key_count").to_pylist(), strict=True)
+            zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist(), strict=True)
         )
 
     ra, ad = counts(removed), counts(added)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from mindvl.common.sample import (
 )
 from mindvl.common.text_tokens import TextTokenizer
 from mindvl.data_engine.mix.selection import Item, Pick
+from mindvl.data_engine.mix.spill import ImageSpill
 from mindvl.data_engine.record import ROW_COLUMNS, Candidate
 
 PROVENANCE_META = "caption_provenance"  # Candidate.meta key the captioner fills
@@ -34,7 +36,7 @@ PROVENANCE_META = "caption_provenance"  # Candidate.meta key the captioner fills
 @dataclass
 class Kept:
     sample: Sample  # the original (repeat 0)
-    images: list[bytes]
+    spans: list[tuple[int, int]]  # where its images sit in the spill file
 
     @property
     def item(self) -> Item:
@@ -42,25 +44,32 @@ class Kept:
         return Item(s.key, s.source, s.category, s.tokens.image, s.tokens.text)
 
 
-def read_staging(staging_dir: Path) -> list[Candidate]:
-    """Every kept candidate in ``staging_dir`` (recursively), sorted by key."""
-    import pyarrow as pa
+def iter_staging(staging_dir: Path, batch_rows: int = 512) -> Iterator[Candidate]:
+    """Every kept candidate in ``staging_dir`` (recursively), file by file, batch by batch.
+
+    Order follows the sorted file names; callers sort by key, so the partitioning of the
+    staging files never shows in the output."""
     import pyarrow.parquet as pq
 
-    files = sorted(p for p in Path(staging_dir).rglob("*.parquet") if p.is_file())
-    if not files:
-        return []
-    tables = [pq.read_table(f, columns=[c for c in ROW_COLUMNS]) for f in files]
-    table = pa.concat_tables(tables, promote_options="permissive")
-    rows = table.to_pylist()
-    rows.sort(key=lambda r: r["key"])
-    out = []
-    for i, row in enumerate(rows):
-        if i and rows[i - 1]["key"] == row["key"]:
-            raise UserError(f"staging holds sample key {row['key']!r} twice ({staging_dir})")
-        if row.get("drop_reason") is None:
-            out.append(Candidate.from_row(row))
-    return out
+    for f in sorted(p for p in Path(staging_dir).rglob("*.parquet") if p.is_file()):
+        pf = pq.ParquetFile(f)
+        columns = [c for c in ROW_COLUMNS if c in pf.schema_arrow.names]
+        for batch in pf.iter_batches(batch_size=batch_rows, columns=columns):
+            for row in batch.to_pylist():
+                if row.get("drop_reason") is None:
+                    yield Candidate.from_row(row)
+
+
+def load_kept(staging_dir: Path, recipe: Recipe, spill: ImageSpill) -> dict[str, Kept]:
+    """Kept samples by key, sorted by key; image bytes go to ``spill``."""
+    tokenizer = TextTokenizer.from_path(recipe.tokenizer)
+    kept: dict[str, Kept] = {}
+    for c in iter_staging(staging_dir):
+        if c.key in kept:
+            raise UserError(f"staging holds sample key {c.key!r} twice ({staging_dir})")
+        sample = to_sample(c, recipe, tokenizer)
+        kept[c.key] = Kept(sample, [spill.append(b) for b in c.images])
+    return dict(sorted(kept.items()))
 
 
 def _size(data: bytes) -> tuple[int, int]:
@@ -85,8 +94,8 @@ def _provenance(meta: dict[str, Any]) -> CaptionProvenance | None:
     return CaptionProvenance.model_validate(json.loads(raw) if isinstance(raw, str) else raw)
 
 
-def to_kept(c: Candidate, recipe: Recipe, tokenizer: TextTokenizer) -> Kept:
-    """Build the original sample of a kept candidate, counting its tokens."""
+def to_sample(c: Candidate, recipe: Recipe, tokenizer: TextTokenizer) -> Sample:
+    """The original sample of a kept candidate, with its tokens counted."""
     if c.source not in _names(recipe):
         raise UserError(
             f"staged sample {c.key} comes from source {c.source!r}, which the recipe does not name"
@@ -121,7 +130,7 @@ def to_kept(c: Candidate, recipe: Recipe, tokenizer: TextTokenizer) -> Kept:
     meta = {"raw_id": c.raw_id, **_scalar_meta(c.meta)}
     if c.quality is not None:
         meta["quality"] = c.quality
-    sample = Sample(
+    return Sample(
         key=c.key,
         source=c.source,
         category=c.category,
@@ -133,7 +142,6 @@ def to_kept(c: Candidate, recipe: Recipe, tokenizer: TextTokenizer) -> Kept:
         caption_provenance=_provenance(c.meta),
         meta=meta,
     )
-    return Kept(sample=sample, images=list(c.images))
 
 
 def _names(recipe: Recipe) -> set[str]:

@@ -93,6 +93,12 @@ def _reusable(path: Path, plan: PlannedShard, entry: dict | None) -> ShardRecord
     )
 
 
+def _drop_sidecar(shard: Path) -> None:
+    """A reader's per-tar index (Energon's ``.tar.idx``) is stale once the tar changes;
+    rerun ``energon prepare`` after a rebuild."""
+    shard.with_name(shard.name + ".idx").unlink(missing_ok=True)
+
+
 def _fsync_dir(d: Path) -> None:
     fd = os.open(d, os.O_RDONLY)
     try:
@@ -127,6 +133,7 @@ def write_shards(
     for p in out_dir.glob(f"{stage}-*.tar"):
         if p.name not in names:
             p.unlink()
+            _drop_sidecar(p)
     journal = _journal(out_dir)
     hook = _CrashHook()
     records = []
@@ -135,6 +142,7 @@ def write_shards(
             path = out_dir / shard.name
             record = _reusable(path, shard, journal.get(shard.name))
             if record is None:
+                _drop_sidecar(path)
                 record = _write_one(out_dir, shard, member_data, hook)
                 log.write(
                     json.dumps(

@@ -1,8 +1,8 @@
 """``write_stage``: kept candidates in, shards + manifest + index + report out.
 
-Order of work: read the staging Parquet files (sorted by key), count tokens, select to the
-mixture, interleave, plan shards, write or reuse shards (resumable), then write
-``index.parquet``, ``manifest.json`` and ``report.html`` atomically. Everything written is
+Order of work: read the staging Parquet files batch by batch (image bytes go to a scratch
+spill file, records are sorted by key), count tokens, select to the mixture, interleave,
+plan shards, write or reuse shards (resumable), then write ``index.parquet``, ``manifest.json`` and ``report.html`` atomically. Everything written is
 a function of the recipe and the set of staged rows, so reruns give the same bytes.
 """
 
@@ -14,14 +14,14 @@ from pathlib import Path
 from mindvl.common.errors import UserError
 from mindvl.common.manifest import INDEX_NAME, MANIFEST_NAME, RatioManifest, RecipeRecord
 from mindvl.common.recipe import MixtureSpec, Recipe
-from mindvl.common.text_tokens import TextTokenizer
 from mindvl.data_engine.accounting import BuildAccounting
 from mindvl.data_engine.mix.index import index_row, write_index
 from mindvl.data_engine.mix.manifest_build import build_manifest
 from mindvl.data_engine.mix.report import REPORT_NAME, thumbnail, write_report
-from mindvl.data_engine.mix.samples import Kept, pick_sample, read_staging, to_kept
+from mindvl.data_engine.mix.samples import Kept, load_kept, pick_sample
 from mindvl.data_engine.mix.selection import Item, interleave, select
 from mindvl.data_engine.mix.shard_writer import Member, plan_shards, write_shards
+from mindvl.data_engine.mix.spill import SPILL_NAME, ImageSpill
 
 THUMBS_PER_CATEGORY = 4
 
@@ -46,42 +46,43 @@ def write_stage(
 ) -> RatioManifest:
     """Mix the kept rows in ``staging_dir`` into ``out_dir``; see the module docstring."""
     out_dir = Path(out_dir)
-    tokenizer = TextTokenizer.from_path(recipe.tokenizer)
-    kept: dict[str, Kept] = {
-        c.key: to_kept(c, recipe, tokenizer) for c in read_staging(Path(staging_dir))
-    }
-    items = [k.item for k in kept.values()]
-    if recipe.mixture is None:
-        recipe = recipe.model_copy(update={"mixture": take_all(items)})
-    spec = recipe.mixture
-    assert spec is not None
-    selection = select(items, spec, recipe.seed)
-    ordered = interleave(selection.picks, spec.unit)
-    samples = [pick_sample(kept[p.item.key], p) for p in ordered]
-    jsons = [s.to_json_bytes() for s in samples]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with ImageSpill(out_dir / SPILL_NAME) as spill:
+        kept = load_kept(Path(staging_dir), recipe, spill)
+        items = [k.item for k in kept.values()]
+        if recipe.mixture is None:
+            recipe = recipe.model_copy(update={"mixture": take_all(items)})
+        spec = recipe.mixture
+        assert spec is not None
+        selection = select(items, spec, recipe.seed)
+        ordered = interleave(selection.picks, spec.unit)
+        samples = [pick_sample(kept[p.item.key], p) for p in ordered]
+        jsons = [s.to_json_bytes() for s in samples]
 
-    def members(i: int) -> list[Member]:
-        s = samples[i]
-        out = [Member(f"{s.key}.json", len(jsons[i]), _sha(jsons[i]))]
-        out += [
-            Member(f"{s.key}.{im.member}", len(data), im.sha256)
-            for im, data in zip(s.images, kept[ordered[i].item.key].images, strict=True)
-        ]
-        return out
+        def members(i: int) -> list[Member]:
+            s = samples[i]
+            out = [Member(f"{s.key}.json", len(jsons[i]), _sha(jsons[i]))]
+            spans = kept[ordered[i].item.key].spans
+            out += [
+                Member(f"{s.key}.{im.member}", span[1], im.sha256)
+                for im, span in zip(s.images, spans, strict=True)
+            ]
+            return out
 
-    def member_data(i: int) -> Iterator[tuple[str, bytes]]:
-        s = samples[i]
-        yield f"{s.key}.json", jsons[i]
-        for im, data in zip(s.images, kept[ordered[i].item.key].images, strict=True):
-            yield f"{s.key}.{im.member}", data
+        def member_data(i: int) -> Iterator[tuple[str, bytes]]:
+            s = samples[i]
+            yield f"{s.key}.json", jsons[i]
+            for im, span in zip(s.images, kept[ordered[i].item.key].spans, strict=True):
+                yield f"{s.key}.{im.member}", spill.read(span)
 
-    plan = plan_shards(
-        recipe.stage,
-        [members(i) for i in range(len(samples))],
-        recipe.shards.max_samples,
-        recipe.shards.max_bytes,
-    )
-    records = write_shards(out_dir, recipe.stage, plan, member_data)
+        plan = plan_shards(
+            recipe.stage,
+            [members(i) for i in range(len(samples))],
+            recipe.shards.max_samples,
+            recipe.shards.max_bytes,
+        )
+        records = write_shards(out_dir, recipe.stage, plan, member_data)
+        thumbs = _thumbs(ordered, kept, spill)
 
     rows = []
     for shard in plan:
@@ -89,7 +90,7 @@ def write_stage(
     write_index(out_dir / INDEX_NAME, rows)
     manifest = build_manifest(recipe, recipe_record, accounting, items, selection, ordered, records)
     manifest.save(out_dir / MANIFEST_NAME)
-    write_report(out_dir / REPORT_NAME, manifest, _thumbs(ordered, kept))
+    write_report(out_dir / REPORT_NAME, manifest, thumbs)
     return manifest
 
 
@@ -99,15 +100,15 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _thumbs(ordered, kept: dict[str, Kept]) -> dict[str, list[tuple[str, str]]]:
+def _thumbs(ordered, kept: dict[str, Kept], spill: ImageSpill) -> dict[str, list[tuple[str, str]]]:
     out: dict[str, list[tuple[str, str]]] = {}
     for p in ordered:
         if p.repeat:
             continue
         got = out.setdefault(p.item.category, [])
-        images = kept[p.item.key].images
-        if len(got) < THUMBS_PER_CATEGORY and images:
-            uri = thumbnail(images[0])
+        spans = kept[p.item.key].spans
+        if len(got) < THUMBS_PER_CATEGORY and spans:
+            uri = thumbnail(spill.read(spans[0]))
             if uri:
                 got.append((p.item.key, uri))
     return out
