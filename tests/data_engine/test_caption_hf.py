@@ -118,12 +118,16 @@ def test_runner_second_run_makes_no_model_calls(
 
 @pytest.fixture(scope="module")
 def ray_cluster():
-    ray = pytest.importorskip("ray")
+    # workers run this interpreter: keep Ray's `uv run` hook from re-packaging the checkout
+    os.environ["RAY_ENABLE_UV_RUN_RUNTIME_ENV"] = "0"
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
-    ray.init(num_cpus=2, include_dashboard=False, _temp_dir=temp, log_to_driver=False)
+    ray = pytest.importorskip("ray")
+    from ray._private import ray_constants
     from ray.data import DataContext
 
+    ray_constants.RAY_ENABLE_UV_RUN_RUNTIME_ENV = False
+    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
+    ray.init(num_cpus=2, include_dashboard=False, _temp_dir=temp, log_to_driver=False)
     DataContext.get_current().enable_progress_bars = False
     yield ray
     ray.shutdown()
