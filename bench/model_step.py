@@ -47,11 +47,16 @@ def pack(samples: list[dict]) -> PackedBatch:
     )
 
 
-def step(model: MindVL, batch: PackedBatch) -> float:
+def step(model: MindVL, batch: PackedBatch, split: list | None = None) -> float:
     start = time.perf_counter()
-    model(batch).loss_sum.backward()
+    loss = model(batch).loss_sum
+    mid = time.perf_counter()
+    loss.backward()
+    end = time.perf_counter()
     model.zero_grad(set_to_none=True)
-    return time.perf_counter() - start
+    if split is not None:
+        split.append((mid - start, end - mid))
+    return end - start
 
 
 def main() -> None:
@@ -65,7 +70,8 @@ def main() -> None:
     samples = [sample(gen, 20 + 7 * i) for i in range(args.samples)]
     packed = pack(samples)
     step(model, packed)  # warm-up
-    packed_s = [step(model, packed) for _ in range(args.repeat)]
+    split: list = []
+    packed_s = [step(model, packed, split) for _ in range(args.repeat)]
     single_s = [sum(step(model, pack([s])) for s in samples) for _ in range(args.repeat)]
     result = {
         "machine": f"{platform.machine()} {torch.get_num_threads()} threads, torch {torch.__version__}",
@@ -74,6 +80,8 @@ def main() -> None:
         "row_tokens": packed.real_tokens,
         "images": args.samples,
         "packed_step_ms_median": round(1000 * statistics.median(packed_s), 1),
+        "packed_forward_ms_median": round(1000 * statistics.median(f for f, _ in split), 1),
+        "packed_backward_ms_median": round(1000 * statistics.median(b for _, b in split), 1),
         "one_by_one_step_ms_median": round(1000 * statistics.median(single_s), 1),
         "repeat": args.repeat,
         "load_average_1m": round(os.getloadavg()[0], 2),
