@@ -92,3 +92,23 @@ def test_warmup_trains_only_the_projector(tmp_path, shards, capsys):
     start = load_file(tmp_path / "out0" / "model" / "model.safetensors")
     changed = {k.split(".")[0] for k in first if not torch.allclose(first[k], start[k], atol=1e-8)}
     assert changed == {"projector"}
+
+
+def test_cli_runs_a_stage_and_reports_config_errors_in_one_line(tmp_path, shards):
+    from click.testing import CliRunner
+
+    from mindvl.trainer.cli import train
+
+    stage = write_yaml(tmp_path / "c.yaml", steps=None, epochs=0.05, checkpoint_every=1)
+    out = tmp_path / "cli"
+    args = ["run", str(stage), "--var", f"shards={shards}", "--out", str(out)]
+    res = CliRunner().invoke(train, args)
+    assert res.exit_code == 0, res.output
+    run = json.loads((out / "run.json").read_text())
+    assert run["steps"] == 1  # 0.05 epochs of the manifest's tokens at 512 tokens per step
+    assert (out / "model" / "config.json").is_file()
+    bad = write_yaml(tmp_path / "bad.yaml", seq_len="long")
+    res = CliRunner().invoke(train, ["run", str(bad), "--var", f"shards={shards}"])
+    assert res.exit_code == 2
+    assert "seq_len: Input should be a valid integer" in res.output
+    assert len(res.output.strip().splitlines()) == 1

@@ -176,7 +176,11 @@ def _run(cfg: StageConfig, out: Path, resume: bool, config_text: str, rt: Runtim
         if rt.rank == 0:
             print(f"resumed from {ckpt} at step {step}", flush=True)
     digest = hashlib.sha256(config_text.encode()).hexdigest()[:16]
-    writer = MetricsWriter(out, rt.rank == 0, cfg.tensorboard)
+    if ckpt is not None and rt.rank == 0 and state.get("config_digest") != digest:
+        print("warning: the stage config differs from the checkpoint's", flush=True)
+    writer = MetricsWriter(
+        out, rt.rank == 0, cfg.tensorboard, truncate_after=step if ckpt else None
+    )
     save = save_model_fn(core, model, rt, cfg.distributed, data.tokenizer.hf)
     from mindvl.trainer.model import count_loss_tokens
 

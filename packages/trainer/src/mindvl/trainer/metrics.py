@@ -14,13 +14,22 @@ from pathlib import Path
 
 
 class MetricsWriter:
-    def __init__(self, out: Path, enabled: bool, tensorboard: bool = False) -> None:
+    def __init__(
+        self, out: Path, enabled: bool, tensorboard: bool = False, truncate_after: int | None = None
+    ) -> None:
+        """``truncate_after``: on resume, drop rows of steps after the checkpoint (they rerun)."""
         self.enabled = enabled
         self.tb = None
         self.file = None
         if not enabled:
             return
         out.mkdir(parents=True, exist_ok=True)
+        path = out / "metrics.jsonl"
+        if truncate_after is not None and path.exists():
+            keep = [
+                x for x in path.read_text().splitlines() if json.loads(x)["step"] <= truncate_after
+            ]
+            path.write_text("".join(x + "\n" for x in keep))
         self.file = open(out / "metrics.jsonl", "a", encoding="utf-8")  # noqa: SIM115
         if tensorboard:
             try:
