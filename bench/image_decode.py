@@ -15,8 +15,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from mindvl.data_engine.ops.image_decode import image_features
 from PIL import Image
+
+from mindvl.data_engine.ops.image_decode import image_features
 
 
 def photo(w: int, h: int, seed: int) -> Image.Image:

@@ -8,9 +8,10 @@ import zlib
 
 import numpy as np
 import pytest
+from PIL import Image, ImageDraw
+
 from mindvl.data_engine.ops.image_decode import ImageDecode, ImageDecodeParams
 from mindvl.data_engine.record import Candidate
-from PIL import Image, ImageDraw
 
 
 def encode(img: Image.Image, fmt: str, **kw) -> bytes:

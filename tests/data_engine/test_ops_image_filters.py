@@ -5,10 +5,11 @@ from __future__ import annotations
 import io
 
 import pytest
+from PIL import Image
+
 from mindvl.common.errors import ConfigError
 from mindvl.data_engine.ops.registry import OPERATORS, build_operator
 from mindvl.data_engine.record import Candidate
-from PIL import Image
 
 
 def decoded(*sizes: tuple[int, int], fmt: str = "PNG", color=None) -> Candidate:

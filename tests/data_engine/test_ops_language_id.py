@@ -5,6 +5,7 @@ from __future__ import annotations
 from importlib.resources import files
 
 import pytest
+
 from mindvl.data_engine.ops.language_id import LanguageIdParams, decide, top1
 from mindvl.data_engine.ops.registry import build_operator
 from mindvl.data_engine.record import Candidate

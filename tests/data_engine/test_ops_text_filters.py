@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from mindvl.common.errors import ConfigError, UserError
 from mindvl.common.tokenizer_train import train_bpe_tokenizer
 from mindvl.data_engine.ops.base import OpContext

@@ -8,11 +8,12 @@ so put it first in a recipe if the distinction matters in the funnel.
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from mindvl.common.config import StrictModel
 from mindvl.data_engine.ops.base import Operator
 from mindvl.data_engine.ops.image_features import NOT_DECODED, features_missing
 from mindvl.data_engine.record import Candidate
-from pydantic import Field
 
 
 class BlurParams(StrictModel):

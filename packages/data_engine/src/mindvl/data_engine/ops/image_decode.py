@@ -23,11 +23,12 @@ import io
 import warnings
 from dataclasses import dataclass
 
+from pydantic import Field
+
 from mindvl.common.config import StrictModel
 from mindvl.common.sample import detect_image_format
 from mindvl.data_engine.ops.base import Operator
 from mindvl.data_engine.record import Candidate
-from pydantic import Field
 
 BLUR_MAX_SIDE = 512  # phash and Laplacian variance are measured at this scale
 INFO_SIDE = 64  # grayscale thumbnail side for the information score

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import Field
+
 from mindvl.common.config import StrictModel
 from mindvl.data_engine.ops.base import Operator
 from mindvl.data_engine.ops.image_features import NOT_DECODED, features_missing
 from mindvl.data_engine.record import Candidate
-from pydantic import Field
 
 ImageFormat = Literal["jpg", "png", "webp", "gif", "bmp", "tiff"]
 

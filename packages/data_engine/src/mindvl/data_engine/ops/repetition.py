@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import re
 
+from pydantic import Field
+
 from mindvl.common.config import StrictModel
 from mindvl.data_engine.ops.base import Operator
 from mindvl.data_engine.record import Candidate
-from pydantic import Field
 
 DEFAULT_BOILERPLATE = [
     "lorem ipsum",

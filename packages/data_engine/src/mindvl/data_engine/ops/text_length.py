@@ -7,11 +7,12 @@ so they bound what a sample adds to the trainer's sequence up to a small constan
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from mindvl.common.config import StrictModel
 from mindvl.common.errors import UserError
 from mindvl.data_engine.ops.base import OpContext, Operator
 from mindvl.data_engine.record import Candidate
-from pydantic import Field
 
 
 class TextLengthParams(StrictModel):
