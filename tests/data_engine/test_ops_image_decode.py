@@ -134,3 +134,12 @@ def test_apply_records_the_drop_and_releases_bytes() -> None:
     c = ImageDecode().apply(candidate(b""))
     assert (c.drop_stage, c.drop_op, c.drop_reason) == ("filter", "image_decode", "empty_image")
     assert c.images == []
+
+
+def test_high_bit_depth_is_scaled_not_clipped() -> None:
+    ramp = (np.arange(64 * 48).reshape(48, 64) * 21).astype(np.uint16)  # 0 .. 64491
+    _, c = run(encode(Image.fromarray(ramp), "PNG"))
+    eight = Image.fromarray(np.rint(ramp / 257).astype(np.uint8), "L")
+    _, ref = run(encode(eight, "PNG"))
+    assert c.pixel_hashes == ref.pixel_hashes
+    assert c.information[0] > 0.2  # clipping would make it nearly all white

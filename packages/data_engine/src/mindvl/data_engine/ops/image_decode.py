@@ -12,8 +12,9 @@ pixel is decoded; Pillow's own ``DecompressionBombError`` is caught too) ->
 
 Transparency rule: an image with alpha (RGBA, LA, PA, or P/L/RGB with a ``transparency``
 entry) is composited onto opaque white (255, 255, 255) and becomes RGB; every other mode is
-converted to RGB directly. All features are computed from that flattened RGB picture, so a
-transparent icon and the same icon on white are the same image to every later stage.
+converted to RGB directly (16-bit and float greyscale are scaled to 8 bits first). All
+features are computed from that flattened RGB picture, so a transparent icon and the same
+icon on white are the same image to every later stage.
 """
 
 from __future__ import annotations
@@ -62,10 +63,23 @@ def has_alpha(img) -> bool:
     return img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info
 
 
+def to_8bit(img):
+    """16-bit and float greyscale to 8-bit "L" by scaling, not clipping (Pillow's own
+    conversion clips: a 16-bit scan would turn almost all white). Floats are read as 0..1."""
+    import numpy as np
+    from PIL import Image
+
+    arr = np.asarray(img, dtype=np.float64)
+    arr = arr * 255.0 if img.mode == "F" else arr / 257.0  # I;16*, I: 16-bit range
+    return Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), "L")
+
+
 def flatten_to_rgb(img):
     """RGB view of a decoded image; transparent pixels are composited onto white."""
     from PIL import Image
 
+    if img.mode.startswith("I;16") or img.mode in ("I", "F"):
+        return to_8bit(img).convert("RGB")  # (a 16-bit transparency key is ignored)
     if has_alpha(img):
         rgba = img.convert("RGBA")
         background = Image.new("RGBA", rgba.size, WHITE + (255,))
