@@ -40,11 +40,13 @@ class EchoBackend:
 
     def __init__(self, fail_on: set[bytes] = frozenset(), text: str | None = None) -> None:
         self.calls: list[int] = []  # batch size of every generate call
+        self.batches: list[list[bytes]] = []
         self.fail_on = set(fail_on)
         self.text = text
 
     def generate(self, images, prompts, generation):
         self.calls.append(len(images))
+        self.batches.append(list(images))
         if any(im in self.fail_on for im in images):
             raise MemoryError("simulated out-of-memory on a bad image")
         return [
@@ -175,6 +177,14 @@ def test_already_captioned_rows_are_not_captioned_twice(tmp_path: Path) -> None:
     runner.run([c])
     runner.run([c])
     assert len(c.conversation) == 3
+
+
+def test_similar_sizes_are_batched_together(tmp_path: Path) -> None:
+    cands = [cand(i, widths=[1000 if i % 2 else 50], heights=[100]) for i in range(6)]
+    backend = EchoBackend()
+    CaptionRunner(spec(batch_size=3), backend, CaptionCache(tmp_path)).run(cands)
+    assert backend.batches == [[b"img0", b"img2", b"img4"], [b"img1", b"img3", b"img5"]]
+    assert [c.key for c in cands] == [f"k{i}" for i in range(6)]  # order of rows unchanged
 
 
 def test_duplicate_images_generate_once(tmp_path: Path) -> None:

@@ -42,6 +42,13 @@ def render_prompt(template: str, original: str | None) -> str:
     return template.replace(ORIGINAL_SLOT, original or "")
 
 
+def _pixels(c: Candidate) -> int:
+    """Decoded size of the first image if an earlier stage recorded it, else 0."""
+    if c.widths and c.heights:
+        return int(c.widths[0]) * int(c.heights[0])
+    return 0
+
+
 @dataclass
 class _Job:
     candidate: Candidate
@@ -98,12 +105,20 @@ class CaptionRunner:
                 self.stats.cache_hits += 1
             else:
                 todo.setdefault(job.key, job)  # one generation per distinct key
-        pending = list(todo.values())
+        # similar image sizes batch together: less padding of the vision tokens
+        pending = sorted(todo.values(), key=lambda j: _pixels(j.candidate))
         size = self.spec.batch_size
         for start in range(0, len(pending), size):
             self._generate(pending[start : start + size], texts, errors)
         for job in jobs:
             self._finish(job, texts.get(job.key), errors.get(job.key))
+        log.info(
+            "captioned %d (cache hits %d, generated %d, failed %d so far)",
+            len(jobs),
+            self.stats.cache_hits,
+            self.stats.generated,
+            self.stats.failed,
+        )
         return candidates
 
     def _generate(self, batch: list[_Job], texts: dict[str, str], errors: dict[str, str]) -> None:

@@ -27,18 +27,21 @@ READ = ("key", "source", "category", "raw_id", "images", "drop_reason", *REWRITT
 ROWS_PER_GENERATION_BATCH = 4  # a Ray batch holds this many generation batches
 
 
-def load_runner(spec: CaptionSpec, work_dir: str | Path, device: str) -> CaptionRunner:
+def load_runner(
+    spec: CaptionSpec, work_dir: str | Path, device: str, cache_dir: str | Path | None = None
+) -> CaptionRunner:
     """Backend + cache + runner, as one actor (or a single process) uses them."""
     backend = backend_class(spec.backend)(spec.model, device)
-    cache = CaptionCache(Path(work_dir) / CACHE_DIR)
+    cache = CaptionCache(cache_dir or Path(work_dir) / CACHE_DIR)
     return CaptionRunner(spec, backend, cache)
 
 
 class CaptionStage:
     """The ``map_batches`` callable: one per actor, holding the model."""
 
-    def __init__(self, spec_json: str, work_dir: str, device: str) -> None:
-        self.runner = load_runner(CaptionSpec.model_validate_json(spec_json), work_dir, device)
+    def __init__(self, spec_json: str, work_dir: str, device: str, cache_dir: str | None) -> None:
+        spec = CaptionSpec.model_validate_json(spec_json)
+        self.runner = load_runner(spec, work_dir, device, cache_dir)
 
     def __call__(self, table: Any) -> Any:
         import pyarrow as pa
@@ -55,11 +58,15 @@ class CaptionStage:
         return table
 
 
-def caption_dataset(ds: Any, spec: CaptionSpec, work_dir: str | Path) -> Any:
+def caption_dataset(
+    ds: Any, spec: CaptionSpec, work_dir: str | Path, *, cache_dir: str | Path | None = None
+) -> Any:
     """Recaption the candidate rows of ``ds`` (a ``ray.data.Dataset``); returns a new one.
 
     Dropped rows and rows of categories without a prompt pass through untouched. The cache
-    lives in ``work_dir/caption_cache/``; keep ``work_dir`` across builds to reuse it.
+    lives in ``work_dir/caption_cache/`` unless ``cache_dir`` is given: point several
+    builds (recipes) at one ``cache_dir`` to share finished captions between them. Every
+    actor must see the same path (a shared filesystem on a multi-node cluster).
     """
     import ray
 
@@ -71,7 +78,12 @@ def caption_dataset(ds: Any, spec: CaptionSpec, work_dir: str | Path) -> Any:
     device = pick_cluster_device(spec.device, ray.cluster_resources())
     return ds.map_batches(
         CaptionStage,
-        fn_constructor_args=(spec.model_dump_json(), str(work_dir), device),
+        fn_constructor_args=(
+            spec.model_dump_json(),
+            str(work_dir),
+            device,
+            None if cache_dir is None else str(cache_dir),
+        ),
         batch_format="pyarrow",
         batch_size=spec.batch_size * ROWS_PER_GENERATION_BATCH,
         concurrency=spec.concurrency,
