@@ -28,7 +28,9 @@ ROW_COLUMNS = (
     "conversation",
     "phashes",
     "pixel_hashes",
+    "signatures",
     "information",
+    "blur",
     "quality",
     "meta",
     "drop_stage",
@@ -93,7 +95,9 @@ class Candidate:
             "heights",
             "phashes",
             "pixel_hashes",
+            "signatures",
             "information",
+            "blur",
         ):
             kw[c] = list(kw[c]) if kw[c] is not None else []
         kw["images"] = [bytes(b) for b in kw["images"]]
