@@ -74,6 +74,11 @@ class MindVL(nn.Module):
         self.config = config
         self.vision = vision if vision is not None else build_vision(config.vision)
         self.llm = llm if llm is not None else build_llm(config.llm)
+        vocab = self.llm.get_input_embeddings().num_embeddings
+        if not 0 <= config.image_pad_token_id < vocab:
+            raise ValueError(
+                f"image_pad_token_id {config.image_pad_token_id} outside vocab {vocab}"
+            )
         vision_cfg = self.vision.config
         self.merge_unit = vision_cfg.spatial_merge_size**2
         self.projector = Projector(
