@@ -22,8 +22,19 @@ from mindvl.data_engine.caption.runner import CaptionRunner
 from mindvl.data_engine.record import Candidate
 
 REWRITTEN = ("caption", "conversation", "meta")
-# columns a Candidate needs for captioning: identity, images, drop state, rewritten ones
-READ = ("key", "source", "category", "raw_id", "images", "drop_reason", *REWRITTEN)
+# columns a Candidate needs for captioning: identity, images (+ sizes for batching),
+# drop state, and the rewritten ones
+READ = (
+    "key",
+    "source",
+    "category",
+    "raw_id",
+    "images",
+    "widths",
+    "heights",
+    "drop_reason",
+    *REWRITTEN,
+)
 ROWS_PER_GENERATION_BATCH = 4  # a Ray batch holds this many generation batches
 
 
