@@ -116,6 +116,17 @@ def test_runner_second_run_makes_no_model_calls(
     assert p.original == "original 0" and p.weights_digest == backend.weights_digest
 
 
+def test_a_corrupt_image_costs_only_its_own_caption(
+    backend: HFCaptionBackend, model_dir: Path
+) -> None:
+    cands = candidates()[:4]
+    cands[2].images = [b"not an image at all"]
+    CaptionRunner(spec(model_dir, batch_size=4), backend).run(cands)
+    assert cands[2].caption == "original 2"
+    assert cands[2].meta == {"caption_error": "error:UnidentifiedImageError"}
+    assert all(PROVENANCE_META in c.meta for i, c in enumerate(cands) if i != 2)
+
+
 @pytest.fixture(scope="module")
 def ray_cluster():
     # workers run this interpreter: keep Ray's `uv run` hook from re-packaging the checkout
