@@ -87,7 +87,7 @@ def main(build: Path) -> dict:
     read_s = time.perf_counter() - t1
     manifest = json.loads((build / "manifest.json").read_text())
     return {
-        "build": str(build),
+        "build": build.name,
         "prepare_cmd": "energon " + " ".join([PREPARE[0], "BUILD_DIR", *PREPARE[1:]]),
         "prepare_s": round(prepare_s, 2),
         "read_s": round(read_s, 2),
