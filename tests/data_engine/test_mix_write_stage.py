@@ -86,6 +86,12 @@ def test_shards_respect_limits_fixed_members_and_read_back(world):
     )
     assert infos[0].name.endswith(".json") and ".img0." in infos[1].name
     index = pq.read_table(out / "index.parquet").to_pylist()
+    # Every full shard carries close to the stage's 60/40 mixture.
+    for s in m.shards:
+        cats = [r["category"] for r in index if r["shard"] == s.name]
+        assert len(cats) == s.samples
+        if s.samples >= 8:
+            assert abs(cats.count("ocr") - 0.4 * s.samples) <= 1.5, (s.name, cats)
     urls = [str(out / s.name) for s in m.shards]
     seen = []
     for row in wds.WebDataset(urls, shardshuffle=False):
@@ -179,3 +185,24 @@ def test_rejects_file_is_kept_and_manifest_loads(world):
     assert not (out / "s1-000099.tar").exists()
     assert RatioManifest.load(out) == m and m.rejects == "rejects.parquet"
     assert m.recipe == record and m.tokenizer.digest and m.code_version.startswith("0.1.0")
+
+
+def test_shortfall_fail_and_rebalance_through_write_stage(world):
+    from click.testing import CliRunner
+
+    from mindvl.common.cli import cli
+    from mindvl.common.errors import UserError
+
+    short = {"budget": 100, "targets": {"caption": 0.5, "ocr": 0.5}}
+    with pytest.raises(
+        UserError, match=r"category 'ocr' has 25 samples \(25 with max_repeat 1\) but needs 50"
+    ):
+        build(world, "short-fail", mixture=short)
+    m, out = build(world, "short-rebal", mixture={**short, "shortfall": "rebalance"})
+    cats = {c.category: c for c in m.mixture.categories}
+    assert m.mixture.rebalanced and cats["ocr"].samples == 25 and cats["caption"].samples == 50
+    assert cats["ocr"].target_fraction == 0.5 and cats[
+        "ocr"
+    ].achieved_fraction_samples == pytest.approx(1 / 3)
+    shown = CliRunner().invoke(cli, ["manifest", "show", str(out)])
+    assert shown.exit_code == 0 and "REBALANCED" in shown.output
