@@ -130,7 +130,10 @@ def test_resolution_search_writes_best_rule_and_table(built, tmp_path, capsys):
     assert table["chosen"] == best.image_tokens.model_dump()
     assert table["previous"] == RULE.model_dump()
     shown = capsys.readouterr().out
-    assert "chosen max_pixels=" in shown and "colour" in shown
+    assert "chosen max_pixels=" in shown
+    header = next(line for line in shown.splitlines() if line.startswith("task "))
+    assert header.split()[3:] == ["max_pixels=3136", "max_pixels=6272", "max_pixels=12544"]
+    assert any(line.split()[:3] == ["colour", "3", "66.7%"] for line in shown.splitlines())
 
 
 def test_bad_checkpoint_and_flags_are_one_line_errors(built, tmp_path, capsys):

@@ -33,6 +33,7 @@ class DataRecord(StrictModel):
     total_samples: int  # in the manifest
     samples_read: int  # after --limit
     samples_scored: int
+    keys_digest: str  # the manifest's selected_keys_digest: which exact eval set
     skipped: dict[str, int]  # read but not scored, by reason
 
 
@@ -55,35 +56,59 @@ class EvalReport(StrictModel):
 
 
 def _pct(x: float) -> str:
-    return f"{100 * x:5.1f}%"
+    return f"{100 * x:.1f}%"
 
 
-def _loss(v: ValLoss) -> str:
-    return "-" if v.loss is None else f"{v.loss:.4f}"
+def _rows(label: str, groups: list[dict[str, GroupScore]], names: list[str]) -> list[list[str]]:
+    rows = [[label, "n", "baseline"]]
+    for name in names:
+        first = groups[0][name]
+        rows.append([name, str(first.n), _pct(first.baseline_accuracy)])
+        rows[-1] += [_pct(g[name].accuracy) for g in groups]
+    return rows
 
 
 def format_table(report: EvalReport) -> str:
-    """Per task (model vs baseline) at each setting, then one line per setting."""
-    lines = [
-        f"eval {report.checkpoint} on {report.data.path}: {report.data.samples_scored} scored"
-        f" of {report.data.samples_read} read"
-    ]
-    for s in report.settings:
-        lines.append(
-            f"max_pixels={s.image_tokens.max_pixels} min_pixels={s.image_tokens.min_pixels}"
-            f"  accuracy {_pct(s.overall.accuracy)} (baseline {_pct(s.overall.baseline_accuracy)})"
-            f"  macro {_pct(s.macro_accuracy)}  val_loss {_loss(s.val_loss)}  {s.seconds:.1f}s"
-        )
-        width = max([4, *(len(t) for t in s.tasks)])
-        lines.append(f"  {'task':<{width}}  {'n':>5}  {'model':>6}  {'base':>6}  baseline answer")
-        for name, g in s.tasks.items():
-            lines.append(
-                f"  {name:<{width}}  {g.n:>5}  {_pct(g.accuracy)}  {_pct(g.baseline_accuracy)}"
-                f"  {g.baseline_answer[:40]!r}"
-            )
+    """Tasks and categories as rows, one accuracy column per evaluated setting.
+
+    Baselines depend on the references only, so they are the same for every setting.
+    """
+    settings = report.settings
+    d = report.data
+    skipped = ", ".join(f"{k} {v}" for k, v in d.skipped.items())
+    head = (
+        f"eval {report.checkpoint} on {d.path}: {d.samples_scored} scored of {d.samples_read} read"
+    )
+    lines = [head + (f" ({skipped})" if skipped else "")]
+    if not settings:
+        return lines[0]
+    columns = [f"max_pixels={s.image_tokens.max_pixels}" for s in settings]
+    table = _rows("task", [s.tasks for s in settings], list(settings[0].tasks))
+    table[0] += columns
+    total = settings[0].overall
+    table.append(["overall", str(total.n), _pct(total.baseline_accuracy)])
+    table[-1] += [_pct(s.overall.accuracy) for s in settings]
+    tasks = settings[0].tasks.values()
+    macro_base = sum(g.baseline_accuracy for g in tasks) / len(tasks) if tasks else 0.0
+    table.append(["macro", "", _pct(macro_base)] + [_pct(s.macro_accuracy) for s in settings])
+    table.append(["val_loss", "", ""] + [_loss(s.val_loss) for s in settings])
+    cats = _rows("category", [s.categories for s in settings], list(settings[0].categories))
+    cats[0] += columns
+    table += cats
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
+    for row in table:
+        cells = [
+            c.rjust(w) if i else c.ljust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ]
+        lines.append("  ".join(cells).rstrip())
     if report.resolution_search is not None:
         c = report.resolution_search
         lines.append(
             f"chosen max_pixels={c.chosen.max_pixels} ({c.criterion}) -> {c.inference_file}"
         )
     return "\n".join(lines)
+
+
+def _loss(v: ValLoss) -> str:
+    return "-" if v.loss is None else f"{v.loss:.4f}"

@@ -140,6 +140,7 @@ def evaluate_checkpoint(
         total_samples=m.total_samples,
         samples_read=len(data.raw),
         samples_scored=len(data.items),
+        keys_digest=m.selected_keys_digest,
         skipped=dict(sorted(data.skipped.items())),
     )
     return EvalReport(
