@@ -1,14 +1,19 @@
 """Trainer benchmark on CPU: packing efficiency, packed vs padded throughput, MFU proxy,
 loader vs trainer speed. Writes ``bench/results/trainer.json``.
 
-    uv run python bench/trainer.py [--samples 800] [--seq-len 2048] [--threads 1]
+    uv run python bench/trainer.py [--samples 800] [--seq-len 2048] [--threads 1] [--wide 512]
+
+(~3 min on an idle 2-core machine; ~9 min under a load average of 13.)
 
 Everything runs in one process on the same shards (synthetic samples whose lengths span
 ~10 to ~1000 tokens, 0-2 images each), so the comparisons share the machine's load.
 
 * packing efficiency = real tokens / (packs x seq_len) over the first packs of a stream;
-* packed vs padded: the same samples trained (forward + backward + AdamW) as BFD packs or
-  one sample per row padded to seq_len (the fixed-shape baseline); real tokens per second;
+* packed vs padded: the same samples trained (forward + backward + AdamW) as BFD packs,
+  one sample per row padded to seq_len (the fixed-shape baseline), or one sample per step
+  at its own length (dynamic shapes); real tokens per second. Measured for the tiny test
+  model (hidden 32: attention over the dense T x T block mask dominates) and a wider LLM
+  (``--wide``, hidden 512: matmul-bound, closer to real models);
 * MFU proxy: FLOPs of one packed training step counted by ``FlopCounterMode`` / step time,
   over the FLOP/s of a large fp32 matmul measured in the same run with the same threads;
 * loader samples/s (read + tokenise + pack + image preprocessing, no model) vs the
@@ -60,12 +65,55 @@ def train_rate(model, opt, batches) -> tuple[float, float, float]:
     return tokens / dt, samples / dt, dt
 
 
+def widen(cfg, hidden: int):
+    """The tiny config with a wider LLM (hidden, 4x MLP, head_dim 64): matmul-bound regime."""
+    llm = dict(cfg.llm, hidden_size=hidden, intermediate_size=4 * hidden, head_dim=64)
+    llm.update(num_attention_heads=hidden // 64, num_key_value_heads=max(1, hidden // 128))
+    return cfg.model_copy(update={"llm": llm})
+
+
+def measure(cfg, packs, n_packs: int, seq: int, pad: int, rule, ceiling: float) -> dict:
+    """Packed vs padded vs unpadded training rates on the same samples, and the MFU proxy."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.manual_seed(0)
+    model = MindVL.from_config(cfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    train_rate(model, opt, [packs[0][1]])  # warm-up
+    packed_batches = [b for _, b in packs[1 : 1 + n_packs]]
+    packed_tps, packed_sps, packed_s = train_rate(model, opt, packed_batches)
+    single = [s for p, _ in packs[1:4] for s in p]
+    padded_tps, _, _ = train_rate(model, opt, [build_batch([s], seq, pad, rule) for s in single])
+    unpadded_tps, _, _ = train_rate(
+        model, opt, [build_batch([s], s.length, pad, rule) for s in single]
+    )
+    with FlopCounterMode(display=False) as counter:
+        out = model(packed_batches[0])
+        (out.loss_sum / out.loss_tokens).backward()
+    opt.zero_grad(set_to_none=True)
+    flops = counter.get_total_flops()
+    achieved = flops / (packed_s / len(packed_batches))
+    return {
+        "params": sum(p.numel() for p in model.parameters()),
+        "packed_tokens_per_s": round(packed_tps, 1),
+        "padded_tokens_per_s": round(padded_tps, 1),
+        "unpadded_single_tokens_per_s": round(unpadded_tps, 1),
+        "speedup_vs_padded": round(packed_tps / padded_tps, 2),
+        "speedup_vs_unpadded_single": round(packed_tps / unpadded_tps, 2),
+        "packed_samples_per_s": round(packed_sps, 2),
+        "flops_per_packed_step": flops,
+        "achieved_flops_per_s": round(achieved),
+        "mfu_proxy": round(achieved / ceiling, 5),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--samples", type=int, default=800)
     ap.add_argument("--seq-len", type=int, default=2048)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--packs", type=int, default=12, help="packs trained in the packed run")
+    ap.add_argument("--wide", type=int, default=512, help="LLM width of the second model")
     ap.add_argument("--loader-packs", type=int, default=80, help="packs built by the loader alone")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "trainer.json")
     args = ap.parse_args()
@@ -91,31 +139,20 @@ def main() -> None:
     lengths = [s.length for p, _ in packs for s in p]
     efficiency = sum(b.real_tokens for _, b in packs) / (len(packs) * seq)
 
-    # (b) packed vs padded on the same samples
-    model = MindVL.from_config(tiny_config(len(tok_hf := data.tokenizer.hf), data.tokenizer.image_pad_id,
-                                           eos_token_id=tok_hf.convert_tokens_to_ids("<|endoftext|>")))  # fmt: skip
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    train_rate(model, opt, [packs[0][1]])  # warm-up
-    packed_batches = [b for _, b in packs[1 : 1 + args.packs]]
-    packed_tps, packed_sps, packed_s = train_rate(model, opt, packed_batches)
-    single = [s for p, _ in packs[1:4] for s in p]
-    padded_batches = [build_batch([s], seq, pad, rule) for s in single]
-    padded_tps, padded_sps, padded_s = train_rate(model, opt, padded_batches)
-    unpadded = [build_batch([s], s.length, pad, rule) for s in single]
-    unpadded_tps, _, _ = train_rate(model, opt, unpadded)
-
-    # (c) MFU proxy
-    from torch.utils.flop_counter import FlopCounterMode
-
-    b = packed_batches[0]
-    with FlopCounterMode(display=False) as counter:
-        out = model(b)
-        (out.loss_sum / out.loss_tokens).backward()
-    opt.zero_grad(set_to_none=True)
-    flops_per_step = counter.get_total_flops()
-    step_s = packed_s / len(packed_batches)
+    # (b) + (c) for the tiny model and a wider one, where matmuls outweigh attention
+    tok_hf = data.tokenizer.hf
+    base = tiny_config(
+        len(tok_hf),
+        data.tokenizer.image_pad_id,
+        eos_token_id=tok_hf.convert_tokens_to_ids("<|endoftext|>"),
+    )
     ceiling = matmul_ceiling()
-    achieved = flops_per_step / step_s
+    models = {"tiny": base, f"wide{args.wide}": widen(base, args.wide)}
+    measured = {
+        name: measure(cfg, packs, args.packs, seq, pad, rule, ceiling)
+        for name, cfg in models.items()
+    }
+    tiny = measured["tiny"]
 
     result = {
         "machine": {"threads": args.threads, "torch": torch.__version__},
@@ -134,28 +171,19 @@ def main() -> None:
             "dropped_samples": sum(stream.drops.dropped.values()),
             "target": 0.95,
         },
-        "throughput": {
-            "model_params": sum(p.numel() for p in model.parameters()),
-            "packed_tokens_per_s": round(packed_tps, 1),
-            "padded_tokens_per_s": round(padded_tps, 1),
-            "speedup": round(packed_tps / padded_tps, 2),
-            "baseline": "one sample per row padded to seq_len",
-            "unpadded_single_tokens_per_s": round(unpadded_tps, 1),
-            "note": "unpadded_single: one sample per step at its own length (dynamic shapes)",
-            "target": 1.8,
-        },
-        "mfu_proxy": {
-            "flops_per_packed_step": flops_per_step,
-            "achieved_flops_per_s": round(achieved),
-            "matmul_ceiling_flops_per_s": round(ceiling),
-            "mfu": round(achieved / ceiling, 5),
+        "models": measured,
+        "speedup_target": 1.8,
+        "baselines": {
+            "padded": "one sample per row padded to seq_len (fixed shapes)",
+            "unpadded_single": "one sample per step at its own length (dynamic shapes)",
         },
         "loader_vs_trainer": {
             "loader_samples_per_s": round(loader_samples / loader_s, 1),
-            "trainer_samples_per_s": round(packed_sps, 1),
-            "ratio": round(loader_samples / loader_s / packed_sps, 2),
+            "trainer_samples_per_s_tiny": tiny["packed_samples_per_s"],
+            "ratio": round(loader_samples / loader_s / tiny["packed_samples_per_s"], 2),
             "target": 5.0,
         },
+        "matmul_ceiling_flops_per_s": round(ceiling),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

@@ -152,6 +152,8 @@ def _run(cfg: StageConfig, out: Path, resume: bool, config_text: str, rt: Runtim
 
     core.to(rt.device)
     apply_attention_backend(core, default_backend_name(rt.device))
+    if rt.distributed and cfg.distributed == "none":
+        raise UserError(f"{rt.world} processes need distributed: ddp or fsdp in the stage config")
     strategy = cfg.distributed if rt.distributed else "none"
     model = parallelize(core, strategy, rt.device)
     optimizer = make_optimizer(model, cfg)
