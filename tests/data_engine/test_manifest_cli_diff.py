@@ -109,7 +109,7 @@ def test_text_and_markdown_outputs(builds):
     assert "| operators.image_size.params.min_side | 32 | 64 |" in m.output
 
 
-def test_fail_on_tolerances(builds):
+def test_fail_on_tolerances(builds, tmp_path):
     a, _, b = builds
     r = run(a, b, "--fail-on", "ratio=0.01")
     assert r.exit_code == 1 and "DRIFT ratio of ocr moved by -0.2000" in r.output
@@ -119,5 +119,8 @@ def test_fail_on_tolerances(builds):
     assert "funnel" not in r.output.split("DRIFT", 1)[1]
     assert run(a, b, "--fail-on", "funnel=3").exit_code == 1
     assert run(a, b, "--fail-on", "keys=1000").exit_code == 0
+    (tmp_path / "manifest.json").write_bytes((a / "manifest.json").read_bytes())
+    no_index = run(tmp_path, b, "--fail-on", "keys=0")
+    assert no_index.exit_code == 1 and "index.parquet missing" in no_index.output
     bad = run(a, b, "--fail-on", "speed=1")
     assert bad.exit_code == 2 and "KIND=VALUE" in bad.output

@@ -81,7 +81,9 @@ def sections(d: dict[str, Any]) -> list[tuple[str, list[str], list[list[object]]
             )
         )
     s = d["samples"]
-    if s is not None and s["per_source"]:
+    if s is None:
+        out.append(("Samples", ["note"], [["index.parquet missing next to A or B: not compared"]]))
+    elif s["per_source"]:
         out.append(
             (
                 "Samples added/removed",

@@ -59,6 +59,8 @@ def violations(diff: dict[str, Any], tol: dict[str, float]) -> list[str]:
                 out.append(
                     f"funnel {f['source']}/{f['stage']}/{f['op']}/{f['reason']} moved by {f['delta']:+d} (tolerance {tol['funnel']:g})"
                 )
+    if "keys" in tol and diff["samples"] is None:
+        out.append("keys cannot be checked: index.parquet is missing next to A or B")
     if "keys" in tol and diff["samples"] is not None:
         moved = diff["samples"]["added"] + diff["samples"]["removed"]
         if moved > tol["keys"]:
