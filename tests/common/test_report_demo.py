@@ -151,7 +151,7 @@ def test_writes_both_files_with_the_right_headline(inputs, capsys):
     # funnel by reason and the index / rejects cross-checks
     assert "resolution: too_small = 3" in md_text
     assert (
-        "index.parquet: 8 rows (<b>: 3, caption: 5); matches the manifest's total_samples: yes"
+        "index.parquet: 8 rows (\\<b\\>: 3, caption: 5); matches the manifest's total_samples: yes"
         in md_text
     )
     assert "rejects.parquet: 5 rows (funnel drops in the manifest: 5)" in md_text
@@ -184,6 +184,9 @@ def test_text_is_escaped(inputs):
     assert "<b>" not in text and "&lt;b&gt;" in text
     assert "corrupt &lt;img&gt;" in text and "<img" not in text
     assert "train &lt;warmup&gt;" in text
+    # Markdown renderers take inline HTML too: names are backslash-escaped there
+    md = (tmp / "out" / "report.md").read_text()
+    assert "| \\<b\\> | 0.400 |" in md and "<b>" not in md
 
 
 def test_missing_inputs_give_na(tmp_path, capsys):

@@ -59,3 +59,25 @@ def test_renderers_agree_and_escape():
     assert "head &amp; line" in html and "p &lt;x&gt;" in html and "cap &lt;c&gt;" in html
     assert "<td>n/a</td>" in html and html.count("<svg") == doc.charts() == 1
     assert fmt(0.12345) == "0.123" and fmt(True) == "yes" and fmt(7) == "7"
+
+
+def test_step_axis_has_integer_ticks():
+    svg = line_chart(
+        "loss",
+        {"train": [(1, 3.0), (2, 2.0), (3, 1.5), (4, 1.0), (5, 0.9), (6, 0.8)]},
+        "step",
+        "loss",
+    )
+    root = ET.fromstring(svg)
+    ticks = [t.text for t in root.iter("{http://www.w3.org/2000/svg}text") if t.get("y") == "238"]
+    assert ticks == ["1", "2", "4", "5", "6"]
+
+
+def test_report_imports_neither_the_data_engine_nor_the_trainer():
+    import subprocess
+    import sys
+
+    code = ("import sys, mindvl.common.report; "
+            "bad = [m for m in sys.modules if m.startswith(('mindvl.data_engine', 'mindvl.trainer', 'torch'))]; "
+            "assert not bad, bad")  # fmt: skip
+    subprocess.run([sys.executable, "-c", code], check=True)

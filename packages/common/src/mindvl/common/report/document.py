@@ -66,29 +66,34 @@ def fmt(value: object, digits: int = 3) -> str:
     return str(value)
 
 
+def _md_text(text: str) -> str:
+    """Backslash-escape ``<``/``>`` so a name like ``<b>`` is not read as inline HTML."""
+    return text.replace("\\", "\\\\").replace("<", "\\<").replace(">", "\\>")
+
+
 def _md_cell(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+    return _md_text(text).replace("|", "\\|").replace("\n", " ")
 
 
 def _md_section(s: Section, level: int) -> list[str]:
-    out = ["#" * level + " " + s.title, ""]
+    out = ["#" * level + " " + _md_text(s.title), ""]
     for b in s.blocks:
         if isinstance(b, str):
-            out += [b, ""]
+            out += [_md_text(b), ""]
         elif isinstance(b, Table):
             out.append("| " + " | ".join(_md_cell(h) for h in b.headers) + " |")
             out.append("|" + "---|" * len(b.headers))
             out += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in b.rows]
             out.append("")
         elif isinstance(b, Chart):
-            out += [f"*Chart: {b.caption} (see report.html)*", ""]
+            out += [f"*Chart: {_md_text(b.caption)} (see report.html)*", ""]
         else:
             out += _md_section(b, level + 1)
     return out
 
 
 def render_markdown(doc: Document) -> str:
-    lines = [f"# {doc.title}", "", f"**{doc.headline}**", ""]
+    lines = [f"# {_md_text(doc.title)}", "", f"**{_md_text(doc.headline)}**", ""]
     for s in doc.sections:
         lines += _md_section(s, 2)
     return "\n".join(lines).rstrip() + "\n"

@@ -90,9 +90,14 @@ def line_chart(
     x_span = (x_max - x_min) or 1.0
     y_top = nice_max(max(max(ys), 0.0))
     out = _open(width, height, title) + _y_axis(left, top_pad, pw, ph, y_top)
+    whole = all(float(x).is_integer() for x in xs)
     for k in range(5):
         xv = x_min + x_span * k / 4
-        x = left + pw * k / 4
+        if whole:  # steps: integer ticks, placed where that step is
+            xv = float(round(xv))
+            if k and xv == round(x_min + x_span * (k - 1) / 4):
+                continue
+        x = left + pw * (xv - x_min) / x_span
         out.append(f'<text x="{x:.1f}" y="{top_pad + ph + 14}" text-anchor="middle">'
                    f"{_num(xv)}</text>")  # fmt: skip
     out.append(f'<text x="{left + pw / 2:.0f}" y="{height - 4}" text-anchor="middle">'
