@@ -151,3 +151,17 @@ def test_bad_checkpoint_and_flags_are_one_line_errors(built, tmp_path, capsys):
         evaluate_checkpoint(root / "ckpt", data, max_pixels=[1000], opts=OPTS)
     with pytest.raises(UserError, match="manifest not found"):
         evaluate_checkpoint(root / "ckpt", tmp_path, opts=OPTS)
+
+
+def test_predictions_do_not_depend_on_batching(built):
+    from mindvl.trainer.evaluation.items import read_eval_set
+    from mindvl.trainer.evaluation.predict import predict
+    from mindvl.trainer.evaluation.run import load_checkpoint
+    from mindvl.trainer.evaluation.tasks import load_tasks
+
+    root, _, _ = built
+    model, tok, inference = load_checkpoint(root / "ckpt", "cpu")
+    data = read_eval_set(root / "data", load_tasks(None))
+    one = predict(model, tok, data.items, inference.image_tokens, 3, batch_size=1)
+    many = predict(model, tok, data.items, inference.image_tokens, 3, batch_size=8)
+    assert len(one) == 9 and one == many
