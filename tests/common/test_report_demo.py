@@ -148,6 +148,8 @@ def test_writes_both_files_with_the_right_headline(inputs, capsys):
         r"\| 100352 \| 3136 \| 128 \| 0\.357 \| 0\.187 \|.*\| 2\.1000 \|.*\| yes \|", md_text
     )
     assert re.search(r"\| 50176 \| 3136 \| 64 \|.*\| no \|", md_text)
+    assert "Chosen max_pixels=100352 (was 50176); criterion: highest overall accuracy." in md_text
+    assert "| seed | 0 |" in md_text and "| n | 800 |" in md_text
     # funnel by reason and the index / rejects cross-checks
     assert "resolution: too_small = 3" in md_text
     assert (

@@ -81,3 +81,11 @@ def test_report_imports_neither_the_data_engine_nor_the_trainer():
             "bad = [m for m in sys.modules if m.startswith(('mindvl.data_engine', 'mindvl.trainer', 'torch'))]; "
             "assert not bad, bad")  # fmt: skip
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_long_labels_are_cut_in_charts_only():
+    name = "a_very_long_category_name_that_goes_on"
+    svg = grouped_bars("mix", [name], {"target": [0.5]}, 1.0)
+    texts = [t.text for t in ET.fromstring(svg).iter("{http://www.w3.org/2000/svg}text")]
+    assert "a_very_long_cat\u2026" in texts
+    assert f"<title>{name}: 0.5</title>" in svg  # the tooltip keeps the full name

@@ -47,8 +47,9 @@ def timings_section(timings: object) -> Section:
 
 def settings_section(extra: dict) -> Section | None:
     """Scalar entries of ``extra`` other than timings (seed, corpus size, ...)."""
-    items = [(str(k), v) for k, v in extra.items()
-             if k != "timings" and (v is None or isinstance(v, str | int | float | bool))]  # fmt: skip
+    items = [(str(k), str(v) if isinstance(v, Path) else v) for k, v in extra.items()
+             if k not in ("timings", "title")
+             and (v is None or isinstance(v, str | int | float | bool | Path))]  # fmt: skip
     if not items:
         return None
     return Section("Settings").add(Table(["setting", "value"], [[k, fmt(v)] for k, v in items]))

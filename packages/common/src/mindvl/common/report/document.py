@@ -103,7 +103,7 @@ CSS = """body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 
 table{border-collapse:collapse;margin:.5em 0 1em}td,th{border:1px solid #ccc;padding:2px 8px;
 text-align:right}td:first-child,th:first-child{text-align:left}th{background:#f3f3f3}
 .headline{font-size:1.2em;font-weight:bold;background:#eef5ee;padding:.6em;border-radius:4px}
-figure{margin:.5em 0 1.5em}figcaption{color:#555;font-size:.9em}"""
+figure{margin:.5em 0 1.5em;overflow-x:auto}figcaption{color:#555;font-size:.9em}"""
 
 
 def _html_section(s: Section, level: int) -> list[str]:

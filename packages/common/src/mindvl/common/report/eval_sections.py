@@ -124,10 +124,11 @@ def evaluation_sections(eval_report: Loaded) -> Section:
         *_score_block("accuracy per category", _groups(setting, "categories"))))  # fmt: skip
     res = Section("Resolution search")
     criterion = get(report, "resolution_search", "criterion")
-    res.add(
-        f"Criterion: {criterion}."
-        if criterion
-        else "Resolution search: n/a (not run; settings below)."
-    )
+    if criterion:
+        before = get(report, "resolution_search", "previous", "max_pixels")
+        after = get(report, "resolution_search", "chosen", "max_pixels")
+        res.add(f"Chosen max_pixels={fmt(after)} (was {fmt(before)}); criterion: {criterion}.")
+    else:
+        res.add("Resolution search: n/a (not run; the settings evaluated are below).")
     res.add(resolution_table(report))
     return top.add(res)

@@ -45,6 +45,11 @@ def nice_max(v: float) -> float:
     return 10 * p
 
 
+def short(label: str, limit: int) -> str:
+    """Labels are cut for layout only; the full text stays in the bar's tooltip and tables."""
+    return label if len(label) <= limit else label[: limit - 1] + "\u2026"
+
+
 def _open(width: int, height: int, title: str) -> list[str]:
     return [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
@@ -55,14 +60,14 @@ def _open(width: int, height: int, title: str) -> list[str]:
     ]
 
 
-def _legend(names: Sequence[str], x: float, y: float) -> list[str]:
+def _legend(names: Sequence[str], x: float, y: float, limit: int = 20) -> list[str]:
     out = []
     for i, name in enumerate(names):
         yy = y + 14 * i
         out.append(
             f'<rect x="{x:.1f}" y="{yy - 8:.1f}" width="10" height="10" fill="{colour(i)}"/>'
         )
-        out.append(f'<text x="{x + 14:.1f}" y="{yy + 1:.1f}">{escape(name)}</text>')
+        out.append(f'<text x="{x + 14:.1f}" y="{yy + 1:.1f}">{escape(short(name, limit))}</text>')
     return out
 
 
@@ -145,7 +150,7 @@ def grouped_bars(
                        f"<title>{escape(name)}: {_num(v)}</title></rect>")  # fmt: skip
         cx = gx + bar_w * n_series / 2
         out.append(f'<text x="{cx:.1f}" y="{top_pad + ph + 12}" text-anchor="end" '
-                   f'transform="rotate(-35 {cx:.1f} {top_pad + ph + 12})">{escape(name)}</text>')  # fmt: skip
+                   f'transform="rotate(-35 {cx:.1f} {top_pad + ph + 12})">{escape(short(name, 16))}</text>')  # fmt: skip
     out += _legend(list(series), left + pw + 12, top_pad + 10)
     out.append("</svg>")
     return "\n".join(out)
@@ -162,7 +167,8 @@ def stacked_hbars(title: str, rows: Sequence[str], segments: dict[str, Sequence[
     out = _open(width, height, title)
     for r, name in enumerate(rows):
         y = top_pad + row_h * r
-        out.append(f'<text x="{label_w - 6}" y="{y + 13}" text-anchor="end">{escape(name)}</text>')
+        out.append(f'<text x="{label_w - 6}" y="{y + 13}" text-anchor="end">'
+                   f"{escape(short(name, 27))}</text>")  # fmt: skip
         x = float(label_w)
         for i, (seg, values) in enumerate(segments.items()):
             w = plot_w * values[r] / top
@@ -173,6 +179,6 @@ def stacked_hbars(title: str, rows: Sequence[str], segments: dict[str, Sequence[
             x += w
         out.append(f'<text x="{x + 4:.1f}" y="{y + 13}">{_num(totals[r])}</text>')
     legend_y = top_pad + row_h * max(len(rows), 1) + 14
-    out += _legend(list(segments), label_w, legend_y)
+    out += _legend(list(segments), label_w, legend_y, limit=80)
     out.append("</svg>")
     return "\n".join(out)
