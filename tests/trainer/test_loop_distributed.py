@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 
 import pytest
@@ -20,12 +21,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _rank_main(rank: int, cfg_json: str, out: str, port: int) -> None:
+def _rank_main(rank: int, cfg_json: str, out: str, port: int, resume: bool = False) -> None:
     os.environ.update(
         RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2",
         MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
     )  # fmt: skip
-    run_stage(StageConfig.model_validate_json(cfg_json), out)
+    run_stage(StageConfig.model_validate_json(cfg_json), out, resume=resume)
 
 
 @pytest.fixture(scope="module")
@@ -49,20 +50,29 @@ def config(tmp_path_factory):
     )
 
 
-@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
-def test_two_processes_match_one(tmp_path, config, strategy):
-    single = run_stage(config, tmp_path / "one")
-    cfg = config.model_copy(update={"distributed": strategy})
+def _spawn(cfg: StageConfig, out, resume: bool = False) -> list[dict]:
     mp.start_processes(
         _rank_main,
-        args=(cfg.model_dump_json(), str(tmp_path / "two"), _free_port()),
+        args=(cfg.model_dump_json(), str(out), _free_port(), resume),
         nprocs=2,
         start_method="fork",
     )
-    rows = [json.loads(x) for x in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()]
+    return [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_two_processes_match_one_and_resume(tmp_path, config, strategy):
+    single = run_stage(config, tmp_path / "one")
+    cfg = config.model_copy(update={"distributed": strategy, "checkpoint_every": 2})
+    rows = _spawn(cfg, tmp_path / "two")
     assert [r["step"] for r in rows] == [1, 2, 3]
     for a, b in zip(single, rows, strict=True):
         assert b["llm_tokens"] == a["llm_tokens"] and b["loss_tokens"] == a["loss_tokens"]
         assert b["loss"] == pytest.approx(a["loss"], rel=1e-5, abs=1e-6)
     assert single[0]["loss"] != pytest.approx(single[-1]["loss"], abs=1e-3)  # it does train
     assert (tmp_path / "two" / "model" / "model.safetensors").is_file()
+    # resume both ranks from step 2: step 3 repeats exactly (optimizer state, loaders, RNG)
+    shutil.rmtree(tmp_path / "two" / "checkpoints" / "step-00000003")
+    again = _spawn(cfg, tmp_path / "two", resume=True)
+    assert [r["step"] for r in again] == [1, 2, 3]
+    assert again[2]["loss"] == rows[2]["loss"] and again[2]["grad_norm"] == rows[2]["grad_norm"]
