@@ -57,7 +57,7 @@ def corpus(tmp_path_factory):
     return root
 
 
-def kit_recipe(root: Path, dedup: bool = True) -> str:
+def kit_recipe(root: Path, dedup: bool = False) -> str:
     sources = "\n".join(
         f"  - {{name: {cat}_{fmt}, path: '{root}/{fmt}/{cat}', format: {fmt}, category: {cat}}}"
         for cat, fmt in FORMATS.items()
@@ -146,7 +146,7 @@ def test_bad_recipe_and_missing_source_fail_before_work(corpus, tmp_path):
         prepare(recipe_from_text(text), "r.yaml")
 
 
-def _fake_tars(root: Path, n_tars: int, per_tar: int = 12, size: int = 256 << 10) -> Path:
+def _fake_tars(root: Path, n_tars: int, per_tar: int = 12, size: int = 512 << 10) -> Path:
     """Tars of incompressible 'JPEG' payloads: reading them is all the build does."""
     root.mkdir(parents=True)
     rnd = io.BytesIO(os.urandom(size + per_tar * n_tars))
@@ -201,7 +201,7 @@ def _peak_memory_during(fn) -> tuple[int, int]:
 
 def test_streaming_memory_does_not_grow_with_corpus(ray_local, corpus, tmp_path):
     peaks = {}
-    for n_tars in (3, 15):  # ~9 MiB vs ~45 MiB of image bytes
+    for n_tars in (2, 3, 15):  # a warm-up run, then ~18 MiB vs ~90 MiB of image bytes
         src = _fake_tars(tmp_path / f"c{n_tars}", n_tars)
         text = (
             f"name: mem\nstage: s1\ntokenizer: {corpus}/tok\nsources:\n"
@@ -216,5 +216,5 @@ def test_streaming_memory_does_not_grow_with_corpus(ray_local, corpus, tmp_path)
         staged = sum(len(pq.read_table(f)) for f in (work / "parts" / "kept").rglob("*.parquet"))
         assert staged == n_tars * 12
     rss, store = (peaks[15][i] - peaks[3][i] for i in range(2))
-    assert rss < 20 << 20, f"largest process RSS grew by {rss >> 20} MiB for 36 MiB more input"
-    assert store < 12 << 20, f"object store peak grew by {store >> 20} MiB for 36 MiB more input"
+    assert rss < 24 << 20, f"largest process RSS grew by {rss >> 20} MiB for 72 MiB more input"
+    assert store < 12 << 20, f"object store peak grew by {store >> 20} MiB for 72 MiB more input"

@@ -58,7 +58,9 @@ def test_llava_roles_images_and_counted_drops(tmp_path):
             rec(id="esc", image="../secret.jpg", caption="x"),
             rec(id="abs", image=str(outside), caption="x"),
             b'{"id": "latin", "caption": "Caf\xe9"}',
-            rec(id="noturns", image="images/a.jpg", conversations=[{"from": "robot", "value": "?"}]),
+            rec(
+                id="noturns", image="images/a.jpg", conversations=[{"from": "robot", "value": "?"}]
+            ),
         ],
     )
     cands = read_all(root, "llava")
@@ -75,11 +77,15 @@ def test_llava_roles_images_and_counted_drops(tmp_path):
     assert by_id["noturns"].drop_reason == "bad_conversation"
     bad = [c for c in cands if c.drop_reason == "bad_json"]
     assert len(bad) == 1 and bad[0].raw_id.startswith("data.jsonl@")
-    assert all(c.drop_stage == "read" and c.drop_op == "llava" and not c.images for c in cands if c.dropped)
+    assert all(
+        c.drop_stage == "read" and c.drop_op == "llava" and not c.images for c in cands if c.dropped
+    )
 
 
 def test_llava_prefer_caption(tmp_path):
-    root = write_llava(tmp_path / "s", [rec(id="a", image="images/a.jpg", conversations=CONV, caption="cap a")])
+    root = write_llava(
+        tmp_path / "s", [rec(id="a", image="images/a.jpg", conversations=CONV, caption="cap a")]
+    )
     (c,) = read_all(root, "llava", prefer="caption")
     assert c.caption == "cap a" and c.conversation is None
 
@@ -88,7 +94,9 @@ def test_llava_byte_range_chunks_neither_lose_nor_repeat_lines(tmp_path):
     lines = [rec(id=f"r{i}", image="images/a.jpg", caption="x" * (i % 7)) for i in range(50)]
     root = write_llava(tmp_path / "s", lines)
     whole = read_all(root, "llava")
-    spec = SourceSpec(name="src", path=str(root), format="llava", category="cat", options={"chunk_bytes": 37})
+    spec = SourceSpec(
+        name="src", path=str(root), format="llava", category="cat", options={"chunk_bytes": 37}
+    )
     units, _ = plan_source(spec)
     assert len(units) > 20
     chunked = [c for u in units for c in read_unit(u)]
@@ -175,7 +183,9 @@ def test_parquet_reader(tmp_path):
     assert len(cands) == 3
     assert cands[0].raw_id == "p0" and cands[0].conversation[0]["role"] == "user"
     assert cands[1].drop_reason == "missing_image"
-    assert cands[2].raw_id == "part-00000.parquet#rg1:0" and cands[2].drop_reason == "bad_conversation"
+    assert (
+        cands[2].raw_id == "part-00000.parquet#rg1:0" and cands[2].drop_reason == "bad_conversation"
+    )
 
 
 def test_folder_reader_with_sidecars_and_symlink_escape(tmp_path):

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import click
+
 from mindvl.common.errors import UserError
 
 
@@ -58,6 +59,7 @@ def build_command(
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"--out {out_dir} exists and is not a directory")
     import ray
+
     from mindvl.data_engine.build.ray_session import init_ray
 
     init_ray(address, num_cpus)

@@ -22,6 +22,7 @@ from typing import Any
 from mindvl.common.errors import UserError
 from mindvl.common.manifest import DedupStats, RecipeRecord
 from mindvl.common.recipe import Recipe
+from mindvl.data_engine.build.decontam import eval_fingerprints
 from mindvl.data_engine.build.optional import optional_stage
 from mindvl.data_engine.build.plan import BuildPlan, check_resources, plan_build
 from mindvl.data_engine.build.stages import (
@@ -110,8 +111,9 @@ def stream_to_staging(
 ) -> DedupStats:
     """The Ray Data part: every input row ends in ``work/parts/{kept,dropped}``."""
     import ray
-    from mindvl.data_engine.build.progress import ProgressCounts, ProgressReporter
     from ray.data import ActorPoolStrategy, DataContext
+
+    from mindvl.data_engine.build.progress import ProgressCounts, ProgressReporter
 
     check_resources(plan.op_groups, ray.cluster_resources())
     for sub in ("parts", "kept", "dropped"):
@@ -152,7 +154,9 @@ def stream_to_staging(
     ds = ds.map_batches(split_dropped, fn_args=sink, batch_format="pyarrow", batch_size=None)
 
     dedup_stats = DedupStats()
-    dedup = optional_stage("mindvl.data_engine.dedup", "dedup_dataset")
+    dedup = optional_stage("mindvl.data_engine.dedup", "dedup_dataset") or optional_stage(
+        "mindvl.data_engine.dedup.ray_dedup", "dedup_dataset"
+    )
     spec = recipe.dedup
     wants_dedup = spec.exact or spec.near.enabled or bool(spec.decontaminate)
     if not wants_dedup:
@@ -160,7 +164,8 @@ def stream_to_staging(
     elif dedup is None:
         stages["dedup"] = "skipped: mindvl.data_engine.dedup is not installed"
     else:
-        ds, dedup_stats = dedup(ds, spec, context)
+        evals = eval_fingerprints(plan.eval_units) if spec.decontaminate else None
+        ds, dedup_stats = dedup(ds, spec, evals)
         stages["dedup"] = "ran"
 
     caption = optional_stage("mindvl.data_engine.caption", "caption_dataset")

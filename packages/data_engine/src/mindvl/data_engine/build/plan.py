@@ -16,6 +16,7 @@ from mindvl.common.config import validate_data
 from mindvl.common.errors import UserError
 from mindvl.common.manifest import InputFile
 from mindvl.common.recipe import Recipe
+from mindvl.data_engine.build.decontam import eval_units
 from mindvl.data_engine.build.parts import choose_buckets
 from mindvl.data_engine.readers import plan_source
 from mindvl.data_engine.readers.base import ReadUnit
@@ -40,6 +41,7 @@ class BuildPlan:
     units_per_source: dict[str, int]
     op_groups: list[OpGroup]
     buckets: int
+    eval_units: list[ReadUnit] = field(default_factory=list)  # dedup.decontaminate corpora
 
 
 def plan_operators(recipe: Recipe, source: str) -> list[OpGroup]:
@@ -77,7 +79,8 @@ def plan_build(recipe: Recipe, source: str) -> BuildPlan:
         per_source[spec.name] = len(u)
     groups = plan_operators(recipe, source)
     total = sum(i.size for i in inputs)
-    return BuildPlan(units, inputs, per_source, groups, choose_buckets(total))
+    evals = eval_units(recipe.dedup)
+    return BuildPlan(units, inputs, per_source, groups, choose_buckets(total), evals)
 
 
 def check_resources(groups: list[OpGroup], available: dict[str, float]) -> None:

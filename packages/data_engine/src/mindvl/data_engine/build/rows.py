@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import pyarrow as pa
+
 from mindvl.data_engine.record import ROW_COLUMNS, Candidate
 
 _TYPES = {
@@ -24,7 +25,9 @@ _TYPES = {
     "conversation": pa.string(),
     "phashes": pa.list_(pa.string()),
     "pixel_hashes": pa.list_(pa.string()),
+    "signatures": pa.list_(pa.string()),
     "information": pa.list_(pa.float64()),
+    "blur": pa.list_(pa.float64()),
     "quality": pa.float64(),
     "meta": pa.string(),
     "drop_stage": pa.string(),
@@ -44,19 +47,12 @@ def to_table(cands: Iterable[Candidate]) -> pa.Table:
     for c in cands:
         row = c.to_row()
         for name in SCHEMA.names:
-            cols[name].append(row[name] if name in row else getattr(c, name))
+            cols[name].append(row[name])
     return pa.Table.from_pydict(cols, schema=SCHEMA)
 
 
 def from_table(table: pa.Table) -> list[Candidate]:
-    out = []
-    for row in table.to_pylist():
-        c = Candidate.from_row(row)
-        for name in EXTRA:
-            if name in row and name not in ROW_COLUMNS:
-                setattr(c, name, list(row[name] or []))
-        out.append(c)
-    return out
+    return [Candidate.from_row(row) for row in table.to_pylist()]
 
 
 def conform(table: pa.Table) -> pa.Table:

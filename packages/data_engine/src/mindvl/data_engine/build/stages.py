@@ -12,6 +12,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+
 from mindvl.data_engine.build.parts import write_part
 from mindvl.data_engine.build.rows import conform, from_table, to_table
 from mindvl.data_engine.readers import read_unit

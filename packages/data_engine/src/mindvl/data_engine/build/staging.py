@@ -14,6 +14,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
 from mindvl.common.manifest import REJECTS_NAME, DedupStats, FunnelEntry, SourceFunnel
 from mindvl.common.recipe import Recipe
 from mindvl.data_engine.accounting import BuildAccounting
