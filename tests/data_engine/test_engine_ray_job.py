@@ -102,9 +102,17 @@ def test_build_runs_as_a_ray_job(ray_head, tmp_path):
         f"{sys.executable} -m mindvl.common.cli data build {tmp_path / 'r.yaml'} "
         f"--out {out} --var root={tmp_path} --progress-every 1"
     )
-    job = ray_head.submit_job(
-        entrypoint=entry, runtime_env={"env_vars": {"RAY_AUTH_MODE": "disabled"}}
-    )
+    deadline = time.monotonic() + 120
+    while True:  # the job agent comes up a little after the dashboard
+        try:
+            job = ray_head.submit_job(
+                entrypoint=entry, runtime_env={"env_vars": {"RAY_AUTH_MODE": "disabled"}}
+            )
+            break
+        except RuntimeError as err:
+            if "No available agent" not in str(err) or time.monotonic() > deadline:
+                raise
+            time.sleep(2)
     deadline = time.monotonic() + 240
     status = ray_head.get_job_status(job)
     while status not in {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}:

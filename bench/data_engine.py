@@ -1,0 +1,159 @@
+"""End-to-end data-engine throughput on Ray vs. the decode+pHash ceiling of the same images.
+
+Generates a webdataset corpus with the corpus kit (256-1024 px), then in one run:
+
+1. ceiling: a tight single-process loop doing only decode + pHash of every image (bytes
+   preloaded, so no I/O), times the CPUs given to Ray;
+2. pipeline: the real build (read tars -> image_decode, image_size, aspect_ratio ->
+   dedup -> staging files) on an embedded local Ray with ``--num-cpus`` CPUs.
+
+Reports samples/s of both and their ratio (target >= 0.7). The machine this runs on is
+shared, so CPU seconds (summed over every process of the local Ray) are reported next to
+wall time, and the ratio is also given per CPU second.
+Usage: uv run python bench/data_engine.py [--n 20000] [--num-cpus 2] [--no-dedup]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+OPS = ("image_decode", "image_size", "aspect_ratio")
+
+
+def images_of(corpus: Path) -> list[bytes]:
+    out = []
+    for tar in sorted(corpus.rglob("*.tar")):
+        with tarfile.open(tar) as tf:
+            for m in tf:
+                if m.isfile() and m.name.rsplit(".", 1)[-1] in ("jpg", "png", "webp"):
+                    out.append(tf.extractfile(m).read())  # type: ignore[union-attr]
+    return out
+
+
+def ceiling(images: list[bytes]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of decode + pHash over all images in this process."""
+    import imagehash
+    from PIL import Image
+
+    w0, c0 = time.perf_counter(), time.process_time()
+    for data in images:
+        try:
+            with Image.open(io.BytesIO(data)) as im:
+                imagehash.phash(im.convert("RGB").convert("L"))
+        except Exception:
+            pass
+    return time.perf_counter() - w0, time.process_time() - c0
+
+
+def tree_cpu_seconds() -> float:
+    import psutil
+
+    total = 0.0
+    for p in [psutil.Process(), *psutil.Process().children(recursive=True)]:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.Error:
+            pass
+    return total
+
+
+def recipe_text(corpus: Path, tok: Path, dedup: bool) -> str:
+    ops = "\n".join(f"  - {{op: {op}}}" for op in OPS)
+    dd = "" if dedup else "dedup: {exact: false, near: {enabled: false}}\n"
+    return (
+        f"name: bench\nstage: s1\ntokenizer: {tok}\n"
+        f"sources:\n  - {{name: kit, path: '{corpus}/*/*.tar', format: webdataset, category: caption}}\n"
+        f"operators:\n{ops}\n{dd}"
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=20000)
+    ap.add_argument("--num-cpus", type=int, default=2)
+    ap.add_argument("--no-dedup", action="store_true")
+    ap.add_argument("--work", default=None, help="folder for the corpus (default: a temp dir)")
+    ap.add_argument("--out", default="bench/results/data_engine.json")
+    args = ap.parse_args()
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    from mindvl.common.recipe import recipe_from_text
+    from mindvl.common.tokenizer_train import train_bpe_tokenizer
+    from mindvl.data_engine.build.pipeline import prepare, stream_to_staging
+    from mindvl.data_engine.build.ray_session import init_ray
+    from mindvl.data_engine.build.staging import finalize_staging
+    from mindvl.data_engine.synth.kit import generate_corpus
+
+    work = Path(args.work or tempfile.mkdtemp(prefix="bench_engine_"))
+    corpus = work / "corpus"
+    t = time.perf_counter()
+    if not corpus.exists():
+        generate_corpus(
+            corpus, args.n, "webdataset", faults=0.05, seed=7, min_side=256, max_side=1024
+        )
+    gen_s = time.perf_counter() - t
+    tok = work / "tok"
+    if not tok.exists():
+        train_bpe_tokenizer(["a picture"] * 10, 280, tok)
+
+    images = images_of(corpus)
+    ceil_wall, ceil_cpu = ceiling(images)
+    per_core = len(images) / ceil_wall
+    ceiling_rate = per_core * args.num_cpus
+
+    recipe = recipe_from_text(recipe_text(corpus, tok, not args.no_dedup))
+    plan = prepare(recipe, "bench")
+    t = time.perf_counter()
+    init_ray(None, num_cpus=args.num_cpus, temp_dir=tempfile.mkdtemp(prefix="ray", dir="/tmp"))
+    import ray
+
+    ray_start_s = time.perf_counter() - t
+    stages: dict[str, str] = {}
+    cpu0 = tree_cpu_seconds()
+    w0 = time.perf_counter()
+    stats = stream_to_staging(recipe, plan, work / "out" / "_work", stages, echo=print)
+    acc = finalize_staging(work / "out" / "_work", plan, recipe, stats)
+    wall = time.perf_counter() - w0
+    cpu = tree_cpu_seconds() - cpu0
+    ray.shutdown()
+
+    samples = sum(s.input for s in acc.sources)
+    rate = samples / wall
+    result = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared)",
+        "n_samples": samples,
+        "n_images": len(images),
+        "image_sides": "256-1024 px (corpus kit)",
+        "operators": list(OPS),
+        "stages": stages,
+        "num_cpus": args.num_cpus,
+        "pipeline_wall_s": round(wall, 2),
+        "pipeline_cpu_s_all_processes": round(cpu, 2),
+        "pipeline_samples_per_s": round(rate, 1),
+        "ceiling_single_process_images_per_s": round(per_core, 1),
+        "ceiling_images_per_s": round(ceiling_rate, 1),
+        "ceiling_cpu_s": round(ceil_cpu, 2),
+        "ratio_wall": round(rate / ceiling_rate, 3),
+        "ratio_per_cpu_second": round((samples / cpu) / (len(images) / ceil_cpu), 3),
+        "target_ratio": 0.7,
+        "kept": sum(s.kept for s in acc.sources),
+        "dedup": acc.dedup.model_dump(),
+        "ray_start_s": round(ray_start_s, 1),
+        "corpus_generation_s": round(gen_s, 1),
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
