@@ -92,6 +92,12 @@ def test_warmup_trains_only_the_projector(tmp_path, shards, capsys):
     start = load_file(tmp_path / "out0" / "model" / "model.safetensors")
     changed = {k.split(".")[0] for k in first if not torch.allclose(first[k], start[k], atol=1e-8)}
     assert changed == {"projector"}
+    # the final model records where it came from (averaging checks lineage with it)
+    from mindvl.trainer.provenance import checkpoint_id, read_provenance
+
+    prov = read_provenance(tmp_path / "out" / "model")
+    assert prov["id"] == checkpoint_id(tmp_path / "out" / "model") and prov["ancestors"] == []
+    assert prov["stage"] == "tiny" and prov["trained"]["seq_len"] == 256
 
 
 def test_cli_runs_a_stage_and_reports_config_errors_in_one_line(tmp_path, shards):

@@ -249,6 +249,13 @@ def _run(cfg: StageConfig, out: Path, resume: bool, config_text: str, rt: Runtim
                 )  # fmt: skip
         save(out / "model")
         if rt.rank == 0:
+            from mindvl.trainer.provenance import write_provenance
+
+            write_provenance(
+                out / "model", parent=cfg.init.checkpoint, stage=cfg.name,
+                trained={"seq_len": cfg.seq_len, "steps": step, "tokens_seen": seen,
+                         "manifest": str(cfg.data.manifest)},
+            )  # fmt: skip
             drops = loader.drops()
             (out / "run.json").write_text(
                 json.dumps({"steps": step, "tokens_seen": seen, "drops": drops}, indent=2)
