@@ -1,0 +1,156 @@
+"""``dedup_dataset``: the rules of ``core.py``, distributed with Ray Data.
+
+Stages (maps and group-bys over slim rows; only per-block counters reach the driver):
+
+1. view + exact: per row, its eval-set match or dedup view (keys, label, pHash, thumbnail),
+   grouped by ``exact_key``; the smallest survivor label represents each group;
+2. near: representatives exploded into ``max_hamming + 1`` band rows, group-by band key,
+   pairs within the Hamming bound verified by thumbnail distance;
+3. components of verified pairs by min-label propagation (``ray_components.py``);
+4. decisions: group-by exact representative, together with its component's label;
+5. merge: the input rows and the decisions, group-by ``key``; each decision is written onto
+   its row (drops + ``meta.dup_group`` / ``meta.dup_survivor``).
+
+The input dataset is materialised once (read and decode do not run twice); the result is
+returned lazily. Rows already dropped pass through untouched. Survivors do not depend on
+parallelism, block sizes or order: every choice is a minimum over survivor labels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pyarrow as pa
+
+from mindvl.common.manifest import DedupStats
+from mindvl.common.recipe import DedupSpec
+from mindvl.data_engine.dedup import ray_tables as T
+from mindvl.data_engine.dedup.decisions import Decision, apply_decision
+from mindvl.data_engine.dedup.decontaminate import EvalIndex
+from mindvl.data_engine.dedup.ray_components import components
+
+DD_COLUMNS = ("dd_group", "dd_survivor", "dd_op", "dd_reason")
+
+
+def _with_decision_columns(table: pa.Table) -> pa.Table:
+    """Input rows, plus empty decision columns (the merge's union needs one schema)."""
+    for name in DD_COLUMNS:
+        table = table.append_column(name, pa.nulls(table.num_rows, pa.string()))
+    return table
+
+
+def _as_input_rows(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """Decision rows widened to the input schema (all input columns null except ``key``)."""
+    cols = {}
+    for f in schema:
+        if f.name == "key":
+            cols[f.name] = table.column("key")
+        elif f.name in DD_COLUMNS:
+            cols[f.name] = table.column(f.name)
+        else:
+            cols[f.name] = pa.nulls(table.num_rows, f.type)
+    return pa.table(cols, schema=schema)
+
+
+def _merge(table: pa.Table, input_names: list[str]) -> pa.Table:
+    """One key's rows (the input row, maybe a decision row): the row with its decision."""
+    rows = table.to_pylist()
+    decision = next((r for r in rows if r["dd_group"] is not None), None)
+    out = []
+    for row in rows:
+        if row is decision:
+            continue
+        if decision is not None:
+            d = Decision(row["key"], *(decision[c] for c in DD_COLUMNS))
+            row = apply_decision(row, d)
+        out.append({n: row[n] for n in input_names})
+    return pa.Table.from_pylist(out, schema=_output_schema(table.schema, input_names))
+
+
+def _output_schema(schema: pa.Schema, names: list[str]) -> pa.Schema:
+    """The input's columns; drop columns that were all-null (type ``null``) become strings."""
+    fields = []
+    for n in names:
+        f = schema.field(n)
+        if pa.types.is_null(f.type) and n in ("drop_stage", "drop_op", "drop_reason", "meta"):
+            f = pa.field(n, pa.string())
+        fields.append(f)
+    return pa.schema(fields)
+
+
+def _cc_as_exact_rows(table: pa.Table) -> pa.Table:
+    n = table.num_rows
+    return pa.table(
+        {"key": [""] * n, "label": table.column("label"), "rep_label": table.column("node"),
+         "same_pair": [False] * n, "is_rep": [False] * n, "in_group": [False] * n,
+         "near_ok": [False] * n, "low": [False] * n, "phash": pa.array([0] * n, pa.int64()),
+         "sig": pa.array([b""] * n, pa.binary()), "eval_hit": pa.array([-1] * n, pa.int64())},
+        schema=T.EXACT,
+    )  # fmt: skip
+
+
+def dedup_dataset(
+    ds, spec: DedupSpec, eval_sets: Sequence[Sequence[Any]] | None = None
+) -> tuple[Any, DedupStats]:
+    """Global dedup of a Dataset of ``Candidate.to_row()`` rows. ``eval_sets``: eval image
+    fingerprints (see ``decontaminate.py``); required when ``spec.decontaminate`` is set."""
+    if not isinstance(eval_sets, (list, tuple)):
+        eval_sets = None  # e.g. the build's OpContext: it carries no eval fingerprints
+    if spec.decontaminate and not eval_sets:
+        raise ValueError("dedup.decontaminate names eval sets but no eval fingerprints were given")
+    index = EvalIndex(eval_sets, spec.near) if eval_sets else None
+    stats = DedupStats()
+    ds = ds.materialize()
+    parts = max(1, min(ds.num_blocks(), 64))
+
+    exact = (
+        ds.map_batches(T.view_batch, batch_format="pyarrow", fn_kwargs={"spec": spec, "index": index})
+        .groupby("exact_key", num_partitions=parts)
+        .map_groups(T.exact_group, batch_format="pyarrow")
+        .materialize()
+    )  # fmt: skip
+    counts = T.total(exact, T.exact_counts)
+    if not counts or (
+        counts["decontaminated"] + counts["exact_dropped"] == 0 and counts["near_nodes"] < 2
+    ):
+        stats.low_information_exact_only = counts.get("low_information_exact_only", 0)
+        return ds, stats  # nothing to drop: rows pass through as they are
+    stats.decontaminated = counts["decontaminated"]
+    stats.exact_groups = counts["exact_groups"]
+    stats.exact_dropped = counts["exact_dropped"]
+    stats.low_information_exact_only = counts["low_information_exact_only"]
+
+    grouped = exact
+    if spec.near.enabled and counts["near_nodes"] > 1:
+        n_bands = spec.near.max_hamming + 1
+        near = spec.near.max_hamming, spec.near.verify
+        pairs = (
+            exact.map_batches(T.band_rows, batch_format="pyarrow", fn_kwargs={"n_bands": n_bands})
+            .groupby("bkey", num_partitions=parts)
+            .map_groups(T.band_pairs, batch_format="pyarrow", fn_args=near)
+            .materialize()
+        )
+        pc = T.total(pairs, T.pair_counts)
+        stats.near_candidate_pairs = pc.get("pairs", 0)
+        stats.near_rejected_by_verify = stats.near_candidate_pairs - pc.get("verified", 0)
+        if pc.get("verified", 0):
+            cc = components(pairs, num_partitions=parts).materialize()
+            cn = T.total(cc, T.cc_counts)
+            stats.near_groups = cn["roots"]
+            stats.near_dropped = cn["nodes"] - cn["roots"]
+            grouped = exact.union(cc.map_batches(_cc_as_exact_rows, batch_format="pyarrow"))
+    decisions = grouped.groupby("rep_label", num_partitions=parts).map_groups(
+        T.group_decisions, batch_format="pyarrow"
+    )
+
+    base = ds.schema().base_schema  # the input's arrow schema
+    input_names = base.names
+    wide = pa.schema(list(base) + [pa.field(n, pa.string()) for n in DD_COLUMNS])
+    merged = ds.map_batches(_with_decision_columns, batch_format="pyarrow").union(
+        decisions.map_batches(_as_input_rows, batch_format="pyarrow", fn_args=(wide,))
+    )
+    out = merged.groupby("key", num_partitions=parts).map_groups(
+        _merge, batch_format="pyarrow", fn_args=(input_names,)
+    )
+    return out, stats

@@ -1,0 +1,127 @@
+"""Ray dedup == pure-Python dedup, whatever the parallelism, block sizes and row order."""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+import shutil
+import tempfile
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from PIL import Image, ImageDraw
+
+from mindvl.common.recipe import DedupSpec
+from mindvl.data_engine.dedup import dedup_dataset, dedup_rows, eval_hashes_from_images
+from mindvl.data_engine.ops.image_decode import ImageDecode
+from mindvl.data_engine.record import Candidate
+
+SCHEMA = pa.schema(
+    [("key", pa.string()), ("source", pa.string()), ("category", pa.string()),
+     ("raw_id", pa.string()), ("images", pa.list_(pa.binary())),
+     ("image_formats", pa.list_(pa.string())), ("widths", pa.list_(pa.int64())),
+     ("heights", pa.list_(pa.int64())), ("caption", pa.string()), ("conversation", pa.string()),
+     ("phashes", pa.list_(pa.string())), ("pixel_hashes", pa.list_(pa.string())),
+     ("signatures", pa.list_(pa.string())), ("information", pa.list_(pa.float64())),
+     ("blur", pa.list_(pa.float64())), ("quality", pa.float64()), ("meta", pa.string()),
+     ("drop_stage", pa.string()), ("drop_op", pa.string()), ("drop_reason", pa.string())]
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    ray = pytest.importorskip("ray")
+    from ray.data import DataContext
+    from ray.data.context import ShuffleStrategy
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
+    ray.init(num_cpus=2, include_dashboard=False, _temp_dir=tmp, log_to_driver=False)
+    ctx = DataContext.get_current()
+    ctx.enable_progress_bars = False
+    # task-based sort shuffle: no long-lived aggregator actors holding the 2 test CPUs
+    ctx.shuffle_strategy = ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
+    yield ray
+    ray.shutdown()
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def encode(img: Image.Image, fmt: str = "PNG", **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def photo(seed: int, size: int = 128) -> Image.Image:
+    base = np.random.default_rng(seed).integers(0, 256, (6, 6, 3), dtype=np.uint8)
+    return Image.fromarray(base).resize((size, size), Image.Resampling.BICUBIC)
+
+
+def page(seed: int) -> Image.Image:
+    img = Image.new("RGB", (200, 260), (252, 252, 252))
+    x1 = 20 + int(np.random.default_rng(seed).integers(30, 150))
+    ImageDraw.Draw(img).line([(15, 30), (x1, 30)], fill=(70, 70, 70), width=1)
+    return img
+
+
+def corpus() -> tuple[list[dict], list]:
+    """Photos with exact copies, same-image/other-text copies, near copies (resize, JPEG),
+    low-information pages, one pre-dropped row and two eval leaks."""
+    items: list[tuple[str, bytes, str]] = []
+    for i in range(14):
+        img = photo(i)
+        items.append((f"p{i}", encode(img), f"photo {i}"))
+        if i % 3 == 0:
+            items.append((f"p{i}_copy", encode(img, compress_level=9), f"photo {i}"))
+        if i % 4 == 0:
+            items.append((f"p{i}_text", encode(img, compress_level=1), f"other text {i}"))
+        if i % 2 == 0:
+            small = img.resize((96, 96), Image.Resampling.LANCZOS)
+            items.append((f"p{i}_jpg", encode(small, "JPEG", quality=70), f"photo {i}"))
+    for i in range(5):
+        items.append((f"d{i}", encode(page(i)), f"page {i}"))
+    items.append(("d0_copy", encode(page(0), compress_level=9), "page 0"))
+    ev = photo(99)
+    items.append(("leak", encode(ev.resize((100, 100)), "JPEG", quality=80), "leak"))
+    items.append(("leak_exact", encode(ev), "leak"))
+    rows = []
+    for key, data, text in items:
+        c = Candidate(key=key, source="s", category="c", raw_id=key, images=[data], caption=text)
+        ImageDecode().apply(c)
+        if key == "p5":
+            c.drop("filter", "blur", "too_blurry")
+        rows.append(c.to_row())
+    return rows, eval_hashes_from_images([encode(ev)])
+
+
+def run_ray(ray, rows: list[dict], spec: DedupSpec, evals, blocks: int, seed: int):
+    shuffled = rows[:]
+    random.Random(seed).shuffle(shuffled)
+    ds = ray.data.from_arrow(pa.Table.from_pylist(shuffled, schema=SCHEMA)).repartition(blocks)
+    out, stats = dedup_dataset(ds, spec, evals)
+    return {r["key"]: r for r in out.take_all()}, stats
+
+
+def summary(rows: dict) -> dict:
+    keep = ("drop_stage", "drop_op", "drop_reason", "meta")
+    return {k: tuple(r[c] for c in keep) + (len(r["images"]),) for k, r in rows.items()}
+
+
+def test_ray_matches_core_for_any_parallelism(ray_session) -> None:
+    rows, evals = corpus()
+    spec = DedupSpec.model_validate({"near": {"min_information": 0.05}, "decontaminate": ["eval"]})
+    expected_rows, expected_stats = dedup_rows(rows, spec, evals)
+    expected = summary({r["key"]: r for r in expected_rows})
+    assert expected_stats.decontaminated == 2
+    assert expected_stats.exact_dropped == 5 + 4 + 1  # copies, other-text copies, page copy
+    assert expected_stats.near_dropped == 7
+    assert expected_stats.low_information_exact_only == 5
+    assert expected["p5"][:3] == ("filter", "blur", "too_blurry")
+    for blocks, seed in ((1, 0), (7, 1)):
+        got, stats = run_ray(ray_session, rows, spec, evals, blocks, seed)
+        assert summary(got) == expected
+        assert stats == expected_stats
+        untouched = next(r for r in rows if r["key"] == "p1")
+        assert got["p1"] == untouched  # rows without a decision pass through as they were
