@@ -82,3 +82,21 @@ def test_survivor_rule_resolution_then_quality_then_key_hash() -> None:
     smaller = min(("k1", "k2"), key=lambda k: hashlib.sha256(k.encode()).hexdigest())
     assert label_key(min(x, y)) == smaller
     assert label_key(survivor_label("src/with:odd/chars", 1, None)) == "src/with:odd/chars"
+
+
+def test_thumbnail_verification_small_and_fine_signatures() -> None:
+    from mindvl.data_engine.dedup.bits import thumbnails_agree
+
+    rng = np.random.default_rng(3)
+    small = rng.integers(0, 256, 192, dtype=np.uint8)
+    brighter = np.clip(small.astype(int) + 15, 0, 255).astype(np.uint8)
+    assert thumbnails_agree(small.tobytes(), brighter.tobytes())  # mean diff <= 15
+    assert not thumbnails_agree(small.tobytes(), (255 - small).tobytes())
+    assert not thumbnails_agree(small.tobytes(), small[:96].tobytes())  # sizes differ
+    fine = np.full(1024, 250, dtype=np.uint8)
+    fine[100:140] = 40  # a short dark stroke on white
+    contrast = (fine.astype(np.float32) * 0.9 + 10).astype(np.uint8)
+    assert thumbnails_agree(fine.tobytes(), contrast.tobytes())  # brightness/contrast only
+    moved = np.full(1024, 250, dtype=np.uint8)
+    moved[600:640] = 40  # the same stroke elsewhere: a mean would barely see it
+    assert not thumbnails_agree(fine.tobytes(), moved.tobytes())

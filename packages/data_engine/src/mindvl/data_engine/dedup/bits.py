@@ -9,10 +9,17 @@ from __future__ import annotations
 import numpy as np
 
 HASH_BITS = 64
-# Mean absolute difference (0..255 scale) between two 8x8 RGB thumbnails above which a pHash
-# match is rejected. Measured on the synthetic corpus: re-encodes/resizes stay under ~5,
-# 3-8 % colour jitter under ~21, 1-5 % crops under ~12.
+# Mean absolute difference (0..255 scale) between two 8x8 RGB thumbnails (192 bytes) above
+# which a pHash match is rejected. Measured on the synthetic corpus: re-encodes/resizes stay
+# under ~5, 3-8 % colour jitter under ~21, 1-5 % crops under ~12.
 VERIFY_MAX_MEAN_ABS_DIFF = 22.0
+SMALL_SIGNATURE_BYTES = 192
+# Finer signatures (any other length, e.g. a 32x32 grayscale thumbnail = 1024 bytes): each
+# thumbnail is brightness/contrast-normalised and the 99th percentile of the per-pixel
+# difference must stay below this. Catches small local differences (a different word, a
+# moved icon) that a mean over 8x8 cells averages away; measured on the synthetic corpus
+# (k=8): precision 1.00 at near recall 0.81 vs 0.60 / 0.96 with 8x8 RGB.
+VERIFY_MAX_P99_Z_DIFF = 0.5
 
 
 def phash_to_int(phash: str) -> int:
@@ -68,10 +75,14 @@ def signature_array(signature: str) -> np.ndarray:
     return np.frombuffer(bytes.fromhex(signature), dtype=np.uint8)
 
 
-def signature_distance(a: str | bytes, b: str | bytes) -> float:
-    """Mean absolute difference of two 8x8 RGB thumbnails (hex strings or raw bytes)."""
-    xa = np.frombuffer(bytes.fromhex(a) if isinstance(a, str) else a, dtype=np.uint8)
-    xb = np.frombuffer(bytes.fromhex(b) if isinstance(b, str) else b, dtype=np.uint8)
-    if xa.shape != xb.shape or xa.size == 0:
-        return float("inf")
-    return float(np.abs(xa.astype(np.int16) - xb.astype(np.int16)).mean())
+def thumbnails_agree(a: bytes, b: bytes) -> bool:
+    """Second-signal check of a pHash match (raw signature bytes of both images)."""
+    xa = np.frombuffer(a, np.uint8).astype(np.float32)
+    xb = np.frombuffer(b, np.uint8).astype(np.float32)
+    if xa.size == 0 or xa.shape != xb.shape:
+        return False
+    if xa.size == SMALL_SIGNATURE_BYTES:
+        return float(np.abs(xa - xb).mean()) <= VERIFY_MAX_MEAN_ABS_DIFF
+    za = (xa - xa.mean()) / (xa.std() + 4.0)
+    zb = (xb - xb.mean()) / (xb.std() + 4.0)
+    return float(np.percentile(np.abs(za - zb), 99)) <= VERIFY_MAX_P99_Z_DIFF

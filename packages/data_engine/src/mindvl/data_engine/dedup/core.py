@@ -25,7 +25,7 @@ import numpy as np
 
 from mindvl.common.manifest import DedupStats
 from mindvl.common.recipe import DedupSpec
-from mindvl.data_engine.dedup.bits import VERIFY_MAX_MEAN_ABS_DIFF
+from mindvl.data_engine.dedup.bits import thumbnails_agree
 from mindvl.data_engine.dedup.components import UnionFind
 from mindvl.data_engine.dedup.decisions import (
     OP_EXACT,
@@ -43,14 +43,6 @@ from mindvl.data_engine.dedup.lsh import candidate_pairs
 from mindvl.data_engine.dedup.survivor import group_id, label_key
 from mindvl.data_engine.dedup.view import DedupItem, dedup_item
 from mindvl.data_engine.record import Candidate
-
-
-def verified(a: bytes, b: bytes) -> bool:
-    xa = np.frombuffer(a, np.uint8).astype(np.int16)
-    xb = np.frombuffer(b, np.uint8).astype(np.int16)
-    if xa.size == 0 or xa.shape != xb.shape:
-        return False
-    return float(np.abs(xa - xb).mean()) <= VERIFY_MAX_MEAN_ABS_DIFF
 
 
 def plan_dedup(
@@ -94,7 +86,7 @@ def plan_dedup(
         pairs = candidate_pairs(hashes, spec.near.max_hamming)
         stats.near_candidate_pairs = int(pairs.left.size)
         for a, b in zip(pairs.left.tolist(), pairs.right.tolist(), strict=True):
-            if spec.near.verify and not verified(nodes[a].signature, nodes[b].signature):
+            if spec.near.verify and not thumbnails_agree(nodes[a].signature, nodes[b].signature):
                 stats.near_rejected_by_verify += 1
                 continue
             uf.union(a, b)

@@ -8,7 +8,7 @@ features, so the definitions are the build's own). A training image matches an e
 image when its pixel hash is equal, or, when both carry enough information (the same
 ``near.min_information`` guard as near dedup; an eval image without an information score is
 taken to have enough), its pHash is within ``near.max_hamming`` and, with ``near.verify``,
-the 8x8 thumbnails agree (``VERIFY_MAX_MEAN_ABS_DIFF``). The index is small (eval sets are)
+the thumbnails agree (``bits.thumbnails_agree``). The index is small (eval sets are)
 and is shipped to every worker.
 """
 
@@ -21,10 +21,9 @@ import numpy as np
 
 from mindvl.common.recipe import NearDedupSpec
 from mindvl.data_engine.dedup.bits import (
-    VERIFY_MAX_MEAN_ABS_DIFF,
     band_values,
     hamming,
-    signature_distance,
+    thumbnails_agree,
 )
 
 
@@ -92,10 +91,11 @@ class EvalIndex:
             if int(hamming(self.hashes[pos], h[0])) > near.max_hamming:
                 continue
             i = int(self.near_ids[pos])
-            if near.verify and (
-                not signature
-                or signature_distance(signature, self.images[i].signature)
-                > VERIFY_MAX_MEAN_ABS_DIFF
+            if near.verify and not (
+                signature
+                and thumbnails_agree(
+                    bytes.fromhex(signature), bytes.fromhex(self.images[i].signature)
+                )
             ):
                 continue
             return i

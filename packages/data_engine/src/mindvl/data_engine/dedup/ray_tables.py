@@ -12,8 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mindvl.common.recipe import DedupSpec
-from mindvl.data_engine.dedup.bits import band_keys, band_values, hamming
-from mindvl.data_engine.dedup.core import verified
+from mindvl.data_engine.dedup.bits import band_keys, band_values, hamming, thumbnails_agree
 from mindvl.data_engine.dedup.decisions import (
     OP_EXACT,
     OP_NEAR,
@@ -144,7 +143,7 @@ def band_pairs(table: pa.Table, max_hamming: int, verify: bool) -> pa.Table:
             a, b = sorted((labels[i], labels[jj]))
             out["a"].append(a)
             out["b"].append(b)
-            out["verified"].append(not verify or verified(sigs[i], sigs[jj]))
+            out["verified"].append(not verify or thumbnails_agree(sigs[i], sigs[jj]))
     return pa.table(out, schema=PAIRS)
 
 

@@ -1,0 +1,115 @@
+"""Dedup precision and recall against the corpus kit's planted duplicates (truth.parquet).
+
+Measured on a small corpus with faults (exact copies, near copies by resize / recompress /
+crop / colour jitter / format change / alpha flattening, and low-information hard
+negatives: transparent icons, near-blank documents, line art). Features come from the
+image_decode operator, dedup from the pure-Python core (the Ray path is shown equal to it
+in test_dedup_ray.py).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from mindvl.common.recipe import DedupSpec
+from mindvl.data_engine.dedup import plan_dedup
+from mindvl.data_engine.ops.image_decode import DecodeFailure, image_features
+
+kit = pytest.importorskip("mindvl.data_engine.synth.kit")
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> tuple[list[dict], dict[str, dict]]:
+    root = tmp_path_factory.mktemp("dedup_corpus") / "c"
+    kit.generate_corpus(root, 400, "folder", faults=0.3, seed=11)
+    truth = {r["id"]: r for r in pq.read_table(root / "truth.parquet").to_pylist()}
+    rows = []
+    for rid, t in truth.items():
+        path = Path(root / t["path"])
+        try:
+            f = image_features(path.read_bytes())
+        except (DecodeFailure, OSError):
+            continue  # missing or corrupt images are the decode operator's business
+        rows.append({"key": rid, "caption": t["caption"], "conversation": None,
+                     "pixel_hashes": [f.pixel_hash], "phashes": [f.phash],
+                     "signatures": [f.signature], "information": [f.information],
+                     "widths": [f.width], "heights": [f.height], "quality": None,
+                     "meta": "{}", "drop_reason": None})  # fmt: skip
+    return rows, truth
+
+
+def measure(rows: list[dict], truth: dict[str, dict], spec: DedupSpec) -> dict:
+    """Recall per planted kind (a copy counts as found when it ends in its original's group)
+    and precision (a drop is right when it and its survivor share a planted group)."""
+    decisions, _ = plan_dedup(rows, spec)
+    present = {r["key"] for r in rows}
+    cluster = {k: (d.survivor if d.op else k) for k, d in decisions.items()}
+    drops = [d for d in decisions.values() if d.op in ("exact_dedup", "near_dedup")]
+
+    def same_group(a: str, b: str) -> bool:
+        return truth[a]["dup_group"] >= 0 and truth[a]["dup_group"] == truth[b]["dup_group"]
+
+    wrong = [d for d in drops if not same_group(d.key, d.survivor)]
+    original = {t["dup_group"]: k for k, t in truth.items() if t["dup_kind"] == "original"}
+    found, total = Counter(), Counter()
+    for k, t in truth.items():
+        if t["dup_group"] < 0 or t["dup_kind"] == "original" or k not in present:
+            continue
+        o = original.get(t["dup_group"])
+        if o not in present:
+            continue
+        kind = "exact" if t["dup_kind"] == "exact" else "near"
+        total[kind] += 1
+        found[kind] += cluster.get(o, o) == cluster.get(k, k)
+    wrong_kinds = Counter(
+        "low_info" if truth[d.key]["low_info"] else truth[d.key]["category"] for d in wrong
+    )
+    return {
+        "exact_recall": found["exact"] / total["exact"],
+        "near_recall": found["near"] / total["near"],
+        "precision": 1 - len(wrong) / max(1, len(drops)),
+        "wrong": wrong_kinds,
+        "n_exact": total["exact"],
+        "n_near": total["near"],
+    }
+
+
+def test_exact_duplicates_are_all_found(corpus) -> None:
+    rows, truth = corpus
+    m = measure(rows, truth, DedupSpec.model_validate({"near": {"enabled": False}}))
+    assert m["n_exact"] >= 10
+    assert m["exact_recall"] == 1.0
+    assert m["precision"] == 1.0  # exact pixel groups are never wrong
+    assert m["near_recall"] < 0.5  # near copies need the near stage
+
+
+def test_near_dedup_finds_most_copies(corpus) -> None:
+    rows, truth = corpus
+    m = measure(rows, truth, DedupSpec())
+    assert m["n_near"] >= 30
+    assert m["exact_recall"] == 1.0
+    assert m["near_recall"] >= 0.85
+
+
+def test_low_information_guard_protects_documents_and_line_art(corpus) -> None:
+    rows, truth = corpus
+    loose = measure(rows, truth, DedupSpec())
+    guarded = measure(rows, truth, DedupSpec.model_validate({"near": {"min_information": 0.05}}))
+    assert loose["wrong"]["low_info"] > guarded["wrong"]["low_info"]
+    assert guarded["precision"] > loose["precision"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="8x8 RGB thumbnails cannot tell apart the kit's look-alike images (one-line "
+    "equations, same-shape icons, near-blank pages): measured precision ~0.65; needs a "
+    "finer verification signature (see bits.VERIFY_MAX_P99_Z_DIFF)",
+)
+def test_target_recall_095_at_precision_099(corpus) -> None:
+    rows, truth = corpus
+    m = measure(rows, truth, DedupSpec())
+    assert m["near_recall"] >= 0.95 and m["precision"] >= 0.99, m
