@@ -1,62 +1,130 @@
-"""``mindvl demo``: the README's first command. Each step runs as its own ``mindvl``
-subprocess, so the demo only needs the command line of the installed packages."""
+"""``mindvl demo``: the whole recipe on a synthetic corpus, on this machine's CPU.
+
+corpus kit (train + held-out) → tokenizer → data builds on local Ray (held-out eval set,
+warm-up) → warm-up training (projector only) → multitask build, recaptioned by the warm-up
+model → multitask training at two sequence lengths (in parallel) → weight averaging → SFT
+build and training → resolution search + evaluation → report.md / report.html.
+
+Every step is its own ``mindvl`` subprocess, so the demo only uses the command line of the
+installed packages (``mindvl.common`` imports neither the data engine nor the trainer).
+"""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
+
 from mindvl.common.errors import UserError
 
-
-def run_step(args: list[str], log: Path) -> None:
-    """Run ``mindvl ARGS``; on failure show the tail of its log and stop."""
-    t0 = time.time()
-    click.echo(f"$ mindvl {' '.join(args)}")
-    with open(log, "ab") as f:
-        proc = subprocess.run(
-            [sys.executable, "-m", "mindvl.common.cli", *args], stdout=f, stderr=subprocess.STDOUT
-        )
-    if proc.returncode != 0:
-        tail = log.read_text(encoding="utf-8", errors="replace").splitlines()[-15:]
-        click.echo("\n".join(tail), err=True)
-        raise UserError(
-            f"step failed (exit {proc.returncode}): mindvl {' '.join(args)}; full log in {log}"
-        )
-    click.echo(f"  done in {time.time() - t0:.1f}s")
+PIPELINES = Path(__file__).resolve().parents[5] / "pipelines"
 
 
-@click.command("demo")
-@click.option("--out", default="out/demo", show_default=True, type=click.Path(path_type=Path))
-@click.option("--n", default=800, show_default=True, type=click.IntRange(min=8), help="corpus size")
-@click.option("--seed", default=0, show_default=True)
-def demo_command(out: Path, n: int, seed: int) -> None:
-    """Generate a corpus with known truth (more stages join as the pipeline grows)."""
+@dataclass(frozen=True)
+class DemoSize:
+    corpus: int
+    heldout: int
+    text_only: int
+    max_side: int
+    budgets: dict[str, int]
+    steps: dict[str, int]
+
+
+SIZES = {
+    "full": DemoSize(
+        corpus=1600,
+        heldout=240,
+        text_only=300,
+        max_side=320,
+        budgets={"warmup": 120_000, "multitask": 260_000, "sft": 1400},
+        steps={"warmup": 20, "multitask": 120, "sft": 60},
+    ),  # fmt: skip
+    "small": DemoSize(
+        corpus=240,
+        heldout=60,
+        text_only=40,
+        max_side=192,
+        budgets={"warmup": 15_000, "multitask": 30_000, "sft": 200},
+        steps={"warmup": 3, "multitask": 6, "sft": 3},
+    ),  # fmt: skip
+}
+
+
+def child_env() -> dict[str, str]:
+    """Children write bytecode (a cold transformers import costs tens of seconds without it)."""
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+    return env
+
+
+class Steps:
+    """Runs ``mindvl`` subcommands, logging to one file and timing each step."""
+
+    def __init__(self, log: Path) -> None:
+        self.log = log
+        self.timings: dict[str, float] = {}
+
+    def command(self, args: list[str]) -> list[str]:
+        return [sys.executable, "-m", "mindvl.common.cli", *args]
+
+    def run(self, name: str, args: list[str]) -> None:
+        self.parallel(name, [args])
+
+    def parallel(self, name: str, jobs: list[list[str]]) -> None:
+        t0 = time.time()
+        for args in jobs:
+            click.echo(f"$ mindvl {' '.join(args)}")
+        with open(self.log, "ab") as f:
+            procs = [
+                subprocess.Popen(
+                    self.command(a), stdout=f, stderr=subprocess.STDOUT, env=child_env()
+                )
+                for a in jobs
+            ]
+            codes = [p.wait() for p in procs]
+        self.timings[name] = round(time.time() - t0, 1)
+        for args, code in zip(jobs, codes, strict=True):
+            if code != 0:
+                tail = self.log.read_text(encoding="utf-8", errors="replace").splitlines()[-20:]
+                click.echo("\n".join(tail), err=True)
+                raise UserError(
+                    f"step {name} failed (exit {code}): mindvl {' '.join(args)}; full log in {self.log}"
+                )
+        click.echo(f"  {name}: {self.timings[name]:.1f}s")
+
+
+def _vars(**kw: object) -> list[str]:
+    out: list[str] = []
+    for k, v in kw.items():
+        out += ["--var", f"{k}={v}"]
+    return out
+
+
+def run_demo(out: Path, size: DemoSize, seed: int, pipelines: Path) -> tuple[Path, Path]:
     out.mkdir(parents=True, exist_ok=True)
     log = out / "demo.log"
     log.write_bytes(b"")
-    corpus = out / "corpus"
-    run_step(
-        [
-            "data",
-            "synth",
-            "--out",
-            str(corpus),
-            "--n",
-            str(n),
-            "--format",
-            "webdataset",
-            "--faults",
-            "0.1",
-            "--seed",
-            str(seed),
-        ],
-        log,
-    )
-    run_step(
+    s = Steps(log)
+    corpus, heldout, tok = out / "corpus", out / "heldout", out / "tokenizer"
+    builds = {k: out / "builds" / k for k in ("heldout", "warmup", "multitask", "sft")}
+    runs = {k: out / "runs" / k for k in ("warmup", "multitask_short", "multitask_long", "sft")}
+    data, demo = pipelines / "data", pipelines / "demo"
+    common = {"corpus": corpus, "heldout": heldout, "tokenizer": tok}
+    threads = max(1, (os.cpu_count() or 2) // 2)
+
+    s.run("corpus", ["data", "synth", "--out", str(corpus), "--n", str(size.corpus), "--format", "webdataset",
+                     "--faults", "0.1", "--seed", str(seed), "--max-side", str(size.max_side),
+                     "--text-only", str(size.text_only)])  # fmt: skip
+    s.run("heldout corpus", ["data", "synth", "--out", str(heldout), "--n", str(size.heldout), "--format",
+                             "webdataset", "--seed", str(seed), "--max-side", str(size.max_side), "--heldout"])  # fmt: skip
+    s.run(
+        "tokenizer",
         [
             "tokenizer",
             "train",
@@ -64,8 +132,57 @@ def demo_command(out: Path, n: int, seed: int) -> None:
             "--vocab-size",
             "1024",
             "--out",
-            str(out / "tokenizer"),
+            str(tok),
         ],
-        log,
     )
-    click.echo(f"demo outputs in {out}")
+    s.run("build heldout", ["data", "build", str(data / "heldout.yaml"), "--out", str(builds["heldout"]),
+                            *_vars(heldout=heldout, tokenizer=tok)])  # fmt: skip
+    s.run("build warmup", ["data", "build", str(data / "warmup.yaml"), "--out", str(builds["warmup"]),
+                           *_vars(**common, budget=size.budgets["warmup"])])  # fmt: skip
+    s.run("train warmup", ["train", "run", str(demo / "warmup.yaml"), "--out", str(runs["warmup"]),
+                           *_vars(shards=builds["warmup"], steps=size.steps["warmup"], model="tiny", threads=2)])  # fmt: skip
+    warm = runs["warmup"] / "model"
+    s.run("build multitask (recaptioned)", ["data", "build", str(data / "multitask.yaml"), "--out",
+                                            str(builds["multitask"]), *_vars(**common, budget=size.budgets["multitask"],
+                                                                             captioner=warm)])  # fmt: skip
+    s.parallel("train multitask x2", [
+        ["train", "run", str(demo / "multitask.yaml"), "--out", str(runs[name]),
+         *_vars(shards=builds["multitask"], init=warm, seq_len=seq, tokens_per_step=4 * seq,
+                steps=size.steps["multitask"], threads=threads)]
+        for name, seq in (("multitask_short", 512), ("multitask_long", 1024))
+    ])  # fmt: skip
+    averaged = out / "runs" / "multitask_avg"
+    s.run("average", ["ckpt", "average", str(runs["multitask_short"] / "model"),
+                      str(runs["multitask_long"] / "model"), "-o", str(averaged)])  # fmt: skip
+    s.run("build sft", ["data", "build", str(data / "sft.yaml"), "--out", str(builds["sft"]),
+                        *_vars(**common, budget=size.budgets["sft"])])  # fmt: skip
+    s.run("train sft", ["train", "run", str(demo / "sft.yaml"), "--out", str(runs["sft"]),
+                        *_vars(shards=builds["sft"], init=averaged, steps=size.steps["sft"], threads=2)])  # fmt: skip
+    eval_report = out / "eval_report.json"
+    s.run("resolution search + eval", ["eval", str(runs["sft"] / "model"), "--data", str(builds["heldout"]),
+                                       "--tasks", str(pipelines / "eval" / "tasks.yaml"), "--resolution-search",
+                                       "--max-pixels", "12544,25088,50176", "--out", str(eval_report),
+                                       "--seq-len", "1024", "--max-patches", "8192"])  # fmt: skip
+    from mindvl.common.report import write_demo_report
+
+    runs_for_report = {**runs, "multitask_avg": averaged}
+    return write_demo_report(out, builds, runs_for_report, eval_report,
+                             {"timings": s.timings, "title": "mindvl demo", "seed": seed})  # fmt: skip
+
+
+@click.command("demo")
+@click.option("--out", default="out/demo", show_default=True, type=click.Path(path_type=Path))
+@click.option("--size", type=click.Choice(sorted(SIZES)), default="full", show_default=True,
+              help="full: the README demo (<= 15 min on 2 cores); small: a smoke run")  # fmt: skip
+@click.option("--seed", default=0, show_default=True)
+@click.option("--pipelines", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="folder of data/, demo/ and eval/ configs (default: the checkout's pipelines/)")  # fmt: skip
+def demo_command(out: Path, size: str, seed: int, pipelines: Path | None) -> None:
+    """Run the whole recipe on a synthetic corpus: data builds on Ray, 3-stage training,
+    averaging, resolution search, evaluation, and a report."""
+    pipes = pipelines or PIPELINES
+    if not (pipes / "data" / "warmup.yaml").is_file():
+        raise UserError(f"pipeline configs not found under {pipes}; pass --pipelines")
+    t0 = time.time()
+    md, html = run_demo(out, SIZES[size], seed, pipes)
+    click.echo(f"demo finished in {time.time() - t0:.0f}s: {md} and {html}")
