@@ -18,6 +18,7 @@ parallelism, block sizes or order: every choice is a minimum over survivor label
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,6 +31,8 @@ from mindvl.data_engine.dedup.decisions import Decision, apply_decision
 from mindvl.data_engine.dedup.decontaminate import EvalIndex
 from mindvl.data_engine.dedup.ray_components import components
 
+SLIM_ROWS_PER_PARTITION = 200_000
+FULL_BYTES_PER_PARTITION = 256 << 20
 DD_COLUMNS = ("dd_group", "dd_survivor", "dd_op", "dd_reason")
 
 
@@ -102,7 +105,9 @@ def dedup_dataset(
     index = EvalIndex(eval_sets, spec.near) if eval_sets else None
     stats = DedupStats()
     ds = ds.materialize()
-    parts = max(1, min(ds.num_blocks(), 64))
+    # shuffle partitions by data size, not by block count: slim rows are ~300 bytes
+    parts = max(1, min(256, math.ceil(ds.count() / SLIM_ROWS_PER_PARTITION)))
+    full_parts = max(1, min(1024, math.ceil(ds.size_bytes() / FULL_BYTES_PER_PARTITION)))
 
     exact = (
         ds.map_batches(T.view_batch, batch_format="pyarrow", fn_kwargs={"spec": spec, "index": index})
@@ -150,7 +155,7 @@ def dedup_dataset(
     merged = ds.map_batches(_with_decision_columns, batch_format="pyarrow").union(
         decisions.map_batches(_as_input_rows, batch_format="pyarrow", fn_args=(wide,))
     )
-    out = merged.groupby("key", num_partitions=parts).map_groups(
+    out = merged.groupby("key", num_partitions=full_parts).map_groups(
         _merge, batch_format="pyarrow", fn_args=(input_names,)
     )
     return out, stats
