@@ -98,6 +98,12 @@ def test_warmup_trains_only_the_projector(tmp_path, shards, capsys):
     prov = read_provenance(tmp_path / "out" / "model")
     assert prov["id"] == checkpoint_id(tmp_path / "out" / "model") and prov["ancestors"] == []
     assert prov["stage"] == "tiny" and prov["trained"]["seq_len"] == 256
+    # inference.json carries the image token rule the stage trained under
+    from mindvl.common.manifest import RatioManifest
+    from mindvl.trainer.model.checkpoint_io import read_inference
+
+    rule = read_inference(tmp_path / "out" / "model").image_tokens
+    assert rule == RatioManifest.load(shards).image_tokens
 
 
 def test_cli_runs_a_stage_and_reports_config_errors_in_one_line(tmp_path, shards):

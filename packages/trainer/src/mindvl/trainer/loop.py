@@ -97,8 +97,12 @@ def make_optimizer(model: torch.nn.Module, cfg: StageConfig) -> torch.optim.Opti
     return torch.optim.AdamW(groups, lr=o.lr, betas=o.betas, eps=o.eps)
 
 
-def save_model_fn(core, wrapped, rt: Runtime, strategy: str, tokenizer_dir):
-    """A function writing the full model with its own ``save_pretrained`` (rank 0)."""
+def save_model_fn(core, wrapped, rt: Runtime, strategy: str, tokenizer_dir, inference=None):
+    """A function writing the full model with its own ``save_pretrained`` (rank 0).
+
+    ``inference`` (the image token rule the stage trained under, from its manifest) goes
+    into the checkpoint's ``inference.json`` so evaluation and captioning use the same rule.
+    """
 
     def save(path: Path) -> None:
         if strategy == "fsdp" and rt.distributed:
@@ -115,9 +119,9 @@ def save_model_fn(core, wrapped, rt: Runtime, strategy: str, tokenizer_dir):
             if rt.rank == 0:
                 plain = MindVL.from_config(core.config)
                 plain.load_state_dict(full)
-                plain.save_pretrained(path, tokenizer=tokenizer_dir)
+                plain.save_pretrained(path, tokenizer=tokenizer_dir, inference=inference)
         elif rt.rank == 0:
-            core.save_pretrained(path, tokenizer=tokenizer_dir)
+            core.save_pretrained(path, tokenizer=tokenizer_dir, inference=inference)
 
     return save
 
@@ -183,7 +187,10 @@ def _run(cfg: StageConfig, out: Path, resume: bool, config_text: str, rt: Runtim
     writer = MetricsWriter(
         out, rt.rank == 0, cfg.tensorboard, truncate_after=step if ckpt else None
     )
-    save = save_model_fn(core, model, rt, cfg.distributed, data.tokenizer.hf)
+    from mindvl.trainer.model import InferenceConfig
+
+    inference = InferenceConfig(image_tokens=data.manifest.image_tokens)
+    save = save_model_fn(core, model, rt, cfg.distributed, data.tokenizer.hf, inference)
     from mindvl.trainer.model import count_loss_tokens
 
     rows: list[dict] = []
