@@ -55,6 +55,12 @@ def ray_head():
         ray_bin, "start", "--head", "--block", "--num-cpus", "2", "--port", str(port),
         "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash),
         "--temp-dir", temp, "--include-dashboard", "true", "--disable-usage-stats",
+        # private ports: the defaults (e.g. the job agent's 52365) clash with other heads
+        "--dashboard-agent-listen-port", str(_free_port()),
+        "--dashboard-agent-grpc-port", str(_free_port()),
+        "--metrics-export-port", str(_free_port()),
+        "--ray-client-server-port", str(_free_port()),
+        "--runtime-env-agent-port", str(_free_port()),
     ]  # fmt: skip
     head = subprocess.Popen(
         cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -90,7 +96,7 @@ def test_build_runs_as_a_ray_job(ray_head, tmp_path):
     from mindvl.common.tokenizer_train import train_bpe_tokenizer
     from mindvl.data_engine.synth.kit import generate_corpus
 
-    generate_corpus(tmp_path / "c", 8, "webdataset", faults=0.25, seed=5, max_side=96)
+    generate_corpus(tmp_path / "c", 8, "webdataset", faults=0.5, seed=5, max_side=96)
     train_bpe_tokenizer(["a small picture"] * 10, 280, tmp_path / "tok")
     (tmp_path / "r.yaml").write_text(
         "name: job\nstage: s1\ntokenizer: ${root}/tok\n"
@@ -102,8 +108,8 @@ def test_build_runs_as_a_ray_job(ray_head, tmp_path):
         f"{sys.executable} -m mindvl.common.cli data build {tmp_path / 'r.yaml'} "
         f"--out {out} --var root={tmp_path} --progress-every 1"
     )
-    deadline = time.monotonic() + 120
-    while True:  # the job agent comes up a little after the dashboard
+    deadline = time.monotonic() + 300
+    while True:  # the job agent comes up after the dashboard (minutes on a loaded machine)
         try:
             job = ray_head.submit_job(
                 entrypoint=entry, runtime_env={"env_vars": {"RAY_AUTH_MODE": "disabled"}}
@@ -126,3 +132,4 @@ def test_build_runs_as_a_ray_job(ray_head, tmp_path):
     rejects = pq.read_table(out / "rejects.parquet")
     truth = pq.read_table(tmp_path / "c" / "truth.parquet")
     assert len(kept) + len(rejects) == len(truth)
+    assert (out / "manifest.json").is_file()  # mixing ran inside the job too

@@ -32,7 +32,7 @@ from mindvl.data_engine.build.stages import (
     split_dropped,
     write_parts,
 )
-from mindvl.data_engine.build.staging import finalize_staging, write_stats
+from mindvl.data_engine.build.staging import caption_outcomes, finalize_staging, write_stats
 from mindvl.data_engine.ops.base import OpContext
 
 Echo = Callable[[str], None]
@@ -45,6 +45,9 @@ class BuildResult:
     accounting: Any = None
     manifest: Any = None
     seconds: float = 0.0
+    # captioning never drops: samples that kept their original text are counted here,
+    # not in the funnel (whose entries are drops: input = kept + sum of the funnel)
+    caption_outcomes: dict[str, int] = field(default_factory=dict)
 
 
 def recipe_record(text: str, variables: dict[str, str]) -> RecipeRecord:
@@ -87,6 +90,8 @@ def run_build(
     )  # fmt: skip
     work = out / "_work"
     result.accounting = finalize_staging(work, plan, recipe, dedup_stats)
+    if result.stages.get("caption") == "ran":
+        result.caption_outcomes = caption_outcomes(work / "kept")
     mix = optional_stage("mindvl.data_engine.mix", "write_stage")
     if mix is None:
         result.stages["mix"] = "skipped: mindvl.data_engine.mix is not installed"

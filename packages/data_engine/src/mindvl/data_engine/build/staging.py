@@ -101,6 +101,15 @@ def finalize_staging(work: Path, plan: Any, recipe: Recipe, dedup: DedupStats) -
     return BuildAccounting(inputs=list(plan.inputs), sources=sources, funnel=funnel, dedup=dedup)
 
 
+def caption_outcomes(kept_dir: Path) -> dict[str, int]:
+    """``source/outcome`` -> samples, from the kept rows' meta (see caption.outcomes)."""
+    from mindvl.data_engine.caption.outcomes import count_outcomes
+
+    table = _read(sorted(kept_dir.glob("*.parquet")), ["source", "meta"])
+    counts = count_outcomes(table.to_pylist())
+    return {f"{src}/{outcome}": n for (src, outcome), n in sorted(counts.items())}
+
+
 def write_stats(path: Path, result: Any, plan: Any) -> None:
     acc = result.accounting
     data = {
@@ -112,5 +121,6 @@ def write_stats(path: Path, result: Any, plan: Any) -> None:
         "funnel": [f.model_dump() for f in acc.funnel] if acc else [],
         "dedup": acc.dedup.model_dump() if acc else {},
         "inputs": len(plan.inputs),
+        "caption_outcomes": getattr(result, "caption_outcomes", {}),
     }
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
