@@ -220,3 +220,28 @@ def test_streaming_memory_does_not_grow_with_corpus(ray_local, corpus, tmp_path)
     rss, store = (peaks[15][i] - peaks[3][i] for i in range(2))
     assert rss < 24 << 20, f"largest process RSS grew by {rss >> 20} MiB for 72 MiB more input"
     assert store < 12 << 20, f"object store peak grew by {store >> 20} MiB for 72 MiB more input"
+
+
+def test_cli_fails_in_one_line_before_any_work(corpus, tmp_path):
+    import subprocess
+    import sys
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(kit_recipe(corpus).replace(f"{corpus}/folder/chart", "${root}/missing"))
+    out = tmp_path / "out"
+    cmd = [
+        sys.executable,
+        "-m",
+        "mindvl.common.cli",
+        "data",
+        "build",
+        str(recipe),
+        "--out",
+        str(out),
+    ]
+    proc = subprocess.run([*cmd, "--var", f"root={corpus}"], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"error: source chart_folder: path not found: {corpus}/missing"
+    ]
+    assert not out.exists()  # nothing was started or written
