@@ -53,12 +53,12 @@ def build_model(cfg: StageConfig, data: StageData, weights: Path | None):
         model = MindVL.from_pretrained(source)
     else:
         spec = cfg.init.config
-        if spec == "tiny":
-            from mindvl.trainer.model.tiny import tiny_config
+        from mindvl.trainer.model.tiny import PRESETS
 
+        if isinstance(spec, str) and spec in PRESETS:
             tok = data.tokenizer
             eos = tok.hf.convert_tokens_to_ids("<|endoftext|>")
-            mc = tiny_config(len(tok.hf), tok.image_pad_id, eos_token_id=eos)
+            mc = PRESETS[spec](len(tok.hf), tok.image_pad_id, eos_token_id=eos)
         elif isinstance(spec, str):
             mc = MindVLConfig.model_validate_json(Path(spec).read_text())
         else:

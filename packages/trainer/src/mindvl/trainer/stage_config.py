@@ -57,7 +57,8 @@ class InitSpec(StrictModel):
         default=None, description="saved model dir (previous stage output)"
     )
     config: str | dict[str, Any] | None = Field(
-        default=None, description="MindVLConfig (file or mapping), or 'tiny' for smoke runs"
+        default=None,
+        description="MindVLConfig (file or mapping), or a preset: 'tiny' (tests), 'small' (demo)",
     )
 
     @model_validator(mode="after")
