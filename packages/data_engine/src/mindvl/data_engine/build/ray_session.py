@@ -29,4 +29,9 @@ def init_ray(
         return
     ray_constants.RAY_ENABLE_UV_RUN_RUNTIME_ENV = False
     extra = {"_temp_dir": temp_dir} if temp_dir else {}
-    ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=True, **extra, **kwargs)
+    # address="local": always a fresh embedded instance; a bare ray.init() would attach to any
+    # cluster already running on this machine (e.g. another user's `ray start`).
+    ray.init(
+        address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=True,
+        **extra, **kwargs,
+    )  # fmt: skip
