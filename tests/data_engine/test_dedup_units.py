@@ -93,10 +93,31 @@ def test_thumbnail_verification_small_and_fine_signatures() -> None:
     assert thumbnails_agree(small.tobytes(), brighter.tobytes())  # mean diff <= 15
     assert not thumbnails_agree(small.tobytes(), (255 - small).tobytes())
     assert not thumbnails_agree(small.tobytes(), small[:96].tobytes())  # sizes differ
-    fine = np.full(1024, 250, dtype=np.uint8)
-    fine[100:140] = 40  # a short dark stroke on white
+    fine = np.full((48, 48), 250, dtype=np.uint8)
+    fine[10:14, 8:30] = 40  # a short dark stroke on white
     contrast = (fine.astype(np.float32) * 0.9 + 10).astype(np.uint8)
     assert thumbnails_agree(fine.tobytes(), contrast.tobytes())  # brightness/contrast only
-    moved = np.full(1024, 250, dtype=np.uint8)
-    moved[600:640] = 40  # the same stroke elsewhere: a mean would barely see it
+    moved = np.full((48, 48), 250, dtype=np.uint8)
+    moved[30:34, 8:30] = 40  # the same stroke elsewhere: a mean would barely see it
     assert not thumbnails_agree(fine.tobytes(), moved.tobytes())
+
+
+def test_fine_verification_accepts_crops_of_a_picture() -> None:
+    from PIL import Image, ImageDraw
+
+    from mindvl.data_engine.dedup.bits import thumbnails_agree
+
+    img = Image.new("L", (400, 300), 230)
+    draw = ImageDraw.Draw(img)
+    for i in range(6):
+        draw.rectangle((30 + 60 * i, 40 + 30 * i, 70 + 60 * i, 120 + 25 * i), fill=20 + 35 * i)
+    draw.ellipse((150, 100, 260, 200), fill=120)
+
+    def sig(im: Image.Image) -> bytes:
+        return im.resize((48, 48), Image.Resampling.BOX).tobytes()
+
+    cropped = img.crop((16, 6, 400 - 8, 300 - 12))  # 2-4 % per side, then the whole re-saved
+    assert thumbnails_agree(sig(img), sig(cropped))
+    assert thumbnails_agree(sig(cropped), sig(img))
+    other = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    assert not thumbnails_agree(sig(img), sig(other))

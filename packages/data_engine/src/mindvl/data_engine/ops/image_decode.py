@@ -33,7 +33,7 @@ from mindvl.data_engine.record import Candidate
 
 BLUR_MAX_SIDE = 512  # phash and Laplacian variance are measured at this scale
 INFO_SIDE = 64  # grayscale thumbnail side for the information score
-SIGNATURE_SIDE = 8  # RGB thumbnail side of the verification signature (8*8*3 = 192 bytes)
+SIGNATURE_SIDE = 48  # grayscale thumbnail side of the verification signature (48*48 bytes)
 WHITE = (255, 255, 255)
 
 
@@ -130,7 +130,6 @@ def image_features(data: bytes, max_pixels_cap: int = 64_000_000) -> ImageFeatur
     width, height = rgb.size
     digest = hashlib.sha256(f"{width}x{height}:".encode())
     digest.update(rgb.tobytes())
-    signature = rgb.resize((SIGNATURE_SIDE, SIGNATURE_SIDE), Image.Resampling.BOX).tobytes().hex()
     # The grayscale features are all taken at a longer side of <= 512: the perceptual hash
     # and the blur score become scale-independent, and this is ~2x cheaper than full size.
     gray = rgb.convert("L")
@@ -139,6 +138,10 @@ def image_features(data: bytes, max_pixels_cap: int = 64_000_000) -> ImageFeatur
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
         gray = gray.resize(size, Image.Resampling.BOX)
     phash = str(imagehash.phash(gray))
+    # Verification signature (dedup/bits.py): area-averaged grayscale thumbnail, fine
+    # enough to tell look-alikes apart (a different glyph, a moved icon).
+    side = (SIGNATURE_SIDE, SIGNATURE_SIDE)
+    signature = gray.resize(side, Image.Resampling.BOX).tobytes().hex()
     thumb = np.asarray(gray.resize((INFO_SIDE, INFO_SIDE), Image.Resampling.BOX), dtype=np.float32)
     information = float(thumb.std() / 255.0)
     blur = float(cv2.Laplacian(np.asarray(gray), cv2.CV_32F).var(dtype=np.float64))
