@@ -95,7 +95,7 @@ def test_near_dedup_finds_most_copies(corpus) -> None:
     m = measure(rows, truth, DedupSpec())
     assert m["n_near"] >= 30
     assert m["exact_recall"] == 1.0
-    assert m["near_recall"] >= 0.85
+    assert m["near_recall"] >= 0.93  # 0.946 measured (seed 11)
 
 
 def test_low_information_guard_protects_documents_and_line_art(corpus) -> None:
@@ -125,9 +125,11 @@ def test_fine_verification_keeps_precision_099(corpus) -> None:
 @pytest.mark.xfail(
     strict=True,
     reason="48x48 grayscale signature + crop search (bits.signature_distance, threshold 0.5): "
-    "near recall 0.93 at precision 0.993 on this corpus (seed 11), 0.91 at 1.00 on seed 23; "
-    "remaining misses are crops of thin-stroke text/line art, and two same-shape icons at the "
-    "same relative position are indistinguishable from a resized copy",
+    "near recall 0.946 at precision 0.993 here (seed 11; 0.930 at 1.000 on seed 23). Misses: "
+    "3 crops whose pHash moved 8 bits (> max_hamming 6, never verified), 2 crops of small "
+    "text images (distance ~0.68) and a thin line-art resize (~0.89); the closest hard "
+    "negatives are two same-shape icons at the same relative position (~0.42) and near-blank "
+    "documents (~0.54), so no threshold reaches 0.95 at 0.99 on this corpus",
 )
 def test_target_recall_095_at_precision_099(corpus) -> None:
     rows, truth = corpus

@@ -18,9 +18,8 @@ Order of work (the Ray path in ``ray_dedup.py`` does the same steps distributed)
 Samples with several images are exact duplicates only when all their images match, in
 order, and take no part in near dedup. Rows without pixel hashes (text-only, or not
 decoded) are left alone. Verification (``bits.thumbnails_agree``) is what keeps look-alike
-images apart once pHash has matched; with 8x8 RGB thumbnails it cannot separate images
-that differ only in small details (one-line texts, small icons at nearby positions); see
-``tests/data_engine/test_dedup_corpus.py`` for the measured precision.
+images apart once pHash has matched: 48x48 grayscale thumbnails compared after a small crop
+search; see ``tests/data_engine/test_dedup_corpus.py`` for the measured precision/recall.
 """
 
 from __future__ import annotations
