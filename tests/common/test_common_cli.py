@@ -35,13 +35,25 @@ def test_every_command_has_help():
 def test_checked_in_schemas_are_current():
     for name, text in schema_texts().items():
         path = ROOT / "docs" / "schemas" / name
-        assert path.read_text(encoding="utf-8") == text, f"{name} is stale: run `uv run mindvl schemas`"
+        assert path.read_text(encoding="utf-8") == text, (
+            f"{name} is stale: run `uv run mindvl schemas`"
+        )
 
 
 def test_user_error_is_one_line_without_traceback(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "mindvl.common.cli", "tokenizer", "train", str(tmp_path / "missing.txt"), "--out", str(tmp_path)],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "mindvl.common.cli",
+            "tokenizer",
+            "train",
+            str(tmp_path / "missing.txt"),
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0, proc.stderr
@@ -50,7 +62,11 @@ def test_user_error_is_one_line_without_traceback(tmp_path):
 
 
 def test_bad_flag_is_one_line(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "mindvl.common.cli", "schemas", "--bogus"], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mindvl.common.cli", "schemas", "--bogus"],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and proc.stderr.strip().count("\n") == 0
     assert "--bogus" in proc.stderr

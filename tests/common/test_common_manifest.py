@@ -18,11 +18,25 @@ from mindvl.common.tokens import ImageTokenRule
 
 def make_manifest(shards):
     return RatioManifest(
-        name="r", stage="warmup", code_version="0.1.0", seed=1,
-        recipe=RecipeRecord(text="name: r\n", digest="d"), tokenizer=TokenizerRecord(path="t", digest="x"),
-        image_tokens=ImageTokenRule(), inputs=[], sources=[], funnel=[], dedup=DedupStats(),
-        mixture=MixtureRecord(unit="samples", budget=2, max_repeat=1.0, shortfall="fail", categories=[]),
-        shards=shards, total_samples=2, total_image_tokens=0, total_text_tokens=0, selected_keys_digest="k",
+        name="r",
+        stage="warmup",
+        code_version="0.1.0",
+        seed=1,
+        recipe=RecipeRecord(text="name: r\n", digest="d"),
+        tokenizer=TokenizerRecord(path="t", digest="x"),
+        image_tokens=ImageTokenRule(),
+        inputs=[],
+        sources=[],
+        funnel=[],
+        dedup=DedupStats(),
+        mixture=MixtureRecord(
+            unit="samples", budget=2, max_repeat=1.0, shortfall="fail", categories=[]
+        ),
+        shards=shards,
+        total_samples=2,
+        total_image_tokens=0,
+        total_text_tokens=0,
+        selected_keys_digest="k",
     )
 
 
@@ -52,10 +66,12 @@ def test_verify_shards_names_missing_mismatched_and_extra(tmp_path):
     a.write_bytes(b"a" * 10)
     b = tmp_path / "warmup-000001.tar"
     b.write_bytes(b"b" * 10)
-    m = make_manifest([
-        ShardRecord(name=a.name, bytes=10, samples=1, sha256=sha256_file(a)),
-        ShardRecord(name=b.name, bytes=10, samples=1, sha256=sha256_file(b)),
-    ])
+    m = make_manifest(
+        [
+            ShardRecord(name=a.name, bytes=10, samples=1, sha256=sha256_file(a)),
+            ShardRecord(name=b.name, bytes=10, samples=1, sha256=sha256_file(b)),
+        ]
+    )
     assert verify_shards(m, tmp_path) == []
     b.write_bytes(b"c" * 10)
     (tmp_path / "warmup-000002.tar").write_bytes(b"")

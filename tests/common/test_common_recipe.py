@@ -50,7 +50,10 @@ def test_unknown_key_names_file_path_and_allowed(tmp_path):
 
 
 def test_nested_unknown_key_and_bad_enum(tmp_path):
-    p = write(tmp_path, GOOD.replace("max_hamming: 5", "max_haming: 5").replace("format: parquet", "format: csv"))
+    p = write(
+        tmp_path,
+        GOOD.replace("max_hamming: 5", "max_haming: 5").replace("format: parquet", "format: csv"),
+    )
     with pytest.raises(ConfigError) as e:
         load_recipe(p, {"data": "/d", "out": "/o"})
     msg = e.value.format_message()

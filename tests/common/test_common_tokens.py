@@ -7,7 +7,9 @@ from mindvl.common.tokenizer_train import train_bpe_tokenizer
 from mindvl.common.tokens import FACTOR, ImageTokenRule, image_tokens, patch_grid, smart_resize
 
 
-@pytest.mark.parametrize("w,h", [(640, 480), (1000, 30), (28, 28), (5, 7), (4000, 3000), (333, 777)])
+@pytest.mark.parametrize(
+    "w,h", [(640, 480), (1000, 30), (28, 28), (5, 7), (4000, 3000), (333, 777)]
+)
 def test_smart_resize_multiples_of_28_within_bounds(w, h):
     lo, hi = 4 * 784, 256 * 784
     rw, rh = smart_resize(w, h, lo, hi)
@@ -34,7 +36,11 @@ def test_aspect_ratio_and_bounds_rejected():
 
 @pytest.fixture(scope="module")
 def tokenizer(tmp_path_factory):
-    texts = ["A red circle and two blue squares.", "How many circles are there?", "What text is written?"] * 30
+    texts = [
+        "A red circle and two blue squares.",
+        "How many circles are there?",
+        "What text is written?",
+    ] * 30
     path = train_bpe_tokenizer(texts, 400, tmp_path_factory.mktemp("tok"))
     return TextTokenizer.from_path(path)
 
@@ -45,7 +51,10 @@ def test_special_tokens_are_single_ids(tokenizer):
 
 
 def test_sample_tokens_sum_of_pieces_and_loss_only_on_answers(tokenizer):
-    conv = [Turn(role="user", content="<image>\nHow many circles are there?"), Turn(role="assistant", content="2")]
+    conv = [
+        Turn(role="user", content="<image>\nHow many circles are there?"),
+        Turn(role="assistant", content="2"),
+    ]
     rule = ImageTokenRule(min_pixels=784, max_pixels=64 * 784)
     counts = tokenizer.sample_tokens(conv, None, [(280, 140)], rule)
     assert counts.image == rule.tokens(280, 140) == 50
@@ -66,7 +75,9 @@ def test_tokenizer_without_specials_is_refused(tmp_path):
 
     tok = Tokenizer(models.BPE(unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.train_from_iterator(["just words here"] * 5, trainers.BpeTrainer(vocab_size=50, special_tokens=["[UNK]"]))
+    tok.train_from_iterator(
+        ["just words here"] * 5, trainers.BpeTrainer(vocab_size=50, special_tokens=["[UNK]"])
+    )
     PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]").save_pretrained(tmp_path)
     with pytest.raises(UserError, match="special tokens"):
         TextTokenizer.from_path(tmp_path)

@@ -6,7 +6,9 @@ engine can caption with a checkpoint written by the trainer without importing th
 
 from __future__ import annotations
 
+import hashlib
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from mindvl.common.errors import UserError
@@ -35,3 +37,18 @@ def backend_class(name: str) -> type:
             f"unknown caption backend {name!r} (installed: {', '.join(sorted(eps)) or 'none'})"
         )
     return eps[name].load()
+
+
+def weights_digest(model_dir: str | Path) -> str:
+    """sha256 over a checkpoint's ``*.safetensors`` files (names and bytes, sorted): the one
+    definition every backend uses, so caption provenance and caches mean the same thing."""
+    h = hashlib.sha256()
+    files = sorted(Path(model_dir).glob("*.safetensors"))
+    if not files:
+        raise UserError(f"no *.safetensors files in {model_dir}")
+    for f in files:
+        h.update(f.name.encode() + b"\x00")
+        with f.open("rb") as fh:
+            while chunk := fh.read(1 << 22):
+                h.update(chunk)
+    return h.hexdigest()

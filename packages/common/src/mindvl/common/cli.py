@@ -7,6 +7,7 @@ import sys
 from importlib.metadata import entry_points
 
 import click
+
 from mindvl.common.errors import UserError
 from mindvl.common.lazy_group import LazyGroup
 

@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from mindvl.common.errors import ConfigError
 from pydantic import BaseModel, ConfigDict, ValidationError
+
+from mindvl.common.errors import ConfigError
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -41,8 +41,8 @@ SIZES = {
         heldout=240,
         text_only=300,
         max_side=320,
-        budgets={"warmup": 120_000, "multitask": 260_000, "sft": 1400},
-        steps={"warmup": 20, "multitask": 120, "sft": 60},
+        budgets={"warmup": 60_000, "multitask": 200_000, "sft": 2000},
+        steps={"warmup": 20, "multitask": 250, "sft": 120},
     ),  # fmt: skip
     "small": DemoSize(
         corpus=240,
@@ -140,14 +140,14 @@ def run_demo(out: Path, size: DemoSize, seed: int, pipelines: Path) -> tuple[Pat
     s.run("build warmup", ["data", "build", str(data / "warmup.yaml"), "--out", str(builds["warmup"]),
                            *_vars(**common, budget=size.budgets["warmup"])])  # fmt: skip
     s.run("train warmup", ["train", "run", str(demo / "warmup.yaml"), "--out", str(runs["warmup"]),
-                           *_vars(shards=builds["warmup"], steps=size.steps["warmup"], model="tiny", threads=2)])  # fmt: skip
+                           *_vars(shards=builds["warmup"], steps=size.steps["warmup"], model="small", threads=2)])  # fmt: skip
     warm = runs["warmup"] / "model"
     s.run("build multitask (recaptioned)", ["data", "build", str(data / "multitask.yaml"), "--out",
                                             str(builds["multitask"]), *_vars(**common, budget=size.budgets["multitask"],
                                                                              captioner=warm)])  # fmt: skip
     s.parallel("train multitask x2", [
         ["train", "run", str(demo / "multitask.yaml"), "--out", str(runs[name]),
-         *_vars(shards=builds["multitask"], init=warm, seq_len=seq, tokens_per_step=4 * seq,
+         *_vars(shards=builds["multitask"], init=warm, seq_len=seq, tokens_per_step=2048,
                 steps=size.steps["multitask"], threads=threads)]
         for name, seq in (("multitask_short", 512), ("multitask_long", 1024))
     ])  # fmt: skip
@@ -161,7 +161,7 @@ def run_demo(out: Path, size: DemoSize, seed: int, pipelines: Path) -> tuple[Pat
     eval_report = out / "eval_report.json"
     s.run("resolution search + eval", ["eval", str(runs["sft"] / "model"), "--data", str(builds["heldout"]),
                                        "--tasks", str(pipelines / "eval" / "tasks.yaml"), "--resolution-search",
-                                       "--max-pixels", "12544,25088,50176", "--out", str(eval_report),
+                                       "--max-pixels", "6272,12544,25088", "--out", str(eval_report),
                                        "--seq-len", "1024", "--max-patches", "8192"])  # fmt: skip
     from mindvl.common.report import write_demo_report
 

@@ -13,10 +13,11 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
+from pydantic import Field, ValidationError
+
 from mindvl.common.config import StrictModel, describe_errors
 from mindvl.common.errors import UserError
 from mindvl.common.tokens import ImageTokenRule
-from pydantic import Field, ValidationError
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"

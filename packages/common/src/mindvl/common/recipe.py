@@ -11,10 +11,11 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
+from pydantic import Field, model_validator
+
 from mindvl.common.config import StrictModel, read_yaml, validate_data
 from mindvl.common.errors import ConfigError
 from mindvl.common.tokens import ImageTokenRule
-from pydantic import Field, model_validator
 
 NAME = r"^[A-Za-z0-9_-]+$"
 SOURCE_FORMATS = ("llava", "webdataset", "parquet", "folder")
@@ -176,6 +177,17 @@ def substitute(data: Any, variables: dict[str, str], source: str, path: str = ""
 
         return _VAR.sub(repl, data)
     return data
+
+
+def parse_variables(items: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """``--var NAME=VALUE`` options as a mapping (shared by every command that loads configs)."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--var expects NAME=VALUE, got {item!r}")
+        out[key] = value
+    return out
 
 
 def load_recipe(path: str | Path, variables: dict[str, str] | None = None) -> Recipe:

@@ -16,8 +16,9 @@ import hashlib
 import re
 from typing import Literal
 
-from mindvl.common.config import StrictModel
 from pydantic import Field, model_validator
+
+from mindvl.common.config import StrictModel
 
 IMAGE_PLACEHOLDER = "<image>"
 KEY_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,200}$")

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import click
+
 from mindvl.common.manifest import RatioManifest
 from mindvl.common.recipe import Recipe
 from mindvl.common.sample import Sample

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import click
+
 from mindvl.common.chat import END_OF_TEXT, PAD, SPECIAL_TOKENS
 from mindvl.common.errors import UserError
 

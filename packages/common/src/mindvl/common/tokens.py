@@ -13,8 +13,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from mindvl.common.config import StrictModel
 from pydantic import Field, model_validator
+
+from mindvl.common.config import StrictModel
 
 PATCH_SIZE = 14
 MERGE_SIZE = 2

@@ -16,16 +16,6 @@ import click
 from mindvl.common.errors import UserError
 
 
-def _variables(pairs: tuple[str, ...]) -> dict[str, str]:
-    out = {}
-    for p in pairs:
-        name, eq, value = p.partition("=")
-        if not eq or not name:
-            raise UserError(f"--var expects NAME=VALUE (got {p!r})")
-        out[name] = value
-    return out
-
-
 def _echo(line: str) -> None:
     click.echo(line, err=True)
 
@@ -46,10 +36,10 @@ def build_command(
     progress_every: float,
 ) -> None:
     """Build a stage: read sources, filter, dedup, caption, mix into shards + manifest."""
-    from mindvl.common.recipe import load_recipe
+    from mindvl.common.recipe import load_recipe, parse_variables
     from mindvl.data_engine.build.pipeline import prepare, recipe_record, run_build
 
-    variables = _variables(var)
+    variables = parse_variables(var)
     spec = load_recipe(recipe, variables)
     try:
         text = recipe.read_text(encoding="utf-8")

@@ -17,11 +17,12 @@ class MindVLCaptionBackend:
     def __init__(self, model_path: str, device: str = "cpu") -> None:
         import torch
 
+        from mindvl.common.caption_backend import weights_digest
         from mindvl.common.text_tokens import TextTokenizer
         from mindvl.trainer.device.attention import apply_attention_backend, default_backend_name
         from mindvl.trainer.device.select import select_device
         from mindvl.trainer.model import MindVL
-        from mindvl.trainer.model.checkpoint_io import read_inference, weights_digest
+        from mindvl.trainer.model.checkpoint_io import read_inference
 
         choice = select_device(device)
         path = Path(model_path)

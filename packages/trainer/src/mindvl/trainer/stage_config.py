@@ -16,7 +16,7 @@ from pydantic import Field, model_validator
 
 from mindvl.common.config import StrictModel, read_yaml, validate_data
 from mindvl.common.errors import ConfigError
-from mindvl.common.recipe import substitute
+from mindvl.common.recipe import parse_variables, substitute
 
 PART_NAMES = ("vision", "projector", "llm")
 
@@ -120,14 +120,7 @@ class StageConfig(StrictModel):
         return max(1, round(self.epochs * total_tokens / self.tokens_per_step))
 
 
-def parse_vars(items: list[str] | tuple[str, ...]) -> dict[str, str]:
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--var expects name=value, got {item!r}")
-        out[key] = value
-    return out
+parse_vars = parse_variables  # the shared --var parser
 
 
 def load_stage(path: str | Path, variables: dict[str, str] | None = None) -> StageConfig:

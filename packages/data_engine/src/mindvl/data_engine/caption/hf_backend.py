@@ -12,29 +12,16 @@ parts: the checkpoint's tokenizer + image processor, expanding each image placeh
 
 from __future__ import annotations
 
-import hashlib
 import io
 import logging
 from pathlib import Path
 from typing import Any
 
+from mindvl.common.caption_backend import weights_digest
+
 log = logging.getLogger(__name__)
 
 DEFAULT_GENERATION: dict[str, Any] = {"max_new_tokens": 32, "do_sample": False}
-
-
-def weights_digest(model_dir: str | Path) -> str:
-    """sha256 over the checkpoint's ``*.safetensors`` files (names and bytes, sorted)."""
-    h = hashlib.sha256()
-    files = sorted(Path(model_dir).glob("*.safetensors"))
-    if not files:
-        raise FileNotFoundError(f"no *.safetensors files in {model_dir}")
-    for f in files:
-        h.update(f.name.encode() + b"\x00")
-        with f.open("rb") as fh:
-            while chunk := fh.read(1 << 22):
-                h.update(chunk)
-    return h.hexdigest()
 
 
 class _ComposedProcessor:

@@ -168,23 +168,3 @@ def build_from_parts(
         image_pad_token_id=image_pad_token_id,
     )
     return MindVL(config, vision=tower, llm=llm).to(dtype)
-
-
-def weights_digest(path) -> str:
-    """sha256 over the checkpoint's ``*.safetensors`` files (names and bytes, sorted).
-
-    The same scheme as the data engine's ``hf`` caption backend, so caption provenance
-    means the same thing whichever backend wrote it.
-    """
-    import hashlib
-
-    h = hashlib.sha256()
-    files = sorted(Path(path).glob("*.safetensors"))
-    if not files:
-        raise UserError(f"no *.safetensors files in {path}")
-    for f in files:
-        h.update(f.name.encode() + b"\x00")
-        with f.open("rb") as fh:
-            while chunk := fh.read(1 << 22):
-                h.update(chunk)
-    return h.hexdigest()
