@@ -76,8 +76,9 @@ def test_scores_by_task_and_overall_are_consistent():
 def test_task_file_classifies_kit_questions():
     tasks = load_tasks(TASKS)
     assert tasks.classify("What colour is the circle?") == "colour"
-    assert tasks.classify("What color is the background?") == "colour"
+    assert tasks.classify("What color is the background?") == "background"
     assert tasks.classify("How many squares are there?") == "count"
+    assert tasks.classify("How many shapes are there?") == "total_count"
     assert tasks.classify("What text is written in the image?") == "ocr_text"
     assert tasks.classify("Where is the red star? Answer as [x0, y0, x1, y1]") == "box"
     assert tasks.classify("What is the value of B?") == "value"

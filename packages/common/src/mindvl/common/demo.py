@@ -37,12 +37,12 @@ class DemoSize:
 
 SIZES = {
     "full": DemoSize(
-        corpus=1600,
-        heldout=240,
-        text_only=300,
+        corpus=3000,
+        heldout=400,
+        text_only=400,
         max_side=320,
-        budgets={"warmup": 60_000, "multitask": 200_000, "sft": 2000},
-        steps={"warmup": 20, "multitask": 250, "sft": 120},
+        budgets={"warmup": 80_000, "multitask": 300_000, "sft": 3000},
+        steps={"warmup": 30, "multitask": 700, "sft": 300},
     ),  # fmt: skip
     "small": DemoSize(
         corpus=240,

@@ -5,6 +5,7 @@ Add a command by writing it in its own module and naming it here."""
 from __future__ import annotations
 
 import click
+
 from mindvl.common.lazy_group import LazyGroup
 
 

@@ -1,4 +1,6 @@
-"""``mindvl train``, ``mindvl ckpt`` and ``mindvl eval``: one line per subcommand, loaded lazily."""
+"""``mindvl train`` and ``mindvl ckpt``: one line per subcommand, loaded lazily.
+
+``mindvl eval`` is a single command (``eval_cli.eval_command``), registered directly."""
 
 from __future__ import annotations
 
@@ -14,9 +16,4 @@ def train() -> None:
 
 @click.group(cls=LazyGroup, lazy={"average": "mindvl.trainer.ckpt_cli:average"})
 def ckpt() -> None:
-    """Checkpoint tools: average, inspect."""
-
-
-@click.group(cls=LazyGroup, lazy={"run": "mindvl.trainer.eval_cli:eval_command"})
-def eval_group() -> None:
-    """Evaluate checkpoints."""
+    """Checkpoint tools: weight averaging across sequence lengths."""
