@@ -10,20 +10,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from mindvl.common.manifest import (
-    CategoryMix,
-    DedupStats,
-    MixtureRecord,
-    RatioManifest,
-    RecipeRecord,
-    ShardRecord,
-    TokenizerRecord,
-    sha256_file,
-)
 from mindvl.common.sample import IMAGE_PLACEHOLDER, ImageRef, Sample, TokenCounts, Turn, make_key
 from mindvl.common.text_tokens import TextTokenizer
 from mindvl.common.tokenizer_train import train_bpe_tokenizer
 from mindvl.common.tokens import ImageTokenRule
+from mindvl.trainer.data.synth_shards import write_samples
 
 RULE = ImageTokenRule(min_pixels=4 * 28 * 28, max_pixels=16 * 28 * 28)
 TEXTS = [
@@ -99,66 +90,7 @@ def caption_sample(i: int, caption: str, tok, rule):
 
 def write_build(out: Path, tokenizer: Path, samples: list, n_shards: int = 2, rule=RULE):
     """``samples``: (Sample, [image bytes]) pairs; sample i goes to shard i % n_shards."""
-    import webdataset as wds
-
-    out.mkdir(parents=True, exist_ok=True)
-    records = []
-    for s in range(n_shards):
-        name = f"eval-{s:05d}.tar"
-        part = samples[s::n_shards]
-        with wds.TarWriter(str(out / name)) as w:
-            for sample, blobs in part:
-                rec = {"__key__": sample.key, "json": sample.to_json_bytes()}
-                rec.update({im.member: b for im, b in zip(sample.images, blobs, strict=True)})
-                w.write(rec)
-        p = out / name
-        records.append(
-            ShardRecord(name=name, bytes=p.stat().st_size, samples=len(part), sha256=sha256_file(p))
-        )
-    img = sum(x.tokens.image for x, _ in samples)
-    txt = sum(x.tokens.text for x, _ in samples)
-    n = len(samples)
-    manifest = RatioManifest(
-        name="heldout",
-        stage="eval",
-        code_version="test",
-        seed=0,
-        recipe=RecipeRecord(text="heldout", digest=hashlib.sha256(b"heldout").hexdigest()),
-        tokenizer=TokenizerRecord(path=str(Path(tokenizer).resolve()), digest="-"),
-        image_tokens=rule,
-        inputs=[],
-        sources=[],
-        funnel=[],
-        dedup=DedupStats(),
-        mixture=MixtureRecord(
-            unit="samples",
-            budget=n,
-            max_repeat=1.0,
-            shortfall="fail",
-            categories=[
-                CategoryMix(
-                    category="all",
-                    available_samples=n,
-                    available_tokens=img + txt,
-                    target_fraction=1.0,
-                    selected_unique=n,
-                    repeats=0,
-                    samples=n,
-                    image_tokens=img,
-                    text_tokens=txt,
-                    achieved_fraction_samples=1.0,
-                    achieved_fraction_tokens=1.0,
-                )
-            ],
-        ),
-        shards=records,
-        total_samples=n,
-        total_image_tokens=img,
-        total_text_tokens=txt,
-        selected_keys_digest=hashlib.sha256(b"-").hexdigest(),
-    )
-    manifest.save(out / "manifest.json")
-    return manifest
+    return write_samples(out, tokenizer, samples, n_shards, "eval", rule, name="heldout")
 
 
 def tokenizer(path: Path) -> TextTokenizer:

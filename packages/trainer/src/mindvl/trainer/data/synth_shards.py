@@ -138,40 +138,57 @@ def write_stage(
     long_tail: int = 300,
 ) -> RatioManifest:
     """Write ``n_shards`` tars of ``n_samples`` samples and ``manifest.json`` into ``out``."""
-    import webdataset as wds
-
     rule = rule or ImageTokenRule(min_pixels=4 * 28 * 28, max_pixels=64 * 28 * 28)
     tok = TextTokenizer.from_path(tokenizer)
     rng = random.Random(seed)
+    samples = [make_sample(rng, i, tok, rule, long_tail) for i in range(n_samples)]
+    return write_samples(out, tokenizer, samples, n_shards, stage, rule, seed=seed)
+
+
+def write_samples(
+    out: str | Path,
+    tokenizer: str | Path,
+    samples: list[tuple[Sample, list[bytes]]],
+    n_shards: int,
+    stage: str,
+    rule: ImageTokenRule,
+    seed: int = 0,
+    name: str = "synth",
+) -> RatioManifest:
+    """(Sample, image bytes) pairs -> ``{stage}-NNNNN.tar`` shards (sample i in shard
+    i % n_shards) and a one-category ``manifest.json`` describing them."""
+    import webdataset as wds
+
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    samples = [make_sample(rng, i, tok, rule, long_tail) for i in range(n_samples)]
     shards = []
     for s in range(n_shards):
-        name = f"{stage}-{s:05d}.tar"
-        with wds.TarWriter(str(out / name)) as w:
+        shard = f"{stage}-{s:05d}.tar"
+        with wds.TarWriter(str(out / shard)) as w:
             for sample, blobs in samples[s::n_shards]:
                 rec = {"__key__": sample.key, "json": sample.to_json_bytes()}
                 rec.update({im.member: b for im, b in zip(sample.images, blobs, strict=True)})
                 w.write(rec)
-        p = out / name
+        p = out / shard
         shards.append(
-            ShardRecord(
-                name=name,
-                bytes=p.stat().st_size,
-                samples=len(samples[s::n_shards]),
-                sha256=sha256_file(p),
-            )
-        )
+            ShardRecord(name=shard, bytes=p.stat().st_size, samples=len(samples[s::n_shards]),
+                        sha256=sha256_file(p))
+        )  # fmt: skip
+    n = len(samples)
     img = sum(x.tokens.image for x, _ in samples)
     txt = sum(x.tokens.text for x, _ in samples)
     keys = "\n".join(x.key for s in range(n_shards) for x, _ in samples[s::n_shards])
+    everything = CategoryMix(
+        category="all", available_samples=n, available_tokens=img + txt, target_fraction=1.0,
+        selected_unique=n, repeats=0, samples=n, image_tokens=img, text_tokens=txt,
+        achieved_fraction_samples=1.0, achieved_fraction_tokens=1.0,
+    )  # fmt: skip
     manifest = RatioManifest(
-        name="synth",
+        name=name,
         stage=stage,
         code_version="test",
         seed=seed,
-        recipe=RecipeRecord(text="synthetic", digest=hashlib.sha256(b"synthetic").hexdigest()),
+        recipe=RecipeRecord(text=name, digest=hashlib.sha256(name.encode()).hexdigest()),
         tokenizer=TokenizerRecord(path=str(Path(tokenizer).resolve()), digest="-"),
         image_tokens=rule,
         inputs=[],
@@ -179,28 +196,10 @@ def write_stage(
         funnel=[],
         dedup=DedupStats(),
         mixture=MixtureRecord(
-            unit="samples",
-            budget=n_samples,
-            max_repeat=1.0,
-            shortfall="fail",
-            categories=[
-                CategoryMix(
-                    category="all",
-                    available_samples=n_samples,
-                    available_tokens=img + txt,
-                    target_fraction=1.0,
-                    selected_unique=n_samples,
-                    repeats=0,
-                    samples=n_samples,
-                    image_tokens=img,
-                    text_tokens=txt,
-                    achieved_fraction_samples=1.0,
-                    achieved_fraction_tokens=1.0,
-                )
-            ],
-        ),
+            unit="samples", budget=n, max_repeat=1.0, shortfall="fail", categories=[everything]
+        ),  # fmt: skip
         shards=shards,
-        total_samples=n_samples,
+        total_samples=n,
         total_image_tokens=img,
         total_text_tokens=txt,
         selected_keys_digest=hashlib.sha256(keys.encode()).hexdigest(),
