@@ -109,6 +109,32 @@ def normalise_conversation(turns: Any) -> list[dict[str, str]]:
     return out
 
 
+def sidecar_text(txt: bytes | None, meta_json: bytes | None) -> tuple[str | None, Any]:
+    """(caption, conversation) from img2dataset-style sidecars: a ``txt`` caption and a
+    ``json`` holding ``conversations`` and/or ``caption``. Raises NonUtf8, JSONDecodeError
+    or ValueError; :func:`sidecar_error` turns those into drop reasons."""
+    caption = decode_text(txt) if txt is not None else None
+    conversation = None
+    if meta_json is not None:
+        meta = json.loads(decode_text(meta_json))
+        if isinstance(meta, dict) and meta.get("conversations") is not None:
+            conversation = normalise_conversation(meta["conversations"])
+        if caption is None and isinstance(meta, dict) and isinstance(meta.get("caption"), str):
+            caption = meta["caption"]
+    return caption, conversation
+
+
+def sidecar_error(err: Exception) -> str:
+    """The drop reason for an exception raised while reading a sample's text."""
+    if isinstance(err, NonUtf8):
+        return "non_utf8_text"
+    if isinstance(err, json.JSONDecodeError):
+        return "bad_json"
+    if isinstance(err, ValueError):
+        return "bad_conversation"
+    return "unreadable_file"
+
+
 def choose_text(
     c: Candidate,
     caption: str | None,

@@ -9,7 +9,6 @@ real path leaves the source root (a symlink out) is never read: its group is dro
 
 from __future__ import annotations
 
-import json
 import posixpath
 from collections.abc import Iterator
 from dataclasses import replace
@@ -17,13 +16,12 @@ from typing import Any
 
 from mindvl.data_engine.readers.base import (
     IMAGE_EXTS,
-    NonUtf8,
     ReadUnit,
     candidate,
     choose_text,
-    decode_text,
     inside_real,
-    normalise_conversation,
+    sidecar_error,
+    sidecar_text,
 )
 from mindvl.data_engine.record import Candidate
 
@@ -74,28 +72,13 @@ def _group(unit: ReadUnit, fs: Any, stem: str, parts: dict[str, str]) -> Candida
     if not images:
         c.drop("read", NAME, "missing_image")
         return c
-    caption = conversation = None
     try:
         c.images = [fs.cat_file(paths[ext]) for ext in images]
-        if "txt" in paths:
-            caption = decode_text(fs.cat_file(paths["txt"]))
-        if "json" in paths:
-            meta = json.loads(decode_text(fs.cat_file(paths["json"])))
-            if isinstance(meta, dict) and meta.get("conversations") is not None:
-                conversation = normalise_conversation(meta["conversations"])
-            if caption is None and isinstance(meta, dict) and isinstance(meta.get("caption"), str):
-                caption = meta["caption"]
-    except NonUtf8:
-        c.drop("read", NAME, "non_utf8_text")
-        return c
-    except json.JSONDecodeError:
-        c.drop("read", NAME, "bad_json")
-        return c
-    except ValueError:
-        c.drop("read", NAME, "bad_conversation")
-        return c
-    except OSError:
-        c.drop("read", NAME, "unreadable_file")
+        txt = fs.cat_file(paths["txt"]) if "txt" in paths else None
+        meta = fs.cat_file(paths["json"]) if "json" in paths else None
+        caption, conversation = sidecar_text(txt, meta)
+    except (ValueError, OSError) as err:  # NonUtf8 and JSONDecodeError are ValueErrors
+        c.drop("read", NAME, sidecar_error(err))
         return c
     prefer = str(unit.options.get("prefer", "conversation"))
     return choose_text(c, caption, conversation, prefer, NAME)

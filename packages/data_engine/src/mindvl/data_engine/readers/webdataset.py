@@ -9,7 +9,6 @@ is dropped whole as ``unsafe_member`` and the member's bytes are never read.
 
 from __future__ import annotations
 
-import json
 import posixpath
 import tarfile
 from collections.abc import Iterator
@@ -17,13 +16,12 @@ from dataclasses import dataclass, field
 
 from mindvl.data_engine.readers.base import (
     IMAGE_EXTS,
-    NonUtf8,
     ReadUnit,
     candidate,
     choose_text,
-    decode_text,
-    normalise_conversation,
     read_drop,
+    sidecar_error,
+    sidecar_text,
 )
 from mindvl.data_engine.record import Candidate
 
@@ -89,26 +87,11 @@ def _finish(unit: ReadUnit, rel: str, g: _Group) -> Candidate:
     if g.unsafe:
         return read_drop(unit, f"{rel}:{g.key}", NAME, "unsafe_member")
     c = candidate(unit, g.key)
-    caption = conversation = None
+    txt = next((g.parts[ext] for ext in ("txt", "caption") if ext in g.parts), None)
     try:
-        for ext in ("txt", "caption"):
-            if ext in g.parts:
-                caption = decode_text(g.parts[ext])
-                break
-        if "json" in g.parts:
-            meta = json.loads(decode_text(g.parts["json"]))
-            if isinstance(meta, dict) and meta.get("conversations") is not None:
-                conversation = normalise_conversation(meta["conversations"])
-            if caption is None and isinstance(meta, dict) and isinstance(meta.get("caption"), str):
-                caption = meta["caption"]
-    except NonUtf8:
-        c.drop("read", NAME, "non_utf8_text")
-        return c
-    except json.JSONDecodeError:
-        c.drop("read", NAME, "bad_json")
-        return c
-    except ValueError:
-        c.drop("read", NAME, "bad_conversation")
+        caption, conversation = sidecar_text(txt, g.parts.get("json"))
+    except ValueError as err:  # NonUtf8 and JSONDecodeError are ValueErrors
+        c.drop("read", NAME, sidecar_error(err))
         return c
     if not g.images:
         c.drop("read", NAME, "missing_image")
