@@ -70,3 +70,14 @@ def test_bad_flag_is_one_line(tmp_path):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and proc.stderr.strip().count("\n") == 0
     assert "--bogus" in proc.stderr
+
+
+def test_nonzero_exit_codes_reach_the_shell(tmp_path):
+    """`mindvl schemas --check` on stale schemas exits 1 through click's Exit, which click
+    returns rather than raises outside standalone mode (CI gates rely on it)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "mindvl.common.cli", "schemas", "--check", "--out", str(tmp_path)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert "stale schemas" in proc.stderr

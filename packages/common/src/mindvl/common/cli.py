@@ -33,7 +33,10 @@ def cli() -> None:
 def main(argv: list[str] | None = None) -> None:
     """Console entry: user errors print one line and exit non-zero, without a traceback."""
     try:
-        cli.main(args=argv, prog_name="mindvl", standalone_mode=False)
+        code = cli.main(args=argv, prog_name="mindvl", standalone_mode=False)
+        # without standalone mode click *returns* the code of ctx.exit(N) / Exit(N)
+        if isinstance(code, int) and code != 0:
+            sys.exit(code)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)

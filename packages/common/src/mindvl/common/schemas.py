@@ -39,4 +39,4 @@ def schemas_command(out: Path, check: bool) -> None:
             click.echo(f"wrote {p}")
     if stale:
         click.echo(f"stale schemas in {out}: {', '.join(stale)}; run `mindvl schemas`", err=True)
-        raise SystemExit(1)
+        raise click.exceptions.Exit(1)
