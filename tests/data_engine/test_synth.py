@@ -422,3 +422,48 @@ def test_text_only_conversations_written_as_llava_with_truth(tmp_path):
         if q.startswith("What is") and "plus" in q:
             x, y = (int(t) for t in q.removeprefix("What is ").removesuffix("?").split(" plus "))
             assert a == str(x + y)
+
+
+def test_qa_turns_add_true_follow_ups_and_keep_the_first_turn(tmp_path):
+    """``qa_turns`` adds distinct follow-up questions to scenes (each answered by the image),
+    changes nothing else, and leaves translated samples single-turn."""
+    one = generate_corpus(tmp_path / "one", 40, "llava", faults=0.3, seed=4, max_side=96)
+    four = generate_corpus(tmp_path / "four", 40, "llava", faults=0.3, seed=4, max_side=96,
+                           qa_turns=4)  # fmt: skip
+
+    def rows(out: str, cat: str) -> dict[str, dict]:
+        lines = (Path(out) / cat / "data.jsonl").read_text().splitlines()
+        return {r["id"]: r for r in map(json.loads, lines)}
+
+    for cat in ("ocr", "chart"):  # one question per image: unchanged
+        assert rows(one.out, cat) == rows(four.out, cat)
+    before, after = rows(one.out, "caption"), rows(four.out, "caption")
+    assert before.keys() == after.keys()
+    faults = {k: r["faults"] for k, r in truth(Path(four.out)).items()}
+    multi = 0
+    for key, row in after.items():
+        turns = row["conversations"]
+        assert turns[:2] == before[key]["conversations"]
+        assert {k: v for k, v in row.items() if k != "conversations"} == {
+            k: v for k, v in before[key].items() if k != "conversations"
+        }
+        if "non_english_caption" in faults[key]:
+            assert len(turns) == 2
+            continue
+        questions = [t["value"] for t in turns[0::2]]
+        assert len(turns) <= 8 and len(set(questions)) == len(questions)
+        assert all("<image>" not in q for q in questions[1:])
+        if faults[key]:
+            continue  # a damaged caption (long, empty, non-UTF-8) is no reference
+        counts = _scene_counts(row["caption"])
+        for q, a in zip(questions[1:], [t["value"] for t in turns[3::2]], strict=True):
+            if q == "How many shapes are there?":
+                assert int(a) == sum(counts.values())
+            elif q.startswith("How many "):
+                assert int(a) == counts[q.split()[2][:-1]]
+            elif q == "What colour is the background?":
+                assert f"on a {a} background." in row["caption"]
+            else:
+                assert f"{a} {q.split()[4][:-1]}" in row["caption"]
+        multi += len(turns) == 8
+    assert multi >= 5

@@ -33,6 +33,7 @@ class DemoSize:
     max_side: int
     budgets: dict[str, int]
     steps: dict[str, int]
+    qa_turns: int = 1  # questions per training scene (4 measured no better; docs/DEMO.md)
 
 
 SIZES = {
@@ -120,7 +121,7 @@ def run_demo(out: Path, size: DemoSize, seed: int, pipelines: Path) -> tuple[Pat
 
     s.run("corpus", ["data", "synth", "--out", str(corpus), "--n", str(size.corpus), "--format", "webdataset",
                      "--faults", "0.1", "--seed", str(seed), "--max-side", str(size.max_side),
-                     "--text-only", str(size.text_only)])  # fmt: skip
+                     "--text-only", str(size.text_only), "--qa-turns", str(size.qa_turns)])  # fmt: skip
     s.run("heldout corpus", ["data", "synth", "--out", str(heldout), "--n", str(size.heldout), "--format",
                              "webdataset", "--seed", str(seed), "--max-side", str(size.max_side), "--heldout"])  # fmt: skip
     s.run(

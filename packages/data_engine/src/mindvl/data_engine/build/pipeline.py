@@ -117,6 +117,7 @@ def stream_to_staging(
     """The Ray Data part: every input row ends in ``work/parts/{kept,dropped}``."""
     import ray
     from ray.data import ActorPoolStrategy, DataContext
+    from ray.data.context import ShuffleStrategy
 
     from mindvl.data_engine.build.progress import ProgressCounts, ProgressReporter
 
@@ -127,7 +128,12 @@ def stream_to_staging(
     parts = str(work / "parts")
     context = _context(recipe, work)
 
-    DataContext.get_current().enable_progress_bars = False
+    ctx = DataContext.get_current()
+    ctx.enable_progress_bars = False
+    # Dedup's group-bys: the task-based sort shuffle, not Ray 2.60's default hash shuffle,
+    # whose long-lived aggregator actors left a 2-CPU build idle for most of a ~150 s dedup
+    # (bench/data_engine.py; the sort shuffle's ~5 s per group-by vs 20-45 s).
+    ctx.shuffle_strategy = ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
     actor = ray.remote(num_cpus=0)(ProgressCounts).remote()
     reporter = ProgressReporter(actor, plan.units_per_source, progress_interval, echo)
     echo(

@@ -18,6 +18,8 @@ from mindvl.common.errors import UserError
 @click.option("--heldout", is_flag=True, help="Distinct id prefix and seed stream (eval sets).")
 @click.option("--text-only", default=0, show_default=True, type=int,
               help="Also write this many image-free conversations to text/data.jsonl (LLaVA).")  # fmt: skip
+@click.option("--qa-turns", default=1, show_default=True, type=int,
+              help="Questions per conversation where an image answers several (scenes).")  # fmt: skip
 def synth(
     out: str,
     n: int,
@@ -28,12 +30,15 @@ def synth(
     max_side: int,
     heldout: bool,
     text_only: int,
+    qa_turns: int,
 ) -> None:
     """Synthesise an image-text corpus (captions, OCR, grounding, charts) with known truth."""
     from mindvl.data_engine.synth.kit import generate_corpus
 
     try:
-        summary = generate_corpus(out, n, fmt, faults, seed, min_side, max_side, heldout, text_only)
+        summary = generate_corpus(
+            out, n, fmt, faults, seed, min_side, max_side, heldout, text_only, qa_turns
+        )
     except ValueError as e:
         raise UserError(str(e)) from None
     for cat, c in summary.categories.items():

@@ -75,6 +75,7 @@ class KitOptions:
     min_side: int = 64
     max_side: int = 512
     heldout: bool = False
+    qa_turns: int = 1
 
     def rng(self, category: str, index: int, purpose: int) -> np.random.Generator:
         return S.stream_rng(self.seed, self.heldout, category, index, purpose)
@@ -93,7 +94,8 @@ def render_originals(opts: KitOptions, category: str, n: int) -> list[Record]:
         image_format, quality = choose_format(r)
         fault_rng = opts.rng(category, i, S.FAULT)
         fault = pick_fault(fault_rng, opts.faults, opts.fmt)
-        records.append(make_record(rendered, category, image_format, quality, fault, fault_rng, opts.fmt))  # fmt: skip
+        rec = make_record(rendered, category, image_format, quality, fault, fault_rng, opts.fmt)
+        records.append(replace(rec, more_qa=rec.more_qa[: opts.qa_turns - 1]))
     return records
 
 
@@ -162,10 +164,15 @@ def generate_corpus(
     max_side: int = 512,
     heldout: bool = False,
     text_only: int = 0,
+    qa_turns: int = 1,
 ) -> KitSummary:
     """Write a synthetic corpus under ``out`` (which must be empty or absent); ``text_only``
-    adds that many image-free conversations under ``text/`` (LLaVA JSONL)."""
+    adds that many image-free conversations under ``text/`` (LLaVA JSONL). ``qa_turns``:
+    questions per conversation where an image answers several (scenes); the first is the
+    same with any value."""
     check_arguments(n, fmt, faults, seed, min_side, max_side)
+    if qa_turns < 1:
+        raise ValueError(f"--qa-turns must be at least 1, got {qa_turns}")
     if text_only < 0:
         raise ValueError(f"--text-only must be non-negative, got {text_only}")
     root = Path(out)
@@ -180,7 +187,7 @@ def generate_corpus(
     lows = split_round_robin(round(faults * n / 2))
     summary = KitSummary(out=str(root), fmt=fmt)
     rows: list[dict[str, object]] = []
-    opts = KitOptions(n, fmt, faults, seed, min_side, max_side, heldout)
+    opts = KitOptions(n, fmt, faults, seed, min_side, max_side, heldout, qa_turns)
     next_group = 0
     for cat in CATEGORIES:
         originals = render_originals(opts, cat, per_cat[cat])

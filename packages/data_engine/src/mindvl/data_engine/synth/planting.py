@@ -40,6 +40,7 @@ def make_record(
         width = height = 0
 
     caption, answer = rendered.caption, rendered.answer
+    more_qa = rendered.more_qa
     caption_bytes = caption.encode("utf-8")
     if fault == "empty_caption":
         caption, caption_bytes = "", b""
@@ -55,6 +56,7 @@ def make_record(
             caption = caption_bytes.decode("utf-8", "replace")
     elif fault == "non_english_caption":
         caption, answer = translate(rng, category, rendered.n_objects, answer)
+        more_qa = ()  # follow-ups stay English: leave them out of a translated sample
         caption_bytes = caption.encode("utf-8")
 
     return Record(
@@ -70,4 +72,5 @@ def make_record(
         truth_caption=caption,
         faults=(fault,) if fault else (),
         low_info=bool(rendered.low_info_kind),
+        more_qa=more_qa,
     )

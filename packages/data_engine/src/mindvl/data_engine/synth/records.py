@@ -20,6 +20,7 @@ class Rendered:
     answer: str
     n_objects: int = 0
     low_info_kind: str = ""  # "icon", "document", "line_art" for hard negatives
+    more_qa: tuple[tuple[str, str], ...] = ()  # other (question, answer) pairs true of it
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class Record:
     dup_group: int = -1
     dup_kind: str = ""
     low_info: bool = False
+    more_qa: tuple[tuple[str, str], ...] = ()  # follow-up turns after the first question
 
 
 @dataclass

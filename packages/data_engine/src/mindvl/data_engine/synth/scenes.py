@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 
 import numpy as np
@@ -57,4 +58,10 @@ def render_scene(rng: np.random.Generator, min_side: int, max_side: int) -> Rend
             colour = paints[kinds.index(shape)]
             options += [(QUESTION_COLOUR.format(shape=shape), colour)] * 2
     question, answer = options[int(rng.integers(len(options)))]
-    return Rendered(img, caption, question, answer, n_objects=k)
+    # The other distinct questions, in an order that differs per image but draws nothing
+    # from ``rng`` (later draws, and so existing corpora, stay as they were).
+    more = sorted(
+        set(options) - {(question, answer)},
+        key=lambda qa: hashlib.sha256(f"{caption}\0{qa[0]}".encode()).digest(),
+    )
+    return Rendered(img, caption, question, answer, n_objects=k, more_qa=tuple(more))

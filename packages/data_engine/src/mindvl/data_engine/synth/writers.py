@@ -29,10 +29,13 @@ ROWS_PER_PART = 1000
 
 
 def conversations(record: Record) -> list[dict[str, str]]:
-    return [
+    turns = [
         {"from": "human", "value": f"<image>\n{record.question}"},
         {"from": "gpt", "value": record.answer},
     ]
+    for question, answer in record.more_qa:
+        turns += [{"from": "human", "value": question}, {"from": "gpt", "value": answer}]
+    return turns
 
 
 def json_bytes(obj: object) -> bytes:
