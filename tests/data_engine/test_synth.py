@@ -467,3 +467,28 @@ def test_qa_turns_add_true_follow_ups_and_keep_the_first_turn(tmp_path):
                 assert f"{a} {q.split()[4][:-1]}" in row["caption"]
         multi += len(turns) == 8
     assert multi >= 5
+
+
+def test_describe_ends_clean_scenes_with_their_caption(tmp_path):
+    plain = generate_corpus(tmp_path / "a", 40, "llava", faults=0.3, seed=4, max_side=96)
+    desc = generate_corpus(tmp_path / "b", 40, "llava", faults=0.3, seed=4, max_side=96,
+                           describe=True)  # fmt: skip
+    faults = {k: r["faults"] for k, r in truth(Path(desc.out)).items()}
+    for cat in CATEGORIES:
+        before = [
+            json.loads(x) for x in (Path(plain.out) / cat / "data.jsonl").read_text().splitlines()
+        ]
+        after = [
+            json.loads(x) for x in (Path(desc.out) / cat / "data.jsonl").read_text().splitlines()
+        ]
+        described = 0
+        for b, a in zip(before, after, strict=True):
+            extra = a["conversations"][len(b["conversations"]) :]
+            assert a["conversations"][: len(b["conversations"])] == b["conversations"]
+            if cat == "caption" and not faults[a["id"]]:
+                assert extra == [{"from": "human", "value": "Describe the image."},
+                                 {"from": "gpt", "value": a["caption"]}]  # fmt: skip
+                described += 1
+            else:
+                assert extra == []
+        assert described >= 5 if cat == "caption" else described == 0

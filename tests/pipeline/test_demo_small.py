@@ -3,7 +3,7 @@
 Real components throughout: the corpus kit, four data builds on an embedded Ray, the
 trainer's three stages with averaging, recaptioning by the demo's own warm-up model,
 resolution search, evaluation and the report. (The full-size demo's claim — beating the
-majority baseline — is measured by `mindvl demo` itself and reported in docs.)
+majority baseline — is asserted by the opt-in `test_demo_learns.py`.)
 """
 
 from __future__ import annotations

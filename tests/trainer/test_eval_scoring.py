@@ -114,3 +114,31 @@ def test_pick_best_accuracy_then_loss_then_pixels():
     assert pick_best([a, d]) is d  # same accuracy and loss: fewer pixels
     e = result(3136, 1.0, None)
     assert pick_best([e, a]) is a  # a missing loss ranks last
+
+
+def test_every_answered_question_of_a_sample_is_an_item():
+    """A held-out conversation with several questions gives one item per answered question
+    (asked alone with the image); an unanswered trailing question is not scored."""
+    from mindvl.common.sample import IMAGE_PLACEHOLDER, ImageRef, Sample, TokenCounts, Turn
+    from mindvl.trainer.data.shards import RawSample
+    from mindvl.trainer.evaluation.items import to_items
+
+    turns = [
+        Turn(role="user", content=f"{IMAGE_PLACEHOLDER}\nWhat colour is the circle?"),
+        Turn(role="assistant", content="red"),
+        Turn(role="user", content="How many squares are there?"),
+        Turn(role="assistant", content=" 2 "),
+        Turn(role="user", content="What colour is the background?"),
+    ]
+    ref = ImageRef(member="img0.jpg", format="jpg", width=56, height=56, sha256="0" * 64,
+                   tokens=4)  # fmt: skip
+    sample = Sample(key="k1", source="s", category="caption", conversation=turns, images=[ref],
+                    tokens=TokenCounts(image=4, text=30))  # fmt: skip
+    raw = RawSample("k1", {"json": sample.to_json_bytes(), "img0.jpg": b"jpeg"}, 0, 0)
+    items, reason = to_items(raw, load_tasks(TASKS))
+    assert reason is None
+    assert [(it.turn, it.task, it.question, it.reference) for it in items] == [
+        (0, "colour", "What colour is the circle?", "red"),
+        (1, "count", "How many squares are there?", "2"),
+    ]
+    assert {it.key for it in items} == {"k1"} and all(it.image == b"jpeg" for it in items)

@@ -2,7 +2,8 @@
 
 corpus kit (train + held-out) → tokenizer → data builds on local Ray (held-out eval set,
 warm-up) → warm-up training (projector only) → multitask build, recaptioned by the warm-up
-model → multitask training at two sequence lengths (in parallel) → weight averaging → SFT
+model → multitask training, then two continuations of it at different sequence lengths (in
+parallel) → weight averaging → SFT
 build and training → resolution search + evaluation → report.md / report.html.
 
 Every step is its own ``mindvl`` subprocess, so the demo only uses the command line of the
@@ -34,6 +35,8 @@ class DemoSize:
     budgets: dict[str, int]
     steps: dict[str, int]
     qa_turns: int = 1  # questions per training scene (4 measured no better; docs/DEMO.md)
+    describe: bool = True  # training scenes also ask for their caption
+    heldout_qa_turns: int = 8  # questions per held-out scene, each scored on its own
 
 
 SIZES = {
@@ -43,7 +46,7 @@ SIZES = {
         text_only=400,
         max_side=320,
         budgets={"warmup": 80_000, "multitask": 300_000, "sft": 3000},
-        steps={"warmup": 30, "multitask": 700, "sft": 300},
+        steps={"warmup": 30, "multitask": 1200, "multitask_seq": 150, "sft": 150},
     ),  # fmt: skip
     "small": DemoSize(
         corpus=240,
@@ -51,7 +54,7 @@ SIZES = {
         text_only=40,
         max_side=192,
         budgets={"warmup": 15_000, "multitask": 30_000, "sft": 200},
-        steps={"warmup": 3, "multitask": 6, "sft": 3},
+        steps={"warmup": 3, "multitask": 4, "multitask_seq": 3, "sft": 3},
     ),  # fmt: skip
 }
 
@@ -114,16 +117,21 @@ def run_demo(out: Path, size: DemoSize, seed: int, pipelines: Path) -> tuple[Pat
     s = Steps(log)
     corpus, heldout, tok = out / "corpus", out / "heldout", out / "tokenizer"
     builds = {k: out / "builds" / k for k in ("heldout", "warmup", "multitask", "sft")}
-    runs = {k: out / "runs" / k for k in ("warmup", "multitask_short", "multitask_long", "sft")}
+    runs = {
+        k: out / "runs" / k
+        for k in ("warmup", "multitask", "multitask_short", "multitask_long", "sft")
+    }
     data, demo = pipelines / "data", pipelines / "demo"
     common = {"corpus": corpus, "heldout": heldout, "tokenizer": tok}
     threads = max(1, (os.cpu_count() or 2) // 2)
 
     s.run("corpus", ["data", "synth", "--out", str(corpus), "--n", str(size.corpus), "--format", "webdataset",
                      "--faults", "0.1", "--seed", str(seed), "--max-side", str(size.max_side),
-                     "--text-only", str(size.text_only), "--qa-turns", str(size.qa_turns)])  # fmt: skip
+                     "--text-only", str(size.text_only), "--qa-turns", str(size.qa_turns),
+                     *(["--describe"] if size.describe else [])])  # fmt: skip
     s.run("heldout corpus", ["data", "synth", "--out", str(heldout), "--n", str(size.heldout), "--format",
-                             "webdataset", "--seed", str(seed), "--max-side", str(size.max_side), "--heldout"])  # fmt: skip
+                             "webdataset", "--seed", str(seed), "--max-side", str(size.max_side), "--heldout",
+                             "--qa-turns", str(size.heldout_qa_turns)])  # fmt: skip
     s.run(
         "tokenizer",
         [
@@ -146,10 +154,13 @@ def run_demo(out: Path, size: DemoSize, seed: int, pipelines: Path) -> tuple[Pat
     s.run("build multitask (recaptioned)", ["data", "build", str(data / "multitask.yaml"), "--out",
                                             str(builds["multitask"]), *_vars(**common, budget=size.budgets["multitask"],
                                                                              captioner=warm)])  # fmt: skip
-    s.parallel("train multitask x2", [
-        ["train", "run", str(demo / "multitask.yaml"), "--out", str(runs[name]),
-         *_vars(shards=builds["multitask"], init=warm, seq_len=seq, tokens_per_step=2048,
-                steps=size.steps["multitask"], threads=threads)]
+    s.run("train multitask", ["train", "run", str(demo / "multitask.yaml"), "--out", str(runs["multitask"]),
+                              *_vars(shards=builds["multitask"], init=warm, seq_len=1024, tokens_per_step=2048,
+                                     steps=size.steps["multitask"], threads=2)])  # fmt: skip
+    s.parallel("train multitask x2 seq lengths", [
+        ["train", "run", str(demo / "multitask_seq.yaml"), "--out", str(runs[name]),
+         *_vars(shards=builds["multitask"], init=runs["multitask"] / "model", seq_len=seq,
+                tokens_per_step=2048, steps=size.steps["multitask_seq"], threads=threads)]
         for name, seq in (("multitask_short", 512), ("multitask_long", 1024))
     ])  # fmt: skip
     averaged = out / "runs" / "multitask_avg"
@@ -162,7 +173,7 @@ def run_demo(out: Path, size: DemoSize, seed: int, pipelines: Path) -> tuple[Pat
     eval_report = out / "eval_report.json"
     s.run("resolution search + eval", ["eval", str(runs["sft"] / "model"), "--data", str(builds["heldout"]),
                                        "--tasks", str(pipelines / "eval" / "tasks.yaml"), "--resolution-search",
-                                       "--max-pixels", "6272,12544,25088", "--out", str(eval_report),
+                                       "--max-pixels", "12544,25088,50176", "--out", str(eval_report),
                                        "--seq-len", "1024", "--max-patches", "8192"])  # fmt: skip
     from mindvl.common.report import write_demo_report
 

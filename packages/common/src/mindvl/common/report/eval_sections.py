@@ -111,7 +111,8 @@ def evaluation_sections(eval_report: Loaded) -> Section:
     skipped = skipped if isinstance(skipped, dict) else {}
     skipped_text = ", ".join(f"{k}: {v}" for k, v in sorted(skipped.items())) or "none"
     top.add(f"Checkpoint {fmt(get(report, 'checkpoint'))} on {fmt(get(data, 'path'))}: "
-            f"{fmt(get(data, 'samples_scored'))} scored of {fmt(get(data, 'samples_read'))} read "
+            f"{fmt(get(data, 'samples_scored'))} scored of {fmt(get(data, 'samples_read'))} read, "
+            f"{fmt(get(data, 'questions_scored'))} questions "
             f"(skipped: {skipped_text}; eval set keys digest {fmt(get(data, 'keys_digest'))}). "
             f"Scores at {why}; validation loss "
             f"{fmt(get(setting, 'val_loss', 'loss'), 4)}.")  # fmt: skip

@@ -20,6 +20,8 @@ from mindvl.common.errors import UserError
               help="Also write this many image-free conversations to text/data.jsonl (LLaVA).")  # fmt: skip
 @click.option("--qa-turns", default=1, show_default=True, type=int,
               help="Questions per conversation where an image answers several (scenes).")  # fmt: skip
+@click.option("--describe", is_flag=True,
+              help='End clean scene conversations with "Describe the image." and the caption.')  # fmt: skip
 def synth(
     out: str,
     n: int,
@@ -31,13 +33,14 @@ def synth(
     heldout: bool,
     text_only: int,
     qa_turns: int,
+    describe: bool,
 ) -> None:
     """Synthesise an image-text corpus (captions, OCR, grounding, charts) with known truth."""
     from mindvl.data_engine.synth.kit import generate_corpus
 
     try:
         summary = generate_corpus(
-            out, n, fmt, faults, seed, min_side, max_side, heldout, text_only, qa_turns
+            out, n, fmt, faults, seed, min_side, max_side, heldout, text_only, qa_turns, describe
         )
     except ValueError as e:
         raise UserError(str(e)) from None

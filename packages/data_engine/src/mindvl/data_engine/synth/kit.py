@@ -24,7 +24,7 @@ from mindvl.data_engine.synth.lowinfo import render_low_info
 from mindvl.data_engine.synth.ocr import render_ocr
 from mindvl.data_engine.synth.planting import make_record
 from mindvl.data_engine.synth.records import CATEGORIES, FORMATS, CategoryCounts, KitSummary, Record
-from mindvl.data_engine.synth.scenes import render_scene
+from mindvl.data_engine.synth.scenes import QUESTION_DESCRIBE, render_scene
 from mindvl.data_engine.synth.text_only import text_only_rows, truth_rows, write_text_only
 from mindvl.data_engine.synth.truth import truth_row, write_truth
 from mindvl.data_engine.synth.writers import WRITERS
@@ -76,6 +76,7 @@ class KitOptions:
     max_side: int = 512
     heldout: bool = False
     qa_turns: int = 1
+    describe: bool = False
 
     def rng(self, category: str, index: int, purpose: int) -> np.random.Generator:
         return S.stream_rng(self.seed, self.heldout, category, index, purpose)
@@ -95,7 +96,10 @@ def render_originals(opts: KitOptions, category: str, n: int) -> list[Record]:
         fault_rng = opts.rng(category, i, S.FAULT)
         fault = pick_fault(fault_rng, opts.faults, opts.fmt)
         rec = make_record(rendered, category, image_format, quality, fault, fault_rng, opts.fmt)
-        records.append(replace(rec, more_qa=rec.more_qa[: opts.qa_turns - 1]))
+        more = rec.more_qa[: opts.qa_turns - 1]
+        if opts.describe and category == "caption" and not rec.faults:
+            more += ((QUESTION_DESCRIBE, rec.truth_caption),)
+        records.append(replace(rec, more_qa=more))
     return records
 
 
@@ -165,11 +169,13 @@ def generate_corpus(
     heldout: bool = False,
     text_only: int = 0,
     qa_turns: int = 1,
+    describe: bool = False,
 ) -> KitSummary:
     """Write a synthetic corpus under ``out`` (which must be empty or absent); ``text_only``
     adds that many image-free conversations under ``text/`` (LLaVA JSONL). ``qa_turns``:
     questions per conversation where an image answers several (scenes); the first is the
-    same with any value."""
+    same with any value. ``describe``: clean scenes end with "Describe the image." answered
+    by their caption (dense supervision of every shape's colour and count)."""
     check_arguments(n, fmt, faults, seed, min_side, max_side)
     if qa_turns < 1:
         raise ValueError(f"--qa-turns must be at least 1, got {qa_turns}")
@@ -187,7 +193,7 @@ def generate_corpus(
     lows = split_round_robin(round(faults * n / 2))
     summary = KitSummary(out=str(root), fmt=fmt)
     rows: list[dict[str, object]] = []
-    opts = KitOptions(n, fmt, faults, seed, min_side, max_side, heldout, qa_turns)
+    opts = KitOptions(n, fmt, faults, seed, min_side, max_side, heldout, qa_turns, describe)
     next_group = 0
     for cat in CATEGORIES:
         originals = render_originals(opts, cat, per_cat[cat])

@@ -28,6 +28,7 @@ QUESTION_COUNT = "How many {shape}s are there?"
 QUESTION_COLOUR = "What colour is the {shape}?"
 QUESTION_BACKGROUND = "What colour is the background?"
 QUESTION_TOTAL = "How many shapes are there?"
+QUESTION_DESCRIBE = "Describe the image."
 
 
 def render_scene(rng: np.random.Generator, min_side: int, max_side: int) -> Rendered:

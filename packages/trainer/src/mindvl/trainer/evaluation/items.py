@@ -1,10 +1,12 @@
 """The evaluation set: a verified shard build read once into memory.
 
 Every sample read feeds the validation loss; conversation samples with exactly one image
-also become scored items: the question is the first user turn without ``<image>``, the
-reference is the assistant turn that answers it. Generation sees no history, so later
-turns of a multi-turn sample are not scored (their loss still counts). Held-out sets are
-small, so keeping their encoded bytes in memory is the simple choice.
+also become scored items, one per user turn that the next assistant turn answers: the
+question is that user turn without ``<image>``, the reference is the answer. Each item is
+asked on its own, with the image and without the earlier turns (as VQA sets score several
+questions per image), so a held-out set written with several questions per image gives
+several items per sample. Held-out sets are small, so keeping their encoded bytes in
+memory is the simple choice.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ class EvalItem:
     reference: str
     image: bytes  # encoded, as stored in the shard
     size: tuple[int, int]  # original (width, height)
+    turn: int = 0  # which question of its sample (0: the first)
 
 
 @dataclass
@@ -39,42 +42,46 @@ class EvalSet:
     skipped: Counter = field(default_factory=Counter)  # not scored, by reason
 
 
-def question_answer(sample: Sample) -> tuple[str, str] | None:
-    """(question, reference) of the first user turn and the assistant turn after it."""
+def question_answers(sample: Sample) -> list[tuple[str, str]]:
+    """(question, reference) for every user turn followed by an assistant turn, in order."""
     turns = sample.conversation or []
+    out = []
     for i, turn in enumerate(turns[:-1]):
         if turn.role == "user" and turns[i + 1].role == "assistant":
             question = " ".join(turn.content.replace(IMAGE_PLACEHOLDER, " ").split())
-            return question, turns[i + 1].content.strip()
-    return None
+            out.append((question, turns[i + 1].content.strip()))
+    return out
 
 
-def to_item(raw: RawSample, tasks: TaskSet) -> tuple[EvalItem | None, str | None]:
-    """A scored item, or None and the reason it is not scored."""
+def to_items(raw: RawSample, tasks: TaskSet) -> tuple[list[EvalItem], str | None]:
+    """The sample's scored items, or none and the reason it is not scored."""
     if "json" not in raw.members:
-        return None, "no json member"
+        return [], "no json member"
     sample = Sample.from_json_bytes(raw.members["json"])
     if sample.conversation is None:
-        return None, "caption sample"
+        return [], "caption sample"
     if len(sample.images) != 1:
-        return None, "not exactly one image"
-    qa = question_answer(sample)
-    if qa is None:
-        return None, "no user turn answered by the assistant"
+        return [], "not exactly one image"
+    qas = question_answers(sample)
+    if not qas:
+        return [], "no user turn answered by the assistant"
     image = sample.images[0]
     if image.member not in raw.members:
-        return None, "missing image member"
-    question, reference = qa
-    item = EvalItem(
-        key=sample.key,
-        category=sample.category,
-        task=tasks.classify(question),
-        question=question,
-        reference=reference,
-        image=raw.members[image.member],
-        size=(image.width, image.height),
-    )
-    return item, None
+        return [], "missing image member"
+    items = [
+        EvalItem(
+            key=sample.key,
+            category=sample.category,
+            task=tasks.classify(question),
+            question=question,
+            reference=reference,
+            image=raw.members[image.member],
+            size=(image.width, image.height),
+            turn=turn,
+        )
+        for turn, (question, reference) in enumerate(qas)
+    ]
+    return items, None
 
 
 def read_eval_set(root: str | Path, tasks: TaskSet, limit: int | None = None) -> EvalSet:
@@ -88,9 +95,8 @@ def read_eval_set(root: str | Path, tasks: TaskSet, limit: int | None = None) ->
             if limit is not None and len(out.raw) >= limit:
                 return out
             out.raw.append(raw)
-            item, reason = to_item(raw, tasks)
-            if item is None:
+            items, reason = to_items(raw, tasks)
+            if reason is not None:
                 out.skipped[reason] += 1
-            else:
-                out.items.append(item)
+            out.items += items
     return out

@@ -33,6 +33,7 @@ class DataRecord(StrictModel):
     total_samples: int  # in the manifest
     samples_read: int  # after --limit
     samples_scored: int
+    questions_scored: int = 0  # items: a sample may hold several questions
     keys_digest: str  # the manifest's selected_keys_digest: which exact eval set
     skipped: dict[str, int]  # read but not scored, by reason
 
@@ -77,7 +78,8 @@ def format_table(report: EvalReport) -> str:
     d = report.data
     skipped = ", ".join(f"{k} {v}" for k, v in d.skipped.items())
     head = (
-        f"eval {report.checkpoint} on {d.path}: {d.samples_scored} scored of {d.samples_read} read"
+        f"eval {report.checkpoint} on {d.path}: {d.samples_scored} scored of {d.samples_read} read,"
+        f" {d.questions_scored} questions"
     )
     lines = [head + (f" ({skipped})" if skipped else "")]
     if not settings:

@@ -83,6 +83,7 @@ def prediction_rows(data: EvalSet, rule: ImageTokenRule, preds: Sequence[str]) -
     return [
         {
             "key": it.key,
+            "turn": it.turn,
             "max_pixels": rule.max_pixels,
             "task": it.task,
             "category": it.category,
@@ -139,7 +140,8 @@ def evaluate_checkpoint(
         stage=m.stage,
         total_samples=m.total_samples,
         samples_read=len(data.raw),
-        samples_scored=len(data.items),
+        samples_scored=len({it.key for it in data.items}),
+        questions_scored=len(data.items),
         keys_digest=m.selected_keys_digest,
         skipped=dict(sorted(data.skipped.items())),
     )
