@@ -424,20 +424,21 @@ def test_text_only_conversations_written_as_llava_with_truth(tmp_path):
             assert a == str(x + y)
 
 
+def _llava_rows(out: str, category: str) -> dict[str, dict]:
+    """A LLaVA-format corpus category's records by id."""
+    lines = (Path(out) / category / "data.jsonl").read_text().splitlines()
+    return {r["id"]: r for r in map(json.loads, lines)}
+
+
 def test_qa_turns_add_true_follow_ups_and_keep_the_first_turn(tmp_path):
     """``qa_turns`` adds distinct follow-up questions to scenes (each answered by the image),
     changes nothing else, and leaves translated samples single-turn."""
     one = generate_corpus(tmp_path / "one", 40, "llava", faults=0.3, seed=4, max_side=96)
     four = generate_corpus(tmp_path / "four", 40, "llava", faults=0.3, seed=4, max_side=96,
                            qa_turns=4)  # fmt: skip
-
-    def rows(out: str, cat: str) -> dict[str, dict]:
-        lines = (Path(out) / cat / "data.jsonl").read_text().splitlines()
-        return {r["id"]: r for r in map(json.loads, lines)}
-
     for cat in ("ocr", "chart"):  # one question per image: unchanged
-        assert rows(one.out, cat) == rows(four.out, cat)
-    before, after = rows(one.out, "caption"), rows(four.out, "caption")
+        assert _llava_rows(one.out, cat) == _llava_rows(four.out, cat)
+    before, after = _llava_rows(one.out, "caption"), _llava_rows(four.out, "caption")
     assert before.keys() == after.keys()
     faults = {k: r["faults"] for k, r in truth(Path(four.out)).items()}
     multi = 0
@@ -475,14 +476,10 @@ def test_describe_ends_clean_scenes_with_their_caption(tmp_path):
                            describe=True)  # fmt: skip
     faults = {k: r["faults"] for k, r in truth(Path(desc.out)).items()}
     for cat in CATEGORIES:
-        before = [
-            json.loads(x) for x in (Path(plain.out) / cat / "data.jsonl").read_text().splitlines()
-        ]
-        after = [
-            json.loads(x) for x in (Path(desc.out) / cat / "data.jsonl").read_text().splitlines()
-        ]
+        before, after = _llava_rows(plain.out, cat), _llava_rows(desc.out, cat)
+        assert before.keys() == after.keys()
         described = 0
-        for b, a in zip(before, after, strict=True):
+        for b, a in ((before[k], after[k]) for k in before):
             extra = a["conversations"][len(b["conversations"]) :]
             assert a["conversations"][: len(b["conversations"])] == b["conversations"]
             if cat == "caption" and not faults[a["id"]]:
