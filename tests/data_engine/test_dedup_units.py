@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from mindvl.data_engine.dedup.bands import BandScheme, scheme_for
 from mindvl.data_engine.dedup.bits import band_layout, band_values, hamming
 from mindvl.data_engine.dedup.components import UnionFind, component_labels
 from mindvl.data_engine.dedup.lsh import brute_force_pairs, candidate_pairs
@@ -121,3 +122,55 @@ def test_fine_verification_accepts_crops_of_a_picture() -> None:
     assert thumbnails_agree(sig(cropped), sig(img))
     other = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     assert not thumbnails_agree(sig(img), sig(other))
+
+
+def test_sampled_banding_finds_pairs_at_its_stated_recall() -> None:
+    rng = np.random.default_rng(7)
+    h = rng.integers(0, 2**63, 4000, dtype=np.int64).astype(np.uint64) * np.uint64(2)
+    for i in range(0, 3000, 2):  # 1500 pairs exactly 6 bits apart: the hardest case
+        bits = rng.choice(64, 6, replace=False)
+        h[i + 1] = h[i] ^ np.uint64(sum(1 << int(b) for b in bits))
+    truth = brute_force_pairs(h, 6)
+    assert len(truth) >= 1500
+    for recall in (0.99, 0.6):
+        scheme = BandScheme.sampled(6, h.size, recall)
+        assert scheme.width == 12 and abs(scheme.expected_recall() - recall) < 0.05
+        res = candidate_pairs(h, 6, scheme)
+        found = list(zip(res.left.tolist(), res.right.tolist(), strict=True))
+        assert len(found) == len(set(found)), "every pair must come out exactly once"
+        assert set(found) <= truth
+        measured = len(found) / len(truth)
+        # these fixed tables, on uniformly random 6-bit differences (the stated recall is
+        # the average over table draws, so few tables may sit a little off it)
+        masks = np.zeros((20000, 64), dtype=bool)
+        for row in masks:
+            row[rng.choice(64, 6, replace=False)] = True
+        pos = [np.array(p) for p in scheme.positions]
+        hit = np.zeros(len(masks), dtype=bool)
+        for p in pos:
+            hit |= ~masks[:, p].any(axis=1)
+        p = hit.mean()
+        assert abs(measured - p) < 4 * (p * (1 - p) / len(truth)) ** 0.5 + 0.005, (measured, p)
+        assert abs(hit.mean() - recall) < (0.01 if recall > 0.9 else 0.08)
+    assert BandScheme.sampled(6, h.size) == BandScheme.sampled(6, h.size)  # fixed tables
+    assert BandScheme.sampled(6, 10**7).n_bands > BandScheme.sampled(6, 10**5).n_bands
+
+
+def test_band_keys_carry_their_band_index() -> None:
+    h = np.random.default_rng(3).integers(0, 2**63, 50, dtype=np.int64).astype(np.uint64)
+    for scheme in (BandScheme.exact(6), BandScheme.sampled(6, 10**6), BandScheme.exact(0)):
+        keys = scheme.keys(h)
+        assert keys.shape == (50, scheme.n_bands)
+        for b in (0, scheme.n_bands - 1):
+            assert {scheme.band_of_key(k) for k in keys[:, b].tolist()} == {b}
+            np.testing.assert_array_equal(scheme.values(h)[:, b], scheme.band(h, b))
+    assert BandScheme.sampled(6, 10**6).n_bands > 32  # keys with the sign bit set still work
+
+
+def test_sampled_recall_is_validated() -> None:
+    from mindvl.common.recipe import NearDedupSpec
+
+    with pytest.raises(ValueError, match="sampled_recall"):
+        NearDedupSpec.model_validate({"index": "sampled", "sampled_recall": 1.0})
+    assert scheme_for(NearDedupSpec(), 10**6).kind == "exact"
+    assert scheme_for(NearDedupSpec(index="sampled"), 10**6).kind == "sampled"

@@ -69,6 +69,7 @@ class DedupStats(StrictModel):
     near_dropped: int = 0
     near_candidate_pairs: int = 0
     near_rejected_by_verify: int = 0
+    near_index: str = Field(default="", description="the pHash banding used, e.g. exact: 7 bands")
     low_information_exact_only: int = 0
     decontaminated: int = 0
 

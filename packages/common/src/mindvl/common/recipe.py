@@ -43,6 +43,14 @@ class NearDedupSpec(StrictModel):
         default=0.0, ge=0, description="images below this information score get exact dedup only"
     )
     verify: bool = Field(default=True, description="confirm candidate pairs with a second signal")
+    index: Literal["exact", "sampled"] = Field(
+        default="exact",
+        description="pHash banding: exact (pigeonhole, every pair within max_hamming) or "
+        "sampled (bit-sampling LSH, near-linear at large scale, recall sampled_recall)",
+    )
+    sampled_recall: float = Field(
+        default=0.99, gt=0, lt=1, description="sampled index: recall of pairs at max_hamming"
+    )
 
 
 class DedupSpec(StrictModel):

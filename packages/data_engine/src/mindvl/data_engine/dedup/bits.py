@@ -76,16 +76,6 @@ def band_values(hashes: np.ndarray, n_bands: int) -> np.ndarray:
     return out
 
 
-def band_keys(hashes: np.ndarray, n_bands: int) -> np.ndarray:
-    """(n, n_bands) int64 keys ``band_index << 58 | band_value`` (one key space for all bands;
-    a band is at most 58 bits wide when n_bands >= 2)."""
-    vals = band_values(hashes, n_bands)
-    if n_bands == 1:
-        return vals.view(np.int64)
-    idx = np.arange(n_bands, dtype=np.uint64) << np.uint64(58)
-    return (vals | idx[None, :]).view(np.int64)
-
-
 def signature_array(signature: str) -> np.ndarray:
     return np.frombuffer(bytes.fromhex(signature), dtype=np.uint8)
 

@@ -8,7 +8,8 @@ Order of work (the Ray path in ``ray_dedup.py`` does the same steps distributed)
    distinct picture, whatever its text) or, with ``exact: false``, by pixels + text (only
    identical image-text pairs go);
 3. near: the exact survivors with one image, enough ``information`` and a signature are
-   paired by pHash banding (Hamming <= ``max_hamming``), each pair verified by thumbnail
+   paired by pHash banding (Hamming <= ``max_hamming``; ``bands.py``: exact pigeonhole
+   bands, or sampled LSH tables for very large builds), each pair verified by thumbnail
    distance, and joined into connected components. Near dedup is image-level: a near copy
    (or the same picture) with a different text is dropped too. Images below
    ``near.min_information`` (flat, mostly white, line art) get exact dedup only;
@@ -31,6 +32,7 @@ import numpy as np
 
 from mindvl.common.manifest import DedupStats
 from mindvl.common.recipe import DedupSpec
+from mindvl.data_engine.dedup.bands import scheme_for
 from mindvl.data_engine.dedup.bits import thumbnails_agree
 from mindvl.data_engine.dedup.components import UnionFind
 from mindvl.data_engine.dedup.decisions import (
@@ -89,7 +91,9 @@ def plan_dedup(
     uf = UnionFind()
     if len(nodes) > 1:
         hashes = np.array([it.phash for it in nodes], dtype=np.uint64)
-        pairs = candidate_pairs(hashes, spec.near.max_hamming)
+        scheme = scheme_for(spec.near, len(nodes))
+        stats.near_index = scheme.describe()
+        pairs = candidate_pairs(hashes, spec.near.max_hamming, scheme)
         stats.near_candidate_pairs = int(pairs.left.size)
         for a, b in zip(pairs.left.tolist(), pairs.right.tolist(), strict=True):
             if spec.near.verify and not thumbnails_agree(nodes[a].signature, nodes[b].signature):

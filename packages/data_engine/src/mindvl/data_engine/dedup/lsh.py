@@ -1,14 +1,15 @@
 """Near-duplicate candidate pairs from 64-bit hashes by LSH banding, vectorised with numpy.
 
-Exact recall at Hamming distance <= k: the hash is split into k + 1 bands (pigeonhole), two
-hashes within distance k share at least one band exactly, so sorting the band keys and
-pairing equal runs finds every such pair; the true distance is then checked, which removes
-every pair above k. A pair that shares several bands is emitted only for the first band it
-shares, so each pair comes out once without a global de-duplication.
+The banding (``bands.py``) is exact pigeonhole banding by default (recall 1 at Hamming
+distance <= k) or bit-sampling LSH (near-linear, recall stated by the scheme). Per band the
+band values are sorted and equal runs paired; the true distance is then checked, which
+removes every pair above k. A pair that shares several bands is emitted only for the first
+band it shares, so each pair comes out once without a global de-duplication. Memory stays
+O(n): one band is in memory at a time and pairs are materialised in bounded chunks.
 
 Cost: sorting is O(n log n) per band; band collisions between unrelated hashes grow as
-n^2 / 2^(64/(k+1)) per band, so for large n and large k the collision work, not the sort,
-dominates (see bench/dedup_grouping.py).
+n^2 / 2^width per band, which is what limits exact banding at large n and large k (see
+bench/dedup_grouping.py).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mindvl.data_engine.dedup.bits import band_values, hamming
+from mindvl.data_engine.dedup.bands import BandScheme
+from mindvl.data_engine.dedup.bits import hamming
 
 PAIR_CHUNK = 1 << 22  # candidate pairs materialised at once (bounds memory)
 
@@ -52,29 +54,40 @@ def _run_pairs(order: np.ndarray, starts: np.ndarray, ends: np.ndarray):
         lo = hi
 
 
-def candidate_pairs(hashes: np.ndarray, max_hamming: int) -> PairResult:
-    """Every pair (i < j) with Hamming(hashes[i], hashes[j]) <= max_hamming, exactly once."""
+def _sorted_band(col: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """(order, col[order]) with ties in index order; one plain sort of ``value << i | i``
+    when value and index fit in 64 bits (about half the time of a stable argsort)."""
+    ib = max(1, int(col.size - 1).bit_length())
+    if bits + ib > 64:
+        order = np.argsort(col, kind="stable")
+        return order, col[order]
+    packed = np.sort((col << np.uint64(ib)) | np.arange(col.size, dtype=np.uint64))
+    return (packed & np.uint64((1 << ib) - 1)).astype(np.int64), packed >> np.uint64(ib)
+
+
+def candidate_pairs(
+    hashes: np.ndarray, max_hamming: int, scheme: BandScheme | None = None
+) -> PairResult:
+    """Pairs (i < j) with Hamming(hashes[i], hashes[j]) <= max_hamming that share a band of
+    ``scheme`` (default: exact banding, i.e. every such pair), each exactly once."""
     h = np.asarray(hashes, dtype=np.uint64)
-    n_bands = max_hamming + 1
-    bands = band_values(h, n_bands)
+    scheme = scheme or BandScheme.exact(max_hamming)
     lefts, rights, dists = [], [], []
     collisions = 0
-    for b in range(n_bands):
-        col = bands[:, b]
-        order = np.argsort(col, kind="stable")
-        sorted_col = col[order]
+    for b in range(scheme.n_bands):
+        order, sorted_col = _sorted_band(scheme.band(h, b), scheme.band_bits(b))
         cut = np.flatnonzero(sorted_col[1:] != sorted_col[:-1]) + 1
         starts = np.concatenate([[0], cut])
         ends = np.concatenate([cut, [h.size]]) if h.size else starts
+        del sorted_col
         for a, c in _run_pairs(order, starts, ends):
             collisions += a.size
-            if b:  # emitted by an earlier band already?
-                a_bands, c_bands = bands[a, :b], bands[c, :b]
-                first = ~(a_bands == c_bands).any(axis=1)
-                a, c = a[first], c[first]
             d = hamming(h[a], h[c])
             ok = d <= max_hamming
             a, c, d = a[ok], c[ok], d[ok]
+            if b and a.size:  # emitted by an earlier band already?
+                first = ~(scheme.values(h[a], b) == scheme.values(h[c], b)).any(axis=1)
+                a, c, d = a[first], c[first], d[first]
             lefts.append(np.minimum(a, c))
             rights.append(np.maximum(a, c))
             dists.append(d)

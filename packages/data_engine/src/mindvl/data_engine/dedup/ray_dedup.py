@@ -27,6 +27,7 @@ import pyarrow as pa
 from mindvl.common.manifest import DedupStats
 from mindvl.common.recipe import DedupSpec
 from mindvl.data_engine.dedup import ray_tables as T
+from mindvl.data_engine.dedup.bands import scheme_for
 from mindvl.data_engine.dedup.decisions import Decision, apply_decision
 from mindvl.data_engine.dedup.decontaminate import EvalIndex
 from mindvl.data_engine.dedup.ray_components import components
@@ -128,10 +129,11 @@ def dedup_dataset(
 
     grouped = exact
     if spec.near.enabled and counts["near_nodes"] > 1:
-        n_bands = spec.near.max_hamming + 1
-        near = spec.near.max_hamming, spec.near.verify
+        scheme = scheme_for(spec.near, counts["near_nodes"])
+        stats.near_index = scheme.describe()
+        near = scheme, spec.near.verify
         pairs = (
-            exact.map_batches(T.band_rows, batch_format="pyarrow", fn_kwargs={"n_bands": n_bands})
+            exact.map_batches(T.band_rows, batch_format="pyarrow", fn_kwargs={"scheme": scheme})
             .groupby("bkey", num_partitions=parts)
             .map_groups(T.band_pairs, batch_format="pyarrow", fn_args=near)
             .materialize()

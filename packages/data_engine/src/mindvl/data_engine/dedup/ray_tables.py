@@ -12,7 +12,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mindvl.common.recipe import DedupSpec
-from mindvl.data_engine.dedup.bits import band_keys, band_values, hamming, thumbnails_agree
+from mindvl.data_engine.dedup.bands import BandScheme
+from mindvl.data_engine.dedup.bits import hamming, thumbnails_agree
 from mindvl.data_engine.dedup.decisions import (
     OP_EXACT,
     OP_NEAR,
@@ -104,12 +105,12 @@ def exact_group(table: pa.Table) -> pa.Table:
     return pa.Table.from_pylist(out, schema=EXACT)
 
 
-def band_rows(table: pa.Table, n_bands: int) -> pa.Table:
+def band_rows(table: pa.Table, scheme: BandScheme) -> pa.Table:
     """Each near-eligible representative, once per band, keyed by (band index, band value)."""
     table = table.filter(pc.and_(table.column("is_rep"), table.column("near_ok")))
     h = table.column("phash").to_numpy().astype(np.int64).view(np.uint64)
-    keys = band_keys(h, n_bands)  # (n, n_bands)
-    idx = np.repeat(np.arange(table.num_rows), n_bands)
+    keys = scheme.keys(h)  # (n, n_bands)
+    idx = np.repeat(np.arange(table.num_rows), scheme.n_bands)
     return pa.table(
         {
             "bkey": keys.reshape(-1),
@@ -121,18 +122,18 @@ def band_rows(table: pa.Table, n_bands: int) -> pa.Table:
     )
 
 
-def band_pairs(table: pa.Table, max_hamming: int, verify: bool) -> pa.Table:
+def band_pairs(table: pa.Table, scheme: BandScheme, verify: bool) -> pa.Table:
     """Pairs in one band bucket within ``max_hamming``, each verified; a pair is emitted only
     by the first band its two hashes share, so every pair appears exactly once overall."""
     n = table.num_rows
     if n < 2:
         return PAIRS.empty_table()
-    n_bands = max_hamming + 1
-    band = int(table.column("bkey")[0].as_py()) >> 58 if n_bands > 1 else 0
+    max_hamming = scheme.max_hamming
+    band = scheme.band_of_key(table.column("bkey")[0].as_py())
     h = table.column("phash").to_numpy().astype(np.int64).view(np.uint64)
     labels = table.column("label").to_pylist()
     sigs = table.column("sig").to_pylist()
-    vals = band_values(h, n_bands)[:, :band]
+    vals = scheme.values(h, band)
     out: dict[str, list[Any]] = {"a": [], "b": [], "verified": []}
     for i in range(n - 1):  # row i against all later rows, vectorised
         j = np.arange(i + 1, n)
