@@ -174,3 +174,36 @@ def test_sampled_recall_is_validated() -> None:
         NearDedupSpec.model_validate({"index": "sampled", "sampled_recall": 1.0})
     assert scheme_for(NearDedupSpec(), 10**6).kind == "exact"
     assert scheme_for(NearDedupSpec(index="sampled"), 10**6).kind == "sampled"
+
+
+def test_half_resolution_prescreen_only_drops_pairs_the_full_search_rejects() -> None:
+    from PIL import Image, ImageDraw
+
+    from mindvl.data_engine.dedup import bits
+
+    rng = np.random.default_rng(5)
+    pics = []
+    for _ in range(8):  # pictures, their crops / resizes / jitters, and look-alikes
+        img = Image.new("L", (320, 240), int(rng.integers(150, 250)))
+        draw = ImageDraw.Draw(img)
+        for _ in range(int(rng.integers(1, 6))):
+            x, y = int(rng.integers(0, 260)), int(rng.integers(0, 180))
+            draw.rectangle(
+                (x, y, x + int(rng.integers(8, 60)), y + 40), fill=int(rng.integers(0, 120))
+            )
+        pics += [
+            img,
+            img.crop((8, 5, 312, 236)),
+            img.resize((200, 150)).point(lambda v: v * 0.9 + 8),
+        ]
+    sigs = [p.resize((48, 48), Image.Resampling.BOX).tobytes() for p in pics]
+    screened = agreed = 0
+    for i in range(len(sigs)):
+        for j in range(i + 1, len(sigs)):
+            full = bits.signature_distance(sigs[i], sigs[j]) <= bits.VERIFY_MAX_P99_Z_DIFF
+            coarse = bits.coarse_signature_distance(sigs[i], sigs[j])
+            assert bits.thumbnails_agree(sigs[i], sigs[j]) == full
+            screened += coarse > bits.PRESCREEN_MAX
+            agreed += full
+    assert agreed >= 20  # each picture with its crop and its resize (24 pairs)
+    assert screened >= 200  # most of the other 252 pairs never reach the full search

@@ -1,7 +1,7 @@
 """The full-size demo's claim: the trained model clearly beats the majority-answer baseline
 on at least two held-out tasks. Opt-in (``MINDVL_SLOW_TESTS=1``): it is the whole
-``mindvl demo`` (about 11 minutes on 2 CPU cores), and the smoke-size run in
-``test_demo_small.py`` trains too little to learn anything beyond the answer prior.
+``mindvl demo`` (about 11 minutes on 2 CPU cores). CI asserts the same on the reduced run
+(``test_reduced_run_learns.py``: the multitask stage on scenes alone, about 3 minutes).
 
 "Clearly" here: at least 50 scored questions in the task, and model accuracy at least
 0.1 above the baseline (measured 2026-11-25: background 1.00 vs 0.38, shape colour 0.44
@@ -12,36 +12,19 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
-
-from mindvl.common.report.eval_sections import shown_setting
+from demo_helpers import clear_wins, run_demo
 
 slow = pytest.mark.skipif(
     os.environ.get("MINDVL_SLOW_TESTS") != "1", reason="full demo: set MINDVL_SLOW_TESTS=1"
 )
 
 
-def clear_wins(report: dict, min_n: int = 50, margin: float = 0.1) -> dict[str, tuple]:
-    setting, _ = shown_setting(report)
-    assert setting is not None
-    return {
-        name: (t["accuracy"], t["baseline_accuracy"], t["n"])
-        for name, t in setting["tasks"].items()
-        if t["n"] >= min_n and t["accuracy"] - t["baseline_accuracy"] >= margin
-    }
-
-
 @slow
 def test_full_demo_beats_the_baseline_on_two_tasks(tmp_path):
     out = tmp_path / "demo"
-    proc = subprocess.run(
-        [sys.executable, "-m", "mindvl.common.cli", "demo", "--out", str(out)],
-        capture_output=True, text=True, timeout=1800,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    proc = run_demo(out, timeout=1800)
     wins = clear_wins(json.loads((out / "eval_report.json").read_text()))
     assert len(wins) >= 2, wins
     assert "report.md" in proc.stdout

@@ -9,21 +9,16 @@ majority baseline — is asserted by the opt-in `test_demo_learns.py`.)
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pyarrow.parquet as pq
+from demo_helpers import run_demo
 
 from mindvl.common.manifest import RatioManifest, verify_shards
 
 
 def test_demo_small_runs_every_stage(tmp_path):
     out = tmp_path / "demo"
-    proc = subprocess.run(
-        [sys.executable, "-m", "mindvl.common.cli", "demo", "--size", "small", "--out", str(out)],
-        capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    run_demo(out, "--size", "small", timeout=900)
     for stage in ("heldout", "warmup", "multitask", "sft"):
         build = out / "builds" / stage
         manifest = RatioManifest.load(build)

@@ -6,12 +6,17 @@ model → multitask training, then two continuations of it at different sequence
 parallel) → weight averaging → SFT
 build and training → resolution search + evaluation → report.md / report.html.
 
+``--size reduced`` is the check that the recipe learns, small enough for CI: the multitask
+stage alone, on the corpus kit's scenes only (``pipelines/reduced/``), 600 steps from a
+fresh model, evaluated on held-out scenes against the majority-answer baseline.
+
 Every step is its own ``mindvl`` subprocess, so the demo only uses the command line of the
 installed packages (``mindvl.common`` imports neither the data engine nor the trainer).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -55,6 +60,14 @@ SIZES = {
         max_side=192,
         budgets={"warmup": 15_000, "multitask": 30_000, "sft": 200},
         steps={"warmup": 3, "multitask": 4, "multitask_seq": 3, "sft": 3},
+    ),  # fmt: skip
+    "reduced": DemoSize(
+        corpus=3000,
+        heldout=400,
+        text_only=0,
+        max_side=320,
+        budgets={"multitask": 300_000},
+        steps={"multitask": 600},
     ),  # fmt: skip
 }
 
@@ -110,21 +123,16 @@ def _vars(**kw: object) -> list[str]:
     return out
 
 
-def run_demo(out: Path, size: DemoSize, seed: int, pipelines: Path) -> tuple[Path, Path]:
+def _start(out: Path) -> Steps:
     out.mkdir(parents=True, exist_ok=True)
     log = out / "demo.log"
     log.write_bytes(b"")
-    s = Steps(log)
-    corpus, heldout, tok = out / "corpus", out / "heldout", out / "tokenizer"
-    builds = {k: out / "builds" / k for k in ("heldout", "warmup", "multitask", "sft")}
-    runs = {
-        k: out / "runs" / k
-        for k in ("warmup", "multitask", "multitask_short", "multitask_long", "sft")
-    }
-    data, demo = pipelines / "data", pipelines / "demo"
-    common = {"corpus": corpus, "heldout": heldout, "tokenizer": tok}
-    threads = max(1, (os.cpu_count() or 2) // 2)
+    return Steps(log)
 
+
+def _corpora(s: Steps, out: Path, size: DemoSize, seed: int) -> tuple[Path, Path, Path]:
+    """Corpus kit (train + held-out) and the tokenizer trained on the train corpus."""
+    corpus, heldout, tok = out / "corpus", out / "heldout", out / "tokenizer"
     s.run("corpus", ["data", "synth", "--out", str(corpus), "--n", str(size.corpus), "--format", "webdataset",
                      "--faults", "0.1", "--seed", str(seed), "--max-side", str(size.max_side),
                      "--text-only", str(size.text_only), "--qa-turns", str(size.qa_turns),
@@ -144,6 +152,43 @@ def run_demo(out: Path, size: DemoSize, seed: int, pipelines: Path) -> tuple[Pat
             str(tok),
         ],
     )
+    return corpus, heldout, tok
+
+
+def run_reduced(out: Path, size: DemoSize, seed: int, pipelines: Path) -> Path:
+    """Scenes-only multitask run; returns the evaluation report (JSON)."""
+    s = _start(out)
+    corpus, heldout, tok = _corpora(s, out, size, seed)
+    red = pipelines / "reduced"
+    builds, run = {k: out / "builds" / k for k in ("heldout", "scenes")}, out / "runs" / "scenes"
+    s.run("build heldout", ["data", "build", str(red / "heldout.yaml"), "--out", str(builds["heldout"]),
+                            *_vars(heldout=heldout, tokenizer=tok)])  # fmt: skip
+    s.run("build scenes", ["data", "build", str(red / "scenes.yaml"), "--out", str(builds["scenes"]),
+                           *_vars(corpus=corpus, heldout=heldout, tokenizer=tok,
+                                  budget=size.budgets["multitask"])])  # fmt: skip
+    s.run("train", ["train", "run", str(red / "train.yaml"), "--out", str(run),
+                    *_vars(shards=builds["scenes"], steps=size.steps["multitask"], seed=seed,
+                           threads=max(1, os.cpu_count() or 1))])  # fmt: skip
+    report = out / "eval_report.json"
+    s.run("eval", ["eval", str(run / "model"), "--data", str(builds["heldout"]), "--tasks",
+                   str(pipelines / "eval" / "tasks.yaml"), "--max-pixels", "25088", "--out",
+                   str(report), "--seq-len", "1024", "--max-patches", "8192"])  # fmt: skip
+    (out / "timings.json").write_text(json.dumps(s.timings, indent=2) + "\n")
+    return report
+
+
+def run_demo(out: Path, size: DemoSize, seed: int, pipelines: Path) -> tuple[Path, Path]:
+    s = _start(out)
+    corpus, heldout, tok = _corpora(s, out, size, seed)
+    builds = {k: out / "builds" / k for k in ("heldout", "warmup", "multitask", "sft")}
+    runs = {
+        k: out / "runs" / k
+        for k in ("warmup", "multitask", "multitask_short", "multitask_long", "sft")
+    }
+    data, demo = pipelines / "data", pipelines / "demo"
+    common = {"corpus": corpus, "heldout": heldout, "tokenizer": tok}
+    threads = max(1, (os.cpu_count() or 2) // 2)
+
     s.run("build heldout", ["data", "build", str(data / "heldout.yaml"), "--out", str(builds["heldout"]),
                             *_vars(heldout=heldout, tokenizer=tok)])  # fmt: skip
     s.run("build warmup", ["data", "build", str(data / "warmup.yaml"), "--out", str(builds["warmup"]),
@@ -185,7 +230,8 @@ def run_demo(out: Path, size: DemoSize, seed: int, pipelines: Path) -> tuple[Pat
 @click.command("demo")
 @click.option("--out", default="out/demo", show_default=True, type=click.Path(path_type=Path))
 @click.option("--size", type=click.Choice(sorted(SIZES)), default="full", show_default=True,
-              help="full: the README demo (<= 15 min on 2 cores); small: a smoke run")  # fmt: skip
+              help="full: the README demo (<= 15 min on 2 cores); small: a smoke run; "
+                   "reduced: the multitask stage on scenes only, the CI check that it learns")  # fmt: skip
 @click.option("--seed", default=0, show_default=True)
 @click.option("--pipelines", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="folder of data/, demo/ and eval/ configs (default: the checkout's pipelines/)")  # fmt: skip
@@ -196,5 +242,9 @@ def demo_command(out: Path, size: str, seed: int, pipelines: Path | None) -> Non
     if not (pipes / "data" / "warmup.yaml").is_file():
         raise UserError(f"pipeline configs not found under {pipes}; pass --pipelines")
     t0 = time.time()
+    if size == "reduced":
+        report = run_reduced(out, SIZES[size], seed, pipes)
+        click.echo(f"reduced run finished in {time.time() - t0:.0f}s: {report}")
+        return
     md, html = run_demo(out, SIZES[size], seed, pipes)
     click.echo(f"demo finished in {time.time() - t0:.0f}s: {md} and {html}")

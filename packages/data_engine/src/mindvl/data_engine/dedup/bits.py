@@ -33,6 +33,13 @@ CROP_ANCHORS = (0.0, 0.5, 1.0)
 FINE_SCALES = (1.0, 1.02, 1.04, 1.06, 1.08, 1.10, 1.12)
 FINE_ANCHORS = (0.0, 0.25, 0.5, 0.75, 1.0)
 BLUR_SIGMA_AT_32 = 0.7
+# Pre-screen: pairs whose half-resolution distance exceeds this are rejected without the
+# full search. Measured on the corpus kit (400 per category, faults 0.3, k=6 candidates):
+# the largest half-resolution distance of a pair the full search accepts was 0.74 / 0.97 /
+# 0.92 (seeds 11 / 23 / 5); above 1.2 the screen removes 73% / 64% / 54% of the pairs the
+# full search rejects, at ~1/6 of the cost each, and changes no decision.
+PRESCREEN_MAX = 1.2
+PRESCREEN_MIN_SIDE = 16
 Z_EPS = 4.0  # added to the std: flat thumbnails stay flat instead of amplifying noise
 BORDER = 1  # edge pixels left out (clamped resampling there)
 
@@ -130,12 +137,8 @@ def _scores(rows: np.ndarray, cols: np.ndarray, target: np.ndarray, inner: slice
     return np.partition(diff, k, axis=1)[:, k].reshape(rows.shape[0], cols.shape[0])
 
 
-def signature_distance(a: bytes, b: bytes) -> float:
-    """Crop-tolerant distance of two square grayscale signatures: min over the crop search
-    (either image cropped, per-axis scale and anchor) of the 99th percentile |z_a - z_b|."""
-    side = int(round(len(a) ** 0.5))
-    xa = np.frombuffer(a, np.uint8).astype(np.float32).reshape(side, side)
-    xb = np.frombuffer(b, np.uint8).astype(np.float32).reshape(side, side)
+def _distance(xa: np.ndarray, xb: np.ndarray) -> float:
+    side = xa.shape[0]
     crops, coarse, blur = _operators(side)
     inner = slice(BORDER, side - BORDER)
     best = np.inf
@@ -152,6 +155,28 @@ def signature_distance(a: bytes, b: bytes) -> float:
     return best
 
 
+def _pixels(sig: bytes) -> np.ndarray:
+    side = int(round(len(sig) ** 0.5))
+    return np.frombuffer(sig, np.uint8).astype(np.float32).reshape(side, side)
+
+
+def _halved(x: np.ndarray) -> np.ndarray:
+    n = x.shape[0] // 2
+    return x[: 2 * n, : 2 * n].reshape(n, 2, n, 2).mean((1, 3))
+
+
+def signature_distance(a: bytes, b: bytes) -> float:
+    """Crop-tolerant distance of two square grayscale signatures: min over the crop search
+    (either image cropped, per-axis scale and anchor) of the 99th percentile |z_a - z_b|."""
+    return _distance(_pixels(a), _pixels(b))
+
+
+def coarse_signature_distance(a: bytes, b: bytes) -> float:
+    """The same search on both signatures at half resolution (24x24 from 48x48): about a
+    fifth of the cost, and a screen for pairs the full search would reject anyway."""
+    return _distance(_halved(_pixels(a)), _halved(_pixels(b)))
+
+
 def thumbnails_agree(a: bytes, b: bytes) -> bool:
     """Second-signal check of a pHash match (raw signature bytes of both images)."""
     if len(a) == 0 or len(a) != len(b):
@@ -163,4 +188,6 @@ def thumbnails_agree(a: bytes, b: bytes) -> bool:
     side = int(round(len(a) ** 0.5))
     if side * side != len(a) or side < 8:
         return False
+    if side >= 2 * PRESCREEN_MIN_SIDE and coarse_signature_distance(a, b) > PRESCREEN_MAX:
+        return False  # far apart even at half resolution: skip the full search
     return signature_distance(a, b) <= VERIFY_MAX_P99_Z_DIFF
