@@ -12,10 +12,12 @@ import pyarrow.parquet as pq
 import pytest
 from mixkit_helpers import make_candidates, make_recipe, make_tokenizer, write_staging
 
+from mindvl.common.errors import UserError
 from mindvl.common.manifest import FunnelEntry, RatioManifest, SourceFunnel, verify_shards
 from mindvl.common.sample import Sample
 from mindvl.data_engine.accounting import BuildAccounting
 from mindvl.data_engine.mix import write_stage
+from mindvl.data_engine.mix.rejects import COLUMNS
 
 SOURCES = [("a", "caption"), ("b", "caption"), ("c", "ocr")]
 COUNTS = {("a", "caption"): 30, ("b", "caption"): 20, ("c", "ocr"): 25}
@@ -36,6 +38,9 @@ def world(tmp_path_factory):
         "original": "old caption",
     }
     return root, tok, cands
+
+
+REJECTS_SCHEMA = pa.schema([(c, pa.string()) for c in COLUMNS])
 
 
 def build(world, name, mixture=MIX, n_files=3, shuffle=0, acc=None, **shards):
@@ -59,7 +64,7 @@ def test_same_inputs_give_byte_identical_outputs_whatever_the_partitioning(world
     m1, out1 = build(world, "p1", n_files=1, shuffle=0)
     m2, out2 = build(world, "p2", n_files=7, shuffle=3)
     f1, f2 = files(out1), files(out2)
-    assert sorted(f1) == ["index.parquet", "manifest.json", "report.html"] + [
+    assert sorted(f1) == ["index.parquet", "manifest.json", "rejects.parquet", "report.html"] + [
         f"s1-{i:06d}.tar" for i in range(5)
     ]
     assert f1 == f2
@@ -68,6 +73,14 @@ def test_same_inputs_give_byte_identical_outputs_whatever_the_partitioning(world
     cats = {c.category: c for c in m1.mixture.categories}
     assert (cats["caption"].samples, cats["ocr"].samples, cats["ocr"].repeats) == (42, 28, 3)
     assert cats["ocr"].achieved_fraction_samples == pytest.approx(0.4)
+    # the 8 captions no pick used are listed with their reason, none of them in a shard
+    rejects = pq.read_table(out1 / "rejects.parquet").to_pylist()
+    assert len(rejects) == 8 == sum(e.count for e in m1.funnel if e.reason == "not_selected")
+    assert {(r["stage"], r["op"], r["reason"]) for r in rejects} == {
+        ("mix", "mixture", "not_selected")
+    }
+    shard_keys = set(pq.read_table(out1 / "index.parquet").column("key").to_pylist())
+    assert not shard_keys & {r["key"] for r in rejects}
 
 
 def test_shards_respect_limits_fixed_members_and_read_back(world):
@@ -171,20 +184,31 @@ def test_tokens_unit_end_to_end_and_report(world):
     assert "https://" not in html and "<script" not in html
 
 
-def test_rejects_file_is_kept_and_manifest_loads(world):
+def test_rejects_file_keeps_earlier_drops_and_gains_unpicked_samples(world):
     root, tok, cands = world
     out = root / "out-rej"
     out.mkdir()
-    pq.write_table(pa.table({"key": ["x"], "reason": ["r"]}), out / "rejects.parquet")
-    before = (out / "rejects.parquet").read_bytes()
+    earlier = {"key": ["a-dropped"], "source": ["caption"], "stage": ["filter"],
+               "op": ["image_size"], "reason": ["too_small"], "dup_group": [None],
+               "dup_survivor": [None]}  # fmt: skip
+    pq.write_table(pa.table(earlier, schema=REJECTS_SCHEMA), out / "rejects.parquet")
     (out / "s1-000099.tar").write_bytes(b"stale")
     staging = write_staging(root / "st-rej", cands)
     recipe, record = make_recipe(tok, SOURCES, MIX)
     m = write_stage(staging, recipe, record, out, BuildAccounting())
-    assert (out / "rejects.parquet").read_bytes() == before
+    rows = pq.read_table(out / "rejects.parquet").to_pylist()
+    assert rows[0]["key"] == "a-dropped" and rows[0]["reason"] == "too_small"
+    assert sum(r["reason"] == "not_selected" for r in rows) == 8 == len(rows) - 1
+    first = (out / "rejects.parquet").read_bytes()
+    assert write_stage(staging, recipe, record, out, BuildAccounting()) == m
+    assert (out / "rejects.parquet").read_bytes() == first  # a rerun replaces, never appends
     assert not (out / "s1-000099.tar").exists()
     assert RatioManifest.load(out) == m and m.rejects == "rejects.parquet"
     assert m.recipe == record and m.tokenizer.digest and m.code_version.startswith("0.1.0")
+    (out / "rejects.parquet").unlink()
+    pq.write_table(pa.table({"key": ["x"], "reason": ["r"]}), out / "rejects.parquet")
+    with pytest.raises(UserError, match="not a rejects file"):
+        write_stage(staging, recipe, record, out, BuildAccounting())
 
 
 def test_shortfall_fail_and_rebalance_through_write_stage(world):

@@ -28,6 +28,10 @@ def test_demo_small_runs_every_stage(tmp_path):
         # every input sample is accounted for: kept in shards or dropped with a reason
         for src in manifest.sources:
             assert src.input == src.kept + src.dropped
+        # ... and every sample not in a shard has a row in rejects.parquet saying why
+        rejects = pq.read_table(build / "rejects.parquet")
+        assert len(rejects) == sum(src.dropped for src in manifest.sources)
+        assert not set(rejects.column("key").to_pylist()) & set(index.column("key").to_pylist())
     sft = RatioManifest.load(out / "builds" / "sft")
     assert "text" in {c.category for c in sft.mixture.categories if c.samples > 0}
     # the multitask build was recaptioned by the warm-up model (provenance in its samples)

@@ -2,7 +2,9 @@
 
 Order of work: read the staging Parquet files batch by batch (image bytes go to a scratch
 spill file, records are sorted by key), count tokens, select to the mixture, interleave,
-plan shards, write or reuse shards (resumable), then write ``index.parquet``, ``manifest.json`` and ``report.html`` atomically. Everything written is
+plan shards, write or reuse shards (resumable), then write ``index.parquet``, the unpicked
+samples into ``rejects.parquet`` (``rejects.py``), ``manifest.json`` and ``report.html``
+atomically. Everything written is
 a function of the recipe and the set of staged rows, so reruns give the same bytes.
 """
 
@@ -12,11 +14,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from mindvl.common.errors import UserError
-from mindvl.common.manifest import INDEX_NAME, MANIFEST_NAME, RatioManifest, RecipeRecord
+from mindvl.common.manifest import (
+    INDEX_NAME,
+    MANIFEST_NAME,
+    REJECTS_NAME,
+    RatioManifest,
+    RecipeRecord,
+)
 from mindvl.common.recipe import MixtureSpec, Recipe
 from mindvl.data_engine.accounting import BuildAccounting
 from mindvl.data_engine.mix.index import index_row, write_index
 from mindvl.data_engine.mix.manifest_build import build_manifest
+from mindvl.data_engine.mix.rejects import record_not_selected
 from mindvl.data_engine.mix.report import REPORT_NAME, thumbnail, write_report
 from mindvl.data_engine.mix.samples import Kept, load_kept, pick_sample
 from mindvl.data_engine.mix.selection import Item, interleave, select
@@ -88,6 +97,7 @@ def write_stage(
     for shard in plan:
         rows += [index_row(samples[i], shard.name) for i in range(shard.start, shard.stop)]
     write_index(out_dir / INDEX_NAME, rows)
+    record_not_selected(out_dir / REJECTS_NAME, items, ordered)
     manifest = build_manifest(recipe, recipe_record, accounting, items, selection, ordered, records)
     manifest.save(out_dir / MANIFEST_NAME)
     write_report(out_dir / REPORT_NAME, manifest, thumbs)

@@ -1,0 +1,56 @@
+"""Samples the mixture did not pick, listed in ``rejects.parquet`` next to the earlier drops.
+
+The build's staging step writes ``rejects.parquet`` (filter, dedup and caption drops); the
+mix stage adds one row per kept sample that no pick used, as (stage ``mix``, op
+``mixture``, reason ``not_selected``), so every sample the funnel counts as gone has a row
+that says why. Rewriting replaces earlier ``mix`` rows, so a resumed or repeated mix stage
+gives the same file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from mindvl.common.errors import UserError
+from mindvl.data_engine.mix.manifest_build import MIX_OP, NOT_SELECTED
+from mindvl.data_engine.mix.selection import Item, Pick
+
+COLUMNS = ("key", "source", "stage", "op", "reason", "dup_group", "dup_survivor")
+MIX_STAGE = "mix"
+
+
+def record_not_selected(path: Path, items: list[Item], ordered: list[Pick]) -> int:
+    """Add the unpicked kept samples to ``path``; returns how many rows that is."""
+    used = {p.item.key for p in ordered}
+    missing = sorted((i.key, i.source) for i in items if i.key not in used)
+    if path.is_file():
+        old = pq.read_table(path)
+        if tuple(old.column_names) != COLUMNS:
+            raise UserError(f"{path}: unexpected columns {old.column_names}, not a rejects file")
+        old = old.filter(pc.not_equal(old.column("stage"), MIX_STAGE))
+    elif not missing:
+        return 0
+    else:
+        old = None
+    n = len(missing)
+    rows = pa.table(
+        {
+            "key": pa.array([k for k, _ in missing], pa.string()),
+            "source": pa.array([s for _, s in missing], pa.string()),
+            "stage": pa.array([MIX_STAGE] * n, pa.string()),
+            "op": pa.array([MIX_OP] * n, pa.string()),
+            "reason": pa.array([NOT_SELECTED] * n, pa.string()),
+            "dup_group": pa.nulls(n, pa.string()),
+            "dup_survivor": pa.nulls(n, pa.string()),
+        }
+    )
+    table = rows if old is None else pa.concat_tables([old.cast(rows.schema), rows])
+    table = table.sort_by("key")
+    tmp = path.with_name(path.name + ".tmp")
+    pq.write_table(table, tmp, compression="zstd")
+    tmp.replace(path)
+    return n
