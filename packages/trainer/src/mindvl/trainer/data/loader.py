@@ -91,6 +91,10 @@ class PackedLoader:
                 batch_size=None,
                 num_workers=self.num_workers,
                 prefetch_factor=2,
+                # not fork: a forked worker inherits locks held by the parent's other
+                # threads (a gRPC client from Ray, an accelerator runtime) and can hang
+                multiprocessing_context="spawn",
+                persistent_workers=False,
             )
         else:
             source = _iterate(self.data, rotated, self.states, self.cfg, self.n_streams)
