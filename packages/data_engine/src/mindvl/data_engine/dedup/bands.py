@@ -132,6 +132,6 @@ class BandScheme:
 
 def scheme_for(near, n: int) -> BandScheme:
     """The banding a ``NearDedupSpec`` asks for, for ``n`` hashes."""
-    if getattr(near, "index", "exact") == "sampled":
+    if near.index == "sampled":
         return BandScheme.sampled(near.max_hamming, n, near.sampled_recall)
     return BandScheme.exact(near.max_hamming)
