@@ -13,11 +13,16 @@ import pytest
 from mixkit_helpers import make_candidates, make_recipe, make_tokenizer, write_staging
 
 from mindvl.common.errors import UserError
-from mindvl.common.manifest import FunnelEntry, RatioManifest, SourceFunnel, verify_shards
+from mindvl.common.manifest import (
+    REJECTS_COLUMNS,
+    FunnelEntry,
+    RatioManifest,
+    SourceFunnel,
+    verify_shards,
+)
 from mindvl.common.sample import Sample
 from mindvl.data_engine.accounting import BuildAccounting
 from mindvl.data_engine.mix import write_stage
-from mindvl.data_engine.mix.rejects import COLUMNS
 
 SOURCES = [("a", "caption"), ("b", "caption"), ("c", "ocr")]
 COUNTS = {("a", "caption"): 30, ("b", "caption"): 20, ("c", "ocr"): 25}
@@ -40,7 +45,7 @@ def world(tmp_path_factory):
     return root, tok, cands
 
 
-REJECTS_SCHEMA = pa.schema([(c, pa.string()) for c in COLUMNS])
+REJECTS_SCHEMA = pa.schema([(c, pa.string()) for c in REJECTS_COLUMNS])
 
 
 def build(world, name, mixture=MIX, n_files=3, shuffle=0, acc=None, **shards):

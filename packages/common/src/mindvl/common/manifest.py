@@ -23,6 +23,8 @@ SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 INDEX_NAME = "index.parquet"
 REJECTS_NAME = "rejects.parquet"
+# its columns, in order (all strings): one row per sample that is not in a shard
+REJECTS_COLUMNS = ("key", "source", "stage", "op", "reason", "dup_group", "dup_survivor")
 
 
 class RecipeRecord(StrictModel):

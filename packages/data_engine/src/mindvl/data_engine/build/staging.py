@@ -15,12 +15,17 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mindvl.common.manifest import REJECTS_NAME, DedupStats, FunnelEntry, SourceFunnel
+from mindvl.common.manifest import (
+    REJECTS_COLUMNS,
+    REJECTS_NAME,
+    DedupStats,
+    FunnelEntry,
+    SourceFunnel,
+)
 from mindvl.common.recipe import Recipe
 from mindvl.data_engine.accounting import BuildAccounting
 from mindvl.data_engine.build.parts import finalize_bucket
 
-REJECT_COLUMNS = ("key", "source", "stage", "op", "reason", "dup_group", "dup_survivor")
 STAGES = ("read", "filter", "dedup", "caption", "mix")
 
 
@@ -62,7 +67,7 @@ def write_rejects(dropped: pa.Table, path: Path) -> None:
             "dup_survivor": pa.array([None if s is None else str(s) for _, s in dups], pa.string()),
         }
     )
-    table = table.sort_by("key")
+    table = table.select(list(REJECTS_COLUMNS)).sort_by("key")
     tmp = path.with_name(path.name + ".tmp")
     pq.write_table(table, tmp, compression="zstd")
     tmp.replace(path)

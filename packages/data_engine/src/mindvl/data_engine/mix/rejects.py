@@ -16,10 +16,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from mindvl.common.errors import UserError
+from mindvl.common.manifest import REJECTS_COLUMNS
 from mindvl.data_engine.mix.manifest_build import MIX_OP, NOT_SELECTED
 from mindvl.data_engine.mix.selection import Item, Pick
 
-COLUMNS = ("key", "source", "stage", "op", "reason", "dup_group", "dup_survivor")
 MIX_STAGE = "mix"
 
 
@@ -29,7 +29,7 @@ def record_not_selected(path: Path, items: list[Item], ordered: list[Pick]) -> i
     missing = sorted((i.key, i.source) for i in items if i.key not in used)
     if path.is_file():
         old = pq.read_table(path)
-        if tuple(old.column_names) != COLUMNS:
+        if tuple(old.column_names) != REJECTS_COLUMNS:
             raise UserError(f"{path}: unexpected columns {old.column_names}, not a rejects file")
         old = old.filter(pc.not_equal(old.column("stage"), MIX_STAGE))
     elif not missing:
