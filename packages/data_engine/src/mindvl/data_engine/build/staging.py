@@ -15,16 +15,11 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mindvl.common.manifest import (
-    REJECTS_COLUMNS,
-    REJECTS_NAME,
-    DedupStats,
-    FunnelEntry,
-    SourceFunnel,
-)
+from mindvl.common.manifest import REJECTS_NAME, DedupStats, FunnelEntry, SourceFunnel
 from mindvl.common.recipe import Recipe
 from mindvl.data_engine.accounting import BuildAccounting
 from mindvl.data_engine.build.parts import finalize_bucket
+from mindvl.data_engine.mix.rejects import save_rejects
 
 STAGES = ("read", "filter", "dedup", "caption", "mix")
 
@@ -67,10 +62,7 @@ def write_rejects(dropped: pa.Table, path: Path) -> None:
             "dup_survivor": pa.array([None if s is None else str(s) for _, s in dups], pa.string()),
         }
     )
-    table = table.select(list(REJECTS_COLUMNS)).sort_by("key")
-    tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(table, tmp, compression="zstd")
-    tmp.replace(path)
+    save_rejects(table, path)
 
 
 def finalize_staging(work: Path, plan: Any, recipe: Recipe, dedup: DedupStats) -> BuildAccounting:

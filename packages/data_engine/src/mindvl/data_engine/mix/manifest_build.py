@@ -20,15 +20,20 @@ from mindvl.data_engine.mix.provenance import code_version, tokenizer_record
 from mindvl.data_engine.mix.selection import Item, Pick, Selection
 
 STAGE_ORDER = {"read": 0, "filter": 1, "dedup": 2, "caption": 3, "mix": 4}
-MIX_OP, NOT_SELECTED = "mixture", "not_selected"
+MIX_STAGE, MIX_OP, NOT_SELECTED = "mix", "mixture", "not_selected"
+
+
+def unpicked(items: list[Item], ordered: list[Pick]) -> list[Item]:
+    """Kept samples that no pick used (in ``items`` order)."""
+    used = {p.item.key for p in ordered}
+    return [i for i in items if i.key not in used]
 
 
 def not_selected(items: list[Item], ordered: list[Pick]) -> list[FunnelEntry]:
     """One funnel entry per source for kept samples that no pick used."""
-    used = {p.item.key for p in ordered}
-    counts = Counter(i.source for i in items if i.key not in used)
+    counts = Counter(i.source for i in unpicked(items, ordered))
     return [
-        FunnelEntry(source=s, stage="mix", op=MIX_OP, reason=NOT_SELECTED, count=n)
+        FunnelEntry(source=s, stage=MIX_STAGE, op=MIX_OP, reason=NOT_SELECTED, count=n)
         for s, n in sorted(counts.items())
     ]
 

@@ -17,16 +17,21 @@ import pyarrow.parquet as pq
 
 from mindvl.common.errors import UserError
 from mindvl.common.manifest import REJECTS_COLUMNS
-from mindvl.data_engine.mix.manifest_build import MIX_OP, NOT_SELECTED
+from mindvl.data_engine.mix.manifest_build import MIX_OP, MIX_STAGE, NOT_SELECTED, unpicked
 from mindvl.data_engine.mix.selection import Item, Pick
 
-MIX_STAGE = "mix"
+
+def save_rejects(table: pa.Table, path: Path) -> None:
+    """The one way ``rejects.parquet`` is written: contract columns, sorted by key, atomic."""
+    table = table.select(list(REJECTS_COLUMNS)).sort_by("key")
+    tmp = path.with_name(path.name + ".tmp")
+    pq.write_table(table, tmp, compression="zstd")
+    tmp.replace(path)
 
 
 def record_not_selected(path: Path, items: list[Item], ordered: list[Pick]) -> int:
     """Add the unpicked kept samples to ``path``; returns how many rows that is."""
-    used = {p.item.key for p in ordered}
-    missing = sorted((i.key, i.source) for i in items if i.key not in used)
+    missing = sorted((i.key, i.source) for i in unpicked(items, ordered))
     if path.is_file():
         old = pq.read_table(path)
         if tuple(old.column_names) != REJECTS_COLUMNS:
@@ -48,9 +53,5 @@ def record_not_selected(path: Path, items: list[Item], ordered: list[Pick]) -> i
             "dup_survivor": pa.nulls(n, pa.string()),
         }
     )
-    table = rows if old is None else pa.concat_tables([old.cast(rows.schema), rows])
-    table = table.sort_by("key")
-    tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(table, tmp, compression="zstd")
-    tmp.replace(path)
+    save_rejects(rows if old is None else pa.concat_tables([old.cast(rows.schema), rows]), path)
     return n

@@ -4,8 +4,8 @@ Order of work: read the staging Parquet files batch by batch (image bytes go to 
 spill file, records are sorted by key), count tokens, select to the mixture, interleave,
 plan shards, write or reuse shards (resumable), then write ``index.parquet``, the unpicked
 samples into ``rejects.parquet`` (``rejects.py``), ``manifest.json`` and ``report.html``
-atomically. Everything written is
-a function of the recipe and the set of staged rows, so reruns give the same bytes.
+atomically. Everything written is a function of the recipe and the set of staged rows, so
+reruns give the same bytes.
 """
 
 from __future__ import annotations

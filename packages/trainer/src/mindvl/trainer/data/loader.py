@@ -94,7 +94,6 @@ class PackedLoader:
                 # not fork: a forked worker inherits locks held by the parent's other
                 # threads (a gRPC client from Ray, an accelerator runtime) and can hang
                 multiprocessing_context="spawn",
-                persistent_workers=False,
             )
         else:
             source = _iterate(self.data, rotated, self.states, self.cfg, self.n_streams)
