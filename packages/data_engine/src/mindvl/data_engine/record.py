@@ -52,10 +52,10 @@ class Candidate:
     widths: list[int] = field(default_factory=list)
     heights: list[int] = field(default_factory=list)
     phashes: list[str] = field(default_factory=list)  # 16 hex chars per image
-    pixel_hashes: list[str] = field(default_factory=list)  # sha256 of normalised pixels
+    pixel_hashes: list[str] = field(default_factory=list)  # xxh3-128 of normalised pixels
     signatures: list[str] = field(default_factory=list)  # 8x8 RGB thumbnail, hex (verification)
     information: list[float] = field(default_factory=list)  # low-information score per image
-    blur: list[float] = field(default_factory=list)  # Laplacian variance per image
+    blur: list[float] = field(default_factory=list)  # Laplacian variance (empty: not asked)
     quality: float | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     drop_stage: str | None = None

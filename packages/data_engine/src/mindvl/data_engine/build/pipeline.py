@@ -65,7 +65,10 @@ def prepare(recipe: Recipe, source: str) -> BuildPlan:
 
 def _context(recipe: Recipe, work: Path) -> OpContext:
     return OpContext(
-        tokenizer_path=recipe.tokenizer, image_rule=recipe.image_tokens, work_dir=str(work)
+        tokenizer_path=recipe.tokenizer,
+        image_rule=recipe.image_tokens,
+        work_dir=str(work),
+        blur_score=any(spec.op == "blur" for spec in recipe.operators),
     )
 
 
@@ -157,8 +160,12 @@ def stream_to_staging(
                 batch_size=64, compute=ActorPoolStrategy(size=g.concurrency), **res,
             )  # fmt: skip
         else:
+            # batch_size=None: each block as the read stage yields it (READ_CHUNK rows).
+            # A fixed size would become the fused read task's minimum input (Ray fuses
+            # read -> operators and bundles max(batch sizes) rows per task), which put
+            # every unit of a build into one task: one busy CPU on a 2-CPU build.
             ds = ds.map_batches(
-                apply_operators, fn_args=args, batch_format="pyarrow", batch_size=256
+                apply_operators, fn_args=args, batch_format="pyarrow", batch_size=None
             )
         stages[f"ops:{g.names}"] = "ran"
     sink = (parts, plan.buckets, actor)

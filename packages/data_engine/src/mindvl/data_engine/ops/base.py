@@ -28,6 +28,9 @@ class OpContext:
     tokenizer_path: str | None = None
     image_rule: ImageTokenRule | None = None
     work_dir: str | None = None
+    # image_decode computes the Laplacian variance only when something reads it (a build
+    # sets this from its recipe: True when it has a ``blur`` operator)
+    blur_score: bool = True
 
 
 class Operator:

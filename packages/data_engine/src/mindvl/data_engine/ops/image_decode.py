@@ -19,8 +19,8 @@ icon on white are the same image to every later stage.
 
 from __future__ import annotations
 
-import hashlib
 import io
+import math
 import warnings
 from dataclasses import dataclass
 
@@ -118,25 +118,37 @@ def open_checked(data: bytes, max_pixels_cap: int):
     return fmt, img
 
 
-def image_features(data: bytes, max_pixels_cap: int = 64_000_000) -> ImageFeatures:
-    """Every per-image feature of one encoded image; raises :class:`DecodeFailure`."""
+def image_features(
+    data: bytes, max_pixels_cap: int = 64_000_000, *, blur: bool = True
+) -> ImageFeatures:
+    """Every per-image feature of one encoded image; raises :class:`DecodeFailure`.
+
+    ``blur=False`` skips the Laplacian variance (``blur`` is then NaN): a build computes
+    it only when its recipe has a ``blur`` operator (``OpContext.blur_score``).
+    """
     import cv2
     import imagehash
     import numpy as np
+    import xxhash
     from PIL import Image
 
     fmt, img = open_checked(data, max_pixels_cap)
     rgb = flatten_to_rgb(img)
     width, height = rgb.size
-    digest = hashlib.sha256(f"{width}x{height}:".encode())
+    # Exact-dedup key: a 128-bit xxh3 of the size and the normalised RGB pixels. Not a
+    # cryptographic hash (a crafted collision could only make two samples one group);
+    # sha256 cost ~0.8 ms per megapixel here, a quarter of decode + pHash, xxh3 ~0.02 ms.
+    digest = xxhash.xxh3_128(f"{width}x{height}:".encode())
     digest.update(rgb.tobytes())
     # The grayscale features are all taken at a longer side of <= 512: the perceptual hash
     # and the blur score become scale-independent, and this is ~2x cheaper than full size.
+    # reducing_gap: an integer box reduce first, then the exact box resize (same features
+    # on the corpus kit, ~0.4 ms per megapixel less).
     gray = rgb.convert("L")
     scale = BLUR_MAX_SIDE / max(width, height)
     if scale < 1:
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        gray = gray.resize(size, Image.Resampling.BOX)
+        gray = gray.resize(size, Image.Resampling.BOX, reducing_gap=2.0)
     phash = str(imagehash.phash(gray))
     # Verification signature (dedup/bits.py): area-averaged grayscale thumbnail, fine
     # enough to tell look-alikes apart (a different glyph, a moved icon).
@@ -144,9 +156,11 @@ def image_features(data: bytes, max_pixels_cap: int = 64_000_000) -> ImageFeatur
     signature = gray.resize(side, Image.Resampling.BOX).tobytes().hex()
     thumb = np.asarray(gray.resize((INFO_SIDE, INFO_SIDE), Image.Resampling.BOX), dtype=np.float32)
     information = float(thumb.std() / 255.0)
-    blur = float(cv2.Laplacian(np.asarray(gray), cv2.CV_32F).var(dtype=np.float64))
+    sharpness = math.nan
+    if blur:
+        sharpness = float(cv2.Laplacian(np.asarray(gray), cv2.CV_32F).var(dtype=np.float64))
     return ImageFeatures(
-        fmt, width, height, digest.hexdigest(), phash, signature, information, blur
+        fmt, width, height, digest.hexdigest(), phash, signature, information, sharpness
     )
 
 
@@ -160,7 +174,11 @@ class ImageDecode(Operator):
         feats = []
         for data in candidate.images:
             try:
-                feats.append(image_features(data, self.params.max_pixels_cap))
+                feats.append(
+                    image_features(
+                        data, self.params.max_pixels_cap, blur=self.context.blur_score
+                    )
+                )
             except DecodeFailure as failure:
                 return str(failure)
         candidate.image_formats = [f.image_format for f in feats]
@@ -170,5 +188,5 @@ class ImageDecode(Operator):
         candidate.phashes = [f.phash for f in feats]
         candidate.signatures = [f.signature for f in feats]
         candidate.information = [f.information for f in feats]
-        candidate.blur = [f.blur for f in feats]
+        candidate.blur = [f.blur for f in feats] if self.context.blur_score else []
         return None
