@@ -8,8 +8,10 @@ Stages (maps and group-bys over slim rows; only per-block counters reach the dri
    pairs within the Hamming bound verified by thumbnail distance;
 3. components of verified pairs by min-label propagation (``ray_components.py``);
 4. decisions: group-by exact representative, together with its component's label;
-5. merge: the input rows and the decisions, group-by ``key``; each decision is written onto
-   its row (drops + ``meta.dup_group`` / ``meta.dup_survivor``).
+5. apply: the decision rows (only the rows dedup touched: drops and group survivors) are
+   broadcast to a map over the input rows, joined on ``key`` there, and written onto their
+   rows (drops + ``meta.dup_group`` / ``meta.dup_survivor``). The image-carrying rows are
+   never shuffled; each worker holds the decision rows (~150 bytes each) in memory.
 
 The input dataset is materialised once (read and decode do not run twice); the result is
 returned lazily. Rows already dropped pass through untouched. Survivors do not depend on
@@ -23,6 +25,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from mindvl.common.manifest import DedupStats
 from mindvl.common.recipe import DedupSpec
@@ -33,43 +36,43 @@ from mindvl.data_engine.dedup.decontaminate import EvalIndex
 from mindvl.data_engine.dedup.ray_components import components
 
 SLIM_ROWS_PER_PARTITION = 200_000
-FULL_BYTES_PER_PARTITION = 256 << 20
 DD_COLUMNS = ("dd_group", "dd_survivor", "dd_op", "dd_reason")
 
 
-def _with_decision_columns(table: pa.Table) -> pa.Table:
-    """Input rows, plus empty decision columns (the merge's union needs one schema)."""
-    for name in DD_COLUMNS:
-        table = table.append_column(name, pa.nulls(table.num_rows, pa.string()))
-    return table
+_DECISIONS: dict[str, pa.Table] = {}  # per worker process: the build's decisions, by token
 
 
-def _as_input_rows(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    """Decision rows widened to the input schema (all input columns null except ``key``)."""
-    cols = {}
-    for f in schema:
-        if f.name == "key":
-            cols[f.name] = table.column("key")
-        elif f.name in DD_COLUMNS:
-            cols[f.name] = table.column(f.name)
-        else:
-            cols[f.name] = pa.nulls(table.num_rows, f.type)
-    return pa.table(cols, schema=schema)
+def _decision_table(refs: list[Any]) -> pa.Table:
+    """All decision blocks of this build (fetched once per worker process, then reused)."""
+    import ray
+
+    token = ",".join(r.hex() for r in refs)
+    if token not in _DECISIONS:
+        _DECISIONS.clear()
+        tables = [t for t in ray.get(list(refs)) if t.num_rows]
+        _DECISIONS[token] = (
+            pa.concat_tables(tables).combine_chunks() if tables else T.DECISIONS.empty_table()
+        )
+    return _DECISIONS[token]
 
 
-def _merge(table: pa.Table, input_names: list[str]) -> pa.Table:
-    """One key's rows (the input row, maybe a decision row): the row with its decision."""
-    rows = table.to_pylist()
-    decision = next((r for r in rows if r["dd_group"] is not None), None)
-    out = []
-    for row in rows:
-        if row is decision:
-            continue
-        if decision is not None:
-            d = Decision(row["key"], *(decision[c] for c in DD_COLUMNS))
-            row = apply_decision(row, d)
-        out.append({n: row[n] for n in input_names})
-    return pa.Table.from_pylist(out, schema=_output_schema(table.schema, input_names))
+def _apply_decisions(table: pa.Table, refs: list[Any], input_names: list[str]) -> pa.Table:
+    """Input rows with their decisions written on (a broadcast join on ``key``: the decision
+    rows are the few rows dedup touched, so the image-carrying rows are never shuffled)."""
+    table = table.cast(_output_schema(table.schema, input_names))
+    decisions = _decision_table(refs)
+    at = pc.index_in(table.column("key"), value_set=decisions.column("key"))
+    hit = pc.is_valid(at)
+    if not pc.any(hit).as_py():
+        return table
+    rows = table.filter(hit).to_pylist()
+    found = decisions.take(at.filter(hit)).to_pylist()
+    changed = [
+        apply_decision(row, Decision(row["key"], *(d[c] for c in DD_COLUMNS)))
+        for row, d in zip(rows, found, strict=True)
+    ]
+    rest = table.filter(pc.invert(hit))
+    return pa.concat_tables([rest, pa.Table.from_pylist(changed, schema=table.schema)])
 
 
 def _output_schema(schema: pa.Schema, names: list[str]) -> pa.Schema:
@@ -108,7 +111,6 @@ def dedup_dataset(
     ds = ds.materialize()
     # shuffle partitions by data size, not by block count: slim rows are ~300 bytes
     parts = max(1, min(256, math.ceil(ds.count() / SLIM_ROWS_PER_PARTITION)))
-    full_parts = max(1, min(1024, math.ceil(ds.size_bytes() / FULL_BYTES_PER_PARTITION)))
 
     exact = (
         ds.map_batches(T.view_batch, batch_format="pyarrow", fn_kwargs={"spec": spec, "index": index})
@@ -151,13 +153,9 @@ def dedup_dataset(
         T.group_decisions, batch_format="pyarrow"
     )
 
-    base = ds.schema().base_schema  # the input's arrow schema
-    input_names = base.names
-    wide = pa.schema(list(base) + [pa.field(n, pa.string()) for n in DD_COLUMNS])
-    merged = ds.map_batches(_with_decision_columns, batch_format="pyarrow").union(
-        decisions.map_batches(_as_input_rows, batch_format="pyarrow", fn_args=(wide,))
-    )
-    out = merged.groupby("key", num_partitions=full_parts).map_groups(
-        _merge, batch_format="pyarrow", fn_args=(input_names,)
+    refs = decisions.materialize().to_arrow_refs()
+    input_names = ds.schema().base_schema.names
+    out = ds.map_batches(
+        _apply_decisions, batch_format="pyarrow", batch_size=None, fn_args=(refs, input_names)
     )
     return out, stats
