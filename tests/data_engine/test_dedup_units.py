@@ -176,14 +176,13 @@ def test_sampled_recall_is_validated() -> None:
     assert scheme_for(NearDedupSpec(index="sampled"), 10**6).kind == "sampled"
 
 
-def test_half_resolution_prescreen_only_drops_pairs_the_full_search_rejects() -> None:
+def _picture_family(seed: int) -> list[bytes]:
+    """48x48 signatures of pictures, their crops / resizes / jitters, and look-alikes."""
     from PIL import Image, ImageDraw
 
-    from mindvl.data_engine.dedup import bits
-
-    rng = np.random.default_rng(5)
+    rng = np.random.default_rng(seed)
     pics = []
-    for _ in range(8):  # pictures, their crops / resizes / jitters, and look-alikes
+    for _ in range(8):
         img = Image.new("L", (320, 240), int(rng.integers(150, 250)))
         draw = ImageDraw.Draw(img)
         for _ in range(int(rng.integers(1, 6))):
@@ -196,7 +195,13 @@ def test_half_resolution_prescreen_only_drops_pairs_the_full_search_rejects() ->
             img.crop((8, 5, 312, 236)),
             img.resize((200, 150)).point(lambda v: v * 0.9 + 8),
         ]
-    sigs = [p.resize((48, 48), Image.Resampling.BOX).tobytes() for p in pics]
+    return [p.resize((48, 48), Image.Resampling.BOX).tobytes() for p in pics]
+
+
+def test_half_resolution_prescreen_only_drops_pairs_the_full_search_rejects() -> None:
+    from mindvl.data_engine.dedup import bits
+
+    sigs = _picture_family(5)
     screened = agreed = 0
     for i in range(len(sigs)):
         for j in range(i + 1, len(sigs)):
@@ -207,3 +212,28 @@ def test_half_resolution_prescreen_only_drops_pairs_the_full_search_rejects() ->
             agreed += full
     assert agreed >= 20  # each picture with its crop and its resize (24 pairs)
     assert screened >= 200  # most of the other 252 pairs never reach the full search
+
+
+def test_batch_screen_and_cached_verifier_keep_the_decisions(monkeypatch) -> None:
+    from mindvl.data_engine.dedup import bits
+
+    sigs = _picture_family(7)
+    sigs += [bytes(192), bytes(range(192)), sigs[0][:100], b""]  # legacy, short, empty
+    n = len(sigs)
+    left, right = (a.ravel() for a in np.triu_indices(n, 1))
+    pairs = list(zip(left.tolist(), right.tolist(), strict=True))
+    plain = np.array([bits.thumbnails_agree(sigs[i], sigs[j]) for i, j in pairs])
+    keep = bits.screen_pairs(sigs, left, right)
+    verifier = bits.PairVerifier(max_bytes=3 << 20)  # small: the cache starts over often
+    cached = np.array(
+        [keep[p] and verifier.agree(sigs[i], sigs[j]) for p, (i, j) in enumerate(pairs)]
+    )
+    assert (cached == plain).all()
+    assert plain.sum() >= 20 and keep[plain].all()  # the screen never drops a match
+    assert (~keep).sum() >= 150  # and screens out most of the look-alikes
+    odd = (left >= n - 4) | (right >= n - 4)
+    assert keep[odd].all()  # pairs the screen does not apply to go on to the full check
+    monkeypatch.setattr(bits, "SCREEN_MAX_BYTES", 0)  # per-chunk terms: the same answer
+    monkeypatch.setattr(bits, "SCREEN_CHUNK", 7)
+    assert (bits.screen_pairs(sigs, left, right) == keep).all()
+    assert bits.screen_pairs(sigs, left[:0], right[:0]).size == 0

@@ -143,3 +143,30 @@ def test_high_bit_depth_is_scaled_not_clipped() -> None:
     _, ref = run(encode(eight, "PNG"))
     assert c.pixel_hashes == ref.pixel_hashes
     assert c.information[0] > 0.2  # clipping would make it nearly all white
+
+
+def test_blur_score_is_computed_only_when_a_recipe_reads_it(tmp_path) -> None:
+    from mindvl.common.recipe import recipe_from_text
+    from mindvl.data_engine.build.pipeline import _context
+    from mindvl.data_engine.ops.base import OpContext
+    from mindvl.data_engine.ops.blur import Blur
+
+    data = encode(photo(), "PNG")
+    lazy = ImageDecode(context=OpContext(blur_score=False))
+    c = lazy.apply(candidate(data))
+    assert c.drop_reason is None and c.blur == [] and len(c.phashes) == 1
+    assert Blur().apply(c).drop_reason == "not_decoded"  # never a silent pass
+    eager = ImageDecode().apply(candidate(data))
+    assert len(eager.blur) == 1 and eager.blur[0] > 0
+    assert eager.pixel_hashes == c.pixel_hashes and eager.phashes == c.phashes
+
+    def ops(*names: str) -> bool:
+        listed = "".join(f"\n  - {{op: {n}}}" for n in names)
+        text = (
+            f"name: r\nstage: s1\ntokenizer: {tmp_path}\n"
+            f"sources:\n  - {{name: a, path: '{tmp_path}', format: folder, category: caption}}\n"
+            f"operators:{listed}\n"
+        )
+        return _context(recipe_from_text(text), tmp_path).blur_score
+
+    assert ops("image_decode", "blur") and not ops("image_decode", "image_size")

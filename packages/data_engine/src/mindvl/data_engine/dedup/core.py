@@ -18,9 +18,10 @@ Order of work (the Ray path in ``ray_dedup.py`` does the same steps distributed)
 
 Samples with several images are exact duplicates only when all their images match, in
 order, and take no part in near dedup. Rows without pixel hashes (text-only, or not
-decoded) are left alone. Verification (``bits.thumbnails_agree``) is what keeps look-alike
-images apart once pHash has matched: 48x48 grayscale thumbnails compared after a small crop
-search; see ``tests/data_engine/test_dedup_corpus.py`` for the measured precision/recall.
+decoded) are left alone. Verification is what keeps look-alike images apart once pHash has
+matched: 48x48 grayscale thumbnails compared after a small crop search
+(``bits.thumbnails_agree``), after a vectorised screen of all candidate pairs at 16x16
+(``bits.screen_pairs``) and with per-image search terms cached (``bits.PairVerifier``); see ``tests/data_engine/test_dedup_corpus.py`` for the measured precision/recall.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import numpy as np
 from mindvl.common.manifest import DedupStats
 from mindvl.common.recipe import DedupSpec
 from mindvl.data_engine.dedup.bands import scheme_for
-from mindvl.data_engine.dedup.bits import thumbnails_agree
+from mindvl.data_engine.dedup.bits import PairVerifier, screen_pairs
 from mindvl.data_engine.dedup.components import UnionFind
 from mindvl.data_engine.dedup.decisions import (
     OP_EXACT,
@@ -95,8 +96,12 @@ def plan_dedup(
         stats.near_index = scheme.describe()
         pairs = candidate_pairs(hashes, spec.near.max_hamming, scheme)
         stats.near_candidate_pairs = int(pairs.left.size)
-        for a, b in zip(pairs.left.tolist(), pairs.right.tolist(), strict=True):
-            if spec.near.verify and not thumbnails_agree(nodes[a].signature, nodes[b].signature):
+        if spec.near.verify:
+            sigs = [it.signature for it in nodes]
+            screened = screen_pairs(sigs, pairs.left, pairs.right)
+            verifier = PairVerifier()
+        for p, (a, b) in enumerate(zip(pairs.left.tolist(), pairs.right.tolist(), strict=True)):
+            if spec.near.verify and not (screened[p] and verifier.agree(sigs[a], sigs[b])):
                 stats.near_rejected_by_verify += 1
                 continue
             uf.union(a, b)

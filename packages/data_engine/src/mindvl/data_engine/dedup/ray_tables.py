@@ -5,15 +5,13 @@ labels, hashes and 192-byte thumbnails; image bytes stay put until decisions are
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from mindvl.common.recipe import DedupSpec
 from mindvl.data_engine.dedup.bands import BandScheme
-from mindvl.data_engine.dedup.bits import hamming, thumbnails_agree
+from mindvl.data_engine.dedup.bits import PairVerifier, hamming, screen_pairs
 from mindvl.data_engine.dedup.decisions import (
     OP_EXACT,
     OP_NEAR,
@@ -134,18 +132,28 @@ def band_pairs(table: pa.Table, scheme: BandScheme, verify: bool) -> pa.Table:
     labels = table.column("label").to_pylist()
     sigs = table.column("sig").to_pylist()
     vals = scheme.values(h, band)
-    out: dict[str, list[Any]] = {"a": [], "b": [], "verified": []}
+    lefts, rights = [], []
     for i in range(n - 1):  # row i against all later rows, vectorised
         j = np.arange(i + 1, n)
         ok = hamming(h[i], h[j]) <= max_hamming
         if band:
             ok &= ~(vals[j] == vals[i]).any(axis=1)
-        for jj in j[ok].tolist():
-            a, b = sorted((labels[i], labels[jj]))
-            out["a"].append(a)
-            out["b"].append(b)
-            out["verified"].append(not verify or thumbnails_agree(sigs[i], sigs[jj]))
-    return pa.table(out, schema=PAIRS)
+        lefts.append(np.full(int(ok.sum()), i))
+        rights.append(j[ok])
+    left, right = np.concatenate(lefts), np.concatenate(rights)
+    verified = np.ones(left.size, dtype=bool)
+    if verify:
+        verified = screen_pairs(sigs, left, right)
+        verifier = PairVerifier()
+        for p in np.flatnonzero(verified).tolist():
+            verified[p] = verifier.agree(sigs[left[p]], sigs[right[p]])
+    pairs = [
+        sorted((labels[i], labels[j])) for i, j in zip(left.tolist(), right.tolist(), strict=True)
+    ]
+    return pa.table(
+        {"a": [a for a, _ in pairs], "b": [b for _, b in pairs], "verified": verified},
+        schema=PAIRS,
+    )
 
 
 def decision_rows(decisions: list[Decision]) -> pa.Table:

@@ -175,9 +175,7 @@ class ImageDecode(Operator):
         for data in candidate.images:
             try:
                 feats.append(
-                    image_features(
-                        data, self.params.max_pixels_cap, blur=self.context.blur_score
-                    )
+                    image_features(data, self.params.max_pixels_cap, blur=self.context.blur_score)
                 )
             except DecodeFailure as failure:
                 return str(failure)
