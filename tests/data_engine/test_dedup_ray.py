@@ -109,7 +109,9 @@ def summary(rows: dict) -> dict:
     return {k: tuple(r[c] for c in keep) + (len(r["images"]),) for k, r in rows.items()}
 
 
-def test_ray_matches_core_for_any_parallelism(ray_session) -> None:
+def test_ray_matches_core_for_any_parallelism(ray_session, monkeypatch) -> None:
+    from mindvl.data_engine.dedup import ray_components
+
     rows, evals = corpus()
     spec = DedupSpec.model_validate({"near": {"min_information": 0.05}, "decontaminate": ["eval"]})
     expected_rows, expected_stats = dedup_rows(rows, spec, evals)
@@ -119,7 +121,9 @@ def test_ray_matches_core_for_any_parallelism(ray_session) -> None:
     assert expected_stats.near_dropped == 7
     assert expected_stats.low_information_exact_only == 5
     assert expected["p5"][:3] == ("filter", "blur", "too_blurry")
-    for blocks, seed in ((1, 0), (7, 1)):
+    # components of the verified pairs: in one task (few edges), then by distributed rounds
+    for blocks, seed, local_max in ((1, 0, 10**6), (7, 1, 0)):
+        monkeypatch.setattr(ray_components, "LOCAL_MAX_EDGES", local_max)
         got, stats = run_ray(ray_session, rows, spec, evals, blocks, seed)
         assert summary(got) == expected
         assert stats == expected_stats

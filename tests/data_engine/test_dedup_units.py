@@ -237,3 +237,23 @@ def test_batch_screen_and_cached_verifier_keep_the_decisions(monkeypatch) -> Non
     monkeypatch.setattr(bits, "SCREEN_CHUNK", 7)
     assert (bits.screen_pairs(sigs, left, right) == keep).all()
     assert bits.screen_pairs(sigs, left[:0], right[:0]).size == 0
+
+
+def test_local_components_label_every_node_with_its_components_smallest_label() -> None:
+    import pyarrow as pa
+
+    from mindvl.data_engine.dedup.ray_components import local_components
+
+    rng = np.random.default_rng(3)
+    names = [f"{i:04d}-{rng.integers(1e6)}" for i in range(300)]
+    pairs = [(names[a], names[b]) for a, b in rng.integers(0, 300, (260, 2)) if a != b]
+    verified = rng.random(len(pairs)) < 0.8
+    table = pa.table({"a": [a for a, _ in pairs], "b": [b for _, b in pairs],
+                      "verified": verified})  # fmt: skip
+    got = dict(zip(*local_components(table).to_pydict().values(), strict=True))
+    uf = UnionFind()
+    for (a, b), ok in zip(pairs, verified, strict=True):
+        if ok:
+            uf.union(a, b)
+    expected = {x: g[0] for g in uf.groups() for x in g}
+    assert got == expected  # chains and stars alike; unverified pairs are not edges

@@ -144,7 +144,7 @@ def dedup_dataset(
         stats.near_candidate_pairs = pc.get("pairs", 0)
         stats.near_rejected_by_verify = stats.near_candidate_pairs - pc.get("verified", 0)
         if pc.get("verified", 0):
-            cc = components(pairs, num_partitions=parts).materialize()
+            cc = components(pairs, num_partitions=parts, edges=pc["verified"]).materialize()
             cn = T.total(cc, T.cc_counts)
             stats.near_groups = cn["roots"]
             stats.near_dropped = cn["nodes"] - cn["roots"]
