@@ -71,6 +71,44 @@ def operator_floor(images: list[bytes]) -> tuple[float, float]:
     return time.perf_counter() - w0, time.process_time() - c0
 
 
+def dedup_quality(rejects: Path, truth: Path) -> dict:
+    """Dedup against the corpus kit's planted duplicates (truth.parquet): precision of exact
+    and near drops (a drop is right when it and its survivor share a planted group), and the
+    recall of planted near copies (the copy ends in its original's group)."""
+    import pyarrow.parquet as pq
+
+    from mindvl.common.sample import make_key
+
+    rows = {r["id"]: r for r in pq.read_table(truth).to_pylist()}
+    by_key = {make_key("kit", rid): r for rid, r in rows.items()}
+    drops = [r for r in pq.read_table(rejects).to_pylist() if r["stage"] == "dedup"]
+    survivor = {r["key"]: r["dup_survivor"] for r in drops if r["dup_survivor"]}
+    gone = {r["key"] for r in pq.read_table(rejects).to_pylist() if r["stage"] != "dedup"}
+
+    def group(key: str) -> int:
+        return by_key[key]["dup_group"] if key in by_key else -1
+
+    out: dict = {}
+    for op in ("exact_dedup", "near_dedup"):
+        mine = [r for r in drops if r["op"] == op]
+        right = sum(group(r["key"]) >= 0 and group(r["key"]) == group(r["dup_survivor"])
+                    for r in mine)  # fmt: skip
+        out[f"{op}_drops"] = len(mine)
+        out[f"{op}_precision"] = round(right / len(mine), 4) if mine else None
+    original = {r["dup_group"]: make_key("kit", i) for i, r in rows.items()
+                if r["dup_kind"] == "original"}  # fmt: skip
+    found = total = 0
+    for rid, r in rows.items():
+        key, orig = make_key("kit", rid), original.get(r["dup_group"])
+        if not r["dup_kind"].startswith("near") or orig is None or {key, orig} & gone:
+            continue
+        total += 1
+        found += survivor.get(key, key) == survivor.get(orig, orig)
+    out["near_recall"] = round(found / total, 4) if total else None
+    out["near_planted"] = total
+    return out
+
+
 def tree_cpu_seconds() -> float:
     import psutil
 
@@ -163,6 +201,9 @@ def main() -> None:
             "ratio_wall": round(rate / ceiling_rate, 3),
             "ratio_per_cpu_second": round((samples / cpu) / (len(images) / ceil_cpu), 3),
             "dedup": acc.dedup.model_dump(),
+            "against_truth": dedup_quality(out.parent / "rejects.parquet", corpus / "truth.parquet")
+            if dedup
+            else None,
         }
 
     variants = [False] if args.no_dedup else [False, True]

@@ -248,8 +248,10 @@ def test_local_components_label_every_node_with_its_components_smallest_label() 
     names = [f"{i:04d}-{rng.integers(1e6)}" for i in range(300)]
     pairs = [(names[a], names[b]) for a, b in rng.integers(0, 300, (260, 2)) if a != b]
     verified = rng.random(len(pairs)) < 0.8
+    same = rng.integers(0, 256, 48 * 48, dtype=np.uint8).tobytes()  # every member agrees
     table = pa.table({"a": [a for a, _ in pairs], "b": [b for _, b in pairs],
-                      "verified": verified})  # fmt: skip
+                      "verified": verified, "sig_a": [same] * len(pairs),
+                      "sig_b": [same] * len(pairs)})  # fmt: skip
     got = dict(zip(*local_components(table).to_pydict().values(), strict=True))
     uf = UnionFind()
     for (a, b), ok in zip(pairs, verified, strict=True):
@@ -257,3 +259,26 @@ def test_local_components_label_every_node_with_its_components_smallest_label() 
             uf.union(a, b)
     expected = {x: g[0] for g in uf.groups() for x in g}
     assert got == expected  # chains and stars alike; unverified pairs are not edges
+
+
+def test_a_component_is_kept_as_a_star_around_its_survivor() -> None:
+    """A~B and B~C verified, A and C different: C is not dropped for A."""
+    import pyarrow as pa
+
+    from mindvl.data_engine.dedup import bits
+    from mindvl.data_engine.dedup.ray_components import local_components
+
+    base = np.full((48, 48), 230, np.uint8)
+    base[10:38, 8:20] = 30
+    near = base.copy()
+    near[10:38, 8:20] = 40  # B: A a little lighter
+    far = base.copy()
+    far[10:38, 26:34] = 90  # C: a second bar
+    a, b, c = (x.tobytes() for x in (base, near, far))
+    assert bits.thumbnails_agree(a, b) and not bits.thumbnails_agree(a, c)
+    table = pa.table({"a": ["1a", "1b"], "b": ["1b", "1c"], "verified": [True, True],
+                      "sig_a": [a, b], "sig_b": [b, c]})  # fmt: skip
+    got = dict(zip(*local_components(table).to_pydict().values(), strict=True))
+    assert got == {"1a": "1a", "1b": "1a"}
+    alone = pa.table({"a": ["1a"], "b": ["1c"], "verified": [True], "sig_a": [a], "sig_b": [c]})
+    assert local_components(alone).num_rows == 0  # nothing left of the group

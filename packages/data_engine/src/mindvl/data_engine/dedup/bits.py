@@ -366,3 +366,13 @@ class _Precomputed:
         return cls(
             np.concatenate([w for w, _ in parts]), np.concatenate([t for _, t in parts]), pos
         )
+
+
+def star_members(labels: list[str], sig_of, verifier: PairVerifier) -> list[str]:
+    """A near-duplicate component, kept only as a star around its survivor (``labels[0]``,
+    the smallest label): members that do not themselves verify against the survivor stay
+    out of the group. Verified pairs chain (A~B and B~C while A and C differ): on the 20k
+    benchmark corpus half of the wrong near drops were further than the verification
+    threshold from the survivor they were dropped for."""
+    top = sig_of[labels[0]]
+    return [labels[0]] + [lab for lab in labels[1:] if verifier.agree(sig_of[lab], top)]

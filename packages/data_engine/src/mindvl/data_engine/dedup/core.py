@@ -34,7 +34,7 @@ import numpy as np
 from mindvl.common.manifest import DedupStats
 from mindvl.common.recipe import DedupSpec
 from mindvl.data_engine.dedup.bands import scheme_for
-from mindvl.data_engine.dedup.bits import PairVerifier, screen_pairs
+from mindvl.data_engine.dedup.bits import PairVerifier, screen_pairs, star_members
 from mindvl.data_engine.dedup.components import UnionFind
 from mindvl.data_engine.dedup.decisions import (
     OP_EXACT,
@@ -107,8 +107,13 @@ def plan_dedup(
             uf.union(a, b)
     final: dict[str, str] = {it.key: it.label for it in reps}  # rep key -> survivor label
     near_survivors: set[str] = set()
+    sig_of = {it.label: it.signature for it in nodes}
     for comp in uf.groups():
         labels = sorted(nodes[i].label for i in comp)
+        if spec.near.verify:
+            labels = star_members(labels, sig_of, verifier)
+            if len(labels) < 2:
+                continue
         stats.near_groups += 1
         stats.near_dropped += len(labels) - 1
         near_survivors.add(label_key(labels[0]))

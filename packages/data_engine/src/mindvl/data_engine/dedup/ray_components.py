@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from mindvl.data_engine.dedup.bits import PairVerifier, star_members
 from mindvl.data_engine.dedup.components import component_labels
 from mindvl.data_engine.dedup.ray_tables import total
 
@@ -34,6 +35,8 @@ STATE = pa.schema(
     ]
 )
 MAX_ROUNDS = 1000
+LABELS = pa.schema([("node", pa.string()), ("label", pa.string())])
+WITH_SIG = pa.schema([("node", pa.string()), ("label", pa.string()), ("sig", pa.binary())])
 LOCAL_MAX_EDGES = 2_000_000  # ~100 MB of label strings in the one task that joins them
 
 
@@ -103,18 +106,65 @@ def changed_count(table: pa.Table) -> pa.Table:
 
 def local_components(table: pa.Table) -> pa.Table:
     """All verified pairs in one batch -> (node, label) with label = the smallest label in
-    the node's component (labels sort as survivor labels, so that is the survivor)."""
+    the node's component (labels sort as survivor labels, so that is the survivor), each
+    component then kept only as a star around its survivor (``bits.star_members``)."""
     table = table.filter(table.column("verified"))
     a = table.column("a").to_numpy(zero_copy_only=False).astype(str)
     b = table.column("b").to_numpy(zero_copy_only=False).astype(str)
     nodes, inv = np.unique(np.concatenate([a, b]), return_inverse=True)  # sorted labels
-    labels = component_labels(nodes.size, inv[: a.size], inv[a.size :])
-    return pa.table({"node": pa.array(nodes.tolist(), pa.string()),
-                     "label": pa.array(nodes[labels].tolist(), pa.string())})  # fmt: skip
+    labels = nodes[component_labels(nodes.size, inv[: a.size], inv[a.size :])]
+    sig_of = dict(zip(a.tolist(), table.column("sig_a").to_pylist(), strict=True))
+    sig_of.update(zip(b.tolist(), table.column("sig_b").to_pylist(), strict=True))
+    groups: dict[str, list[str]] = {}
+    for node, label in zip(nodes.tolist(), labels.tolist(), strict=True):
+        groups.setdefault(label, []).append(node)  # nodes are sorted: the label comes first
+    return star_rows(groups, sig_of)
+
+
+def star_rows(groups: dict[str, list[str]], sig_of: dict[str, bytes]) -> pa.Table:
+    verifier = PairVerifier()
+    out: dict[str, list[str]] = {"node": [], "label": []}
+    for label, members in groups.items():
+        kept = star_members(sorted(members), sig_of, verifier)
+        if len(kept) > 1:
+            out["node"] += kept
+            out["label"] += [label] * len(kept)
+    return pa.table(out, schema=LABELS)
+
+
+def node_sig_rows(table: pa.Table) -> pa.Table:
+    """Each endpoint of a verified pair with its signature (label null)."""
+    table = table.filter(table.column("verified"))
+    nodes = pa.concat_arrays([table.column(c).combine_chunks() for c in ("a", "b")])
+    sigs = pa.concat_arrays([table.column(c).combine_chunks() for c in ("sig_a", "sig_b")])
+    return pa.table({"node": nodes, "label": pa.nulls(len(nodes), pa.string()), "sig": sigs},
+                    schema=WITH_SIG)  # fmt: skip
+
+
+def label_rows(table: pa.Table) -> pa.Table:
+    return pa.table({"node": table.column("node"), "label": table.column("label"),
+                     "sig": pa.nulls(table.num_rows, pa.binary())}, schema=WITH_SIG)  # fmt: skip
+
+
+def attach_sig(table: pa.Table) -> pa.Table:
+    """One node's rows (its label row and its signature rows) -> one (node, label, sig)."""
+    labels = [x for x in table.column("label").to_pylist() if x is not None]
+    sigs = [x for x in table.column("sig").to_pylist() if x is not None]
+    return pa.table({"node": [table.column("node")[0].as_py()], "label": [min(labels)],
+                     "sig": [sigs[0]]}, schema=WITH_SIG)  # fmt: skip
+
+
+def star_group(table: pa.Table) -> pa.Table:
+    """One component's (node, label, sig) rows -> its star around the survivor."""
+    label = table.column("label")[0].as_py()
+    nodes = table.column("node").to_pylist()
+    sig_of = dict(zip(nodes, table.column("sig").to_pylist(), strict=True))
+    return star_rows({label: nodes}, sig_of)
 
 
 def components(pairs, num_partitions: int | None = None, edges: int | None = None):
-    """(node, label) for every node of a verified pair; label = smallest label in component.
+    """(node, label) for every node of a near-duplicate group: label = the smallest label in
+    its component of verified pairs, members kept only if they verify against it.
 
     ``pairs``: a materialised Dataset with columns a, b, verified (unverified pairs are not
     edges). ``edges``: the number of verified pairs, when known: up to LOCAL_MAX_EDGES they
@@ -143,4 +193,13 @@ def components(pairs, num_partitions: int | None = None, edges: int | None = Non
         first = False
     else:
         raise RuntimeError("near-duplicate components did not converge")
-    return messages.map_batches(final_label, batch_format="pyarrow")
+    labelled = messages.map_batches(final_label, batch_format="pyarrow")
+    with_sig = (
+        labelled.map_batches(label_rows, batch_format="pyarrow")
+        .union(pairs.map_batches(node_sig_rows, batch_format="pyarrow"))
+        .groupby("node", num_partitions=num_partitions)
+        .map_groups(attach_sig, batch_format="pyarrow")
+    )
+    return with_sig.groupby("label", num_partitions=num_partitions).map_groups(
+        star_group, batch_format="pyarrow"
+    )

@@ -5,6 +5,8 @@ labels, hashes and 192-byte thumbnails; image bytes stay put until decisions are
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -57,7 +59,10 @@ EXACT = pa.schema(
 BANDS = pa.schema(
     [("bkey", pa.int64()), ("label", pa.string()), ("phash", pa.int64()), ("sig", pa.binary())]
 )
-PAIRS = pa.schema([("a", pa.string()), ("b", pa.string()), ("verified", pa.bool_())])
+PAIRS = pa.schema(
+    [("a", pa.string()), ("b", pa.string()), ("verified", pa.bool_()),
+     ("sig_a", pa.binary()), ("sig_b", pa.binary())]  # signatures: verified pairs only
+)  # fmt: skip
 DECISIONS = pa.schema(
     [
         ("key", pa.string()),
@@ -147,13 +152,15 @@ def band_pairs(table: pa.Table, scheme: BandScheme, verify: bool) -> pa.Table:
         verifier = PairVerifier()
         for p in np.flatnonzero(verified).tolist():
             verified[p] = verifier.agree(sigs[left[p]], sigs[right[p]])
-    pairs = [
-        sorted((labels[i], labels[j])) for i, j in zip(left.tolist(), right.tolist(), strict=True)
-    ]
-    return pa.table(
-        {"a": [a for a, _ in pairs], "b": [b for _, b in pairs], "verified": verified},
-        schema=PAIRS,
-    )
+    out: dict[str, list[Any]] = {"a": [], "b": [], "verified": [], "sig_a": [], "sig_b": []}
+    for i, j, ok in zip(left.tolist(), right.tolist(), verified.tolist(), strict=True):
+        (la, sa), (lb, sb) = sorted(((labels[i], sigs[i]), (labels[j], sigs[j])))
+        out["a"].append(la)
+        out["b"].append(lb)
+        out["verified"].append(ok)
+        out["sig_a"].append(sa if ok else None)
+        out["sig_b"].append(sb if ok else None)
+    return pa.table(out, schema=PAIRS)
 
 
 def decision_rows(decisions: list[Decision]) -> pa.Table:
