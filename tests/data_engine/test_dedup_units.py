@@ -262,7 +262,8 @@ def test_local_components_label_every_node_with_its_components_smallest_label() 
 
 
 def test_a_component_is_kept_as_a_star_around_its_survivor() -> None:
-    """A~B and B~C verified, A and C different: C is not dropped for A."""
+    """A~B, B~C (and C~D) verified, A and C different: C is not dropped for A; the rest of
+    the component forms its own star."""
     import pyarrow as pa
 
     from mindvl.data_engine.dedup import bits
@@ -282,3 +283,10 @@ def test_a_component_is_kept_as_a_star_around_its_survivor() -> None:
     assert got == {"1a": "1a", "1b": "1a"}
     alone = pa.table({"a": ["1a"], "b": ["1c"], "verified": [True], "sig_a": [a], "sig_b": [c]})
     assert local_components(alone).num_rows == 0  # nothing left of the group
+    far2 = far.copy()
+    far2[10:38, 26:34] = 100  # D: C a little lighter, so C and D form a star of their own
+    d = far2.tobytes()
+    chain = pa.table({"a": ["1a", "1b", "1c"], "b": ["1b", "1c", "1d"], "verified": [True] * 3,
+                      "sig_a": [a, b, c], "sig_b": [b, c, d]})  # fmt: skip
+    got = dict(zip(*local_components(chain).to_pydict().values(), strict=True))
+    assert got == {"1a": "1a", "1b": "1a", "1c": "1c", "1d": "1c"}

@@ -368,11 +368,19 @@ class _Precomputed:
         )
 
 
-def star_members(labels: list[str], sig_of, verifier: PairVerifier) -> list[str]:
-    """A near-duplicate component, kept only as a star around its survivor (``labels[0]``,
-    the smallest label): members that do not themselves verify against the survivor stay
-    out of the group. Verified pairs chain (A~B and B~C while A and C differ): on the 20k
-    benchmark corpus half of the wrong near drops were further than the verification
-    threshold from the survivor they were dropped for."""
-    top = sig_of[labels[0]]
-    return [labels[0]] + [lab for lab in labels[1:] if verifier.agree(sig_of[lab], top)]
+def star_members(labels: list[str], sig_of, verifier: PairVerifier) -> list[list[str]]:
+    """A near-duplicate component as stars: the smallest label survives with the members
+    that verify against it themselves; the rest is split the same way again (greedy leader
+    clustering, deterministic: labels sorted, survivor = smallest). Verified pairs chain
+    (A~B and B~C while A and C differ): on the 20k benchmark corpus half of the wrong near
+    drops were further than the verification threshold from the survivor they were dropped
+    for. Returns the stars with at least two members, each sorted."""
+    rest, stars = sorted(labels), []
+    while len(rest) > 1:
+        top = sig_of[rest[0]]
+        star = [rest[0]] + [lab for lab in rest[1:] if verifier.agree(sig_of[lab], top)]
+        if len(star) > 1:
+            stars.append(star)
+        chosen = set(star)
+        rest = [lab for lab in rest if lab not in chosen]
+    return stars

@@ -13,7 +13,9 @@ Order of work (the Ray path in ``ray_dedup.py`` does the same steps distributed)
    distance, and joined into connected components. Near dedup is image-level: a near copy
    (or the same picture) with a different text is dropped too. Images below
    ``near.min_information`` (flat, mostly white, line art) get exact dedup only;
-4. every component keeps its survivor (``survivor.py``); exact-stage members follow the
+4. every component is split into stars (``bits.star_members``): a survivor (``survivor.py``)
+   and the members that verify against it themselves, the rest split the same way (verified
+   pairs A~B, B~C do not drop C for A when A and C differ); exact-stage members follow the
    survivor of their exact group's representative, so ``dup_survivor`` is a kept row.
 
 Samples with several images are exact duplicates only when all their images match, in
@@ -108,12 +110,10 @@ def plan_dedup(
     final: dict[str, str] = {it.key: it.label for it in reps}  # rep key -> survivor label
     near_survivors: set[str] = set()
     sig_of = {it.label: it.signature for it in nodes}
-    for comp in uf.groups():
-        labels = sorted(nodes[i].label for i in comp)
-        if spec.near.verify:
-            labels = star_members(labels, sig_of, verifier)
-            if len(labels) < 2:
-                continue
+    comps = [sorted(nodes[i].label for i in comp) for comp in uf.groups()]
+    if spec.near.verify:
+        comps = [star for c in comps for star in star_members(c, sig_of, verifier)]
+    for labels in comps:
         stats.near_groups += 1
         stats.near_dropped += len(labels) - 1
         near_survivors.add(label_key(labels[0]))

@@ -107,7 +107,7 @@ def changed_count(table: pa.Table) -> pa.Table:
 def local_components(table: pa.Table) -> pa.Table:
     """All verified pairs in one batch -> (node, label) with label = the smallest label in
     the node's component (labels sort as survivor labels, so that is the survivor), each
-    component then kept only as a star around its survivor (``bits.star_members``)."""
+    component then split into stars around survivors (``bits.star_members``)."""
     table = table.filter(table.column("verified"))
     a = table.column("a").to_numpy(zero_copy_only=False).astype(str)
     b = table.column("b").to_numpy(zero_copy_only=False).astype(str)
@@ -124,11 +124,10 @@ def local_components(table: pa.Table) -> pa.Table:
 def star_rows(groups: dict[str, list[str]], sig_of: dict[str, bytes]) -> pa.Table:
     verifier = PairVerifier()
     out: dict[str, list[str]] = {"node": [], "label": []}
-    for label, members in groups.items():
-        kept = star_members(sorted(members), sig_of, verifier)
-        if len(kept) > 1:
-            out["node"] += kept
-            out["label"] += [label] * len(kept)
+    for members in groups.values():
+        for star in star_members(members, sig_of, verifier):
+            out["node"] += star
+            out["label"] += [star[0]] * len(star)
     return pa.table(out, schema=LABELS)
 
 
@@ -155,7 +154,7 @@ def attach_sig(table: pa.Table) -> pa.Table:
 
 
 def star_group(table: pa.Table) -> pa.Table:
-    """One component's (node, label, sig) rows -> its star around the survivor."""
+    """One component's (node, label, sig) rows -> its stars (``bits.star_members``)."""
     label = table.column("label")[0].as_py()
     nodes = table.column("node").to_pylist()
     sig_of = dict(zip(nodes, table.column("sig").to_pylist(), strict=True))
@@ -163,8 +162,8 @@ def star_group(table: pa.Table) -> pa.Table:
 
 
 def components(pairs, num_partitions: int | None = None, edges: int | None = None):
-    """(node, label) for every node of a near-duplicate group: label = the smallest label in
-    its component of verified pairs, members kept only if they verify against it.
+    """(node, label) for every node of a near-duplicate group: components of the verified
+    pairs, split into stars whose members verify against their label (the survivor).
 
     ``pairs``: a materialised Dataset with columns a, b, verified (unverified pairs are not
     edges). ``edges``: the number of verified pairs, when known: up to LOCAL_MAX_EDGES they
