@@ -135,9 +135,10 @@ def test_low_information_images_get_exact_dedup_only() -> None:
     assert dropped == ["d0_copy"] or dropped == ["d0"]
     assert stats.low_information_exact_only == 12
     assert stats.near_candidate_pairs == 0
-    # without the guard these different pages collapse: pHash and 8x8 thumbnails look alike
+    # without the guard pHash pairs these different pages up and verification still lets
+    # some of them collapse (near-blank pages are flat at 48x48)
     loose = dedup_candidates(unguarded, DedupSpec.model_validate({"near": {"max_hamming": 10}}))
-    assert loose.near_dropped > 3
+    assert loose.near_candidate_pairs > 10 and loose.near_dropped > 0
 
 
 def test_transparent_icons_are_flattened_not_merged() -> None:
