@@ -124,7 +124,7 @@ def test_fine_verification_keeps_precision_099(corpus) -> None:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="48x48 grayscale signature + crop search (bits.signature_distance, threshold 0.5): "
+    reason="48x48 grayscale signature + crop search (signature.signature_distance, threshold 0.5): "
     "near recall 0.946 at precision 0.993 here (seed 11; 0.922 at 1.000 on seed 23). Misses: "
     "3 crops whose pHash moved 8 bits (> max_hamming 6, never verified), 2 crops of small "
     "text images (distance ~0.68) and a thin line-art resize (~0.89); the closest hard "

@@ -21,9 +21,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mindvl.data_engine.dedup.bits import PairVerifier, star_members
 from mindvl.data_engine.dedup.components import component_labels
 from mindvl.data_engine.dedup.ray_tables import total
+from mindvl.data_engine.dedup.signature import PairVerifier, star_members
 
 STATE = pa.schema(
     [
@@ -107,7 +107,7 @@ def changed_count(table: pa.Table) -> pa.Table:
 def local_components(table: pa.Table) -> pa.Table:
     """All verified pairs in one batch -> (node, label) with label = the smallest label in
     the node's component (labels sort as survivor labels, so that is the survivor), each
-    component then split into stars around survivors (``bits.star_members``)."""
+    component then split into stars around survivors (``signature.star_members``)."""
     table = table.filter(table.column("verified"))
     a = table.column("a").to_numpy(zero_copy_only=False).astype(str)
     b = table.column("b").to_numpy(zero_copy_only=False).astype(str)
@@ -154,7 +154,7 @@ def attach_sig(table: pa.Table) -> pa.Table:
 
 
 def star_group(table: pa.Table) -> pa.Table:
-    """One component's (node, label, sig) rows -> its stars (``bits.star_members``)."""
+    """One component's (node, label, sig) rows -> its stars (``signature.star_members``)."""
     label = table.column("label")[0].as_py()
     nodes = table.column("node").to_pylist()
     sig_of = dict(zip(nodes, table.column("sig").to_pylist(), strict=True))

@@ -13,7 +13,7 @@ import pyarrow.compute as pc
 
 from mindvl.common.recipe import DedupSpec
 from mindvl.data_engine.dedup.bands import BandScheme
-from mindvl.data_engine.dedup.bits import PairVerifier, hamming, screen_pairs
+from mindvl.data_engine.dedup.bits import hamming
 from mindvl.data_engine.dedup.decisions import (
     OP_EXACT,
     OP_NEAR,
@@ -25,6 +25,8 @@ from mindvl.data_engine.dedup.decisions import (
     eval_match,
 )
 from mindvl.data_engine.dedup.decontaminate import EvalIndex
+from mindvl.data_engine.dedup.screen import screen_pairs
+from mindvl.data_engine.dedup.signature import PairVerifier
 from mindvl.data_engine.dedup.survivor import group_id, label_key
 from mindvl.data_engine.dedup.view import dedup_item
 

@@ -150,7 +150,7 @@ def image_features(
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
         gray = gray.resize(size, Image.Resampling.BOX, reducing_gap=2.0)
     phash = str(imagehash.phash(gray))
-    # Verification signature (dedup/bits.py): area-averaged grayscale thumbnail, fine
+    # Verification signature (dedup/signature.py): area-averaged grayscale thumbnail, fine
     # enough to tell look-alikes apart (a different glyph, a moved icon).
     side = (SIGNATURE_SIDE, SIGNATURE_SIDE)
     signature = gray.resize(side, Image.Resampling.BOX).tobytes().hex()
