@@ -142,11 +142,11 @@ def dedup_dataset(
             .map_groups(T.band_pairs, batch_format="pyarrow", fn_args=near)
             .materialize()
         )
-        pc = T.total(pairs, T.pair_counts)
-        stats.near_candidate_pairs = pc.get("pairs", 0)
-        stats.near_rejected_by_verify = stats.near_candidate_pairs - pc.get("verified", 0)
-        if pc.get("verified", 0):
-            cc = components(pairs, num_partitions=parts, edges=pc["verified"]).materialize()
+        pair_stats = T.total(pairs, T.pair_counts)
+        stats.near_candidate_pairs = pair_stats.get("pairs", 0)
+        stats.near_rejected_by_verify = stats.near_candidate_pairs - pair_stats.get("verified", 0)
+        if pair_stats.get("verified", 0):
+            cc = components(pairs, num_partitions=parts, edges=pair_stats["verified"]).materialize()
             cn = T.total(cc, T.cc_counts)
             stats.near_groups = cn["roots"]
             stats.near_dropped = cn["nodes"] - cn["roots"]
