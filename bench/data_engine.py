@@ -9,7 +9,9 @@ Generates a webdataset corpus with the corpus kit (256-1024 px), then in one run
 
 Before either timed run, an untimed build of one tar starts Ray's worker processes and imports
 the operators in them (like ``ray.init``, a one-time cost of a cluster; its seconds are
-reported as ``warmup_build_s``). Reports samples/s of both and their ratio (target >= 0.7). Also measured in the same run:
+reported as ``warmup_build_s``). Reports samples/s of both and their ratio (target >= 0.7),
+and for the dedup run its precision and recall against the corpus kit's planted duplicates
+(``against_truth``, from rejects.parquet and truth.parquet). Also measured in the same run:
 the build's own per-image work (``image_features``) in a tight single-process loop, to
 separate what the operators cost from what the pipeline around them costs. The machine this runs on is
 shared, so CPU seconds (summed over every process of the local Ray) are reported next to
