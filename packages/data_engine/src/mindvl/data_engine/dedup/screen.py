@@ -13,10 +13,10 @@ import numpy as np
 from mindvl.data_engine.dedup.signature import (
     BORDER,
     PRESCREEN_MIN_SIDE,
-    _operators,
-    _p99,
-    _pixels,
-    _zscore,
+    p99,
+    search_operators,
+    signature_pixels,
+    zscore,
 )
 
 # Batch screen before any per-pair search (``screen_pairs``): the coarse crop grid only, at a
@@ -35,19 +35,19 @@ SCREEN_MAX_BYTES = 512 << 20  # screen terms kept for all images of a call up to
 def _coarse_warps(x: np.ndarray) -> np.ndarray:
     """(n_images, c*c, inner*inner) z-scored coarse-grid warps of a stack of thumbnails."""
     side = x.shape[-1]
-    crops, coarse, _ = _operators(side)
+    crops, coarse, _ = search_operators(side)
     inner = slice(BORDER, side - BORDER)
     cc = crops[coarse]
     rows = np.einsum("mab,nbc->nmac", cc, x)  # (n, c, side, side): row crops
     warped = (rows[:, :, None] @ cc.transpose(0, 2, 1)[None, None])[:, :, :, inner, inner]
-    return _zscore(warped.reshape(x.shape[0], len(coarse) ** 2, -1))
+    return zscore(warped.reshape(x.shape[0], len(coarse) ** 2, -1))
 
 
 def _targets(x: np.ndarray) -> np.ndarray:
     side = x.shape[-1]
-    _, _, blur = _operators(side)
+    _, _, blur = search_operators(side)
     inner = slice(BORDER, side - BORDER)
-    return _zscore((blur @ x @ blur.T)[:, inner, inner].reshape(x.shape[0], -1))
+    return zscore((blur @ x @ blur.T)[:, inner, inner].reshape(x.shape[0], -1))
 
 
 def screen_pairs(sigs: list[bytes], left: np.ndarray, right: np.ndarray) -> np.ndarray:
@@ -77,15 +77,15 @@ def screen_pairs(sigs: list[bytes], left: np.ndarray, right: np.ndarray) -> np.n
             ids, inv = np.unique(np.concatenate([lo, hi]), return_inverse=True)
             warps, targets = _screen_terms(sigs, small, ids)
             a, b = inv[: lo.size], inv[lo.size :]
-        d_ab = _p99(np.abs(warps[a] - targets[b][:, None, :])).min(1)
-        d_ba = _p99(np.abs(warps[b] - targets[a][:, None, :])).min(1)
+        d_ab = p99(np.abs(warps[a] - targets[b][:, None, :])).min(1)
+        d_ba = p99(np.abs(warps[b] - targets[a][:, None, :])).min(1)
         keep[np.flatnonzero(ok) + start] = np.minimum(d_ab, d_ba) <= SCREEN_MAX
     return keep
 
 
 def _screen_terms(sigs: list[bytes], small: int, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     f = SCREEN_FACTOR
-    x = np.stack([_pixels(sigs[i]) for i in ids.tolist()])
+    x = np.stack([signature_pixels(sigs[i]) for i in ids.tolist()])
     x = x.reshape(len(ids), small, f, small, f).mean((2, 4))
     return _coarse_warps(x), _targets(x)
 
@@ -102,7 +102,7 @@ class _Precomputed:
     @classmethod
     def build(cls, sigs, small, ids, shape_ok) -> _Precomputed | None:
         ids = ids[shape_ok[ids]]
-        per_image = (len(_operators(small)[1]) ** 2 + 1) * (small - 2 * BORDER) ** 2 * 4
+        per_image = (len(search_operators(small)[1]) ** 2 + 1) * (small - 2 * BORDER) ** 2 * 4
         if ids.size * per_image > SCREEN_MAX_BYTES:
             return None
         parts = [_screen_terms(sigs, small, ids[i : i + 1024]) for i in range(0, ids.size, 1024)]

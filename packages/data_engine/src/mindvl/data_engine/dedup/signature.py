@@ -83,7 +83,7 @@ def _blur_matrix(n: int, sigma: float) -> np.ndarray:
 
 
 @lru_cache(maxsize=8)
-def _operators(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def search_operators(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per side n: crop-and-blur operators on the fine grid (m, n, n), the indices of the
     coarse grid among them, and the plain blur (n, n)."""
     blur = _blur_matrix(n, BLUR_SIGMA_AT_32 * n / 32)
@@ -95,11 +95,11 @@ def _operators(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return crops.astype(np.float32), np.array(coarse), blur.astype(np.float32)
 
 
-def _zscore(x: np.ndarray) -> np.ndarray:
+def zscore(x: np.ndarray) -> np.ndarray:
     return (x - x.mean(-1, keepdims=True)) / (x.std(-1, keepdims=True) + Z_EPS)
 
 
-def _p99(diff: np.ndarray) -> np.ndarray:
+def p99(diff: np.ndarray) -> np.ndarray:
     """Row-wise 99th percentile (the same order statistic the threshold was tuned on)."""
     k = int(0.99 * (diff.shape[-1] - 1))
     return np.partition(diff, k, axis=-1)[..., k]
@@ -111,9 +111,9 @@ def _scores(
     """(len(rows), len(cols)) robust differences, 99th percentile of |z(warp) - z(target)|,
     and the largest |z(warp) - z(target)| of each warp."""
     warped = (rows[:, None] @ cols.transpose(0, 2, 1)[None])[:, :, inner, inner]
-    diff = np.abs(_zscore(warped.reshape(-1, target.size)) - target)
+    diff = np.abs(zscore(warped.reshape(-1, target.size)) - target)
     shape = (rows.shape[0], cols.shape[0])
-    return _p99(diff).reshape(shape), diff.max(-1).reshape(shape)
+    return p99(diff).reshape(shape), diff.max(-1).reshape(shape)
 
 
 @dataclass(frozen=True)
@@ -131,13 +131,13 @@ class _Terms:
 
 def _terms(x: np.ndarray) -> _Terms:
     side = x.shape[0]
-    crops, coarse, blur = _operators(side)
+    crops, coarse, blur = search_operators(side)
     inner = slice(BORDER, side - BORDER)
-    target = _zscore((blur @ x @ blur.T)[inner, inner].reshape(-1))
+    target = zscore((blur @ x @ blur.T)[inner, inner].reshape(-1))
     rows = crops @ x  # cropping rows = the y axis
     cc = crops[coarse]
     warped = (rows[coarse][:, None] @ cc.transpose(0, 2, 1)[None])[:, :, inner, inner]
-    return _Terms(rows, _zscore(warped.reshape(-1, target.size)), target)
+    return _Terms(rows, zscore(warped.reshape(-1, target.size)), target)
 
 
 def _direction(tx: _Terms, ty: _Terms) -> tuple[float, float]:
@@ -145,11 +145,11 @@ def _direction(tx: _Terms, ty: _Terms) -> tuple[float, float]:
     each axis refined on the fine grid with the other held at its best. Returns that crop's
     (99th percentile, largest) |z difference|."""
     side = tx.rows.shape[1]
-    crops, coarse, _ = _operators(side)
+    crops, coarse, _ = search_operators(side)
     inner = slice(BORDER, side - BORDER)
     target = ty.target
     diff = np.abs(tx.coarse - target)
-    sc, sc_peak = _p99(diff), diff.max(-1)
+    sc, sc_peak = p99(diff), diff.max(-1)
     best = int(np.argmin(sc))
     iy, ix = np.unravel_index(best, (len(coarse), len(coarse)))
     iy, ix = coarse[iy], coarse[ix]
@@ -175,7 +175,7 @@ def _agrees(match: tuple[float, float]) -> bool:
     return match[0] <= VERIFY_MAX_P99_Z_DIFF and match[1] <= VERIFY_MAX_PEAK_Z_DIFF
 
 
-def _pixels(sig: bytes) -> np.ndarray:
+def signature_pixels(sig: bytes) -> np.ndarray:
     side = int(round(len(sig) ** 0.5))
     return np.frombuffer(sig, np.uint8).astype(np.float32).reshape(side, side)
 
@@ -189,7 +189,7 @@ def signature_match(a: bytes, b: bytes) -> tuple[float, float]:
     """Crop-tolerant comparison of two square grayscale signatures: the crop (either image
     cropped, per-axis scale and anchor) with the smallest 99th percentile |z_a - z_b|, as
     (that percentile, the largest |z_a - z_b| there)."""
-    return _distance(_pixels(a), _pixels(b))
+    return _distance(signature_pixels(a), signature_pixels(b))
 
 
 def signature_distance(a: bytes, b: bytes) -> float:
@@ -200,7 +200,7 @@ def signature_distance(a: bytes, b: bytes) -> float:
 def coarse_signature_distance(a: bytes, b: bytes) -> float:
     """The same search on both signatures at half resolution (24x24 from 48x48): about a
     sixth of the cost, and a screen for pairs the full search would reject anyway."""
-    return _distance(_halved(_pixels(a)), _halved(_pixels(b)))[0]
+    return _distance(_halved(signature_pixels(a)), _halved(signature_pixels(b)))[0]
 
 
 def _square_side(a: bytes, b: bytes) -> int | None:
@@ -242,7 +242,7 @@ class PairVerifier:
         cache = self._cache[half]
         terms = cache.get(sig)
         if terms is None:
-            x = _pixels(sig)
+            x = signature_pixels(sig)
             terms = _terms(_halved(x) if half else x)
             if self._bytes[half] + terms.nbytes > self.max_bytes:
                 cache.clear()
