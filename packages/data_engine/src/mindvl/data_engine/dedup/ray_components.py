@@ -10,9 +10,9 @@ Nothing is collected onto the driver except the per-round count of changed label
 Each round's messages are re-blocked to ``num_partitions`` blocks: a group-by's output has
 as many blocks as its input, so without it the block count (and each round's scheduling
 work) grew by the edges' block count every round (20k benchmark: 2.6 s for the first round,
-18 s for the ninth). Verified pairs are few next to the images (a build's duplicates), so
-up to ``LOCAL_MAX_EDGES`` of them are joined in one Ray task instead (``local_components``,
-numpy min-label propagation with pointer jumping): one task, no rounds.
+18 s for the ninth). Verified pairs are few next to the images (1,243 for 21,752 images
+in the 20k benchmark), so up to ``LOCAL_MAX_EDGES`` of them are joined in one Ray task
+instead (``local_components``, numpy min-label propagation with pointer jumping).
 """
 
 from __future__ import annotations
@@ -37,7 +37,9 @@ STATE = pa.schema(
 MAX_ROUNDS = 1000
 LABELS = pa.schema([("node", pa.string()), ("label", pa.string())])
 WITH_SIG = pa.schema([("node", pa.string()), ("label", pa.string()), ("sig", pa.binary())])
-LOCAL_MAX_EDGES = 2_000_000  # ~100 MB of label strings in the one task that joins them
+# one task joins up to this many verified pairs; each carries both 48x48 signatures
+# (~4.7 KB), so ~0.5 GB at most there
+LOCAL_MAX_EDGES = 100_000
 
 
 def edge_rows(table: pa.Table) -> pa.Table:

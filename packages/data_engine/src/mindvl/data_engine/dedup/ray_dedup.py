@@ -6,7 +6,7 @@ Stages (maps and group-bys over slim rows; only per-block counters reach the dri
    grouped by ``exact_key``; the smallest survivor label represents each group;
 2. near: representatives exploded into ``max_hamming + 1`` band rows, group-by band key,
    pairs within the Hamming bound verified by thumbnail distance;
-3. components of verified pairs (``ray_components.py``: one task up to 2M pairs, else
+3. components of verified pairs (``ray_components.py``: one task up to 100k pairs, else
    distributed min-label propagation), split into stars: members must verify against
    their survivor themselves (``signature.star_members``);
 4. decisions: group-by exact representative, together with its component's label;
