@@ -81,11 +81,11 @@ def dedup_quality(rejects: Path, truth: Path) -> dict:
 
     from mindvl.common.sample import make_key
 
-    rows = {r["id"]: r for r in pq.read_table(truth).to_pylist()}
-    by_key = {make_key("kit", rid): r for rid, r in rows.items()}
-    drops = [r for r in pq.read_table(rejects).to_pylist() if r["stage"] == "dedup"]
+    by_key = {make_key("kit", r["id"]): r for r in pq.read_table(truth).to_pylist()}
+    rejected = pq.read_table(rejects).to_pylist()
+    drops = [r for r in rejected if r["stage"] == "dedup"]
     survivor = {r["key"]: r["dup_survivor"] for r in drops if r["dup_survivor"]}
-    gone = {r["key"] for r in pq.read_table(rejects).to_pylist() if r["stage"] != "dedup"}
+    gone = {r["key"] for r in rejected if r["stage"] != "dedup"}
 
     def group(key: str) -> int:
         return by_key[key]["dup_group"] if key in by_key else -1
@@ -97,11 +97,10 @@ def dedup_quality(rejects: Path, truth: Path) -> dict:
                     for r in mine)  # fmt: skip
         out[f"{op}_drops"] = len(mine)
         out[f"{op}_precision"] = round(right / len(mine), 4) if mine else None
-    original = {r["dup_group"]: make_key("kit", i) for i, r in rows.items()
-                if r["dup_kind"] == "original"}  # fmt: skip
+    original = {r["dup_group"]: k for k, r in by_key.items() if r["dup_kind"] == "original"}
     found = total = 0
-    for rid, r in rows.items():
-        key, orig = make_key("kit", rid), original.get(r["dup_group"])
+    for key, r in by_key.items():
+        orig = original.get(r["dup_group"])
         if not r["dup_kind"].startswith("near") or orig is None or {key, orig} & gone:
             continue
         total += 1
