@@ -86,7 +86,7 @@ def test_survivor_rule_resolution_then_quality_then_key_hash() -> None:
 
 
 def test_thumbnail_verification_small_and_fine_signatures() -> None:
-    from mindvl.data_engine.dedup.signature import thumbnails_agree
+    from mindvl.data_engine.dedup.verify import thumbnails_agree
 
     rng = np.random.default_rng(3)
     small = rng.integers(0, 256, 192, dtype=np.uint8)
@@ -106,7 +106,7 @@ def test_thumbnail_verification_small_and_fine_signatures() -> None:
 def test_fine_verification_accepts_crops_of_a_picture() -> None:
     from PIL import Image, ImageDraw
 
-    from mindvl.data_engine.dedup.signature import thumbnails_agree
+    from mindvl.data_engine.dedup.verify import thumbnails_agree
 
     img = Image.new("L", (400, 300), 230)
     draw = ImageDraw.Draw(img)
@@ -199,32 +199,32 @@ def _picture_family(seed: int) -> list[bytes]:
 
 
 def test_half_resolution_prescreen_only_drops_pairs_the_full_search_rejects() -> None:
-    from mindvl.data_engine.dedup import signature
+    from mindvl.data_engine.dedup import signature, verify
 
     sigs = _picture_family(5)
     screened = agreed = 0
     for i in range(len(sigs)):
         for j in range(i + 1, len(sigs)):
-            full = signature.signature_distance(sigs[i], sigs[j]) <= signature.VERIFY_MAX_P99_Z_DIFF
+            full = signature.signature_distance(sigs[i], sigs[j]) <= verify.VERIFY_MAX_P99_Z_DIFF
             coarse = signature.coarse_signature_distance(sigs[i], sigs[j])
-            assert signature.thumbnails_agree(sigs[i], sigs[j]) == full
-            screened += coarse > signature.PRESCREEN_MAX
+            assert verify.thumbnails_agree(sigs[i], sigs[j]) == full
+            screened += coarse > verify.PRESCREEN_MAX
             agreed += full
     assert agreed >= 20  # each picture with its crop and its resize (24 pairs)
     assert screened >= 200  # most of the other 252 pairs never reach the full search
 
 
 def test_batch_screen_and_cached_verifier_keep_the_decisions(monkeypatch) -> None:
-    from mindvl.data_engine.dedup import screen, signature
+    from mindvl.data_engine.dedup import screen, verify
 
     sigs = _picture_family(7)
     sigs += [bytes(192), bytes(range(192)), sigs[0][:100], b""]  # legacy, short, empty
     n = len(sigs)
     left, right = (a.ravel() for a in np.triu_indices(n, 1))
     pairs = list(zip(left.tolist(), right.tolist(), strict=True))
-    plain = np.array([signature.thumbnails_agree(sigs[i], sigs[j]) for i, j in pairs])
+    plain = np.array([verify.thumbnails_agree(sigs[i], sigs[j]) for i, j in pairs])
     keep = screen.screen_pairs(sigs, left, right)
-    verifier = signature.PairVerifier(max_bytes=3 << 20)  # small: the cache starts over often
+    verifier = verify.PairVerifier(max_bytes=3 << 20)  # small: the cache starts over often
     cached = np.array(
         [keep[p] and verifier.agree(sigs[i], sigs[j]) for p, (i, j) in enumerate(pairs)]
     )
@@ -266,7 +266,7 @@ def test_a_component_is_kept_as_a_star_around_its_survivor() -> None:
     the component forms its own star."""
     import pyarrow as pa
 
-    from mindvl.data_engine.dedup import signature
+    from mindvl.data_engine.dedup import verify
     from mindvl.data_engine.dedup.ray_components import local_components
 
     base = np.full((48, 48), 230, np.uint8)
@@ -276,7 +276,7 @@ def test_a_component_is_kept_as_a_star_around_its_survivor() -> None:
     far = base.copy()
     far[10:38, 26:34] = 90  # C: a second bar
     a, b, c = (x.tobytes() for x in (base, near, far))
-    assert signature.thumbnails_agree(a, b) and not signature.thumbnails_agree(a, c)
+    assert verify.thumbnails_agree(a, b) and not verify.thumbnails_agree(a, c)
     table = pa.table({"a": ["1a", "1b"], "b": ["1b", "1c"], "verified": [True, True],
                       "sig_a": [a, b], "sig_b": [b, c]})  # fmt: skip
     got = dict(zip(*local_components(table).to_pydict().values(), strict=True))

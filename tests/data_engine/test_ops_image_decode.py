@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from mindvl.data_engine.dedup.signature_format import parse_signature
 from mindvl.data_engine.ops.image_decode import ImageDecode, ImageDecodeParams
 from mindvl.data_engine.record import Candidate
 
@@ -56,7 +57,12 @@ def test_good_image_gets_every_feature() -> None:
     assert (c.widths, c.heights) == ([96, 40], [64, 30])
     assert [len(h) for h in c.pixel_hashes] == [32, 32]
     assert [len(h) for h in c.phashes] == [16, 16]
-    assert [len(s) for s in c.signatures] == [4608, 4608]  # 48*48 gray bytes as hex
+    sigs = [parse_signature(bytes.fromhex(s)) for s in c.signatures]
+    assert [(len(s.gray), s.gray_side, s.size) for s in sigs] == [
+        (48 * 48, 48, (96, 64)),
+        (48 * 48, 48, (40, 30)),
+    ]
+    assert all(s.chroma.shape == (2, 8, 8) for s in sigs)
     assert all(0.05 < v <= 0.5 for v in c.information)
     assert all(v > 50 for v in c.blur)
 
@@ -97,7 +103,10 @@ def test_lossless_containers_hash_equal_and_lossy_differs() -> None:
     # perceptual signals survive re-encoding
     distance = bin(int(jpeg.phashes[0], 16) ^ int(png.phashes[0], 16)).count("1")
     assert distance <= 4
-    a, b = (np.frombuffer(bytes.fromhex(x.signatures[0]), np.uint8) for x in (jpeg, png))
+    a, b = (
+        np.frombuffer(parse_signature(bytes.fromhex(x.signatures[0])).gray, np.uint8)
+        for x in (jpeg, png)
+    )
     assert np.abs(a.astype(int) - b.astype(int)).max() <= 8
 
 

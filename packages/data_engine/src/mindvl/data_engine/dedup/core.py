@@ -13,7 +13,7 @@ Order of work (the Ray path in ``ray_dedup.py`` does the same steps distributed)
    distance, and joined into connected components. Near dedup is image-level: a near copy
    (or the same picture) with a different text is dropped too. Images below
    ``near.min_information`` (flat, mostly white, line art) get exact dedup only;
-4. every component is split into stars (``signature.star_members``): a survivor
+4. every component is split into stars (``verify.star_members``): a survivor
    (``survivor.py``) and the members that verify against it themselves, the rest split the
    same way (verified pairs A~B, B~C do not drop C for A when A and C differ); exact-stage
    members follow the survivor of their exact group's representative, so ``dup_survivor``
@@ -23,9 +23,9 @@ Samples with several images are exact duplicates only when all their images matc
 order, and take no part in near dedup. Rows without pixel hashes (text-only, or not
 decoded) are left alone. Verification is what keeps look-alike images apart once pHash has
 matched: 48x48 grayscale thumbnails compared after a small crop search
-(``signature.thumbnails_agree``), after a vectorised screen of all candidate pairs at
+(``verify.thumbnails_agree``), after a vectorised screen of all candidate pairs at
 16x16 (``screen.screen_pairs``) and with per-image search terms cached
-(``signature.PairVerifier``); see ``tests/data_engine/test_dedup_corpus.py`` for the
+(``verify.PairVerifier``); see ``tests/data_engine/test_dedup_corpus.py`` for the
 measured precision/recall.
 """
 
@@ -54,8 +54,8 @@ from mindvl.data_engine.dedup.decisions import (
 from mindvl.data_engine.dedup.decontaminate import EvalIndex
 from mindvl.data_engine.dedup.lsh import candidate_pairs
 from mindvl.data_engine.dedup.screen import screen_pairs
-from mindvl.data_engine.dedup.signature import PairVerifier, star_members
 from mindvl.data_engine.dedup.survivor import group_id, label_key
+from mindvl.data_engine.dedup.verify import PairVerifier, star_members
 from mindvl.data_engine.dedup.view import DedupItem, dedup_item
 from mindvl.data_engine.record import Candidate
 

@@ -8,7 +8,7 @@ features, so the definitions are the build's own). A training image matches an e
 image when its pixel hash is equal, or, when both carry enough information (the same
 ``near.min_information`` guard as near dedup; an eval image without an information score is
 taken to have enough), its pHash is within ``near.max_hamming`` and, with ``near.verify``,
-the thumbnails agree (``signature.thumbnails_agree``). The index is small (eval sets are)
+the thumbnails agree (``verify.thumbnails_agree``). The index is small (eval sets are)
 and is shipped to every worker.
 """
 
@@ -21,7 +21,7 @@ import numpy as np
 
 from mindvl.common.recipe import NearDedupSpec
 from mindvl.data_engine.dedup.bits import band_values, hamming
-from mindvl.data_engine.dedup.signature import thumbnails_agree
+from mindvl.data_engine.dedup.verify import thumbnails_agree
 
 
 class EvalImage(NamedTuple):

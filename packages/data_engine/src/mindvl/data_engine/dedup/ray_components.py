@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 
 from mindvl.data_engine.dedup.components import component_labels
 from mindvl.data_engine.dedup.ray_tables import total
-from mindvl.data_engine.dedup.signature import PairVerifier, star_members
+from mindvl.data_engine.dedup.verify import PairVerifier, star_members
 
 STATE = pa.schema(
     [
@@ -109,7 +109,7 @@ def changed_count(table: pa.Table) -> pa.Table:
 def local_components(table: pa.Table) -> pa.Table:
     """All verified pairs in one batch -> (node, label) with label = the smallest label in
     the node's component (labels sort as survivor labels, so that is the survivor), each
-    component then split into stars around survivors (``signature.star_members``)."""
+    component then split into stars around survivors (``verify.star_members``)."""
     table = table.filter(table.column("verified"))
     a = table.column("a").to_numpy(zero_copy_only=False).astype(str)
     b = table.column("b").to_numpy(zero_copy_only=False).astype(str)
@@ -156,7 +156,7 @@ def attach_sig(table: pa.Table) -> pa.Table:
 
 
 def star_group(table: pa.Table) -> pa.Table:
-    """One component's (node, label, sig) rows -> its stars (``signature.star_members``)."""
+    """One component's (node, label, sig) rows -> its stars (``verify.star_members``)."""
     label = table.column("label")[0].as_py()
     nodes = table.column("node").to_pylist()
     sig_of = dict(zip(nodes, table.column("sig").to_pylist(), strict=True))

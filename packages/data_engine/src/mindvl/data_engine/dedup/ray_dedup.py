@@ -8,7 +8,7 @@ Stages (maps and group-bys over slim rows; only per-block counters reach the dri
    pairs within the Hamming bound verified by thumbnail distance;
 3. components of verified pairs (``ray_components.py``: one task up to 100k pairs, else
    distributed min-label propagation), split into stars: members must verify against
-   their survivor themselves (``signature.star_members``);
+   their survivor themselves (``verify.star_members``);
 4. decisions: group-by exact representative, together with its component's label;
 5. apply: the decision rows (only the rows dedup touched: drops and group survivors) are
    broadcast to a map over the input rows, joined on ``key`` there, and written onto their

@@ -26,8 +26,8 @@ from mindvl.data_engine.dedup.decisions import (
 )
 from mindvl.data_engine.dedup.decontaminate import EvalIndex
 from mindvl.data_engine.dedup.screen import screen_pairs
-from mindvl.data_engine.dedup.signature import PairVerifier
 from mindvl.data_engine.dedup.survivor import group_id, label_key
+from mindvl.data_engine.dedup.verify import PairVerifier
 from mindvl.data_engine.dedup.view import dedup_item
 
 VIEW = pa.schema(

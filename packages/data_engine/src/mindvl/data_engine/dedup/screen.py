@@ -12,12 +12,13 @@ import numpy as np
 
 from mindvl.data_engine.dedup.signature import (
     BORDER,
-    PRESCREEN_MIN_SIDE,
     p99,
     search_operators,
     signature_pixels,
     zscore,
 )
+from mindvl.data_engine.dedup.signature_format import parse_signature
+from mindvl.data_engine.dedup.verify import PRESCREEN_MIN_SIDE
 
 # Batch screen before any per-pair search (``screen_pairs``): the coarse crop grid only, at a
 # third of the resolution (16x16 from 48x48), vectorised over all candidate pairs of a
@@ -51,19 +52,21 @@ def _targets(x: np.ndarray) -> np.ndarray:
 
 
 def screen_pairs(sigs: list[bytes], left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    """Which candidate pairs (indices into ``sigs``) still need ``thumbnails_agree``: False
+    """Which candidate pairs (indices into ``sigs``) still need ``verify.thumbnails_agree``: False
     for pairs whose coarse-grid distance at a third of the resolution exceeds SCREEN_MAX.
     Pairs of signatures this screen does not apply to (legacy, malformed, unequal or too
     small) are kept for the full check."""
     left = np.asarray(left, dtype=np.int64)
     right = np.asarray(right, dtype=np.int64)
     keep = np.ones(left.size, dtype=bool)
-    lengths = Counter(len(s) for s in sigs)
-    side = int(round(lengths.most_common(1)[0][0] ** 0.5)) if sigs else 0
+    gray_sides = [parse_signature(s).gray_side for s in sigs]
+    side = Counter(gray_sides).most_common(1)[0][0] if sigs else None
+    if side is None:
+        return keep
     small = side // SCREEN_FACTOR
     if small < PRESCREEN_MIN_SIDE or side % SCREEN_FACTOR:
         return keep
-    shape_ok = np.array([len(s) == side * side for s in sigs], dtype=bool)
+    shape_ok = np.array([s == side for s in gray_sides], dtype=bool)
     pre = _Precomputed.build(sigs, small, np.unique(np.concatenate([left, right])), shape_ok)
     for start in range(0, left.size, SCREEN_CHUNK):
         lo, hi = left[start : start + SCREEN_CHUNK], right[start : start + SCREEN_CHUNK]

@@ -1,9 +1,9 @@
-"""Verification of a pHash match by a second, independent signal: the 48x48 grayscale
-signatures ``image_decode`` stores, compared after a small crop search.
+"""The crop-tolerant comparison of two grayscale signature thumbnails (the gray part of
+``signature_format``): both blurred, brightness/contrast-normalised, one cropped and
+rescaled over a small grid of crops, then compared pixel by pixel.
 
-``thumbnails_agree`` decides one pair; ``PairVerifier`` decides many pairs over the same
-images with the same answers (per-image terms cached); ``star_members`` splits a component
-of verified pairs into stars around survivors.
+``signature_match`` compares two signatures; ``verify.py`` turns the comparison, the two
+sizes and the chroma into the keep/reject decision of a pHash match.
 """
 
 from __future__ import annotations
@@ -13,24 +13,8 @@ from functools import lru_cache
 
 import numpy as np
 
-# Mean absolute difference (0..255 scale) between two legacy 8x8 RGB thumbnails (192 bytes)
-# above which a pHash match is rejected (rows written before the grayscale signature).
-VERIFY_MAX_MEAN_ABS_DIFF = 22.0
-SMALL_SIGNATURE_BYTES = 192
-# Square grayscale signatures (image_decode writes 48x48): both thumbnails are blurred
-# (sigma ~1 px at 32x32, so sub-pixel resampling of thin strokes does not count),
-# brightness/contrast-normalised, aligned by the best of a small crop search, and the
-# 99th percentile of the per-pixel z-difference must stay below this. Tuned on the corpus
-# kit (400 per category, faults 0.3, k=6): seed 11 near recall 0.946 at precision 0.993,
-# seed 23 0.922 at 1.000 (0.930 before the peak rule below), seed 5 0.908 at 1.000
-# (tests/data_engine/test_dedup_corpus.py). Closest hard negatives: same-shape icons at
-# the same relative position ~0.42, near-blank documents ~0.54.
-VERIFY_MAX_P99_Z_DIFF = 0.5
-# ... and at that best crop no pixel may differ by more than this. The 99th percentile
-# ignores the 21 most different of 2116 pixels, which is where a single changed glyph or
-# bar lives ("10 - 4 = ?" vs "10 - 5 = ?"): on the 20k benchmark corpus 60% of the wrong
-# near drops had a pixel above 1.0 at their best crop, against 0.5% of the right ones.
-VERIFY_MAX_PEAK_Z_DIFF = 1.0
+from mindvl.data_engine.dedup.signature_format import parse_signature
+
 # Crop search: "b is a crop of a" (and vice versa) per axis, scale s = 1 / kept fraction,
 # crop anchored left .. right. A pure shift at s = 1 is not a crop (the content must also
 # be rescaled), which keeps same-size shapes at clearly different positions apart.
@@ -41,20 +25,8 @@ CROP_ANCHORS = (0.0, 0.5, 1.0)
 FINE_SCALES = (1.0, 1.02, 1.04, 1.06, 1.08, 1.10, 1.12)
 FINE_ANCHORS = (0.0, 0.25, 0.5, 0.75, 1.0)
 BLUR_SIGMA_AT_32 = 0.7
-# Pre-screen: pairs whose half-resolution distance exceeds this are rejected without the
-# full search. Measured on the corpus kit (400 per category, faults 0.3, k=6 candidates):
-# the largest half-resolution distance of a pair the full search accepts was 0.74 / 0.97 /
-# 0.92 (seeds 11 / 23 / 5); above 1.2 the screen removes 73% / 64% / 54% of the pairs the
-# full search rejects, at ~1/6 of the cost each, and changed no decision there (nor in
-# bench/data_engine.py at 2k and 20k images: identical dedup counts).
-PRESCREEN_MAX = 1.2
-PRESCREEN_MIN_SIDE = 16
 Z_EPS = 4.0  # added to the std: flat thumbnails stay flat instead of amplifying noise
 BORDER = 1  # edge pixels left out (clamped resampling there)
-
-
-def signature_array(signature: str) -> np.ndarray:
-    return np.frombuffer(bytes.fromhex(signature), dtype=np.uint8)
 
 
 def _axis_resamplers(n: int, scales: tuple, anchors: tuple) -> np.ndarray:
@@ -117,7 +89,7 @@ def _scores(
 
 
 @dataclass(frozen=True)
-class _Terms:
+class SearchTerms:
     """What the search needs of one signature, whichever side of a pair it is on."""
 
     rows: np.ndarray  # (m, n, n): every row crop of x on the fine grid
@@ -129,7 +101,7 @@ class _Terms:
         return self.rows.nbytes + self.coarse.nbytes + self.target.nbytes
 
 
-def _terms(x: np.ndarray) -> _Terms:
+def terms(x: np.ndarray) -> SearchTerms:
     side = x.shape[0]
     crops, coarse, blur = search_operators(side)
     inner = slice(BORDER, side - BORDER)
@@ -137,13 +109,31 @@ def _terms(x: np.ndarray) -> _Terms:
     rows = crops @ x  # cropping rows = the y axis
     cc = crops[coarse]
     warped = (rows[coarse][:, None] @ cc.transpose(0, 2, 1)[None])[:, :, inner, inner]
-    return _Terms(rows, zscore(warped.reshape(-1, target.size)), target)
+    return SearchTerms(rows, zscore(warped.reshape(-1, target.size)), target)
 
 
-def _direction(tx: _Terms, ty: _Terms) -> tuple[float, float]:
+@dataclass(frozen=True)
+class Match:
+    """The best crop found: its 99th percentile and largest |z difference|, its scale per
+    axis (1 / kept fraction; 1 = not cropped) and whether the first image is the cropped
+    one."""
+
+    p99: float
+    peak: float
+    scale_y: float = 1.0
+    scale_x: float = 1.0
+    first_cropped: bool = True
+
+
+def _combos(side: int) -> list[tuple[float, float]]:
+    """(scale, anchor) of each fine-grid operator of ``search_operators``, in its order."""
+    return [(s, a) for s in FINE_SCALES for a in ((0.5,) if s == 1.0 else FINE_ANCHORS)]
+
+
+def _direction(tx: SearchTerms, ty: SearchTerms) -> tuple[float, float, int, int]:
     """Best crop of "a crop of x matches y": the coarse grid over both axes first, then
     each axis refined on the fine grid with the other held at its best. Returns that crop's
-    (99th percentile, largest) |z difference|."""
+    (99th percentile, largest) |z difference| and its fine-grid operator per axis (y, x)."""
     side = tx.rows.shape[1]
     crops, coarse, _ = search_operators(side)
     inner = slice(BORDER, side - BORDER)
@@ -153,31 +143,69 @@ def _direction(tx: _Terms, ty: _Terms) -> tuple[float, float]:
     best = int(np.argmin(sc))
     iy, ix = np.unravel_index(best, (len(coarse), len(coarse)))
     iy, ix = coarse[iy], coarse[ix]
+    coarse_x = ix
     fine_x, peak_x = _scores(tx.rows[iy : iy + 1], crops, target, inner)
     ix = int(np.argmin(fine_x[0]))
     fine_y, peak_y = _scores(tx.rows, crops[ix : ix + 1], target, inner)
-    found = [(float(sc[best]), float(sc_peak[best]))]
-    found.append((float(fine_x[0, ix]), float(peak_x[0, ix])))
+    found = [(float(sc[best]), float(sc_peak[best]), int(iy), int(coarse_x))]
+    found.append((float(fine_x[0, ix]), float(peak_x[0, ix]), int(iy), ix))
     j = int(np.argmin(fine_y[:, 0]))
-    found.append((float(fine_y[j, 0]), float(peak_y[j, 0])))
+    found.append((float(fine_y[j, 0]), float(peak_y[j, 0]), j, ix))
     return min(found, key=lambda f: f[0])  # the first of equal scores: coarse, then fine
 
 
-def _distance_terms(ta: _Terms, tb: _Terms) -> tuple[float, float]:
-    return min(_direction(ta, tb), _direction(tb, ta), key=lambda f: f[0])
+def match_terms(ta: SearchTerms, tb: SearchTerms) -> Match:
+    """The best crop of either image against the other (their search terms)."""
+    combos = _combos(ta.rows.shape[1])
+    ab, ba = _direction(ta, tb), _direction(tb, ta)
+    first = ab[0] <= ba[0]
+    p, peak, iy, ix = ab if first else ba
+    return Match(p, peak, combos[iy][0], combos[ix][0], first)
 
 
-def _distance(xa: np.ndarray, xb: np.ndarray) -> tuple[float, float]:
-    return _distance_terms(_terms(xa), _terms(xb))
+def match_with_aspect(
+    ta: SearchTerms, tb: SearchTerms, aspect_change: float, tolerance: float
+) -> Match | None:
+    """The best crop on the whole fine grid among those that turn the cropped image's aspect
+    ratio (width / height) into the other's within ``tolerance`` in |log|;
+    ``aspect_change`` is b's aspect ratio over a's. Slower than :func:`match_terms` (up to
+    the whole grid): for the few pairs whose best crop does not explain their sizes. None
+    when no crop of the grid does."""
+    side = ta.rows.shape[1]
+    crops, _, _ = search_operators(side)
+    inner = slice(BORDER, side - BORDER)
+    scales = np.array([s for s, _ in _combos(side)])
+    best = None
+    for first, tx, ty, change in (
+        (True, ta, tb, aspect_change),
+        (False, tb, ta, 1 / aspect_change),
+    ):
+        for iy, sy in enumerate(scales.tolist()):
+            ok = np.flatnonzero(np.abs(np.log(sy / scales / change)) <= tolerance)
+            if ok.size == 0:
+                continue
+            sc, peak = _scores(tx.rows[iy : iy + 1], crops[ok], ty.target, inner)
+            j = int(np.argmin(sc[0]))
+            if best is None or sc[0, j] < best.p99:
+                best = Match(float(sc[0, j]), float(peak[0, j]), sy, float(scales[ok[j]]), first)
+    return best
 
 
-def _agrees(match: tuple[float, float]) -> bool:
-    return match[0] <= VERIFY_MAX_P99_Z_DIFF and match[1] <= VERIFY_MAX_PEAK_Z_DIFF
+def identity_match(ta: SearchTerms, tb: SearchTerms) -> Match:
+    """The two thumbnails compared as they are (no crop)."""
+    diff = np.abs(ta.target - tb.target)
+    return Match(float(p99(diff)), float(diff.max()))
+
+
+def _distance(xa: np.ndarray, xb: np.ndarray) -> Match:
+    return match_terms(terms(xa), terms(xb))
 
 
 def signature_pixels(sig: bytes) -> np.ndarray:
-    side = int(round(len(sig) ** 0.5))
-    return np.frombuffer(sig, np.uint8).astype(np.float32).reshape(side, side)
+    """The square gray thumbnail of a signature (any layout of ``signature_format``)."""
+    gray = parse_signature(sig).gray
+    side = int(round(len(gray) ** 0.5))
+    return np.frombuffer(gray, np.uint8).astype(np.float32).reshape(side, side)
 
 
 def _halved(x: np.ndarray) -> np.ndarray:
@@ -185,96 +213,24 @@ def _halved(x: np.ndarray) -> np.ndarray:
     return x[: 2 * n, : 2 * n].reshape(n, 2, n, 2).mean((1, 3))
 
 
-def signature_match(a: bytes, b: bytes) -> tuple[float, float]:
-    """Crop-tolerant comparison of two square grayscale signatures: the crop (either image
-    cropped, per-axis scale and anchor) with the smallest 99th percentile |z_a - z_b|, as
-    (that percentile, the largest |z_a - z_b| there)."""
+def signature_match(a: bytes, b: bytes) -> Match:
+    """Crop-tolerant comparison of the gray thumbnails of two signatures: the crop (either
+    image cropped, per-axis scale and anchor) with the smallest 99th percentile
+    |z_a - z_b|."""
     return _distance(signature_pixels(a), signature_pixels(b))
 
 
 def signature_distance(a: bytes, b: bytes) -> float:
     """The 99th percentile part of :func:`signature_match`."""
-    return signature_match(a, b)[0]
+    return signature_match(a, b).p99
+
+
+def halved(x: np.ndarray) -> np.ndarray:
+    n = x.shape[0] // 2
+    return x[: 2 * n, : 2 * n].reshape(n, 2, n, 2).mean((1, 3))
 
 
 def coarse_signature_distance(a: bytes, b: bytes) -> float:
     """The same search on both signatures at half resolution (24x24 from 48x48): about a
     sixth of the cost, and a screen for pairs the full search would reject anyway."""
-    return _distance(_halved(signature_pixels(a)), _halved(signature_pixels(b)))[0]
-
-
-def _square_side(a: bytes, b: bytes) -> int | None:
-    """Side of two equal square grayscale signatures (>= 8), else None."""
-    if len(a) == 0 or len(a) != len(b) or len(a) == SMALL_SIGNATURE_BYTES:
-        return None
-    side = int(round(len(a) ** 0.5))
-    return side if side * side == len(a) and side >= 8 else None
-
-
-def thumbnails_agree(a: bytes, b: bytes) -> bool:
-    """Second-signal check of a pHash match (raw signature bytes of both images)."""
-    if len(a) == 0 or len(a) != len(b):
-        return False
-    if len(a) == SMALL_SIGNATURE_BYTES:
-        xa = np.frombuffer(a, np.uint8).astype(np.float32)
-        xb = np.frombuffer(b, np.uint8).astype(np.float32)
-        return float(np.abs(xa - xb).mean()) <= VERIFY_MAX_MEAN_ABS_DIFF
-    side = _square_side(a, b)
-    if side is None:
-        return False
-    if side >= 2 * PRESCREEN_MIN_SIDE and coarse_signature_distance(a, b) > PRESCREEN_MAX:
-        return False  # far apart even at half resolution: skip the full search
-    return _agrees(signature_match(a, b))
-
-
-class PairVerifier:
-    """``thumbnails_agree`` for many pairs over the same images (a band bucket compares each
-    image with many others): the per-signature terms of the search (its crops, coarse warps
-    and target, at both resolutions) are computed once and kept, up to ``max_bytes`` per
-    resolution (then the cache starts over). Decisions are those of ``thumbnails_agree``."""
-
-    def __init__(self, max_bytes: int = 256 << 20) -> None:
-        self.max_bytes = max_bytes
-        self._cache: dict[bool, dict[bytes, _Terms]] = {False: {}, True: {}}
-        self._bytes = {False: 0, True: 0}
-
-    def _get(self, sig: bytes, half: bool) -> _Terms:
-        cache = self._cache[half]
-        terms = cache.get(sig)
-        if terms is None:
-            x = signature_pixels(sig)
-            terms = _terms(_halved(x) if half else x)
-            if self._bytes[half] + terms.nbytes > self.max_bytes:
-                cache.clear()
-                self._bytes[half] = 0
-            cache[sig] = terms
-            self._bytes[half] += terms.nbytes
-        return terms
-
-    def agree(self, a: bytes, b: bytes) -> bool:
-        side = _square_side(a, b)
-        if side is None:
-            return thumbnails_agree(a, b)  # legacy / malformed: no search, nothing to cache
-        if side >= 2 * PRESCREEN_MIN_SIDE:
-            coarse = _distance_terms(self._get(a, True), self._get(b, True))[0]
-            if coarse > PRESCREEN_MAX:
-                return False
-        return _agrees(_distance_terms(self._get(a, False), self._get(b, False)))
-
-
-def star_members(labels: list[str], sig_of, verifier: PairVerifier) -> list[list[str]]:
-    """A near-duplicate component as stars: the smallest label survives with the members
-    that verify against it themselves; the rest is split the same way again (greedy leader
-    clustering, deterministic: labels sorted, survivor = smallest). Verified pairs chain
-    (A~B and B~C while A and C differ): on the 20k benchmark corpus half of the wrong near
-    drops were further than the verification threshold from the survivor they were dropped
-    for. Returns the stars with at least two members, each sorted."""
-    rest, stars = sorted(labels), []
-    while len(rest) > 1:
-        top = sig_of[rest[0]]
-        star = [rest[0]] + [lab for lab in rest[1:] if verifier.agree(sig_of[lab], top)]
-        if len(star) > 1:
-            stars.append(star)
-        chosen = set(star)
-        rest = [lab for lab in rest if lab not in chosen]
-    return stars
+    return _distance(halved(signature_pixels(a)), halved(signature_pixels(b))).p99

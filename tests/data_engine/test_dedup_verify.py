@@ -1,0 +1,107 @@
+"""The second signals of a pHash match beyond the gray thumbnail: the signature layout,
+the chroma rule and the size rules (dedup/verify.py, dedup/signature_format.py)."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from mindvl.data_engine.dedup import verify
+from mindvl.data_engine.dedup.signature import signature_match
+from mindvl.data_engine.dedup.signature_format import (
+    TAIL_BYTES,
+    TAIL_MAGIC,
+    pack_signature,
+    parse_signature,
+)
+from mindvl.data_engine.ops.image_decode import image_features
+
+
+def sig(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    return bytes.fromhex(image_features(buf.getvalue()).signature)
+
+
+def scene(fill=(200, 40, 40), size=(320, 240), at=(120, 80)) -> Image.Image:
+    img = Image.new("RGB", size, (235, 235, 235))
+    draw = ImageDraw.Draw(img)
+    draw.rectangle((20, 20, 300, 40), fill=(60, 60, 60))
+    x, y = at
+    draw.ellipse((x, y, x + 90, y + 90), fill=fill)
+    return img
+
+
+def test_layout_round_trips_and_bare_squares_stay_gray_only() -> None:
+    gray = bytes(range(256)) * 9  # 48 * 48
+    cbcr = bytes([100] * 64 + [160] * 64)
+    parsed = parse_signature(pack_signature(gray, 640, 480, cbcr))
+    assert (parsed.gray, parsed.size, parsed.gray_side) == (gray, (640, 480), 48)
+    assert parsed.chroma.shape == (2, 8, 8) and parsed.chroma[1, 7, 7] == 160
+    legacy = bytearray(48 * 48)
+    legacy[48 * 48 - TAIL_BYTES : 48 * 48 - TAIL_BYTES + 2] = TAIL_MAGIC  # "SX" where a tail starts
+    parsed = parse_signature(bytes(legacy))
+    assert (len(parsed.gray), parsed.size, parsed.chroma) == (48 * 48, None, None)
+    assert parse_signature(bytes(192)).gray_side is None  # the 8x8 RGB legacy thumbnail
+    with pytest.raises(ValueError, match="chroma"):
+        pack_signature(gray, 1, 1, b"short")
+
+
+def test_shapes_of_one_luminance_but_different_colours_are_two_pictures() -> None:
+    red, grey_twin = scene((200, 40, 40)), scene((88, 88, 88))  # red's luma is 88
+    blue = scene((40, 84, 255))  # luma 0.299*40 + 0.587*84 + 0.114*255 = 90
+    a, b, c = sig(red), sig(blue), sig(grey_twin)
+    assert signature_match(a, b).p99 < 0.2  # the gray thumbnails alone agree
+    assert not verify.thumbnails_agree(a, b)
+    assert not verify.thumbnails_agree(a, c)
+    assert verify.chroma_difference(parse_signature(a), parse_signature(b)) > 0.4  # limit 0.25
+
+
+def test_saturation_and_recompression_keep_a_match() -> None:
+    img = scene((200, 40, 40))
+    paler = Image.blend(img, img.convert("L").convert("RGB"), 0.12)  # 12% less saturated
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=60)
+    jpeg = Image.open(io.BytesIO(buf.getvalue()))
+    a = sig(img)
+    assert verify.thumbnails_agree(a, sig(paler))
+    assert verify.thumbnails_agree(a, sig(jpeg))
+
+
+def test_one_size_is_compared_uncropped_and_a_crop_must_explain_the_sizes() -> None:
+    img = scene()
+    # A crop scaled back to the very same size: what two look-alikes (one icon, moved a
+    # little) look like too. Without sizes the crop search accepts it; with one size for
+    # both, only the uncropped comparison counts, and it rejects.
+    moved = img.crop((16, 10, 320, 240)).resize(img.size)
+    a, b = sig(img), sig(moved)
+    gray_a, gray_b = parse_signature(a).gray, parse_signature(b).gray
+    assert verify.thumbnails_agree(gray_a, gray_b)
+    assert not verify.thumbnails_agree(a, b)
+    cropped = img.crop((10, 6, 312, 236))  # a real crop: sizes shrink by what was cut
+    assert verify.thumbnails_agree(a, sig(cropped))
+    assert verify.thumbnails_agree(a, sig(img.resize((200, 150))))  # a resize keeps aspect
+    stretched = cropped.resize((cropped.width, int(cropped.height * 0.8)))
+    assert not verify.thumbnails_agree(a, sig(stretched))  # no crop of the grid explains it
+
+
+def test_a_match_whose_best_crop_misreads_the_sizes_is_searched_again() -> None:
+    """The coordinate search may land on a crop that does not fit the sizes while another
+    crop that does also matches: the constrained search finds that one."""
+    img = scene()
+    a = parse_signature(sig(img))
+    cropped = img.crop((8, 9, 312, 231))
+    b = parse_signature(sig(cropped))
+    pixels = [np.frombuffer(p.gray, np.uint8).reshape(48, 48).astype(np.float32) for p in (a, b)]
+    from mindvl.data_engine.dedup.signature import match_with_aspect, terms
+
+    ta, tb = terms(pixels[0]), terms(pixels[1])
+    change = verify.aspect_change(a, b)
+    found = match_with_aspect(ta, tb, change, verify.VERIFY_MAX_ASPECT_LOG_DIFF)
+    assert found is not None and found.first_cropped
+    assert abs(np.log(found.scale_y / found.scale_x / change)) <= 0.05
+    assert found.p99 <= verify.VERIFY_MAX_P99_Z_DIFF
+    assert match_with_aspect(ta, tb, change * 1.5, 0.05) is None  # beyond the grid's crops
