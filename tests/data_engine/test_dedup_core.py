@@ -11,6 +11,7 @@ from PIL import Image, ImageDraw
 
 from mindvl.common.recipe import DedupSpec
 from mindvl.data_engine.dedup import dedup_candidates, dedup_rows, eval_hashes_from_images
+from mindvl.data_engine.dedup.signature_format import parse_signature
 from mindvl.data_engine.ops.image_decode import ImageDecode
 from mindvl.data_engine.record import Candidate
 
@@ -135,10 +136,16 @@ def test_low_information_images_get_exact_dedup_only() -> None:
     assert dropped == ["d0_copy"] or dropped == ["d0"]
     assert stats.low_information_exact_only == 12
     assert stats.near_candidate_pairs == 0
-    # without the guard pHash pairs these different pages up and verification still lets
-    # some of them collapse (near-blank pages are flat at 48x48)
-    loose = dedup_candidates(unguarded, DedupSpec.model_validate({"near": {"max_hamming": 10}}))
-    assert loose.near_candidate_pairs > 10 and loose.near_dropped > 0
+    # without the guard pHash pairs these different pages up; verification keeps them apart
+    # (pages of one size are compared uncropped, and their content boxes differ), while
+    # the whole-page thumbnails alone would let some of them collapse (flat at 48x48)
+    loose_spec = DedupSpec.model_validate({"near": {"max_hamming": 10}})
+    loose = dedup_candidates(unguarded, loose_spec)
+    assert loose.near_candidate_pairs > 10 and loose.near_dropped == 0
+    gray_only = [cand(c.key, encode(docs[int(c.key[1:3].rstrip("_"))]), c.caption) for c in cands]
+    for c in gray_only:
+        c.signatures = [parse_signature(bytes.fromhex(s)).gray.hex() for s in c.signatures]
+    assert dedup_candidates(gray_only, loose_spec).near_dropped > 0
 
 
 def test_transparent_icons_are_flattened_not_merged() -> None:

@@ -105,3 +105,46 @@ def test_a_match_whose_best_crop_misreads_the_sizes_is_searched_again() -> None:
     assert abs(np.log(found.scale_y / found.scale_x / change)) <= 0.05
     assert found.p99 <= verify.VERIFY_MAX_P99_Z_DIFF
     assert match_with_aspect(ta, tb, change * 1.5, 0.05) is None  # beyond the grid's crops
+
+
+def equation(text: str, size=(900, 600)) -> Image.Image:
+    """One short line of text on a light page: a few pixels of smudge at 48x48."""
+    img = Image.new("RGB", size, (246, 246, 240))
+    draw = ImageDraw.Draw(img)
+    for dx in range(2):  # a bold stroke of Pillow's small bitmap font, scaled up below
+        draw.text((8 + dx, 6), text, fill=(30, 30, 30))
+    line = img.crop((0, 0, 120, 24)).resize((480, 96), Image.Resampling.NEAREST)
+    img.paste((246, 246, 240), (0, 0, size[0], size[1]))
+    img.paste(line, (size[0] // 2 - 240, size[1] // 2 - 48))
+    return img
+
+
+def test_a_mostly_blank_picture_carries_its_content_box() -> None:
+    from mindvl.data_engine.dedup.content_box import content_thumbnail
+
+    img = equation("10 - 4 = ?")
+    found = content_thumbnail(img.convert("L"), 48)
+    assert found is not None
+    thumb, area = found
+    assert len(thumb) == 48 * 48 and 0.005 < area < 0.3
+    assert len(parse_signature(sig(img)).content) == len(thumb)  # (taken at <= 512 px there)
+    assert content_thumbnail(scene().convert("L"), 48) is None  # content fills the picture
+    blank = Image.new("L", (300, 200), 240)
+    assert content_thumbnail(blank, 48) is None
+    tiny = Image.new("L", (120, 80), 240)
+    ImageDraw.Draw(tiny).rectangle((50, 30, 60, 36), fill=0)
+    assert content_thumbnail(tiny, 48) is None  # a box under 48*48 pixels: no upscale
+
+
+def test_content_boxes_tell_one_glyph_apart_and_keep_real_copies() -> None:
+    a, b = equation("10 - 4 = ?"), equation("10 - 5 = ?")
+    sa, sb = sig(a), sig(b)
+    pa, pb = parse_signature(sa), parse_signature(sb)
+    assert verify.thumbnails_agree(pa.gray, pb.gray)  # the whole-picture thumbnails agree
+    assert not verify.contents_agree(pa, pb)
+    assert not verify.thumbnails_agree(sa, sb)
+    cropped = a.crop((20, 12, 880, 590))
+    resized = a.resize((700, 467), Image.Resampling.LANCZOS)
+    for copy in (cropped, resized):
+        assert verify.contents_agree(pa, parse_signature(sig(copy)))
+    assert verify.thumbnails_agree(sa, sig(resized))
