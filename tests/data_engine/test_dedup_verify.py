@@ -148,3 +148,29 @@ def test_content_boxes_tell_one_glyph_apart_and_keep_real_copies() -> None:
     for copy in (cropped, resized):
         assert verify.contents_agree(pa, parse_signature(sig(copy)))
     assert verify.thumbnails_agree(sa, sig(resized))
+
+
+def test_the_batch_screen_applies_the_chroma_rule_with_the_same_answers() -> None:
+    from mindvl.data_engine.dedup.screen import screen_pairs
+
+    colours = [(200, 40, 40), (40, 84, 255), (40, 160, 60), (200, 40, 40)]
+    sigs = [sig(scene(c)) for c in colours] + [sig(scene((200, 40, 40)).resize((200, 150)))]
+    left, right = (a.ravel() for a in np.triu_indices(len(sigs), 1))
+    keep = screen_pairs(sigs, left, right)
+    pairs = list(zip(left.tolist(), right.tolist(), strict=True))
+    plain = np.array([verify.thumbnails_agree(sigs[i], sigs[j]) for i, j in pairs])
+    reds = {0, 3, 4}
+    for p, (i, j) in enumerate(pairs):
+        assert keep[p] == ({i, j} <= reds)  # only the red pictures are left to verify
+    assert plain[keep].all() and not plain[~keep].any()
+
+
+def test_giving_up_after_the_coarse_grid_only_skips_far_pairs() -> None:
+    from mindvl.data_engine.dedup.signature import match_terms, signature_pixels, terms
+
+    img = scene()
+    near, far = img.crop((12, 8, 310, 232)), scene((200, 40, 40), at=(20, 120))
+    ta, tn, tf = (terms(signature_pixels(parse_signature(sig(x)).gray)) for x in (img, near, far))
+    assert match_terms(ta, tn, give_up_above=0.8) == match_terms(ta, tn)  # refined as before
+    quick, full = match_terms(ta, tf, give_up_above=0.8), match_terms(ta, tf)
+    assert quick.p99 > 0.8 and quick.p99 >= full.p99 > verify.VERIFY_MAX_P99_Z_DIFF

@@ -18,7 +18,11 @@ from mindvl.data_engine.dedup.signature import (
     zscore,
 )
 from mindvl.data_engine.dedup.signature_format import parse_signature
-from mindvl.data_engine.dedup.verify import PRESCREEN_MIN_SIDE
+from mindvl.data_engine.dedup.verify import (
+    PRESCREEN_MIN_SIDE,
+    VERIFY_MAX_CHROMA_DIFF,
+    chroma_differences,
+)
 
 # Batch screen before any per-pair search (``screen_pairs``): the coarse crop grid only, at a
 # third of the resolution (16x16 from 48x48), vectorised over all candidate pairs of a
@@ -52,14 +56,17 @@ def _targets(x: np.ndarray) -> np.ndarray:
 
 
 def screen_pairs(sigs: list[bytes], left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    """Which candidate pairs (indices into ``sigs``) still need ``verify.thumbnails_agree``: False
-    for pairs whose coarse-grid distance at a third of the resolution exceeds SCREEN_MAX.
+    """Which candidate pairs (indices into ``sigs``) still need ``verify.thumbnails_agree``:
+    False for pairs whose colours differ (the chroma rule of ``verify``, vectorised) or
+    whose coarse-grid distance at a third of the resolution exceeds SCREEN_MAX.
     Pairs of signatures this screen does not apply to (legacy, malformed, unequal or too
     small) are kept for the full check."""
     left = np.asarray(left, dtype=np.int64)
     right = np.asarray(right, dtype=np.int64)
     keep = np.ones(left.size, dtype=bool)
-    gray_sides = [parse_signature(s).gray_side for s in sigs]
+    parsed = [parse_signature(s) for s in sigs]
+    keep &= ~_colours_differ(parsed, left, right)
+    gray_sides = [p.gray_side for p in parsed]
     side = Counter(gray_sides).most_common(1)[0][0] if sigs else None
     if side is None:
         return keep
@@ -67,10 +74,11 @@ def screen_pairs(sigs: list[bytes], left: np.ndarray, right: np.ndarray) -> np.n
     if small < PRESCREEN_MIN_SIDE or side % SCREEN_FACTOR:
         return keep
     shape_ok = np.array([s == side for s in gray_sides], dtype=bool)
-    pre = _Precomputed.build(sigs, small, np.unique(np.concatenate([left, right])), shape_ok)
+    used = np.unique(np.concatenate([left[keep], right[keep]]))
+    pre = _Precomputed.build(sigs, small, used, shape_ok)
     for start in range(0, left.size, SCREEN_CHUNK):
         lo, hi = left[start : start + SCREEN_CHUNK], right[start : start + SCREEN_CHUNK]
-        ok = shape_ok[lo] & shape_ok[hi]
+        ok = shape_ok[lo] & shape_ok[hi] & keep[start : start + SCREEN_CHUNK]
         if not ok.any():
             continue
         lo, hi = lo[ok], hi[ok]
@@ -84,6 +92,23 @@ def screen_pairs(sigs: list[bytes], left: np.ndarray, right: np.ndarray) -> np.n
         d_ba = p99(np.abs(warps[b] - targets[a][:, None, :])).min(1)
         keep[np.flatnonzero(ok) + start] = np.minimum(d_ab, d_ba) <= SCREEN_MAX
     return keep
+
+
+def _colours_differ(parsed: list, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Pairs the chroma rule of ``verify`` rejects (pairs without chroma on both sides are
+    left to it)."""
+    out = np.zeros(left.size, dtype=bool)
+    has = np.array([p.chroma is not None for p in parsed], dtype=bool)
+    if not has.any():
+        return out
+    planes = np.zeros((len(parsed), parsed[int(np.argmax(has))].chroma.size), dtype=np.float32)
+    for i in np.flatnonzero(has).tolist():
+        planes[i] = parsed[i].chroma.reshape(-1)
+    both = np.flatnonzero(has[left] & has[right])
+    for start in range(0, both.size, SCREEN_CHUNK * 16):
+        at = both[start : start + SCREEN_CHUNK * 16]
+        out[at] = chroma_differences(planes[left[at]], planes[right[at]]) > VERIFY_MAX_CHROMA_DIFF
+    return out
 
 
 def _screen_terms(sigs: list[bytes], small: int, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -130,34 +130,44 @@ def _combos(side: int) -> list[tuple[float, float]]:
     return [(s, a) for s in FINE_SCALES for a in ((0.5,) if s == 1.0 else FINE_ANCHORS)]
 
 
-def _direction(tx: SearchTerms, ty: SearchTerms) -> tuple[float, float, int, int]:
-    """Best crop of "a crop of x matches y": the coarse grid over both axes first, then
-    each axis refined on the fine grid with the other held at its best. Returns that crop's
-    (99th percentile, largest) |z difference| and its fine-grid operator per axis (y, x)."""
-    side = tx.rows.shape[1]
-    crops, coarse, _ = search_operators(side)
-    inner = slice(BORDER, side - BORDER)
-    target = ty.target
-    diff = np.abs(tx.coarse - target)
-    sc, sc_peak = p99(diff), diff.max(-1)
+def _coarse(tx: SearchTerms, ty: SearchTerms) -> tuple[float, float, int, int]:
+    """Best crop of "a crop of x matches y" on the coarse grid over both axes: its (99th
+    percentile, largest) |z difference| and its fine-grid operator per axis (y, x)."""
+    _, coarse, _ = search_operators(tx.rows.shape[1])
+    diff = np.abs(tx.coarse - ty.target)
+    sc = p99(diff)
     best = int(np.argmin(sc))
     iy, ix = np.unravel_index(best, (len(coarse), len(coarse)))
-    iy, ix = coarse[iy], coarse[ix]
-    coarse_x = ix
+    return float(sc[best]), float(diff[best].max()), int(coarse[iy]), int(coarse[ix])
+
+
+def _refined(tx: SearchTerms, ty: SearchTerms, start: tuple) -> tuple[float, float, int, int]:
+    """From the coarse best ``start``, each axis refined on the fine grid with the other
+    held at its best (cheap coordinate descent instead of the full fine product)."""
+    side = tx.rows.shape[1]
+    crops, _, _ = search_operators(side)
+    inner = slice(BORDER, side - BORDER)
+    target = ty.target
+    iy = start[2]
     fine_x, peak_x = _scores(tx.rows[iy : iy + 1], crops, target, inner)
     ix = int(np.argmin(fine_x[0]))
     fine_y, peak_y = _scores(tx.rows, crops[ix : ix + 1], target, inner)
-    found = [(float(sc[best]), float(sc_peak[best]), int(iy), int(coarse_x))]
-    found.append((float(fine_x[0, ix]), float(peak_x[0, ix]), int(iy), ix))
     j = int(np.argmin(fine_y[:, 0]))
+    found = [start, (float(fine_x[0, ix]), float(peak_x[0, ix]), iy, ix)]
     found.append((float(fine_y[j, 0]), float(peak_y[j, 0]), j, ix))
     return min(found, key=lambda f: f[0])  # the first of equal scores: coarse, then fine
 
 
-def match_terms(ta: SearchTerms, tb: SearchTerms) -> Match:
-    """The best crop of either image against the other (their search terms)."""
+def match_terms(ta: SearchTerms, tb: SearchTerms, give_up_above: float | None = None) -> Match:
+    """The best crop of either image against the other (their search terms). With
+    ``give_up_above``: when neither direction's coarse-grid best is at or below it, that
+    coarse best is returned without the fine refinement (which is most of the cost)."""
     combos = _combos(ta.rows.shape[1])
-    ab, ba = _direction(ta, tb), _direction(tb, ta)
+    starts = _coarse(ta, tb), _coarse(tb, ta)
+    if give_up_above is not None and min(starts[0][0], starts[1][0]) > give_up_above:
+        ab, ba = starts
+    else:
+        ab, ba = _refined(ta, tb, starts[0]), _refined(tb, ta, starts[1])
     first = ab[0] <= ba[0]
     p, peak, iy, ix = ab if first else ba
     return Match(p, peak, combos[iy][0], combos[ix][0], first)
