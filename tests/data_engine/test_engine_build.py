@@ -245,3 +245,32 @@ def test_cli_fails_in_one_line_before_any_work(corpus, tmp_path):
         f"error: source chart_folder: path not found: {corpus}/missing"
     ]
     assert not out.exists()  # nothing was started or written
+
+
+def test_each_unit_is_read_and_filtered_in_a_task_of_its_own(ray_local, corpus, tmp_path):
+    """Ray fuses read -> operators -> staging into one task and bundles max(batch sizes)
+    input rows per task: an operator stage with a fixed batch size once put every unit of
+    a build into one task (one busy CPU). Each unit must get its own task."""
+    import re
+
+    src = _fake_tars(tmp_path / "c6", 6)
+    text = (
+        f"name: tasks\nstage: s1\ntokenizer: {corpus}/tok\nsources:\n"
+        f"  - {{name: fake, path: '{src}', format: webdataset, category: caption}}\n"
+        "operators:\n  - {op: image_decode}\n  - {op: image_size}\n"
+        "dedup: {exact: false, near: {enabled: false}}\n"
+    )
+    recipe = recipe_from_text(text)
+    plan = prepare(recipe, "tasks")
+    assert len(plan.units) == 6
+    summaries: list[str] = []
+    stream_to_staging(
+        recipe, plan, tmp_path / "w", {}, echo=lambda _: None, on_stats=summaries.append
+    )
+    fused = [
+        line
+        for line in summaries[0].splitlines()
+        if line.startswith("Operator") and "read_stage" in line and "apply_operators" in line
+    ]
+    assert len(fused) == 1, summaries[0][:2000]
+    assert int(re.search(r": (\d+) tasks executed", fused[0]).group(1)) == 6, fused[0]

@@ -116,8 +116,11 @@ def stream_to_staging(
     source: str = "<recipe>",
     echo: Echo = print,
     progress_interval: float = 5.0,
+    on_stats: Echo | None = None,
 ) -> DedupStats:
-    """The Ray Data part: every input row ends in ``work/parts/{kept,dropped}``."""
+    """The Ray Data part: every input row ends in ``work/parts/{kept,dropped}``.
+    ``on_stats`` receives Ray Data's execution summary of the last dataset (tasks and
+    blocks per operator) when it is done."""
     import ray
     from ray.data import ActorPoolStrategy, DataContext
     from ray.data.context import ShuffleStrategy
@@ -203,4 +206,6 @@ def stream_to_staging(
         reporter.tick()
     reporter.tick(force=True, final=True)
     ray.kill(actor)
+    if on_stats is not None:
+        on_stats(ds.stats())
     return dedup_stats
