@@ -22,9 +22,10 @@ Order of work (the Ray path in ``ray_dedup.py`` does the same steps distributed)
 Samples with several images are exact duplicates only when all their images match, in
 order, and take no part in near dedup. Rows without pixel hashes (text-only, or not
 decoded) are left alone. Verification is what keeps look-alike images apart once pHash has
-matched: 48x48 grayscale thumbnails compared after a small crop search
-(``verify.thumbnails_agree``), after a vectorised screen of all candidate pairs at
-16x16 (``screen.screen_pairs``) and with per-image search terms cached
+matched: colour, sizes, 48x48 grayscale thumbnails compared after a small crop search and,
+for mostly-background pictures, their content boxes (``verify.thumbnails_agree``), after a
+vectorised screen of all candidate pairs (chroma, then 16x16 thumbnails:
+``screen.screen_pairs``) and with per-image search terms cached
 (``verify.PairVerifier``); see ``tests/data_engine/test_dedup_corpus.py`` for the
 measured precision/recall.
 """

@@ -37,8 +37,8 @@ STATE = pa.schema(
 MAX_ROUNDS = 1000
 LABELS = pa.schema([("node", pa.string()), ("label", pa.string())])
 WITH_SIG = pa.schema([("node", pa.string()), ("label", pa.string()), ("sig", pa.binary())])
-# one task joins up to this many verified pairs; each carries both 48x48 signatures
-# (~4.7 KB), so ~0.5 GB at most there
+# one task joins up to this many verified pairs; each carries both signatures (2.4 KB
+# each, 4.7 KB with a content box), so ~0.5-0.9 GB at most there
 LOCAL_MAX_EDGES = 100_000
 
 

@@ -2,10 +2,10 @@
 
 Stages (maps and group-bys over slim rows; only per-block counters reach the driver):
 
-1. view + exact: per row, its eval-set match or dedup view (keys, label, pHash, thumbnail),
+1. view + exact: per row, its eval-set match or dedup view (keys, label, pHash, signature),
    grouped by ``exact_key``; the smallest survivor label represents each group;
 2. near: representatives exploded into ``max_hamming + 1`` band rows, group-by band key,
-   pairs within the Hamming bound verified by thumbnail distance;
+   pairs within the Hamming bound verified by their signatures (``verify.py``);
 3. components of verified pairs (``ray_components.py``: one task up to 100k pairs, else
    distributed min-label propagation), split into stars: members must verify against
    their survivor themselves (``verify.star_members``);

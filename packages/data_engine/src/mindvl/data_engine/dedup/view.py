@@ -24,7 +24,7 @@ class DedupItem:
     near_ok: bool  # one image, enough information, pHash and signature present
     low_information: bool  # one image whose information is below the threshold
     phash: int  # 64-bit pHash as an unsigned int (0 unless near_ok)
-    signature: bytes  # 48x48 grayscale thumbnail (empty unless near_ok)
+    signature: bytes  # signature_format.py bytes (empty unless near_ok)
 
 
 def _list(value: Any) -> list:
