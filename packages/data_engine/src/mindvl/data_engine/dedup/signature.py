@@ -126,7 +126,8 @@ class Match:
 
 
 def _combos(side: int) -> list[tuple[float, float]]:
-    """(scale, anchor) of each fine-grid operator of ``search_operators``, in its order."""
+    """(scale, anchor) of each fine-grid operator of ``search_operators(side)``, in its
+    order (the same for every side)."""
     return [(s, a) for s in FINE_SCALES for a in ((0.5,) if s == 1.0 else FINE_ANCHORS)]
 
 
@@ -218,11 +219,6 @@ def signature_pixels(sig: bytes) -> np.ndarray:
     return np.frombuffer(gray, np.uint8).astype(np.float32).reshape(side, side)
 
 
-def _halved(x: np.ndarray) -> np.ndarray:
-    n = x.shape[0] // 2
-    return x[: 2 * n, : 2 * n].reshape(n, 2, n, 2).mean((1, 3))
-
-
 def signature_match(a: bytes, b: bytes) -> Match:
     """Crop-tolerant comparison of the gray thumbnails of two signatures: the crop (either
     image cropped, per-axis scale and anchor) with the smallest 99th percentile
@@ -236,6 +232,7 @@ def signature_distance(a: bytes, b: bytes) -> float:
 
 
 def halved(x: np.ndarray) -> np.ndarray:
+    """A square thumbnail at half resolution (2x2 means)."""
     n = x.shape[0] // 2
     return x[: 2 * n, : 2 * n].reshape(n, 2, n, 2).mean((1, 3))
 

@@ -77,7 +77,7 @@ VERIFY_MAX_ASPECT_LOG_DIFF = 0.05
 # this ratio of each other (else the detection saw different things: no verdict), their
 # thumbnails must also match, by the same crop search, within looser bounds (the box edges
 # move by a scan pixel). On the 20k benchmark corpus: wrong near drops 72 -> 17 among the
-# pairs every other check accepts, right ones 838 -> 834.
+# pairs every other check accepts, right ones 838 -> 836.
 CONTENT_MAX_AREA_RATIO = 1.5
 VERIFY_MAX_CONTENT_P99_Z_DIFF = 0.7
 VERIFY_MAX_CONTENT_PEAK_Z_DIFF = 2.0
