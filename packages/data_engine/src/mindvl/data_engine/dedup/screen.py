@@ -12,10 +12,11 @@ import numpy as np
 
 from mindvl.data_engine.dedup.signature import (
     BORDER,
+    blurred_targets,
+    coarse_warps,
     p99,
     search_operators,
     signature_pixels,
-    zscore,
 )
 from mindvl.data_engine.dedup.signature_format import parse_signature
 from mindvl.data_engine.dedup.verify import (
@@ -35,24 +36,6 @@ SCREEN_MAX = 1.4
 SCREEN_FACTOR = 3
 SCREEN_CHUNK = 512  # pairs per vectorised step (~80 KB of warps per pair and side)
 SCREEN_MAX_BYTES = 512 << 20  # screen terms kept for all images of a call up to this size
-
-
-def _coarse_warps(x: np.ndarray) -> np.ndarray:
-    """(n_images, c*c, inner*inner) z-scored coarse-grid warps of a stack of thumbnails."""
-    side = x.shape[-1]
-    crops, coarse, _ = search_operators(side)
-    inner = slice(BORDER, side - BORDER)
-    cc = crops[coarse]
-    rows = np.einsum("mab,nbc->nmac", cc, x)  # (n, c, side, side): row crops
-    warped = (rows[:, :, None] @ cc.transpose(0, 2, 1)[None, None])[:, :, :, inner, inner]
-    return zscore(warped.reshape(x.shape[0], len(coarse) ** 2, -1))
-
-
-def _targets(x: np.ndarray) -> np.ndarray:
-    side = x.shape[-1]
-    _, _, blur = search_operators(side)
-    inner = slice(BORDER, side - BORDER)
-    return zscore((blur @ x @ blur.T)[:, inner, inner].reshape(x.shape[0], -1))
 
 
 def screen_pairs(sigs: list[bytes], left: np.ndarray, right: np.ndarray) -> np.ndarray:
@@ -115,7 +98,8 @@ def _screen_terms(sigs: list[bytes], small: int, ids: np.ndarray) -> tuple[np.nd
     f = SCREEN_FACTOR
     x = np.stack([signature_pixels(sigs[i]) for i in ids.tolist()])
     x = x.reshape(len(ids), small, f, small, f).mean((2, 4))
-    return _coarse_warps(x), _targets(x)
+    crops, coarse, _ = search_operators(small)
+    return coarse_warps(crops[coarse] @ x[:, None]), blurred_targets(x)
 
 
 @dataclass(frozen=True)

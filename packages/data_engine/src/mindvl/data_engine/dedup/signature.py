@@ -101,15 +101,30 @@ class SearchTerms:
         return self.rows.nbytes + self.coarse.nbytes + self.target.nbytes
 
 
-def terms(x: np.ndarray) -> SearchTerms:
-    side = x.shape[0]
-    crops, coarse, blur = search_operators(side)
+def blurred_targets(x: np.ndarray) -> np.ndarray:
+    """(..., inner*inner): z-scored blurred thumbnails, the other side's target, of one
+    square thumbnail (n, n) or a stack (k, n, n)."""
+    side = x.shape[-1]
+    _, _, blur = search_operators(side)
     inner = slice(BORDER, side - BORDER)
-    target = zscore((blur @ x @ blur.T)[inner, inner].reshape(-1))
+    return zscore((blur @ x @ blur.T)[..., inner, inner].reshape(*x.shape[:-2], -1))
+
+
+def coarse_warps(row_crops: np.ndarray) -> np.ndarray:
+    """(..., c*c, inner*inner): z-scored coarse-grid warps, from the coarse-grid row crops
+    (..., c, n, n) of one thumbnail or a stack."""
+    side = row_crops.shape[-1]
+    crops, coarse, _ = search_operators(side)
+    inner = slice(BORDER, side - BORDER)
+    cols = crops[coarse].transpose(0, 2, 1)
+    warped = (row_crops[..., :, None, :, :] @ cols)[..., inner, inner]
+    return zscore(warped.reshape(*row_crops.shape[:-3], len(coarse) ** 2, -1))
+
+
+def terms(x: np.ndarray) -> SearchTerms:
+    crops, coarse, _ = search_operators(x.shape[0])
     rows = crops @ x  # cropping rows = the y axis
-    cc = crops[coarse]
-    warped = (rows[coarse][:, None] @ cc.transpose(0, 2, 1)[None])[:, :, inner, inner]
-    return SearchTerms(rows, zscore(warped.reshape(-1, target.size)), target)
+    return SearchTerms(rows, coarse_warps(rows[coarse]), blurred_targets(x))
 
 
 @dataclass(frozen=True)
