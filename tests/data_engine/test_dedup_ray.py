@@ -143,3 +143,15 @@ def test_ray_matches_core_with_sampled_banding(ray_session) -> None:
     got, stats = run_ray(ray_session, rows, spec, evals, blocks=5, seed=2)
     assert summary(got) == summary({r["key"]: r for r in expected_rows})
     assert stats == expected_stats
+
+
+def test_ray_matches_core_with_crowded_buckets(ray_session) -> None:
+    rows, evals = corpus()
+    spec = DedupSpec.model_validate(
+        {"near": {"min_information": 0.05, "crowded_bucket": 1}, "decontaminate": ["eval"]}
+    )
+    expected_rows, expected_stats = dedup_rows(rows, spec, evals)
+    assert expected_stats.near_crowded_buckets > 0  # every bucket of two or more
+    got, stats = run_ray(ray_session, rows, spec, evals, blocks=4, seed=3)
+    assert summary(got) == summary({r["key"]: r for r in expected_rows})
+    assert stats == expected_stats

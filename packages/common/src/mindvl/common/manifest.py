@@ -72,6 +72,9 @@ class DedupStats(StrictModel):
     near_candidate_pairs: int = 0
     near_rejected_by_verify: int = 0
     near_index: str = Field(default="", description="the pHash banding used, e.g. exact: 7 bands")
+    near_crowded_buckets: int = Field(
+        default=0, description="band buckets paired by the detail hash (recipe crowded_bucket)"
+    )
     low_information_exact_only: int = 0
     decontaminated: int = 0
 

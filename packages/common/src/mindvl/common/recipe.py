@@ -51,6 +51,13 @@ class NearDedupSpec(StrictModel):
     sampled_recall: float = Field(
         default=0.99, gt=0, lt=1, description="sampled index: recall of pairs at max_hamming"
     )
+    crowded_bucket: int = Field(
+        default=128,
+        ge=0,
+        description="a pHash band bucket with more images than this pairs only images that "
+        "are also within detail_max_hamming in the detail hash (verify only; 0: never)",
+    )
+    detail_max_hamming: int = Field(default=8, ge=0, le=24)
 
 
 class DedupSpec(StrictModel):

@@ -9,8 +9,10 @@ Order of work (the Ray path in ``ray_dedup.py`` does the same steps distributed)
    identical image-text pairs go);
 3. near: the exact survivors with one image, enough ``information`` and a signature are
    paired by pHash banding (Hamming <= ``max_hamming``; ``bands.py``: exact pigeonhole
-   bands, or sampled LSH tables for very large builds), each pair verified by thumbnail
-   distance, and joined into connected components. Near dedup is image-level: a near copy
+   bands, or sampled LSH tables for very large builds; a bucket holding more than
+   ``near.crowded_bucket`` images pairs only those also close in the detail hash or of one
+   size, ``detail_hash.py``), each pair verified by thumbnail distance, and joined into
+   connected components. Near dedup is image-level: a near copy
    (or the same picture) with a different text is dropped too. Images below
    ``near.min_information`` (flat, mostly white, line art) get exact dedup only;
 4. every component is split into stars (``verify.star_members``): a survivor
@@ -53,7 +55,8 @@ from mindvl.data_engine.dedup.decisions import (
     eval_match,
 )
 from mindvl.data_engine.dedup.decontaminate import EvalIndex
-from mindvl.data_engine.dedup.lsh import candidate_pairs
+from mindvl.data_engine.dedup.detail_hash import cached_details
+from mindvl.data_engine.dedup.lsh import Crowding, candidate_pairs
 from mindvl.data_engine.dedup.screen import screen_pairs
 from mindvl.data_engine.dedup.survivor import group_id, label_key
 from mindvl.data_engine.dedup.verify import PairVerifier, star_members
@@ -101,10 +104,11 @@ def plan_dedup(
         hashes = np.array([it.phash for it in nodes], dtype=np.uint64)
         scheme = scheme_for(spec.near, len(nodes))
         stats.near_index = scheme.describe()
-        pairs = candidate_pairs(hashes, spec.near.max_hamming, scheme)
+        sigs = [it.signature for it in nodes]
+        pairs = candidate_pairs(hashes, spec.near.max_hamming, scheme, crowding_for(spec, sigs))
         stats.near_candidate_pairs = int(pairs.left.size)
+        stats.near_crowded_buckets = pairs.crowded_buckets
         if spec.near.verify:
-            sigs = [it.signature for it in nodes]
             screened = screen_pairs(sigs, pairs.left, pairs.right)
             verifier = PairVerifier()
         for p, (a, b) in enumerate(zip(pairs.left.tolist(), pairs.right.tolist(), strict=True)):
@@ -138,6 +142,16 @@ def plan_dedup(
             reason = REASON_SAME_PAIR if m.pair_key == rep.pair_key else REASON_SAME_PIXELS
             decisions[m.key] = Decision(m.key, gid, top_key, OP_EXACT, reason)
     return decisions, stats
+
+
+def crowding_for(spec: DedupSpec, signatures: list[bytes]) -> Crowding | None:
+    """The recipe's rule for crowded band buckets over these signatures (verification only:
+    the detail hash is read from the signatures)."""
+    if not (spec.near.verify and spec.near.crowded_bucket):
+        return None
+    return Crowding(
+        spec.near.crowded_bucket, spec.near.detail_max_hamming, cached_details(signatures)
+    )
 
 
 def dedup_rows(

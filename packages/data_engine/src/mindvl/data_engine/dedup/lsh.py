@@ -9,17 +9,22 @@ O(n): one band is in memory at a time and pairs are materialised in bounded chun
 
 Cost: sorting is O(n log n) per band; band collisions between unrelated hashes grow as
 n^2 / 2^width per band, which is what limits exact banding at large n and large k (see
-bench/dedup_grouping.py).
+bench/dedup_grouping.py). Images whose pHashes genuinely crowd together (equations on a
+page, blank documents) make one bucket quadratic whatever the banding: a bucket with more
+than ``Crowding.max_bucket`` members pairs only what is also close in a second hash taken
+from the verification signature (``detail_hash.py``), or of one size.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from mindvl.data_engine.dedup.bands import BandScheme
 from mindvl.data_engine.dedup.bits import hamming
+from mindvl.data_engine.dedup.detail_hash import DETAIL_NONE
 
 PAIR_CHUNK = 1 << 22  # candidate pairs materialised at once (bounds memory)
 
@@ -30,16 +35,19 @@ class PairResult:
     right: np.ndarray
     distance: np.ndarray  # Hamming distance of each pair
     band_collisions: int  # pairs that shared a band, before the distance check
+    crowded_buckets: int = 0  # buckets paired by the detail hash (``Crowding``)
 
 
 def _run_pairs(order: np.ndarray, starts: np.ndarray, ends: np.ndarray):
     """All index pairs within runs ``order[starts[r]:ends[r]]``, yielded in bounded chunks."""
-    run_end = np.repeat(ends, ends - starts)  # end of the run of each sorted position
-    counts = run_end - 1 - np.arange(run_end.size)  # partners after each position in its run
-    positions = np.flatnonzero(counts > 0)
+    lengths = ends - starts
+    run_end = np.repeat(ends, lengths)  # end of the run of each position in a run
+    at = np.arange(run_end.size) - np.repeat(np.cumsum(lengths) - lengths - starts, lengths)
+    counts = run_end - 1 - at  # partners after each position in its run
+    positions = at[counts > 0]
+    counts = counts[counts > 0]
     if positions.size == 0:
         return
-    counts = counts[positions]
     cum = np.cumsum(counts)
     lo = 0
     while lo < positions.size:
@@ -65,40 +73,133 @@ def _sorted_band(col: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
     return (packed & np.uint64((1 << ib) - 1)).astype(np.int64), packed >> np.uint64(ib)
 
 
+@dataclass(frozen=True)
+class Crowding:
+    """How crowded band buckets are paired (see ``detail_hash.py``). A bucket with more than
+    ``max_bucket`` members pairs only images that are also close in the detail hash (of one
+    kind, within ``max_hamming`` bits; found by pigeonhole banding of the detail hashes
+    inside the bucket) or of exactly one size (when at most ``max_bucket`` members share
+    it: re-encodes, colour changes and alpha flattening keep the size, and they move the
+    detail hash of thin text most). ``detail(indices)`` gives the (uint64 hashes, int8
+    kinds, int64 size keys; 0 = unknown) of the images at ``indices``."""
+
+    max_bucket: int
+    max_hamming: int
+    detail: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
+
+
+def _filtered(a, c, h, band, scheme, max_hamming):
+    """Pairs within the pHash bound that share no earlier band than ``band``, as (a, c, d)."""
+    d = hamming(h[a], h[c])
+    ok = d <= max_hamming
+    a, c, d = a[ok], c[ok], d[ok]
+    if band and a.size:  # emitted by an earlier band already?
+        first = ~(scheme.values(h[a], band) == scheme.values(h[c], band)).any(axis=1)
+        a, c, d = a[first], c[first], d[first]
+    return a, c, d
+
+
+def _run_bounds(n: int, *sorted_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(starts, ends) of the runs of equal keys in sorted key arrays of length n."""
+    change = np.zeros(max(n - 1, 0), dtype=bool)
+    for k in sorted_keys:
+        change |= k[1:] != k[:-1]
+    cut = np.flatnonzero(change) + 1
+    starts = np.concatenate([[0], cut]).astype(np.int64)
+    ends = np.concatenate([cut, [n]]).astype(np.int64) if n else starts
+    return starts, ends
+
+
+def crowd_pairs(
+    h: np.ndarray, members: np.ndarray, band: int, scheme: BandScheme, crowding: Crowding
+):
+    """Pairs of one crowded bucket (``members``: indices into ``h``) within the pHash bound
+    and close in detail or of one size, each once, as (a, c, d) chunks."""
+    detail, kinds, sizes = (np.asarray(x) for x in crowding.detail(members))
+    detail = detail.astype(np.uint64)
+    bound = crowding.max_hamming
+    sub = BandScheme.exact(bound)
+
+    def close(x, y):
+        return (
+            (kinds[x] == kinds[y])
+            & (kinds[x] != DETAIL_NONE)
+            & (hamming(detail[x], detail[y]) <= bound)
+        )
+
+    has = np.flatnonzero(kinds != DETAIL_NONE)
+    for db in range(sub.n_bands):
+        vals = sub.band(detail[has], db)
+        order = has[np.lexsort((vals, kinds[has]))]
+        starts, ends = _run_bounds(order.size, kinds[order], sub.band(detail[order], db))
+        for x, y in _run_pairs(order, starts, ends):
+            ok = close(x, y)
+            if db:
+                ok &= ~(sub.values(detail[x], db) == sub.values(detail[y], db)).any(axis=1)
+            yield _filtered(members[x[ok]], members[y[ok]], h, band, scheme, scheme.max_hamming)
+    known = np.flatnonzero(sizes != 0)
+    order = known[np.argsort(sizes[known], kind="stable")]
+    starts, ends = _run_bounds(order.size, sizes[order])
+    small = (ends - starts) <= crowding.max_bucket
+    for x, y in _run_pairs(order, starts[small], ends[small]):
+        ok = ~close(x, y)  # the detail bands emitted those already
+        yield _filtered(members[x[ok]], members[y[ok]], h, band, scheme, scheme.max_hamming)
+
+
+def bucket_pairs(h: np.ndarray, band: int, scheme: BandScheme, crowding: Crowding | None = None):
+    """All pairs of one band bucket (every hash in ``h`` has the band value of ``band``), as
+    ``candidate_pairs`` emits them: (a, c, d) index arrays into ``h``, in chunks."""
+    h = np.asarray(h, dtype=np.uint64)
+    members = np.arange(h.size)
+    if crowding is not None and crowding.max_bucket and h.size > crowding.max_bucket:
+        yield from crowd_pairs(h, members, band, scheme, crowding)
+        return
+    for a, c in _run_pairs(members, np.array([0]), np.array([h.size])):
+        yield _filtered(a, c, h, band, scheme, scheme.max_hamming)
+
+
 def candidate_pairs(
-    hashes: np.ndarray, max_hamming: int, scheme: BandScheme | None = None
+    hashes: np.ndarray,
+    max_hamming: int,
+    scheme: BandScheme | None = None,
+    crowding: Crowding | None = None,
 ) -> PairResult:
     """Pairs (i < j) with Hamming(hashes[i], hashes[j]) <= max_hamming that share a band of
-    ``scheme`` (default: exact banding, i.e. every such pair), each exactly once."""
+    ``scheme`` (default: exact banding, i.e. every such pair), each exactly once; in buckets
+    crowded by ``crowding``'s rule only the pairs also close in the detail hash."""
     h = np.asarray(hashes, dtype=np.uint64)
     scheme = scheme or BandScheme.exact(max_hamming)
     lefts, rights, dists = [], [], []
-    collisions = 0
+    collisions = crowded = 0
     for b in range(scheme.n_bands):
         order, sorted_col = _sorted_band(scheme.band(h, b), scheme.band_bits(b))
-        cut = np.flatnonzero(sorted_col[1:] != sorted_col[:-1]) + 1
-        starts = np.concatenate([[0], cut])
-        ends = np.concatenate([cut, [h.size]]) if h.size else starts
+        starts, ends = _run_bounds(h.size, sorted_col)
         del sorted_col
+        chunks = []
+        if crowding is not None and crowding.max_bucket:
+            big = (ends - starts) > crowding.max_bucket
+            crowded += int(big.sum())
+            for s, e in zip(starts[big].tolist(), ends[big].tolist(), strict=True):
+                collisions += (e - s) * (e - s - 1) // 2
+                chunks.append(crowd_pairs(h, order[s:e], b, scheme, crowding))
+            starts, ends = starts[~big], ends[~big]
         for a, c in _run_pairs(order, starts, ends):
             collisions += a.size
-            d = hamming(h[a], h[c])
-            ok = d <= max_hamming
-            a, c, d = a[ok], c[ok], d[ok]
-            if b and a.size:  # emitted by an earlier band already?
-                first = ~(scheme.values(h[a], b) == scheme.values(h[c], b)).any(axis=1)
-                a, c, d = a[first], c[first], d[first]
-            lefts.append(np.minimum(a, c))
-            rights.append(np.maximum(a, c))
-            dists.append(d)
+            chunks.append([_filtered(a, c, h, b, scheme, max_hamming)])
+        for chunk in chunks:
+            for a, c, d in chunk:
+                lefts.append(np.minimum(a, c))
+                rights.append(np.maximum(a, c))
+                dists.append(d)
     if not lefts:
         empty = np.zeros(0, dtype=np.int64)
-        return PairResult(empty, empty, empty.astype(np.uint8), collisions)
+        return PairResult(empty, empty, empty.astype(np.uint8), collisions, crowded)
     return PairResult(
         np.concatenate(lefts).astype(np.int64),
         np.concatenate(rights).astype(np.int64),
         np.concatenate(dists),
         collisions,
+        crowded,
     )
 
 

@@ -5,7 +5,9 @@ Stages (maps and group-bys over slim rows; only per-block counters reach the dri
 1. view + exact: per row, its eval-set match or dedup view (keys, label, pHash, signature),
    grouped by ``exact_key``; the smallest survivor label represents each group;
 2. near: representatives exploded into ``max_hamming + 1`` band rows, group-by band key,
-   pairs within the Hamming bound verified by their signatures (``verify.py``);
+   pairs within the Hamming bound (in a crowded bucket: also close in the detail hash or of
+   one size, ``lsh.Crowding``) verified by their signatures (``verify.py``). A bucket is
+   one task: it holds its members' signatures (~2.4-4.7 KB each);
 3. components of verified pairs (``ray_components.py``: one task up to 100k pairs, else
    distributed min-label propagation), split into stars: members must verify against
    their survivor themselves (``verify.star_members``);
@@ -135,7 +137,7 @@ def dedup_dataset(
     if spec.near.enabled and counts["near_nodes"] > 1:
         scheme = scheme_for(spec.near, counts["near_nodes"])
         stats.near_index = scheme.describe()
-        near = scheme, spec.near.verify
+        near = scheme, spec.near.verify, spec.near.crowded_bucket, spec.near.detail_max_hamming
         pairs = (
             exact.map_batches(T.band_rows, batch_format="pyarrow", fn_kwargs={"scheme": scheme})
             .groupby("bkey", num_partitions=parts)
@@ -144,6 +146,7 @@ def dedup_dataset(
         )
         pair_stats = T.total(pairs, T.pair_counts)
         stats.near_candidate_pairs = pair_stats.get("pairs", 0)
+        stats.near_crowded_buckets = pair_stats.get("crowded", 0)
         stats.near_rejected_by_verify = stats.near_candidate_pairs - pair_stats.get("verified", 0)
         if pair_stats.get("verified", 0):
             cc = components(pairs, num_partitions=parts, edges=pair_stats["verified"]).materialize()

@@ -13,7 +13,6 @@ import pyarrow.compute as pc
 
 from mindvl.common.recipe import DedupSpec
 from mindvl.data_engine.dedup.bands import BandScheme
-from mindvl.data_engine.dedup.bits import hamming
 from mindvl.data_engine.dedup.decisions import (
     OP_EXACT,
     OP_NEAR,
@@ -25,6 +24,8 @@ from mindvl.data_engine.dedup.decisions import (
     eval_match,
 )
 from mindvl.data_engine.dedup.decontaminate import EvalIndex
+from mindvl.data_engine.dedup.detail_hash import cached_details
+from mindvl.data_engine.dedup.lsh import Crowding, bucket_pairs
 from mindvl.data_engine.dedup.screen import screen_pairs
 from mindvl.data_engine.dedup.survivor import group_id, label_key
 from mindvl.data_engine.dedup.verify import PairVerifier
@@ -65,6 +66,7 @@ PAIRS = pa.schema(
     [("a", pa.string()), ("b", pa.string()), ("verified", pa.bool_()),
      ("sig_a", pa.binary()), ("sig_b", pa.binary())]  # signatures: verified pairs only
 )  # fmt: skip
+CROWD_MARKER = ""  # a PAIRS row with this label marks one crowded bucket (not a pair)
 DECISIONS = pa.schema(
     [
         ("key", pa.string()),
@@ -127,27 +129,29 @@ def band_rows(table: pa.Table, scheme: BandScheme) -> pa.Table:
     )
 
 
-def band_pairs(table: pa.Table, scheme: BandScheme, verify: bool) -> pa.Table:
-    """Pairs in one band bucket within ``max_hamming``, each verified; a pair is emitted only
-    by the first band its two hashes share, so every pair appears exactly once overall."""
+def band_pairs(
+    table: pa.Table,
+    scheme: BandScheme,
+    verify: bool,
+    crowded_bucket: int = 0,
+    detail_max_hamming: int = 0,
+) -> pa.Table:
+    """Pairs in one band bucket within ``max_hamming`` (a crowded bucket: also close in the
+    detail hash or of one size, ``lsh.Crowding``), each verified; a pair is emitted only by
+    the first band its two hashes share, so every pair appears exactly once overall."""
     n = table.num_rows
     if n < 2:
         return PAIRS.empty_table()
-    max_hamming = scheme.max_hamming
     band = scheme.band_of_key(table.column("bkey")[0].as_py())
     h = table.column("phash").to_numpy().astype(np.int64).view(np.uint64)
     labels = table.column("label").to_pylist()
     sigs = table.column("sig").to_pylist()
-    vals = scheme.values(h, band)
-    lefts, rights = [], []
-    for i in range(n - 1):  # row i against all later rows, vectorised
-        j = np.arange(i + 1, n)
-        ok = hamming(h[i], h[j]) <= max_hamming
-        if band:
-            ok &= ~(vals[j] == vals[i]).any(axis=1)
-        lefts.append(np.full(int(ok.sum()), i))
-        rights.append(j[ok])
-    left, right = np.concatenate(lefts), np.concatenate(rights)
+    crowding = None
+    if verify and crowded_bucket:
+        crowding = Crowding(crowded_bucket, detail_max_hamming, cached_details(sigs))
+    found = list(bucket_pairs(h, band, scheme, crowding))
+    left = np.concatenate([a for a, _, _ in found]) if found else np.zeros(0, np.int64)
+    right = np.concatenate([c for _, c, _ in found]) if found else np.zeros(0, np.int64)
     verified = np.ones(left.size, dtype=bool)
     if verify:
         verified = screen_pairs(sigs, left, right)
@@ -162,6 +166,11 @@ def band_pairs(table: pa.Table, scheme: BandScheme, verify: bool) -> pa.Table:
         out["verified"].append(ok)
         out["sig_a"].append(sa if ok else None)
         out["sig_b"].append(sb if ok else None)
+    if crowding is not None and n > crowded_bucket:  # a marker row: counted, never an edge
+        for col, value in (("a", CROWD_MARKER), ("b", CROWD_MARKER), ("verified", False)):
+            out[col].append(value)
+        out["sig_a"].append(None)
+        out["sig_b"].append(None)
     return pa.table(out, schema=PAIRS)
 
 
@@ -218,7 +227,10 @@ def exact_counts(table: pa.Table) -> pa.Table:
 
 def pair_counts(table: pa.Table) -> pa.Table:
     verified_pairs = int(pc.sum(table.column("verified").cast(pa.int64())).as_py() or 0)
-    return pa.table({"pairs": [table.num_rows], "verified": [verified_pairs]})
+    markers = int(pc.sum(pc.equal(table.column("a"), CROWD_MARKER).cast(pa.int64())).as_py() or 0)
+    return pa.table(
+        {"pairs": [table.num_rows - markers], "verified": [verified_pairs], "crowded": [markers]}
+    )
 
 
 def cc_counts(table: pa.Table) -> pa.Table:

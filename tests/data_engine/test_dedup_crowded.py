@@ -1,0 +1,143 @@
+"""Crowded pHash buckets (many different images with one pHash band): pairs there must also
+be close in the detail hash or of one size, so pairing is no longer all-pairs."""
+
+from __future__ import annotations
+
+import io
+from collections import Counter
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from mindvl.common.recipe import DedupSpec
+from mindvl.data_engine.dedup.bands import BandScheme
+from mindvl.data_engine.dedup.bits import hamming
+from mindvl.data_engine.dedup.core import plan_dedup
+from mindvl.data_engine.dedup.detail_hash import (
+    DETAIL_CONTENT,
+    DETAIL_GRAY,
+    DETAIL_NONE,
+    detail_hash,
+)
+from mindvl.data_engine.dedup.lsh import Crowding, candidate_pairs
+from mindvl.data_engine.ops.image_decode import ImageDecode, image_features
+from mindvl.data_engine.record import Candidate
+
+
+def reference_pairs(h, detail, kinds, sizes, k, k2, cap) -> set[tuple[int, int]]:
+    """The rule of ``lsh.Crowding``, pair by pair."""
+    scheme = BandScheme.exact(k)
+    vals = scheme.values(h)
+    bucket_size = Counter((b, v) for row in vals.tolist() for b, v in enumerate(row))
+    size_count = {}
+    out = set()
+    for i in range(h.size):
+        for j in range(i + 1, h.size):
+            if int(hamming(h[i], h[j])) > k:
+                continue
+            b = next(b for b in range(scheme.n_bands) if vals[i, b] == vals[j, b])
+            if bucket_size[(b, int(vals[i, b]))] <= cap:
+                out.add((i, j))
+                continue
+            members = [m for m in range(h.size) if vals[m, b] == vals[i, b]]
+            size_count = Counter(int(sizes[m]) for m in members)
+            close = kinds[i] == kinds[j] != DETAIL_NONE and int(hamming(detail[i], detail[j])) <= k2
+            same_size = sizes[i] == sizes[j] != 0 and size_count[int(sizes[i])] <= cap
+            if close or same_size:
+                out.add((i, j))
+    return out
+
+
+def test_crowded_buckets_pair_exactly_by_the_detail_and_size_rule() -> None:
+    rng = np.random.default_rng(3)
+    n = 160
+    base = np.uint64(0x9E3779B97F4A7C15)
+    h = base ^ (np.uint64(1) << rng.integers(0, 64, n).astype(np.uint64))  # one crowd
+    h[:40] = rng.integers(0, 2**63, 40, dtype=np.uint64)  # and sparse hashes
+    h[40:60] = h[:20] ^ np.uint64(0b101)
+    detail = rng.integers(0, 2**63, n, dtype=np.uint64)
+    detail[120:140] = detail[100:120] ^ np.uint64(0b111)  # close in the crowd
+    kinds = np.where(rng.random(n) < 0.5, DETAIL_CONTENT, DETAIL_GRAY).astype(np.int8)
+    kinds[120:140] = kinds[100:120]
+    kinds[150:] = DETAIL_NONE
+    sizes = rng.integers(1, 6, n).astype(np.int64)  # five sizes: 2 crowded, 3 not
+    sizes[sizes == 1] = 0  # unknown
+    sizes[np.isin(sizes, (2, 3))] = rng.choice([7, 8, 9], int(np.isin(sizes, (2, 3)).sum()))
+    crowding = Crowding(30, 8, lambda idx: (detail[idx], kinds[idx], sizes[idx]))
+    got = candidate_pairs(h, 6, None, crowding)
+    pairs = list(zip(got.left.tolist(), got.right.tolist(), strict=True))
+    assert len(pairs) == len(set(pairs))  # each pair once
+    expected = reference_pairs(h, detail, kinds, sizes, 6, 8, 30)
+    assert set(pairs) == expected
+    assert {(i, i + 20) for i in range(100, 120)} <= expected
+    everything = candidate_pairs(h, 6)
+    assert got.crowded_buckets > 0 and len(pairs) < everything.left.size / 2
+    off = candidate_pairs(h, 6, None, Crowding(0, 8, crowding.detail))
+    assert off.left.size == everything.left.size and off.crowded_buckets == 0
+
+
+def equation(text: str, size: tuple[int, int], at: tuple[int, int]) -> Image.Image:
+    img = Image.new("RGB", size, (250, 250, 248))
+    font = ImageFont.load_default(size=28)  # Pillow's bundled font (FreeType)
+    ImageDraw.Draw(img).text(at, text, fill=(30, 30, 30), font=font)
+    return img
+
+
+def encode(img: Image.Image, fmt: str = "PNG", **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def test_detail_hash_reads_the_content_box_of_a_mostly_blank_page() -> None:
+    a = image_features(encode(equation("12 + 7 = ?", (420, 300), (120, 130)))).signature
+    b = image_features(encode(equation("13 - 9 = ?", (420, 300), (120, 130)))).signature
+    copy = equation("12 + 7 = ?", (420, 300), (120, 130)).resize((340, 243), Image.LANCZOS)
+    c = image_features(encode(copy, "JPEG", quality=85)).signature
+    (ha, ka, sa), (hb, kb, _), (hc, kc, sc) = (detail_hash(bytes.fromhex(s)) for s in (a, b, c))
+    assert ka == kb == kc == DETAIL_CONTENT
+    assert sa == 420 << 32 | 300 and sc == 340 << 32 | 243
+    assert int(hamming(ha, hc)) <= 8 < int(hamming(ha, hb))
+    photo = np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    big = Image.fromarray(photo).resize((200, 200), Image.BICUBIC)
+    assert detail_hash(bytes.fromhex(image_features(encode(big)).signature))[1] == DETAIL_GRAY
+    assert detail_hash(bytes(192)) == (0, DETAIL_NONE, 0)  # legacy 8x8 RGB signature
+
+
+def test_a_crowd_of_equations_keeps_its_copies_with_far_fewer_pairs() -> None:
+    rng = np.random.default_rng(7)
+    rows = []
+    for i in range(32):
+        text = f"{rng.integers(10, 99)} {'+-x'[i % 3]} {rng.integers(2, 9)} = ?"
+        size = (int(rng.integers(380, 460)), int(rng.integers(280, 320)))
+        img = equation(text, size, (size[0] // 2 - 80, size[1] // 2 - 16))
+        items = [(f"e{i:02d}", encode(img))]
+        if i % 4 == 0:
+            items.append((f"e{i:02d}_jpg", encode(img, "JPEG", quality=60)))
+        if i % 4 == 1:
+            small = img.resize((size[0] * 4 // 5, size[1] * 4 // 5), Image.LANCZOS)
+            items.append((f"e{i:02d}_small", encode(small)))
+        for key, data in items:
+            c = Candidate(key=key, source="s", category="c", raw_id=key, images=[data], caption=key)
+            ImageDecode().apply(c)
+            rows.append(c.to_row())
+    crowded = DedupSpec.model_validate({"near": {"crowded_bucket": 8}})
+    plain = DedupSpec.model_validate({"near": {"crowded_bucket": 0}})
+    got, got_stats = plan_dedup(rows, crowded)
+    want, want_stats = plan_dedup(rows, plain)
+    assert got_stats.near_crowded_buckets > 0 and want_stats.near_crowded_buckets == 0
+    assert got_stats.near_candidate_pairs < want_stats.near_candidate_pairs / 3
+    # crowding loses no copy the all-pairs build finds, and adds no wrong drop
+    (copies, others), (all_copies, all_others) = found(got), found(want)
+    assert copies == all_copies and len(copies) >= 8  # the JPEG copies at least
+    assert others <= all_others
+
+
+def found(decisions) -> tuple[set, set]:
+    """(copies dropped for their own original, drops for another picture)."""
+    same, other = set(), set()
+    for key, d in decisions.items():
+        if d.op == "near_dedup":
+            pair = tuple(sorted((key, d.survivor)))
+            (same if key[:3] == d.survivor[:3] else other).add(pair)
+    return same, other
