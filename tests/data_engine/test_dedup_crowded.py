@@ -24,28 +24,30 @@ from mindvl.data_engine.ops.image_decode import ImageDecode, image_features
 from mindvl.data_engine.record import Candidate
 
 
-def reference_pairs(h, detail, kinds, sizes, k, k2, cap) -> set[tuple[int, int]]:
-    """The rule of ``lsh.Crowding``, pair by pair."""
+def reference_pairs(h, detail, kinds, sizes, k, k2, cap) -> tuple[set, int]:
+    """The rule of ``lsh.Crowding``, pair by pair, and the number of crowded buckets."""
     scheme = BandScheme.exact(k)
     vals = scheme.values(h)
-    bucket_size = Counter((b, v) for row in vals.tolist() for b, v in enumerate(row))
-    size_count = {}
+    close = hamming(h[:, None], h[None, :]) <= k
+    crowded = {}
+    for b in range(scheme.n_bands):
+        for v in set(vals[:, b].tolist()):
+            members = np.flatnonzero(vals[:, b] == v)
+            alike = (close[np.ix_(members, members)].sum() - members.size) // 2
+            crowded[(b, v)] = (alike > cap * (cap - 1) // 2, members)
     out = set()
-    for i in range(h.size):
-        for j in range(i + 1, h.size):
-            if int(hamming(h[i], h[j])) > k:
-                continue
-            b = next(b for b in range(scheme.n_bands) if vals[i, b] == vals[j, b])
-            if bucket_size[(b, int(vals[i, b]))] <= cap:
-                out.add((i, j))
-                continue
-            members = [m for m in range(h.size) if vals[m, b] == vals[i, b]]
-            size_count = Counter(int(sizes[m]) for m in members)
-            close = kinds[i] == kinds[j] != DETAIL_NONE and int(hamming(detail[i], detail[j])) <= k2
-            same_size = sizes[i] == sizes[j] != 0 and size_count[int(sizes[i])] <= cap
-            if close or same_size:
-                out.add((i, j))
-    return out
+    for i, j in zip(*np.nonzero(np.triu(close, k=1)), strict=True):
+        b = next(b for b in range(scheme.n_bands) if vals[i, b] == vals[j, b])
+        is_crowded, members = crowded[(b, int(vals[i, b]))]
+        if not is_crowded:
+            out.add((int(i), int(j)))
+            continue
+        size_count = Counter(sizes[members].tolist())
+        near = kinds[i] == kinds[j] != DETAIL_NONE and int(hamming(detail[i], detail[j])) <= k2
+        same_size = sizes[i] == sizes[j] != 0 and size_count[int(sizes[i])] <= cap
+        if near or same_size:
+            out.add((int(i), int(j)))
+    return out, sum(c for c, _ in crowded.values())
 
 
 def test_crowded_buckets_pair_exactly_by_the_detail_and_size_rule() -> None:
@@ -55,6 +57,10 @@ def test_crowded_buckets_pair_exactly_by_the_detail_and_size_rule() -> None:
     h = base ^ (np.uint64(1) << rng.integers(0, 64, n).astype(np.uint64))  # one crowd
     h[:40] = rng.integers(0, 2**63, 40, dtype=np.uint64)  # and sparse hashes
     h[40:60] = h[:20] ^ np.uint64(0b101)
+    # 40 unrelated hashes in one band-0 bucket, 5 of them close copies of others: a big
+    # bucket, but not a crowd
+    h[60:100] = (rng.integers(0, 2**63, 40, dtype=np.uint64) & ~np.uint64(1023)) | np.uint64(77)
+    h[95:100] = h[60:65] ^ np.uint64(0b11 << 20)
     detail = rng.integers(0, 2**63, n, dtype=np.uint64)
     detail[120:140] = detail[100:120] ^ np.uint64(0b111)  # close in the crowd
     kinds = np.where(rng.random(n) < 0.5, DETAIL_CONTENT, DETAIL_GRAY).astype(np.int8)
@@ -67,11 +73,12 @@ def test_crowded_buckets_pair_exactly_by_the_detail_and_size_rule() -> None:
     got = candidate_pairs(h, 6, None, crowding)
     pairs = list(zip(got.left.tolist(), got.right.tolist(), strict=True))
     assert len(pairs) == len(set(pairs))  # each pair once
-    expected = reference_pairs(h, detail, kinds, sizes, 6, 8, 30)
+    expected, n_crowded = reference_pairs(h, detail, kinds, sizes, 6, 8, 30)
     assert set(pairs) == expected
     assert {(i, i + 20) for i in range(100, 120)} <= expected
     everything = candidate_pairs(h, 6)
-    assert got.crowded_buckets > 0 and len(pairs) < everything.left.size / 2
+    assert got.crowded_buckets == n_crowded > 0 and len(pairs) < everything.left.size / 2
+    assert {(i, i + 35) for i in range(60, 65)} <= set(pairs)  # whatever their details
     off = candidate_pairs(h, 6, None, Crowding(0, 8, crowding.detail))
     assert off.left.size == everything.left.size and off.crowded_buckets == 0
 

@@ -54,8 +54,9 @@ class NearDedupSpec(StrictModel):
     crowded_bucket: int = Field(
         default=128,
         ge=0,
-        description="a pHash band bucket with more images than this pairs only images that "
-        "are also within detail_max_hamming in the detail hash (verify only; 0: never)",
+        description="m: a pHash band bucket with more than m(m-1)/2 pairs within max_hamming "
+        "pairs only images also within detail_max_hamming in the detail hash or of one size "
+        "(verify only; 0: never)",
     )
     detail_max_hamming: int = Field(default=8, ge=0, le=24)
 

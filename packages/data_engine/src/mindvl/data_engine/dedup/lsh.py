@@ -75,28 +75,31 @@ def _sorted_band(col: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
 
 @dataclass(frozen=True)
 class Crowding:
-    """How crowded band buckets are paired (see ``detail_hash.py``). A bucket with more than
-    ``max_bucket`` members pairs only images that are also close in the detail hash (of one
-    kind, within ``max_hamming`` bits; found by pigeonhole banding of the detail hashes
+    """How crowded band buckets are paired (see ``detail_hash.py``). A bucket is crowded when
+    more than m(m-1)/2 of its pairs are within the pHash bound, m = ``max_bucket`` (as many
+    as m images all alike). There only images that are also close in the detail hash (of
+    one kind, within ``max_hamming`` bits; found by pigeonhole banding of the detail hashes
     inside the bucket) or of exactly one size (when at most ``max_bucket`` members share
     it: re-encodes, colour changes and alpha flattening keep the size, and they move the
-    detail hash of thin text most). ``detail(indices)`` gives the (uint64 hashes, int8
-    kinds, int64 size keys; 0 = unknown) of the images at ``indices``."""
+    detail hash of thin text most) are paired. ``detail(indices)`` gives the (uint64
+    hashes, int8 kinds, int64 size keys; 0 = unknown) of the images at ``indices``."""
 
     max_bucket: int
     max_hamming: int
     detail: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
 
 
-def _filtered(a, c, h, band, scheme, max_hamming):
-    """Pairs within the pHash bound that share no earlier band than ``band``, as (a, c, d)."""
+def _filtered(a, c, h, band, scheme, max_hamming, count_all=False):
+    """Pairs within the pHash bound that share no earlier band than ``band``, as (a, c, d)
+    (and, with ``count_all``, how many were within the bound before the band check)."""
     d = hamming(h[a], h[c])
     ok = d <= max_hamming
     a, c, d = a[ok], c[ok], d[ok]
+    within = a.size
     if band and a.size:  # emitted by an earlier band already?
         first = ~(scheme.values(h[a], band) == scheme.values(h[c], band)).any(axis=1)
         a, c, d = a[first], c[first], d[first]
-    return a, c, d
+    return (a, c, d, within) if count_all else (a, c, d)
 
 
 def _run_bounds(n: int, *sorted_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -146,16 +149,30 @@ def crowd_pairs(
         yield _filtered(members[x[ok]], members[y[ok]], h, band, scheme, scheme.max_hamming)
 
 
-def bucket_pairs(h: np.ndarray, band: int, scheme: BandScheme, crowding: Crowding | None = None):
-    """All pairs of one band bucket (every hash in ``h`` has the band value of ``band``), as
-    ``candidate_pairs`` emits them: (a, c, d) index arrays into ``h``, in chunks."""
-    h = np.asarray(h, dtype=np.uint64)
-    members = np.arange(h.size)
-    if crowding is not None and crowding.max_bucket and h.size > crowding.max_bucket:
-        yield from crowd_pairs(h, members, band, scheme, crowding)
-        return
-    for a, c in _run_pairs(members, np.array([0]), np.array([h.size])):
-        yield _filtered(a, c, h, band, scheme, scheme.max_hamming)
+def bucket_pairs(
+    h: np.ndarray,
+    members: np.ndarray,
+    band: int,
+    scheme: BandScheme,
+    crowding: Crowding | None = None,
+) -> tuple[list[tuple[np.ndarray, np.ndarray, np.ndarray]], bool]:
+    """The pairs of one band bucket (``members``: indices into ``h``) as ``candidate_pairs``
+    emits them, in (a, c, d) chunks, and whether the bucket was crowded: more than
+    m(m-1)/2 of its pairs within the pHash bound, m = ``crowding.max_bucket`` (as many as
+    m mutually alike images). Counting stops as soon as that is exceeded, so a crowd costs
+    one chunk of distances before ``crowd_pairs`` takes over; a big bucket of unrelated
+    hashes (large builds, narrow bands) is never crowded."""
+    members = np.asarray(members, dtype=np.int64)
+    m = crowding.max_bucket if crowding is not None else 0
+    limit = m * (m - 1) // 2 if m else None
+    out, within = [], 0
+    for a, c in _run_pairs(members, np.array([0]), np.array([members.size])):
+        found = _filtered(a, c, h, band, scheme, scheme.max_hamming, count_all=True)
+        within += found[3]
+        if limit is not None and within > limit:
+            return list(crowd_pairs(h, members, band, scheme, crowding)), True
+        out.append(found[:3])
+    return out, False
 
 
 def candidate_pairs(
@@ -166,7 +183,8 @@ def candidate_pairs(
 ) -> PairResult:
     """Pairs (i < j) with Hamming(hashes[i], hashes[j]) <= max_hamming that share a band of
     ``scheme`` (default: exact banding, i.e. every such pair), each exactly once; in buckets
-    crowded by ``crowding``'s rule only the pairs also close in the detail hash."""
+    crowded by ``crowding``'s rule only the pairs also close in the detail hash or of one
+    size (``bucket_pairs``)."""
     h = np.asarray(hashes, dtype=np.uint64)
     scheme = scheme or BandScheme.exact(max_hamming)
     lefts, rights, dists = [], [], []
@@ -178,10 +196,11 @@ def candidate_pairs(
         chunks = []
         if crowding is not None and crowding.max_bucket:
             big = (ends - starts) > crowding.max_bucket
-            crowded += int(big.sum())
             for s, e in zip(starts[big].tolist(), ends[big].tolist(), strict=True):
                 collisions += (e - s) * (e - s - 1) // 2
-                chunks.append(crowd_pairs(h, order[s:e], b, scheme, crowding))
+                found, was_crowded = bucket_pairs(h, order[s:e], b, scheme, crowding)
+                crowded += was_crowded
+                chunks.append(found)
             starts, ends = starts[~big], ends[~big]
         for a, c in _run_pairs(order, starts, ends):
             collisions += a.size

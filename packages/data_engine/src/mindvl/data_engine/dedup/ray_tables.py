@@ -149,7 +149,7 @@ def band_pairs(
     crowding = None
     if verify and crowded_bucket:
         crowding = Crowding(crowded_bucket, detail_max_hamming, cached_details(sigs))
-    found = list(bucket_pairs(h, band, scheme, crowding))
+    found, crowded = bucket_pairs(h, np.arange(n), band, scheme, crowding)
     left = np.concatenate([a for a, _, _ in found]) if found else np.zeros(0, np.int64)
     right = np.concatenate([c for _, c, _ in found]) if found else np.zeros(0, np.int64)
     verified = np.ones(left.size, dtype=bool)
@@ -166,7 +166,7 @@ def band_pairs(
         out["verified"].append(ok)
         out["sig_a"].append(sa if ok else None)
         out["sig_b"].append(sb if ok else None)
-    if crowding is not None and n > crowded_bucket:  # a marker row: counted, never an edge
+    if crowded:  # a marker row: counted, never an edge
         for col, value in (("a", CROWD_MARKER), ("b", CROWD_MARKER), ("verified", False)):
             out[col].append(value)
         out["sig_a"].append(None)
