@@ -174,3 +174,20 @@ def test_giving_up_after_the_coarse_grid_only_skips_far_pairs() -> None:
     assert match_terms(ta, tn, give_up_above=0.8) == match_terms(ta, tn)  # refined as before
     quick, full = match_terms(ta, tf, give_up_above=0.8), match_terms(ta, tf)
     assert quick.p99 > 0.8 and quick.p99 >= full.p99 > verify.VERIFY_MAX_P99_Z_DIFF
+
+
+def test_far_phash_matches_are_kept_only_when_their_sizes_are_a_crop() -> None:
+    from mindvl.data_engine.dedup.screen import screen_pairs
+
+    base = scene()
+    crop = base.crop((8, 6, 310, 232))  # 94-95% of each side
+    sigs = [sig(base), sig(crop), sig(base.resize((200, 150))), sig(base)]
+    parsed = [parse_signature(s) for s in sigs]
+    assert verify.sizes_of_a_crop(parsed[0], parsed[1])
+    assert not verify.sizes_of_a_crop(parsed[0], parsed[2])  # a resize: 62% per side
+    assert not verify.sizes_of_a_crop(parsed[0], parsed[3])  # one size is no crop
+    left, right = np.array([0, 0, 0]), np.array([1, 2, 3])
+    near = screen_pairs(sigs, left, right, np.array([4, 4, 4]), crop_only_beyond=6)
+    far = screen_pairs(sigs, left, right, np.array([8, 8, 8]), crop_only_beyond=6)
+    assert near.tolist() == [True, True, True]  # every copy, when its pHash is close
+    assert far.tolist() == [True, False, False]  # only the crop, when it is far

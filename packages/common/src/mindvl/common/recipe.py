@@ -38,7 +38,14 @@ class OperatorSpec(StrictModel):
 
 class NearDedupSpec(StrictModel):
     enabled: bool = True
-    max_hamming: int = Field(default=6, ge=0, le=24)
+    max_hamming: int = Field(default=10, ge=0, le=24)
+    crop_only_beyond: int = Field(
+        default=6,
+        ge=0,
+        le=24,
+        description="pHash matches further apart than this are verified only when their "
+        "sizes are those of a crop (a crop moves pHash most; resizes and re-encodes little)",
+    )
     min_information: float = Field(
         default=0.0, ge=0, description="images below this information score get exact dedup only"
     )
@@ -52,7 +59,7 @@ class NearDedupSpec(StrictModel):
         default=0.99, gt=0, lt=1, description="sampled index: recall of pairs at max_hamming"
     )
     crowded_bucket: int = Field(
-        default=128,
+        default=64,
         ge=0,
         description="m: a pHash band bucket with more than m(m-1)/2 pairs within max_hamming "
         "pairs only images also within detail_max_hamming in the detail hash or of one size "

@@ -109,7 +109,9 @@ def plan_dedup(
         stats.near_candidate_pairs = int(pairs.left.size)
         stats.near_crowded_buckets = pairs.crowded_buckets
         if spec.near.verify:
-            screened = screen_pairs(sigs, pairs.left, pairs.right)
+            screened = screen_pairs(
+                sigs, pairs.left, pairs.right, pairs.distance, spec.near.crop_only_beyond
+            )
             verifier = PairVerifier()
         for p, (a, b) in enumerate(zip(pairs.left.tolist(), pairs.right.tolist(), strict=True)):
             if spec.near.verify and not (screened[p] and verifier.agree(sigs[a], sigs[b])):

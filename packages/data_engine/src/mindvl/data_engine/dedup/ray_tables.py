@@ -135,6 +135,7 @@ def band_pairs(
     verify: bool,
     crowded_bucket: int = 0,
     detail_max_hamming: int = 0,
+    crop_only_beyond: int | None = None,
 ) -> pa.Table:
     """Pairs in one band bucket within ``max_hamming`` (a crowded bucket: also close in the
     detail hash or of one size, ``lsh.Crowding``), each verified; a pair is emitted only by
@@ -152,9 +153,10 @@ def band_pairs(
     found, crowded = bucket_pairs(h, np.arange(n), band, scheme, crowding)
     left = np.concatenate([a for a, _, _ in found]) if found else np.zeros(0, np.int64)
     right = np.concatenate([c for _, c, _ in found]) if found else np.zeros(0, np.int64)
+    distance = np.concatenate([d for _, _, d in found]) if found else np.zeros(0, np.uint8)
     verified = np.ones(left.size, dtype=bool)
     if verify:
-        verified = screen_pairs(sigs, left, right)
+        verified = screen_pairs(sigs, left, right, distance, crop_only_beyond)
         verifier = PairVerifier()
         for p in np.flatnonzero(verified).tolist():
             verified[p] = verifier.agree(sigs[left[p]], sigs[right[p]])

@@ -23,6 +23,7 @@ from mindvl.data_engine.dedup.verify import (
     PRESCREEN_MIN_SIDE,
     VERIFY_MAX_CHROMA_DIFF,
     chroma_differences,
+    sizes_of_a_crop,
 )
 
 # Batch screen before any per-pair search (``screen_pairs``): the coarse crop grid only, at a
@@ -38,16 +39,26 @@ SCREEN_CHUNK = 512  # pairs per vectorised step (~80 KB of warps per pair and si
 SCREEN_MAX_BYTES = 512 << 20  # screen terms kept for all images of a call up to this size
 
 
-def screen_pairs(sigs: list[bytes], left: np.ndarray, right: np.ndarray) -> np.ndarray:
+def screen_pairs(
+    sigs: list[bytes],
+    left: np.ndarray,
+    right: np.ndarray,
+    distance: np.ndarray | None = None,
+    crop_only_beyond: int | None = None,
+) -> np.ndarray:
     """Which candidate pairs (indices into ``sigs``) still need ``verify.thumbnails_agree``:
-    False for pairs whose colours differ (the chroma rule of ``verify``, vectorised) or
-    whose coarse-grid distance at a third of the resolution exceeds SCREEN_MAX.
-    Pairs of signatures this screen does not apply to (legacy, malformed, unequal or too
-    small) are kept for the full check."""
+    False for pairs further than ``crop_only_beyond`` pHash bits (``distance``) whose
+    sizes are not those of a crop (``verify.sizes_of_a_crop``), pairs whose colours differ
+    (the chroma rule of ``verify``, vectorised) or whose coarse-grid distance at a third of
+    the resolution exceeds SCREEN_MAX. Pairs of signatures this screen does not apply to
+    (legacy, malformed, unequal or too small) are kept for the full check."""
     left = np.asarray(left, dtype=np.int64)
     right = np.asarray(right, dtype=np.int64)
     keep = np.ones(left.size, dtype=bool)
     parsed = [parse_signature(s) for s in sigs]
+    if distance is not None and crop_only_beyond is not None:
+        for p in np.flatnonzero(np.asarray(distance) > crop_only_beyond).tolist():
+            keep[p] = sizes_of_a_crop(parsed[left[p]], parsed[right[p]])
     keep &= ~_colours_differ(parsed, left, right)
     gray_sides = [p.gray_side for p in parsed]
     side = Counter(gray_sides).most_common(1)[0][0] if sigs else None

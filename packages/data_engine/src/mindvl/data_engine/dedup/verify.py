@@ -79,6 +79,11 @@ VERIFY_MAX_ASPECT_LOG_DIFF = 0.05
 # move by a scan pixel). On the 20k benchmark corpus: wrong near drops 72 -> 17 among the
 # pairs every other check accepts, right ones 838 -> 836.
 CONTENT_MAX_AREA_RATIO = 1.5
+# Far pHash matches (further than ``near.crop_only_beyond`` bits): a resize, a re-encode or a
+# colour change moves a pHash by a few bits, a crop by more (the layout shifts). A far pair
+# is kept only when its sizes are those of a crop: one image no larger than the other on
+# either side, smaller on one, and every side keeping at least this share.
+CROP_MIN_KEPT = 0.8
 VERIFY_MAX_CONTENT_P99_Z_DIFF = 0.7
 VERIFY_MAX_CONTENT_PEAK_Z_DIFF = 2.0
 
@@ -126,6 +131,14 @@ def sizes_explained(match: Match, a: ParsedSignature, b: ParsedSignature) -> boo
         return True
     needed = change if match.first_cropped else 1 / change
     return abs(math.log(match.scale_y / match.scale_x / needed)) <= VERIFY_MAX_ASPECT_LOG_DIFF
+
+
+def sizes_of_a_crop(a: ParsedSignature, b: ParsedSignature) -> bool:
+    """Whether one image's size is that of a crop of the other (``CROP_MIN_KEPT``)."""
+    if a.size is None or b.size is None or a.size == b.size:
+        return False
+    small, large = sorted((a.size, b.size), key=lambda wh: wh[0] * wh[1])
+    return all(large[i] * CROP_MIN_KEPT <= small[i] <= large[i] for i in (0, 1))
 
 
 def _same_size(a: ParsedSignature, b: ParsedSignature) -> bool:
