@@ -129,7 +129,7 @@ def test_ray_matches_core_for_any_parallelism(ray_session, monkeypatch) -> None:
         assert stats == expected_stats
         untouched = next(r for r in rows if r["key"] == "p1")
         assert got["p1"] == untouched  # rows without a decision pass through as they were
-    assert expected_stats.near_index == "exact: 7 bands"
+    assert expected_stats.near_index == "exact: 11 bands"
 
 
 def test_ray_matches_core_with_sampled_banding(ray_session) -> None:
@@ -138,7 +138,7 @@ def test_ray_matches_core_with_sampled_banding(ray_session) -> None:
         {"near": {"min_information": 0.05, "index": "sampled"}, "decontaminate": ["eval"]}
     )
     expected_rows, expected_stats = dedup_rows(rows, spec, evals)
-    assert expected_stats.near_index.startswith("sampled: 11 tables x 10 bits")
+    assert expected_stats.near_index.startswith("sampled: 27 tables x 10 bits")
     assert expected_stats.near_dropped == 7  # recall 0.99 at k: these close copies all found
     got, stats = run_ray(ray_session, rows, spec, evals, blocks=5, seed=2)
     assert summary(got) == summary({r["key"]: r for r in expected_rows})
