@@ -290,3 +290,13 @@ def test_a_component_is_kept_as_a_star_around_its_survivor() -> None:
                       "sig_a": [a, b, c], "sig_b": [b, c, d]})  # fmt: skip
     got = dict(zip(*local_components(chain).to_pydict().values(), strict=True))
     assert got == {"1a": "1a", "1b": "1a", "1c": "1c", "1d": "1c"}
+
+
+def test_without_verification_far_phash_matches_are_not_paired() -> None:
+    """Matches beyond ``crop_only_beyond`` need verification to see a crop's sizes."""
+    from mindvl.common.recipe import NearDedupSpec
+
+    assert scheme_for(NearDedupSpec(), 100).max_hamming == 10
+    assert scheme_for(NearDedupSpec(verify=False), 100).max_hamming == 6
+    sampled = NearDedupSpec(verify=False, index="sampled", max_hamming=4)
+    assert scheme_for(sampled, 100).max_hamming == 4

@@ -20,10 +20,14 @@ from mindvl.data_engine.dedup.signature_format import (
 from mindvl.data_engine.ops.image_decode import image_features
 
 
-def sig(img: Image.Image) -> bytes:
+def png(img: Image.Image) -> bytes:
     buf = io.BytesIO()
     img.save(buf, "PNG")
-    return bytes.fromhex(image_features(buf.getvalue()).signature)
+    return buf.getvalue()
+
+
+def sig(img: Image.Image) -> bytes:
+    return bytes.fromhex(image_features(png(img)).signature)
 
 
 def scene(fill=(200, 40, 40), size=(320, 240), at=(120, 80)) -> Image.Image:
@@ -191,3 +195,19 @@ def test_far_phash_matches_are_kept_only_when_their_sizes_are_a_crop() -> None:
     far = screen_pairs(sigs, left, right, np.array([8, 8, 8]), crop_only_beyond=6)
     assert near.tolist() == [True, True, True]  # every copy, when its pHash is close
     assert far.tolist() == [True, False, False]  # only the crop, when it is far
+
+
+def test_decontamination_keeps_far_matches_to_crops_of_an_eval_image() -> None:
+    from mindvl.common.recipe import NearDedupSpec
+    from mindvl.data_engine.dedup.decontaminate import EvalImage, EvalIndex
+
+    base = scene()
+    crop, small = base.crop((8, 6, 310, 232)), base.resize((200, 150))
+    feats = [image_features(png(x)) for x in (base, crop, small)]
+    fake = EvalImage(feats[0].phash, feats[0].signature, "eval-pixels", 1.0)
+    index = EvalIndex([fake], NearDedupSpec())
+    for f in feats[1:]:  # both verify against the eval image when the pHash is close
+        assert index.match(f.pixel_hash, f.phash, f.signature, 1.0) == 0
+    far = f"{int(feats[0].phash, 16) ^ 0x7F:016x}"  # 7 bits away from the eval image's pHash
+    assert index.match(feats[1].pixel_hash, far, feats[1].signature, 1.0) == 0  # a crop
+    assert index.match(feats[2].pixel_hash, far, feats[2].signature, 1.0) is None  # a resize

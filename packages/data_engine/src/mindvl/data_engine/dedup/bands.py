@@ -130,8 +130,15 @@ class BandScheme:
         return 0 if self.n_bands == 1 else (int(key) >> KEY_SHIFT) & 0xFF
 
 
+def pair_radius(near) -> int:
+    """The pHash distance a ``NearDedupSpec`` pairs up to. Matches further than
+    ``crop_only_beyond`` are kept only when verification can see that their sizes are those
+    of a crop, so without verification the radius stops there."""
+    return near.max_hamming if near.verify else min(near.max_hamming, near.crop_only_beyond)
+
+
 def scheme_for(near, n: int) -> BandScheme:
     """The banding a ``NearDedupSpec`` asks for, for ``n`` hashes."""
     if near.index == "sampled":
-        return BandScheme.sampled(near.max_hamming, n, near.sampled_recall)
-    return BandScheme.exact(near.max_hamming)
+        return BandScheme.sampled(pair_radius(near), n, near.sampled_recall)
+    return BandScheme.exact(pair_radius(near))

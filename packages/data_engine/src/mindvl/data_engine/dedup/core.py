@@ -105,7 +105,7 @@ def plan_dedup(
         scheme = scheme_for(spec.near, len(nodes))
         stats.near_index = scheme.describe()
         sigs = [it.signature for it in nodes]
-        pairs = candidate_pairs(hashes, spec.near.max_hamming, scheme, crowding_for(spec, sigs))
+        pairs = candidate_pairs(hashes, scheme.max_hamming, scheme, crowding_for(spec, sigs))
         stats.near_candidate_pairs = int(pairs.left.size)
         stats.near_crowded_buckets = pairs.crowded_buckets
         if spec.near.verify:

@@ -8,8 +8,9 @@ features, so the definitions are the build's own). A training image matches an e
 image when its pixel hash is equal, or, when both carry enough information (the same
 ``near.min_information`` guard as near dedup; an eval image without an information score is
 taken to have enough), its pHash is within ``near.max_hamming`` and, with ``near.verify``,
-the thumbnails agree (``verify.thumbnails_agree``). The index is small (eval sets are)
-and is shipped to every worker.
+the thumbnails agree (``verify.thumbnails_agree``; beyond ``near.crop_only_beyond`` bits
+the sizes must also be those of a crop; without verification the radius stops there). The
+index is small (eval sets are) and is shipped to every worker.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ from typing import NamedTuple
 import numpy as np
 
 from mindvl.common.recipe import NearDedupSpec
+from mindvl.data_engine.dedup.bands import pair_radius
 from mindvl.data_engine.dedup.bits import band_values, hamming
-from mindvl.data_engine.dedup.verify import thumbnails_agree
+from mindvl.data_engine.dedup.signature_format import parse_signature
+from mindvl.data_engine.dedup.verify import sizes_of_a_crop, thumbnails_agree
 
 
 class EvalImage(NamedTuple):
@@ -52,7 +55,8 @@ class EvalIndex:
         self.near = near
         self.images = [EvalImage(*img) for img in images]
         self.pixels = {img.pixel_hash: i for i, img in enumerate(self.images)}
-        self.n_bands = near.max_hamming + 1
+        self.radius = pair_radius(near)
+        self.n_bands = self.radius + 1
         usable = [
             i
             for i, img in enumerate(self.images)
@@ -85,15 +89,19 @@ class EvalIndex:
         for b, v in enumerate(band_values(h, self.n_bands)[0].tolist()):
             found.update(self.buckets[b].get(v, ()))
         for pos in sorted(found):
-            if int(hamming(self.hashes[pos], h[0])) > near.max_hamming:
+            distance = int(hamming(self.hashes[pos], h[0]))
+            if distance > self.radius:
                 continue
             i = int(self.near_ids[pos])
-            if near.verify and not (
-                signature
-                and thumbnails_agree(
-                    bytes.fromhex(signature), bytes.fromhex(self.images[i].signature)
-                )
-            ):
+            if near.verify and not (signature and self._verified(signature, i, distance)):
                 continue
             return i
         return None
+
+    def _verified(self, signature: str, i: int, distance: int) -> bool:
+        mine, theirs = bytes.fromhex(signature), bytes.fromhex(self.images[i].signature)
+        if distance > self.near.crop_only_beyond and not sizes_of_a_crop(
+            parse_signature(mine), parse_signature(theirs)
+        ):
+            return False
+        return thumbnails_agree(mine, theirs)
