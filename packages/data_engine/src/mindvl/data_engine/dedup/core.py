@@ -9,10 +9,12 @@ Order of work (the Ray path in ``ray_dedup.py`` does the same steps distributed)
    identical image-text pairs go);
 3. near: the exact survivors with one image, enough ``information`` and a signature are
    paired by pHash banding (Hamming <= ``max_hamming``; ``bands.py``: exact pigeonhole
-   bands, or sampled LSH tables for very large builds; a bucket holding more than
-   ``near.crowded_bucket`` images pairs only those also close in the detail hash or of one
-   size, ``detail_hash.py``), each pair verified by thumbnail distance, and joined into
-   connected components. Near dedup is image-level: a near copy
+   bands, or sampled LSH tables for very large builds; a bucket crowded with look-alikes,
+   more than m(m-1)/2 pairs within the bound for m = ``near.crowded_bucket``, pairs only
+   images also close in the detail hash or of one size, ``lsh.Crowding``; pairs further
+   than ``near.crop_only_beyond`` only when their sizes are a crop's), each pair verified
+   by thumbnail distance, and joined into connected components. Near dedup is
+   image-level: a near copy
    (or the same picture) with a different text is dropped too. Images below
    ``near.min_information`` (flat, mostly white, line art) get exact dedup only;
 4. every component is split into stars (``verify.star_members``): a survivor
