@@ -122,6 +122,7 @@ def main() -> None:
     ap.add_argument("--recall", type=float, default=0.99, help="sampled: target at distance k")
     ap.add_argument("--max-collisions", type=float, default=3e8)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=OUT, help="results JSON")
     ap.add_argument("--one", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
@@ -149,8 +150,8 @@ def main() -> None:
             row = json.loads(proc.stdout.strip().splitlines()[-1])
         print(json.dumps(row), flush=True)
         results.append(row)
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(
         json.dumps(
             {
                 "benchmark": "dedup_grouping",
@@ -164,7 +165,7 @@ def main() -> None:
         )
         + "\n"
     )
-    print(f"wrote {OUT}")
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":
