@@ -54,9 +54,9 @@ def planted(n: int, k: int, seed: int):
 
 
 def expected_collisions(n: int, k: int) -> float:
-    from mindvl.data_engine.dedup.bits import band_layout
+    from mindvl.data_engine.dedup.bands import exact_collisions
 
-    return sum(n * (n - 1) / 2 / 2.0**w for _, w in band_layout(k + 1))
+    return exact_collisions(n, k)
 
 
 def run_one(n: int, k: int, seed: int, index: str, recall: float) -> dict:

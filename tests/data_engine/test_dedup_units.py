@@ -172,7 +172,10 @@ def test_sampled_recall_is_validated() -> None:
 
     with pytest.raises(ValueError, match="sampled_recall"):
         NearDedupSpec.model_validate({"index": "sampled", "sampled_recall": 1.0})
-    assert scheme_for(NearDedupSpec(), 10**6).kind == "exact"
+    assert scheme_for(NearDedupSpec(index="exact"), 10**6).kind == "exact"
+    assert scheme_for(NearDedupSpec(), 50_000).kind == "exact"  # auto: 2.5e8 collisions
+    assert scheme_for(NearDedupSpec(), 60_000).kind == "sampled"  # auto: 3.7e8
+    assert scheme_for(NearDedupSpec(max_hamming=6), 200_000).kind == "exact"
     assert scheme_for(NearDedupSpec(index="sampled"), 10**6).kind == "sampled"
 
 

@@ -50,12 +50,13 @@ class NearDedupSpec(StrictModel):
         default=0.0, ge=0, description="images below this information score get exact dedup only"
     )
     verify: bool = Field(default=True, description="confirm candidate pairs with a second signal")
-    index: Literal["exact", "sampled"] = Field(
-        default="exact",
-        description="pHash banding: exact (pigeonhole, every pair within max_hamming; "
-        "~14 s per 1e5 images at max_hamming 10) or sampled (bit-sampling LSH, near-linear "
-        "at large scale, recall sampled_recall; with max_hamming 6 beyond ~1e6 images: at 10 "
-        "it needs 133 tables at 1e5 and reaches its 255-table cap at 1e6)",
+    index: Literal["auto", "exact", "sampled"] = Field(
+        default="auto",
+        description="pHash banding: exact (pigeonhole, every pair within max_hamming; its "
+        "random band collisions grow as n^2: ~1e9 at 1e5 images and max_hamming 10), sampled "
+        "(bit-sampling LSH, near-linear, recall sampled_recall; at max_hamming 10 it needs 133 "
+        "tables at 1e5 and its 255-table cap at 1e6, so beyond ~1e6 images set max_hamming 6) "
+        "or auto (exact while it stays under ~3e8 collisions: ~54k images at max_hamming 10)",
     )
     sampled_recall: float = Field(
         default=0.99, gt=0, lt=1, description="sampled index: recall of pairs at max_hamming"

@@ -1,6 +1,7 @@
 """How 64-bit pHashes are cut into band keys for near-duplicate candidate search.
 
-Two schemes, chosen per recipe (``dedup.near.index``):
+Two schemes, chosen per recipe (``dedup.near.index``; ``auto``, the default, takes exact
+banding while its random collisions stay small, ``exact_collisions``, else sampled):
 
 - ``exact``: ``max_hamming + 1`` contiguous bands (pigeonhole). Every pair within the
   distance shares a band, so recall is 1. Bands are 64 / (k + 1) bits wide, and unrelated
@@ -30,6 +31,9 @@ KEY_SHIFT = 56  # band keys: band index in the top 8 bits, band value below
 MAX_TABLES = 255
 SAMPLED_SEED = 0x6D696E64  # fixed: the tables are part of the build's definition
 MIN_SAMPLED_WIDTH = 10
+# ``index: auto`` uses exact banding up to this many expected random band collisions (each
+# a distance check; ~10 s of them): ~54k hashes at max_hamming 10, ~217k at 6.
+EXACT_COLLISION_BUDGET = 3e8
 
 
 def hit_probability(distance: int, width: int, bits: int = HASH_BITS) -> float:
@@ -137,8 +141,18 @@ def pair_radius(near) -> int:
     return near.max_hamming if near.verify else min(near.max_hamming, near.crop_only_beyond)
 
 
+def exact_collisions(n: int, max_hamming: int) -> float:
+    """Expected band collisions of ``n`` unrelated hashes under exact banding."""
+    return sum(n * (n - 1) / 2 / 2.0**w for _, w in band_layout(max_hamming + 1))
+
+
 def scheme_for(near, n: int) -> BandScheme:
-    """The banding a ``NearDedupSpec`` asks for, for ``n`` hashes."""
-    if near.index == "sampled":
-        return BandScheme.sampled(pair_radius(near), n, near.sampled_recall)
-    return BandScheme.exact(pair_radius(near))
+    """The banding a ``NearDedupSpec`` asks for, for ``n`` hashes; ``auto`` is exact while
+    its random band collisions stay within EXACT_COLLISION_BUDGET, else sampled."""
+    k = pair_radius(near)
+    index = near.index
+    if index == "auto":
+        index = "exact" if exact_collisions(n, k) <= EXACT_COLLISION_BUDGET else "sampled"
+    if index == "sampled":
+        return BandScheme.sampled(k, n, near.sampled_recall)
+    return BandScheme.exact(k)
