@@ -173,9 +173,11 @@ def test_sampled_recall_is_validated() -> None:
     with pytest.raises(ValueError, match="sampled_recall"):
         NearDedupSpec.model_validate({"index": "sampled", "sampled_recall": 1.0})
     assert scheme_for(NearDedupSpec(index="exact"), 10**6).kind == "exact"
-    assert scheme_for(NearDedupSpec(), 50_000).kind == "exact"  # auto: 2.5e8 collisions
-    assert scheme_for(NearDedupSpec(), 60_000).kind == "sampled"  # auto: 3.7e8
-    assert scheme_for(NearDedupSpec(max_hamming=6), 200_000).kind == "exact"
+    auto = NearDedupSpec()  # max_hamming 10, crop_only_beyond 6
+    assert scheme_for(auto, 50_000).describe() == "exact: 11 bands"  # 2.5e8 collisions
+    assert scheme_for(auto, 60_000).describe() == "exact: 7 bands"  # 3.7e8 at 10: radius 6
+    big = scheme_for(auto, 10**6)
+    assert big.kind == "sampled" and big.max_hamming == 6 and big.n_bands == 47
     assert scheme_for(NearDedupSpec(index="sampled"), 10**6).kind == "sampled"
 
 

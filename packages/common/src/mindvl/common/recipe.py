@@ -56,7 +56,8 @@ class NearDedupSpec(StrictModel):
         "random band collisions grow as n^2: ~1e9 at 1e5 images and max_hamming 10), sampled "
         "(bit-sampling LSH, near-linear, recall sampled_recall; at max_hamming 10 it needs 133 "
         "tables at 1e5 and its 255-table cap at 1e6, so beyond ~1e6 images set max_hamming 6) "
-        "or auto (exact while it stays under ~3e8 collisions: ~54k images at max_hamming 10)",
+        "or auto (exact while it stays under ~3e8 collisions, ~54k images at max_hamming 10; "
+        "beyond, max_hamming narrows to crop_only_beyond: exact to ~217k images, then sampled)",
     )
     sampled_recall: float = Field(
         default=0.99, gt=0, lt=1, description="sampled index: recall of pairs at max_hamming"

@@ -1,7 +1,8 @@
 """How 64-bit pHashes are cut into band keys for near-duplicate candidate search.
 
 Two schemes, chosen per recipe (``dedup.near.index``; ``auto``, the default, takes exact
-banding while its random collisions stay small, ``exact_collisions``, else sampled):
+banding while its random collisions stay small, ``exact_collisions``, and for larger builds
+narrows the radius, then samples: ``scheme_for``):
 
 - ``exact``: ``max_hamming + 1`` contiguous bands (pigeonhole). Every pair within the
   distance shares a band, so recall is 1. Bands are 64 / (k + 1) bits wide, and unrelated
@@ -147,12 +148,17 @@ def exact_collisions(n: int, max_hamming: int) -> float:
 
 
 def scheme_for(near, n: int) -> BandScheme:
-    """The banding a ``NearDedupSpec`` asks for, for ``n`` hashes; ``auto`` is exact while
-    its random band collisions stay within EXACT_COLLISION_BUDGET, else sampled."""
+    """The banding a ``NearDedupSpec`` asks for, for ``n`` hashes. ``auto`` is exact banding
+    while its random band collisions stay within EXACT_COLLISION_BUDGET; past that the
+    radius narrows to ``crop_only_beyond`` (sampled tables for a wide radius are too many:
+    133 at 1e5 hashes for k = 10, each a band row with the image's signature in the Ray
+    shuffle), exact again while that fits the budget, else sampled."""
     k = pair_radius(near)
-    index = near.index
-    if index == "auto":
-        index = "exact" if exact_collisions(n, k) <= EXACT_COLLISION_BUDGET else "sampled"
-    if index == "sampled":
+    if near.index == "sampled":
         return BandScheme.sampled(k, n, near.sampled_recall)
-    return BandScheme.exact(k)
+    if near.index == "exact" or exact_collisions(n, k) <= EXACT_COLLISION_BUDGET:
+        return BandScheme.exact(k)
+    k = min(k, near.crop_only_beyond)
+    if exact_collisions(n, k) <= EXACT_COLLISION_BUDGET:
+        return BandScheme.exact(k)
+    return BandScheme.sampled(k, n, near.sampled_recall)
