@@ -123,3 +123,28 @@ def test_bad_inputs_are_one_line_errors(tmp_path) -> None:
         build_operator("quality", {}, "r.yaml", 2)
     with pytest.raises(ConfigError, match=r"operators\[2\]\.params\.min_score"):
         build_operator("quality", {"model": "m.ftz", "min_score": 1.5}, "r.yaml", 2)
+
+
+def test_a_nan_training_run_is_repeated_with_the_next_seed(tmp_path, monkeypatch) -> None:
+    import fasttext
+
+    real = fasttext.train_supervised
+    seeds: list[int] = []
+
+    def flaky(**kw):
+        seeds.append(kw["seed"])
+        if len(seeds) < 3:
+            raise RuntimeError("Encountered NaN.")
+        return real(**kw)
+
+    monkeypatch.setattr(fasttext, "train_supervised", flaky)
+    write_jsonl(tmp_path / "train.jsonl", examples(60, seed=2))
+    result = train_quality_model(tmp_path / "train.jsonl", tmp_path / "q.ftz", seed=5)
+    assert seeds == [5, 6, 7] and result.path.exists()
+
+    def always(**kw):
+        raise RuntimeError("Encountered NaN.")
+
+    monkeypatch.setattr(fasttext, "train_supervised", always)
+    with pytest.raises(UserError, match="training failed 3 times .*lower --lr"):
+        train_quality_model(tmp_path / "train.jsonl", tmp_path / "q2.ftz")

@@ -26,6 +26,9 @@ from mindvl.common.errors import UserError
 from mindvl.data_engine.ops.quality import BAD, GOOD, LABEL_PREFIX, quality_text
 
 TRAIN_THREADS = 10  # see the module docstring: fewer leave the input matrix partly uninitialised
+# Even at 10 threads a run rarely ends in "Encountered NaN" (seen once in the quantize step
+# of a CI run); training is then repeated with the next seeds before it counts as failed.
+TRAIN_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -93,24 +96,31 @@ def train_quality_model(
     with tempfile.TemporaryDirectory() as tmp:
         data = os.path.join(tmp, "train.txt")
         write_fasttext(pairs, data)
-        try:
-            model = fasttext.train_supervised(
-                input=data,
-                dim=dim,
-                epoch=epoch,
-                lr=lr,
-                wordNgrams=word_ngrams,
-                bucket=bucket,
-                minn=2,
-                maxn=4,
-                seed=seed,
-                thread=TRAIN_THREADS,
-                verbose=0,
+        for attempt in range(TRAIN_ATTEMPTS):
+            try:
+                model = fasttext.train_supervised(
+                    input=data,
+                    dim=dim,
+                    epoch=epoch,
+                    lr=lr,
+                    wordNgrams=word_ngrams,
+                    bucket=bucket,
+                    minn=2,
+                    maxn=4,
+                    seed=seed + attempt,
+                    thread=TRAIN_THREADS,
+                    verbose=0,
+                )
+                if quantize:
+                    model.quantize(input=data, retrain=False, qnorm=True, dsub=2)
+                break
+            except RuntimeError as err:  # "Encountered NaN.": small data, a high lr, hogwild
+                failure = err
+        else:
+            raise UserError(
+                f"train-quality: training failed {TRAIN_ATTEMPTS} times ({failure}); "
+                "try a lower --lr"
             )
-        except RuntimeError as err:  # "Encountered NaN." on small data with a high lr
-            raise UserError(f"train-quality: training failed ({err}); try a lower --lr") from None
-        if quantize:
-            model.quantize(input=data, retrain=False, qnorm=True, dsub=2)
         model.save_model(str(out))
         accuracy = None
         if valid is not None:
