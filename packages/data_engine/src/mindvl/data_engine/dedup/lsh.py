@@ -133,8 +133,9 @@ def crowd_pairs(
     has = np.flatnonzero(kinds != DETAIL_NONE)
     for db in range(sub.n_bands):
         vals = sub.band(detail[has], db)
-        order = has[np.lexsort((vals, kinds[has]))]
-        starts, ends = _run_bounds(order.size, kinds[order], sub.band(detail[order], db))
+        by_key = np.lexsort((vals, kinds[has]))
+        order = has[by_key]
+        starts, ends = _run_bounds(order.size, kinds[order], vals[by_key])
         for x, y in _run_pairs(order, starts, ends):
             ok = close(x, y)
             if db:
@@ -161,7 +162,7 @@ def bucket_pairs(
     m(m-1)/2 of its pairs within the pHash bound, m = ``crowding.max_bucket`` (as many as
     m mutually alike images). Counting stops as soon as that is exceeded, so a crowd costs
     one chunk of distances before ``crowd_pairs`` takes over; a big bucket of unrelated
-    hashes (large builds, narrow bands) is never crowded."""
+    hashes (large builds, narrow bands) is not crowded by its size alone."""
     members = np.asarray(members, dtype=np.int64)
     m = crowding.max_bucket if crowding is not None else 0
     limit = m * (m - 1) // 2 if m else None
