@@ -57,8 +57,7 @@ from mindvl.data_engine.dedup.decisions import (
     eval_match,
 )
 from mindvl.data_engine.dedup.decontaminate import EvalIndex
-from mindvl.data_engine.dedup.detail_hash import cached_details
-from mindvl.data_engine.dedup.lsh import Crowding, candidate_pairs
+from mindvl.data_engine.dedup.lsh import candidate_pairs, crowding_for
 from mindvl.data_engine.dedup.screen import screen_pairs
 from mindvl.data_engine.dedup.survivor import group_id, label_key
 from mindvl.data_engine.dedup.verify import PairVerifier, star_members
@@ -107,7 +106,7 @@ def plan_dedup(
         scheme = scheme_for(spec.near, len(nodes))
         stats.near_index = scheme.describe()
         sigs = [it.signature for it in nodes]
-        pairs = candidate_pairs(hashes, scheme.max_hamming, scheme, crowding_for(spec, sigs))
+        pairs = candidate_pairs(hashes, scheme.max_hamming, scheme, crowding_for(spec.near, sigs))
         stats.near_candidate_pairs = int(pairs.left.size)
         stats.near_crowded_buckets = pairs.crowded_buckets
         if spec.near.verify:
@@ -146,16 +145,6 @@ def plan_dedup(
             reason = REASON_SAME_PAIR if m.pair_key == rep.pair_key else REASON_SAME_PIXELS
             decisions[m.key] = Decision(m.key, gid, top_key, OP_EXACT, reason)
     return decisions, stats
-
-
-def crowding_for(spec: DedupSpec, signatures: list[bytes]) -> Crowding | None:
-    """The recipe's rule for crowded band buckets over these signatures (verification only:
-    the detail hash is read from the signatures)."""
-    if not (spec.near.verify and spec.near.crowded_bucket):
-        return None
-    return Crowding(
-        spec.near.crowded_bucket, spec.near.detail_max_hamming, cached_details(signatures)
-    )
 
 
 def dedup_rows(

@@ -24,7 +24,7 @@ import numpy as np
 
 from mindvl.data_engine.dedup.bands import BandScheme
 from mindvl.data_engine.dedup.bits import hamming
-from mindvl.data_engine.dedup.detail_hash import DETAIL_NONE
+from mindvl.data_engine.dedup.detail_hash import DETAIL_NONE, cached_details
 
 PAIR_CHUNK = 1 << 22  # candidate pairs materialised at once (bounds memory)
 
@@ -87,6 +87,14 @@ class Crowding:
     max_bucket: int
     max_hamming: int
     detail: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
+
+
+def crowding_for(near, signatures: list[bytes]) -> Crowding | None:
+    """A ``NearDedupSpec``'s rule for crowded buckets over these signatures (verification
+    only: the detail hash is read from the signatures)."""
+    if not (near.verify and near.crowded_bucket):
+        return None
+    return Crowding(near.crowded_bucket, near.detail_max_hamming, cached_details(signatures))
 
 
 def _filtered(a, c, h, band, scheme, max_hamming, count_all=False):

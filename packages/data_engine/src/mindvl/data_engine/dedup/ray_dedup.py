@@ -137,8 +137,7 @@ def dedup_dataset(
     if spec.near.enabled and counts["near_nodes"] > 1:
         scheme = scheme_for(spec.near, counts["near_nodes"])
         stats.near_index = scheme.describe()
-        near = (scheme, spec.near.verify, spec.near.crowded_bucket,
-                spec.near.detail_max_hamming, spec.near.crop_only_beyond)  # fmt: skip
+        near = scheme, spec.near
         pairs = (
             exact.map_batches(T.band_rows, batch_format="pyarrow", fn_kwargs={"scheme": scheme})
             .groupby("bkey", num_partitions=parts)

@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mindvl.common.recipe import DedupSpec
+from mindvl.common.recipe import DedupSpec, NearDedupSpec
 from mindvl.data_engine.dedup.bands import BandScheme
 from mindvl.data_engine.dedup.decisions import (
     OP_EXACT,
@@ -24,8 +24,7 @@ from mindvl.data_engine.dedup.decisions import (
     eval_match,
 )
 from mindvl.data_engine.dedup.decontaminate import EvalIndex
-from mindvl.data_engine.dedup.detail_hash import cached_details
-from mindvl.data_engine.dedup.lsh import Crowding, bucket_pairs
+from mindvl.data_engine.dedup.lsh import bucket_pairs, crowding_for
 from mindvl.data_engine.dedup.screen import screen_pairs
 from mindvl.data_engine.dedup.survivor import group_id, label_key
 from mindvl.data_engine.dedup.verify import PairVerifier
@@ -129,14 +128,7 @@ def band_rows(table: pa.Table, scheme: BandScheme) -> pa.Table:
     )
 
 
-def band_pairs(
-    table: pa.Table,
-    scheme: BandScheme,
-    verify: bool,
-    crowded_bucket: int = 0,
-    detail_max_hamming: int = 0,
-    crop_only_beyond: int | None = None,
-) -> pa.Table:
+def band_pairs(table: pa.Table, scheme: BandScheme, near: NearDedupSpec) -> pa.Table:
     """Pairs in one band bucket within ``max_hamming`` (a crowded bucket: also close in the
     detail hash or of one size, ``lsh.Crowding``), each verified; a pair is emitted only by
     the first band its two hashes share, so every pair appears exactly once overall."""
@@ -147,16 +139,14 @@ def band_pairs(
     h = table.column("phash").to_numpy().astype(np.int64).view(np.uint64)
     labels = table.column("label").to_pylist()
     sigs = table.column("sig").to_pylist()
-    crowding = None
-    if verify and crowded_bucket:
-        crowding = Crowding(crowded_bucket, detail_max_hamming, cached_details(sigs))
+    crowding = crowding_for(near, sigs)
     found, crowded = bucket_pairs(h, np.arange(n), band, scheme, crowding)
     left = np.concatenate([a for a, _, _ in found]) if found else np.zeros(0, np.int64)
     right = np.concatenate([c for _, c, _ in found]) if found else np.zeros(0, np.int64)
     distance = np.concatenate([d for _, _, d in found]) if found else np.zeros(0, np.uint8)
     verified = np.ones(left.size, dtype=bool)
-    if verify:
-        verified = screen_pairs(sigs, left, right, distance, crop_only_beyond)
+    if near.verify:
+        verified = screen_pairs(sigs, left, right, distance, near.crop_only_beyond)
         verifier = PairVerifier()
         for p in np.flatnonzero(verified).tolist():
             verified[p] = verifier.agree(sigs[left[p]], sigs[right[p]])

@@ -73,6 +73,16 @@ def write_fasttext(pairs: list[tuple[str, str]], path: str) -> None:
             f.write(f"{LABEL_PREFIX}{label} {text}\n")
 
 
+def _fit(fasttext, data: str, seed: int, quantize: bool, params: dict):
+    """One supervised fastText run on ``data`` (and its quantisation)."""
+    model = fasttext.train_supervised(
+        input=data, minn=2, maxn=4, seed=seed, thread=TRAIN_THREADS, verbose=0, **params
+    )
+    if quantize:
+        model.quantize(input=data, retrain=False, qnorm=True, dsub=2)
+    return model
+
+
 def train_quality_model(
     train: Path,
     out: Path,
@@ -96,23 +106,10 @@ def train_quality_model(
     with tempfile.TemporaryDirectory() as tmp:
         data = os.path.join(tmp, "train.txt")
         write_fasttext(pairs, data)
+        params = dict(dim=dim, epoch=epoch, lr=lr, wordNgrams=word_ngrams, bucket=bucket)
         for attempt in range(TRAIN_ATTEMPTS):
             try:
-                model = fasttext.train_supervised(
-                    input=data,
-                    dim=dim,
-                    epoch=epoch,
-                    lr=lr,
-                    wordNgrams=word_ngrams,
-                    bucket=bucket,
-                    minn=2,
-                    maxn=4,
-                    seed=seed + attempt,
-                    thread=TRAIN_THREADS,
-                    verbose=0,
-                )
-                if quantize:
-                    model.quantize(input=data, retrain=False, qnorm=True, dsub=2)
+                model = _fit(fasttext, data, seed + attempt, quantize, params)
                 break
             except RuntimeError as err:  # "Encountered NaN.": small data, a high lr, hogwild
                 failure = err
