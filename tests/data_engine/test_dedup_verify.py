@@ -7,7 +7,7 @@ import io
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageEnhance
 
 from mindvl.data_engine.dedup import verify
 from mindvl.data_engine.dedup.signature import signature_match
@@ -62,6 +62,42 @@ def test_shapes_of_one_luminance_but_different_colours_are_two_pictures() -> Non
     assert not verify.thumbnails_agree(a, b)
     assert not verify.thumbnails_agree(a, c)
     assert verify.chroma_difference(parse_signature(a), parse_signature(b)) > 0.4  # limit 0.25
+
+
+def small_disc(fill, size=(640, 480)) -> Image.Image:
+    img = Image.new("RGB", size, (20, 20, 20))
+    ImageDraw.Draw(img).ellipse((470, 330, 530, 390), fill=fill)
+    return img
+
+
+def test_a_small_shape_of_another_hue_is_another_picture() -> None:
+    # Orange and pink-red of one luminance (~155), a disc of 1% of a dark canvas: the
+    # relative chroma rule barely sees it, the hue of the cells it covers does.
+    orange, red = small_disc((240, 140, 20)), small_disc((255, 112, 112))
+    pa, pb = parse_signature(sig(orange)), parse_signature(sig(red))
+    assert verify.chroma_difference(pa, pb) < verify.VERIFY_MAX_CHROMA_DIFF
+    assert verify.hue_differences(pa.chroma.reshape(1, -1), pb.chroma.reshape(1, -1))[0] > 25
+    assert not verify.thumbnails_agree(sig(orange), sig(red))
+    # Brightness and contrast changes and a JPEG re-encode keep the hue.
+    jittered = ImageEnhance.Contrast(ImageEnhance.Brightness(orange).enhance(1.08)).enhance(0.92)
+    buf = io.BytesIO()
+    jittered.save(buf, "JPEG", quality=55)
+    copy = bytes.fromhex(image_features(buf.getvalue()).signature)
+    pc = parse_signature(copy)
+    assert verify.hue_differences(pa.chroma.reshape(1, -1), pc.chroma.reshape(1, -1))[0] < 5
+    assert verify.thumbnails_agree(sig(orange), copy)
+
+
+def test_hue_is_not_judged_on_grey_cells() -> None:
+    grey = np.full((1, 128), 128.0)
+    tinted = grey + np.r_[np.full(64, 6.0), np.full(64, -6.0)]  # offsets below the floor
+    assert verify.hue_differences(grey, tinted)[0] == 0.0
+    assert verify.hue_differences(tinted, -tinted + 256)[0] == 0.0
+    blue = grey + np.r_[np.full(64, 60.0), np.zeros(64)]
+    assert verify.hue_differences(blue, blue * 1.2 - 0.2 * 128)[0] < 1e-6  # saturation only
+    assert verify.hue_differences(blue, grey + np.r_[np.zeros(64), np.full(64, 60.0)])[
+        0
+    ] == pytest.approx(90)
 
 
 def test_saturation_and_recompression_keep_a_match() -> None:

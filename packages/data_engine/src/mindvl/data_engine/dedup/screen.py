@@ -21,8 +21,7 @@ from mindvl.data_engine.dedup.signature import (
 from mindvl.data_engine.dedup.signature_format import parse_signature
 from mindvl.data_engine.dedup.verify import (
     PRESCREEN_MIN_SIDE,
-    VERIFY_MAX_CHROMA_DIFF,
-    chroma_differences,
+    colours_differ,
     sizes_of_a_crop,
 )
 
@@ -89,7 +88,7 @@ def screen_pairs(
 
 
 def _colours_differ(parsed: list, left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    """Pairs the chroma rule of ``verify`` rejects (pairs without chroma on both sides are
+    """Pairs the chroma rules of ``verify`` reject (pairs without chroma on both sides are
     left to it)."""
     out = np.zeros(left.size, dtype=bool)
     has = np.array([p.chroma is not None for p in parsed], dtype=bool)
@@ -101,7 +100,7 @@ def _colours_differ(parsed: list, left: np.ndarray, right: np.ndarray) -> np.nda
     both = np.flatnonzero(has[left] & has[right])
     for start in range(0, both.size, SCREEN_CHUNK * 16):
         at = both[start : start + SCREEN_CHUNK * 16]
-        out[at] = chroma_differences(planes[left[at]], planes[right[at]]) > VERIFY_MAX_CHROMA_DIFF
+        out[at] = colours_differ(planes[left[at]], planes[right[at]])
     return out
 
 
