@@ -145,7 +145,14 @@ def test_ray_matches_core_with_sampled_banding(ray_session) -> None:
     assert stats == expected_stats
 
 
-def test_ray_matches_core_with_crowded_buckets(ray_session) -> None:
+@pytest.mark.parametrize("broadcast", [True, False], ids=["broadcast", "label-group-bys"])
+def test_ray_matches_core_with_crowded_buckets(ray_session, monkeypatch, broadcast) -> None:
+    """Both ways candidate pairs get their signatures: broadcast (small builds) and two
+    group-bys on the pair's labels (beyond ``SIGNATURE_BROADCAST_BYTES``)."""
+    from mindvl.data_engine.dedup import ray_dedup
+
+    if not broadcast:
+        monkeypatch.setattr(ray_dedup, "SIGNATURE_BROADCAST_BYTES", 0)
     rows, evals = corpus()
     spec = DedupSpec.model_validate(
         {"near": {"min_information": 0.05, "crowded_bucket": 1}, "decontaminate": ["eval"]}
@@ -155,3 +162,52 @@ def test_ray_matches_core_with_crowded_buckets(ray_session) -> None:
     got, stats = run_ray(ray_session, rows, spec, evals, blocks=4, seed=3)
     assert summary(got) == summary({r["key"]: r for r in expected_rows})
     assert stats == expected_stats
+
+
+def by_column(table: pa.Table, column: str) -> list[pa.Table]:
+    """A group-by as Ray's map_groups sees it: one table per value of ``column``."""
+    values = table.column(column).to_pylist()
+    return [
+        table.take([i for i, v in enumerate(values) if v == key]) for key in sorted(set(values))
+    ]
+
+
+def test_band_rows_carry_no_signature_and_pairs_get_both_by_their_labels() -> None:
+    """The near stage's table functions without Ray: band rows are slim (label, pHash,
+    detail hash, size), and the two label group-bys give every candidate pair both
+    signatures, verified as the pure-Python path verifies them."""
+    from mindvl.data_engine.dedup import ray_tables as T
+    from mindvl.data_engine.dedup.bands import scheme_for
+
+    rows, _ = corpus()
+    spec = DedupSpec.model_validate({"near": {"min_information": 0.05}})
+    view = T.view_batch(pa.Table.from_pylist(rows, schema=SCHEMA), spec, None)
+    exact = pa.concat_tables([T.exact_group(g) for g in by_column(view, "exact_key")])
+    reps = int(pa.compute.sum(pa.compute.and_(exact["is_rep"], exact["near_ok"])).as_py())
+    scheme = scheme_for(spec.near, reps)
+    bands = T.band_rows(exact, scheme)
+    assert "sig" not in bands.column_names and bands.num_rows == reps * scheme.n_bands
+    assert bands.nbytes / bands.num_rows < 256  # the label ~100 bytes; a signature 2.4 KB
+    candidates = pa.concat_tables(
+        [T.band_candidates(g, scheme, spec.near) for g in by_column(bands, "bkey")]
+    )
+    assert candidates.column("sig").null_count == candidates.num_rows
+    links = pa.concat_tables([T.pair_links(candidates), T.signature_links(exact)])
+    firsts = pa.concat_tables([T.attach_first(g) for g in by_column(links, "key")])
+    assert firsts.num_rows == candidates.num_rows  # each pair, now keyed by its larger label
+    second = pa.concat_tables([firsts, T.signature_links(exact)])
+    pairs = pa.concat_tables([T.verify_group(g, spec.near) for g in by_column(second, "key")])
+    assert pairs.num_rows == candidates.num_rows
+    assert all(a < b for a, b in zip(pairs["a"].to_pylist(), pairs["b"].to_pylist(), strict=True))
+    sig_of = dict(zip(exact["label"].to_pylist(), exact["sig"].to_pylist(), strict=True))
+    verified = pairs.filter(pairs["verified"]).to_pylist()
+    assert {(r["sig_a"], r["sig_b"]) for r in verified} == {
+        (sig_of[r["a"]], sig_of[r["b"]]) for r in verified
+    }
+    # the broadcast path: the same pairs, the same verdicts
+    broadcast = T.verify_links(candidates, T.signature_table(exact), spec.near)
+    assert sorted(broadcast.to_pylist(), key=str) == sorted(pairs.to_pylist(), key=str)
+    _, expected = dedup_rows(rows, spec)
+    assert len(verified) > 0
+    assert expected.near_candidate_pairs == candidates.num_rows
+    assert expected.near_rejected_by_verify == candidates.num_rows - len(verified)

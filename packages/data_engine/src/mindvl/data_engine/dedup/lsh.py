@@ -97,6 +97,21 @@ def crowding_for(near, signatures: list[bytes]) -> Crowding | None:
     return Crowding(near.crowded_bucket, near.detail_max_hamming, cached_details(signatures))
 
 
+def crowding_of_details(
+    near, hashes: np.ndarray, kinds: np.ndarray, sizes: np.ndarray
+) -> Crowding | None:
+    """:func:`crowding_for` with every member's ``detail_hash`` computed already (the Ray
+    band rows carry them instead of the signatures)."""
+    if not (near.verify and near.crowded_bucket):
+        return None
+    hashes, kinds, sizes = (np.asarray(x) for x in (hashes, kinds, sizes))
+    return Crowding(
+        near.crowded_bucket,
+        near.detail_max_hamming,
+        lambda at: (hashes[at], kinds[at], sizes[at]),
+    )
+
+
 def _filtered(a, c, h, band, scheme, max_hamming, count_all=False):
     """Pairs within the pHash bound that share no earlier band than ``band``, as (a, c, d)
     (and, with ``count_all``, how many were within the bound before the band check)."""

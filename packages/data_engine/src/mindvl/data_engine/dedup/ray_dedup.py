@@ -4,10 +4,14 @@ Stages (maps and group-bys over slim rows; only per-block counters reach the dri
 
 1. view + exact: per row, its eval-set match or dedup view (keys, label, pHash, signature),
    grouped by ``exact_key``; the smallest survivor label represents each group;
-2. near: representatives exploded into ``max_hamming + 1`` band rows, group-by band key,
-   pairs within the Hamming bound (in a crowded bucket: also close in the detail hash or of
-   one size, ``lsh.Crowding``) verified by their signatures (``verify.py``). A bucket is
-   one task: it holds its members' signatures (~2.4-4.7 KB each);
+2. near: representatives exploded into one slim band row per band or table (label, pHash,
+   detail hash, size: no signature), group-by band key, the pairs within the Hamming bound
+   (in a crowded bucket: also close in the detail hash or of one size, ``lsh.Crowding``),
+   then verified with both signatures (``verify.py``). Up to SIGNATURE_BROADCAST_BYTES the
+   signatures are broadcast to the verifying workers; beyond, each pair gets them by two
+   group-bys on its labels (a signature, ~2.4-4.7 KB, then travels twice and once per
+   candidate pair it is in). Before, every band row carried its image's signature: 11 per
+   image at k = 10, up to 255 with sampled tables;
 3. components of verified pairs (``ray_components.py``: one task up to 100k pairs, else
    distributed min-label propagation), split into stars: members must verify against
    their survivor themselves (``verify.star_members``);
@@ -43,28 +47,34 @@ SLIM_ROWS_PER_PARTITION = 200_000
 DD_COLUMNS = ("dd_group", "dd_survivor", "dd_op", "dd_reason")
 
 
-_DECISIONS: dict[str, pa.Table] = {}  # per worker process: the build's decisions, by token
+# Signatures of a build's near-eligible images up to this many bytes are broadcast to the
+# workers that verify candidate pairs (~2.4-4.7 KB each: 256 MiB is ~55-110k images);
+# beyond, the pairs are joined with them by two group-bys.
+SIGNATURE_BROADCAST_BYTES = 256 << 20
+
+_FETCHED: dict[str, pa.Table] = {}  # per worker process: one broadcast table, by token
 
 
-def _decision_table(refs: list[Any]) -> pa.Table:
-    """All decision blocks of this build (fetched once per worker process, then reused)."""
+def _fetched(refs: list[Any], schema: pa.Schema) -> pa.Table:
+    """The blocks behind ``refs`` as one table (fetched once per worker process and kept
+    until another broadcast table is asked for)."""
     import ray
 
     token = ",".join(r.hex() for r in refs)
-    if token not in _DECISIONS:
-        _DECISIONS.clear()
+    if token not in _FETCHED:
+        _FETCHED.clear()
         tables = [t for t in ray.get(list(refs)) if t.num_rows]
-        _DECISIONS[token] = (
-            pa.concat_tables(tables).combine_chunks() if tables else T.DECISIONS.empty_table()
+        _FETCHED[token] = (
+            pa.concat_tables(tables).combine_chunks() if tables else schema.empty_table()
         )
-    return _DECISIONS[token]
+    return _FETCHED[token]
 
 
 def _apply_decisions(table: pa.Table, refs: list[Any], input_names: list[str]) -> pa.Table:
     """Input rows with their decisions written on (a broadcast join on ``key``: the decision
     rows are the few rows dedup touched, so the image-carrying rows are never shuffled)."""
     table = table.cast(_output_schema(table.schema, input_names))
-    decisions = _decision_table(refs)
+    decisions = _fetched(refs, T.DECISIONS)
     at = pc.index_in(table.column("key"), value_set=decisions.column("key"))
     hit = pc.is_valid(at)
     if not pc.any(hit).as_py():
@@ -77,6 +87,35 @@ def _apply_decisions(table: pa.Table, refs: list[Any], input_names: list[str]) -
     ]
     rest = table.filter(pc.invert(hit))
     return pa.concat_tables([rest, pa.Table.from_pylist(changed, schema=table.schema)])
+
+
+def _verify_broadcast(table: pa.Table, refs: list[Any], near) -> pa.Table:
+    return T.verify_links(table, _fetched(refs, T.SIGS), near)
+
+
+def _verified_pairs(exact, candidates, spec: DedupSpec, parts: int, signature_bytes: int):
+    """PAIRS rows of the candidate pairs (LINKS rows), each verified with both signatures.
+    Up to SIGNATURE_BROADCAST_BYTES of signatures are broadcast: each worker holds them
+    all and verifies candidate blocks as they are. Beyond, each pair gets its signatures by
+    two group-bys on its labels (``attach_first``, then ``verify_group``), so no task holds
+    more than one label's pairs."""
+    links = candidates.map_batches(T.pair_links, batch_format="pyarrow")
+    if signature_bytes <= SIGNATURE_BROADCAST_BYTES:
+        refs = exact.map_batches(T.signature_table, batch_format="pyarrow")
+        refs = refs.materialize().to_arrow_refs()
+        return links.map_batches(
+            _verify_broadcast, batch_format="pyarrow", batch_size=None, fn_args=(refs, spec.near)
+        ).materialize()
+    signatures = exact.map_batches(T.signature_links, batch_format="pyarrow")
+    return (
+        links.union(signatures)
+        .groupby("key", num_partitions=parts)
+        .map_groups(T.attach_first, batch_format="pyarrow")
+        .union(signatures)
+        .groupby("key", num_partitions=parts)
+        .map_groups(T.verify_group, batch_format="pyarrow", fn_args=(spec.near,))
+        .materialize()
+    )
 
 
 def _output_schema(schema: pa.Schema, names: list[str]) -> pa.Schema:
@@ -138,15 +177,19 @@ def dedup_dataset(
         scheme = scheme_for(spec.near, counts["near_nodes"])
         stats.near_index = scheme.describe()
         near = scheme, spec.near
-        pairs = (
+        candidates = (
             exact.map_batches(T.band_rows, batch_format="pyarrow", fn_kwargs={"scheme": scheme})
             .groupby("bkey", num_partitions=parts)
-            .map_groups(T.band_pairs, batch_format="pyarrow", fn_args=near)
+            .map_groups(T.band_candidates, batch_format="pyarrow", fn_args=near)
             .materialize()
         )
-        pair_stats = T.total(pairs, T.pair_counts)
-        stats.near_candidate_pairs = pair_stats.get("pairs", 0)
-        stats.near_crowded_buckets = pair_stats.get("crowded", 0)
+        found = T.total(candidates, T.candidate_counts)
+        stats.near_candidate_pairs = found.get("pairs", 0)
+        stats.near_crowded_buckets = found.get("crowded", 0)
+        pair_stats: dict[str, int] = {}
+        if stats.near_candidate_pairs:
+            pairs = _verified_pairs(exact, candidates, spec, parts, counts["near_signature_bytes"])
+            pair_stats = T.total(pairs, T.pair_counts)
         stats.near_rejected_by_verify = stats.near_candidate_pairs - pair_stats.get("verified", 0)
         if pair_stats.get("verified", 0):
             cc = components(pairs, num_partitions=parts, edges=pair_stats["verified"]).materialize()

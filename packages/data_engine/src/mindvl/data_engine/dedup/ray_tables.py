@@ -1,6 +1,8 @@
 """Row schemas and per-batch functions of the Ray dedup stages (plain Python over pyarrow
 tables, so each is testable without Ray). Only slim rows travel between stages: keys,
-labels, hashes and 192-byte thumbnails; image bytes stay put until decisions are joined back.
+labels, hashes and signatures (2.4-4.7 KB); image bytes stay put until decisions are
+joined back. Band rows carry no signature (an image has one band row per band or table,
+up to hundreds): a candidate pair gets its two signatures by two group-bys on its labels.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from mindvl.data_engine.dedup.decisions import (
     eval_match,
 )
 from mindvl.data_engine.dedup.decontaminate import EvalIndex
-from mindvl.data_engine.dedup.lsh import bucket_pairs, crowding_for
+from mindvl.data_engine.dedup.detail_hash import detail_hash
+from mindvl.data_engine.dedup.lsh import bucket_pairs, crowding_of_details
 from mindvl.data_engine.dedup.screen import screen_pairs
 from mindvl.data_engine.dedup.survivor import group_id, label_key
 from mindvl.data_engine.dedup.verify import PairVerifier
@@ -59,13 +62,22 @@ EXACT = pa.schema(
     ]
 )
 BANDS = pa.schema(
-    [("bkey", pa.int64()), ("label", pa.string()), ("phash", pa.int64()), ("sig", pa.binary())]
+    [("bkey", pa.int64()), ("label", pa.string()), ("phash", pa.int64()),
+     ("detail", pa.int64()), ("detail_kind", pa.int8()), ("size", pa.int64())]
+)  # fmt: skip  # detail: ``detail_hash.detail_hash`` (uint64 bits as int64), for crowding
+# Candidate pairs and the signatures they are joined with, one schema so they can be unioned
+# and grouped by ``key``: a pair row (key = a label, other = the other label, distance = the
+# pHash distance, sig = the signature of the pair's end already joined, or null) or a
+# signature row (key = a label, other null, distance -1, sig = its signature).
+LINKS = pa.schema(
+    [("key", pa.string()), ("other", pa.string()), ("distance", pa.int16()), ("sig", pa.binary())]
 )
+SIGS = pa.schema([("label", pa.string()), ("sig", pa.binary())])
 PAIRS = pa.schema(
     [("a", pa.string()), ("b", pa.string()), ("verified", pa.bool_()),
      ("sig_a", pa.binary()), ("sig_b", pa.binary())]  # signatures: verified pairs only
 )  # fmt: skip
-CROWD_MARKER = ""  # a PAIRS row with this label marks one crowded bucket (not a pair)
+CROWD_MARKER = ""  # a LINKS row with this key marks one crowded bucket (not a pair)
 DECISIONS = pa.schema(
     [
         ("key", pa.string()),
@@ -112,9 +124,12 @@ def exact_group(table: pa.Table) -> pa.Table:
 
 
 def band_rows(table: pa.Table, scheme: BandScheme) -> pa.Table:
-    """Each near-eligible representative, once per band, keyed by (band index, band value)."""
+    """Each near-eligible representative, once per band, keyed by (band index, band value),
+    with its detail hash and size for the crowding rule (no signature)."""
     table = table.filter(pc.and_(table.column("is_rep"), table.column("near_ok")))
     h = table.column("phash").to_numpy().astype(np.int64).view(np.uint64)
+    details = [detail_hash(sig) for sig in table.column("sig").to_pylist()]
+    detail = np.array([d[0] for d in details], dtype=np.uint64).view(np.int64)
     keys = scheme.keys(h)  # (n, n_bands)
     idx = np.repeat(np.arange(table.num_rows), scheme.n_bands)
     return pa.table(
@@ -122,48 +137,157 @@ def band_rows(table: pa.Table, scheme: BandScheme) -> pa.Table:
             "bkey": keys.reshape(-1),
             "label": table.column("label").take(idx),
             "phash": table.column("phash").take(idx),
-            "sig": table.column("sig").take(idx),
+            "detail": detail[idx],
+            "detail_kind": np.array([d[1] for d in details], dtype=np.int8)[idx],
+            "size": np.array([d[2] for d in details], dtype=np.int64)[idx],
         },
         schema=BANDS,
     )
 
 
-def band_pairs(table: pa.Table, scheme: BandScheme, near: NearDedupSpec) -> pa.Table:
+def band_candidates(table: pa.Table, scheme: BandScheme, near: NearDedupSpec) -> pa.Table:
     """Pairs in one band bucket within ``max_hamming`` (a crowded bucket: also close in the
-    detail hash or of one size, ``lsh.Crowding``), each verified; a pair is emitted only by
-    the first band its two hashes share, so every pair appears exactly once overall."""
+    detail hash or of one size, ``lsh.Crowding``) as LINKS pair rows keyed by the smaller
+    label; a pair is emitted only by the first band its two hashes share, so every pair
+    appears exactly once overall. A crowded bucket adds a marker row (key "")."""
     n = table.num_rows
     if n < 2:
-        return PAIRS.empty_table()
+        return LINKS.empty_table()
     band = scheme.band_of_key(table.column("bkey")[0].as_py())
     h = table.column("phash").to_numpy().astype(np.int64).view(np.uint64)
     labels = table.column("label").to_pylist()
-    sigs = table.column("sig").to_pylist()
-    crowding = crowding_for(near, sigs)
+    crowding = crowding_of_details(
+        near,
+        table.column("detail").to_numpy().astype(np.int64).view(np.uint64),
+        table.column("detail_kind").to_numpy(),
+        table.column("size").to_numpy(),
+    )
     found, crowded = bucket_pairs(h, np.arange(n), band, scheme, crowding)
-    left = np.concatenate([a for a, _, _ in found]) if found else np.zeros(0, np.int64)
-    right = np.concatenate([c for _, c, _ in found]) if found else np.zeros(0, np.int64)
-    distance = np.concatenate([d for _, _, d in found]) if found else np.zeros(0, np.uint8)
+    out: dict[str, list[Any]] = {"key": [], "other": [], "distance": []}
+    for a, c, d in found:
+        for i, j, dist in zip(a.tolist(), c.tolist(), d.tolist(), strict=True):
+            la, lb = sorted((labels[i], labels[j]))
+            out["key"].append(la)
+            out["other"].append(lb)
+            out["distance"].append(dist)
+    if crowded:  # a marker row: counted, never a pair
+        out["key"].append(CROWD_MARKER)
+        out["other"].append(CROWD_MARKER)
+        out["distance"].append(-1)
+    out["sig"] = [None] * len(out["key"])
+    return pa.table(out, schema=LINKS)
+
+
+def candidate_counts(table: pa.Table) -> pa.Table:
+    markers = int(pc.sum(pc.equal(table.column("key"), CROWD_MARKER).cast(pa.int64())).as_py() or 0)
+    return pa.table({"pairs": [table.num_rows - markers], "crowded": [markers]})
+
+
+def pair_links(table: pa.Table) -> pa.Table:
+    """The candidate pairs among LINKS rows (crowd markers left out)."""
+    return table.filter(pc.not_equal(table.column("key"), CROWD_MARKER))
+
+
+def signature_links(table: pa.Table) -> pa.Table:
+    """A LINKS signature row for each near-eligible representative (EXACT rows)."""
+    table = table.filter(pc.and_(table.column("is_rep"), table.column("near_ok")))
+    n = table.num_rows
+    return pa.table(
+        {"key": table.column("label"), "other": pa.nulls(n, pa.string()),
+         "distance": pa.array([-1] * n, pa.int16()), "sig": table.column("sig")},
+        schema=LINKS,
+    )  # fmt: skip
+
+
+def _split_links(table: pa.Table) -> tuple[bytes | None, pa.Table]:
+    """(the group's own signature, its pair rows) of one ``key`` group of LINKS rows."""
+    own = table.filter(pc.less(table.column("distance"), 0))
+    pairs = table.filter(pc.greater_equal(table.column("distance"), 0))
+    return (own.column("sig")[0].as_py() if own.num_rows else None), pairs
+
+
+def attach_first(table: pa.Table) -> pa.Table:
+    """One label's group (its signature row and the pairs keyed by it) -> the pairs keyed by
+    their other label, each carrying this label's signature."""
+    sig, pairs = _split_links(table)
+    n = pairs.num_rows
+    if n == 0 or sig is None:
+        return LINKS.empty_table()
+    return pa.table(
+        {"key": pairs.column("other"), "other": pairs.column("key"),
+         "distance": pairs.column("distance"), "sig": pa.array([sig] * n, pa.binary())},
+        schema=LINKS,
+    )  # fmt: skip
+
+
+def _verified(sigs: list[bytes], left: np.ndarray, right: np.ndarray, distance, near) -> list:
+    """Which pairs (``sigs[left[p]]``, ``sigs[right[p]]``) verify: the batch screen, then
+    ``verify.PairVerifier`` (all True when the recipe does not verify)."""
     verified = np.ones(left.size, dtype=bool)
     if near.verify:
         verified = screen_pairs(sigs, left, right, distance, near.crop_only_beyond)
         verifier = PairVerifier()
         for p in np.flatnonzero(verified).tolist():
             verified[p] = verifier.agree(sigs[left[p]], sigs[right[p]])
-    out: dict[str, list[Any]] = {"a": [], "b": [], "verified": [], "sig_a": [], "sig_b": []}
-    for i, j, ok in zip(left.tolist(), right.tolist(), verified.tolist(), strict=True):
-        (la, sa), (lb, sb) = sorted(((labels[i], sigs[i]), (labels[j], sigs[j])))
-        out["a"].append(la)
-        out["b"].append(lb)
-        out["verified"].append(ok)
-        out["sig_a"].append(sa if ok else None)
-        out["sig_b"].append(sb if ok else None)
-    if crowded:  # a marker row: counted, never an edge
-        for col, value in (("a", CROWD_MARKER), ("b", CROWD_MARKER), ("verified", False)):
-            out[col].append(value)
-        out["sig_a"].append(None)
-        out["sig_b"].append(None)
-    return pa.table(out, schema=PAIRS)
+    return verified.tolist()
+
+
+def _pair_rows(a, b, ok: list, sig_a: list, sig_b: list) -> pa.Table:
+    return pa.table(
+        {"a": a, "b": b, "verified": ok,
+         "sig_a": [s if v else None for s, v in zip(sig_a, ok, strict=True)],
+         "sig_b": [s if v else None for s, v in zip(sig_b, ok, strict=True)]},
+        schema=PAIRS,
+    )  # fmt: skip
+
+
+def verify_group(table: pa.Table, near: NearDedupSpec) -> pa.Table:
+    """One label's group (its signature row and the pairs from ``attach_first`` keyed by it,
+    each with the other end's signature) -> PAIRS rows, verified; every pair here shares
+    this label's image, whose search terms are computed once."""
+    sig, pairs = _split_links(table)
+    n = pairs.num_rows
+    if n == 0 or sig is None:
+        return PAIRS.empty_table()
+    others = pairs.column("sig").to_pylist()
+    ok = _verified(
+        [sig, *others],
+        np.arange(1, n + 1),
+        np.zeros(n, dtype=np.int64),
+        pairs.column("distance").to_numpy(),
+        near,
+    )
+    return _pair_rows(pairs.column("other"), pairs.column("key"), ok, others, [sig] * n)
+
+
+def signature_table(table: pa.Table) -> pa.Table:
+    """(label, sig) of each near-eligible representative (EXACT rows)."""
+    table = table.filter(pc.and_(table.column("is_rep"), table.column("near_ok")))
+    return pa.table({"label": table.column("label"), "sig": table.column("sig")}, schema=SIGS)
+
+
+def verify_links(table: pa.Table, signatures: pa.Table, near: NearDedupSpec) -> pa.Table:
+    """Candidate LINKS rows -> PAIRS rows, verified, their signatures looked up in
+    ``signatures`` (a ``signature_table`` of every near-eligible image, held whole)."""
+    table = pair_links(table)
+    if table.num_rows == 0:
+        return PAIRS.empty_table()
+    ends = pa.concat_arrays([table.column(c).combine_chunks() for c in ("key", "other")])
+    labels, where = np.unique(ends.to_numpy(zero_copy_only=False), return_inverse=True)
+    at = pc.index_in(pa.array(labels.tolist(), pa.string()), value_set=signatures.column("label"))
+    if at.null_count:
+        raise ValueError("a candidate pair names an image without a signature")
+    sigs = signatures.column("sig").take(at).to_pylist()
+    n = table.num_rows
+    left, right = where[:n], where[n:]
+    ok = _verified(sigs, left, right, table.column("distance").to_numpy(), near)
+    return _pair_rows(
+        table.column("key"),
+        table.column("other"),
+        ok,
+        [sigs[i] for i in left.tolist()],
+        [sigs[i] for i in right.tolist()],
+    )
 
 
 def decision_rows(decisions: list[Decision]) -> pa.Table:
@@ -207,22 +331,21 @@ def group_decisions(table: pa.Table) -> pa.Table:
 def exact_counts(table: pa.Table) -> pa.Table:
     """Per-block counters of the exact stage (summed on the driver)."""
     rows = table.select(["is_rep", "in_group", "low", "eval_hit"]).to_pylist()
-    evals = sum(r["eval_hit"] >= 0 for r in rows)
+    near = table.filter(pc.and_(table.column("is_rep"), table.column("near_ok")))
+    sig_bytes = pc.sum(pc.binary_length(near.column("sig"))).as_py() if near.num_rows else 0
     return pa.table({
-        "decontaminated": [evals],
+        "decontaminated": [sum(r["eval_hit"] >= 0 for r in rows)],
         "exact_groups": [sum(r["in_group"] for r in rows)],
         "exact_dropped": [sum(not r["is_rep"] for r in rows)],
         "low_information_exact_only": [sum(r["is_rep"] and r["low"] for r in rows)],
-        "near_nodes": [sum(r["is_rep"] and r["near_ok"] for r in table.select(["is_rep", "near_ok"]).to_pylist())],
+        "near_nodes": [near.num_rows],
+        "near_signature_bytes": [int(sig_bytes or 0)],
     })  # fmt: skip
 
 
 def pair_counts(table: pa.Table) -> pa.Table:
     verified_pairs = int(pc.sum(table.column("verified").cast(pa.int64())).as_py() or 0)
-    markers = int(pc.sum(pc.equal(table.column("a"), CROWD_MARKER).cast(pa.int64())).as_py() or 0)
-    return pa.table(
-        {"pairs": [table.num_rows - markers], "verified": [verified_pairs], "crowded": [markers]}
-    )
+    return pa.table({"verified": [verified_pairs]})
 
 
 def cc_counts(table: pa.Table) -> pa.Table:
