@@ -47,26 +47,26 @@ SLIM_ROWS_PER_PARTITION = 200_000
 DD_COLUMNS = ("dd_group", "dd_survivor", "dd_op", "dd_reason")
 
 
-# Signatures of a build's near-eligible images up to this many bytes are broadcast to the
-# workers that verify candidate pairs (~2.4-4.7 KB each: 256 MiB is ~55-110k images);
-# beyond, the pairs are joined with them by two group-bys.
+# The exact stage's rows (slim, with their signatures) are broadcast to the workers that
+# verify candidate pairs while their signatures take up to this many bytes (~2.4-4.7 KB
+# each: 256 MiB is ~55-110k images); beyond, the pairs are joined with the signatures by
+# two group-bys.
 SIGNATURE_BROADCAST_BYTES = 256 << 20
 
 _FETCHED: dict[str, pa.Table] = {}  # per worker process: one broadcast table, by token
 
 
-def _fetched(refs: list[Any], schema: pa.Schema) -> pa.Table:
-    """The blocks behind ``refs`` as one table (fetched once per worker process and kept
-    until another broadcast table is asked for)."""
+def _fetched(refs: list[Any], schema: pa.Schema, derive=None) -> pa.Table:
+    """The blocks behind ``refs`` as one table, passed through ``derive`` when given
+    (fetched once per worker process and kept until another broadcast table is asked for)."""
     import ray
 
-    token = ",".join(r.hex() for r in refs)
+    token = ",".join(r.hex() for r in refs) + (derive.__name__ if derive else "")
     if token not in _FETCHED:
         _FETCHED.clear()
         tables = [t for t in ray.get(list(refs)) if t.num_rows]
-        _FETCHED[token] = (
-            pa.concat_tables(tables).combine_chunks() if tables else schema.empty_table()
-        )
+        table = pa.concat_tables(tables).combine_chunks() if tables else schema.empty_table()
+        _FETCHED[token] = derive(table) if derive else table
     return _FETCHED[token]
 
 
@@ -90,19 +90,19 @@ def _apply_decisions(table: pa.Table, refs: list[Any], input_names: list[str]) -
 
 
 def _verify_broadcast(table: pa.Table, refs: list[Any], near) -> pa.Table:
-    return T.verify_links(table, _fetched(refs, T.SIGS), near)
+    """``verify_links`` with the signatures of the exact stage's blocks (``refs``)."""
+    return T.verify_links(table, _fetched(refs, T.EXACT, T.signature_table), near)
 
 
 def _verified_pairs(exact, candidates, spec: DedupSpec, parts: int, signature_bytes: int):
     """PAIRS rows of the candidate pairs (LINKS rows), each verified with both signatures.
-    Up to SIGNATURE_BROADCAST_BYTES of signatures are broadcast: each worker holds them
-    all and verifies candidate blocks as they are. Beyond, each pair gets its signatures by
+    Up to SIGNATURE_BROADCAST_BYTES of signatures the exact stage's blocks are broadcast:
+    each worker holds them all and verifies candidate blocks as they are. Beyond, each pair gets its signatures by
     two group-bys on its labels (``attach_first``, then ``verify_group``), so no task holds
     more than one label's pairs."""
     links = candidates.map_batches(T.pair_links, batch_format="pyarrow")
     if signature_bytes <= SIGNATURE_BROADCAST_BYTES:
-        refs = exact.map_batches(T.signature_table, batch_format="pyarrow")
-        refs = refs.materialize().to_arrow_refs()
+        refs = exact.to_arrow_refs()  # materialised already: no extra stage
         return links.map_batches(
             _verify_broadcast, batch_format="pyarrow", batch_size=None, fn_args=(refs, spec.near)
         ).materialize()
@@ -188,7 +188,7 @@ def dedup_dataset(
         stats.near_crowded_buckets = found.get("crowded", 0)
         pair_stats: dict[str, int] = {}
         if stats.near_candidate_pairs:
-            pairs = _verified_pairs(exact, candidates, spec, parts, counts["near_signature_bytes"])
+            pairs = _verified_pairs(exact, candidates, spec, parts, counts["signature_bytes"])
             pair_stats = T.total(pairs, T.pair_counts)
         stats.near_rejected_by_verify = stats.near_candidate_pairs - pair_stats.get("verified", 0)
         if pair_stats.get("verified", 0):

@@ -331,15 +331,15 @@ def group_decisions(table: pa.Table) -> pa.Table:
 def exact_counts(table: pa.Table) -> pa.Table:
     """Per-block counters of the exact stage (summed on the driver)."""
     rows = table.select(["is_rep", "in_group", "low", "eval_hit"]).to_pylist()
-    near = table.filter(pc.and_(table.column("is_rep"), table.column("near_ok")))
-    sig_bytes = pc.sum(pc.binary_length(near.column("sig"))).as_py() if near.num_rows else 0
+    near = pc.sum(pc.and_(table.column("is_rep"), table.column("near_ok")).cast(pa.int64()))
+    sig_bytes = pc.sum(pc.binary_length(table.column("sig"))).as_py() if table.num_rows else 0
     return pa.table({
         "decontaminated": [sum(r["eval_hit"] >= 0 for r in rows)],
         "exact_groups": [sum(r["in_group"] for r in rows)],
         "exact_dropped": [sum(not r["is_rep"] for r in rows)],
         "low_information_exact_only": [sum(r["is_rep"] and r["low"] for r in rows)],
-        "near_nodes": [near.num_rows],
-        "near_signature_bytes": [int(sig_bytes or 0)],
+        "near_nodes": [int(near.as_py() or 0)],
+        "signature_bytes": [int(sig_bytes or 0)],  # of every row: the broadcast's size
     })  # fmt: skip
 
 
