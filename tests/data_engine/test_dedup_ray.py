@@ -207,6 +207,9 @@ def test_band_rows_carry_no_signature_and_pairs_get_both_by_their_labels() -> No
     # the broadcast path: the same pairs, the same verdicts
     broadcast = T.verify_links(candidates, T.signature_table(exact), spec.near)
     assert sorted(broadcast.to_pylist(), key=str) == sorted(pairs.to_pylist(), key=str)
+    marker = pa.table({"key": [""], "other": [""], "distance": [-1], "sig": [None]}, T.LINKS)
+    kept = T.verify_links(marker, T.signature_table(exact), spec.near)  # a crowded bucket
+    assert T.pair_counts(kept).to_pylist() == [{"pairs": 0, "verified": 0, "crowded": 1}]
     _, expected = dedup_rows(rows, spec)
     assert len(verified) > 0
     assert expected.near_candidate_pairs == candidates.num_rows

@@ -94,21 +94,28 @@ def _verify_broadcast(table: pa.Table, refs: list[Any], near) -> pa.Table:
     return T.verify_links(table, _fetched(refs, T.EXACT, T.signature_table), near)
 
 
-def _verified_pairs(exact, candidates, spec: DedupSpec, parts: int, signature_bytes: int):
-    """PAIRS rows of the candidate pairs (LINKS rows), each verified with both signatures.
-    Up to SIGNATURE_BROADCAST_BYTES of signatures the exact stage's blocks are broadcast:
-    each worker holds them all and verifies candidate blocks as they are. Beyond, each pair gets its signatures by
-    two group-bys on its labels (``attach_first``, then ``verify_group``), so no task holds
+def _verified_pairs(exact, candidates, spec: DedupSpec, parts: int, counts: dict[str, int]):
+    """(PAIRS rows of the candidate pairs (LINKS rows from the band buckets), each verified
+    with both signatures; their pairs / verified / crowded counts). Up to
+    SIGNATURE_BROADCAST_BYTES of signatures the exact stage's blocks are broadcast: each
+    worker holds them all and verifies candidate blocks as the buckets emit them (one Ray
+    execution from band rows to verdicts). Beyond, each pair gets its signatures by two
+    group-bys on its labels (``attach_first``, then ``verify_group``), so no task holds
     more than one label's pairs."""
-    links = candidates.map_batches(T.pair_links, batch_format="pyarrow")
-    if signature_bytes <= SIGNATURE_BROADCAST_BYTES:
-        refs = exact.to_arrow_refs()  # materialised already: no extra stage
-        return links.map_batches(
+    if counts["signature_bytes"] <= SIGNATURE_BROADCAST_BYTES:
+        refs = exact.to_arrow_refs()  # materialised already
+        pairs = candidates.map_batches(
             _verify_broadcast, batch_format="pyarrow", batch_size=None, fn_args=(refs, spec.near)
         ).materialize()
+        found = T.total(pairs, T.pair_counts)
+        return pairs, {k: found.get(k, 0) for k in ("pairs", "verified", "crowded")}
+    candidates = candidates.materialize()
+    found = T.total(candidates, T.candidate_counts)
+    found = {k: found.get(k, 0) for k in ("pairs", "crowded")}
     signatures = exact.map_batches(T.signature_links, batch_format="pyarrow")
-    return (
-        links.union(signatures)
+    pairs = (
+        candidates.map_batches(T.pair_links, batch_format="pyarrow")
+        .union(signatures)
         .groupby("key", num_partitions=parts)
         .map_groups(T.attach_first, batch_format="pyarrow")
         .union(signatures)
@@ -116,6 +123,8 @@ def _verified_pairs(exact, candidates, spec: DedupSpec, parts: int, signature_by
         .map_groups(T.verify_group, batch_format="pyarrow", fn_args=(spec.near,))
         .materialize()
     )
+    found["verified"] = T.total(pairs, T.pair_counts).get("verified", 0)
+    return pairs, found
 
 
 def _output_schema(schema: pa.Schema, names: list[str]) -> pa.Schema:
@@ -181,16 +190,11 @@ def dedup_dataset(
             exact.map_batches(T.band_rows, batch_format="pyarrow", fn_kwargs={"scheme": scheme})
             .groupby("bkey", num_partitions=parts)
             .map_groups(T.band_candidates, batch_format="pyarrow", fn_args=near)
-            .materialize()
         )
-        found = T.total(candidates, T.candidate_counts)
-        stats.near_candidate_pairs = found.get("pairs", 0)
-        stats.near_crowded_buckets = found.get("crowded", 0)
-        pair_stats: dict[str, int] = {}
-        if stats.near_candidate_pairs:
-            pairs = _verified_pairs(exact, candidates, spec, parts, counts["signature_bytes"])
-            pair_stats = T.total(pairs, T.pair_counts)
-        stats.near_rejected_by_verify = stats.near_candidate_pairs - pair_stats.get("verified", 0)
+        pairs, pair_stats = _verified_pairs(exact, candidates, spec, parts, counts)
+        stats.near_candidate_pairs = pair_stats["pairs"]
+        stats.near_crowded_buckets = pair_stats["crowded"]
+        stats.near_rejected_by_verify = pair_stats["pairs"] - pair_stats["verified"]
         if pair_stats.get("verified", 0):
             cc = components(pairs, num_partitions=parts, edges=pair_stats["verified"]).materialize()
             cn = T.total(cc, T.cc_counts)

@@ -77,7 +77,7 @@ PAIRS = pa.schema(
     [("a", pa.string()), ("b", pa.string()), ("verified", pa.bool_()),
      ("sig_a", pa.binary()), ("sig_b", pa.binary())]  # signatures: verified pairs only
 )  # fmt: skip
-CROWD_MARKER = ""  # a LINKS row with this key marks one crowded bucket (not a pair)
+CROWD_MARKER = ""  # a LINKS row with this key (a PAIRS row with this a) marks one crowded bucket
 DECISIONS = pa.schema(
     [
         ("key", pa.string()),
@@ -268,26 +268,34 @@ def signature_table(table: pa.Table) -> pa.Table:
 
 def verify_links(table: pa.Table, signatures: pa.Table, near: NearDedupSpec) -> pa.Table:
     """Candidate LINKS rows -> PAIRS rows, verified, their signatures looked up in
-    ``signatures`` (a ``signature_table`` of every near-eligible image, held whole)."""
+    ``signatures`` (a ``signature_table`` of every near-eligible image, held whole); a crowd
+    marker stays a marker (a = b = "", never an edge)."""
+    markers = table.num_rows
     table = pair_links(table)
-    if table.num_rows == 0:
-        return PAIRS.empty_table()
-    ends = pa.concat_arrays([table.column(c).combine_chunks() for c in ("key", "other")])
-    labels, where = np.unique(ends.to_numpy(zero_copy_only=False), return_inverse=True)
-    at = pc.index_in(pa.array(labels.tolist(), pa.string()), value_set=signatures.column("label"))
-    if at.null_count:
-        raise ValueError("a candidate pair names an image without a signature")
-    sigs = signatures.column("sig").take(at).to_pylist()
-    n = table.num_rows
-    left, right = where[:n], where[n:]
-    ok = _verified(sigs, left, right, table.column("distance").to_numpy(), near)
-    return _pair_rows(
-        table.column("key"),
-        table.column("other"),
-        ok,
-        [sigs[i] for i in left.tolist()],
-        [sigs[i] for i in right.tolist()],
-    )
+    markers -= table.num_rows
+    out = [_marker_rows(markers)] if markers else []
+    if table.num_rows:
+        ends = pa.concat_arrays([table.column(c).combine_chunks() for c in ("key", "other")])
+        labels, where = np.unique(ends.to_numpy(zero_copy_only=False), return_inverse=True)
+        value_set = signatures.column("label")
+        at = pc.index_in(pa.array(labels.tolist(), pa.string()), value_set=value_set)
+        if at.null_count:
+            raise ValueError("a candidate pair names an image without a signature")
+        sigs = signatures.column("sig").take(at).to_pylist()
+        n = table.num_rows
+        left, right = where[:n], where[n:]
+        ok = _verified(sigs, left, right, table.column("distance").to_numpy(), near)
+        sig_a, sig_b = [sigs[i] for i in left.tolist()], [sigs[i] for i in right.tolist()]
+        out.append(_pair_rows(table.column("key"), table.column("other"), ok, sig_a, sig_b))
+    return pa.concat_tables(out) if out else PAIRS.empty_table()
+
+
+def _marker_rows(n: int) -> pa.Table:
+    return pa.table(
+        {"a": [CROWD_MARKER] * n, "b": [CROWD_MARKER] * n, "verified": [False] * n,
+         "sig_a": pa.nulls(n, pa.binary()), "sig_b": pa.nulls(n, pa.binary())},
+        schema=PAIRS,
+    )  # fmt: skip
 
 
 def decision_rows(decisions: list[Decision]) -> pa.Table:
@@ -345,7 +353,10 @@ def exact_counts(table: pa.Table) -> pa.Table:
 
 def pair_counts(table: pa.Table) -> pa.Table:
     verified_pairs = int(pc.sum(table.column("verified").cast(pa.int64())).as_py() or 0)
-    return pa.table({"verified": [verified_pairs]})
+    markers = int(pc.sum(pc.equal(table.column("a"), CROWD_MARKER).cast(pa.int64())).as_py() or 0)
+    return pa.table(
+        {"pairs": [table.num_rows - markers], "verified": [verified_pairs], "crowded": [markers]}
+    )
 
 
 def cc_counts(table: pa.Table) -> pa.Table:
