@@ -2,7 +2,9 @@
 tables, so each is testable without Ray). Only slim rows travel between stages: keys,
 labels, hashes and signatures (2.4-4.7 KB); image bytes stay put until decisions are
 joined back. Band rows carry no signature (an image has one band row per band or table,
-up to hundreds): a candidate pair gets its two signatures by two group-bys on its labels.
+up to hundreds): a candidate pair gets its two signatures afterwards, from a broadcast of
+them (``verify_links``) or by two group-bys on its labels (``attach_first``,
+``verify_group``); ``ray_dedup._verified_pairs`` picks one.
 """
 
 from __future__ import annotations
