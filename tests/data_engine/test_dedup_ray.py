@@ -214,3 +214,29 @@ def test_band_rows_carry_no_signature_and_pairs_get_both_by_their_labels() -> No
     assert len(verified) > 0
     assert expected.near_candidate_pairs == candidates.num_rows
     assert expected.near_rejected_by_verify == candidates.num_rows - len(verified)
+
+
+@pytest.mark.parametrize("local_max", [10**6, 0], ids=["one-task", "distributed"])
+def test_ray_matches_core_without_verification(ray_session, monkeypatch, local_max) -> None:
+    """``near.verify: false``: every candidate pair is an edge and components are not split
+    into stars (there is no verifier to split them by), in both paths and both ways of
+    finding components."""
+    from mindvl.data_engine.dedup import ray_components
+
+    monkeypatch.setattr(ray_components, "LOCAL_MAX_EDGES", local_max)
+    rows, evals = corpus()
+    for i in range(6):  # one-line pages of other lengths and widths: alike to pHash only
+        img = page(100 + i).resize((200 + 8 * i, 260), Image.Resampling.BILINEAR)
+        c = Candidate(key=f"q{i}", source="s", category="c", raw_id=f"q{i}",
+                      images=[encode(img)], caption=f"q {i}")  # fmt: skip
+        ImageDecode().apply(c)
+        rows.append(c.to_row())
+    spec = DedupSpec.model_validate({"near": {"min_information": 0.0, "verify": False}})
+    expected_rows, expected_stats = dedup_rows(rows, spec, evals)
+    expected = summary({r["key"]: r for r in expected_rows})
+    verifying = DedupSpec.model_validate({"near": {"min_information": 0.0}})
+    verified_rows, _ = dedup_rows(rows, verifying, evals)
+    assert expected != summary({r["key"]: r for r in verified_rows})  # verification matters
+    got, stats = run_ray(ray_session, rows, spec, evals, blocks=3, seed=4)
+    assert summary(got) == expected
+    assert stats == expected_stats

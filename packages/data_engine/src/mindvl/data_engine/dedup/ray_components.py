@@ -106,10 +106,11 @@ def changed_count(table: pa.Table) -> pa.Table:
     )
 
 
-def local_components(table: pa.Table) -> pa.Table:
+def local_components(table: pa.Table, stars: bool = True) -> pa.Table:
     """All verified pairs in one batch -> (node, label) with label = the smallest label in
     the node's component (labels sort as survivor labels, so that is the survivor), each
-    component then split into stars around survivors (``verify.star_members``)."""
+    component then split into stars around survivors (``verify.star_members``) when
+    ``stars`` (the recipe verifies; without verification there is nothing to split by)."""
     table = table.filter(table.column("verified"))
     a = table.column("a").to_numpy(zero_copy_only=False).astype(str)
     b = table.column("b").to_numpy(zero_copy_only=False).astype(str)
@@ -117,6 +118,8 @@ def local_components(table: pa.Table) -> pa.Table:
     labels = nodes[component_labels(nodes.size, inv[: a.size], inv[a.size :])]
     sig_of = dict(zip(a.tolist(), table.column("sig_a").to_pylist(), strict=True))
     sig_of.update(zip(b.tolist(), table.column("sig_b").to_pylist(), strict=True))
+    if not stars:
+        return pa.table({"node": nodes.tolist(), "label": labels.tolist()}, schema=LABELS)
     groups: dict[str, list[str]] = {}
     for node, label in zip(nodes.tolist(), labels.tolist(), strict=True):
         groups.setdefault(label, []).append(node)  # nodes are sorted: the label comes first
@@ -163,9 +166,12 @@ def star_group(table: pa.Table) -> pa.Table:
     return star_rows({label: nodes}, sig_of)
 
 
-def components(pairs, num_partitions: int | None = None, edges: int | None = None):
+def components(
+    pairs, num_partitions: int | None = None, edges: int | None = None, stars: bool = True
+):
     """(node, label) for every node of a near-duplicate group: components of the verified
-    pairs, split into stars whose members verify against their label (the survivor).
+    pairs, split into stars whose members verify against their label (the survivor) when
+    ``stars`` (the recipe verifies, as ``core.plan_dedup``).
 
     ``pairs``: a materialised Dataset with columns a, b, verified (unverified pairs are not
     edges). ``edges``: the number of verified pairs, when known: up to LOCAL_MAX_EDGES they
@@ -173,7 +179,7 @@ def components(pairs, num_partitions: int | None = None, edges: int | None = Non
     """
     if edges is not None and edges <= LOCAL_MAX_EDGES:
         return pairs.repartition(1).map_batches(
-            local_components, batch_format="pyarrow", batch_size=None
+            local_components, batch_format="pyarrow", batch_size=None, fn_args=(stars,)
         )
     blocks = num_partitions or 1
     edges_ds = pairs.map_batches(edge_rows, batch_format="pyarrow").repartition(blocks)
@@ -195,6 +201,8 @@ def components(pairs, num_partitions: int | None = None, edges: int | None = Non
     else:
         raise RuntimeError("near-duplicate components did not converge")
     labelled = messages.map_batches(final_label, batch_format="pyarrow")
+    if not stars:
+        return labelled
     with_sig = (
         labelled.map_batches(label_rows, batch_format="pyarrow")
         .union(pairs.map_batches(node_sig_rows, batch_format="pyarrow"))

@@ -196,7 +196,9 @@ def dedup_dataset(
         stats.near_crowded_buckets = pair_stats["crowded"]
         stats.near_rejected_by_verify = pair_stats["pairs"] - pair_stats["verified"]
         if pair_stats.get("verified", 0):
-            cc = components(pairs, num_partitions=parts, edges=pair_stats["verified"]).materialize()
+            cc = components(
+                pairs, num_partitions=parts, edges=pair_stats["verified"], stars=spec.near.verify
+            ).materialize()
             cn = T.total(cc, T.cc_counts)
             stats.near_groups = cn["roots"]
             stats.near_dropped = cn["nodes"] - cn["roots"]
