@@ -116,10 +116,10 @@ def local_components(table: pa.Table, stars: bool = True) -> pa.Table:
     b = table.column("b").to_numpy(zero_copy_only=False).astype(str)
     nodes, inv = np.unique(np.concatenate([a, b]), return_inverse=True)  # sorted labels
     labels = nodes[component_labels(nodes.size, inv[: a.size], inv[a.size :])]
-    sig_of = dict(zip(a.tolist(), table.column("sig_a").to_pylist(), strict=True))
-    sig_of.update(zip(b.tolist(), table.column("sig_b").to_pylist(), strict=True))
     if not stars:
         return pa.table({"node": nodes.tolist(), "label": labels.tolist()}, schema=LABELS)
+    sig_of = dict(zip(a.tolist(), table.column("sig_a").to_pylist(), strict=True))
+    sig_of.update(zip(b.tolist(), table.column("sig_b").to_pylist(), strict=True))
     groups: dict[str, list[str]] = {}
     for node, label in zip(nodes.tolist(), labels.tolist(), strict=True):
         groups.setdefault(label, []).append(node)  # nodes are sorted: the label comes first
