@@ -89,12 +89,17 @@ class Crowding:
     detail: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
 
 
-def crowding_for(near, signatures: list[bytes]) -> Crowding | None:
-    """A ``NearDedupSpec``'s rule for crowded buckets over these signatures (verification
-    only: the detail hash is read from the signatures)."""
+def _crowding(near, detail) -> Crowding | None:
+    """A ``NearDedupSpec``'s rule for crowded buckets (verification only), ``detail`` as
+    ``Crowding.detail``."""
     if not (near.verify and near.crowded_bucket):
         return None
-    return Crowding(near.crowded_bucket, near.detail_max_hamming, cached_details(signatures))
+    return Crowding(near.crowded_bucket, near.detail_max_hamming, detail)
+
+
+def crowding_for(near, signatures: list[bytes]) -> Crowding | None:
+    """The crowding rule over these signatures (each detail hash computed on first use)."""
+    return _crowding(near, cached_details(signatures))
 
 
 def crowding_of_details(
@@ -102,14 +107,8 @@ def crowding_of_details(
 ) -> Crowding | None:
     """:func:`crowding_for` with every member's ``detail_hash`` computed already (the Ray
     band rows carry them instead of the signatures)."""
-    if not (near.verify and near.crowded_bucket):
-        return None
     hashes, kinds, sizes = (np.asarray(x) for x in (hashes, kinds, sizes))
-    return Crowding(
-        near.crowded_bucket,
-        near.detail_max_hamming,
-        lambda at: (hashes[at], kinds[at], sizes[at]),
-    )
+    return _crowding(near, lambda at: (hashes[at], kinds[at], sizes[at]))
 
 
 def _filtered(a, c, h, band, scheme, max_hamming, count_all=False):

@@ -192,11 +192,11 @@ def pair_links(table: pa.Table) -> pa.Table:
 
 def signature_links(table: pa.Table) -> pa.Table:
     """A LINKS signature row for each near-eligible representative (EXACT rows)."""
-    table = table.filter(pc.and_(table.column("is_rep"), table.column("near_ok")))
-    n = table.num_rows
+    sigs = signature_table(table)
+    n = sigs.num_rows
     return pa.table(
-        {"key": table.column("label"), "other": pa.nulls(n, pa.string()),
-         "distance": pa.array([-1] * n, pa.int16()), "sig": table.column("sig")},
+        {"key": sigs.column("label"), "other": pa.nulls(n, pa.string()),
+         "distance": pa.array([-1] * n, pa.int16()), "sig": sigs.column("sig")},
         schema=LINKS,
     )  # fmt: skip
 
