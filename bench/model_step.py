@@ -20,31 +20,17 @@ import torch
 
 from mindvl.trainer.batch import PackedBatch
 from mindvl.trainer.model import MindVL
-from mindvl.trainer.model.tiny import tiny_config
+from mindvl.trainer.model.tiny import pack_samples, random_image_sample, tiny_config
 
 VOCAB, PAD_ID = 512, 5
 
 
 def sample(gen: torch.Generator, text: int) -> dict:
-    ids = [7] + [PAD_ID] * 16 + [8] + torch.randint(10, VOCAB, (text,), generator=gen).tolist()
-    return {"ids": ids, "pixels": torch.randn(64, 1176, generator=gen), "grid": (1, 8, 8)}
+    return random_image_sample(gen, VOCAB, PAD_ID, text)
 
 
 def pack(samples: list[dict]) -> PackedBatch:
-    ids, pos, cu = [], [], [0]
-    for s in samples:
-        ids += s["ids"]
-        pos += list(range(len(s["ids"])))
-        cu.append(len(ids))
-    t = torch.tensor([ids])
-    return PackedBatch(
-        input_ids=t,
-        labels=torch.where(t == PAD_ID, -100, t),
-        position_ids=torch.tensor([pos]),
-        cu_seqlens=cu,
-        pixel_values=torch.cat([s["pixels"] for s in samples]),
-        image_grid_thw=torch.tensor([s["grid"] for s in samples]),
-    )
+    return pack_samples(samples, PAD_ID)
 
 
 def step(model: MindVL, batch: PackedBatch, split: list | None = None) -> float:

@@ -1,7 +1,8 @@
-"""Trainer benchmark on CPU: packing efficiency, packed vs padded throughput, MFU proxy,
-loader vs trainer speed. Writes ``bench/results/trainer.json``.
+"""Trainer benchmark: packing efficiency, packed vs padded throughput, MFU proxy, loader vs
+trainer speed. Writes ``bench/results/trainer.json`` (or ``--out``).
 
     uv run python bench/trainer.py [--samples 800] [--seq-len 2048] [--threads 1] [--wide 512]
+        [--device cpu|cuda|npu] [--precision fp32|bf16]
 
 (~3 min on an idle 2-core machine; ~9 min under a load average of 13.)
 
@@ -15,7 +16,8 @@ Everything runs in one process on the same shards (synthetic samples whose lengt
   model (hidden 32: attention over the dense T x T block mask dominates) and a wider LLM
   (``--wide``, hidden 512: matmul-bound, closer to real models);
 * MFU proxy: FLOPs of one packed training step counted by ``FlopCounterMode`` / step time,
-  over the FLOP/s of a large fp32 matmul measured in the same run with the same threads;
+  over the FLOP/s of a large matmul (fp32, or bf16 with ``--precision bf16``) measured in
+  the same run on the same device (the same threads on a CPU);
 * loader samples/s (read + tokenise + pack + image preprocessing, no model) vs the
   trainer's samples/s on packed steps.
 """
@@ -38,29 +40,43 @@ from mindvl.trainer.model import MindVL
 from mindvl.trainer.model.tiny import tiny_config
 
 
-def matmul_ceiling(n: int = 1024, repeats: int = 10) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_ceiling(device: torch.device, dtype: torch.dtype, repeats: int = 10) -> float:
+    """FLOP/s of a large matmul in the dtype the models compute in, on their device."""
+    n = 1024 if device.type == "cpu" else 8192
+    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
     a @ b
     best = float("inf")
     for _ in range(repeats):
+        sync(device)
         t0 = time.perf_counter()
         a @ b
+        sync(device)
         best = min(best, time.perf_counter() - t0)
     return 2 * n**3 / best
 
 
-def train_rate(model, opt, batches) -> tuple[float, float, float]:
+def train_rate(model, opt, batches, bf16: bool = False) -> tuple[float, float, float]:
     """(real tokens/s, samples/s, seconds) training on ``batches`` one step each."""
     model.train()
+    device = next(model.parameters()).device
+    batches = [b.to(device) for b in batches]
     tokens = samples = 0
+    sync(device)
     t0 = time.perf_counter()
     for b in batches:
-        out = model(b)
+        with torch.autocast(device.type, torch.bfloat16, enabled=bf16):
+            out = model(b)
         (out.loss_sum / max(1, out.loss_tokens)).backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
         tokens += b.real_tokens
         samples += len(b.sample_keys)
+    sync(device)
     dt = time.perf_counter() - t0
     return tokens / dt, samples / dt, dt
 
@@ -72,23 +88,32 @@ def widen(cfg, hidden: int):
     return cfg.model_copy(update={"llm": llm})
 
 
-def measure(cfg, packs, n_packs: int, seq: int, pad: int, rule, ceiling: float) -> dict:
+def measure(
+    cfg, packs, n_packs: int, seq: int, pad: int, rule, ceiling: float, device, bf16: bool
+) -> dict:
     """Packed vs padded vs unpadded training rates on the same samples, and the MFU proxy."""
     from torch.utils.flop_counter import FlopCounterMode
 
     torch.manual_seed(0)
-    model = MindVL.from_config(cfg)
+    model = MindVL.from_config(cfg).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    train_rate(model, opt, [packs[0][1]])  # warm-up
-    packed_batches = [b for _, b in packs[1 : 1 + n_packs]]
-    packed_tps, packed_sps, packed_s = train_rate(model, opt, packed_batches)
     single = [s for p, _ in packs[1:4] for s in p]
-    padded_tps, _, _ = train_rate(model, opt, [build_batch([s], seq, pad, rule) for s in single])
-    unpadded_tps, _, _ = train_rate(
-        model, opt, [build_batch([s], s.length, pad, rule) for s in single]
-    )
-    with FlopCounterMode(display=False) as counter:
-        out = model(packed_batches[0])
+    padded = [build_batch([s], seq, pad, rule) for s in single]
+    unpadded = [build_batch([s], s.length, pad, rule) for s in single]
+    packed_batches = [b for _, b in packs[1 : 1 + n_packs]]
+    # warm-up: one packed and one padded row; on an accelerator every shape that is timed
+    # (kernel selection per new shape and allocator growth land in the first pass)
+    train_rate(model, opt, [packs[0][1], padded[0]], bf16)
+    if device.type != "cpu":
+        train_rate(model, opt, packed_batches + unpadded, bf16)
+    packed_tps, packed_sps, packed_s = train_rate(model, opt, packed_batches, bf16)
+    padded_tps, _, _ = train_rate(model, opt, padded, bf16)
+    unpadded_tps, _, _ = train_rate(model, opt, unpadded, bf16)
+    with (
+        FlopCounterMode(display=False) as counter,
+        torch.autocast(device.type, torch.bfloat16, enabled=bf16),
+    ):
+        out = model(packed_batches[0].to(device))
         (out.loss_sum / out.loss_tokens).backward()
     opt.zero_grad(set_to_none=True)
     flops = counter.get_total_flops()
@@ -115,6 +140,8 @@ def main() -> None:
     ap.add_argument("--packs", type=int, default=12, help="packs trained in the packed run")
     ap.add_argument("--wide", type=int, default=512, help="LLM width of the second model")
     ap.add_argument("--loader-packs", type=int, default=80, help="packs built by the loader alone")
+    ap.add_argument("--device", default="cpu", help="cpu | cuda | npu")
+    ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "trainer.json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -146,16 +173,24 @@ def main() -> None:
         data.tokenizer.image_pad_id,
         eos_token_id=tok_hf.convert_tokens_to_ids("<|endoftext|>"),
     )
-    ceiling = matmul_ceiling()
+    device, bf16 = torch.device(args.device), args.precision == "bf16"
+    if device.type == "npu":
+        import torch_npu  # noqa: F401
+    ceiling = matmul_ceiling(device, torch.bfloat16 if bf16 else torch.float32)
     models = {"tiny": base, f"wide{args.wide}": widen(base, args.wide)}
     measured = {
-        name: measure(cfg, packs, args.packs, seq, pad, rule, ceiling)
+        name: measure(cfg, packs, args.packs, seq, pad, rule, ceiling, device, bf16)
         for name, cfg in models.items()
     }
     tiny = measured["tiny"]
 
     result = {
-        "machine": {"threads": args.threads, "torch": torch.__version__},
+        "machine": {
+            "threads": args.threads,
+            "torch": torch.__version__,
+            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else args.device,
+            "precision": args.precision,
+        },
         "data": {
             "samples": args.samples,
             "seq_len": seq,

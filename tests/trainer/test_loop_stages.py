@@ -124,3 +124,17 @@ def test_cli_runs_a_stage_and_reports_config_errors_in_one_line(tmp_path, shards
     assert res.exit_code == 2
     assert "seq_len: Input should be a valid integer" in res.output
     assert len(res.output.strip().splitlines()) == 1
+
+
+def test_bf16_precision_autocasts_and_keeps_fp32_weights(tmp_path, shards):
+    fp32 = load_stage(write_yaml(tmp_path / "a.yaml"), {"shards": str(shards)})
+    bf16 = load_stage(write_yaml(tmp_path / "b.yaml", precision="bf16"), {"shards": str(shards)})
+    a, b = run_stage(fp32, tmp_path / "fp32"), run_stage(bf16, tmp_path / "bf16")
+    assert [r["loss"] for r in b] != [r["loss"] for r in a]  # bf16 matmuls really ran
+    for x, y in zip(a, b, strict=True):
+        assert y["loss"] == pytest.approx(x["loss"], rel=2e-2)
+        assert y["llm_tokens"] == x["llm_tokens"]
+    weights = load_file(tmp_path / "bf16" / "model" / "model.safetensors")
+    assert {t.dtype for t in weights.values()} == {torch.float32}
+    with pytest.raises(ConfigError, match="precision"):
+        load_stage(write_yaml(tmp_path / "c.yaml", precision="fp8"), {"shards": str(shards)})

@@ -159,7 +159,10 @@ def _run(cfg: StageConfig, out: Path, resume: bool, config_text: str, rt: Runtim
     if rt.distributed and cfg.distributed == "none":
         raise UserError(f"{rt.world} processes need distributed: ddp or fsdp in the stage config")
     strategy = cfg.distributed if rt.distributed else "none"
-    model = parallelize(core, strategy, rt.device)
+    # bf16: FSDP2 casts parameters itself (its compute dtype); otherwise autocast
+    fsdp = strategy == "fsdp"
+    model = parallelize(core, strategy, rt.device, cfg.precision if fsdp else "fp32")
+    autocast_bf16 = cfg.precision == "bf16" and not fsdp
     optimizer = make_optimizer(model, cfg)
     check_optimizer_covers(model, optimizer)
     micro = cfg.micro_batches(rt.world)
@@ -208,8 +211,9 @@ def _run(cfg: StageConfig, out: Path, resume: bool, config_text: str, rt: Runtim
             loss_sum = 0.0
             for i, b in enumerate(packs):
                 with no_grad_sync(model, enabled=i < micro - 1):
-                    outp = model(b.to(rt.device))
-                    (outp.loss_sum * scale).backward()
+                    with torch.autocast(rt.device.type, torch.bfloat16, enabled=autocast_bf16):
+                        outp = model(b.to(rt.device))
+                    (outp.loss_sum * scale).backward()  # backward outside autocast
                 loss_sum += float(outp.loss_sum.detach())
             grad_norm = _clip(model, cfg.optimizer.grad_clip)
             lr = scheduler.get_last_lr()[0]

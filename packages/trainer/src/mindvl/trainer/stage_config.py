@@ -85,6 +85,11 @@ class StageConfig(StrictModel):
     seed: int = 0
     device: Literal["auto", "cpu", "cuda", "npu"] = "auto"
     distributed: Literal["none", "ddp", "fsdp"] = "none"
+    precision: Literal["fp32", "bf16"] = Field(
+        default="fp32",
+        description="bf16: matmuls and attention in bfloat16 (autocast; with fsdp, FSDP2's"
+        " compute dtype); weights, optimizer state, gradient reduction and the loss stay fp32",
+    )
     threads: int | None = Field(default=None, gt=0, description="torch CPU threads")
     log_every: int = Field(default=1, gt=0)
     tensorboard: bool = False

@@ -18,6 +18,7 @@ from pydantic import Field
 
 from mindvl.common.config import StrictModel
 from mindvl.common.errors import UserError
+from mindvl.data_engine.caption.device import pick_device
 from mindvl.data_engine.ops.base import OpContext, Operator
 from mindvl.data_engine.ops.image_decode import DecodeFailure, flatten_to_rgb, open_checked
 from mindvl.data_engine.record import Candidate
@@ -30,19 +31,6 @@ class ClipScoreParams(StrictModel):
     num_gpus: float = Field(default=0.0, ge=0.0, description="GPUs per actor")
     npus: float = Field(default=0.0, ge=0.0, description="Ascend NPUs per actor (custom resource)")
     max_pixels_cap: int = Field(default=64_000_000, gt=0)
-
-
-def pick_device(name: str) -> str:
-    import torch
-
-    if name != "auto":
-        return name
-    if torch.cuda.is_available():
-        return "cuda"
-    npu = getattr(torch, "npu", None)
-    if npu is not None and npu.is_available():
-        return "npu"
-    return "cpu"
 
 
 class ClipScorer:

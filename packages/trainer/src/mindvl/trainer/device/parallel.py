@@ -43,19 +43,27 @@ def parallelize(
 
         ids = None if device.type == "cpu" else [device]
         return DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)
-    return _fully_shard(model, DTYPES[param_dtype], reshard_after_forward)
+    return _fully_shard(model, device, DTYPES[param_dtype], reshard_after_forward)
 
 
-def _fully_shard(model: nn.Module, param_dtype: torch.dtype, reshard: bool) -> nn.Module:
+def _fully_shard(
+    model: nn.Module, device: torch.device, param_dtype: torch.dtype, reshard: bool
+) -> nn.Module:
+    import torch.distributed as dist
+    from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
+    # an explicit mesh on ``device``: FSDP2's default mesh takes CUDA whenever one is
+    # visible, which would move a CPU (gloo) run onto the GPU
+    mesh = init_device_mesh(device.type, (dist.get_world_size(),))
     policy = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=torch.float32)
+    kw = {"mesh": mesh, "mp_policy": policy, "reshard_after_forward": reshard}
     for block in model.vision.blocks:
-        fully_shard(block, mp_policy=policy, reshard_after_forward=reshard)
+        fully_shard(block, **kw)
     for layer in model.llm.get_decoder().layers:
-        fully_shard(layer, mp_policy=policy, reshard_after_forward=reshard)
-    fully_shard(model.projector, mp_policy=policy, reshard_after_forward=reshard)
-    fully_shard(model, mp_policy=policy, reshard_after_forward=reshard)
+        fully_shard(layer, **kw)
+    fully_shard(model.projector, **kw)
+    fully_shard(model, **kw)
     return model
 
 

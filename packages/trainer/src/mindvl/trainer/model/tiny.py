@@ -59,3 +59,35 @@ def small_config(vocab_size: int, image_pad_token_id: int, eos_token_id: int = 0
 
 
 PRESETS = {"tiny": tiny_config, "small": small_config}
+
+
+def random_image_sample(gen, vocab_size: int, pad_id: int, text_tokens: int) -> dict:
+    """One random 112x112 image (64 patches -> 16 merged tokens) and ``text_tokens`` random
+    tokens, as ``{"ids", "pixels", "grid"}`` for :func:`pack_samples` (benchmarks, tests)."""
+    import torch
+
+    text = torch.randint(10, vocab_size, (text_tokens,), generator=gen).tolist()
+    ids = [7] + [pad_id] * 16 + [8] + text
+    return {"ids": ids, "pixels": torch.randn(64, 1176, generator=gen), "grid": (1, 8, 8)}
+
+
+def pack_samples(samples: list[dict], pad_id: int):
+    """One packed row of :func:`random_image_sample` samples; image pads carry no loss."""
+    import torch
+
+    from mindvl.trainer.batch import PackedBatch
+
+    ids, pos, cu = [], [], [0]
+    for s in samples:
+        ids += s["ids"]
+        pos += list(range(len(s["ids"])))
+        cu.append(len(ids))
+    t = torch.tensor([ids])
+    return PackedBatch(
+        input_ids=t,
+        labels=torch.where(t == pad_id, -100, t),
+        position_ids=torch.tensor([pos]),
+        cu_seqlens=cu,
+        pixel_values=torch.cat([s["pixels"] for s in samples]),
+        image_grid_thw=torch.tensor([s["grid"] for s in samples]),
+    )
