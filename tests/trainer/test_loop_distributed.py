@@ -8,6 +8,7 @@ import shutil
 import socket
 
 import pytest
+import torch
 import torch.multiprocessing as mp
 
 from mindvl.trainer.data.synth_shards import train_test_tokenizer, write_stage
@@ -55,7 +56,10 @@ def _spawn(cfg: StageConfig, out, resume: bool = False) -> list[dict]:
         _rank_main,
         args=(cfg.model_dump_json(), str(out), _free_port(), resume),
         nprocs=2,
-        start_method="fork",
+        # fork is fast, but where a GPU is visible the first backward (the single-process
+        # run above) starts autograd's device threads, and a forked child then cannot run
+        # backward ("Unable to handle autograd's threading ..."; seen on an H100)
+        start_method="spawn" if torch.cuda.is_available() else "fork",
     )
     return [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
 
