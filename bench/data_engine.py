@@ -148,12 +148,16 @@ def main() -> None:
     from mindvl.data_engine.build.pipeline import prepare, stream_to_staging
     from mindvl.data_engine.build.ray_session import init_ray
     from mindvl.data_engine.build.staging import finalize_staging
-    from mindvl.data_engine.synth.kit import generate_corpus
+    from mindvl.data_engine.synth.kit import KIT_VERSION, generate_corpus
 
     work = Path(args.work or tempfile.mkdtemp(prefix="bench_engine_"))
     corpus = work / "corpus"
     t = time.perf_counter()
-    if not corpus.exists():
+    if corpus.exists():  # a corpus from --work is reused only if the kit would write it again
+        kit = json.loads((corpus / "kit.json").read_text())
+        if (kit["version"], kit["n"], kit["seed"]) != (KIT_VERSION, args.n, 7):
+            raise SystemExit(f"{corpus} was made by another kit version or n; remove it")
+    else:
         generate_corpus(
             corpus, args.n, "webdataset", faults=0.05, seed=7, min_side=256, max_side=1024
         )

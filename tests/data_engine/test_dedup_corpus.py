@@ -99,7 +99,7 @@ def test_near_dedup_finds_most_copies(corpus) -> None:
     m = measure(rows, truth, DedupSpec())
     assert m["n_near"] >= 30
     assert m["exact_recall"] == 1.0
-    assert m["near_recall"] >= 0.95  # 0.973 measured (seed 11)
+    assert m["near_recall"] >= 0.95  # 0.964 measured (seed 11, kit version 2)
 
 
 def test_low_information_guard_protects_documents_and_line_art(corpus) -> None:
@@ -136,7 +136,7 @@ MISSES = (
 @pytest.mark.parametrize(
     "seed",
     [
-        11,  # 0.973 at 0.993
+        11,  # 0.964 at 1.000 (kit version 2; 0.973 at 0.993 on version 1)
         pytest.param(23, marks=pytest.mark.xfail(strict=True, reason=f"0.948 at 1.000. {MISSES}")),
         pytest.param(5, marks=pytest.mark.xfail(strict=True, reason=f"0.927 at 1.000. {MISSES}")),
     ],

@@ -126,7 +126,10 @@ def render_equation(rng: np.random.Generator, size: tuple[int, int]) -> Rendered
         f = font(face, int(size_px * w * 0.85 / (x1 - x0)))
     draw.text((w / 2, h / 2), text, font=f, fill=INK, anchor="mm")
     caption = f'The equation "{text}" written on a light background.'
-    return Rendered(img, caption, QUESTION_EQUATION, str(result), n_objects=1)
+    x0, y0, x1, y1 = draw.textbbox((w / 2, h / 2), text, font=f, anchor="mm")
+    layout = (x0 / w, y0 / h, x1 / w, y1 / h)
+    return Rendered(img, caption, QUESTION_EQUATION, str(result), n_objects=1,
+                    layout_key=f"{caption}\0{face}", layout=layout)  # fmt: skip
 
 
 def render_chart(rng: np.random.Generator, min_side: int, max_side: int) -> Rendered:

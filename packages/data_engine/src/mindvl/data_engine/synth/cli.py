@@ -47,7 +47,8 @@ def synth(
     for cat, c in summary.categories.items():
         click.echo(
             f"{cat}: {c.records} records ({c.originals} originals, {c.faulty} faulty, "
-            f"{c.duplicates} duplicates, {c.low_info} low-info) -> {summary.out}/{cat}"
+            f"{c.duplicates} duplicates, {c.low_info} low-info; {c.redrawn} drawn again as they"
+            f" repeated an earlier picture) -> {summary.out}/{cat}"
         )
     if text_only:
         click.echo(f"text: {text_only} image-free conversations -> {summary.out}/text/data.jsonl")

@@ -4,12 +4,14 @@ Per category: ``n`` originals (split round-robin over categories), each faulted 
 probability ``faults``; about ``faults * n`` extra duplicate records of clean originals;
 about ``faults * n / 2`` low-info hard negatives, every other one with a near duplicate.
 Records are shuffled per category before ids are assigned, so an id says nothing about
-whether a record is faulty, a duplicate or a hard negative."""
+whether a record is faulty, a duplicate or a hard negative. Scenes, icons and equations that
+would repeat an earlier picture of their category are drawn again (``render_distinct``), so
+a sample depends on its own streams and on the earlier samples of its category only."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -23,13 +25,20 @@ from mindvl.data_engine.synth.grounding import render_grounding
 from mindvl.data_engine.synth.lowinfo import render_low_info
 from mindvl.data_engine.synth.ocr import render_ocr
 from mindvl.data_engine.synth.planting import make_record
-from mindvl.data_engine.synth.records import CATEGORIES, FORMATS, CategoryCounts, KitSummary, Record
+from mindvl.data_engine.synth.records import (
+    CATEGORIES,
+    FORMATS,
+    CategoryCounts,
+    KitSummary,
+    Record,
+    Rendered,
+)
 from mindvl.data_engine.synth.scenes import QUESTION_DESCRIBE, render_scene
 from mindvl.data_engine.synth.text_only import text_only_rows, truth_rows, write_text_only
 from mindvl.data_engine.synth.truth import truth_row, write_truth
 from mindvl.data_engine.synth.writers import WRITERS
 
-KIT_VERSION = 1
+KIT_VERSION = 2  # 2: originals that repeat an earlier picture are drawn again
 RENDERERS = {
     "caption": render_scene,
     "ocr": render_ocr,
@@ -78,8 +87,56 @@ class KitOptions:
     qa_turns: int = 1
     describe: bool = False
 
-    def rng(self, category: str, index: int, purpose: int) -> np.random.Generator:
-        return S.stream_rng(self.seed, self.heldout, category, index, purpose)
+    def rng(self, category: str, index: int, purpose: int, attempt: int = 0) -> np.random.Generator:
+        return S.stream_rng(self.seed, self.heldout, category, index, purpose, attempt)
+
+
+# Two originals are two pictures only if they differ by more than a planted near duplicate
+# may: a crop takes 1-5% off each side, which moves a coordinate relative to the canvas by
+# at most 0.05 / 0.94 = 0.053. Renderings with the same content (``layout_key``) whose
+# relative geometry (``layout``) is closer than this are drawn again: the truth would
+# otherwise call two copies of one picture distinct (seen: two identical triangle icons,
+# one equation twice in one font, one orange diamond twice at one place).
+COLLISION_TOLERANCE = 0.06
+MAX_DRAWS = 50
+
+
+@dataclass
+class DistinctPictures:
+    """The layouts drawn so far in a category, by content, and how many draws were redone."""
+
+    layouts: dict[str, list[tuple[float, ...]]] = field(default_factory=dict)
+    redrawn: int = 0
+
+    def collides(self, rendered: Rendered) -> bool:
+        new = rendered.layout
+        return bool(new) and any(
+            len(old) == len(new)
+            and max(abs(a - b) for a, b in zip(old, new, strict=True)) < COLLISION_TOLERANCE
+            for old in self.layouts.get(rendered.layout_key, ())
+        )
+
+    def add(self, rendered: Rendered) -> None:
+        if rendered.layout:
+            self.layouts.setdefault(rendered.layout_key, []).append(rendered.layout)
+
+
+def render_distinct(
+    opts: KitOptions, category: str, index: int, purpose: int, draw, seen: DistinctPictures
+) -> tuple[np.random.Generator, Rendered]:
+    """``draw(rng)`` on the sample's stream, again on fresh streams while it repeats an
+    earlier picture of ``seen`` (which it then joins); returns the stream and the result."""
+    for attempt in range(MAX_DRAWS):
+        r = opts.rng(category, index, purpose, attempt)
+        rendered = draw(r)
+        if not seen.collides(rendered):
+            seen.add(rendered)
+            seen.redrawn += attempt > 0
+            return r, rendered
+    raise RuntimeError(
+        f"{category} sample {index}: {MAX_DRAWS} draws all repeat an earlier picture"
+        f" ({rendered.layout_key!r}); the corpus is too large for this renderer's variety"
+    )
 
 
 def as_duplicate(record: Record, dup: Duplicate, group: int) -> Record:
@@ -87,11 +144,16 @@ def as_duplicate(record: Record, dup: Duplicate, group: int) -> Record:
                    height=dup.height, dup_group=group, dup_kind=dup.dup_kind)  # fmt: skip
 
 
-def render_originals(opts: KitOptions, category: str, n: int) -> list[Record]:
+def render_originals(
+    opts: KitOptions, category: str, n: int, seen: DistinctPictures
+) -> list[Record]:
     records = []
     for i in range(n):
-        r = opts.rng(category, i, S.RENDER)
-        rendered = RENDERERS[category](r, opts.min_side, opts.max_side)
+
+        def draw(r: np.random.Generator) -> Rendered:
+            return RENDERERS[category](r, opts.min_side, opts.max_side)
+
+        r, rendered = render_distinct(opts, category, i, S.RENDER, draw, seen)
         image_format, quality = choose_format(r)
         fault_rng = opts.rng(category, i, S.FAULT)
         fault = pick_fault(fault_rng, opts.faults, opts.fmt)
@@ -128,13 +190,16 @@ def plant_duplicates(
 
 
 def render_hard_negatives(
-    opts: KitOptions, category: str, n_low: int, next_group: int
+    opts: KitOptions, category: str, n_low: int, next_group: int, seen: DistinctPictures
 ) -> tuple[list[Record], int]:
     """Low-info hard negatives; every other one also gets a recorded near duplicate."""
     records = []
     for j in range(n_low):
-        r = opts.rng(category, j, S.LOW_INFO)
-        rendered = render_low_info(r, category, opts.min_side, opts.max_side)
+
+        def draw(r: np.random.Generator) -> Rendered:
+            return render_low_info(r, category, opts.min_side, opts.max_side)
+
+        r, rendered = render_distinct(opts, category, j, S.LOW_INFO, draw, seen)
         image_format = "png" if rendered.low_info_kind == "icon" or r.random() < 0.4 else "jpg"
         data = encode(rendered.image, image_format, int(r.integers(85, 96)))
         w, h = rendered.image.size
@@ -196,9 +261,10 @@ def generate_corpus(
     opts = KitOptions(n, fmt, faults, seed, min_side, max_side, heldout, qa_turns, describe)
     next_group = 0
     for cat in CATEGORIES:
-        originals = render_originals(opts, cat, per_cat[cat])
+        seen = DistinctPictures()
+        originals = render_originals(opts, cat, per_cat[cat], seen)
         dup_records, next_group = plant_duplicates(opts, cat, originals, dups[cat], next_group)
-        low_records, next_group = render_hard_negatives(opts, cat, lows[cat], next_group)
+        low_records, next_group = render_hard_negatives(opts, cat, lows[cat], next_group, seen)
         records = originals + dup_records + low_records
         records = assign_ids(records, cat, seed, heldout)
         paths = WRITERS[fmt](root, cat, records)
@@ -209,6 +275,7 @@ def generate_corpus(
             faulty=sum(1 for rec in records if rec.faults and not rec.low_info),
             duplicates=sum(1 for rec in records if rec.dup_kind not in ("", "original")),
             low_info=sum(1 for rec in records if rec.low_info),
+            redrawn=seen.redrawn,
         )
     if text_only:
         text_rows = text_only_rows(text_only, seed, heldout)
@@ -226,6 +293,7 @@ def generate_corpus(
         "text_only": text_only,
         "categories": list(CATEGORIES),
         "records": {c: summary.categories[c].records for c in CATEGORIES},
+        "redrawn": {c: summary.categories[c].redrawn for c in CATEGORIES},
     }
     (root / "kit.json").write_text(json.dumps(kit, sort_keys=True, indent=2) + "\n")
     return summary

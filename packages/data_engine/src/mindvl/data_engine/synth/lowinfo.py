@@ -48,7 +48,9 @@ def render_icon(rng: np.random.Generator, min_side: int, max_side: int) -> Rende
     black = Image.new("L", (side, side), 0)
     img = Image.merge("RGBA", (black, black, black, alpha))
     caption = f"A black {shape} icon on a transparent background."
-    return Rendered(img, caption, QUESTION_ICON, shape, n_objects=1, low_info_kind="icon")
+    layout = tuple(v / side for v in box)
+    return Rendered(img, caption, QUESTION_ICON, shape, n_objects=1, low_info_kind="icon",
+                    layout_key=caption, layout=layout)  # fmt: skip
 
 
 def render_document(rng: np.random.Generator, min_side: int, max_side: int) -> Rendered:

@@ -21,6 +21,11 @@ class Rendered:
     n_objects: int = 0
     low_info_kind: str = ""  # "icon", "document", "line_art" for hard negatives
     more_qa: tuple[tuple[str, str], ...] = ()  # other (question, answer) pairs true of it
+    # What two renderings must differ in to be two pictures (see ``kit.collides``): the
+    # content (``layout_key``, e.g. the caption) and its geometry relative to the canvas.
+    # An empty ``layout`` is never checked.
+    layout_key: str = ""
+    layout: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,7 @@ class CategoryCounts:
     faulty: int = 0
     duplicates: int = 0
     low_info: int = 0
+    redrawn: int = 0  # originals drawn again because they repeated an earlier picture
 
 
 @dataclass

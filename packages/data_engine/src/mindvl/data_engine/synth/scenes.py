@@ -42,7 +42,8 @@ def render_scene(rng: np.random.Generator, min_side: int, max_side: int) -> Rend
     colours = sorted(SHAPE_COLOURS)
     kinds = [SHAPES[int(i)] for i in rng.integers(0, len(SHAPES), k)]
     paints = [colours[int(i)] for i in rng.integers(0, len(colours), k)]
-    for shape, colour, box in zip(kinds, paints, layout_boxes(rng, size, k), strict=True):
+    boxes = layout_boxes(rng, size, k)
+    for shape, colour, box in zip(kinds, paints, boxes, strict=True):
         draw_shape(draw, shape, box, SHAPE_COLOURS[colour])
 
     groups = Counter(zip(paints, kinds, strict=True))
@@ -65,4 +66,10 @@ def render_scene(rng: np.random.Generator, min_side: int, max_side: int) -> Rend
         set(options) - {(question, answer)},
         key=lambda qa: hashlib.sha256(f"{caption}\0{qa[0]}".encode()).digest(),
     )
-    return Rendered(img, caption, question, answer, n_objects=k, more_qa=tuple(more))
+    w, h = size
+    # relative boxes (equal relative boxes of square shapes also mean equal aspect ratios)
+    layout = tuple(v / d for box in boxes for v, d in zip(box, (w, h, w, h), strict=True))
+    return Rendered(
+        img, caption, question, answer, n_objects=k, more_qa=tuple(more),
+        layout_key=caption, layout=layout,
+    )  # fmt: skip
