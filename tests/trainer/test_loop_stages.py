@@ -65,6 +65,7 @@ def test_shipped_stage_configs_load():
     assert {"warmup", "multitask", "sft"} <= set(names)
     assert names["warmup"].trainable == ["projector"]
     assert names["multitask"].trainable == ["all"]
+    assert {c.precision for c in names.values()} == {"bf16"}
 
 
 def test_warmup_trains_only_the_projector(tmp_path, shards, capsys):

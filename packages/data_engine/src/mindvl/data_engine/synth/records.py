@@ -21,7 +21,7 @@ class Rendered:
     n_objects: int = 0
     low_info_kind: str = ""  # "icon", "document", "line_art" for hard negatives
     more_qa: tuple[tuple[str, str], ...] = ()  # other (question, answer) pairs true of it
-    # What two renderings must differ in to be two pictures (see ``kit.collides``): the
+    # What two renderings must differ in to be two pictures (``kit.DistinctPictures``): the
     # content (``layout_key``, e.g. the caption) and its geometry relative to the canvas.
     # An empty ``layout`` is never checked.
     layout_key: str = ""
