@@ -29,7 +29,8 @@ timeout 240 python3 -m pytest -q -p no:cacheprovider \
     tests/trainer/test_model_device.py tests/trainer/test_loop_stages.py 2>&1 | tee "$OUT/pytest.txt"
 
 for precision in fp32 bf16; do
-    timeout 150 python3 bench/trainer.py --device cuda --precision "$precision" --wide 2048 \
+    extra=""; [ "$precision" = fp32 ] && extra="--loader-workers 0,1,2,4"
+    timeout 200 python3 bench/trainer.py --device cuda --precision "$precision" --wide 2048 $extra \
         --threads 8 --out "$OUT/trainer_cuda_$precision.json" >"$OUT/bench_$precision.log" 2>&1 \
         || { echo "bench $precision failed:"; tail -20 "$OUT/bench_$precision.log"; }
 done
@@ -41,4 +42,6 @@ for p in sorted(Path(sys.argv[1]).glob("trainer_cuda_*.json")):
     for name, m in r["models"].items():
         print(p.stem, name, "packed", m["packed_tokens_per_s"], "padded", m["padded_tokens_per_s"],
               "x", m["speedup_vs_padded"], "mfu", m["mfu_proxy"], "ceiling %.3g" % r["matmul_ceiling_flops_per_s"])
+    if "loader_workers_samples_per_s" in r:
+        print(p.stem, "loader samples/s by workers", r["loader_workers_samples_per_s"])
 EOF

@@ -19,7 +19,8 @@ Everything runs in one process on the same shards (synthetic samples whose lengt
   over the FLOP/s of a large matmul (fp32, or bf16 with ``--precision bf16``) measured in
   the same run on the same device (the same threads on a CPU);
 * loader samples/s (read + tokenise + pack + image preprocessing, no model) vs the
-  trainer's samples/s on packed steps.
+  trainer's samples/s on packed steps; with ``--loader-workers 0,2,4`` also
+  ``PackedLoader``'s samples/s with that many worker processes (4 streams).
 """
 
 from __future__ import annotations
@@ -79,6 +80,19 @@ def train_rate(model, opt, batches, bf16: bool = False) -> tuple[float, float, f
     sync(device)
     dt = time.perf_counter() - t0
     return tokens / dt, samples / dt, dt
+
+
+def loader_rate(data, settings, workers: int, streams: int, batches: int) -> float:
+    """Packed batches' samples/s from ``PackedLoader`` with ``workers`` worker processes
+    (0: in this process), after 4 batches of warm-up (worker start, first shards)."""
+    from mindvl.trainer.data.loader import PackedLoader
+
+    it = iter(PackedLoader(data, settings, n_streams=streams, num_workers=workers))
+    for _ in range(4):
+        next(it)
+    t0 = time.perf_counter()
+    samples = sum(len(next(it).sample_keys) for _ in range(batches))
+    return samples / (time.perf_counter() - t0)
 
 
 def widen(cfg, hidden: int):
@@ -141,6 +155,9 @@ def main() -> None:
     ap.add_argument("--wide", type=int, default=512, help="LLM width of the second model")
     ap.add_argument("--loader-packs", type=int, default=80, help="packs built by the loader alone")
     ap.add_argument("--device", default="cpu", help="cpu | cuda | npu")
+    ap.add_argument(
+        "--loader-workers", default="", help="e.g. 0,2,4: PackedLoader samples/s per worker count"
+    )
     ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "trainer.json")
     args = ap.parse_args()
@@ -220,6 +237,11 @@ def main() -> None:
         },
         "matmul_ceiling_flops_per_s": round(ceiling),
     }
+    if args.loader_workers:  # 4 streams over the 4 shards; workers must divide them
+        result["loader_workers_samples_per_s"] = {
+            w: round(loader_rate(data, settings, int(w), 4, args.loader_packs), 1)
+            for w in args.loader_workers.split(",")
+        }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
