@@ -26,7 +26,8 @@ export PYTHONUNBUFFERED=1
 
 timeout 240 python3 -m pytest -q -p no:cacheprovider \
     tests/trainer/test_cuda.py tests/data_engine/test_cuda_models.py \
-    tests/trainer/test_model_device.py tests/trainer/test_loop_stages.py 2>&1 | tee "$OUT/pytest.txt"
+    tests/trainer/test_model_device.py tests/trainer/test_loop_stages.py \
+    tests/trainer/test_loop_distributed.py 2>&1 | tee "$OUT/pytest.txt"
 
 for precision in fp32 bf16; do
     extra=""; [ "$precision" = fp32 ] && extra="--loader-workers 0,1,2,4"

@@ -42,8 +42,10 @@ from mindvl.trainer.model.tiny import tiny_config
 
 
 def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    """Wait for the accelerator's queued work (``torch.cuda`` / ``torch.npu``), so host
+    clocks time what ran."""
+    if device.type != "cpu":
+        getattr(torch, device.type).synchronize(device)
 
 
 def matmul_ceiling(device: torch.device, dtype: torch.dtype, repeats: int = 10) -> float:

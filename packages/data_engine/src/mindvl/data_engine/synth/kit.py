@@ -131,7 +131,8 @@ def render_distinct(
         rendered = draw(r)
         if not seen.collides(rendered):
             seen.add(rendered)
-            seen.redrawn += attempt > 0
+            if attempt:
+                seen.redrawn += 1
             return r, rendered
     raise RuntimeError(
         f"{category} sample {index}: {MAX_DRAWS} draws all repeat an earlier picture"
@@ -148,11 +149,11 @@ def render_originals(
     opts: KitOptions, category: str, n: int, seen: DistinctPictures
 ) -> list[Record]:
     records = []
+
+    def draw(r: np.random.Generator) -> Rendered:
+        return RENDERERS[category](r, opts.min_side, opts.max_side)
+
     for i in range(n):
-
-        def draw(r: np.random.Generator) -> Rendered:
-            return RENDERERS[category](r, opts.min_side, opts.max_side)
-
         r, rendered = render_distinct(opts, category, i, S.RENDER, draw, seen)
         image_format, quality = choose_format(r)
         fault_rng = opts.rng(category, i, S.FAULT)
@@ -194,11 +195,11 @@ def render_hard_negatives(
 ) -> tuple[list[Record], int]:
     """Low-info hard negatives; every other one also gets a recorded near duplicate."""
     records = []
+
+    def draw(r: np.random.Generator) -> Rendered:
+        return render_low_info(r, category, opts.min_side, opts.max_side)
+
     for j in range(n_low):
-
-        def draw(r: np.random.Generator) -> Rendered:
-            return render_low_info(r, category, opts.min_side, opts.max_side)
-
         r, rendered = render_distinct(opts, category, j, S.LOW_INFO, draw, seen)
         image_format = "png" if rendered.low_info_kind == "icon" or r.random() < 0.4 else "jpg"
         data = encode(rendered.image, image_format, int(r.integers(85, 96)))
