@@ -190,6 +190,33 @@ def test_content_boxes_tell_one_glyph_apart_and_keep_real_copies() -> None:
     assert verify.thumbnails_agree(sa, sig(resized))
 
 
+def line_chart(values: list[float], side: int = 137) -> Image.Image:
+    """Axes and a 1-px polyline with dots on white: the kind of picture whose resized copies
+    a BOX-filtered thumbnail misjudged (its edges jitter by a source pixel)."""
+    img = Image.new("RGB", (side, side), "white")
+    draw = ImageDraw.Draw(img)
+    draw.line([(8, 6), (8, side - 10), (side - 4, side - 10)], fill=(90, 90, 90), width=1)
+    step = (side - 24) / (len(values) - 1)
+    points = [(14 + i * step, side - 14 - v * (side - 30)) for i, v in enumerate(values)]
+    draw.line(points, fill=(150, 40, 40), width=1)
+    for x, y in points:
+        draw.ellipse((x - 2, y - 2, x + 2, y + 2), fill=(150, 40, 40))
+    return img
+
+
+def test_resized_thin_line_art_keeps_agreeing_and_a_moved_point_does_not() -> None:
+    values = [0.9, 0.1, 0.35, 0.2, 0.4, 0.15, 0.7]
+    original = sig(line_chart(values))
+    for scale in (0.55, 0.7, 0.85):  # each failed with BOX thumbnails
+        side = round(137 * scale)
+        resized = line_chart(values).resize((side, side), Image.Resampling.LANCZOS)
+        assert verify.thumbnails_agree(original, sig(resized)), scale
+    for i, delta in ((1, 0.15), (3, 0.2), (5, -0.1)):
+        moved = list(values)
+        moved[i] += delta
+        assert not verify.thumbnails_agree(original, sig(line_chart(moved))), i
+
+
 def test_the_batch_screen_applies_the_chroma_rule_with_the_same_answers() -> None:
     from mindvl.data_engine.dedup.screen import screen_pairs
 

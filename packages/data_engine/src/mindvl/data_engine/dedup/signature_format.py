@@ -5,7 +5,7 @@ picture whose content sits in a small part of it, ``| b"IK" | box area (uint16, 
 of the picture) | content gray (side*side)``
 
 
-- gray: the area-averaged grayscale thumbnail the crop search compares;
+- gray: the antialiased grayscale thumbnail (``thumbnail``) the crop search compares;
 - width, height: the decoded image's size, so a match must also explain the two sizes
   (a crop changes the aspect ratio by what it cut; two images of one size are compared
   without a crop);
@@ -68,6 +68,25 @@ def pack_signature(
             raise ValueError("the content thumbnail must have the gray thumbnail's size")
         out += CONTENT_MAGIC + struct.pack("<H", round(min(max(area, 0.0), 1.0) * 65535)) + box
     return out
+
+
+def thumbnail(gray, side: int, box: tuple[float, float, float, float] | None = None):
+    """The side x side thumbnail a signature stores, of a Pillow "L" image (or of ``box``
+    of it): an integer box reduce to within 2x of the side, then Pillow's bilinear filter,
+    whose support widens with the downscale (an antialiasing triangle).
+
+    Not Pillow's BOX filter: that one weighs each source pixel 1 or 0 by where its centre
+    falls, so at downscales of 1.5-3x a picture and its resized copy disagree by up to a
+    source pixel at every edge. Thin chart lines and glyph edges then differ by 0.6-0.9
+    (99th percentile |z|) at the verification's best crop, past its bound: on the corpus
+    kit (kit version 2, seeds 11 / 23 / 5) near recall was 0.964 / 0.948 / 0.927 with BOX
+    thumbnails and 0.991 / 0.991 / 0.972 with these alone, precision 1.000 in both (with
+    the content box changes that came with them, 0.991 / 0.983 / 0.972). Cost: ~0.2 ms for
+    a 512 x 384 picture, less than BOX's ~0.3 ms (the reduce does most of it).
+    """
+    from PIL import Image
+
+    return gray.resize((side, side), Image.Resampling.BILINEAR, box=box, reducing_gap=2.0)
 
 
 def _is_square(n: int) -> bool:

@@ -29,7 +29,7 @@ from pydantic import Field
 from mindvl.common.config import StrictModel
 from mindvl.common.sample import detect_image_format
 from mindvl.data_engine.dedup.content_box import content_thumbnail
-from mindvl.data_engine.dedup.signature_format import CHROMA_SIDE, pack_signature
+from mindvl.data_engine.dedup.signature_format import CHROMA_SIDE, pack_signature, thumbnail
 from mindvl.data_engine.ops.base import Operator
 from mindvl.data_engine.record import Candidate
 
@@ -152,15 +152,14 @@ def image_features(
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
         gray = gray.resize(size, Image.Resampling.BOX, reducing_gap=2.0)
     phash = str(imagehash.phash(gray))
-    # Verification signature (dedup/signature_format.py): an area-averaged grayscale
+    # Verification signature (dedup/signature_format.py): an antialiased grayscale
     # thumbnail, fine enough to tell look-alikes apart (a different glyph, a moved icon),
     # the size, the 8x8 chroma (~0.5 ms per megapixel) and, for a picture that is mostly
     # background, a thumbnail of its content box.
-    side = (SIGNATURE_SIDE, SIGNATURE_SIDE)
     chroma = rgb.resize((CHROMA_SIDE, CHROMA_SIDE), Image.Resampling.BOX, reducing_gap=1.0)
     _, cb, cr = chroma.convert("YCbCr").split()
     signature = pack_signature(
-        gray.resize(side, Image.Resampling.BOX).tobytes(),
+        thumbnail(gray, SIGNATURE_SIDE).tobytes(),
         width,
         height,
         cb.tobytes() + cr.tobytes(),
