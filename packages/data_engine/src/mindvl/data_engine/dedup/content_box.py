@@ -31,9 +31,11 @@ CONTENT_REL_CONTRAST = 0.25
 CONTENT_MAX_AREA = 0.3
 # The box grows by this share of its side, plus CONTENT_MARGIN of the picture's longer side,
 # per side. The margin was one scan pixel at 128 (1/128, plus up to one more where the scan
-# rounded the edge outwards); with edges found at 192 a margin under 2/128 left some
-# resized copies of small equations with a box under side x side pixels, so without a
-# content thumbnail while their original had one (and a detail hash of the other kind).
+# rounded the edge outwards); with edges found at 192, 1/128 left some resized copies of
+# small equations with a box under side x side pixels, so without a content thumbnail
+# while their original had one (and a detail hash of the other kind), and 1.5/128 left one
+# 10 detail-hash bits from its original (the bound is 8; tests/data_engine/
+# test_dedup_crowded.py has both).
 CONTENT_PAD = 0.05
 CONTENT_MARGIN = 2 / 128
 
