@@ -7,7 +7,7 @@ A one-line equation on a light page, a few short lines of text, one thin chart l
 A crop of a few percent per side keeps the content box (it cuts background), a resize or a
 re-encode keeps it too, so near duplicates keep agreeing on it.
 
-Detection is done on a <= 192 px area-averaged copy (JPEG noise and texture average out):
+Detection is done on a <= 192 px BOX-filtered copy (JPEG noise and texture average out):
 background = median of the border pixels; content = pixels further from it than
 ``max(CONTENT_MIN_CONTRAST, CONTENT_REL_CONTRAST * the largest deviation)``.
 """
@@ -22,7 +22,8 @@ from mindvl.data_engine.dedup.signature_format import thumbnail
 # could be 7% taller than the original's, and the two content thumbnails 0.64 apart (p99
 # |z|, ``verify.VERIFY_MAX_CONTENT_P99_Z_DIFF`` is 0.55); at 192, 0.36. On the 20k benchmark
 # corpus near recall went 0.962 (scan 128, bound 0.6) -> 0.971 (scan 192, the margin below,
-# bound 0.55), both with antialiased thumbnails, with the same wrong drops.
+# bound 0.55), both with antialiased thumbnails, with the same wrong drops. Cost: 0.36 ->
+# 0.46 ms per picture for ``content_thumbnail`` (526 pictures of that corpus).
 CONTENT_SCAN_SIDE = 192
 CONTENT_MIN_CONTRAST = 12.0  # gray levels
 CONTENT_REL_CONTRAST = 0.25
