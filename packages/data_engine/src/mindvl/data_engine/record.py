@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
+
+# Which text of a sample a text filter judges (see Candidate.texts).
+TextPart = Literal["assistant", "user", "all"]
 
 # Row columns, in a fixed order (Ray blocks and staging Parquet files use this schema).
 ROW_COLUMNS = (
@@ -76,6 +79,15 @@ class Candidate:
         if self.caption is not None:
             return self.caption
         return "\n".join(t.get("content", "") for t in self.conversation or [])
+
+    def texts(self, part: TextPart = "all") -> list[str]:
+        """The texts a filter judges, one per turn: ``assistant`` is the caption or the
+        assistant turns (the sample's content), ``user`` the user turns (a caption sample has
+        none), ``all`` the caption or every turn (system turns included)."""
+        if self.caption is not None:
+            return [] if part == "user" else [self.caption]
+        turns = self.conversation or []
+        return [t.get("content", "") for t in turns if part == "all" or t.get("role") == part]
 
     def to_row(self) -> dict[str, Any]:
         row = {c: getattr(self, c) for c in ROW_COLUMNS}

@@ -32,9 +32,6 @@ other Latin-script languages ("Morangos frescos") can pass as English.
 
 from __future__ import annotations
 
-import re
-import unicodedata
-from collections import Counter
 from functools import lru_cache
 
 from pydantic import Field
@@ -42,58 +39,15 @@ from pydantic import Field
 from mindvl.common.config import StrictModel
 from mindvl.common.errors import UserError
 from mindvl.data_engine.ops.base import Operator
-from mindvl.data_engine.record import Candidate
-
-LATIN = "LATIN"
-
-
-def _load_priors() -> tuple[dict[str, str], dict[str, frozenset[str]]]:
-    import json
-    from importlib.resources import files
-
-    raw = json.loads(
-        (files("mindvl.data_engine.ops") / "data" / "language_priors.json").read_text()
-    )
-    scripts = {lang: script for script, langs in raw["scripts"].items() for lang in langs.split()}
-    words = {lang: frozenset(ws.split()) for lang, ws in raw["function_words"].items()}
-    return scripts, words
-
-
-SCRIPTS, FUNCTION_WORDS = _load_priors()
-NON_WORD = re.compile(r"[\W\d_]+", re.UNICODE)
-
-
-def normalise(text: str) -> str:
-    return " ".join(NON_WORD.sub(" ", text.lower()).split())
-
-
-def script_of(ch: str) -> str | None:
-    name = unicodedata.name(ch, "")
-    if not name:
-        return None
-    first = name.split()[0]
-    if first == "CJK":
-        return "HAN"
-    if first in ("HIRAGANA", "KATAKANA"):
-        return "KANA"
-    return first
-
-
-def script_shares(text: str) -> Counter:
-    counts = Counter(script_of(ch) for ch in text if ch.isalpha())
-    total = sum(counts.values()) or 1
-    return Counter({k: v / total for k, v in counts.items()})
-
-
-def script_allows(lang: str, shares: Counter) -> bool:
-    script = SCRIPTS.get(lang)
-    if script is None or not shares:
-        return True
-    if script == "JAPANESE":  # kana, usually mixed with Han
-        return shares["KANA"] > 0 and shares["KANA"] + shares["HAN"] >= 0.5
-    if script == "HAN":
-        return shares["HAN"] >= 0.5 and shares["KANA"] == 0
-    return shares[script] >= 0.5
+from mindvl.data_engine.ops.language_evidence import (
+    FUNCTION_WORDS,
+    LATIN,
+    known_share,
+    normalise,
+    script_allows,
+    script_shares,
+)
+from mindvl.data_engine.record import Candidate, TextPart
 
 
 @lru_cache(maxsize=1)
@@ -135,21 +89,45 @@ def top1(text: str) -> tuple[str, float]:
 
 class LanguageIdParams(StrictModel):
     languages: list[str] = Field(default_factory=lambda: ["en"], min_length=1)
+    judge: TextPart = Field(
+        default="assistant",
+        description="text judged: the caption / assistant turns, the user turns, or all turns",
+    )
+    min_pass_share: float = Field(
+        default=0.9, gt=0.0, le=1.0, description="letters of the judged turns in passing turns"
+    )
     min_confidence: float = Field(default=0.5, gt=0.0, le=1.0, description="bar for long texts")
     min_floor: float = Field(default=0.1, ge=0.0, le=1.0, description="bar never goes below")
     long_words: int = Field(default=8, ge=1, description="texts this long get the full bar")
     prior_weight: float = Field(default=0.5, ge=0.0, le=1.0)
     ascii_prior: float = Field(default=0.15, ge=0.0, le=1.0)
+    min_known_share: float = Field(
+        default=0.6, ge=0.0, le=1.0, description="words in a word-listed language's list"
+    )
+    known_prior: float = Field(default=0.3, ge=0.0, le=1.0, description="bonus: every word known")
     dominance: float = Field(default=5.0, ge=1.0, description="or this many times any rival")
 
 
+def word_list_evidence(text: str, scores: dict[str, float], params: LanguageIdParams) -> None:
+    """Word-list gate and prior for the allowed languages that ship a word list (en)."""
+    for lang in params.languages:
+        share = known_share(text, lang)
+        if share is None:
+            continue
+        if share < params.min_known_share:
+            scores[lang] = 0.0
+        elif share == 1.0:
+            scores[lang] = scores.get(lang, 0.0) + params.known_prior
+
+
 def language_scores(text: str, params: LanguageIdParams) -> dict[str, float]:
-    """Per-language score after the script gate and the short-text priors."""
+    """Per-language score after the script gate, the short-text priors and the word lists."""
     scores = fasttext_scores(text, params.long_words)
     shares = script_shares(text)
     scores = {lang: s for lang, s in scores.items() if script_allows(lang, shares)}
     tokens = normalise(text).split()
-    if tokens and len(tokens) < params.long_words and shares[LATIN] >= 0.5:
+    latin = shares[LATIN] >= 0.5
+    if tokens and len(tokens) < params.long_words and latin:
         allowed = set(params.languages)
         mine = frozenset().union(*(FUNCTION_WORDS.get(lang, frozenset()) for lang in allowed))
         own = sum(t in mine for t in tokens) / len(tokens)
@@ -167,6 +145,8 @@ def language_scores(text: str, params: LanguageIdParams) -> dict[str, float]:
             if lang == "en" and own == 0 and foreign == 0 and text.isascii():
                 bonus += params.ascii_prior
             scores[lang] = max(0.0, scores.get(lang, 0.0) + bonus)
+    if latin:
+        word_list_evidence(text, scores, params)
     return scores
 
 
@@ -184,18 +164,35 @@ def decide(text: str, params: LanguageIdParams) -> tuple[bool, str, float]:
     return keep, best, mine
 
 
+def judge_turns(texts: list[str], params: LanguageIdParams) -> str | None:
+    """Decide each judged turn alone; keep if the passing turns hold at least
+    ``min_pass_share`` of the judged letters. Turns without words are not judged. A drop
+    names the largest failing turn's best language (``unsure`` if that is an allowed one)."""
+    passed = failed = 0
+    reason, largest = None, -1
+    for text in texts:
+        letters = len(normalise(text).replace(" ", ""))
+        if not letters:
+            continue
+        keep, best, _ = decide(text, params)
+        if keep:
+            passed += letters
+            continue
+        failed += letters
+        if letters > largest:
+            largest = letters
+            reason = "language:unsure" if best in params.languages else f"language:{best}"
+    if failed == 0 or passed >= params.min_pass_share * (passed + failed):
+        return None
+    return reason
+
+
 class LanguageId(Operator):
-    """Reason ``language:<code>`` (the best-scoring language), or ``language:unsure`` when
-    an allowed language scores best but below every bar."""
+    """Reason ``language:<code>`` (the best-scoring language of the largest failing turn),
+    or ``language:unsure`` when an allowed language scores best but below every bar."""
 
     name = "language_id"
     Params = LanguageIdParams
 
     def __call__(self, candidate: Candidate) -> str | None:
-        text = candidate.text()
-        if not normalise(text):
-            return None  # no words: nothing to identify (text_length owns empty text)
-        keep, best, _ = decide(text, self.params)
-        if keep:
-            return None
-        return "language:unsure" if best in self.params.languages else f"language:{best}"
+        return judge_turns(candidate.texts(self.params.judge), self.params)
