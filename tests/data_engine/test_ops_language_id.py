@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from importlib.resources import files
+from pathlib import Path
 
 import pytest
 
@@ -67,3 +68,14 @@ def test_operator_reasons_and_other_languages() -> None:
     assert fr_de(c("Une tasse de café sur la table")) is None
     assert fr_de(c("Zwei Hunde am Strand")) is None
     assert fr_de(c("Two dogs on the beach")) == "language:en"
+
+
+def test_real_short_texts_english_keep_filter() -> None:
+    """The held-out half of the Debian translation set (bench/lid_set.py): the issue's target."""
+    path = Path(__file__).parents[2] / "bench" / "data" / "lid_short_texts.tsv"
+    rows = [line.split("\t") for line in path.read_text(encoding="utf-8").splitlines()]
+    rows = [(lang, text) for split, lang, _, text in (r for r in rows if r[0] == "heldout")]
+    assert len(rows) > 3000 and sum(lang == "en" for lang, _ in rows) > 1000
+    params = LanguageIdParams(languages=["en"])
+    recall, precision = recall_precision(rows, [decide(t, params)[0] for _, t in rows])
+    assert precision >= 0.97 and recall >= 0.95, (precision, recall)

@@ -148,3 +148,21 @@ def test_a_nan_training_run_is_repeated_with_the_next_seed(tmp_path, monkeypatch
     monkeypatch.setattr(fasttext, "train_supervised", always)
     with pytest.raises(UserError, match="training failed 3 times .*lower --lr"):
         train_quality_model(tmp_path / "train.jsonl", tmp_path / "q2.ftz")
+
+
+def test_quality_scores_the_answer_not_the_question(model) -> None:
+    op = build_operator("quality", {"model": str(model)}, "r.yaml", 0)
+    spam = "BUY NOW cheap discount best price free shipping click here !!!"
+    good = "A white dog sits on the old bridge."
+    c = Candidate(
+        key="k",
+        source="s",
+        category="c",
+        raw_id="r",
+        conversation=[{"role": "user", "content": spam}, {"role": "assistant", "content": good}],
+    )
+    assert op(c) is None and c.quality >= 0.5
+    by_user = build_operator("quality", {"model": str(model), "judge": "user"}, "r.yaml", 0)
+    assert by_user(c) == "low_quality"
+    caption = Candidate(key="k", source="s", category="c", raw_id="r", caption=good)
+    assert by_user(caption) is None and caption.quality is None  # no user turn: unscored

@@ -12,13 +12,33 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from pydantic import Field
+
 from mindvl.common.config import StrictModel
 from mindvl.common.tokens import ImageTokenRule
-from mindvl.data_engine.record import Candidate
+from mindvl.data_engine.record import Candidate, TextPart
 
 
 class NoParams(StrictModel):
     pass
+
+
+class JudgedTextParams(StrictModel):
+    """Params of a text operator: which text of a sample it judges (``Candidate.texts``).
+
+    The default is the sample's content, the caption or the assistant turns: a fixed
+    instruction ("Describe the image.") shared by many samples must not decide whether a
+    sample's answer is English, good or repetitive."""
+
+    judge: TextPart = Field(
+        default="assistant",
+        description="assistant: caption / assistant turns; user: user turns; all: every turn",
+    )
+
+
+def judged_text(candidate: Candidate, part: TextPart) -> str:
+    """The judged turns joined by newlines (empty if there are none)."""
+    return "\n".join(candidate.texts(part))
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,9 @@ A CLIP-style model (``CLIPModel`` + its tokenizer and image processor, as saved 
 (``uses_actor``), on the device the actor was given (``num_gpus`` / ``npus`` params set the
 actor's resources). The score of a sample is the lowest cosine similarity between the
 text embedding and any of its images' embeddings (a multi-image sample is only as aligned
-as its worst image); it is kept in ``candidate.meta["clip_score"]``. Images are decoded
+as its worst image); it is kept in ``candidate.meta["clip_score"]``. The text is the judged
+turns (``judge``, default the caption / assistant turns: the description, not the
+question). Images are decoded
 again here: a model needs pixels, and rows carry only encoded bytes.
 """
 
@@ -19,12 +21,12 @@ from pydantic import Field
 from mindvl.common.config import StrictModel
 from mindvl.common.errors import UserError
 from mindvl.data_engine.caption.device import pick_device
-from mindvl.data_engine.ops.base import OpContext, Operator
+from mindvl.data_engine.ops.base import JudgedTextParams, OpContext, Operator, judged_text
 from mindvl.data_engine.ops.image_decode import DecodeFailure, flatten_to_rgb, open_checked
 from mindvl.data_engine.record import Candidate
 
 
-class ClipScoreParams(StrictModel):
+class ClipScoreParams(JudgedTextParams):
     model: str = Field(description="local directory of a CLIP model, tokenizer, image processor")
     min_score: float = Field(default=0.2, ge=-1.0, le=1.0, description="min cosine similarity")
     device: Literal["auto", "cpu", "cuda", "npu"] = "auto"
@@ -107,7 +109,9 @@ class ClipScore(Operator):
             except DecodeFailure as failure:
                 return str(failure)
             pictures.append(flatten_to_rgb(img))
-        text = candidate.text()
+        text = judged_text(candidate, self.params.judge)
+        if not text.strip():
+            return None  # nothing to align the images with
         score = min(self.scorer.scores(pictures, [text] * len(pictures)))
         candidate.meta["clip_score"] = round(score, 6)
         return None if score >= self.params.min_score else "low_clip_score"

@@ -36,9 +36,8 @@ from functools import lru_cache
 
 from pydantic import Field
 
-from mindvl.common.config import StrictModel
 from mindvl.common.errors import UserError
-from mindvl.data_engine.ops.base import Operator
+from mindvl.data_engine.ops.base import JudgedTextParams, Operator
 from mindvl.data_engine.ops.language_evidence import (
     FUNCTION_WORDS,
     LATIN,
@@ -47,7 +46,7 @@ from mindvl.data_engine.ops.language_evidence import (
     script_allows,
     script_shares,
 )
-from mindvl.data_engine.record import Candidate, TextPart
+from mindvl.data_engine.record import Candidate
 
 
 @lru_cache(maxsize=1)
@@ -87,12 +86,8 @@ def top1(text: str) -> tuple[str, float]:
     return labels[0].removeprefix("__label__"), float(probs[0])
 
 
-class LanguageIdParams(StrictModel):
+class LanguageIdParams(JudgedTextParams):
     languages: list[str] = Field(default_factory=lambda: ["en"], min_length=1)
-    judge: TextPart = Field(
-        default="assistant",
-        description="text judged: the caption / assistant turns, the user turns, or all turns",
-    )
     min_pass_share: float = Field(
         default=0.9, gt=0.0, le=1.0, description="letters of the judged turns in passing turns"
     )

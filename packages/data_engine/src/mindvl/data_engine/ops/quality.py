@@ -3,7 +3,8 @@
 The classifier is trained by ``mindvl data train-quality`` (:mod:`.train_quality`) from
 labelled examples (``good`` / ``bad``); this operator loads it once per process, computes
 P(good) of the sample's text, stores it in ``candidate.quality`` and drops below
-``min_score`` with ``low_quality``. Training and scoring share :func:`quality_text`, so
+``min_score`` with ``low_quality``. It scores the judged turns (``judge``, default the
+caption / assistant turns) joined; a sample with no judged text is kept unscored. Training and scoring share :func:`quality_text`, so
 both see the text the same way (one line, lowercased, whitespace collapsed).
 """
 
@@ -16,7 +17,7 @@ from pydantic import Field
 
 from mindvl.common.config import StrictModel
 from mindvl.common.errors import UserError
-from mindvl.data_engine.ops.base import OpContext, Operator
+from mindvl.data_engine.ops.base import JudgedTextParams, OpContext, Operator, judged_text
 from mindvl.data_engine.record import Candidate
 
 GOOD, BAD = "good", "bad"
@@ -50,7 +51,7 @@ def good_probability(model, text: str) -> float:
     )
 
 
-class QualityParams(StrictModel):
+class QualityParams(JudgedTextParams):
     model: str = Field(description="path of a model written by `mindvl data train-quality`")
     min_score: float = Field(default=0.5, ge=0.0, le=1.0, description="keep if P(good) >= this")
 
@@ -67,6 +68,9 @@ class Quality(Operator):
             raise UserError(f"quality: model not found: {self.params.model}")
 
     def __call__(self, candidate: Candidate) -> str | None:
+        text = judged_text(candidate, self.params.judge)
+        if not text.strip():
+            return None  # nothing judged (e.g. user turns of a caption sample)
         model = load_quality_model(str(Path(self.params.model).resolve()))
-        candidate.quality = good_probability(model, candidate.text())
+        candidate.quality = good_probability(model, text)
         return None if candidate.quality >= self.params.min_score else "low_quality"

@@ -4,7 +4,9 @@ Three checks, cheapest first: a boilerplate phrase (case-insensitive substring) 
 ``boilerplate``; the share of duplicate lines among non-empty lines above
 ``max_duplicate_line_ratio`` -> ``repetitive``; the share of word n-grams that repeat an
 earlier n-gram above ``max_ngram_ratio`` -> ``repetitive``. The n-gram check needs at least
-``min_words`` words: on a five-word caption one repeat is not a pattern.
+``min_words`` words: on a five-word caption one repeat is not a pattern. The text is the
+judged turns (``judge``, default the caption / assistant turns) joined by newlines, so the
+same answer given in two turns counts as a duplicate line.
 """
 
 from __future__ import annotations
@@ -13,8 +15,7 @@ import re
 
 from pydantic import Field
 
-from mindvl.common.config import StrictModel
-from mindvl.data_engine.ops.base import Operator
+from mindvl.data_engine.ops.base import JudgedTextParams, Operator, judged_text
 from mindvl.data_engine.record import Candidate
 
 DEFAULT_BOILERPLATE = [
@@ -31,7 +32,7 @@ DEFAULT_BOILERPLATE = [
 WORD = re.compile(r"\w+", re.UNICODE)
 
 
-class RepetitionParams(StrictModel):
+class RepetitionParams(JudgedTextParams):
     ngram: int = Field(default=3, ge=1, le=10)
     max_ngram_ratio: float = Field(default=0.3, ge=0.0, le=1.0)
     max_duplicate_line_ratio: float = Field(default=0.3, ge=0.0, le=1.0)
@@ -52,7 +53,7 @@ class Repetition(Operator):
 
     def __call__(self, candidate: Candidate) -> str | None:
         p = self.params
-        text = candidate.text()
+        text = judged_text(candidate, p.judge)
         lowered = text.lower()
         if any(phrase.lower() in lowered for phrase in p.boilerplate):
             return "boilerplate"

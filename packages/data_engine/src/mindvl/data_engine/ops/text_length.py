@@ -1,7 +1,8 @@
 """Drop samples whose text is too short or too long, in characters and optionally tokens.
 
-The text is the caption, or the conversation's contents joined (``Candidate.text``),
-stripped. Token bounds count the contents with the recipe's tokenizer (no chat template),
+The text is the judged turns joined by newlines, stripped; unlike the other text
+operators ``judge`` defaults to ``all`` (the caption, or every turn), since the bound is
+on what a sample adds to the trainer's sequence. Token bounds count the contents with the recipe's tokenizer (no chat template),
 so they bound what a sample adds to the trainer's sequence up to a small constant.
 """
 
@@ -11,11 +12,12 @@ from pydantic import Field
 
 from mindvl.common.config import StrictModel
 from mindvl.common.errors import UserError
-from mindvl.data_engine.ops.base import OpContext, Operator
-from mindvl.data_engine.record import Candidate
+from mindvl.data_engine.ops.base import JudgedTextParams, OpContext, Operator, judged_text
+from mindvl.data_engine.record import Candidate, TextPart
 
 
-class TextLengthParams(StrictModel):
+class TextLengthParams(JudgedTextParams):
+    judge: TextPart = Field(default="all", description="default: every turn (sequence length)")
     min_chars: int = Field(default=1, ge=0)
     max_chars: int | None = Field(default=None, ge=1)
     min_tokens: int | None = Field(default=None, ge=0)
@@ -45,7 +47,7 @@ class TextLength(Operator):
 
     def __call__(self, candidate: Candidate) -> str | None:
         p = self.params
-        text = candidate.text().strip()
+        text = judged_text(candidate, p.judge).strip()
         if len(text) < p.min_chars:
             return "too_short"
         if p.max_chars is not None and len(text) > p.max_chars:
