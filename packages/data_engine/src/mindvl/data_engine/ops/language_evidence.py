@@ -62,12 +62,14 @@ def script_shares(text: str) -> Counter:
 
 
 def script_allows(lang: str, shares: Counter) -> bool:
-    """At least half of the letters in the language's script (Japanese: kana and Han)."""
+    """At least half of the letters in the language's script. Japanese counts kana and Han
+    (a short Japanese label is often all Han, so the model decides between ja and zh);
+    Chinese is Han with no kana."""
     script = SCRIPTS.get(lang)
     if script is None or not shares:
         return True
-    if script == "JAPANESE":  # kana, usually mixed with Han
-        return shares["KANA"] > 0 and shares["KANA"] + shares["HAN"] >= 0.5
+    if script == "JAPANESE":
+        return shares["KANA"] + shares["HAN"] >= 0.5
     if script == "HAN":
         return shares["HAN"] >= 0.5 and shares["KANA"] == 0
     return shares[script] >= 0.5
