@@ -12,9 +12,9 @@ format placeholders, markup, paths or URLs skipped), keep 1-12 words, dedup on t
 case-folded text, and drop every text filed under more than one language (an untranslated
 string, a loanword, or a word shared by related languages: its truth is ambiguous). Each
 language is capped (``--cap``; English, ``--cap-en``, about a third of the set, and the
-other reported languages de, ja, ru, ``--cap-kept``, larger)
-by a keyed hash, and every text goes to the ``tune`` or ``heldout`` half by the parity of
-the same hash. Same packages -> same file.
+other reported languages de, ja, ru, ``--cap-kept``, larger) by a keyed hash, and every
+text goes to the ``tune`` or ``heldout`` half by the parity of the same hash. The same
+package versions give the same file (bookworm's, when the committed set was built).
 
 Usage: uv run python bench/lid_set.py [--work /tmp/lid_debs] [--out bench/data/lid_short_texts.tsv]
 """
