@@ -68,6 +68,11 @@ def test_operator_reasons_and_other_languages() -> None:
     assert fr_de(c("Une tasse de café sur la table")) is None
     assert fr_de(c("Zwei Hunde am Strand")) is None
     assert fr_de(c("Two dogs on the beach")) == "language:en"
+    ru = build_operator("language_id", {"languages": ["ru"]}, "r.yaml", 0)
+    assert ru(c("Показать боковую панель")) is None
+    # lid.176 leans Russian on these; letters outside the Russian alphabet rule it out
+    assert ru(c("Файл бошқаруви")) not in (None, "language:ru")  # Uzbek
+    assert ru(c("Тағйир додани ном")) not in (None, "language:ru")  # Tajik
 
 
 def test_real_short_texts_english_keep_filter() -> None:

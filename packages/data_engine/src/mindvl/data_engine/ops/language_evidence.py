@@ -1,7 +1,9 @@
 """Evidence about a text's language besides the statistical model: scripts and words.
 
 * **Script.** ``language_priors.json`` names the Unicode script of a language's letters;
-  a language is possible only if enough of the text's letters are in its script.
+  a language is possible only if enough of the text's letters are in its script, and, for
+  a language with a listed alphabet, none of the text's letters in that script is outside
+  it (Cyrillic-script languages differ by a few letters: і, ї, ў, қ, ғ, ҳ, ...).
 * **Function words** of a few Latin-script languages (closed-class words only), for the
   short-text prior of :mod:`.language_id`.
 * **Word lists.** For a language with a shipped word list (``english_words.txt.gz``: SCOWL's
@@ -28,14 +30,15 @@ NON_WORD = re.compile(r"[\W\d_]+", re.UNICODE)
 LETTER_RUN = re.compile(r"[^\W\d_]+", re.UNICODE)
 
 
-def _load_priors() -> tuple[dict[str, str], dict[str, frozenset[str]]]:
-    raw = json.loads((DATA / "language_priors.json").read_text())
+def _load_priors() -> tuple[dict[str, str], dict[str, frozenset[str]], dict[str, frozenset[str]]]:
+    raw = json.loads((DATA / "language_priors.json").read_text(encoding="utf-8"))
     scripts = {lang: script for script, langs in raw["scripts"].items() for lang in langs.split()}
     words = {lang: frozenset(ws.split()) for lang, ws in raw["function_words"].items()}
-    return scripts, words
+    alphabets = {lang: frozenset(letters) for lang, letters in raw["alphabets"].items()}
+    return scripts, words, alphabets
 
 
-SCRIPTS, FUNCTION_WORDS = _load_priors()
+SCRIPTS, FUNCTION_WORDS, ALPHABETS = _load_priors()
 
 
 def normalise(text: str) -> str:
@@ -73,6 +76,16 @@ def script_allows(lang: str, shares: Counter) -> bool:
     if script == "HAN":
         return shares["HAN"] >= 0.5 and shares["KANA"] == 0
     return shares[script] >= 0.5
+
+
+def alphabet_allows(lang: str, text: str) -> bool:
+    """No letter of the language's script outside its alphabet (languages with a listed
+    alphabet only): "Қосымша" (Kazakh) is not Russian, whatever its n-grams say."""
+    alphabet = ALPHABETS.get(lang)
+    if alphabet is None:
+        return True
+    script = SCRIPTS[lang]
+    return all(ch in alphabet for ch in text.lower() if ch.isalpha() and script_of(ch) == script)
 
 
 @lru_cache(maxsize=len(WORD_LISTS))

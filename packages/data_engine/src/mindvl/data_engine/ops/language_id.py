@@ -19,7 +19,9 @@ caption whose words were pruned from the quantised model, it returns only its pr
    Top 10 languages, probabilities summed over the allowed ones.
 2. **Script gate.** A language with a known script (Latin, Cyrillic, Han, Kana, Hangul,
    Arabic, Devanagari, ...) scores 0 unless at least half of the text's letters are in
-   that script, so a Chinese caption is never English however the model leans.
+   that script, so a Chinese caption is never English however the model leans; a language
+   with a listed alphabet (ru, uk, be, bg, de) also scores 0 if the text has a letter of
+   its script outside that alphabet (Kazakh, Tajik or Uzbek text is never Russian).
 3. **Function-word prior for short texts** (< ``long_words`` words, Latin script):
    function words of the allowed languages add ``prior_weight`` x their share of tokens;
    function words of other common Latin-script languages (fr, de, es, it, pt, nl) that are
@@ -42,8 +44,9 @@ Measured in ``bench/language_id.py`` (hand-written captions in ``ops/data/``) an
 ``bench/lid_set.py``; ``min_known_share`` and ``known_prior`` were chosen on its tune half,
 the held-out half is only measured): docs/BENCHMARKS.md. Known weak spots: languages
 without a word list (a ``de`` filter keeps some Low German and Welsh labels; ``ru`` keeps
-Tajik, Abkhaz, Uzbek and other Cyrillic-script labels), and English texts made mostly of
-jargon or product names ("Bitwise XNOR") that no dictionary lists.
+Macedonian, Bulgarian or Serbian labels that use only letters Russian shares), and
+English texts made mostly of jargon or product names ("Bitwise XNOR") that no dictionary
+lists.
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ from mindvl.data_engine.ops.base import JudgedTextParams, Operator
 from mindvl.data_engine.ops.language_evidence import (
     FUNCTION_WORDS,
     LATIN,
+    alphabet_allows,
     known_share,
     normalise,
     script_allows,
@@ -135,7 +139,11 @@ def language_scores(text: str, params: LanguageIdParams) -> dict[str, float]:
     """Per-language score after the script gate, the short-text priors and the word lists."""
     scores = fasttext_scores(text, params.long_words)
     shares = script_shares(text)
-    scores = {lang: s for lang, s in scores.items() if script_allows(lang, shares)}
+    scores = {
+        lang: s
+        for lang, s in scores.items()
+        if script_allows(lang, shares) and alphabet_allows(lang, text)
+    }
     tokens = normalise(text).split()
     latin = shares[LATIN] >= 0.5
     if tokens and len(tokens) < params.long_words and latin:
