@@ -68,3 +68,25 @@ def test_resources_and_errors(tmp_path, tiny_clip) -> None:
     empty = build_operator("clip_score", {"model": str(tmp_path), "min_score": 0}, "r", 0)
     with pytest.raises(UserError, match="cannot load a CLIP model"):
         empty(cand("a cat", png(1)))
+
+
+def test_scores_the_answer_not_the_question(tiny_clip) -> None:
+    op = build_operator("clip_score", {"model": str(tiny_clip), "min_score": -1.0}, "r", 0)
+    ref = cand("a red cat on a mat", png(1))
+    op(ref)
+    chat = Candidate(
+        key="k",
+        source="s",
+        category="c",
+        raw_id="r",
+        images=[png(1)],
+        conversation=[
+            {"role": "user", "content": "<image>\nDescribe the image."},
+            {"role": "assistant", "content": "a red cat on a mat"},
+        ],
+    )
+    op(chat)
+    assert chat.meta["clip_score"] == pytest.approx(ref.meta["clip_score"], abs=1e-5)
+    by_user = build_operator("clip_score", {"model": str(tiny_clip), "judge": "user"}, "r", 0)
+    no_question = cand("a red cat on a mat", png(1))
+    assert by_user(no_question) is None and "clip_score" not in no_question.meta

@@ -5,10 +5,10 @@ A CLIP-style model (``CLIPModel`` + its tokenizer and image processor, as saved 
 (``uses_actor``), on the device the actor was given (``num_gpus`` / ``npus`` params set the
 actor's resources). The score of a sample is the lowest cosine similarity between the
 text embedding and any of its images' embeddings (a multi-image sample is only as aligned
-as its worst image); it is kept in ``candidate.meta["clip_score"]``. The text is the judged
-turns (``judge``, default the caption / assistant turns: the description, not the
-question). Images are decoded
-again here: a model needs pixels, and rows carry only encoded bytes.
+as its worst image); it is kept in ``candidate.meta["clip_score"]``. The text is the
+judged turns (``judge``, default the caption / assistant turns: the description, not the
+question). Images are decoded again here: a model needs pixels, and rows carry only
+encoded bytes.
 """
 
 from __future__ import annotations
@@ -102,6 +102,9 @@ class ClipScore(Operator):
     def __call__(self, candidate: Candidate) -> str | None:
         if not candidate.images:
             return None  # text-only sample: nothing to align
+        text = judged_text(candidate, self.params.judge)
+        if not text.strip():
+            return None  # nothing to align the images with
         pictures = []
         for data in candidate.images:
             try:
@@ -109,9 +112,6 @@ class ClipScore(Operator):
             except DecodeFailure as failure:
                 return str(failure)
             pictures.append(flatten_to_rgb(img))
-        text = judged_text(candidate, self.params.judge)
-        if not text.strip():
-            return None  # nothing to align the images with
         score = min(self.scorer.scores(pictures, [text] * len(pictures)))
         candidate.meta["clip_score"] = round(score, 6)
         return None if score >= self.params.min_score else "low_clip_score"

@@ -4,8 +4,9 @@ The classifier is trained by ``mindvl data train-quality`` (:mod:`.train_quality
 labelled examples (``good`` / ``bad``); this operator loads it once per process, computes
 P(good) of the sample's text, stores it in ``candidate.quality`` and drops below
 ``min_score`` with ``low_quality``. It scores the judged turns (``judge``, default the
-caption / assistant turns) joined; a sample with no judged text is kept unscored. Training and scoring share :func:`quality_text`, so
-both see the text the same way (one line, lowercased, whitespace collapsed).
+caption / assistant turns) joined; a sample with no judged text is kept unscored. Training
+and scoring share :func:`quality_text`, so both see the text the same way (one line,
+lowercased, whitespace collapsed).
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Drop samples whose text is too short or too long, in characters and optionally tokens.
 
-The text is the judged turns joined by newlines, stripped; unlike the other text
-operators ``judge`` defaults to ``all`` (the caption, or every turn), since the bound is
-on what a sample adds to the trainer's sequence. Token bounds count the contents with the recipe's tokenizer (no chat template),
-so they bound what a sample adds to the trainer's sequence up to a small constant.
+The text is the judged turns joined by newlines, stripped. Unlike the other text
+operators, ``judge`` defaults to ``all`` (the caption, or every turn): token bounds count
+the contents with the recipe's tokenizer (no chat template), so they bound what a sample
+adds to the trainer's sequence up to a small constant.
 """
 
 from __future__ import annotations
