@@ -23,7 +23,7 @@ from mindvl.data_engine.caption import (
 )
 from mindvl.data_engine.caption.cache import CaptionCache, sha256_text
 from mindvl.data_engine.caption.checks import CaptionChecker, repetition
-from mindvl.data_engine.caption.device import (
+from mindvl.data_engine.device import (
     actor_resources,
     pick_cluster_device,
     pick_device,

@@ -108,7 +108,6 @@ def test_detail_hash_reads_the_content_box_of_a_mostly_blank_page() -> None:
     photo = np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)
     big = Image.fromarray(photo).resize((200, 200), Image.BICUBIC)
     assert detail_hash(bytes.fromhex(image_features(encode(big)).signature))[1] == DETAIL_GRAY
-    assert detail_hash(bytes(192)) == (0, DETAIL_NONE, 0)  # legacy 8x8 RGB signature
 
 
 def test_a_crowd_of_equations_keeps_its_copies_with_far_fewer_pairs() -> None:

@@ -14,8 +14,8 @@ import pytest
 from PIL import Image, ImageDraw
 
 from mindvl.common.recipe import DedupSpec
-from mindvl.data_engine.dedup import dedup_dataset, dedup_rows, eval_hashes_from_images
-from mindvl.data_engine.ops.image_decode import ImageDecode
+from mindvl.data_engine.dedup import NearRule, dedup_dataset, dedup_rows
+from mindvl.data_engine.ops.image_decode import ImageDecode, eval_hashes_from_images
 from mindvl.data_engine.record import Candidate
 
 SCHEMA = pa.schema(
@@ -181,22 +181,23 @@ def test_band_rows_carry_no_signature_and_pairs_get_both_by_their_labels() -> No
 
     rows, _ = corpus()
     spec = DedupSpec.model_validate({"near": {"min_information": 0.05}})
+    rule = NearRule.from_spec(spec.near)
     view = T.view_batch(pa.Table.from_pylist(rows, schema=SCHEMA), spec, None)
     exact = pa.concat_tables([T.exact_group(g) for g in by_column(view, "exact_key")])
     reps = int(pa.compute.sum(pa.compute.and_(exact["is_rep"], exact["near_ok"])).as_py())
-    scheme = scheme_for(spec.near, reps)
+    scheme = scheme_for(rule, reps)
     bands = T.band_rows(exact, scheme)
     assert "sig" not in bands.column_names and bands.num_rows == reps * scheme.n_bands
     assert bands.nbytes / bands.num_rows < 256  # the label ~100 bytes; a signature 2.4 KB
     candidates = pa.concat_tables(
-        [T.band_candidates(g, scheme, spec.near) for g in by_column(bands, "bkey")]
+        [T.band_candidates(g, scheme, rule) for g in by_column(bands, "bkey")]
     )
     assert candidates.column("sig").null_count == candidates.num_rows
     links = pa.concat_tables([T.pair_links(candidates), T.signature_links(exact)])
     firsts = pa.concat_tables([T.attach_first(g) for g in by_column(links, "key")])
     assert firsts.num_rows == candidates.num_rows  # each pair, now keyed by its larger label
     second = pa.concat_tables([firsts, T.signature_links(exact)])
-    pairs = pa.concat_tables([T.verify_group(g, spec.near) for g in by_column(second, "key")])
+    pairs = pa.concat_tables([T.verify_group(g, rule) for g in by_column(second, "key")])
     assert pairs.num_rows == candidates.num_rows
     assert all(a < b for a, b in zip(pairs["a"].to_pylist(), pairs["b"].to_pylist(), strict=True))
     sig_of = dict(zip(exact["label"].to_pylist(), exact["sig"].to_pylist(), strict=True))
@@ -205,10 +206,10 @@ def test_band_rows_carry_no_signature_and_pairs_get_both_by_their_labels() -> No
         (sig_of[r["a"]], sig_of[r["b"]]) for r in verified
     }
     # the broadcast path: the same pairs, the same verdicts
-    broadcast = T.verify_links(candidates, T.signature_table(exact), spec.near)
+    broadcast = T.verify_links(candidates, T.signature_table(exact), rule)
     assert sorted(broadcast.to_pylist(), key=str) == sorted(pairs.to_pylist(), key=str)
     marker = pa.table({"key": [""], "other": [""], "distance": [-1], "sig": [None]}, T.LINKS)
-    kept = T.verify_links(marker, T.signature_table(exact), spec.near)  # a crowded bucket
+    kept = T.verify_links(marker, T.signature_table(exact), rule)  # a crowded bucket
     assert T.pair_counts(kept).to_pylist() == [{"pairs": 0, "verified": 0, "crowded": 1}]
     _, expected = dedup_rows(rows, spec)
     assert len(verified) > 0

@@ -27,7 +27,8 @@ The rules (order of stages, exact vs near, low-information guard, survivor rule)
 """
 
 from mindvl.data_engine.dedup.core import dedup_candidates, dedup_rows, plan_dedup
-from mindvl.data_engine.dedup.decontaminate import EvalImage, eval_hashes_from_images
+from mindvl.data_engine.dedup.decontaminate import EvalImage
+from mindvl.data_engine.dedup.rule import NearRule
 
 
 def dedup_dataset(ds, spec, eval_sets=None):  # noqa: ANN001, ANN201 (lazy Ray import)
@@ -39,9 +40,9 @@ def dedup_dataset(ds, spec, eval_sets=None):  # noqa: ANN001, ANN201 (lazy Ray i
 
 __all__ = [
     "EvalImage",
+    "NearRule",
     "dedup_candidates",
     "dedup_dataset",
     "dedup_rows",
-    "eval_hashes_from_images",
     "plan_dedup",
 ]

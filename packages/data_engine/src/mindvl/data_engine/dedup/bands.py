@@ -135,25 +135,18 @@ class BandScheme:
         return 0 if self.n_bands == 1 else (int(key) >> KEY_SHIFT) & 0xFF
 
 
-def pair_radius(near) -> int:
-    """The pHash distance a ``NearDedupSpec`` pairs up to. Matches further than
-    ``crop_only_beyond`` are kept only when verification can see that their sizes are those
-    of a crop, so without verification the radius stops there."""
-    return near.max_hamming if near.verify else min(near.max_hamming, near.crop_only_beyond)
-
-
 def exact_collisions(n: int, max_hamming: int) -> float:
     """Expected band collisions of ``n`` unrelated hashes under exact banding."""
     return sum(n * (n - 1) / 2 / 2.0**w for _, w in band_layout(max_hamming + 1))
 
 
 def scheme_for(near, n: int) -> BandScheme:
-    """The banding a ``NearDedupSpec`` asks for, for ``n`` hashes. ``auto`` is exact banding
+    """The banding a ``NearRule`` asks for, for ``n`` hashes. ``auto`` is exact banding
     while its random band collisions stay within EXACT_COLLISION_BUDGET; past that the
     radius narrows to ``crop_only_beyond`` (sampled tables for a wide radius are too many:
     133 at 1e5 hashes for k = 10, each a band row with the image's signature in the Ray
     shuffle), exact again while that fits the budget, else sampled."""
-    k = pair_radius(near)
+    k = near.pair_radius
     if near.index == "sampled":
         return BandScheme.sampled(k, n, near.sampled_recall)
     if near.index == "exact" or exact_collisions(n, k) <= EXACT_COLLISION_BUDGET:

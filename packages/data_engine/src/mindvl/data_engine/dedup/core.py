@@ -44,6 +44,7 @@ import numpy as np
 from mindvl.common.manifest import DedupStats
 from mindvl.common.recipe import DedupSpec
 from mindvl.data_engine.dedup.bands import scheme_for
+from mindvl.data_engine.dedup.compare import PairVerifier, star_members, verify_pairs
 from mindvl.data_engine.dedup.components import UnionFind
 from mindvl.data_engine.dedup.decisions import (
     OP_EXACT,
@@ -58,9 +59,8 @@ from mindvl.data_engine.dedup.decisions import (
 )
 from mindvl.data_engine.dedup.decontaminate import EvalIndex
 from mindvl.data_engine.dedup.lsh import candidate_pairs, crowding_for
-from mindvl.data_engine.dedup.screen import screen_pairs
+from mindvl.data_engine.dedup.rule import NearRule
 from mindvl.data_engine.dedup.survivor import group_id, label_key
-from mindvl.data_engine.dedup.verify import PairVerifier, star_members
 from mindvl.data_engine.dedup.view import DedupItem, dedup_item
 from mindvl.data_engine.record import Candidate
 
@@ -71,7 +71,8 @@ def plan_dedup(
     """Decisions by key for every row dedup touches; rows it does not touch are absent."""
     stats = DedupStats()
     decisions: dict[str, Decision] = {}
-    index = EvalIndex(eval_sets, spec.near) if eval_sets else None
+    rule = NearRule.from_spec(spec.near)
+    index = EvalIndex(eval_sets, rule) if eval_sets else None
     items: list[DedupItem] = []
     for row in rows:
         hit = eval_match(row, index)
@@ -103,27 +104,22 @@ def plan_dedup(
     uf = UnionFind()
     if len(nodes) > 1:
         hashes = np.array([it.phash for it in nodes], dtype=np.uint64)
-        scheme = scheme_for(spec.near, len(nodes))
+        scheme = scheme_for(rule, len(nodes))
         stats.near_index = scheme.describe()
         sigs = [it.signature for it in nodes]
-        pairs = candidate_pairs(hashes, scheme.max_hamming, scheme, crowding_for(spec.near, sigs))
+        pairs = candidate_pairs(hashes, scheme.max_hamming, scheme, crowding_for(rule, sigs))
         stats.near_candidate_pairs = int(pairs.left.size)
         stats.near_crowded_buckets = pairs.crowded_buckets
-        if spec.near.verify:
-            screened = screen_pairs(
-                sigs, pairs.left, pairs.right, pairs.distance, spec.near.crop_only_beyond
-            )
-            verifier = PairVerifier()
-        for p, (a, b) in enumerate(zip(pairs.left.tolist(), pairs.right.tolist(), strict=True)):
-            if spec.near.verify and not (screened[p] and verifier.agree(sigs[a], sigs[b])):
-                stats.near_rejected_by_verify += 1
-                continue
+        ok = verify_pairs(sigs, pairs.left, pairs.right, pairs.distance, rule)
+        stats.near_rejected_by_verify = int((~ok).sum())
+        for a, b in zip(pairs.left[ok].tolist(), pairs.right[ok].tolist(), strict=True):
             uf.union(a, b)
     final: dict[str, str] = {it.key: it.label for it in reps}  # rep key -> survivor label
     near_survivors: set[str] = set()
     sig_of = {it.label: it.signature for it in nodes}
     comps = [sorted(nodes[i].label for i in comp) for comp in uf.groups()]
-    if spec.near.verify:
+    if rule.verify:
+        verifier = PairVerifier(rule)
         comps = [star for c in comps for star in star_members(c, sig_of, verifier)]
     for labels in comps:
         stats.near_groups += 1

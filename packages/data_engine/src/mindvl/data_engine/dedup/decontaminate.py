@@ -15,16 +15,14 @@ index is small (eval sets are) and is shipped to every worker.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
 
-from mindvl.common.recipe import NearDedupSpec
-from mindvl.data_engine.dedup.bands import pair_radius
 from mindvl.data_engine.dedup.bits import band_values, hamming
-from mindvl.data_engine.dedup.signature_format import parse_signature
-from mindvl.data_engine.dedup.verify import sizes_of_a_crop, thumbnails_agree
+from mindvl.data_engine.dedup.compare import PairVerifier
+from mindvl.data_engine.dedup.rule import NearRule
 
 
 class EvalImage(NamedTuple):
@@ -34,28 +32,15 @@ class EvalImage(NamedTuple):
     information: float | None = None
 
 
-def eval_hashes_from_images(images: Iterable[bytes]) -> list[EvalImage]:
-    """Fingerprints of encoded eval images, in input order (undecodable images are skipped)."""
-    from mindvl.data_engine.ops.image_decode import DecodeFailure, image_features
-
-    out = []
-    for data in images:
-        try:
-            f = image_features(data)
-        except DecodeFailure:  # an eval image nobody can decode cannot leak either
-            continue
-        out.append(EvalImage(f.phash, f.signature, f.pixel_hash, f.information))
-    return out
-
-
 class EvalIndex:
     """Lookup of training images against eval images (exact pixels, or verified pHash)."""
 
-    def __init__(self, images: Sequence[Sequence], near: NearDedupSpec) -> None:
-        self.near = near
+    def __init__(self, images: Sequence[Sequence], rule: NearRule) -> None:
+        self.near = near = rule
+        self.verifier = PairVerifier(rule)
         self.images = [EvalImage(*img) for img in images]
         self.pixels = {img.pixel_hash: i for i, img in enumerate(self.images)}
-        self.radius = pair_radius(near)
+        self.radius = rule.pair_radius
         self.n_bands = self.radius + 1
         usable = [
             i
@@ -99,9 +84,5 @@ class EvalIndex:
         return None
 
     def _verified(self, signature: str, i: int, distance: int) -> bool:
-        mine, theirs = bytes.fromhex(signature), bytes.fromhex(self.images[i].signature)
-        if distance > self.near.crop_only_beyond and not sizes_of_a_crop(
-            parse_signature(mine), parse_signature(theirs)
-        ):
-            return False
-        return thumbnails_agree(mine, theirs)
+        theirs = bytes.fromhex(self.images[i].signature)
+        return self.verifier.agree(bytes.fromhex(signature), theirs, distance)

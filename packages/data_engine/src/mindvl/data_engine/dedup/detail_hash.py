@@ -29,7 +29,7 @@ from functools import lru_cache
 import numpy as np
 from scipy.fft import dctn
 
-from mindvl.data_engine.dedup.signature_format import parse_signature
+from mindvl.data_engine.dedup.fingerprint import parse_signature
 
 DETAIL_NONE, DETAIL_CONTENT, DETAIL_GRAY = 0, 1, 2
 DETAIL_BITS = 64
@@ -56,10 +56,8 @@ def detail_hash(signature: bytes) -> tuple[int, int, int]:
     """(hash, kind, size key) of a signature: kind DETAIL_CONTENT, DETAIL_GRAY or
     DETAIL_NONE (hash 0); size key ``width << 32 | height``, 0 when the size is unknown."""
     parsed = parse_signature(signature)
-    size = parsed.size[0] << 32 | parsed.size[1] if parsed.size else 0
-    side = parsed.gray_side
-    if side is None or side < 12:
-        return 0, DETAIL_NONE, size
+    size = parsed.size[0] << 32 | parsed.size[1]
+    side = parsed.side
     if parsed.content is not None and len(parsed.content) == side * side:
         source, kind = parsed.content, DETAIL_CONTENT
     else:

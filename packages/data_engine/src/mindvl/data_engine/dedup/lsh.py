@@ -243,11 +243,3 @@ def candidate_pairs(
         collisions,
         crowded,
     )
-
-
-def brute_force_pairs(hashes: np.ndarray, max_hamming: int) -> set[tuple[int, int]]:
-    """Reference for tests: O(n^2) all-pairs distance check."""
-    h = np.asarray(hashes, dtype=np.uint64)
-    d = hamming(h[:, None], h[None, :])
-    i, j = np.nonzero(np.triu(d <= max_hamming, k=1))
-    return set(zip(i.tolist(), j.tolist(), strict=True))

@@ -21,9 +21,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from mindvl.data_engine.dedup.compare import PairVerifier, star_members
 from mindvl.data_engine.dedup.components import component_labels
 from mindvl.data_engine.dedup.ray_tables import total
-from mindvl.data_engine.dedup.verify import PairVerifier, star_members
+from mindvl.data_engine.dedup.rule import NearRule
 
 STATE = pa.schema(
     [
@@ -106,7 +107,7 @@ def changed_count(table: pa.Table) -> pa.Table:
     )
 
 
-def local_components(table: pa.Table, stars: bool = True) -> pa.Table:
+def local_components(table: pa.Table, rule: NearRule) -> pa.Table:
     """All verified pairs in one batch -> (node, label) with label = the smallest label in
     the node's component (labels sort as survivor labels, so that is the survivor), each
     component then split into stars around survivors (``verify.star_members``) when
@@ -116,18 +117,18 @@ def local_components(table: pa.Table, stars: bool = True) -> pa.Table:
     b = table.column("b").to_numpy(zero_copy_only=False).astype(str)
     nodes, inv = np.unique(np.concatenate([a, b]), return_inverse=True)  # sorted labels
     labels = nodes[component_labels(nodes.size, inv[: a.size], inv[a.size :])]
-    if not stars:
+    if not rule.verify:
         return pa.table({"node": nodes.tolist(), "label": labels.tolist()}, schema=LABELS)
     sig_of = dict(zip(a.tolist(), table.column("sig_a").to_pylist(), strict=True))
     sig_of.update(zip(b.tolist(), table.column("sig_b").to_pylist(), strict=True))
     groups: dict[str, list[str]] = {}
     for node, label in zip(nodes.tolist(), labels.tolist(), strict=True):
         groups.setdefault(label, []).append(node)  # nodes are sorted: the label comes first
-    return star_rows(groups, sig_of)
+    return star_rows(groups, sig_of, rule)
 
 
-def star_rows(groups: dict[str, list[str]], sig_of: dict[str, bytes]) -> pa.Table:
-    verifier = PairVerifier()
+def star_rows(groups: dict[str, list[str]], sig_of: dict[str, bytes], rule: NearRule) -> pa.Table:
+    verifier = PairVerifier(rule)
     out: dict[str, list[str]] = {"node": [], "label": []}
     for members in groups.values():
         for star in star_members(members, sig_of, verifier):
@@ -158,17 +159,15 @@ def attach_sig(table: pa.Table) -> pa.Table:
                      "sig": [sigs[0]]}, schema=WITH_SIG)  # fmt: skip
 
 
-def star_group(table: pa.Table) -> pa.Table:
+def star_group(table: pa.Table, rule: NearRule) -> pa.Table:
     """One component's (node, label, sig) rows -> its stars (``verify.star_members``)."""
     label = table.column("label")[0].as_py()
     nodes = table.column("node").to_pylist()
     sig_of = dict(zip(nodes, table.column("sig").to_pylist(), strict=True))
-    return star_rows({label: nodes}, sig_of)
+    return star_rows({label: nodes}, sig_of, rule)
 
 
-def components(
-    pairs, num_partitions: int | None = None, edges: int | None = None, stars: bool = True
-):
+def components(pairs, rule: NearRule, num_partitions: int | None = None, edges: int | None = None):
     """(node, label) for every node of a near-duplicate group: components of the verified
     pairs, split into stars whose members verify against their label (the survivor) when
     ``stars`` (the recipe verifies, as ``core.plan_dedup``).
@@ -179,7 +178,7 @@ def components(
     """
     if edges is not None and edges <= LOCAL_MAX_EDGES:
         return pairs.repartition(1).map_batches(
-            local_components, batch_format="pyarrow", batch_size=None, fn_args=(stars,)
+            local_components, batch_format="pyarrow", batch_size=None, fn_args=(rule,)
         )
     blocks = num_partitions or 1
     edges_ds = pairs.map_batches(edge_rows, batch_format="pyarrow").repartition(blocks)
@@ -201,7 +200,7 @@ def components(
     else:
         raise RuntimeError("near-duplicate components did not converge")
     labelled = messages.map_batches(final_label, batch_format="pyarrow")
-    if not stars:
+    if not rule.verify:
         return labelled
     with_sig = (
         labelled.map_batches(label_rows, batch_format="pyarrow")
@@ -210,5 +209,5 @@ def components(
         .map_groups(attach_sig, batch_format="pyarrow")
     )
     return with_sig.groupby("label", num_partitions=num_partitions).map_groups(
-        star_group, batch_format="pyarrow"
+        star_group, batch_format="pyarrow", fn_args=(rule,)
     )

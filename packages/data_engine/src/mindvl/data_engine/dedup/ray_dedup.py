@@ -42,6 +42,7 @@ from mindvl.data_engine.dedup.bands import scheme_for
 from mindvl.data_engine.dedup.decisions import Decision, apply_decision
 from mindvl.data_engine.dedup.decontaminate import EvalIndex
 from mindvl.data_engine.dedup.ray_components import components
+from mindvl.data_engine.dedup.rule import NearRule
 
 SLIM_ROWS_PER_PARTITION = 200_000
 DD_COLUMNS = ("dd_group", "dd_survivor", "dd_op", "dd_reason")
@@ -105,7 +106,10 @@ def _verified_pairs(exact, candidates, spec: DedupSpec, parts: int, counts: dict
     if counts["signature_bytes"] <= SIGNATURE_BROADCAST_BYTES:
         refs = exact.to_arrow_refs()  # materialised already
         pairs = candidates.map_batches(
-            _verify_broadcast, batch_format="pyarrow", batch_size=None, fn_args=(refs, spec.near)
+            _verify_broadcast,
+            batch_format="pyarrow",
+            batch_size=None,
+            fn_args=(refs, NearRule.from_spec(spec.near)),
         ).materialize()
         found = T.total(pairs, T.pair_counts)
         return pairs, {k: found.get(k, 0) for k in ("pairs", "verified", "crowded")}
@@ -120,7 +124,9 @@ def _verified_pairs(exact, candidates, spec: DedupSpec, parts: int, counts: dict
         .map_groups(T.attach_first, batch_format="pyarrow")
         .union(signatures)
         .groupby("key", num_partitions=parts)
-        .map_groups(T.verify_group, batch_format="pyarrow", fn_args=(spec.near,))
+        .map_groups(
+            T.verify_group, batch_format="pyarrow", fn_args=(NearRule.from_spec(spec.near),)
+        )
         .materialize()
     )
     found["verified"] = T.total(pairs, T.pair_counts).get("verified", 0)
@@ -158,7 +164,8 @@ def dedup_dataset(
         eval_sets = None  # e.g. the build's OpContext: it carries no eval fingerprints
     if spec.decontaminate and not eval_sets:
         raise ValueError("dedup.decontaminate names eval sets but no eval fingerprints were given")
-    index = EvalIndex(eval_sets, spec.near) if eval_sets else None
+    rule = NearRule.from_spec(spec.near)
+    index = EvalIndex(eval_sets, rule) if eval_sets else None
     stats = DedupStats()
     ds = ds.materialize()
     # shuffle partitions by data size, not by block count: slim rows are ~300 bytes
@@ -183,9 +190,9 @@ def dedup_dataset(
 
     grouped = exact
     if spec.near.enabled and counts["near_nodes"] > 1:
-        scheme = scheme_for(spec.near, counts["near_nodes"])
+        scheme = scheme_for(rule, counts["near_nodes"])
         stats.near_index = scheme.describe()
-        near = scheme, spec.near
+        near = scheme, rule
         candidates = (
             exact.map_batches(T.band_rows, batch_format="pyarrow", fn_kwargs={"scheme": scheme})
             .groupby("bkey", num_partitions=parts)
@@ -197,7 +204,7 @@ def dedup_dataset(
         stats.near_rejected_by_verify = pair_stats["pairs"] - pair_stats["verified"]
         if pair_stats.get("verified", 0):
             cc = components(
-                pairs, num_partitions=parts, edges=pair_stats["verified"], stars=spec.near.verify
+                pairs, rule, num_partitions=parts, edges=pair_stats["verified"]
             ).materialize()
             cn = T.total(cc, T.cc_counts)
             stats.near_groups = cn["roots"]

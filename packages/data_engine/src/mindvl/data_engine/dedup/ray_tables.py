@@ -15,8 +15,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mindvl.common.recipe import DedupSpec, NearDedupSpec
+from mindvl.common.recipe import DedupSpec
 from mindvl.data_engine.dedup.bands import BandScheme
+from mindvl.data_engine.dedup.compare import verify_pairs
 from mindvl.data_engine.dedup.decisions import (
     OP_EXACT,
     OP_NEAR,
@@ -30,9 +31,8 @@ from mindvl.data_engine.dedup.decisions import (
 from mindvl.data_engine.dedup.decontaminate import EvalIndex
 from mindvl.data_engine.dedup.detail_hash import detail_hash
 from mindvl.data_engine.dedup.lsh import bucket_pairs, crowding_of_details
-from mindvl.data_engine.dedup.screen import screen_pairs
+from mindvl.data_engine.dedup.rule import NearRule
 from mindvl.data_engine.dedup.survivor import group_id, label_key
-from mindvl.data_engine.dedup.verify import PairVerifier
 from mindvl.data_engine.dedup.view import dedup_item
 
 VIEW = pa.schema(
@@ -147,7 +147,7 @@ def band_rows(table: pa.Table, scheme: BandScheme) -> pa.Table:
     )
 
 
-def band_candidates(table: pa.Table, scheme: BandScheme, near: NearDedupSpec) -> pa.Table:
+def band_candidates(table: pa.Table, scheme: BandScheme, near: NearRule) -> pa.Table:
     """Pairs in one band bucket within ``max_hamming`` (a crowded bucket: also close in the
     detail hash or of one size, ``lsh.Crowding``) as LINKS pair rows keyed by the smaller
     label; a pair is emitted only by the first band its two hashes share, so every pair
@@ -222,18 +222,6 @@ def attach_first(table: pa.Table) -> pa.Table:
     )  # fmt: skip
 
 
-def _verified(sigs: list[bytes], left: np.ndarray, right: np.ndarray, distance, near) -> list:
-    """Which pairs (``sigs[left[p]]``, ``sigs[right[p]]``) verify: the batch screen, then
-    ``verify.PairVerifier`` (all True when the recipe does not verify)."""
-    verified = np.ones(left.size, dtype=bool)
-    if near.verify:
-        verified = screen_pairs(sigs, left, right, distance, near.crop_only_beyond)
-        verifier = PairVerifier()
-        for p in np.flatnonzero(verified).tolist():
-            verified[p] = verifier.agree(sigs[left[p]], sigs[right[p]])
-    return verified.tolist()
-
-
 def _pair_rows(a, b, ok: list, sig_a: list, sig_b: list) -> pa.Table:
     return pa.table(
         {"a": a, "b": b, "verified": ok,
@@ -243,7 +231,7 @@ def _pair_rows(a, b, ok: list, sig_a: list, sig_b: list) -> pa.Table:
     )  # fmt: skip
 
 
-def verify_group(table: pa.Table, near: NearDedupSpec) -> pa.Table:
+def verify_group(table: pa.Table, near: NearRule) -> pa.Table:
     """One label's group (its signature row and the pairs from ``attach_first`` keyed by it,
     each with the other end's signature) -> PAIRS rows, verified; every pair here shares
     this label's image, whose search terms are computed once."""
@@ -252,13 +240,13 @@ def verify_group(table: pa.Table, near: NearDedupSpec) -> pa.Table:
     if n == 0 or sig is None:
         return PAIRS.empty_table()
     others = pairs.column("sig").to_pylist()
-    ok = _verified(
+    ok = verify_pairs(
         [sig, *others],
         np.arange(1, n + 1),
         np.zeros(n, dtype=np.int64),
         pairs.column("distance").to_numpy(),
         near,
-    )
+    ).tolist()
     return _pair_rows(pairs.column("other"), pairs.column("key"), ok, others, [sig] * n)
 
 
@@ -268,7 +256,7 @@ def signature_table(table: pa.Table) -> pa.Table:
     return pa.table({"label": table.column("label"), "sig": table.column("sig")}, schema=SIGS)
 
 
-def verify_links(table: pa.Table, signatures: pa.Table, near: NearDedupSpec) -> pa.Table:
+def verify_links(table: pa.Table, signatures: pa.Table, near: NearRule) -> pa.Table:
     """Candidate LINKS rows -> PAIRS rows, verified, their signatures looked up in
     ``signatures`` (a ``signature_table`` of every near-eligible image, held whole); a crowd
     marker stays a marker (a = b = "", never an edge)."""
@@ -286,7 +274,7 @@ def verify_links(table: pa.Table, signatures: pa.Table, near: NearDedupSpec) -> 
         sigs = signatures.column("sig").take(at).to_pylist()
         n = table.num_rows
         left, right = where[:n], where[n:]
-        ok = _verified(sigs, left, right, table.column("distance").to_numpy(), near)
+        ok = verify_pairs(sigs, left, right, table.column("distance").to_numpy(), near).tolist()
         sig_a, sig_b = [sigs[i] for i in left.tolist()], [sigs[i] for i in right.tolist()]
         out.append(_pair_rows(table.column("key"), table.column("other"), ok, sig_a, sig_b))
     return pa.concat_tables(out) if out else PAIRS.empty_table()
