@@ -10,22 +10,23 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from mindvl.common.recipe import DedupSpec
-from mindvl.data_engine.dedup.bands import BandScheme
-from mindvl.data_engine.dedup.bits import hamming
-from mindvl.data_engine.dedup.core import plan_dedup
-from mindvl.data_engine.dedup.detail_hash import (
+from mindvl.data_engine.dedup import plan_dedup
+from mindvl.data_engine.dedup.candidates import (
     DETAIL_CONTENT,
     DETAIL_GRAY,
     DETAIL_NONE,
+    BandScheme,
+    Crowding,
+    candidate_pairs,
     detail_hash,
+    hamming,
 )
-from mindvl.data_engine.dedup.lsh import Crowding, candidate_pairs
 from mindvl.data_engine.ops.image_decode import ImageDecode, image_features
 from mindvl.data_engine.record import Candidate
 
 
 def reference_pairs(h, detail, kinds, sizes, k, k2, cap) -> tuple[set, int]:
-    """The rule of ``lsh.Crowding``, pair by pair, and the number of crowded buckets."""
+    """The rule of ``candidates.Crowding``, pair by pair, and the number of crowded buckets."""
     scheme = BandScheme.exact(k)
     vals = scheme.values(h)
     close = hamming(h[:, None], h[None, :]) <= k

@@ -1,4 +1,5 @@
-"""Dedup building blocks without Ray: banding vs brute force, components, survivor rule."""
+"""Dedup steps without Ray: banding vs brute force, components and stars, survivor rule,
+the screens against the rule."""
 
 from __future__ import annotations
 
@@ -6,12 +7,16 @@ import numpy as np
 import pytest
 from dedup_helpers import RULE, agree, packed
 
-from mindvl.data_engine.dedup.bands import BandScheme, scheme_for
-from mindvl.data_engine.dedup.bits import band_layout, band_values, hamming
-from mindvl.data_engine.dedup.components import UnionFind, component_labels
-from mindvl.data_engine.dedup.lsh import candidate_pairs
+from mindvl.data_engine.dedup.candidates import (
+    BandScheme,
+    band_layout,
+    band_values,
+    candidate_pairs,
+    hamming,
+    scheme_for,
+)
+from mindvl.data_engine.dedup.groups import components, label_key, near_groups, survivor_label
 from mindvl.data_engine.dedup.rule import NearRule
-from mindvl.data_engine.dedup.survivor import label_key, survivor_label
 
 
 def brute_force_pairs(hashes: np.ndarray, max_hamming: int) -> set[tuple[int, int]]:
@@ -58,22 +63,39 @@ def test_bands_cover_all_bits_and_pigeonhole_holds() -> None:
     assert (band_values(a, 3) == band_values(b, 3)).any()
 
 
-def test_union_find_and_numpy_components_agree() -> None:
+def reference_components(n: int, left, right) -> list[set[int]]:
+    """Components of two or more nodes, by graph search."""
+    neighbours: dict[int, set[int]] = {}
+    for a, b in zip(left.tolist(), right.tolist(), strict=True):
+        neighbours.setdefault(a, set()).add(b)
+        neighbours.setdefault(b, set()).add(a)
+    seen, out = set(), []
+    for start in sorted(neighbours):
+        if start in seen:
+            continue
+        todo, comp = [start], set()
+        while todo:
+            x = todo.pop()
+            if x not in comp:
+                comp.add(x)
+                todo += neighbours[x] - comp
+        seen |= comp
+        if len(comp) > 1:
+            out.append(comp)
+    return out
+
+
+def test_components_label_every_node_with_its_smallest_member() -> None:
     rng = np.random.default_rng(1)
     n = 300
-    left = rng.integers(0, n, 200)
-    right = rng.integers(0, n, 200)
-    uf = UnionFind()
-    for a, b in zip(left.tolist(), right.tolist(), strict=True):
-        uf.union(a, b)
-    labels = component_labels(n, left, right)
-    for group in uf.groups():
-        assert len({int(labels[x]) for x in group}) == 1
-        assert int(labels[group[0]]) == min(group)  # label = smallest member
-    grouped = {x for g in uf.groups() for x in g}
-    alone = [x for x in range(n) if x not in grouped]
-    assert all(int(labels[x]) == x for x in alone)
-    chain = component_labels(6, np.array([4, 3, 2, 1, 0]), np.array([5, 4, 3, 2, 1]))
+    left, right = rng.integers(0, n, 200), rng.integers(0, n, 200)
+    labels = components(n, left, right)
+    groups = reference_components(n, left, right)
+    for group in groups:
+        assert {int(labels[x]) for x in group} == {min(group)}
+    grouped = set().union(*groups)
+    assert all(int(labels[x]) == x for x in range(n) if x not in grouped)
+    chain = components(6, np.array([4, 3, 2, 1, 0]), np.array([5, 4, 3, 2, 1]))
     assert chain.tolist() == [0] * 6
 
 
@@ -234,35 +256,22 @@ def test_screens_only_drop_pairs_the_full_comparison_rejects(monkeypatch) -> Non
         NearRule(screen_max=0.4)
 
 
-def test_local_components_label_every_node_with_its_components_smallest_label() -> None:
-    import pyarrow as pa
-
-    from mindvl.data_engine.dedup.ray_components import local_components
-
+def test_near_groups_are_components_when_every_member_agrees() -> None:
     rng = np.random.default_rng(3)
     names = [f"{i:04d}-{rng.integers(1e6)}" for i in range(300)]
     pairs = [(names[a], names[b]) for a, b in rng.integers(0, 300, (260, 2)) if a != b]
-    verified = rng.random(len(pairs)) < 0.8
     same = packed(rng.integers(0, 256, 48 * 48, dtype=np.uint8))  # every member agrees
-    table = pa.table({"a": [a for a, _ in pairs], "b": [b for _, b in pairs],
-                      "verified": verified, "sig_a": [same] * len(pairs),
-                      "sig_b": [same] * len(pairs)})  # fmt: skip
-    got = dict(zip(*local_components(table, RULE).to_pydict().values(), strict=True))
-    uf = UnionFind()
-    for (a, b), ok in zip(pairs, verified, strict=True):
-        if ok:
-            uf.union(a, b)
-    expected = {x: g[0] for g in uf.groups() for x in g}
-    assert got == expected  # chains and stars alike; unverified pairs are not edges
+    got = near_groups(pairs, dict.fromkeys(names, same), RULE)
+    index = {name: i for i, name in enumerate(names)}
+    left = np.array([index[a] for a, _ in pairs])
+    right = np.array([index[b] for _, b in pairs])
+    expected = {names[x]: names[min(g)] for g in reference_components(300, left, right) for x in g}
+    assert got == expected  # chains and stars alike, the smallest label survives
 
 
 def test_a_component_is_kept_as_a_star_around_its_survivor() -> None:
-    """A~B, B~C (and C~D) verified, A and C different: C is not dropped for A; the rest of
+    """A~B, B~C (and C~D) accepted, A and C different: C is not dropped for A; the rest of
     the component forms its own star."""
-    import pyarrow as pa
-
-    from mindvl.data_engine.dedup.ray_components import local_components
-
     base = np.full((48, 48), 230, np.uint8)
     base[10:38, 8:20] = 30
     near = base.copy()
@@ -271,19 +280,16 @@ def test_a_component_is_kept_as_a_star_around_its_survivor() -> None:
     far[10:38, 26:34] = 90  # C: a second bar
     a, b, c = (packed(x) for x in (base, near, far))
     assert agree(a, b) and not agree(a, c)
-    table = pa.table({"a": ["1a", "1b"], "b": ["1b", "1c"], "verified": [True, True],
-                      "sig_a": [a, b], "sig_b": [b, c]})  # fmt: skip
-    got = dict(zip(*local_components(table, RULE).to_pydict().values(), strict=True))
-    assert got == {"1a": "1a", "1b": "1a"}
-    alone = pa.table({"a": ["1a"], "b": ["1c"], "verified": [True], "sig_a": [a], "sig_b": [c]})
-    assert local_components(alone, RULE).num_rows == 0  # nothing left of the group
+    sig_of = {"1a": a, "1b": b, "1c": c}
+    assert near_groups([("1a", "1b"), ("1b", "1c")], sig_of, RULE) == {"1a": "1a", "1b": "1a"}
+    assert near_groups([("1a", "1c")], sig_of, RULE) == {}  # nothing left of the group
     far2 = far.copy()
     far2[10:38, 26:34] = 100  # D: C a little lighter, so C and D form a star of their own
-    d = packed(far2)
-    chain = pa.table({"a": ["1a", "1b", "1c"], "b": ["1b", "1c", "1d"], "verified": [True] * 3,
-                      "sig_a": [a, b, c], "sig_b": [b, c, d]})  # fmt: skip
-    got = dict(zip(*local_components(chain, RULE).to_pydict().values(), strict=True))
-    assert got == {"1a": "1a", "1b": "1a", "1c": "1c", "1d": "1c"}
+    sig_of["1d"] = packed(far2)
+    chain = [("1a", "1b"), ("1b", "1c"), ("1c", "1d")]
+    assert near_groups(chain, sig_of, RULE) == {"1a": "1a", "1b": "1a", "1c": "1c", "1d": "1c"}
+    unverified = NearRule(verify=False)  # no rule to split by: the component stays whole
+    assert set(near_groups(chain, sig_of, unverified).values()) == {"1a"}
 
 
 def test_without_verification_far_phash_matches_are_not_paired() -> None:

@@ -1,16 +1,13 @@
 """Keeping evaluation images out of training data.
 
 The engine reads each eval corpus named in ``DedupSpec.decontaminate`` with its readers and
-passes every eval image's fingerprint as ``EvalImage`` (or a plain ``(phash, signature,
-pixel_hash)`` / ``(phash, signature, pixel_hash, information)`` tuple) to ``dedup_dataset``;
-``eval_hashes_from_images`` makes them from encoded bytes (with ``image_decode``'s
-features, so the definitions are the build's own). A training image matches an eval
-image when its pixel hash is equal, or, when both carry enough information (the same
-``near.min_information`` guard as near dedup; an eval image without an information score is
-taken to have enough), its pHash is within ``near.max_hamming`` and, with ``near.verify``,
-the thumbnails agree (``verify.thumbnails_agree``; beyond ``near.crop_only_beyond`` bits
-the sizes must also be those of a crop; without verification the radius stops there). The
-index is small (eval sets are) and is shipped to every worker.
+passes every eval image's fingerprint (``ops.image_decode.eval_hashes_from_images``: the
+build's own features) as ``EvalImage`` or a plain ``(phash, signature, pixel_hash[,
+information])`` tuple to dedup. A training image matches an eval image when its pixel hash
+is equal, or, when both carry enough information (``min_information``; an eval image
+without a score is taken to have enough), its pHash is within the rule's pair radius and
+the rule accepts the pair (``compare.PairVerifier``). The index is small (eval sets are)
+and is shipped to every worker.
 """
 
 from __future__ import annotations
@@ -20,7 +17,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from mindvl.data_engine.dedup.bits import band_values, hamming
+from mindvl.data_engine.dedup.candidates import band_values, hamming
 from mindvl.data_engine.dedup.compare import PairVerifier
 from mindvl.data_engine.dedup.rule import NearRule
 
@@ -56,6 +53,21 @@ class EvalIndex:
 
     def __len__(self) -> int:
         return len(self.images)
+
+    def match_row(self, row: dict) -> int | None:
+        """Index of the eval image any image of a ``Candidate.to_row()`` dict matches."""
+        info = list(row.get("information") or [])
+        ph, sig = list(row.get("phashes") or []), list(row.get("signatures") or [])
+        for i, p in enumerate(row.get("pixel_hashes") or []):
+            hit = self.match(
+                p,
+                ph[i] if i < len(ph) else None,
+                sig[i] if i < len(sig) else None,
+                float(info[i]) if i < len(info) and info[i] is not None else None,
+            )
+            if hit is not None:
+                return hit
+        return None
 
     def match(
         self, pixel_hash: str, phash: str | None, signature: str | None, information: float | None
