@@ -6,10 +6,10 @@ every image fingerprinted as a build does (``image_features``), and deduplicated
 core (``plan_dedup``, default recipe). A planted copy counts as found when it ends in its
 original's group; a drop is right when it and its survivor share a planted group.
 
-With ``--checks`` every candidate pair the banding emits is also run through the rule's
-checks one at a time (``NearRule.explain``): per check, how many same-picture pairs it
-rejects (recall it costs) and how many different-picture pairs it rejects (precision it
-buys), and whether the screens ever reject a pair the full comparison would accept.
+With ``--checks`` every candidate pair the banding emits is also compared by the rule
+without its screens (``NearRule.unscreened``): per check, how many same-picture pairs it is
+the first to reject (recall it costs) and how many different-picture pairs (precision it
+buys), and on how many pairs the screened rule decides otherwise (the screens' check).
 
 Usage: uv run python bench/dedup_quality.py [--seeds 11,23,5,7,13,17,29] [--checks]
         [--json bench/results/dedup_quality.json]
@@ -85,34 +85,33 @@ def measure(rows: list[dict], truth: dict[str, dict], decisions: dict) -> dict:
 
 
 def check_table(rows: list[dict], truth: dict[str, dict]) -> dict:
-    """Per check of the near rule: same-picture and different-picture candidate pairs it
-    rejects when it is the first check to say no, and the screens' disagreements with the
-    full comparison (a screen rejecting a pair the comparison accepts)."""
+    """Every candidate pair of the default rule, compared by the rule without its screens:
+    per check, the same-picture pairs it is the first to reject (the recall it costs) and
+    the different-picture pairs (the precision it buys); and the pairs on which the
+    screened rule decides otherwise (must be 0)."""
     from mindvl.common.recipe import DedupSpec
-    from mindvl.data_engine.dedup.candidates import near_candidates
+    from mindvl.data_engine.dedup.compare import PairVerifier, screen_pairs
+    from mindvl.data_engine.dedup.local import exact_items, near_candidates
     from mindvl.data_engine.dedup.rule import NearRule
 
     spec = DedupSpec()
     rule = NearRule.from_spec(spec.near)
-    nodes, pairs = near_candidates(rows, spec)
-    first_no: dict[str, Counter] = {}
-    screen_misses = 0
-    for a, b, d in zip(
-        pairs.left.tolist(), pairs.right.tolist(), pairs.distance.tolist(), strict=True
-    ):
-        ka, kb = nodes[a].key, nodes[b].key
-        truth_same = same_group(truth, ka, kb)
-        verdict = rule.explain(nodes[a].signature, nodes[b].signature, int(d))
-        first_no.setdefault(verdict.check, Counter())["same" if truth_same else "different"] += 1
-        if (
-            verdict.screened
-            and rule.unscreened().explain(nodes[a].signature, nodes[b].signature, int(d)).accepted
-        ):
-            screen_misses += 1
+    nodes, pairs = near_candidates(exact_items(rows, spec), rule)
+    sigs = [n.sig for n in nodes]
+    screened = screen_pairs(sigs, pairs.left, pairs.right, pairs.distance, rule)
+    full, fast = PairVerifier(rule.unscreened()), PairVerifier(rule)
+    table: dict[str, Counter] = {}
+    changed = 0
+    for p, (a, b) in enumerate(zip(pairs.left.tolist(), pairs.right.tolist(), strict=True)):
+        d = int(pairs.distance[p])
+        check = full.check(sigs[a], sigs[b], d)
+        same = same_group(truth, nodes[a].key, nodes[b].key)
+        table.setdefault(check or "accepted", Counter())["same" if same else "different"] += 1
+        changed += (check is None) != bool(screened[p] and fast.agree(sigs[a], sigs[b], d))
     return {
         "candidate_pairs": int(pairs.left.size),
-        "first_rejecting_check": {k: dict(v) for k, v in sorted(first_no.items())},
-        "screen_rejects_of_accepted_pairs": screen_misses,
+        "first_rejecting_check": {k: dict(v) for k, v in sorted(table.items())},
+        "screens_changed_decisions": changed,
     }
 
 

@@ -187,27 +187,6 @@ class PairVerifier:
         return self.check(a, b, distance) is None
 
 
-@dataclass(frozen=True)
-class Verdict:
-    check: str | None  # the first check that rejects the pair; None: accepted
-    screened: bool  # rejected by the batch screen's coarse distance, not by a check
-
-    @property
-    def accepted(self) -> bool:
-        return self.check is None
-
-
-def explain(a: bytes, b: bytes, distance: int, rule: NearRule) -> Verdict:
-    """What the rule decides about one candidate pair, and which check decided it."""
-    one = np.zeros(1, dtype=np.int64)
-    if not screen_pairs([a, b], one, one + 1, np.array([distance]), rule)[0]:
-        check = PairVerifier(rule.unscreened()).check(a, b, distance)
-        if check in ("crop_sizes", "colour"):
-            return Verdict(check, False)
-        return Verdict("screen", True)
-    return Verdict(PairVerifier(rule).check(a, b, distance), False)
-
-
 def verify_pairs(sigs: list[bytes], left, right, distance, rule: NearRule) -> np.ndarray:
     """Which candidate pairs (``sigs[left[p]]``, ``sigs[right[p]]``, pHash ``distance[p]``)
     the rule accepts: the batch screen, then the per-pair checks (all, without ``verify``)."""

@@ -45,9 +45,11 @@ def near_candidates(items: Sequence[Item], rule: NearRule, stats: DedupStats | N
     return nodes, pairs
 
 
-def exact_items(rows: Sequence[dict[str, Any]], spec: DedupSpec, eval_sets=None) -> list[Item]:
+def exact_items(
+    rows: Sequence[dict[str, Any]], spec: DedupSpec, eval_sets=None, rule: NearRule | None = None
+) -> list[Item]:
     """Every row dedup takes part in, after the exact step."""
-    rule = NearRule.from_spec(spec.near)
+    rule = rule or NearRule.from_spec(spec.near)
     index = EvalIndex(eval_sets, rule) if eval_sets else None
     groups: dict[str, list[Item]] = {}
     for row in rows:
@@ -58,11 +60,15 @@ def exact_items(rows: Sequence[dict[str, Any]], spec: DedupSpec, eval_sets=None)
 
 
 def plan_dedup(
-    rows: Sequence[dict[str, Any]], spec: DedupSpec, eval_sets: Sequence | None = None
+    rows: Sequence[dict[str, Any]],
+    spec: DedupSpec,
+    eval_sets: Sequence | None = None,
+    rule: NearRule | None = None,
 ) -> tuple[dict[str, Decision], DedupStats]:
-    """Decisions by key for every row dedup touches; rows it does not touch are absent."""
-    rule = NearRule.from_spec(spec.near)
-    items = exact_items(rows, spec, eval_sets)
+    """Decisions by key for every row dedup touches; rows it does not touch are absent.
+    ``rule``: instead of ``spec.near``'s (e.g. ``unscreened()``, to check the screens)."""
+    rule = rule or NearRule.from_spec(spec.near)
+    items = exact_items(rows, spec, eval_sets, rule)
     counts = exact_counts(items)
     stats = DedupStats(**{k: v for k, v in counts.items() if k in DedupStats.model_fields})
     nodes, pairs = near_candidates(items, rule, stats)
