@@ -11,8 +11,10 @@ without its screens (``NearRule.unscreened``): per check, how many same-picture 
 the first to reject (recall it costs) and how many different-picture pairs (precision it
 buys), and on how many pairs the screened rule decides otherwise (the screens' check).
 
+``--markdown docs/DEDUP.md`` rewrites the tables between the ``dedup_quality`` markers there.
+
 Usage: uv run python bench/dedup_quality.py [--seeds 11,23,5,7,13,17,29] [--checks]
-        [--json bench/results/dedup_quality.json]
+        [--json bench/results/dedup_quality.json] [--markdown docs/DEDUP.md]
 """
 
 from __future__ import annotations
@@ -115,12 +117,42 @@ def check_table(rows: list[dict], truth: dict[str, dict]) -> dict:
     }
 
 
+START, END = "<!-- dedup_quality:start -->", "<!-- dedup_quality:end -->"
+
+
+def markdown(results: dict) -> str:
+    """Per seed, then (with ``--checks``) per check, as markdown tables."""
+    lines = [
+        "| kit seed | exact recall | near recall | precision | wrong drops | near copies |",
+        "|---|---|---|---|---|---|",
+    ]
+    for seed, m in results.items():
+        lines.append(f"| {seed} | {m['exact_recall']:.3f} | {m['near_recall']:.3f} | "
+                     f"{m['precision']:.3f} | {m['wrong_drops']} | {m['n_near']} |")  # fmt: skip
+    checked = {seed: m["checks"] for seed, m in results.items() if "checks" in m}
+    if checked:
+        names = sorted({c for m in checked.values() for c in m["first_rejecting_check"]})
+        lines += ["", "Candidate pairs by the first check that rejects them (rule without its "
+                  "screens), same picture / different pictures:", "",
+                  "| kit seed | pairs | " + " | ".join(names) + " | screens changed |",
+                  "|---" * (len(names) + 3) + "|"]  # fmt: skip
+        for seed, m in checked.items():
+            cells = []
+            for name in names:
+                c = m["first_rejecting_check"].get(name, {})
+                cells.append(f"{c.get('same', 0)} / {c.get('different', 0)}")
+            lines.append(f"| {seed} | {m['candidate_pairs']} | " + " | ".join(cells) +
+                         f" | {m['screens_changed_decisions']} |")  # fmt: skip
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="11,23,5,7,13,17,29")
     parser.add_argument("--per-category", type=int, default=400)
     parser.add_argument("--checks", action="store_true", help="per-check table (slower)")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
+    parser.add_argument("--markdown", type=Path, default=None, help="rewrite its tables")
     args = parser.parse_args()
 
     from mindvl.common.recipe import DedupSpec
@@ -146,6 +178,11 @@ def main() -> None:
           f"{min(m['exact_recall'] for m in results.values()):.4f}")  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+    if args.markdown:
+        text = args.markdown.read_text()
+        head, rest = text.split(START, 1)
+        tail = rest.split(END, 1)[1]
+        args.markdown.write_text(f"{head}{START}\n{markdown(results)}\n{END}{tail}")
 
 
 if __name__ == "__main__":

@@ -54,19 +54,6 @@ def band_layout(n_bands: int, bits: int = HASH_BITS) -> list[tuple[int, int]]:
     return layout
 
 
-def band_values(hashes: np.ndarray, n_bands: int) -> np.ndarray:
-    """(n, n_bands) uint64 array: the value of each band of each hash.
-
-    Pigeonhole: split into ``max_hamming + 1`` bands, two hashes at distance <= max_hamming
-    agree exactly on at least one band, so exact band matches find every such pair.
-    """
-    h = np.asarray(hashes, dtype=np.uint64)
-    out = np.empty((h.shape[0], n_bands), dtype=np.uint64)
-    for i, (shift, width) in enumerate(band_layout(n_bands)):
-        out[:, i] = (h >> np.uint64(shift)) & np.uint64((1 << width) - 1)
-    return out
-
-
 KEY_SHIFT = 56  # band keys: band index in the top 8 bits, band value below
 MAX_TABLES = 255
 SAMPLED_SEED = 0x6D696E64  # fixed: the tables are part of the build's definition
@@ -196,8 +183,7 @@ def scheme_for(near: NearRule, n: int) -> BandScheme:
     return BandScheme.sampled(k, n, near.sampled_recall)
 
 
-# kinds of detail hash: they never pair across kinds (NONE: no detail hash, pairs by size)
-DETAIL_NONE, DETAIL_CONTENT, DETAIL_GRAY = 0, 1, 2
+DETAIL_CONTENT, DETAIL_GRAY = 1, 2  # kinds of detail hash: they never pair across kinds
 DETAIL_BITS = 64
 
 
@@ -306,33 +292,21 @@ class Crowding:
     inside the bucket) or of exactly one size (when at most ``max_bucket`` members share
     it: re-encodes, colour changes and alpha flattening keep the size, and they move the
     detail hash of thin text most) are paired. ``detail(indices)`` gives the (uint64
-    hashes, int8 kinds, int64 size keys; 0 = unknown) of the images at ``indices``."""
+    hashes, int8 kinds, int64 size keys) of the images at ``indices``."""
 
     max_bucket: int
     max_hamming: int
     detail: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
 
 
-def _crowding(near: NearRule, detail) -> Crowding | None:
-    """The rule's crowding of buckets (verification only), ``detail`` as
-    ``Crowding.detail``."""
-    if not (near.verify and near.crowded_bucket):
+def crowding_for(rule: NearRule, detail) -> Crowding | None:
+    """The rule's crowding (with verification only); ``detail``: ``Crowding.detail``, or the
+    signatures, each detail hash then computed on first use (``cached_details``)."""
+    if not (rule.verify and rule.crowded_bucket):
         return None
-    return Crowding(near.crowded_bucket, near.detail_max_hamming, detail)
-
-
-def crowding_for(near: NearRule, signatures: list[bytes]) -> Crowding | None:
-    """The crowding rule over these signatures (each detail hash computed on first use)."""
-    return _crowding(near, cached_details(signatures))
-
-
-def crowding_of_details(
-    near: NearRule, hashes: np.ndarray, kinds: np.ndarray, sizes: np.ndarray
-) -> Crowding | None:
-    """:func:`crowding_for` with every member's ``detail_hash`` computed already (the Ray
-    band rows carry them instead of the signatures)."""
-    hashes, kinds, sizes = (np.asarray(x) for x in (hashes, kinds, sizes))
-    return _crowding(near, lambda at: (hashes[at], kinds[at], sizes[at]))
+    if isinstance(detail, list):
+        detail = cached_details(detail)
+    return Crowding(rule.crowded_bucket, rule.detail_max_hamming, detail)
 
 
 def _filtered(a, c, h, band, scheme, max_hamming, count_all=False):
@@ -370,25 +344,19 @@ def crowd_pairs(
     sub = BandScheme.exact(bound)
 
     def close(x, y):
-        return (
-            (kinds[x] == kinds[y])
-            & (kinds[x] != DETAIL_NONE)
-            & (hamming(detail[x], detail[y]) <= bound)
-        )
+        return (kinds[x] == kinds[y]) & (hamming(detail[x], detail[y]) <= bound)
 
-    has = np.flatnonzero(kinds != DETAIL_NONE)
     for db in range(sub.n_bands):
-        vals = sub.band(detail[has], db)
-        by_key = np.lexsort((vals, kinds[has]))
-        order = has[by_key]
+        vals = sub.band(detail, db)
+        by_key = np.lexsort((vals, kinds))
+        order = by_key
         starts, ends = _run_bounds(order.size, kinds[order], vals[by_key])
         for x, y in _run_pairs(order, starts, ends):
             ok = close(x, y)
             if db:
                 ok &= ~(sub.values(detail[x], db) == sub.values(detail[y], db)).any(axis=1)
             yield _filtered(members[x[ok]], members[y[ok]], h, band, scheme, scheme.max_hamming)
-    known = np.flatnonzero(sizes != 0)
-    order = known[np.argsort(sizes[known], kind="stable")]
+    order = np.argsort(sizes, kind="stable")
     starts, ends = _run_bounds(order.size, sizes[order])
     small = (ends - starts) <= crowding.max_bucket
     for x, y in _run_pairs(order, starts[small], ends[small]):

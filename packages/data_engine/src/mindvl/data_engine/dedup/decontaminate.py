@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from mindvl.data_engine.dedup.candidates import band_values, hamming
+from mindvl.data_engine.dedup.candidates import BandScheme, hamming
 from mindvl.data_engine.dedup.compare import PairVerifier
 from mindvl.data_engine.dedup.rule import NearRule
 
@@ -38,7 +38,8 @@ class EvalIndex:
         self.images = [EvalImage(*img) for img in images]
         self.pixels = {img.pixel_hash: i for i, img in enumerate(self.images)}
         self.radius = rule.pair_radius
-        self.n_bands = self.radius + 1
+        self.scheme = BandScheme.exact(self.radius)
+        self.n_bands = self.scheme.n_bands
         usable = [
             i
             for i, img in enumerate(self.images)
@@ -47,7 +48,7 @@ class EvalIndex:
         self.near_ids = np.array(usable, dtype=np.int64)
         self.hashes = np.array([int(self.images[i].phash, 16) for i in usable], dtype=np.uint64)
         self.buckets: list[dict[int, list[int]]] = [{} for _ in range(self.n_bands)]
-        for pos, row in enumerate(band_values(self.hashes, self.n_bands).tolist()):
+        for pos, row in enumerate(self.scheme.values(self.hashes).tolist()):
             for b, v in enumerate(row):
                 self.buckets[b].setdefault(v, []).append(pos)
 
@@ -83,7 +84,7 @@ class EvalIndex:
             return None
         h = np.array([int(phash, 16)], dtype=np.uint64)
         found: set[int] = set()
-        for b, v in enumerate(band_values(h, self.n_bands)[0].tolist()):
+        for b, v in enumerate(self.scheme.values(h)[0].tolist()):
             found.update(self.buckets[b].get(v, ()))
         for pos in sorted(found):
             distance = int(hamming(self.hashes[pos], h[0]))

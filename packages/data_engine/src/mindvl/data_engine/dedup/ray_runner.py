@@ -31,7 +31,7 @@ from mindvl.common.recipe import DedupSpec
 from mindvl.data_engine.dedup.candidates import (
     BandScheme,
     bucket_pairs,
-    crowding_of_details,
+    crowding_for,
     detail_hash,
     scheme_for,
 )
@@ -142,9 +142,8 @@ def _bucket(table: pa.Table, scheme: BandScheme, rule: NearRule) -> pa.Table:
         return BUCKETS.empty_table()
     band = scheme.band_of_key(table.column("bkey")[0].as_py())
     labels = table.column("label").to_pylist()
-    crowding = crowding_of_details(
-        rule, *(table.column(c).to_numpy() for c in ("detail", "detail_kind", "size"))
-    )
+    detail, kinds, sizes = (table.column(c).to_numpy() for c in ("detail", "detail_kind", "size"))
+    crowding = crowding_for(rule, lambda at: (detail[at], kinds[at], sizes[at]))
     h = table.column("phash").to_numpy()
     found, crowded = bucket_pairs(h, np.arange(table.num_rows), band, scheme, crowding)
     pairs = [
