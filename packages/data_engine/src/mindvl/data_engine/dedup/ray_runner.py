@@ -227,7 +227,9 @@ def _verify_group(table: pa.Table, rule: NearRule) -> pa.Table:
 def _accepted(exact, buckets, rule: NearRule, parts: int, signature_bytes: int):
     if signature_bytes <= SIGNATURE_BROADCAST_BYTES:
         refs = exact.to_arrow_refs()
-        return buckets.map_batches(_verify_broadcast, batch_format="pyarrow", fn_args=(refs, rule))
+        return buckets.map_batches(
+            _verify_broadcast, batch_format="pyarrow", batch_size=None, fn_args=(refs, rule)
+        )  # whole blocks: one screen and one verifier cache per block
     signatures = exact.map_batches(_signature_links, batch_format="pyarrow")
     return (
         buckets.map_batches(_pair_links, batch_format="pyarrow")
