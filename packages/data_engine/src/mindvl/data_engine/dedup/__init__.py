@@ -22,7 +22,7 @@ with several images are exact duplicates only when all their images match, in or
 take no part in near dedup; rows without pixel hashes are left alone.
 """
 
-from mindvl.data_engine.dedup.decontaminate import EvalImage
+from mindvl.data_engine.dedup.fingerprint import EvalImage
 from mindvl.data_engine.dedup.local import dedup_candidates, dedup_rows, plan_dedup
 from mindvl.data_engine.dedup.rule import NearRule
 

@@ -13,20 +13,13 @@ and is shipped to every worker.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
 
 import numpy as np
 
 from mindvl.data_engine.dedup.candidates import BandScheme, hamming
 from mindvl.data_engine.dedup.compare import PairVerifier
+from mindvl.data_engine.dedup.fingerprint import EvalImage
 from mindvl.data_engine.dedup.rule import NearRule
-
-
-class EvalImage(NamedTuple):
-    phash: str
-    signature: str
-    pixel_hash: str
-    information: float | None = None
 
 
 class EvalIndex:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import struct
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -50,6 +51,15 @@ class Fingerprint:
     pixel_hash: str
     phash: str
     signature: str  # hex of the signature bytes
+
+
+class EvalImage(NamedTuple):
+    """The fingerprint of an evaluation image that training images must not match."""
+
+    phash: str
+    signature: str
+    pixel_hash: str
+    information: float | None = None
 
 
 @dataclass(frozen=True)

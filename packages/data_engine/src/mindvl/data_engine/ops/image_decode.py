@@ -29,8 +29,7 @@ from pydantic import Field
 
 from mindvl.common.config import StrictModel
 from mindvl.common.sample import detect_image_format
-from mindvl.data_engine.dedup.decontaminate import EvalImage
-from mindvl.data_engine.dedup.fingerprint import fingerprint
+from mindvl.data_engine.dedup.fingerprint import EvalImage, fingerprint
 from mindvl.data_engine.ops.base import Operator
 from mindvl.data_engine.record import Candidate
 
