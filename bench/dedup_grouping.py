@@ -54,7 +54,7 @@ def planted(n: int, k: int, seed: int):
 
 
 def expected_collisions(n: int, k: int) -> float:
-    from mindvl.data_engine.dedup.bands import exact_collisions
+    from mindvl.data_engine.dedup.candidates import exact_collisions
 
     return exact_collisions(n, k)
 
@@ -62,10 +62,8 @@ def expected_collisions(n: int, k: int) -> float:
 def run_one(n: int, k: int, seed: int, index: str, recall: float) -> dict:
     import numpy as np
 
-    from mindvl.data_engine.dedup.bands import BandScheme
-    from mindvl.data_engine.dedup.bits import hamming
-    from mindvl.data_engine.dedup.components import component_labels
-    from mindvl.data_engine.dedup.lsh import candidate_pairs
+    from mindvl.data_engine.dedup.candidates import BandScheme, candidate_pairs, hamming
+    from mindvl.data_engine.dedup.groups import components as component_labels
 
     h, dst, src = planted(n, k, seed)
     t0 = time.perf_counter()

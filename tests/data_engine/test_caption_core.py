@@ -23,12 +23,12 @@ from mindvl.data_engine.caption import (
 )
 from mindvl.data_engine.caption.cache import CaptionCache, sha256_text
 from mindvl.data_engine.caption.checks import CaptionChecker, repetition
-from mindvl.data_engine.caption.device import (
+from mindvl.data_engine.caption.policy import apply_caption, original_text
+from mindvl.data_engine.device import (
     actor_resources,
     pick_cluster_device,
     pick_device,
 )
-from mindvl.data_engine.caption.policy import apply_caption, original_text
 from mindvl.data_engine.record import Candidate
 
 

@@ -10,9 +10,9 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from mindvl.common.recipe import DedupSpec
-from mindvl.data_engine.dedup import dedup_candidates, dedup_rows, eval_hashes_from_images
-from mindvl.data_engine.dedup.signature_format import parse_signature
-from mindvl.data_engine.ops.image_decode import ImageDecode
+from mindvl.data_engine.dedup import dedup_candidates, dedup_rows
+from mindvl.data_engine.dedup.fingerprint import pack_signature, parse_signature
+from mindvl.data_engine.ops.image_decode import ImageDecode, eval_hashes_from_images
 from mindvl.data_engine.record import Candidate
 
 
@@ -137,14 +137,16 @@ def test_low_information_images_get_exact_dedup_only() -> None:
     assert stats.low_information_exact_only == 12
     assert stats.near_candidate_pairs == 0
     # without the guard pHash pairs these different pages up; verification keeps them apart
-    # (pages of one size are compared uncropped, and their content boxes differ), while
-    # the whole-page thumbnails alone would let some of them collapse (flat at 48x48)
+    # (their content boxes differ), while the whole-page thumbnails alone would let some
+    # of them collapse (flat at 48x48)
     loose_spec = DedupSpec.model_validate({"near": {"max_hamming": 10}})
     loose = dedup_candidates(unguarded, loose_spec)
     assert loose.near_candidate_pairs > 10 and loose.near_dropped == 0
     gray_only = [cand(c.key, encode(docs[int(c.key[1:3].rstrip("_"))]), c.caption) for c in cands]
     for c in gray_only:
-        c.signatures = [parse_signature(bytes.fromhex(s)).gray.hex() for s in c.signatures]
+        p = parse_signature(bytes.fromhex(c.signatures[0]))
+        chroma = p.chroma.astype(np.uint8).tobytes()
+        c.signatures = [pack_signature(p.gray, *p.size, chroma).hex()]  # no content box
     assert dedup_candidates(gray_only, loose_spec).near_dropped > 0
 
 
@@ -162,7 +164,10 @@ def test_transparent_icons_are_flattened_not_merged() -> None:
 
 def test_verification_rejects_phash_matches_with_different_thumbnails() -> None:
     rows = []
-    for i, sig in enumerate([bytes(192), bytes([200]) * 192]):
+    black, bars = np.zeros((48, 48), np.uint8), np.zeros((48, 48), np.uint8)
+    bars[::8] = 200
+    for i, gray in enumerate([black, bars]):
+        sig = pack_signature(gray.tobytes(), 10, 10, bytes([128]) * 128)
         rows.append({"key": f"k{i}", "caption": "t", "pixel_hashes": [f"p{i}"],
                      "phashes": ["8f3a00ff12345678"], "signatures": [sig.hex()],
                      "information": [0.3], "widths": [10], "heights": [10], "quality": None,

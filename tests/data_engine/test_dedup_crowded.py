@@ -10,22 +10,22 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from mindvl.common.recipe import DedupSpec
-from mindvl.data_engine.dedup.bands import BandScheme
-from mindvl.data_engine.dedup.bits import hamming
-from mindvl.data_engine.dedup.core import plan_dedup
-from mindvl.data_engine.dedup.detail_hash import (
+from mindvl.data_engine.dedup import plan_dedup
+from mindvl.data_engine.dedup.candidates import (
     DETAIL_CONTENT,
     DETAIL_GRAY,
-    DETAIL_NONE,
+    BandScheme,
+    Crowding,
+    candidate_pairs,
     detail_hash,
+    hamming,
 )
-from mindvl.data_engine.dedup.lsh import Crowding, candidate_pairs
 from mindvl.data_engine.ops.image_decode import ImageDecode, image_features
 from mindvl.data_engine.record import Candidate
 
 
 def reference_pairs(h, detail, kinds, sizes, k, k2, cap) -> tuple[set, int]:
-    """The rule of ``lsh.Crowding``, pair by pair, and the number of crowded buckets."""
+    """The rule of ``candidates.Crowding``, pair by pair, and the number of crowded buckets."""
     scheme = BandScheme.exact(k)
     vals = scheme.values(h)
     close = hamming(h[:, None], h[None, :]) <= k
@@ -43,8 +43,8 @@ def reference_pairs(h, detail, kinds, sizes, k, k2, cap) -> tuple[set, int]:
             out.add((int(i), int(j)))
             continue
         size_count = Counter(sizes[members].tolist())
-        near = kinds[i] == kinds[j] != DETAIL_NONE and int(hamming(detail[i], detail[j])) <= k2
-        same_size = sizes[i] == sizes[j] != 0 and size_count[int(sizes[i])] <= cap
+        near = kinds[i] == kinds[j] and int(hamming(detail[i], detail[j])) <= k2
+        same_size = sizes[i] == sizes[j] and size_count[int(sizes[i])] <= cap
         if near or same_size:
             out.add((int(i), int(j)))
     return out, sum(c for c, _ in crowded.values())
@@ -65,9 +65,7 @@ def test_crowded_buckets_pair_exactly_by_the_detail_and_size_rule() -> None:
     detail[120:140] = detail[100:120] ^ np.uint64(0b111)  # close in the crowd
     kinds = np.where(rng.random(n) < 0.5, DETAIL_CONTENT, DETAIL_GRAY).astype(np.int8)
     kinds[120:140] = kinds[100:120]
-    kinds[150:] = DETAIL_NONE
-    sizes = rng.integers(1, 6, n).astype(np.int64)  # five sizes: 2 crowded, 3 not
-    sizes[sizes == 1] = 0  # unknown
+    sizes = rng.integers(1, 6, n).astype(np.int64)  # some sizes shared by many, some by few
     sizes[np.isin(sizes, (2, 3))] = rng.choice([7, 8, 9], int(np.isin(sizes, (2, 3)).sum()))
     crowding = Crowding(30, 8, lambda idx: (detail[idx], kinds[idx], sizes[idx]))
     got = candidate_pairs(h, 6, None, crowding)
@@ -108,7 +106,6 @@ def test_detail_hash_reads_the_content_box_of_a_mostly_blank_page() -> None:
     photo = np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)
     big = Image.fromarray(photo).resize((200, 200), Image.BICUBIC)
     assert detail_hash(bytes.fromhex(image_features(encode(big)).signature))[1] == DETAIL_GRAY
-    assert detail_hash(bytes(192)) == (0, DETAIL_NONE, 0)  # legacy 8x8 RGB signature
 
 
 def test_a_crowd_of_equations_keeps_its_copies_with_far_fewer_pairs() -> None:

@@ -1,4 +1,4 @@
-"""Ray dedup == pure-Python dedup, whatever the parallelism, block sizes and row order."""
+"""Ray dedup == local dedup, whatever the parallelism, block sizes and row order."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import pytest
 from PIL import Image, ImageDraw
 
 from mindvl.common.recipe import DedupSpec
-from mindvl.data_engine.dedup import dedup_dataset, dedup_rows, eval_hashes_from_images
-from mindvl.data_engine.ops.image_decode import ImageDecode
+from mindvl.data_engine.dedup import NearRule, dedup_dataset, dedup_rows
+from mindvl.data_engine.ops.image_decode import ImageDecode, eval_hashes_from_images
 from mindvl.data_engine.record import Candidate
 
 SCHEMA = pa.schema(
@@ -109,61 +109,6 @@ def summary(rows: dict) -> dict:
     return {k: tuple(r[c] for c in keep) + (len(r["images"]),) for k, r in rows.items()}
 
 
-def test_ray_matches_core_for_any_parallelism(ray_session, monkeypatch) -> None:
-    from mindvl.data_engine.dedup import ray_components
-
-    rows, evals = corpus()
-    spec = DedupSpec.model_validate({"near": {"min_information": 0.05}, "decontaminate": ["eval"]})
-    expected_rows, expected_stats = dedup_rows(rows, spec, evals)
-    expected = summary({r["key"]: r for r in expected_rows})
-    assert expected_stats.decontaminated == 2
-    assert expected_stats.exact_dropped == 5 + 4 + 1  # copies, other-text copies, page copy
-    assert expected_stats.near_dropped == 7
-    assert expected_stats.low_information_exact_only == 5
-    assert expected["p5"][:3] == ("filter", "blur", "too_blurry")
-    # components of the verified pairs: in one task (few edges), then by distributed rounds
-    for blocks, seed, local_max in ((1, 0, 10**6), (7, 1, 0)):
-        monkeypatch.setattr(ray_components, "LOCAL_MAX_EDGES", local_max)
-        got, stats = run_ray(ray_session, rows, spec, evals, blocks, seed)
-        assert summary(got) == expected
-        assert stats == expected_stats
-        untouched = next(r for r in rows if r["key"] == "p1")
-        assert got["p1"] == untouched  # rows without a decision pass through as they were
-    assert expected_stats.near_index == "exact: 11 bands"
-
-
-def test_ray_matches_core_with_sampled_banding(ray_session) -> None:
-    rows, evals = corpus()
-    spec = DedupSpec.model_validate(
-        {"near": {"min_information": 0.05, "index": "sampled"}, "decontaminate": ["eval"]}
-    )
-    expected_rows, expected_stats = dedup_rows(rows, spec, evals)
-    assert expected_stats.near_index.startswith("sampled: 27 tables x 10 bits")
-    assert expected_stats.near_dropped == 7  # recall 0.99 at k: these close copies all found
-    got, stats = run_ray(ray_session, rows, spec, evals, blocks=5, seed=2)
-    assert summary(got) == summary({r["key"]: r for r in expected_rows})
-    assert stats == expected_stats
-
-
-@pytest.mark.parametrize("broadcast", [True, False], ids=["broadcast", "label-group-bys"])
-def test_ray_matches_core_with_crowded_buckets(ray_session, monkeypatch, broadcast) -> None:
-    """Both ways candidate pairs get their signatures: broadcast (small builds) and two
-    group-bys on the pair's labels (beyond ``SIGNATURE_BROADCAST_BYTES``)."""
-    from mindvl.data_engine.dedup import ray_dedup
-
-    if not broadcast:
-        monkeypatch.setattr(ray_dedup, "SIGNATURE_BROADCAST_BYTES", 0)
-    rows, evals = corpus()
-    spec = DedupSpec.model_validate(
-        {"near": {"min_information": 0.05, "crowded_bucket": 1}, "decontaminate": ["eval"]}
-    )
-    expected_rows, expected_stats = dedup_rows(rows, spec, evals)
-    assert expected_stats.near_crowded_buckets > 0  # every bucket of two or more
-    got, stats = run_ray(ray_session, rows, spec, evals, blocks=4, seed=3)
-    assert summary(got) == summary({r["key"]: r for r in expected_rows})
-    assert stats == expected_stats
-
-
 def by_column(table: pa.Table, column: str) -> list[pa.Table]:
     """A group-by as Ray's map_groups sees it: one table per value of ``column``."""
     values = table.column(column).to_pylist()
@@ -172,58 +117,12 @@ def by_column(table: pa.Table, column: str) -> list[pa.Table]:
     ]
 
 
-def test_band_rows_carry_no_signature_and_pairs_get_both_by_their_labels() -> None:
-    """The near stage's table functions without Ray: band rows are slim (label, pHash,
-    detail hash, size), and the two label group-bys give every candidate pair both
-    signatures, verified as the pure-Python path verifies them."""
-    from mindvl.data_engine.dedup import ray_tables as T
-    from mindvl.data_engine.dedup.bands import scheme_for
+def test_ray_equals_local(ray_session, monkeypatch) -> None:
+    """The Ray runner calls the local path's steps, so both decide alike for any
+    parallelism, block size and row order, on every route: both ways a candidate pair gets
+    its signatures, sampled banding with crowded buckets, and no verification."""
+    from mindvl.data_engine.dedup import ray_runner
 
-    rows, _ = corpus()
-    spec = DedupSpec.model_validate({"near": {"min_information": 0.05}})
-    view = T.view_batch(pa.Table.from_pylist(rows, schema=SCHEMA), spec, None)
-    exact = pa.concat_tables([T.exact_group(g) for g in by_column(view, "exact_key")])
-    reps = int(pa.compute.sum(pa.compute.and_(exact["is_rep"], exact["near_ok"])).as_py())
-    scheme = scheme_for(spec.near, reps)
-    bands = T.band_rows(exact, scheme)
-    assert "sig" not in bands.column_names and bands.num_rows == reps * scheme.n_bands
-    assert bands.nbytes / bands.num_rows < 256  # the label ~100 bytes; a signature 2.4 KB
-    candidates = pa.concat_tables(
-        [T.band_candidates(g, scheme, spec.near) for g in by_column(bands, "bkey")]
-    )
-    assert candidates.column("sig").null_count == candidates.num_rows
-    links = pa.concat_tables([T.pair_links(candidates), T.signature_links(exact)])
-    firsts = pa.concat_tables([T.attach_first(g) for g in by_column(links, "key")])
-    assert firsts.num_rows == candidates.num_rows  # each pair, now keyed by its larger label
-    second = pa.concat_tables([firsts, T.signature_links(exact)])
-    pairs = pa.concat_tables([T.verify_group(g, spec.near) for g in by_column(second, "key")])
-    assert pairs.num_rows == candidates.num_rows
-    assert all(a < b for a, b in zip(pairs["a"].to_pylist(), pairs["b"].to_pylist(), strict=True))
-    sig_of = dict(zip(exact["label"].to_pylist(), exact["sig"].to_pylist(), strict=True))
-    verified = pairs.filter(pairs["verified"]).to_pylist()
-    assert {(r["sig_a"], r["sig_b"]) for r in verified} == {
-        (sig_of[r["a"]], sig_of[r["b"]]) for r in verified
-    }
-    # the broadcast path: the same pairs, the same verdicts
-    broadcast = T.verify_links(candidates, T.signature_table(exact), spec.near)
-    assert sorted(broadcast.to_pylist(), key=str) == sorted(pairs.to_pylist(), key=str)
-    marker = pa.table({"key": [""], "other": [""], "distance": [-1], "sig": [None]}, T.LINKS)
-    kept = T.verify_links(marker, T.signature_table(exact), spec.near)  # a crowded bucket
-    assert T.pair_counts(kept).to_pylist() == [{"pairs": 0, "verified": 0, "crowded": 1}]
-    _, expected = dedup_rows(rows, spec)
-    assert len(verified) > 0
-    assert expected.near_candidate_pairs == candidates.num_rows
-    assert expected.near_rejected_by_verify == candidates.num_rows - len(verified)
-
-
-@pytest.mark.parametrize("local_max", [10**6, 0], ids=["one-task", "distributed"])
-def test_ray_matches_core_without_verification(ray_session, monkeypatch, local_max) -> None:
-    """``near.verify: false``: every candidate pair is an edge and components are not split
-    into stars (there is no verifier to split them by), in both paths and both ways of
-    finding components."""
-    from mindvl.data_engine.dedup import ray_components
-
-    monkeypatch.setattr(ray_components, "LOCAL_MAX_EDGES", local_max)
     rows, evals = corpus()
     for i in range(6):  # one-line pages of other lengths and widths: alike to pHash only
         img = page(100 + i).resize((200 + 8 * i, 260), Image.Resampling.BILINEAR)
@@ -231,12 +130,70 @@ def test_ray_matches_core_without_verification(ray_session, monkeypatch, local_m
                       images=[encode(img)], caption=f"q {i}")  # fmt: skip
         ImageDecode().apply(c)
         rows.append(c.to_row())
-    spec = DedupSpec.model_validate({"near": {"min_information": 0.0, "verify": False}})
+    base = {"near": {"min_information": 0.05}, "decontaminate": ["eval"]}
+    spec = DedupSpec.model_validate(base)
     expected_rows, expected_stats = dedup_rows(rows, spec, evals)
     expected = summary({r["key"]: r for r in expected_rows})
-    verifying = DedupSpec.model_validate({"near": {"min_information": 0.0}})
-    verified_rows, _ = dedup_rows(rows, verifying, evals)
-    assert expected != summary({r["key"]: r for r in verified_rows})  # verification matters
-    got, stats = run_ray(ray_session, rows, spec, evals, blocks=3, seed=4)
-    assert summary(got) == expected
+    assert expected_stats.decontaminated == 2
+    assert expected_stats.exact_dropped == 5 + 4 + 1  # copies, other-text copies, page copy
+    assert expected_stats.near_dropped == 7
+    assert expected_stats.low_information_exact_only == 11
+    assert expected_stats.near_index == "exact: 11 bands"
+    assert expected["p5"][:3] == ("filter", "blur", "too_blurry")
+    for blocks, seed in ((1, 0), (7, 1)):
+        got, stats = run_ray(ray_session, rows, spec, evals, blocks, seed)
+        assert summary(got) == expected and stats == expected_stats
+        untouched = next(r for r in rows if r["key"] == "p1")
+        assert got["p1"] == untouched  # rows without a decision pass through as they were
+    # pairs get their signatures by two group-bys on their labels; sampled, crowded buckets
+    monkeypatch.setattr(ray_runner, "SIGNATURE_BROADCAST_BYTES", 0)
+    crowded = {"min_information": 0.05, "crowded_bucket": 1, "index": "sampled"}
+    spec = DedupSpec.model_validate({**base, "near": crowded})
+    expected_rows, expected_stats = dedup_rows(rows, spec, evals)
+    assert expected_stats.near_crowded_buckets > 0 and expected_stats.near_dropped == 7
+    assert expected_stats.near_index.startswith("sampled: 27 tables x 10 bits")
+    got, stats = run_ray(ray_session, rows, spec, evals, blocks=4, seed=3)
+    assert summary(got) == summary({r["key"]: r for r in expected_rows})
     assert stats == expected_stats
+    # no verification: every candidate pair is a duplicate, components are not split
+    spec = DedupSpec.model_validate({"near": {"min_information": 0.0, "verify": False}})
+    expected_rows, expected_stats = dedup_rows(rows, spec, evals)
+    verified_rows, _ = dedup_rows(rows, DedupSpec(), evals)
+    assert summary({r["key"]: r for r in expected_rows}) != summary(
+        {r["key"]: r for r in verified_rows}
+    )
+    got, stats = run_ray(ray_session, rows, spec, evals, blocks=3, seed=4)
+    assert summary(got) == summary({r["key"]: r for r in expected_rows})
+    assert stats == expected_stats
+
+
+def test_band_rows_carry_no_signature_and_both_routes_accept_the_same_pairs() -> None:
+    """The runner's table functions without Ray: band rows are slim (label, pHash, detail
+    hash, size), and the label group-by route accepts the pairs the local path accepts."""
+    from mindvl.data_engine.dedup import ray_runner as R
+    from mindvl.data_engine.dedup.candidates import scheme_for
+
+    rows, _ = corpus()
+    spec = DedupSpec()  # pages take part: some pairs are rejected
+    rule = NearRule.from_spec(spec.near)
+    views = R._views(pa.Table.from_pylist(rows, schema=SCHEMA), spec.exact, rule, None)
+    exact = pa.concat_tables([R._exact_group(g) for g in by_column(views, "exact_key")])
+    reps = R._near_reps(exact).num_rows
+    scheme = scheme_for(rule, reps)
+    bands = R._band_rows(exact, scheme)
+    assert "sig" not in bands.column_names and bands.num_rows == reps * scheme.n_bands
+    assert bands.nbytes / bands.num_rows < 256  # the label ~100 bytes; a signature 2.4 KB
+    buckets = pa.concat_tables([R._bucket(g, scheme, rule) for g in by_column(bands, "bkey")])
+    links = pa.concat_tables([R._pair_links(buckets), R._signature_links(exact)])
+    firsts = pa.concat_tables([R._attach_first(g) for g in by_column(links, "key")])
+    second = pa.concat_tables([firsts, R._signature_links(exact)])
+    pairs = pa.concat_tables([R._verify_group(g, rule) for g in by_column(second, "key")])
+    assert all(a < b for a, b in zip(pairs["a"].to_pylist(), pairs["b"].to_pylist(), strict=True))
+    sig_of = R._signature_index(exact)
+    assert all(
+        sig_of[r["a"]] == r["sig_a"] and sig_of[r["b"]] == r["sig_b"] for r in pairs.to_pylist()
+    )
+    _, expected = dedup_rows(rows, spec)
+    assert expected.near_candidate_pairs == R._bucket_counts(buckets)["pairs"][0].as_py()
+    assert expected.near_rejected_by_verify == expected.near_candidate_pairs - pairs.num_rows
+    assert expected.near_rejected_by_verify > 0 and pairs.num_rows > 0

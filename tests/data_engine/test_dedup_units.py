@@ -1,15 +1,28 @@
-"""Dedup building blocks without Ray: banding vs brute force, components, survivor rule."""
+"""Dedup steps without Ray: banding vs brute force, components and stars, survivor rule,
+the screens against the rule."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from dedup_helpers import RULE, agree, packed
 
-from mindvl.data_engine.dedup.bands import BandScheme, scheme_for
-from mindvl.data_engine.dedup.bits import band_layout, band_values, hamming
-from mindvl.data_engine.dedup.components import UnionFind, component_labels
-from mindvl.data_engine.dedup.lsh import brute_force_pairs, candidate_pairs
-from mindvl.data_engine.dedup.survivor import label_key, survivor_label
+from mindvl.data_engine.dedup.candidates import (
+    BandScheme,
+    band_layout,
+    candidate_pairs,
+    hamming,
+    scheme_for,
+)
+from mindvl.data_engine.dedup.groups import components, label_key, near_groups, survivor_label
+from mindvl.data_engine.dedup.rule import NearRule
+
+
+def brute_force_pairs(hashes: np.ndarray, max_hamming: int) -> set[tuple[int, int]]:
+    """Every pair within ``max_hamming``, by an all-pairs distance matrix."""
+    d = hamming(hashes[:, None], hashes[None, :])
+    i, j = np.nonzero(np.triu(d <= max_hamming, k=1))
+    return set(zip(i.tolist(), j.tolist(), strict=True))
 
 
 def planted_hashes(rng: np.random.Generator, n: int, flips: int) -> np.ndarray:
@@ -46,25 +59,42 @@ def test_bands_cover_all_bits_and_pigeonhole_holds() -> None:
     a = np.array([0xFFFF_0000_FFFF_0000], dtype=np.uint64)
     b = a ^ np.uint64(0b1000001 << 20)  # 2 bits apart -> equal in at least one of 3 bands
     assert int(hamming(a, b)[0]) == 2
-    assert (band_values(a, 3) == band_values(b, 3)).any()
+    assert (BandScheme.exact(2).values(a) == BandScheme.exact(2).values(b)).any()
 
 
-def test_union_find_and_numpy_components_agree() -> None:
+def reference_components(n: int, left, right) -> list[set[int]]:
+    """Components of two or more nodes, by graph search."""
+    neighbours: dict[int, set[int]] = {}
+    for a, b in zip(left.tolist(), right.tolist(), strict=True):
+        neighbours.setdefault(a, set()).add(b)
+        neighbours.setdefault(b, set()).add(a)
+    seen, out = set(), []
+    for start in sorted(neighbours):
+        if start in seen:
+            continue
+        todo, comp = [start], set()
+        while todo:
+            x = todo.pop()
+            if x not in comp:
+                comp.add(x)
+                todo += neighbours[x] - comp
+        seen |= comp
+        if len(comp) > 1:
+            out.append(comp)
+    return out
+
+
+def test_components_label_every_node_with_its_smallest_member() -> None:
     rng = np.random.default_rng(1)
     n = 300
-    left = rng.integers(0, n, 200)
-    right = rng.integers(0, n, 200)
-    uf = UnionFind()
-    for a, b in zip(left.tolist(), right.tolist(), strict=True):
-        uf.union(a, b)
-    labels = component_labels(n, left, right)
-    for group in uf.groups():
-        assert len({int(labels[x]) for x in group}) == 1
-        assert int(labels[group[0]]) == min(group)  # label = smallest member
-    grouped = {x for g in uf.groups() for x in g}
-    alone = [x for x in range(n) if x not in grouped]
-    assert all(int(labels[x]) == x for x in alone)
-    chain = component_labels(6, np.array([4, 3, 2, 1, 0]), np.array([5, 4, 3, 2, 1]))
+    left, right = rng.integers(0, n, 200), rng.integers(0, n, 200)
+    labels = components(n, left, right)
+    groups = reference_components(n, left, right)
+    for group in groups:
+        assert {int(labels[x]) for x in group} == {min(group)}
+    grouped = set().union(*groups)
+    assert all(int(labels[x]) == x for x in range(n) if x not in grouped)
+    chain = components(6, np.array([4, 3, 2, 1, 0]), np.array([5, 4, 3, 2, 1]))
     assert chain.tolist() == [0] * 6
 
 
@@ -85,28 +115,20 @@ def test_survivor_rule_resolution_then_quality_then_key_hash() -> None:
     assert label_key(survivor_label("src/with:odd/chars", 1, None)) == "src/with:odd/chars"
 
 
-def test_thumbnail_verification_small_and_fine_signatures() -> None:
-    from mindvl.data_engine.dedup.verify import thumbnails_agree
-
-    rng = np.random.default_rng(3)
-    small = rng.integers(0, 256, 192, dtype=np.uint8)
-    brighter = np.clip(small.astype(int) + 15, 0, 255).astype(np.uint8)
-    assert thumbnails_agree(small.tobytes(), brighter.tobytes())  # mean diff <= 15
-    assert not thumbnails_agree(small.tobytes(), (255 - small).tobytes())
-    assert not thumbnails_agree(small.tobytes(), small[:96].tobytes())  # sizes differ
+def test_fine_signatures_tell_a_moved_stroke_from_a_contrast_change() -> None:
     fine = np.full((48, 48), 250, dtype=np.uint8)
     fine[10:14, 8:30] = 40  # a short dark stroke on white
     contrast = (fine.astype(np.float32) * 0.9 + 10).astype(np.uint8)
-    assert thumbnails_agree(fine.tobytes(), contrast.tobytes())  # brightness/contrast only
+    assert agree(packed(fine), packed(contrast))  # brightness/contrast only
     moved = np.full((48, 48), 250, dtype=np.uint8)
     moved[30:34, 8:30] = 40  # the same stroke elsewhere: a mean would barely see it
-    assert not thumbnails_agree(fine.tobytes(), moved.tobytes())
+    assert not agree(packed(fine), packed(moved))
+    with pytest.raises(ValueError, match="not a dedup signature"):
+        agree(bytes(192), packed(fine))  # an 8x8 RGB thumbnail of an old build
 
 
 def test_fine_verification_accepts_crops_of_a_picture() -> None:
     from PIL import Image, ImageDraw
-
-    from mindvl.data_engine.dedup.verify import thumbnails_agree
 
     img = Image.new("L", (400, 300), 230)
     draw = ImageDraw.Draw(img)
@@ -115,13 +137,13 @@ def test_fine_verification_accepts_crops_of_a_picture() -> None:
     draw.ellipse((150, 100, 260, 200), fill=120)
 
     def sig(im: Image.Image) -> bytes:
-        return im.resize((48, 48), Image.Resampling.BOX).tobytes()
+        return packed(im.resize((48, 48), Image.Resampling.BOX).tobytes(), im.size)
 
     cropped = img.crop((16, 6, 400 - 8, 300 - 12))  # 2-4 % per side, then the whole re-saved
-    assert thumbnails_agree(sig(img), sig(cropped))
-    assert thumbnails_agree(sig(cropped), sig(img))
+    assert agree(sig(img), sig(cropped))
+    assert agree(sig(cropped), sig(img))
     other = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    assert not thumbnails_agree(sig(img), sig(other))
+    assert not agree(sig(img), sig(other))
 
 
 def test_sampled_banding_finds_pairs_at_its_stated_recall() -> None:
@@ -172,13 +194,13 @@ def test_sampled_recall_is_validated() -> None:
 
     with pytest.raises(ValueError, match="sampled_recall"):
         NearDedupSpec.model_validate({"index": "sampled", "sampled_recall": 1.0})
-    assert scheme_for(NearDedupSpec(index="exact"), 10**6).kind == "exact"
-    auto = NearDedupSpec()  # max_hamming 10, crop_only_beyond 6
+    assert scheme_for(NearRule(index="exact"), 10**6).kind == "exact"
+    auto = NearRule()  # max_hamming 10, crop_only_beyond 6
     assert scheme_for(auto, 50_000).describe() == "exact: 11 bands"  # 2.5e8 collisions
     assert scheme_for(auto, 60_000).describe() == "exact: 7 bands"  # 3.7e8 at 10: radius 6
     big = scheme_for(auto, 10**6)
     assert big.kind == "sampled" and big.max_hamming == 6 and big.n_bands == 47
-    assert scheme_for(NearDedupSpec(index="sampled"), 10**6).kind == "sampled"
+    assert scheme_for(NearRule(index="sampled"), 10**6).kind == "sampled"
 
 
 def _picture_family(seed: int) -> list[bytes]:
@@ -200,108 +222,78 @@ def _picture_family(seed: int) -> list[bytes]:
             img.crop((8, 5, 312, 236)),
             img.resize((200, 150)).point(lambda v: v * 0.9 + 8),
         ]
-    return [p.resize((48, 48), Image.Resampling.BOX).tobytes() for p in pics]
+    return [packed(p.resize((48, 48), Image.Resampling.BOX).tobytes(), p.size) for p in pics]
 
 
-def test_half_resolution_prescreen_only_drops_pairs_the_full_search_rejects() -> None:
-    from mindvl.data_engine.dedup import signature, verify
-
-    sigs = _picture_family(5)
-    screened = agreed = 0
-    for i in range(len(sigs)):
-        for j in range(i + 1, len(sigs)):
-            full = signature.signature_distance(sigs[i], sigs[j]) <= verify.VERIFY_MAX_P99_Z_DIFF
-            coarse = signature.coarse_signature_distance(sigs[i], sigs[j])
-            assert verify.thumbnails_agree(sigs[i], sigs[j]) == full
-            screened += coarse > verify.PRESCREEN_MAX
-            agreed += full
-    assert agreed >= 20  # each picture with its crop and its resize (24 pairs)
-    assert screened >= 200  # most of the other 252 pairs never reach the full search
-
-
-def test_batch_screen_and_cached_verifier_keep_the_decisions(monkeypatch) -> None:
-    from mindvl.data_engine.dedup import screen, verify
+def test_screens_only_drop_pairs_the_full_comparison_rejects(monkeypatch) -> None:
+    """The batch screen and the half-resolution prescreen, against the same rule without
+    screens, on pictures with their crops and resizes and many look-alikes; the cached
+    verifier gives the same answers with a cache that starts over often."""
+    from mindvl.data_engine.dedup import compare
 
     sigs = _picture_family(7)
-    sigs += [bytes(192), bytes(range(192)), sigs[0][:100], b""]  # legacy, short, empty
     n = len(sigs)
     left, right = (a.ravel() for a in np.triu_indices(n, 1))
+    far = np.zeros(left.size, dtype=np.int64)
     pairs = list(zip(left.tolist(), right.tolist(), strict=True))
-    plain = np.array([verify.thumbnails_agree(sigs[i], sigs[j]) for i, j in pairs])
-    keep = screen.screen_pairs(sigs, left, right)
-    verifier = verify.PairVerifier(max_bytes=3 << 20)  # small: the cache starts over often
-    cached = np.array(
+    full = np.array([agree(sigs[i], sigs[j], rule=RULE.unscreened()) for i, j in pairs])
+    checks = [compare.PairVerifier(RULE).check(sigs[i], sigs[j]) for i, j in pairs]
+    keep = compare.screen_pairs(sigs, left, right, far, RULE)
+    verifier = compare.PairVerifier(RULE, max_bytes=3 << 20)
+    screened = np.array(
         [keep[p] and verifier.agree(sigs[i], sigs[j]) for p, (i, j) in enumerate(pairs)]
     )
-    assert (cached == plain).all()
-    assert plain.sum() >= 20 and keep[plain].all()  # the screen never drops a match
-    assert (~keep).sum() >= 150  # and screens out most of the look-alikes
-    odd = (left >= n - 4) | (right >= n - 4)
-    assert keep[odd].all()  # pairs the screen does not apply to go on to the full check
-    monkeypatch.setattr(screen, "SCREEN_MAX_BYTES", 0)  # per-chunk terms: the same answer
-    monkeypatch.setattr(screen, "SCREEN_CHUNK", 7)
-    assert (screen.screen_pairs(sigs, left, right) == keep).all()
-    assert screen.screen_pairs(sigs, left[:0], right[:0]).size == 0
+    assert (screened == full).all() and full.sum() >= 20  # each picture with its copies
+    assert (~keep).sum() >= 150  # the batch screen takes most of the look-alikes
+    assert checks.count("prescreen") >= 1  # and the prescreen some of what it keeps
+    assert compare.verify_pairs(sigs, left, right, far, RULE).tolist() == full.tolist()
+    monkeypatch.setattr(compare, "SCREEN_MAX_BYTES", 0)  # per-chunk terms: the same answer
+    monkeypatch.setattr(compare, "SCREEN_CHUNK", 7)
+    assert (compare.screen_pairs(sigs, left, right, far, RULE) == keep).all()
+    assert compare.screen_pairs(sigs, left[:0], right[:0], far[:0], RULE).size == 0
+    with pytest.raises(ValueError, match="below max_p99"):
+        NearRule(screen_max=0.4)
 
 
-def test_local_components_label_every_node_with_its_components_smallest_label() -> None:
-    import pyarrow as pa
-
-    from mindvl.data_engine.dedup.ray_components import local_components
-
+def test_near_groups_are_components_when_every_member_agrees() -> None:
     rng = np.random.default_rng(3)
     names = [f"{i:04d}-{rng.integers(1e6)}" for i in range(300)]
     pairs = [(names[a], names[b]) for a, b in rng.integers(0, 300, (260, 2)) if a != b]
-    verified = rng.random(len(pairs)) < 0.8
-    same = rng.integers(0, 256, 48 * 48, dtype=np.uint8).tobytes()  # every member agrees
-    table = pa.table({"a": [a for a, _ in pairs], "b": [b for _, b in pairs],
-                      "verified": verified, "sig_a": [same] * len(pairs),
-                      "sig_b": [same] * len(pairs)})  # fmt: skip
-    got = dict(zip(*local_components(table).to_pydict().values(), strict=True))
-    uf = UnionFind()
-    for (a, b), ok in zip(pairs, verified, strict=True):
-        if ok:
-            uf.union(a, b)
-    expected = {x: g[0] for g in uf.groups() for x in g}
-    assert got == expected  # chains and stars alike; unverified pairs are not edges
+    same = packed(rng.integers(0, 256, 48 * 48, dtype=np.uint8))  # every member agrees
+    got = near_groups(pairs, dict.fromkeys(names, same), RULE)
+    index = {name: i for i, name in enumerate(names)}
+    left = np.array([index[a] for a, _ in pairs])
+    right = np.array([index[b] for _, b in pairs])
+    expected = {names[x]: names[min(g)] for g in reference_components(300, left, right) for x in g}
+    assert got == expected  # chains and stars alike, the smallest label survives
 
 
 def test_a_component_is_kept_as_a_star_around_its_survivor() -> None:
-    """A~B, B~C (and C~D) verified, A and C different: C is not dropped for A; the rest of
+    """A~B, B~C (and C~D) accepted, A and C different: C is not dropped for A; the rest of
     the component forms its own star."""
-    import pyarrow as pa
-
-    from mindvl.data_engine.dedup import verify
-    from mindvl.data_engine.dedup.ray_components import local_components
-
     base = np.full((48, 48), 230, np.uint8)
     base[10:38, 8:20] = 30
     near = base.copy()
     near[10:38, 8:20] = 40  # B: A a little lighter
     far = base.copy()
     far[10:38, 26:34] = 90  # C: a second bar
-    a, b, c = (x.tobytes() for x in (base, near, far))
-    assert verify.thumbnails_agree(a, b) and not verify.thumbnails_agree(a, c)
-    table = pa.table({"a": ["1a", "1b"], "b": ["1b", "1c"], "verified": [True, True],
-                      "sig_a": [a, b], "sig_b": [b, c]})  # fmt: skip
-    got = dict(zip(*local_components(table).to_pydict().values(), strict=True))
-    assert got == {"1a": "1a", "1b": "1a"}
-    alone = pa.table({"a": ["1a"], "b": ["1c"], "verified": [True], "sig_a": [a], "sig_b": [c]})
-    assert local_components(alone).num_rows == 0  # nothing left of the group
+    a, b, c = (packed(x) for x in (base, near, far))
+    assert agree(a, b) and not agree(a, c)
+    sig_of = {"1a": a, "1b": b, "1c": c}
+    assert near_groups([("1a", "1b"), ("1b", "1c")], sig_of, RULE) == {"1a": "1a", "1b": "1a"}
+    assert near_groups([("1a", "1c")], sig_of, RULE) == {}  # nothing left of the group
     far2 = far.copy()
     far2[10:38, 26:34] = 100  # D: C a little lighter, so C and D form a star of their own
-    d = far2.tobytes()
-    chain = pa.table({"a": ["1a", "1b", "1c"], "b": ["1b", "1c", "1d"], "verified": [True] * 3,
-                      "sig_a": [a, b, c], "sig_b": [b, c, d]})  # fmt: skip
-    got = dict(zip(*local_components(chain).to_pydict().values(), strict=True))
-    assert got == {"1a": "1a", "1b": "1a", "1c": "1c", "1d": "1c"}
+    sig_of["1d"] = packed(far2)
+    chain = [("1a", "1b"), ("1b", "1c"), ("1c", "1d")]
+    assert near_groups(chain, sig_of, RULE) == {"1a": "1a", "1b": "1a", "1c": "1c", "1d": "1c"}
+    unverified = NearRule(verify=False)  # no rule to split by: the component stays whole
+    assert set(near_groups(chain, sig_of, unverified).values()) == {"1a"}
 
 
 def test_without_verification_far_phash_matches_are_not_paired() -> None:
     """Matches beyond ``crop_only_beyond`` need verification to see a crop's sizes."""
-    from mindvl.common.recipe import NearDedupSpec
-
-    assert scheme_for(NearDedupSpec(), 100).max_hamming == 10
-    assert scheme_for(NearDedupSpec(verify=False), 100).max_hamming == 6
-    sampled = NearDedupSpec(verify=False, index="sampled", max_hamming=4)
+    assert scheme_for(NearRule(), 100).max_hamming == 10
+    assert scheme_for(NearRule(verify=False), 100).max_hamming == 6
+    sampled = NearRule(verify=False, index="sampled", max_hamming=4)
     assert scheme_for(sampled, 100).max_hamming == 4

@@ -1,5 +1,5 @@
-"""The second signals of a pHash match beyond the gray thumbnail: the signature layout,
-the chroma rule and the size rules (dedup/verify.py, dedup/signature_format.py)."""
+"""The near rule's checks beyond the gray thumbnail: the signature layout, the chroma rule,
+the size rules and content boxes (dedup/compare.py, dedup/fingerprint.py)."""
 
 from __future__ import annotations
 
@@ -7,16 +7,12 @@ import io
 
 import numpy as np
 import pytest
+from dedup_helpers import RULE, agree
 from PIL import Image, ImageDraw, ImageEnhance
 
-from mindvl.data_engine.dedup import verify
-from mindvl.data_engine.dedup.signature import signature_match
-from mindvl.data_engine.dedup.signature_format import (
-    TAIL_BYTES,
-    TAIL_MAGIC,
-    pack_signature,
-    parse_signature,
-)
+from mindvl.data_engine.dedup import compare
+from mindvl.data_engine.dedup.fingerprint import pack_signature, parse_signature
+from mindvl.data_engine.dedup.search import Match, match_terms, terms
 from mindvl.data_engine.ops.image_decode import image_features
 
 
@@ -30,6 +26,16 @@ def sig(img: Image.Image) -> bytes:
     return bytes.fromhex(image_features(png(img)).signature)
 
 
+def gray_match(a: bytes, b: bytes) -> Match:
+    """The crop search of two signatures' gray thumbnails alone."""
+    return match_terms(*(terms(parse_signature(x).pixels()) for x in (a, b)))
+
+
+def chroma_of(a, b) -> float:
+    x, y = (parse_signature(s).chroma.reshape(1, -1) for s in (a, b))
+    return float(compare.chroma_differences(x, y, RULE)[0])
+
+
 def scene(fill=(200, 40, 40), size=(320, 240), at=(120, 80)) -> Image.Image:
     img = Image.new("RGB", size, (235, 235, 235))
     draw = ImageDraw.Draw(img)
@@ -39,17 +45,18 @@ def scene(fill=(200, 40, 40), size=(320, 240), at=(120, 80)) -> Image.Image:
     return img
 
 
-def test_layout_round_trips_and_bare_squares_stay_gray_only() -> None:
+def test_layout_round_trips_and_other_bytes_are_refused() -> None:
     gray = bytes(range(256)) * 9  # 48 * 48
     cbcr = bytes([100] * 64 + [160] * 64)
     parsed = parse_signature(pack_signature(gray, 640, 480, cbcr))
-    assert (parsed.gray, parsed.size, parsed.gray_side) == (gray, (640, 480), 48)
+    assert (parsed.gray, parsed.size, parsed.side) == (gray, (640, 480), 48)
     assert parsed.chroma.shape == (2, 8, 8) and parsed.chroma[1, 7, 7] == 160
-    legacy = bytearray(48 * 48)
-    legacy[48 * 48 - TAIL_BYTES : 48 * 48 - TAIL_BYTES + 2] = TAIL_MAGIC  # "SX" where a tail starts
-    parsed = parse_signature(bytes(legacy))
-    assert (len(parsed.gray), parsed.size, parsed.chroma) == (48 * 48, None, None)
-    assert parse_signature(bytes(192)).gray_side is None  # the 8x8 RGB legacy thumbnail
+    assert parsed.content is None
+    with_box = parse_signature(pack_signature(gray, 640, 480, cbcr, (gray[::-1], 0.1)))
+    assert with_box.content == gray[::-1] and abs(with_box.content_area - 0.1) < 1e-4
+    for other in (bytes(48 * 48), bytes(192), b""):  # bare squares of old builds, nothing
+        with pytest.raises(ValueError, match="not a dedup signature"):
+            parse_signature(other)
     with pytest.raises(ValueError, match="chroma"):
         pack_signature(gray, 1, 1, b"short")
 
@@ -58,10 +65,10 @@ def test_shapes_of_one_luminance_but_different_colours_are_two_pictures() -> Non
     red, grey_twin = scene((200, 40, 40)), scene((88, 88, 88))  # red's luma is 88
     blue = scene((40, 84, 255))  # luma 0.299*40 + 0.587*84 + 0.114*255 = 90
     a, b, c = sig(red), sig(blue), sig(grey_twin)
-    assert signature_match(a, b).p99 < 0.2  # the gray thumbnails alone agree
-    assert not verify.thumbnails_agree(a, b)
-    assert not verify.thumbnails_agree(a, c)
-    assert verify.chroma_difference(parse_signature(a), parse_signature(b)) > 0.4  # limit 0.25
+    assert gray_match(a, b).p99 < 0.2  # the gray thumbnails alone agree
+    assert not agree(a, b)
+    assert not agree(a, c)
+    assert chroma_of(a, b) > 0.4  # limit 0.25
 
 
 def small_disc(fill, size=(640, 480)) -> Image.Image:
@@ -75,29 +82,31 @@ def test_a_small_shape_of_another_hue_is_another_picture() -> None:
     # relative chroma rule barely sees it, the hue of the cells it covers does.
     orange, red = small_disc((240, 140, 20)), small_disc((255, 112, 112))
     pa, pb = parse_signature(sig(orange)), parse_signature(sig(red))
-    assert verify.chroma_difference(pa, pb) < verify.VERIFY_MAX_CHROMA_DIFF
-    assert verify.hue_differences(pa.chroma.reshape(1, -1), pb.chroma.reshape(1, -1))[0] > 25
-    assert not verify.thumbnails_agree(sig(orange), sig(red))
+    assert chroma_of(sig(orange), sig(red)) < RULE.max_chroma
+    assert compare.hue_differences(pa.chroma.reshape(1, -1), pb.chroma.reshape(1, -1), RULE)[0] > 25
+    assert not agree(sig(orange), sig(red))
     # Brightness and contrast changes and a JPEG re-encode keep the hue.
     jittered = ImageEnhance.Contrast(ImageEnhance.Brightness(orange).enhance(1.08)).enhance(0.92)
     buf = io.BytesIO()
     jittered.save(buf, "JPEG", quality=55)
     copy = bytes.fromhex(image_features(buf.getvalue()).signature)
     pc = parse_signature(copy)
-    assert verify.hue_differences(pa.chroma.reshape(1, -1), pc.chroma.reshape(1, -1))[0] < 5
-    assert verify.thumbnails_agree(sig(orange), copy)
+    assert compare.hue_differences(pa.chroma.reshape(1, -1), pc.chroma.reshape(1, -1), RULE)[0] < 5
+    assert agree(sig(orange), copy)
+
+
+def hue(x, y):
+    return compare.hue_differences(x, y, RULE)
 
 
 def test_hue_is_not_judged_on_grey_cells() -> None:
     grey = np.full((1, 128), 128.0)
     tinted = grey + np.r_[np.full(64, 6.0), np.full(64, -6.0)]  # offsets below the floor
-    assert verify.hue_differences(grey, tinted)[0] == 0.0
-    assert verify.hue_differences(tinted, -tinted + 256)[0] == 0.0
+    assert hue(grey, tinted)[0] == 0.0
+    assert hue(tinted, -tinted + 256)[0] == 0.0
     blue = grey + np.r_[np.full(64, 60.0), np.zeros(64)]
-    assert verify.hue_differences(blue, blue * 1.2 - 0.2 * 128)[0] < 1e-6  # saturation only
-    assert verify.hue_differences(blue, grey + np.r_[np.zeros(64), np.full(64, 60.0)])[
-        0
-    ] == pytest.approx(90)
+    assert hue(blue, blue * 1.2 - 0.2 * 128)[0] < 1e-6  # saturation only
+    assert hue(blue, grey + np.r_[np.zeros(64), np.full(64, 60.0)])[0] == pytest.approx(90)
 
 
 def test_saturation_and_recompression_keep_a_match() -> None:
@@ -107,8 +116,8 @@ def test_saturation_and_recompression_keep_a_match() -> None:
     img.save(buf, "JPEG", quality=60)
     jpeg = Image.open(io.BytesIO(buf.getvalue()))
     a = sig(img)
-    assert verify.thumbnails_agree(a, sig(paler))
-    assert verify.thumbnails_agree(a, sig(jpeg))
+    assert agree(a, sig(paler))
+    assert agree(a, sig(jpeg))
 
 
 def test_one_size_is_compared_uncropped_and_a_crop_must_explain_the_sizes() -> None:
@@ -118,14 +127,13 @@ def test_one_size_is_compared_uncropped_and_a_crop_must_explain_the_sizes() -> N
     # both, only the uncropped comparison counts, and it rejects.
     moved = img.crop((16, 10, 320, 240)).resize(img.size)
     a, b = sig(img), sig(moved)
-    gray_a, gray_b = parse_signature(a).gray, parse_signature(b).gray
-    assert verify.thumbnails_agree(gray_a, gray_b)
-    assert not verify.thumbnails_agree(a, b)
+    assert gray_match(a, b).p99 <= RULE.max_p99 and gray_match(a, b).peak <= RULE.max_peak
+    assert not agree(a, b)
     cropped = img.crop((10, 6, 312, 236))  # a real crop: sizes shrink by what was cut
-    assert verify.thumbnails_agree(a, sig(cropped))
-    assert verify.thumbnails_agree(a, sig(img.resize((200, 150))))  # a resize keeps aspect
+    assert agree(a, sig(cropped))
+    assert agree(a, sig(img.resize((200, 150))))  # a resize keeps aspect
     stretched = cropped.resize((cropped.width, int(cropped.height * 0.8)))
-    assert not verify.thumbnails_agree(a, sig(stretched))  # no crop of the grid explains it
+    assert not agree(a, sig(stretched))  # no crop of the grid explains it
 
 
 def test_a_match_whose_best_crop_misreads_the_sizes_is_searched_again() -> None:
@@ -135,15 +143,14 @@ def test_a_match_whose_best_crop_misreads_the_sizes_is_searched_again() -> None:
     a = parse_signature(sig(img))
     cropped = img.crop((8, 9, 312, 231))
     b = parse_signature(sig(cropped))
-    pixels = [np.frombuffer(p.gray, np.uint8).reshape(48, 48).astype(np.float32) for p in (a, b)]
-    from mindvl.data_engine.dedup.signature import match_with_aspect, terms
+    from mindvl.data_engine.dedup.search import match_with_aspect
 
-    ta, tb = terms(pixels[0]), terms(pixels[1])
-    change = verify.aspect_change(a, b)
-    found = match_with_aspect(ta, tb, change, verify.VERIFY_MAX_ASPECT_LOG_DIFF)
+    ta, tb = terms(a.pixels()), terms(b.pixels())
+    change = (b.size[0] / b.size[1]) / (a.size[0] / a.size[1])
+    found = match_with_aspect(ta, tb, change, RULE.max_aspect_log)
     assert found is not None and found.first_cropped
     assert abs(np.log(found.scale_y / found.scale_x / change)) <= 0.05
-    assert found.p99 <= verify.VERIFY_MAX_P99_Z_DIFF
+    assert found.p99 <= RULE.max_p99
     assert match_with_aspect(ta, tb, change * 1.5, 0.05) is None  # beyond the grid's crops
 
 
@@ -160,7 +167,7 @@ def equation(text: str, size=(900, 600)) -> Image.Image:
 
 
 def test_a_mostly_blank_picture_carries_its_content_box() -> None:
-    from mindvl.data_engine.dedup.content_box import content_thumbnail
+    from mindvl.data_engine.dedup.fingerprint import content_thumbnail
 
     img = equation("10 - 4 = ?")
     found = content_thumbnail(img.convert("L"), 48)
@@ -180,14 +187,15 @@ def test_content_boxes_tell_one_glyph_apart_and_keep_real_copies() -> None:
     a, b = equation("10 - 4 = ?"), equation("10 - 5 = ?")
     sa, sb = sig(a), sig(b)
     pa, pb = parse_signature(sa), parse_signature(sb)
-    assert verify.thumbnails_agree(pa.gray, pb.gray)  # the whole-picture thumbnails agree
-    assert not verify.contents_agree(pa, pb)
-    assert not verify.thumbnails_agree(sa, sb)
+    assert gray_match(sa, sb).p99 <= RULE.max_p99  # the whole-picture thumbnails agree
+    assert gray_match(sa, sb).peak <= RULE.max_peak
+    assert not compare.contents_agree(pa, pb, RULE)
+    assert not agree(sa, sb)
     cropped = a.crop((20, 12, 880, 590))
     resized = a.resize((700, 467), Image.Resampling.LANCZOS)
     for copy in (cropped, resized):
-        assert verify.contents_agree(pa, parse_signature(sig(copy)))
-    assert verify.thumbnails_agree(sa, sig(resized))
+        assert compare.contents_agree(pa, parse_signature(sig(copy)), RULE)
+    assert agree(sa, sig(resized))
 
 
 def line_chart(values: list[float], side: int = 137) -> Image.Image:
@@ -210,22 +218,20 @@ def test_resized_thin_line_art_keeps_agreeing_and_a_moved_point_does_not() -> No
     for scale in (0.55, 0.7, 0.85):  # each failed with BOX thumbnails
         side = round(137 * scale)
         resized = line_chart(values).resize((side, side), Image.Resampling.LANCZOS)
-        assert verify.thumbnails_agree(original, sig(resized)), scale
+        assert agree(original, sig(resized)), scale
     for i, delta in ((1, 0.15), (3, 0.2), (5, -0.1)):
         moved = list(values)
         moved[i] += delta
-        assert not verify.thumbnails_agree(original, sig(line_chart(moved))), i
+        assert not agree(original, sig(line_chart(moved))), i
 
 
 def test_the_batch_screen_applies_the_chroma_rule_with_the_same_answers() -> None:
-    from mindvl.data_engine.dedup.screen import screen_pairs
-
     colours = [(200, 40, 40), (40, 84, 255), (40, 160, 60), (200, 40, 40)]
     sigs = [sig(scene(c)) for c in colours] + [sig(scene((200, 40, 40)).resize((200, 150)))]
     left, right = (a.ravel() for a in np.triu_indices(len(sigs), 1))
-    keep = screen_pairs(sigs, left, right)
+    keep = compare.screen_pairs(sigs, left, right, np.zeros(left.size), RULE)
     pairs = list(zip(left.tolist(), right.tolist(), strict=True))
-    plain = np.array([verify.thumbnails_agree(sigs[i], sigs[j]) for i, j in pairs])
+    plain = np.array([agree(sigs[i], sigs[j]) for i, j in pairs])
     reds = {0, 3, 4}
     for p, (i, j) in enumerate(pairs):
         assert keep[p] == ({i, j} <= reds)  # only the red pictures are left to verify
@@ -233,42 +239,38 @@ def test_the_batch_screen_applies_the_chroma_rule_with_the_same_answers() -> Non
 
 
 def test_giving_up_after_the_coarse_grid_only_skips_far_pairs() -> None:
-    from mindvl.data_engine.dedup.signature import match_terms, signature_pixels, terms
-
     img = scene()
     near, far = img.crop((12, 8, 310, 232)), scene((200, 40, 40), at=(20, 120))
-    ta, tn, tf = (terms(signature_pixels(parse_signature(sig(x)).gray)) for x in (img, near, far))
+    ta, tn, tf = (terms(parse_signature(sig(x)).pixels()) for x in (img, near, far))
     assert match_terms(ta, tn, give_up_above=0.8) == match_terms(ta, tn)  # refined as before
     quick, full = match_terms(ta, tf, give_up_above=0.8), match_terms(ta, tf)
-    assert quick.p99 > 0.8 and quick.p99 >= full.p99 > verify.VERIFY_MAX_P99_Z_DIFF
+    assert quick.p99 > 0.8 and quick.p99 >= full.p99 > RULE.max_p99
 
 
 def test_far_phash_matches_are_kept_only_when_their_sizes_are_a_crop() -> None:
-    from mindvl.data_engine.dedup.screen import screen_pairs
-
     base = scene()
     crop = base.crop((8, 6, 310, 232))  # 94-95% of each side
     sigs = [sig(base), sig(crop), sig(base.resize((200, 150))), sig(base)]
     parsed = [parse_signature(s) for s in sigs]
-    assert verify.sizes_of_a_crop(parsed[0], parsed[1])
-    assert not verify.sizes_of_a_crop(parsed[0], parsed[2])  # a resize: 62% per side
-    assert not verify.sizes_of_a_crop(parsed[0], parsed[3])  # one size is no crop
+    assert compare.sizes_of_a_crop(parsed[0], parsed[1], RULE)
+    assert not compare.sizes_of_a_crop(parsed[0], parsed[2], RULE)  # a resize: 62% per side
+    assert not compare.sizes_of_a_crop(parsed[0], parsed[3], RULE)  # one size is no crop
     left, right = np.array([0, 0, 0]), np.array([1, 2, 3])
-    near = screen_pairs(sigs, left, right, np.array([4, 4, 4]), crop_only_beyond=6)
-    far = screen_pairs(sigs, left, right, np.array([8, 8, 8]), crop_only_beyond=6)
+    near = compare.screen_pairs(sigs, left, right, np.array([4, 4, 4]), RULE)
+    far = compare.screen_pairs(sigs, left, right, np.array([8, 8, 8]), RULE)
     assert near.tolist() == [True, True, True]  # every copy, when its pHash is close
     assert far.tolist() == [True, False, False]  # only the crop, when it is far
+    assert [agree(sigs[0], s, 8) for s in sigs[1:]] == [True, False, False]  # the rule too
 
 
 def test_decontamination_keeps_far_matches_to_crops_of_an_eval_image() -> None:
-    from mindvl.common.recipe import NearDedupSpec
     from mindvl.data_engine.dedup.decontaminate import EvalImage, EvalIndex
 
     base = scene()
     crop, small = base.crop((8, 6, 310, 232)), base.resize((200, 150))
     feats = [image_features(png(x)) for x in (base, crop, small)]
     fake = EvalImage(feats[0].phash, feats[0].signature, "eval-pixels", 1.0)
-    index = EvalIndex([fake], NearDedupSpec())
+    index = EvalIndex([fake], RULE)
     for f in feats[1:]:  # both verify against the eval image when the pHash is close
         assert index.match(f.pixel_hash, f.phash, f.signature, 1.0) == 0
     far = f"{int(feats[0].phash, 16) ^ 0x7F:016x}"  # 7 bits away from the eval image's pHash

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from mindvl.data_engine.dedup.signature_format import parse_signature
+from mindvl.data_engine.dedup.fingerprint import parse_signature
 from mindvl.data_engine.ops.image_decode import ImageDecode, ImageDecodeParams
 from mindvl.data_engine.record import Candidate
 
@@ -58,7 +58,7 @@ def test_good_image_gets_every_feature() -> None:
     assert [len(h) for h in c.pixel_hashes] == [32, 32]
     assert [len(h) for h in c.phashes] == [16, 16]
     sigs = [parse_signature(bytes.fromhex(s)) for s in c.signatures]
-    assert [(len(s.gray), s.gray_side, s.size) for s in sigs] == [
+    assert [(len(s.gray), s.side, s.size) for s in sigs] == [
         (48 * 48, 48, (96, 64)),
         (48 * 48, 48, (40, 30)),
     ]

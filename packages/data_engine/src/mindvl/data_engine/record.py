@@ -56,7 +56,7 @@ class Candidate:
     heights: list[int] = field(default_factory=list)
     phashes: list[str] = field(default_factory=list)  # 16 hex chars per image
     pixel_hashes: list[str] = field(default_factory=list)  # xxh3-128 of normalised pixels
-    signatures: list[str] = field(default_factory=list)  # dedup/signature_format.py, hex
+    signatures: list[str] = field(default_factory=list)  # dedup/fingerprint.py, hex
     information: list[float] = field(default_factory=list)  # low-information score per image
     blur: list[float] = field(default_factory=list)  # Laplacian variance (empty: not asked)
     quality: float | None = None

@@ -17,8 +17,8 @@ from mindvl.common.caption_backend import backend_class
 from mindvl.common.errors import UserError
 from mindvl.common.recipe import CaptionSpec
 from mindvl.data_engine.caption.cache import CACHE_DIR, CaptionCache
-from mindvl.data_engine.caption.device import actor_resources, pick_cluster_device
 from mindvl.data_engine.caption.runner import CaptionRunner
+from mindvl.data_engine.device import actor_resources, pick_cluster_device
 from mindvl.data_engine.record import Candidate
 
 REWRITTEN = ("caption", "conversation", "meta")

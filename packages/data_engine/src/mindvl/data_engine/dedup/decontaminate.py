@@ -1,62 +1,38 @@
 """Keeping evaluation images out of training data.
 
 The engine reads each eval corpus named in ``DedupSpec.decontaminate`` with its readers and
-passes every eval image's fingerprint as ``EvalImage`` (or a plain ``(phash, signature,
-pixel_hash)`` / ``(phash, signature, pixel_hash, information)`` tuple) to ``dedup_dataset``;
-``eval_hashes_from_images`` makes them from encoded bytes (with ``image_decode``'s
-features, so the definitions are the build's own). A training image matches an eval
-image when its pixel hash is equal, or, when both carry enough information (the same
-``near.min_information`` guard as near dedup; an eval image without an information score is
-taken to have enough), its pHash is within ``near.max_hamming`` and, with ``near.verify``,
-the thumbnails agree (``verify.thumbnails_agree``; beyond ``near.crop_only_beyond`` bits
-the sizes must also be those of a crop; without verification the radius stops there). The
-index is small (eval sets are) and is shipped to every worker.
+passes every eval image's fingerprint (``ops.image_decode.eval_hashes_from_images``: the
+build's own features) as ``EvalImage`` or a plain ``(phash, signature, pixel_hash[,
+information])`` tuple to dedup. A training image matches an eval image when its pixel hash
+is equal, or, when both carry enough information (``min_information``; an eval image
+without a score is taken to have enough), its pHash is within the rule's pair radius and
+the rule accepts the pair (``compare.PairVerifier``). The index is small (eval sets are)
+and is shipped to every worker.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import NamedTuple
+from collections.abc import Sequence
 
 import numpy as np
 
-from mindvl.common.recipe import NearDedupSpec
-from mindvl.data_engine.dedup.bands import pair_radius
-from mindvl.data_engine.dedup.bits import band_values, hamming
-from mindvl.data_engine.dedup.signature_format import parse_signature
-from mindvl.data_engine.dedup.verify import sizes_of_a_crop, thumbnails_agree
-
-
-class EvalImage(NamedTuple):
-    phash: str
-    signature: str
-    pixel_hash: str
-    information: float | None = None
-
-
-def eval_hashes_from_images(images: Iterable[bytes]) -> list[EvalImage]:
-    """Fingerprints of encoded eval images, in input order (undecodable images are skipped)."""
-    from mindvl.data_engine.ops.image_decode import DecodeFailure, image_features
-
-    out = []
-    for data in images:
-        try:
-            f = image_features(data)
-        except DecodeFailure:  # an eval image nobody can decode cannot leak either
-            continue
-        out.append(EvalImage(f.phash, f.signature, f.pixel_hash, f.information))
-    return out
+from mindvl.data_engine.dedup.candidates import BandScheme, hamming
+from mindvl.data_engine.dedup.compare import PairVerifier
+from mindvl.data_engine.dedup.fingerprint import EvalImage
+from mindvl.data_engine.dedup.rule import NearRule
 
 
 class EvalIndex:
     """Lookup of training images against eval images (exact pixels, or verified pHash)."""
 
-    def __init__(self, images: Sequence[Sequence], near: NearDedupSpec) -> None:
-        self.near = near
+    def __init__(self, images: Sequence[Sequence], rule: NearRule) -> None:
+        self.near = near = rule
+        self.verifier = PairVerifier(rule)
         self.images = [EvalImage(*img) for img in images]
         self.pixels = {img.pixel_hash: i for i, img in enumerate(self.images)}
-        self.radius = pair_radius(near)
-        self.n_bands = self.radius + 1
+        self.radius = rule.pair_radius
+        self.scheme = BandScheme.exact(self.radius)
+        self.n_bands = self.scheme.n_bands
         usable = [
             i
             for i, img in enumerate(self.images)
@@ -65,12 +41,27 @@ class EvalIndex:
         self.near_ids = np.array(usable, dtype=np.int64)
         self.hashes = np.array([int(self.images[i].phash, 16) for i in usable], dtype=np.uint64)
         self.buckets: list[dict[int, list[int]]] = [{} for _ in range(self.n_bands)]
-        for pos, row in enumerate(band_values(self.hashes, self.n_bands).tolist()):
+        for pos, row in enumerate(self.scheme.values(self.hashes).tolist()):
             for b, v in enumerate(row):
                 self.buckets[b].setdefault(v, []).append(pos)
 
     def __len__(self) -> int:
         return len(self.images)
+
+    def match_row(self, row: dict) -> int | None:
+        """Index of the eval image any image of a ``Candidate.to_row()`` dict matches."""
+        info = list(row.get("information") or [])
+        ph, sig = list(row.get("phashes") or []), list(row.get("signatures") or [])
+        for i, p in enumerate(row.get("pixel_hashes") or []):
+            hit = self.match(
+                p,
+                ph[i] if i < len(ph) else None,
+                sig[i] if i < len(sig) else None,
+                float(info[i]) if i < len(info) and info[i] is not None else None,
+            )
+            if hit is not None:
+                return hit
+        return None
 
     def match(
         self, pixel_hash: str, phash: str | None, signature: str | None, information: float | None
@@ -86,7 +77,7 @@ class EvalIndex:
             return None
         h = np.array([int(phash, 16)], dtype=np.uint64)
         found: set[int] = set()
-        for b, v in enumerate(band_values(h, self.n_bands)[0].tolist()):
+        for b, v in enumerate(self.scheme.values(h)[0].tolist()):
             found.update(self.buckets[b].get(v, ()))
         for pos in sorted(found):
             distance = int(hamming(self.hashes[pos], h[0]))
@@ -99,9 +90,5 @@ class EvalIndex:
         return None
 
     def _verified(self, signature: str, i: int, distance: int) -> bool:
-        mine, theirs = bytes.fromhex(signature), bytes.fromhex(self.images[i].signature)
-        if distance > self.near.crop_only_beyond and not sizes_of_a_crop(
-            parse_signature(mine), parse_signature(theirs)
-        ):
-            return False
-        return thumbnails_agree(mine, theirs)
+        theirs = bytes.fromhex(self.images[i].signature)
+        return self.verifier.agree(bytes.fromhex(signature), theirs, distance)

@@ -22,20 +22,19 @@ from __future__ import annotations
 import io
 import math
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from pydantic import Field
 
 from mindvl.common.config import StrictModel
 from mindvl.common.sample import detect_image_format
-from mindvl.data_engine.dedup.content_box import content_thumbnail
-from mindvl.data_engine.dedup.signature_format import CHROMA_SIDE, pack_signature, thumbnail
+from mindvl.data_engine.dedup.fingerprint import EvalImage, fingerprint
 from mindvl.data_engine.ops.base import Operator
 from mindvl.data_engine.record import Candidate
 
 BLUR_MAX_SIDE = 512  # phash and Laplacian variance are measured at this scale
 INFO_SIDE = 64  # grayscale thumbnail side for the information score
-SIGNATURE_SIDE = 48  # grayscale thumbnail side of the verification signature
 WHITE = (255, 255, 255)
 
 
@@ -129,50 +128,41 @@ def image_features(
     it only when its recipe has a ``blur`` operator (``OpContext.blur_score``).
     """
     import cv2
-    import imagehash
     import numpy as np
-    import xxhash
     from PIL import Image
 
     fmt, img = open_checked(data, max_pixels_cap)
     rgb = flatten_to_rgb(img)
     width, height = rgb.size
-    # Exact-dedup key: a 128-bit xxh3 of the size and the normalised RGB pixels. Not a
-    # cryptographic hash (a crafted collision could only make two samples one group);
-    # sha256 cost ~0.8 ms per megapixel here, a quarter of decode + pHash, xxh3 ~0.02 ms.
-    digest = xxhash.xxh3_128(f"{width}x{height}:".encode())
-    digest.update(rgb.tobytes())
     # The grayscale features are all taken at a longer side of <= 512: the perceptual hash
     # and the blur score become scale-independent, and this is ~2x cheaper than full size.
-    # reducing_gap: an integer box reduce first, then the exact box resize (same features
-    # on the corpus kit, ~0.4 ms per megapixel less).
     gray = rgb.convert("L")
     scale = BLUR_MAX_SIDE / max(width, height)
     if scale < 1:
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
         gray = gray.resize(size, Image.Resampling.BOX, reducing_gap=2.0)
-    phash = str(imagehash.phash(gray))
-    # Verification signature (dedup/signature_format.py): an antialiased grayscale
-    # thumbnail, fine enough to tell look-alikes apart (a different glyph, a moved icon),
-    # the size, the 8x8 chroma (~0.5 ms per megapixel) and, for a picture that is mostly
-    # background, a thumbnail of its content box.
-    chroma = rgb.resize((CHROMA_SIDE, CHROMA_SIDE), Image.Resampling.BOX, reducing_gap=1.0)
-    _, cb, cr = chroma.convert("YCbCr").split()
-    signature = pack_signature(
-        thumbnail(gray, SIGNATURE_SIDE).tobytes(),
-        width,
-        height,
-        cb.tobytes() + cr.tobytes(),
-        content_thumbnail(gray, SIGNATURE_SIDE),
-    ).hex()
+    found = fingerprint(rgb, gray)  # the dedup step's pixel hash, pHash and signature
     thumb = np.asarray(gray.resize((INFO_SIDE, INFO_SIDE), Image.Resampling.BOX), dtype=np.float32)
     information = float(thumb.std() / 255.0)
     sharpness = math.nan
     if blur:
         sharpness = float(cv2.Laplacian(np.asarray(gray), cv2.CV_32F).var(dtype=np.float64))
     return ImageFeatures(
-        fmt, width, height, digest.hexdigest(), phash, signature, information, sharpness
+        fmt, width, height, found.pixel_hash, found.phash, found.signature, information, sharpness
     )
+
+
+def eval_hashes_from_images(images: Iterable[bytes]) -> list[EvalImage]:
+    """Fingerprints of encoded eval images for dedup's decontamination, in input order
+    (an eval image nobody can decode cannot leak either: skipped)."""
+    out = []
+    for data in images:
+        try:
+            f = image_features(data)
+        except DecodeFailure:
+            continue
+        out.append(EvalImage(f.phash, f.signature, f.pixel_hash, f.information))
+    return out
 
 
 class ImageDecode(Operator):

@@ -1,9 +1,13 @@
-"""The crop-tolerant comparison of two grayscale signature thumbnails (the gray part of
-``signature_format``): both blurred, brightness/contrast-normalised, one cropped and
-rescaled over a small grid of crops, then compared pixel by pixel.
+"""The crop-tolerant comparison of two square gray thumbnails: both blurred,
+brightness/contrast-normalised (z-scored), one cropped and rescaled over a small grid of
+crops, then compared pixel by pixel; the result is the best crop's 99th percentile and
+largest |z difference| (``Match``), which the near rule bounds (``compare.py``).
 
-``signature_match`` compares two signatures; ``verify.py`` turns the comparison, the two
-sizes and the chroma into the keep/reject decision of a pHash match.
+The crop grid: "b is a crop of a" (and vice versa) per axis, scale s = 1 / kept fraction,
+crop anchored left .. right. A pure shift at s = 1 is not a crop (the content must also be
+rescaled), which keeps same-size shapes at different positions apart. A coarse grid over
+both axes first, then each axis refined on the fine grid with the other held at its best
+(coordinate descent instead of the full fine product).
 """
 
 from __future__ import annotations
@@ -13,18 +17,11 @@ from functools import lru_cache
 
 import numpy as np
 
-from mindvl.data_engine.dedup.signature_format import parse_signature
-
-# Crop search: "b is a crop of a" (and vice versa) per axis, scale s = 1 / kept fraction,
-# crop anchored left .. right. A pure shift at s = 1 is not a crop (the content must also
-# be rescaled), which keeps same-size shapes at clearly different positions apart.
-# Coarse grid over both axes first, then each axis refined on the fine grid with the other
-# held at its best (cheap coordinate descent instead of the full fine product).
 CROP_SCALES = (1.0, 1.04, 1.08, 1.12)
 CROP_ANCHORS = (0.0, 0.5, 1.0)
 FINE_SCALES = (1.0, 1.02, 1.04, 1.06, 1.08, 1.10, 1.12)
 FINE_ANCHORS = (0.0, 0.25, 0.5, 0.75, 1.0)
-BLUR_SIGMA_AT_32 = 0.7
+BLUR_SIGMA_AT_32 = 0.7  # sub-pixel resampling of thin strokes does not count
 Z_EPS = 4.0  # added to the std: flat thumbnails stay flat instead of amplifying noise
 BORDER = 1  # edge pixels left out (clamped resampling there)
 
@@ -223,36 +220,7 @@ def identity_match(ta: SearchTerms, tb: SearchTerms) -> Match:
     return Match(float(p99(diff)), float(diff.max()))
 
 
-def _distance(xa: np.ndarray, xb: np.ndarray) -> Match:
-    return match_terms(terms(xa), terms(xb))
-
-
-def signature_pixels(sig: bytes) -> np.ndarray:
-    """The square gray thumbnail of a signature (any layout of ``signature_format``)."""
-    gray = parse_signature(sig).gray
-    side = int(round(len(gray) ** 0.5))
-    return np.frombuffer(gray, np.uint8).astype(np.float32).reshape(side, side)
-
-
-def signature_match(a: bytes, b: bytes) -> Match:
-    """Crop-tolerant comparison of the gray thumbnails of two signatures: the crop (either
-    image cropped, per-axis scale and anchor) with the smallest 99th percentile
-    |z_a - z_b|."""
-    return _distance(signature_pixels(a), signature_pixels(b))
-
-
-def signature_distance(a: bytes, b: bytes) -> float:
-    """The 99th percentile part of :func:`signature_match`."""
-    return signature_match(a, b).p99
-
-
 def halved(x: np.ndarray) -> np.ndarray:
     """A square thumbnail at half resolution (2x2 means)."""
     n = x.shape[0] // 2
     return x[: 2 * n, : 2 * n].reshape(n, 2, n, 2).mean((1, 3))
-
-
-def coarse_signature_distance(a: bytes, b: bytes) -> float:
-    """The same search on both signatures at half resolution (24x24 from 48x48): about a
-    sixth of the cost, and a screen for pairs the full search would reject anyway."""
-    return _distance(halved(signature_pixels(a)), halved(signature_pixels(b))).p99

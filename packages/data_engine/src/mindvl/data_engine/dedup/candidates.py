@@ -1,0 +1,437 @@
+"""Step 2 of dedup: candidate pairs, the images whose pHashes are close enough to compare.
+
+Banding (``BandScheme``, chosen per recipe by ``scheme_for``):
+
+- ``exact``: ``max_hamming + 1`` contiguous bands (pigeonhole): every pair within the
+  distance shares a band, so recall is 1; unrelated hashes collide in a band with
+  probability 2^-width, so the work grows as n^2 / 2^width;
+- ``sampled``: bit-sampling LSH: ``tables`` random subsets of ``width`` bit positions
+  (fixed seed), ``width`` = ceil(log2 n), ``tables`` the fewest for which a pair at
+  ``max_hamming`` is found with probability >= ``sampled_recall``: near-linear work.
+
+Per band the values are sorted and equal runs paired; the true distance is then checked,
+and a pair is emitted only by the first band its two hashes share, so each comes out once.
+Memory stays O(n): one band at a time, pairs materialised in bounded chunks.
+
+Crowding: images whose pHashes genuinely crowd together (equations on a page, blank
+documents) make a bucket quadratic whatever the banding. A bucket with more than
+m(m-1)/2 pairs within the bound (m = ``crowded_bucket``) pairs only images also close in a
+second hash taken where the images differ (``detail_hash``: the content box thumbnail, else
+the whole gray thumbnail) or of one size (``Crowding``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property, lru_cache
+from math import ceil, comb, log1p, log2
+
+import numpy as np
+from scipy.fft import dctn
+
+from mindvl.data_engine.dedup.fingerprint import parse_signature
+from mindvl.data_engine.dedup.rule import NearRule
+
+HASH_BITS = 64
+
+
+def hamming(a: np.ndarray | int, b: np.ndarray | int) -> np.ndarray:
+    """Bit differences between 64-bit hashes (vectorised)."""
+    return np.bitwise_count(np.bitwise_xor(np.asarray(a, np.uint64), np.asarray(b, np.uint64)))
+
+
+def band_layout(n_bands: int, bits: int = HASH_BITS) -> list[tuple[int, int]]:
+    """(shift, width) per band; widths differ by at most one bit and cover all bits."""
+    if not 1 <= n_bands <= bits:
+        raise ValueError(f"need 1..{bits} bands, got {n_bands}")
+    base, extra = divmod(bits, n_bands)
+    layout, shift = [], 0
+    for i in range(n_bands):
+        width = base + (1 if i < extra else 0)
+        layout.append((shift, width))
+        shift += width
+    return layout
+
+
+KEY_SHIFT = 56  # band keys: band index in the top 8 bits, band value below
+MAX_TABLES = 255
+SAMPLED_SEED = 0x6D696E64  # fixed: the tables are part of the build's definition
+MIN_SAMPLED_WIDTH = 10
+# ``index: auto`` uses exact banding up to this many expected random band collisions (each
+# a distance check; ~10 s of them): ~54k hashes at max_hamming 10, ~217k at 6.
+EXACT_COLLISION_BUDGET = 3e8
+
+
+def hit_probability(distance: int, width: int, bits: int = HASH_BITS) -> float:
+    """Chance that ``width`` random bit positions avoid all ``distance`` differing bits."""
+    if distance + width > bits:
+        return 0.0
+    return comb(bits - distance, width) / comb(bits, width)
+
+
+@dataclass(frozen=True)
+class BandScheme:
+    kind: str  # "exact" | "sampled"
+    max_hamming: int
+    n_bands: int
+    width: int = 0  # sampled only: bits per band
+    positions: tuple[tuple[int, ...], ...] = field(default=(), repr=False)
+
+    @classmethod
+    def exact(cls, max_hamming: int) -> BandScheme:
+        return cls("exact", max_hamming, max_hamming + 1)
+
+    @classmethod
+    def sampled(cls, max_hamming: int, n: int, recall: float = 0.99) -> BandScheme:
+        """Tables for ``n`` hashes so a pair at ``max_hamming`` is found with ``recall``."""
+        if not 0 < recall < 1:
+            raise ValueError(f"sampled banding needs 0 < recall < 1, got {recall}")
+        width = max(MIN_SAMPLED_WIDTH, ceil(log2(max(n, 2))))
+        width = min(KEY_SHIFT, HASH_BITS - max_hamming, width)
+        p = hit_probability(max_hamming, width)
+        tables = ceil(log1p(-recall) / log1p(-p)) if 0 < p < 1 else 1 if p >= 1 else MAX_TABLES
+        tables = max(1, min(MAX_TABLES, tables))
+        rng = np.random.default_rng(SAMPLED_SEED)
+        pos = tuple(
+            tuple(sorted(rng.choice(HASH_BITS, width, replace=False).tolist()))
+            for _ in range(tables)
+        )
+        return cls("sampled", max_hamming, tables, width, pos)
+
+    def expected_recall(self, distance: int | None = None) -> float:
+        """Probability that a pair at ``distance`` (default: max_hamming) shares a band."""
+        d = self.max_hamming if distance is None else distance
+        if self.kind == "exact":
+            return 1.0 if d <= self.max_hamming else float("nan")
+        return 1 - (1 - hit_probability(d, self.width)) ** self.n_bands
+
+    def describe(self) -> str:
+        if self.kind == "exact":
+            return f"exact: {self.n_bands} bands"
+        return (
+            f"sampled: {self.n_bands} tables x {self.width} bits, "
+            f"recall {self.expected_recall():.3f} at distance {self.max_hamming}"
+        )
+
+    @cached_property
+    def _luts(self) -> np.ndarray:
+        """(n_bands, 8, 256) uint64: the band bits each byte value of each hash byte gives."""
+        luts = np.zeros((self.n_bands, 8, 256), dtype=np.uint64)
+        v = np.arange(256, dtype=np.uint64)
+        for t, pos in enumerate(self.positions):
+            for out_bit, p in enumerate(pos):
+                byte, bit = divmod(p, 8)
+                luts[t, byte] |= ((v >> np.uint64(bit)) & np.uint64(1)) << np.uint64(out_bit)
+        return luts
+
+    def band_bits(self, b: int) -> int:
+        return band_layout(self.n_bands)[b][1] if self.kind == "exact" else self.width
+
+    def band(self, hashes: np.ndarray, b: int) -> np.ndarray:
+        """Value of band ``b`` of every hash (uint64)."""
+        h = np.asarray(hashes, dtype=np.uint64)
+        if self.kind == "exact":
+            shift, width = band_layout(self.n_bands)[b]
+            return (h >> np.uint64(shift)) & np.uint64((1 << width) - 1)
+        lut = self._luts[b]
+        out = lut[0][(h & np.uint64(255)).astype(np.intp)]
+        for byte in range(1, 8):
+            out |= lut[byte][((h >> np.uint64(8 * byte)) & np.uint64(255)).astype(np.intp)]
+        return out
+
+    def values(self, hashes: np.ndarray, upto: int | None = None) -> np.ndarray:
+        """(n, upto or n_bands) uint64: bands 0..upto-1 of every hash."""
+        h = np.asarray(hashes, dtype=np.uint64)
+        m = self.n_bands if upto is None else upto
+        out = np.empty((h.shape[0], m), dtype=np.uint64)
+        for b in range(m):
+            out[:, b] = self.band(h, b)
+        return out
+
+    def keys(self, hashes: np.ndarray) -> np.ndarray:
+        """(n, n_bands) int64 keys ``band << 56 | value`` (one key space for all bands)."""
+        vals = self.values(hashes)
+        if self.n_bands == 1 and self.kind == "exact":
+            return vals.view(np.int64)  # one 64-bit band: the hash itself
+        idx = np.arange(self.n_bands, dtype=np.uint64) << np.uint64(KEY_SHIFT)
+        return (vals | idx[None, :]).view(np.int64)
+
+    def band_of_key(self, key: int) -> int:
+        return 0 if self.n_bands == 1 else (int(key) >> KEY_SHIFT) & 0xFF
+
+
+def exact_collisions(n: int, max_hamming: int) -> float:
+    """Expected band collisions of ``n`` unrelated hashes under exact banding."""
+    return sum(n * (n - 1) / 2 / 2.0**w for _, w in band_layout(max_hamming + 1))
+
+
+def scheme_for(near: NearRule, n: int) -> BandScheme:
+    """The banding a ``NearRule`` asks for, for ``n`` hashes. ``auto`` is exact banding
+    while its random band collisions stay within EXACT_COLLISION_BUDGET; past that the
+    radius narrows to ``crop_only_beyond`` (sampled tables for a wide radius are too many:
+    133 at 1e5 hashes for k = 10, each a band row with the image's signature in the Ray
+    shuffle), exact again while that fits the budget, else sampled."""
+    k = near.pair_radius
+    if near.index == "sampled":
+        return BandScheme.sampled(k, n, near.sampled_recall)
+    if near.index == "exact" or exact_collisions(n, k) <= EXACT_COLLISION_BUDGET:
+        return BandScheme.exact(k)
+    k = min(k, near.crop_only_beyond)
+    if exact_collisions(n, k) <= EXACT_COLLISION_BUDGET:
+        return BandScheme.exact(k)
+    return BandScheme.sampled(k, n, near.sampled_recall)
+
+
+DETAIL_CONTENT, DETAIL_GRAY = 1, 2  # kinds of detail hash: they never pair across kinds
+DETAIL_BITS = 64
+
+
+@lru_cache(maxsize=4)
+def _zigzag(side: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column of the first 64 DCT coefficients after DC, by frequency u + v."""
+    n = min(side, 16)
+    cells = sorted(((u, v) for u in range(n) for v in range(n)), key=lambda c: (sum(c), c[0]))
+    cells = cells[1 : DETAIL_BITS + 1]
+    return np.array([c[0] for c in cells]), np.array([c[1] for c in cells])
+
+
+def hash_thumbnail(pixels: np.ndarray) -> int:
+    """The 64-bit detail hash of one square gray thumbnail (side >= 12): the signs against
+    their median of the 64 lowest-frequency DCT coefficients after DC (zigzag order)."""
+    rows, cols = _zigzag(pixels.shape[0])
+    coeffs = dctn(np.asarray(pixels, dtype=np.float64), norm="ortho")[rows, cols]
+    bits = coeffs > np.median(coeffs)
+    return int.from_bytes(np.packbits(bits).tobytes(), "big")
+
+
+def detail_hash(signature: bytes) -> tuple[int, int, int]:
+    """(hash, kind, size key) of a signature: the hash of its content box thumbnail
+    (DETAIL_CONTENT) or else of its gray thumbnail (DETAIL_GRAY); size key
+    ``width << 32 | height``."""
+    parsed = parse_signature(signature)
+    size = parsed.size[0] << 32 | parsed.size[1]
+    side = parsed.side
+    if parsed.content is not None and len(parsed.content) == side * side:
+        source, kind = parsed.content, DETAIL_CONTENT
+    else:
+        source, kind = parsed.gray, DETAIL_GRAY
+    pixels = np.frombuffer(source, np.uint8).reshape(side, side)
+    return hash_thumbnail(pixels), kind, size
+
+
+def cached_details(signatures: list[bytes]):
+    """``Crowding.detail`` over ``signatures``: each computed once, on first use (only
+    members of crowded buckets ever need one)."""
+    hashes = np.zeros(len(signatures), dtype=np.uint64)
+    kinds = np.full(len(signatures), -1, dtype=np.int8)
+    sizes = np.zeros(len(signatures), dtype=np.int64)
+
+    def detail(indices: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        indices = np.asarray(indices, dtype=np.int64)
+        for i in np.unique(indices[kinds[indices] < 0]).tolist():
+            hashes[i], kinds[i], sizes[i] = detail_hash(signatures[i])
+        return hashes[indices], kinds[indices], sizes[indices]
+
+    return detail
+
+
+PAIR_CHUNK = 1 << 22  # candidate pairs materialised at once (bounds memory)
+
+
+@dataclass
+class PairResult:
+    left: np.ndarray  # int64 indices, left < right
+    right: np.ndarray
+    distance: np.ndarray  # Hamming distance of each pair
+    band_collisions: int  # pairs that shared a band, before the distance check
+    crowded_buckets: int = 0  # buckets paired by the detail hash (``Crowding``)
+
+
+def _run_pairs(order: np.ndarray, starts: np.ndarray, ends: np.ndarray):
+    """All index pairs within runs ``order[starts[r]:ends[r]]``, yielded in bounded chunks."""
+    lengths = ends - starts
+    run_end = np.repeat(ends, lengths)  # end of the run of each position in a run
+    at = np.arange(run_end.size) - np.repeat(np.cumsum(lengths) - lengths - starts, lengths)
+    counts = run_end - 1 - at  # partners after each position in its run
+    positions = at[counts > 0]
+    counts = counts[counts > 0]
+    if positions.size == 0:
+        return
+    cum = np.cumsum(counts)
+    lo = 0
+    while lo < positions.size:
+        base = cum[lo - 1] if lo else 0
+        hi = int(np.searchsorted(cum, base + PAIR_CHUNK, side="right"))
+        hi = max(hi, lo + 1)
+        pos, cnt = positions[lo:hi], counts[lo:hi]
+        first = np.repeat(pos, cnt)
+        offset = np.arange(first.size) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+        second = first + 1 + offset
+        yield order[first], order[second]
+        lo = hi
+
+
+def _sorted_band(col: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """(order, col[order]) with ties in index order; one plain sort of ``value << i | i``
+    when value and index fit in 64 bits (about half the time of a stable argsort)."""
+    ib = max(1, int(col.size - 1).bit_length())
+    if bits + ib > 64:
+        order = np.argsort(col, kind="stable")
+        return order, col[order]
+    packed = np.sort((col << np.uint64(ib)) | np.arange(col.size, dtype=np.uint64))
+    return (packed & np.uint64((1 << ib) - 1)).astype(np.int64), packed >> np.uint64(ib)
+
+
+@dataclass(frozen=True)
+class Crowding:
+    """How crowded band buckets are paired (see ``detail_hash``). A bucket is crowded when
+    more than m(m-1)/2 of its pairs are within the pHash bound, m = ``max_bucket`` (as many
+    as m images all alike). There only images that are also close in the detail hash (of
+    one kind, within ``max_hamming`` bits; found by pigeonhole banding of the detail hashes
+    inside the bucket) or of exactly one size (when at most ``max_bucket`` members share
+    it: re-encodes, colour changes and alpha flattening keep the size, and they move the
+    detail hash of thin text most) are paired. ``detail(indices)`` gives the (uint64
+    hashes, int8 kinds, int64 size keys) of the images at ``indices``."""
+
+    max_bucket: int
+    max_hamming: int
+    detail: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
+
+
+def crowding_for(rule: NearRule, detail) -> Crowding | None:
+    """The rule's crowding (with verification only); ``detail``: ``Crowding.detail``, or the
+    signatures, each detail hash then computed on first use (``cached_details``)."""
+    if not (rule.verify and rule.crowded_bucket):
+        return None
+    if isinstance(detail, list):
+        detail = cached_details(detail)
+    return Crowding(rule.crowded_bucket, rule.detail_max_hamming, detail)
+
+
+def _filtered(a, c, h, band, scheme, max_hamming, count_all=False):
+    """Pairs within the pHash bound that share no earlier band than ``band``, as (a, c, d)
+    (and, with ``count_all``, how many were within the bound before the band check)."""
+    d = hamming(h[a], h[c])
+    ok = d <= max_hamming
+    a, c, d = a[ok], c[ok], d[ok]
+    within = a.size
+    if band and a.size:  # emitted by an earlier band already?
+        first = ~(scheme.values(h[a], band) == scheme.values(h[c], band)).any(axis=1)
+        a, c, d = a[first], c[first], d[first]
+    return (a, c, d, within) if count_all else (a, c, d)
+
+
+def _run_bounds(n: int, *sorted_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(starts, ends) of the runs of equal keys in sorted key arrays of length n."""
+    change = np.zeros(max(n - 1, 0), dtype=bool)
+    for k in sorted_keys:
+        change |= k[1:] != k[:-1]
+    cut = np.flatnonzero(change) + 1
+    starts = np.concatenate([[0], cut]).astype(np.int64)
+    ends = np.concatenate([cut, [n]]).astype(np.int64) if n else starts
+    return starts, ends
+
+
+def crowd_pairs(
+    h: np.ndarray, members: np.ndarray, band: int, scheme: BandScheme, crowding: Crowding
+):
+    """Pairs of one crowded bucket (``members``: indices into ``h``) within the pHash bound
+    and close in detail or of one size, each once, as (a, c, d) chunks."""
+    detail, kinds, sizes = (np.asarray(x) for x in crowding.detail(members))
+    detail = detail.astype(np.uint64)
+    bound = crowding.max_hamming
+    sub = BandScheme.exact(bound)
+
+    def close(x, y):
+        return (kinds[x] == kinds[y]) & (hamming(detail[x], detail[y]) <= bound)
+
+    for db in range(sub.n_bands):
+        vals = sub.band(detail, db)
+        by_key = np.lexsort((vals, kinds))
+        order = by_key
+        starts, ends = _run_bounds(order.size, kinds[order], vals[by_key])
+        for x, y in _run_pairs(order, starts, ends):
+            ok = close(x, y)
+            if db:
+                ok &= ~(sub.values(detail[x], db) == sub.values(detail[y], db)).any(axis=1)
+            yield _filtered(members[x[ok]], members[y[ok]], h, band, scheme, scheme.max_hamming)
+    order = np.argsort(sizes, kind="stable")
+    starts, ends = _run_bounds(order.size, sizes[order])
+    small = (ends - starts) <= crowding.max_bucket
+    for x, y in _run_pairs(order, starts[small], ends[small]):
+        ok = ~close(x, y)  # the detail bands emitted those already
+        yield _filtered(members[x[ok]], members[y[ok]], h, band, scheme, scheme.max_hamming)
+
+
+def bucket_pairs(
+    h: np.ndarray,
+    members: np.ndarray,
+    band: int,
+    scheme: BandScheme,
+    crowding: Crowding | None = None,
+) -> tuple[list[tuple[np.ndarray, np.ndarray, np.ndarray]], bool]:
+    """The pairs of one band bucket (``members``: indices into ``h``) as ``candidate_pairs``
+    emits them, in (a, c, d) chunks, and whether the bucket was crowded: more than
+    m(m-1)/2 of its pairs within the pHash bound, m = ``crowding.max_bucket`` (as many as
+    m mutually alike images). Counting stops as soon as that is exceeded, so a crowd costs
+    one chunk of distances before ``crowd_pairs`` takes over; a big bucket of unrelated
+    hashes (large builds, narrow bands) is not crowded by its size alone."""
+    members = np.asarray(members, dtype=np.int64)
+    m = crowding.max_bucket if crowding is not None else 0
+    limit = m * (m - 1) // 2 if m else None
+    out, within = [], 0
+    for a, c in _run_pairs(members, np.array([0]), np.array([members.size])):
+        found = _filtered(a, c, h, band, scheme, scheme.max_hamming, count_all=True)
+        within += found[3]
+        if limit is not None and within > limit:
+            return list(crowd_pairs(h, members, band, scheme, crowding)), True
+        out.append(found[:3])
+    return out, False
+
+
+def candidate_pairs(
+    hashes: np.ndarray,
+    max_hamming: int,
+    scheme: BandScheme | None = None,
+    crowding: Crowding | None = None,
+) -> PairResult:
+    """Pairs (i < j) with Hamming(hashes[i], hashes[j]) <= max_hamming that share a band of
+    ``scheme`` (default: exact banding, i.e. every such pair), each exactly once; in buckets
+    crowded by ``crowding``'s rule only the pairs also close in the detail hash or of one
+    size (``bucket_pairs``)."""
+    h = np.asarray(hashes, dtype=np.uint64)
+    scheme = scheme or BandScheme.exact(max_hamming)
+    lefts, rights, dists = [], [], []
+    collisions = crowded = 0
+    for b in range(scheme.n_bands):
+        order, sorted_col = _sorted_band(scheme.band(h, b), scheme.band_bits(b))
+        starts, ends = _run_bounds(h.size, sorted_col)
+        del sorted_col
+        chunks = []
+        if crowding is not None and crowding.max_bucket:
+            big = (ends - starts) > crowding.max_bucket
+            for s, e in zip(starts[big].tolist(), ends[big].tolist(), strict=True):
+                collisions += (e - s) * (e - s - 1) // 2
+                found, was_crowded = bucket_pairs(h, order[s:e], b, scheme, crowding)
+                crowded += was_crowded
+                chunks.append(found)
+            starts, ends = starts[~big], ends[~big]
+        for a, c in _run_pairs(order, starts, ends):
+            collisions += a.size
+            chunks.append([_filtered(a, c, h, b, scheme, max_hamming)])
+        for chunk in chunks:
+            for a, c, d in chunk:
+                lefts.append(np.minimum(a, c))
+                rights.append(np.maximum(a, c))
+                dists.append(d)
+    if not lefts:
+        empty = np.zeros(0, dtype=np.int64)
+        return PairResult(empty, empty, empty.astype(np.uint8), collisions, crowded)
+    return PairResult(
+        np.concatenate(lefts).astype(np.int64),
+        np.concatenate(rights).astype(np.int64),
+        np.concatenate(dists),
+        collisions,
+        crowded,
+    )

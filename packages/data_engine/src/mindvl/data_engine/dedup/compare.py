@@ -1,0 +1,286 @@
+"""Step 3 of dedup: compare a candidate pair's signatures under the near rule.
+
+The checks, in order (the first that says no decides; ``first_failing_check`` names it):
+
+1. ``crop_sizes``: a pair further apart than ``crop_only_beyond`` pHash bits must have the
+   sizes of a crop (a resize or re-encode moves a pHash by a few bits, a crop by more);
+2. ``colour``: the 8x8 chroma planes, relative to how colourful the pictures are (up to a
+   saturation change), or their mean hue angle, say two pictures;
+3. ``prescreen``: the crop search at half resolution is far above the rule's bound;
+4. ``gray``: the gray thumbnails at their best crop (two images of one size: uncropped)
+   differ by more than ``max_p99`` / ``max_peak``;
+5. ``sizes``: no crop within the bound turns one image's aspect ratio into the other's;
+6. ``content``: both pictures have a content box of similar area and the boxes' thumbnails
+   differ by more than ``content_max_p99`` / ``content_max_peak``.
+
+``screen_pairs`` applies checks 1, 2 and the 16x16 coarse screen to all pairs of a bucket at
+once (numpy); ``PairVerifier`` runs the per-pair checks with each image's search terms
+cached; ``star_members`` splits a component of accepted pairs around its survivors.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+
+from mindvl.data_engine.dedup.fingerprint import Signature, parse_signature
+from mindvl.data_engine.dedup.rule import NearRule
+from mindvl.data_engine.dedup.search import (
+    BORDER,
+    Match,
+    SearchTerms,
+    blurred_targets,
+    coarse_warps,
+    halved,
+    identity_match,
+    match_terms,
+    match_with_aspect,
+    p99,
+    search_operators,
+    terms,
+)
+
+PRESCREEN_MIN_SIDE = 16  # the screens need thumbnails of at least this side
+SCREEN_FACTOR = 3  # the batch screen works at a third of the resolution (16x16 from 48x48)
+SCREEN_CHUNK = 512  # pairs per vectorised screen step (~80 KB of warps per pair and side)
+SCREEN_MAX_BYTES = 512 << 20  # screen terms kept for all images of a call up to this size
+
+
+def _scaled_chroma(x: np.ndarray, y: np.ndarray, rule: NearRule) -> np.ndarray:
+    """Row-wise sum |s * x - y| / (sum |x| + sum |y| + the floor), s fitted (least squares)
+    within 1 / saturation_scale .. saturation_scale."""
+    norm = (x * x).sum(1)
+    s = np.where(norm > 0, (x * y).sum(1) / np.where(norm > 0, norm, 1.0), 1.0)
+    s = np.clip(s, 1 / rule.saturation_scale, rule.saturation_scale)
+    scale = np.abs(x).sum(1) + np.abs(y).sum(1) + rule.chroma_floor * x.shape[1]
+    return np.abs(s[:, None] * x - y).sum(1) / scale
+
+
+def hue_differences(ca: np.ndarray, cb: np.ndarray, rule: NearRule) -> np.ndarray:
+    """Mean hue angle in degrees between pairs of (pairs, 128) Cb/Cr planes, weighted by the
+    smaller saturation over cells coloured in both (0 where none is)."""
+    x = np.asarray(ca, dtype=np.float64).reshape(len(ca), 2, -1) - 128.0
+    y = np.asarray(cb, dtype=np.float64).reshape(len(cb), 2, -1) - 128.0
+    sat_x, sat_y = np.hypot(x[:, 0], x[:, 1]), np.hypot(y[:, 0], y[:, 1])
+    weight = np.minimum(sat_x, sat_y)
+    weight = np.where(weight > rule.hue_min_saturation, weight, 0.0)
+    cos = (x * y).sum(1) / np.maximum(sat_x * sat_y, 1e-9)
+    angle = np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+    total = weight.sum(1)
+    return np.where(total > 0, (angle * weight).sum(1) / np.where(total > 0, total, 1.0), 0.0)
+
+
+def chroma_differences(ca: np.ndarray, cb: np.ndarray, rule: NearRule) -> np.ndarray:
+    """How far apart the colours of pairs of (pairs, 128) Cb/Cr planes are, relative to how
+    colourful they are, up to a change of saturation."""
+    x = np.asarray(ca, dtype=np.float64) - 128.0
+    y = np.asarray(cb, dtype=np.float64) - 128.0
+    return np.minimum(_scaled_chroma(x, y, rule), _scaled_chroma(y, x, rule))
+
+
+def colours_differ(ca: np.ndarray, cb: np.ndarray, rule: NearRule) -> np.ndarray:
+    """Pairs of (pairs, 128) Cb/Cr planes that are two pictures by chroma or by hue."""
+    return (chroma_differences(ca, cb, rule) > rule.max_chroma) | (
+        hue_differences(ca, cb, rule) > rule.max_hue_degrees
+    )
+
+
+def _aspect_change(a: Signature, b: Signature) -> float:
+    """b's aspect ratio over a's."""
+    return (b.size[0] / b.size[1]) / (a.size[0] / a.size[1])
+
+
+def sizes_of_a_crop(a: Signature, b: Signature, rule: NearRule) -> bool:
+    """One image's size is that of a crop of the other (``crop_min_kept`` of each side)."""
+    if a.size == b.size:
+        return False
+    small, large = sorted((a.size, b.size), key=lambda wh: wh[0] * wh[1])
+    return all(large[i] * rule.crop_min_kept <= small[i] <= large[i] for i in (0, 1))
+
+
+def _agrees(match: Match, rule: NearRule, content: bool = False) -> bool:
+    if content:
+        return match.p99 <= rule.content_max_p99 and match.peak <= rule.content_max_peak
+    return match.p99 <= rule.max_p99 and match.peak <= rule.max_peak
+
+
+def contents_agree(a: Signature, b: Signature, rule: NearRule) -> bool:
+    if a.content is None or b.content is None or len(a.content) != len(b.content):
+        return True
+    small, large = sorted((a.content_area, b.content_area))
+    if large > rule.content_max_area_ratio * small:
+        return True  # the detection saw different things: no verdict
+    match = match_terms(terms(a.pixels(content=True)), terms(b.pixels(content=True)))
+    return _agrees(match, rule, content=True)
+
+
+def first_failing_check(
+    a: Signature, b: Signature, rule: NearRule, get_terms, distance: int | None = None
+) -> str | None:
+    """The name of the first check that rejects the pair, None when all accept;
+    ``get_terms(which, half)``: search terms of image ``which`` (0 = a, 1 = b) at full or
+    half resolution; ``distance``: the pair's pHash distance (None: no crop-size check)."""
+    if len(a.gray) != len(b.gray):
+        return "gray"
+    far = distance is not None and distance > rule.crop_only_beyond
+    if far and not sizes_of_a_crop(a, b, rule):
+        return "crop_sizes"
+    if colours_differ(a.chroma.reshape(1, -1), b.chroma.reshape(1, -1), rule)[0]:
+        return "colour"
+    if a.size == b.size:  # one size: compared uncropped (a crop resized back is unlikely)
+        if not _agrees(identity_match(get_terms(0, False), get_terms(1, False)), rule):
+            return "gray"
+        return None if contents_agree(a, b, rule) else "content"
+    if rule.prescreen_max is not None and a.side >= 2 * PRESCREEN_MIN_SIDE:  # noqa: SIM102
+        if match_terms(get_terms(0, True), get_terms(1, True)).p99 > rule.prescreen_max:
+            return "prescreen"  # far apart even at half resolution: skip the full search
+    ta, tb = get_terms(0, False), get_terms(1, False)
+    match = match_terms(ta, tb, give_up_above=rule.give_up_above)
+    if not _agrees(match, rule):
+        return "gray"
+    change = _aspect_change(a, b)
+    needed = change if match.first_cropped else 1 / change
+    if abs(math.log(match.scale_y / match.scale_x / needed)) > rule.max_aspect_log:
+        match = match_with_aspect(ta, tb, change, rule.max_aspect_log)
+        if match is None:
+            return "sizes"
+        if not _agrees(match, rule):
+            return "gray"
+    return None if contents_agree(a, b, rule) else "content"
+
+
+class PairVerifier:
+    """The rule's decision for many pairs over the same images: each signature's search
+    terms (crops, coarse warps and target, at both resolutions) are computed once and kept,
+    up to ``max_bytes`` per resolution (then the cache starts over)."""
+
+    def __init__(self, rule: NearRule, max_bytes: int = 256 << 20) -> None:
+        self.rule = rule
+        self.max_bytes = max_bytes
+        self._cache: dict[bool, dict[bytes, SearchTerms]] = {False: {}, True: {}}
+        self._bytes = {False: 0, True: 0}
+
+    def _get(self, sig: bytes, parsed: Signature, half: bool) -> SearchTerms:
+        cache = self._cache[half]
+        found = cache.get(sig)
+        if found is None:
+            x = parsed.pixels()
+            found = terms(halved(x) if half else x)
+            if self._bytes[half] + found.nbytes > self.max_bytes:
+                cache.clear()
+                self._bytes[half] = 0
+            cache[sig] = found
+            self._bytes[half] += found.nbytes
+        return found
+
+    def check(self, a: bytes, b: bytes, distance: int | None = None) -> str | None:
+        """``first_failing_check`` of two signatures (bytes)."""
+        sigs, parsed = (a, b), (parse_signature(a), parse_signature(b))
+        return first_failing_check(
+            *parsed, self.rule, lambda i, half: self._get(sigs[i], parsed[i], half), distance
+        )
+
+    def agree(self, a: bytes, b: bytes, distance: int | None = None) -> bool:
+        return self.check(a, b, distance) is None
+
+
+def verify_pairs(sigs: list[bytes], left, right, distance, rule: NearRule) -> np.ndarray:
+    """Which candidate pairs (``sigs[left[p]]``, ``sigs[right[p]]``, pHash ``distance[p]``)
+    the rule accepts: the batch screen, then the per-pair checks (all, without ``verify``)."""
+    left, right = np.asarray(left, dtype=np.int64), np.asarray(right, dtype=np.int64)
+    if not rule.verify:
+        return np.ones(left.size, dtype=bool)
+    distance = np.asarray(distance)
+    ok = screen_pairs(sigs, left, right, distance, rule)
+    verifier = PairVerifier(rule)
+    for p in np.flatnonzero(ok).tolist():
+        ok[p] = verifier.agree(sigs[left[p]], sigs[right[p]], int(distance[p]))
+    return ok
+
+
+def screen_pairs(sigs: list[bytes], left, right, distance, rule: NearRule) -> np.ndarray:
+    """False for pairs the rule rejects by sizes (far pairs) or colour, checked for all pairs
+    at once, and for pairs whose 16x16 coarse-grid distance exceeds ``screen_max``."""
+    left, right = np.asarray(left, dtype=np.int64), np.asarray(right, dtype=np.int64)
+    keep = np.ones(left.size, dtype=bool)
+    parsed = [parse_signature(s) for s in sigs]
+    for p in np.flatnonzero(np.asarray(distance) > rule.crop_only_beyond).tolist():
+        keep[p] = sizes_of_a_crop(parsed[left[p]], parsed[right[p]], rule)
+    if not sigs:
+        return keep
+    planes = np.stack([p.chroma.reshape(-1) for p in parsed])
+    for start in range(0, left.size, SCREEN_CHUNK * 16):
+        at = slice(start, start + SCREEN_CHUNK * 16)
+        keep[at] &= ~colours_differ(planes[left[at]], planes[right[at]], rule)
+    sides = [p.side for p in parsed]
+    side = Counter(sides).most_common(1)[0][0]
+    small = side // SCREEN_FACTOR
+    if rule.screen_max is None or small < PRESCREEN_MIN_SIDE or side % SCREEN_FACTOR:
+        return keep
+    shape_ok = np.array([s == side for s in sides], dtype=bool)
+    used = np.unique(np.concatenate([left[keep], right[keep]]))
+    pre = _ScreenTerms.build(parsed, small, used[shape_ok[used]])
+    for start in range(0, left.size, SCREEN_CHUNK):
+        lo, hi = left[start : start + SCREEN_CHUNK], right[start : start + SCREEN_CHUNK]
+        ok = shape_ok[lo] & shape_ok[hi] & keep[start : start + SCREEN_CHUNK]
+        if not ok.any():
+            continue
+        lo, hi = lo[ok], hi[ok]
+        if pre is not None:
+            warps, targets, a, b = pre.warps, pre.targets, pre.pos[lo], pre.pos[hi]
+        else:  # too many images to keep: this chunk's images only
+            ids, inv = np.unique(np.concatenate([lo, hi]), return_inverse=True)
+            warps, targets = _screen_terms(parsed, small, ids)
+            a, b = inv[: lo.size], inv[lo.size :]
+        d_ab = p99(np.abs(warps[a] - targets[b][:, None, :])).min(1)
+        d_ba = p99(np.abs(warps[b] - targets[a][:, None, :])).min(1)
+        keep[np.flatnonzero(ok) + start] = np.minimum(d_ab, d_ba) <= rule.screen_max
+    return keep
+
+
+def _screen_terms(parsed: list, small: int, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    f = SCREEN_FACTOR
+    x = np.stack([parsed[i].pixels() for i in ids.tolist()])
+    x = x.reshape(len(ids), small, f, small, f).mean((2, 4))
+    crops, coarse, _ = search_operators(small)
+    return coarse_warps(crops[coarse] @ x[:, None]), blurred_targets(x)
+
+
+@dataclass(frozen=True)
+class _ScreenTerms:
+    """Screen terms of every image the pairs use, when they fit in ``SCREEN_MAX_BYTES``."""
+
+    warps: np.ndarray
+    targets: np.ndarray
+    pos: np.ndarray  # image index -> row
+
+    @classmethod
+    def build(cls, parsed: list, small: int, ids: np.ndarray) -> _ScreenTerms | None:
+        per_image = (len(search_operators(small)[1]) ** 2 + 1) * (small - 2 * BORDER) ** 2 * 4
+        if ids.size == 0 or ids.size * per_image > SCREEN_MAX_BYTES:
+            return None
+        parts = [_screen_terms(parsed, small, ids[i : i + 1024]) for i in range(0, ids.size, 1024)]
+        pos = np.full(len(parsed), -1, dtype=np.int64)
+        pos[ids] = np.arange(ids.size)
+        return cls(
+            np.concatenate([w for w, _ in parts]), np.concatenate([t for _, t in parts]), pos
+        )
+
+
+def star_members(labels: list[str], sig_of, verifier: PairVerifier) -> list[list[str]]:
+    """A component of accepted pairs as stars: the smallest label survives with the members
+    that the rule accepts against it themselves; the rest is split the same way again
+    (accepted pairs chain: A~B and B~C while A and C differ). Stars of two or more members,
+    each sorted."""
+    rest, stars = sorted(labels), []
+    while len(rest) > 1:
+        top = sig_of[rest[0]]
+        star = [rest[0]] + [lab for lab in rest[1:] if verifier.agree(sig_of[lab], top)]
+        if len(star) > 1:
+            stars.append(star)
+        chosen = set(star)
+        rest = [lab for lab in rest if lab not in chosen]
+    return stars

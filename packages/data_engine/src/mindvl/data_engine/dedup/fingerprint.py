@@ -1,0 +1,186 @@
+"""Step 1 of dedup: the fingerprint of one decoded image, computed by ``image_decode``.
+
+A fingerprint is what every later step reads, so no step decodes again:
+
+- ``pixel_hash``: 128-bit xxh3 of the size and the RGB pixels (the exact-dedup key; not
+  cryptographic: a crafted collision could only make two samples one group);
+- ``phash``: 64-bit perceptual hash of the <= 512 px grayscale copy (candidate search);
+- ``signature``: the bytes the near rule compares (``compare.py``), laid out as
+  ``gray (48*48) | b"SX" | width, height (2 x uint32 LE) | Cb 8x8 | Cr 8x8`` and, for a
+  picture whose content sits in a small part of it, ``| b"IK" | box area (uint16, 1/65535
+  of the picture) | content gray (48*48)``:
+
+  - gray: an antialiased thumbnail the crop search compares;
+  - width, height: a match must also explain the two sizes;
+  - Cb/Cr: area-averaged chroma, which grayscale cannot see (a red and a blue shape of one
+    luminance);
+  - content gray: the bounding box of what differs from the background, thumbnailed on its
+    own: one line of text on a page at several times the resolution the whole picture gives.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+SIGNATURE_SIDE = 48
+CHROMA_SIDE = 8
+TAIL_MAGIC = b"SX"
+TAIL_BYTES = len(TAIL_MAGIC) + 8 + 2 * CHROMA_SIDE * CHROMA_SIDE
+CONTENT_MAGIC = b"IK"
+CONTENT_HEADER = len(CONTENT_MAGIC) + 2
+# Content box detection on a <= 192 px BOX-filtered copy (JPEG noise averages out): content
+# is what is further from the border's median than max(12 levels, 25% of the largest
+# deviation); a box covering 30% of the picture or more gets no content part (the whole
+# thumbnail resolves it); the box grows by 5% of its side plus 2/128 of the picture's
+# longer side per side, so a resized copy's box still contains all of the content.
+CONTENT_SCAN_SIDE = 192
+CONTENT_MIN_CONTRAST = 12.0
+CONTENT_REL_CONTRAST = 0.25
+CONTENT_MAX_AREA = 0.3
+CONTENT_PAD = 0.05
+CONTENT_MARGIN = 2 / 128
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    pixel_hash: str
+    phash: str
+    signature: str  # hex of the signature bytes
+
+
+class EvalImage(NamedTuple):
+    """The fingerprint of an evaluation image that training images must not match."""
+
+    phash: str
+    signature: str
+    pixel_hash: str
+    information: float | None = None
+
+
+@dataclass(frozen=True)
+class Signature:
+    """A parsed signature."""
+
+    gray: bytes  # side*side grayscale thumbnail
+    size: tuple[int, int]  # (width, height) of the decoded image
+    chroma: np.ndarray  # (2, 8, 8) float32 Cb, Cr
+    content: bytes | None = None  # thumbnail of the content box, same side as gray
+    content_area: float = 1.0  # the content box's share of the picture
+
+    @property
+    def side(self) -> int:
+        return math.isqrt(len(self.gray))
+
+    def pixels(self, content: bool = False) -> np.ndarray:
+        data = self.content if content else self.gray
+        return np.frombuffer(data, np.uint8).astype(np.float32).reshape(self.side, self.side)
+
+
+def fingerprint(rgb, gray) -> Fingerprint:
+    """The fingerprint of a flattened RGB Pillow image; ``gray``: its "L" copy at a longer
+    side of <= 512 px (the pHash is taken there, so it does not depend on the scale)."""
+    import imagehash
+    import xxhash
+    from PIL import Image
+
+    digest = xxhash.xxh3_128(f"{rgb.width}x{rgb.height}:".encode())
+    digest.update(rgb.tobytes())
+    chroma = rgb.resize((CHROMA_SIDE, CHROMA_SIDE), Image.Resampling.BOX, reducing_gap=1.0)
+    _, cb, cr = chroma.convert("YCbCr").split()
+    signature = pack_signature(
+        thumbnail(gray, SIGNATURE_SIDE).tobytes(),
+        rgb.width,
+        rgb.height,
+        cb.tobytes() + cr.tobytes(),
+        content_thumbnail(gray, SIGNATURE_SIDE),
+    )
+    return Fingerprint(digest.hexdigest(), str(imagehash.phash(gray)), signature.hex())
+
+
+def thumbnail(gray, side: int, box: tuple[float, float, float, float] | None = None):
+    """side x side thumbnail of a Pillow "L" image (or of ``box`` of it): an integer reduce
+    to within 2x of the side, then bilinear, whose support widens with the downscale.
+    Not Pillow's BOX filter: it weighs each source pixel 1 or 0 by where its centre falls,
+    so a picture and its resized copy disagree by up to a source pixel at every edge, which
+    is past the rule's bound for thin lines and glyphs."""
+    from PIL import Image
+
+    return gray.resize((side, side), Image.Resampling.BILINEAR, box=box, reducing_gap=2.0)
+
+
+def content_thumbnail(gray, side: int) -> tuple[bytes, float] | None:
+    """(thumbnail of the content box, the box's share of the picture) of a Pillow "L" image,
+    or None when it has no content, the box is not small, or it has fewer than side * side
+    pixels (an upscale would be blurred by the picture's own downscale)."""
+    from PIL import Image
+
+    scale = CONTENT_SCAN_SIDE / max(gray.size)
+    small = gray
+    if scale < 1:
+        size = (max(1, round(gray.width * scale)), max(1, round(gray.height * scale)))
+        small = gray.resize(size, Image.Resampling.BOX)
+    a = np.asarray(small, dtype=np.float32)
+    border = np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
+    deviation = np.abs(a - np.median(border))
+    mask = deviation > max(CONTENT_MIN_CONTRAST, CONTENT_REL_CONTRAST * float(deviation.max()))
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    if rows.size == 0:
+        return None
+    y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    area = (y1 - y0) * (x1 - x0) / a.size
+    if area >= CONTENT_MAX_AREA:
+        return None
+    margin = CONTENT_MARGIN * max(a.shape)
+    pad_y, pad_x = CONTENT_PAD * (y1 - y0) + margin, CONTENT_PAD * (x1 - x0) + margin
+    fy, fx = gray.height / a.shape[0], gray.width / a.shape[1]
+    box = (
+        max(0.0, (x0 - pad_x) * fx),
+        max(0.0, (y0 - pad_y) * fy),
+        min(float(gray.width), (x1 + pad_x) * fx),
+        min(float(gray.height), (y1 + pad_y) * fy),
+    )
+    if (box[2] - box[0]) * (box[3] - box[1]) < side * side:
+        return None
+    return thumbnail(gray, side, box).tobytes(), area
+
+
+def pack_signature(
+    gray: bytes, width: int, height: int, cbcr: bytes, content: tuple[bytes, float] | None = None
+) -> bytes:
+    """``gray``: side*side bytes; ``cbcr``: the 8x8 Cb plane then the 8x8 Cr plane;
+    ``content``: the content box's thumbnail (side*side bytes) and its area share."""
+    if len(cbcr) != 2 * CHROMA_SIDE * CHROMA_SIDE:
+        raise ValueError(f"chroma must be 2 x {CHROMA_SIDE}x{CHROMA_SIDE} bytes, got {len(cbcr)}")
+    if math.isqrt(len(gray)) ** 2 != len(gray) or len(gray) < 16 * 16:
+        raise ValueError(f"the gray thumbnail must be square and at least 16x16, got {len(gray)}")
+    out = gray + TAIL_MAGIC + struct.pack("<II", width, height) + cbcr
+    if content is not None:
+        box, area = content
+        if len(box) != len(gray):
+            raise ValueError("the content thumbnail must have the gray thumbnail's size")
+        out += CONTENT_MAGIC + struct.pack("<H", round(min(max(area, 0.0), 1.0) * 65535)) + box
+    return out
+
+
+def parse_signature(sig: bytes) -> Signature:
+    """The parts of a signature; ValueError for bytes ``pack_signature`` did not write."""
+    rest = len(sig) - TAIL_BYTES - CONTENT_HEADER
+    for n, has_content in ((len(sig) - TAIL_BYTES, False), (rest // 2 if rest > 0 else -1, True)):
+        if n <= 0 or math.isqrt(n) ** 2 != n or sig[n : n + len(TAIL_MAGIC)] != TAIL_MAGIC:
+            continue
+        at = n + len(TAIL_MAGIC)
+        size = struct.unpack_from("<II", sig, at)
+        chroma = np.frombuffer(sig, np.uint8, 2 * CHROMA_SIDE * CHROMA_SIDE, at + 8)
+        chroma = chroma.astype(np.float32).reshape(2, CHROMA_SIDE, CHROMA_SIDE)
+        if not has_content:
+            return Signature(sig[:n], size, chroma)
+        at = n + TAIL_BYTES
+        if 2 * n + TAIL_BYTES + CONTENT_HEADER == len(sig) and sig[at : at + 2] == CONTENT_MAGIC:
+            (area,) = struct.unpack_from("<H", sig, at + len(CONTENT_MAGIC))
+            return Signature(sig[:n], size, chroma, sig[at + CONTENT_HEADER :], area / 65535)
+    raise ValueError(f"not a dedup signature ({len(sig)} bytes); rebuild with image_decode")

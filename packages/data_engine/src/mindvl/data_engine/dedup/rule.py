@@ -1,0 +1,90 @@
+"""The near-duplicate rule: every threshold of dedup in one frozen object.
+
+The recipe's ``dedup.near`` knobs map onto it (``NearRule.from_spec``); the rest are the
+comparison's bounds, set on the corpus kit and the 20k benchmark corpus (how, with which
+numbers: docs/DEDUP.md, ``bench/dedup_quality.py``). Steps receive the rule, never a
+module constant, so changing a bound changes it everywhere, the screens included.
+
+The screens are cheap rejections in front of the full comparison. Each bounds a distance
+that is a relaxation of the comparison's: a coarser grid of crops or a lower resolution
+can only find a best crop as good as, or worse than, the full search up to resampling
+noise, so a screen bound above ``max_p99`` by a margin rejects only pairs the full search
+rejects too. ``unscreened()`` turns them off; a test checks on the corpus kit that doing so
+changes no decision (``tests/data_engine/test_dedup_corpus.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class NearRule:
+    # recipe knobs (``NearDedupSpec``)
+    enabled: bool = True
+    max_hamming: int = 10  # pHash bits a candidate pair may differ by
+    crop_only_beyond: int = 6  # further pairs must have the sizes of a crop
+    min_information: float = 0.0  # flatter images get exact dedup only
+    verify: bool = True  # compare candidate pairs (else every candidate pair is a duplicate)
+    index: Literal["auto", "exact", "sampled"] = "auto"
+    sampled_recall: float = 0.99
+    crowded_bucket: int = 64  # m: a bucket with > m(m-1)/2 close pairs is crowded
+    detail_max_hamming: int = 8  # in a crowded bucket pairs must be this close in detail
+    # gray thumbnails at the best crop: 99th percentile and largest |z difference|
+    max_p99: float = 0.5
+    max_peak: float = 1.0
+    # content boxes, when both pictures have one of similar area (within the ratio)
+    content_max_area_ratio: float = 1.5
+    content_max_p99: float = 0.55
+    content_max_peak: float = 2.0
+    # colour: relative chroma difference (up to a saturation change) and mean hue angle
+    max_chroma: float = 0.25
+    saturation_scale: float = 1.25
+    chroma_floor: float = 8.0  # per cell, so near-grey pictures are not judged on noise
+    max_hue_degrees: float = 15.0
+    hue_min_saturation: float = 16.0  # cells less saturated than this have no hue
+    # sizes: a crop must turn one aspect ratio into the other's within this |log ratio|;
+    # a far pair's smaller image must keep at least this share of each side
+    max_aspect_log: float = 0.05
+    crop_min_kept: float = 0.8
+    # screens (None: off): 16x16 coarse grid over all pairs of a bucket, 24x24 full
+    # search per pair, and the 48x48 coarse grid's best above which refinement is skipped
+    screen_max: float | None = 1.4
+    prescreen_max: float | None = 1.2
+    give_up_above: float | None = 0.8
+
+    def __post_init__(self) -> None:
+        for name in ("screen_max", "prescreen_max", "give_up_above"):
+            bound = getattr(self, name)
+            if bound is not None and bound < self.max_p99:
+                raise ValueError(f"{name} {bound} is below max_p99 {self.max_p99}: it would "
+                                 "reject pairs the comparison accepts")  # fmt: skip
+
+    @classmethod
+    def from_spec(cls, near) -> NearRule:  # noqa: ANN001 (a NearDedupSpec)
+        """The rule of a recipe's ``dedup.near``."""
+        return cls(**{k: getattr(near, k) for k in _SPEC_KEYS})
+
+    def unscreened(self) -> NearRule:
+        """The same rule without its screens (every pair gets the full comparison)."""
+        return replace(self, screen_max=None, prescreen_max=None, give_up_above=None)
+
+    @property
+    def pair_radius(self) -> int:
+        """The pHash distance pairs are sought up to: pairs beyond ``crop_only_beyond`` are
+        kept only when the comparison sees a crop's sizes, so without it the radius stops."""
+        return self.max_hamming if self.verify else min(self.max_hamming, self.crop_only_beyond)
+
+
+_SPEC_KEYS = (
+    "enabled",
+    "max_hamming",
+    "crop_only_beyond",
+    "min_information",
+    "verify",
+    "index",
+    "sampled_recall",
+    "crowded_bucket",
+    "detail_max_hamming",
+)
