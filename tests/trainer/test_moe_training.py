@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 import torch
-from test_loop_distributed import _spawn
+from dist_helpers import spawn
 
 from mindvl.common.errors import UserError
 from mindvl.trainer.data.synth_shards import train_test_tokenizer, write_stage
@@ -50,7 +50,7 @@ def test_two_ranks_match_one_with_router_losses_and_bias_updates(tmp_path, confi
     out = capsys.readouterr().out
     assert "active per token" in out and "top-2 of 4 experts (sigmoid)" in out
     cfg = config.model_copy(update={"distributed": "fsdp", "checkpoint_every": 2})
-    rows = _spawn(cfg, tmp_path / "two")
+    rows = spawn(cfg, tmp_path / "two", 2)
     for a, b in zip(single, rows, strict=True):
         for key in PARTS:
             assert b[key] == pytest.approx(a[key], rel=1e-5, abs=1e-7), key
@@ -67,7 +67,7 @@ def test_two_ranks_match_one_with_router_losses_and_bias_updates(tmp_path, confi
     torch.testing.assert_close(one[0], two[0])
     # resume both ranks from step 2: step 3 repeats exactly (biases come from the checkpoint)
     shutil.rmtree(tmp_path / "two" / "checkpoints" / "step-00000003")
-    again = _spawn(cfg, tmp_path / "two", resume=True)
+    again = spawn(cfg, tmp_path / "two", 2, resume=True)
     assert [again[2][k] for k in PARTS] == [rows[2][k] for k in PARTS]
 
 

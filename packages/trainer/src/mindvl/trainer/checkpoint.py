@@ -66,8 +66,13 @@ def _barrier(world: int) -> None:
 def _full_optimizer_state(model, optimizer) -> dict:
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
 
-    opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
-    return get_optimizer_state_dict(model, optimizer, options=opts)
+    from mindvl.trainer.device.expert_parallel import expert_parameter_names, gather_expert_state
+
+    # expert parallelism: every rank needs its experts' full slices to join them
+    ep = bool(expert_parameter_names(model))
+    opts = StateDictOptions(full_state_dict=True, cpu_offload=not ep)
+    state = get_optimizer_state_dict(model, optimizer, options=opts)
+    return gather_expert_state(model, state, optimizer=True)
 
 
 def save_checkpoint(
@@ -115,7 +120,10 @@ def load_training_state(path: Path, model, optimizer, scheduler, rank: int) -> t
     """
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
 
+    from mindvl.trainer.device.expert_parallel import local_expert_state
+
     optim = torch.load(path / "optimizer.pt", map_location="cpu", weights_only=False)
+    optim = local_expert_state(model, optim, optimizer=True)  # expert parallelism: own slice
     set_optimizer_state_dict(
         model, optimizer, optim, options=StateDictOptions(full_state_dict=True)
     )

@@ -35,7 +35,9 @@ from mindvl.trainer.checkpoint import latest_checkpoint, load_training_state, sa
 from mindvl.trainer.data.loader import PackedLoader
 from mindvl.trainer.data.packing import PackBudget
 from mindvl.trainer.data.stream import StageData, StreamSettings
-from mindvl.trainer.device.parallel import no_grad_sync, parallelize
+from mindvl.trainer.device.expert_parallel import expert_parameter_names, gather_expert_state
+from mindvl.trainer.device.mesh import check_layout
+from mindvl.trainer.device.parallel import clip_grad_norm_sharded, no_grad_sync, parallelize
 from mindvl.trainer.metrics import MetricsWriter
 from mindvl.trainer.model.moe import parameter_counts
 from mindvl.trainer.moe_training import MoETraining
@@ -119,9 +121,12 @@ def save_model_fn(core, wrapped, rt: Runtime, strategy: str, tokenizer_dir, infe
 
             from mindvl.trainer.model import MindVL
 
+            # expert parallelism: every rank needs its experts' full slices to join them
+            ep = bool(expert_parameter_names(wrapped))
             full = get_model_state_dict(
-                wrapped, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
+                wrapped, options=StateDictOptions(full_state_dict=True, cpu_offload=not ep)
             )
+            full = gather_expert_state(wrapped, full)
             if rt.rank == 0:
                 plain = MindVL.from_config(core.config)
                 plain.load_state_dict(full)
@@ -170,9 +175,11 @@ def _run(cfg: StageConfig, out: Path, resume: bool, config_text: str, rt: Runtim
     if rt.distributed and cfg.distributed == "none":
         raise UserError(f"{rt.world} processes need distributed: ddp or fsdp in the stage config")
     strategy = cfg.distributed if rt.distributed else "none"
+    experts = core.moe.num_experts if core.moe is not None else None
+    layout = check_layout(rt.world, cfg.parallel.ep, strategy, experts)
     # bf16: FSDP2 casts parameters itself (its compute dtype); otherwise autocast
     fsdp = strategy == "fsdp"
-    model = parallelize(core, strategy, rt.device, cfg.precision if fsdp else "fp32")
+    model = parallelize(core, strategy, rt.device, cfg.precision if fsdp else "fp32", True, layout)
     autocast_bf16 = cfg.precision == "bf16" and not fsdp
     optimizer = make_optimizer(model, cfg)
     check_optimizer_covers(model, optimizer)
@@ -230,7 +237,10 @@ def _run(cfg: StageConfig, out: Path, resume: bool, config_text: str, rt: Runtim
                         objective = objective + moe.objective(outp.router) * (rt.world / n_real)
                     objective.backward()  # backward outside autocast
                 loss_sum += float(outp.loss_sum.detach())
-            grad_norm = _clip(model, cfg.optimizer.grad_clip)
+            if layout.ep > 1:
+                grad_norm = clip_grad_norm_sharded(model, cfg.optimizer.grad_clip)
+            else:
+                grad_norm = _clip(model, cfg.optimizer.grad_clip)
             lr = scheduler.get_last_lr()[0]
             optimizer.step()
             scheduler.step()

@@ -70,6 +70,17 @@ class MoESpec(StrictModel):
     )
 
 
+class ParallelSpec(StrictModel):
+    """Parallel dimensions on the training DeviceMesh (see trainer/device/mesh.py)."""
+
+    ep: int = Field(
+        default=1,
+        gt=0,
+        description="expert parallelism: ranks the routed experts of each MoE layer are split"
+        " over (needs distributed: fsdp; divides the world size and the expert count)",
+    )
+
+
 class InitSpec(StrictModel):
     checkpoint: str | None = Field(
         default=None, description="saved model dir (previous stage output)"
@@ -105,6 +116,7 @@ class StageConfig(StrictModel):
     seed: int = 0
     device: Literal["auto", "cpu", "cuda", "npu"] = "auto"
     distributed: Literal["none", "ddp", "fsdp"] = "none"
+    parallel: ParallelSpec = Field(default_factory=ParallelSpec)
     precision: Literal["fp32", "bf16"] = Field(
         default="fp32",
         description="bf16: matmuls and attention in bfloat16 (autocast; with fsdp, FSDP2's"
