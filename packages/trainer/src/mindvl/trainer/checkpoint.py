@@ -64,15 +64,12 @@ def _barrier(world: int) -> None:
 
 
 def _full_optimizer_state(model, optimizer) -> dict:
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+    from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
 
-    from mindvl.trainer.device.expert_parallel import expert_parameter_names, gather_expert_state
+    from mindvl.trainer.device.expert_parallel import full_state_options, gather_expert_state
 
-    # expert parallelism: every rank needs its experts' full slices to join them
-    ep = bool(expert_parameter_names(model))
-    opts = StateDictOptions(full_state_dict=True, cpu_offload=not ep)
-    state = get_optimizer_state_dict(model, optimizer, options=opts)
-    return gather_expert_state(model, state, optimizer=True)
+    state = get_optimizer_state_dict(model, optimizer, options=full_state_options(model))
+    return gather_expert_state(model, state, optimizer=True)  # expert parallelism: join
 
 
 def save_checkpoint(

@@ -35,9 +35,9 @@ from mindvl.trainer.checkpoint import latest_checkpoint, load_training_state, sa
 from mindvl.trainer.data.loader import PackedLoader
 from mindvl.trainer.data.packing import PackBudget
 from mindvl.trainer.data.stream import StageData, StreamSettings
-from mindvl.trainer.device.expert_parallel import expert_parameter_names, gather_expert_state
+from mindvl.trainer.device.expert_parallel import full_state_options, gather_expert_state
 from mindvl.trainer.device.mesh import check_layout
-from mindvl.trainer.device.parallel import clip_grad_norm_sharded, no_grad_sync, parallelize
+from mindvl.trainer.device.parallel import clip_gradients, no_grad_sync, parallelize
 from mindvl.trainer.metrics import MetricsWriter
 from mindvl.trainer.model.moe import parameter_counts
 from mindvl.trainer.moe_training import MoETraining
@@ -114,19 +114,12 @@ def save_model_fn(core, wrapped, rt: Runtime, strategy: str, tokenizer_dir, infe
 
     def save(path: Path) -> None:
         if strategy == "fsdp" and rt.distributed:
-            from torch.distributed.checkpoint.state_dict import (
-                StateDictOptions,
-                get_model_state_dict,
-            )
+            from torch.distributed.checkpoint.state_dict import get_model_state_dict
 
             from mindvl.trainer.model import MindVL
 
-            # expert parallelism: every rank needs its experts' full slices to join them
-            ep = bool(expert_parameter_names(wrapped))
-            full = get_model_state_dict(
-                wrapped, options=StateDictOptions(full_state_dict=True, cpu_offload=not ep)
-            )
-            full = gather_expert_state(wrapped, full)
+            full = get_model_state_dict(wrapped, options=full_state_options(wrapped))
+            full = gather_expert_state(wrapped, full)  # expert parallelism: join the slices
             if rt.rank == 0:
                 plain = MindVL.from_config(core.config)
                 plain.load_state_dict(full)
@@ -237,10 +230,7 @@ def _run(cfg: StageConfig, out: Path, resume: bool, config_text: str, rt: Runtim
                         objective = objective + moe.objective(outp.router) * (rt.world / n_real)
                     objective.backward()  # backward outside autocast
                 loss_sum += float(outp.loss_sum.detach())
-            if layout.ep > 1:
-                grad_norm = clip_grad_norm_sharded(model, cfg.optimizer.grad_clip)
-            else:
-                grad_norm = _clip(model, cfg.optimizer.grad_clip)
+            grad_norm = clip_gradients(model, cfg.optimizer.grad_clip, layout.ep > 1)
             lr = scheduler.get_last_lr()[0]
             optimizer.step()
             scheduler.step()
@@ -304,11 +294,3 @@ def _run(cfg: StageConfig, out: Path, resume: bool, config_text: str, rt: Runtim
     finally:
         writer.close()
     return rows
-
-
-def _clip(model: torch.nn.Module, max_norm: float | None) -> float:
-    params = [p for p in model.parameters() if p.grad is not None]
-    norm = torch.nn.utils.clip_grad_norm_(params, max_norm if max_norm else float("inf"))
-    if hasattr(norm, "full_tensor"):
-        norm = norm.full_tensor()
-    return float(norm)

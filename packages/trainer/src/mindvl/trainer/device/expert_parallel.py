@@ -110,6 +110,15 @@ def expert_parameter_names(model: nn.Module) -> dict[str, nn.Module]:
     return out
 
 
+def full_state_options(model: nn.Module):
+    """``StateDictOptions`` for a full (unsharded) state dict of ``model``: on CPU, rank 0
+    only; under expert parallelism on every rank, which must then join its experts."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions
+
+    ep = bool(expert_parameter_names(model))
+    return StateDictOptions(full_state_dict=True, cpu_offload=not ep)
+
+
 def _gather(t: torch.Tensor, module) -> torch.Tensor:
     parts = [torch.empty_like(t) for _ in range(module._ep_size)]
     dist.all_gather(parts, t.contiguous(), group=module._ep_group)

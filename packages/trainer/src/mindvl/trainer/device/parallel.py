@@ -106,6 +106,17 @@ def no_grad_sync(model: nn.Module, enabled: bool = True) -> Iterator[None]:
         yield
 
 
+def clip_gradients(model: nn.Module, max_norm: float | None, sharded_meshes: bool) -> float:
+    """Clip the gradients to ``max_norm`` (None: only measure); returns the global norm."""
+    if sharded_meshes:
+        return clip_grad_norm_sharded(model, max_norm)
+    params = [p for p in model.parameters() if p.grad is not None]
+    norm = torch.nn.utils.clip_grad_norm_(params, max_norm if max_norm else float("inf"))
+    if hasattr(norm, "full_tensor"):
+        norm = norm.full_tensor()
+    return float(norm)
+
+
 def clip_grad_norm_sharded(model: nn.Module, max_norm: float | None) -> float:
     """Global gradient norm (and clipping) over FSDP2 shards living on different meshes.
 

@@ -72,9 +72,8 @@ def correction_biases(llm: nn.Module) -> list[torch.Tensor]:
 class RouterTap:
     """Records ``(router_logits, top_k_index)`` of every MoE layer during :meth:`recording`.
 
-    Outside ``recording`` the hooks do nothing (generation, evaluation). Under activation
-    checkpointing the routers run again in backward; those records are dropped at the
-    next ``recording``.
+    Outside ``recording`` the hooks do nothing: generation, and the routers' second run
+    in backward under activation checkpointing (the forward's records are the ones used).
     """
 
     def __init__(self, llm: nn.Module) -> None:
