@@ -25,6 +25,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from mindvl.common.errors import UserError
 from mindvl.trainer.model.moe import routed_expert_modules
 
 EXPERT_WEIGHTS = ("gate_up_proj", "down_proj")
@@ -57,6 +58,8 @@ def _ep_forward(self, hidden_states, top_k_index, top_k_weights):
     order = torch.argsort(flat, stable=True)
     rows = hidden_states[order // k]
     counts = torch.bincount(flat, minlength=n_local * ep)
+    if counts.numel() != n_local * ep:
+        raise RuntimeError(f"router picked expert {int(flat.max())} of {n_local * ep}")
     received = torch.empty_like(counts)
     dist.all_to_all_single(received, counts, group=group)  # (source rank, local expert)
     send = counts.view(ep, n_local).sum(1).tolist()
@@ -74,8 +77,8 @@ def _ep_forward(self, hidden_states, top_k_index, top_k_weights):
     down = _ScaleGrad.apply(self.down_proj, 1.0 / ep)
     outs = []
     for e, x in enumerate(tokens[by_expert].split(per_expert)):
-        gate, up = nn.functional.linear(x, gate_up[e]).chunk(2, dim=-1)
-        outs.append(nn.functional.linear(self.act_fn(gate) * up, down[e]))
+        hidden = self._apply_gate(nn.functional.linear(x, gate_up[e]))  # act(gate) * up
+        outs.append(nn.functional.linear(hidden, down[e]))
     computed = torch.cat(outs) if outs else tokens
     back = torch.empty_like(computed).index_copy(0, by_expert, computed)
     results = _all_to_all(back, send, recv, group)
@@ -89,6 +92,13 @@ def shard_experts(llm: nn.Module, ep_mesh) -> None:
     ep, rank = ep_mesh.size(), ep_mesh.get_local_rank()
     group = ep_mesh.get_group()
     for experts in routed_expert_modules(llm):
+        names = sorted(n for n, _ in experts.named_parameters())
+        layout_ok = not getattr(experts, "is_transposed", True) and hasattr(experts, "_apply_gate")
+        if names != sorted(EXPERT_WEIGHTS) or not layout_ok:
+            raise UserError(
+                f"expert parallelism needs transformers' grouped experts (gate_up_proj,"
+                f" down_proj, not transposed); {type(experts).__name__} has {names}"
+            )
         total = experts.gate_up_proj.shape[0]
         n_local = total // ep
         for name in EXPERT_WEIGHTS:
