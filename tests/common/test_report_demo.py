@@ -228,3 +228,24 @@ def test_missing_optional_fields_give_na(inputs):
     assert "index.parquet: n/a (index.parquet not found)." in text
     assert "| warmup | 1 | 3.0000 | 3.0000 | n/a | n/a | n/a | n/a | n/a |" in text
     assert "1 unreadable line(s) skipped" in text
+
+
+def test_moe_run_gets_a_routing_balance_chart(tmp_path):
+    from mindvl.common.report.document import Document, render_markdown
+    from mindvl.common.report.train_sections import routing_series, training_sections
+
+    run = make_run(tmp_path / "moe", [3.0, 2.0])
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    for r in rows:
+        r.update({"experts_l1_cv": 0.5 / r["step"], "experts_l2_cv": 0.2, "experts_l1_min": 3.0})
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert routing_series(rows) == {
+        "layer 1": [(1, 0.5), (2, 0.25)],
+        "layer 2": [(1, 0.2), (2, 0.2)],
+    }
+    many = [{"step": 1, **{f"experts_l{i}_cv": float(i) for i in range(8)}}]
+    assert routing_series(many) == {"mean of layers": [(1, 3.5)], "worst layer": [(1, 7.0)]}
+    section = training_sections({"moe": run, "dense": make_run(tmp_path / "dense", [1.0])})
+    doc = Document(title="t", headline="h", sections=[section])
+    assert doc.charts() == 3  # two loss curves, one routing chart (the dense run has none)
+    assert render_markdown(doc).count("tokens routed to each expert") == 1

@@ -1,4 +1,5 @@
-"""SIGKILL a training process mid-run, resume: later losses equal an uninterrupted run's."""
+"""SIGKILL a training process mid-run, resume: later losses equal an uninterrupted run's
+(dense, and a DeepSeek-V3-style MoE whose router biases move every step)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import pytest
 import torch
 import yaml
 
@@ -23,7 +25,7 @@ from mindvl.trainer.stage_config import load_stage
 STEPS = 6
 
 
-def _stage_yaml(d: Path) -> Path:
+def _stage_yaml(d: Path, model: str = "tiny") -> Path:
     tok = train_test_tokenizer(d / "tok")
     write_stage(d / "stage", tok, n_samples=48, n_shards=2, long_tail=60)
     cfg = {
@@ -32,7 +34,9 @@ def _stage_yaml(d: Path) -> Path:
         "seq_len": 256,
         "tokens_per_step": 512,
         "steps": STEPS,
-        "init": {"config": "tiny"},
+        "init": {"config": model},
+        # MoE: router losses in the objective and bias updates that must resume exactly
+        "moe": {"aux_loss_coef": 0.01, "z_loss_coef": 0.001, "bias_update_rate": 0.01},
         "optimizer": {"lr": 0.003},
         "schedule": {"warmup_steps": 2},
         "checkpoint_every": 2,
@@ -58,8 +62,9 @@ def _rows(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def test_sigkill_then_resume_continues_exactly(tmp_path):
-    stage = _stage_yaml(tmp_path)
+@pytest.mark.parametrize("model", ["tiny", "tiny_deepseek_v3"])
+def test_sigkill_then_resume_continues_exactly(tmp_path, model):
+    stage = _stage_yaml(tmp_path, model)
     cfg = load_stage(stage)
     reference = {r["step"]: r for r in run_stage(cfg, tmp_path / "ref")}
 

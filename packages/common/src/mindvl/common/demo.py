@@ -177,7 +177,9 @@ def run_reduced(out: Path, size: DemoSize, seed: int, pipelines: Path) -> Path:
     return report
 
 
-def run_demo(out: Path, size: DemoSize, seed: int, pipelines: Path) -> tuple[Path, Path]:
+def run_demo(
+    out: Path, size: DemoSize, seed: int, pipelines: Path, model: str = "small"
+) -> tuple[Path, Path]:
     s = _start(out)
     corpus, heldout, tok = _corpora(s, out, size, seed)
     builds = {k: out / "builds" / k for k in ("heldout", "warmup", "multitask", "sft")}
@@ -194,7 +196,7 @@ def run_demo(out: Path, size: DemoSize, seed: int, pipelines: Path) -> tuple[Pat
     s.run("build warmup", ["data", "build", str(data / "warmup.yaml"), "--out", str(builds["warmup"]),
                            *_vars(**common, budget=size.budgets["warmup"])])  # fmt: skip
     s.run("train warmup", ["train", "run", str(demo / "warmup.yaml"), "--out", str(runs["warmup"]),
-                           *_vars(shards=builds["warmup"], steps=size.steps["warmup"], model="small", threads=2)])  # fmt: skip
+                           *_vars(shards=builds["warmup"], steps=size.steps["warmup"], model=model, threads=2)])  # fmt: skip
     warm = runs["warmup"] / "model"
     s.run("build multitask (recaptioned)", ["data", "build", str(data / "multitask.yaml"), "--out",
                                             str(builds["multitask"]), *_vars(**common, budget=size.budgets["multitask"],
@@ -224,7 +226,7 @@ def run_demo(out: Path, size: DemoSize, seed: int, pipelines: Path) -> tuple[Pat
 
     runs_for_report = {**runs, "multitask_avg": averaged}
     return write_demo_report(out, builds, runs_for_report, eval_report,
-                             {"timings": s.timings, "title": "mindvl demo", "seed": seed})  # fmt: skip
+                             {"timings": s.timings, "title": "mindvl demo", "seed": seed, "model": model})  # fmt: skip
 
 
 @click.command("demo")
@@ -233,9 +235,12 @@ def run_demo(out: Path, size: DemoSize, seed: int, pipelines: Path) -> tuple[Pat
               help="full: the README demo (<= 15 min on 2 cores); small: a smoke run; "
                    "reduced: the multitask stage on scenes only, the CI check that it learns")  # fmt: skip
 @click.option("--seed", default=0, show_default=True)
+@click.option("--model", type=click.Choice(["small", "small_moe"]), default="small", show_default=True,
+              help="small: dense LLM; small_moe: DeepSeek-V3-style MoE LLM (router balancing, "
+                   "per-expert load in the report)")  # fmt: skip
 @click.option("--pipelines", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="folder of data/, demo/ and eval/ configs (default: the checkout's pipelines/)")  # fmt: skip
-def demo_command(out: Path, size: str, seed: int, pipelines: Path | None) -> None:
+def demo_command(out: Path, size: str, seed: int, model: str, pipelines: Path | None) -> None:
     """Run the whole recipe on a synthetic corpus: data builds on Ray, 3-stage training,
     averaging, resolution search, evaluation, and a report."""
     pipes = pipelines or PIPELINES
@@ -246,5 +251,5 @@ def demo_command(out: Path, size: str, seed: int, pipelines: Path | None) -> Non
         report = run_reduced(out, SIZES[size], seed, pipes)
         click.echo(f"reduced run finished in {time.time() - t0:.0f}s: {report}")
         return
-    md, html = run_demo(out, SIZES[size], seed, pipes)
+    md, html = run_demo(out, SIZES[size], seed, pipes, model)
     click.echo(f"demo finished in {time.time() - t0:.0f}s: {md} and {html}")

@@ -64,10 +64,12 @@ def _barrier(world: int) -> None:
 
 
 def _full_optimizer_state(model, optimizer) -> dict:
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+    from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
 
-    opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
-    return get_optimizer_state_dict(model, optimizer, options=opts)
+    from mindvl.trainer.device.expert_parallel import full_state_options, gather_expert_state
+
+    state = get_optimizer_state_dict(model, optimizer, options=full_state_options(model))
+    return gather_expert_state(model, state, optimizer=True)  # expert parallelism: join
 
 
 def save_checkpoint(
@@ -115,7 +117,10 @@ def load_training_state(path: Path, model, optimizer, scheduler, rank: int) -> t
     """
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
 
+    from mindvl.trainer.device.expert_parallel import local_expert_state
+
     optim = torch.load(path / "optimizer.pt", map_location="cpu", weights_only=False)
+    optim = local_expert_state(model, optim, optimizer=True)  # expert parallelism: own slice
     set_optimizer_state_dict(
         model, optimizer, optim, options=StateDictOptions(full_state_dict=True)
     )

@@ -7,7 +7,10 @@ micro-batch then back-propagates ``loss_sum * world / N``: DDP and FSDP average 
 over ranks (divide by ``world``), so the applied gradient is exactly
 ``sum over every loss token of the global batch / N`` — a token mean over the global batch,
 independent of how samples were packed, split into micro-batches or spread over ranks.
-The logged loss is the all-reduced loss sum over ``N``.
+The logged loss is the all-reduced loss sum over ``N``. MoE LLMs add their router losses
+(balancing, z-loss) normalised by the global batch's real-token count the same way
+(:mod:`mindvl.trainer.moe_training`); ``loss`` is then the whole objective and
+``ce_loss``/``aux_loss``/``z_loss`` its parts.
 
 The step's micro-batches come from the rank's logical data streams in round robin, so the
 global batch is a function of the data and ``data.streams`` only: 1 process with 2 streams
@@ -26,13 +29,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mindvl.common.config import load_model
 from mindvl.common.errors import UserError
 from mindvl.trainer.checkpoint import latest_checkpoint, load_training_state, save_checkpoint
 from mindvl.trainer.data.loader import PackedLoader
 from mindvl.trainer.data.packing import PackBudget
 from mindvl.trainer.data.stream import StageData, StreamSettings
-from mindvl.trainer.device.parallel import no_grad_sync, parallelize
+from mindvl.trainer.device.expert_parallel import full_state_options, gather_expert_state
+from mindvl.trainer.device.mesh import check_layout
+from mindvl.trainer.device.parallel import clip_gradients, no_grad_sync, parallelize
 from mindvl.trainer.metrics import MetricsWriter
+from mindvl.trainer.model.moe import parameter_counts
+from mindvl.trainer.moe_training import MoETraining
 from mindvl.trainer.runtime import Runtime, start_runtime
 from mindvl.trainer.stage_config import StageConfig
 from mindvl.trainer.trainable import apply_trainable, check_optimizer_covers
@@ -59,8 +67,8 @@ def build_model(cfg: StageConfig, data: StageData, weights: Path | None):
             tok = data.tokenizer
             eos = tok.hf.convert_tokens_to_ids("<|endoftext|>")
             mc = PRESETS[spec](len(tok.hf), tok.image_pad_id, eos_token_id=eos)
-        elif isinstance(spec, str):
-            mc = MindVLConfig.model_validate_json(Path(spec).read_text())
+        elif isinstance(spec, str):  # a YAML or JSON file
+            mc = load_model(spec, MindVLConfig)
         else:
             mc = MindVLConfig.model_validate(spec)
         model = MindVL.from_config(mc)
@@ -106,16 +114,12 @@ def save_model_fn(core, wrapped, rt: Runtime, strategy: str, tokenizer_dir, infe
 
     def save(path: Path) -> None:
         if strategy == "fsdp" and rt.distributed:
-            from torch.distributed.checkpoint.state_dict import (
-                StateDictOptions,
-                get_model_state_dict,
-            )
+            from torch.distributed.checkpoint.state_dict import get_model_state_dict
 
             from mindvl.trainer.model import MindVL
 
-            full = get_model_state_dict(
-                wrapped, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
-            )
+            full = get_model_state_dict(wrapped, options=full_state_options(wrapped))
+            full = gather_expert_state(wrapped, full)  # expert parallelism: join the slices
             if rt.rank == 0:
                 plain = MindVL.from_config(core.config)
                 plain.load_state_dict(full)
@@ -150,8 +154,13 @@ def _run(cfg: StageConfig, out: Path, resume: bool, config_text: str, rt: Runtim
         print(f"no checkpoint under {out}; starting from the beginning", flush=True)
     core = build_model(cfg, data, ckpt / "model" if ckpt else None)
     table = apply_trainable(core, cfg.trainable)
+    moe = MoETraining(cfg.moe, core) if core.moe is not None else None
     if rt.rank == 0:
         print(table, flush=True)
+        total_params, active_params = parameter_counts(core, core.llm)
+        print(f"parameters: {total_params:,} total, {active_params:,} active per token", flush=True)
+        if moe is not None:
+            print(moe.describe(), flush=True)
     from mindvl.trainer.device.attention import apply_attention_backend, default_backend_name
 
     core.to(rt.device)
@@ -159,9 +168,11 @@ def _run(cfg: StageConfig, out: Path, resume: bool, config_text: str, rt: Runtim
     if rt.distributed and cfg.distributed == "none":
         raise UserError(f"{rt.world} processes need distributed: ddp or fsdp in the stage config")
     strategy = cfg.distributed if rt.distributed else "none"
+    experts = core.moe.num_experts if core.moe is not None else None
+    layout = check_layout(rt.world, cfg.parallel.ep, strategy, experts)
     # bf16: FSDP2 casts parameters itself (its compute dtype); otherwise autocast
     fsdp = strategy == "fsdp"
-    model = parallelize(core, strategy, rt.device, cfg.precision if fsdp else "fp32")
+    model = parallelize(core, strategy, rt.device, cfg.precision if fsdp else "fp32", True, layout)
     autocast_bf16 = cfg.precision == "bf16" and not fsdp
     optimizer = make_optimizer(model, cfg)
     check_optimizer_covers(model, optimizer)
@@ -204,7 +215,8 @@ def _run(cfg: StageConfig, out: Path, resume: bool, config_text: str, rt: Runtim
             t0 = time.perf_counter()
             packs = [next(batches) for _ in range(micro)]
             local = sum(count_loss_tokens(b.labels, b.cu_seqlens) for b in packs)
-            n_loss = rt.all_reduce_sum([float(local)])[0]
+            local_real = sum(b.real_tokens for b in packs)
+            n_loss, n_real = rt.all_reduce_sum([float(local), float(local_real)])
             if n_loss == 0:
                 raise RuntimeError(f"step {step + 1}: no loss tokens in the global batch")
             scale = rt.world / n_loss
@@ -213,13 +225,17 @@ def _run(cfg: StageConfig, out: Path, resume: bool, config_text: str, rt: Runtim
                 with no_grad_sync(model, enabled=i < micro - 1):
                     with torch.autocast(rt.device.type, torch.bfloat16, enabled=autocast_bf16):
                         outp = model(b.to(rt.device))
-                    (outp.loss_sum * scale).backward()  # backward outside autocast
+                    objective = outp.loss_sum * scale
+                    if moe is not None:
+                        objective = objective + moe.objective(outp.router) * (rt.world / n_real)
+                    objective.backward()  # backward outside autocast
                 loss_sum += float(outp.loss_sum.detach())
-            grad_norm = _clip(model, cfg.optimizer.grad_clip)
+            grad_norm = clip_gradients(model, cfg.optimizer.grad_clip, layout.ep > 1)
             lr = scheduler.get_last_lr()[0]
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
+            moe_fields = moe.finish_step(rt.all_reduce_sum, n_real) if moe is not None else {}
             step += 1
             real = sum(b.real_tokens for b in packs)
             patches = sum(
@@ -244,6 +260,10 @@ def _run(cfg: StageConfig, out: Path, resume: bool, config_text: str, rt: Runtim
                 "step_s": dt,
                 "tokens_seen": seen,
             }
+            if moe is not None:
+                row["ce_loss"] = row["loss"]
+                row["loss"] = moe.total_loss(row["ce_loss"], moe_fields)
+                row.update(moe_fields)
             rows.append(row)
             if step % cfg.log_every == 0 or step == total:
                 writer.log(row, total)
@@ -274,11 +294,3 @@ def _run(cfg: StageConfig, out: Path, resume: bool, config_text: str, rt: Runtim
     finally:
         writer.close()
     return rows
-
-
-def _clip(model: torch.nn.Module, max_norm: float | None) -> float:
-    params = [p for p in model.parameters() if p.grad is not None]
-    norm = torch.nn.utils.clip_grad_norm_(params, max_norm if max_norm else float("inf"))
-    if hasattr(norm, "full_tensor"):
-        norm = norm.full_tensor()
-    return float(norm)

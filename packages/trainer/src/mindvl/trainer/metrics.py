@@ -2,7 +2,10 @@
 
 Each row: step, loss (token mean over the global batch), lr, tokens/s (real LLM tokens,
 all ranks), padding fraction, LLM vs ViT tokens (ViT = 14px patches), samples per pack,
-grad norm and seconds per step. TensorBoard is written only when the stage asks for it
+grad norm and seconds per step. MoE runs add the loss parts (``ce_loss``, ``aux_loss``,
+``z_loss``; ``loss`` is then their weighted sum) and, per MoE layer ``L``, the tokens routed
+to each expert as ``experts_lL_min``, ``experts_lL_max`` and ``experts_lL_cv`` (coefficient
+of variation; 0 = perfectly balanced). TensorBoard is written only when the stage asks for it
 and ``torch.utils.tensorboard`` imports.
 """
 
@@ -51,7 +54,8 @@ class MetricsWriter:
         print(
             f"step {row['step']}/{total_steps} loss {row['loss']:.4f} lr {row['lr']:.2e} "
             f"tok/s {row['tokens_per_s']:.0f} pad {row['padding']:.1%} "
-            f"samples/pack {row['samples_per_pack']:.1f}",
+            f"samples/pack {row['samples_per_pack']:.1f}"
+            + (f" aux {row['aux_loss']:.4f}" if "aux_loss" in row else ""),
             flush=True,
         )
 

@@ -52,13 +52,43 @@ class ScheduleSpec(StrictModel):
     )
 
 
+class MoESpec(StrictModel):
+    """Router balancing for mixture-of-experts LLMs (ignored for dense ones)."""
+
+    aux_loss_coef: float | None = Field(
+        default=None,
+        ge=0,
+        description="weight of the Switch/GShard balancing loss (default: the LLM config's"
+        " router_aux_loss_coef, 0 where it has none, e.g. deepseek_v3)",
+    )
+    z_loss_coef: float = Field(default=0.0, ge=0, description="weight of the router z-loss")
+    bias_update_rate: float = Field(
+        default=0.0,
+        ge=0,
+        description="aux-loss-free balancing (routers with e_score_correction_bias): after"
+        " each step bias += rate * sign(mean load - load); 0 = off",
+    )
+
+
+class ParallelSpec(StrictModel):
+    """Parallel dimensions on the training DeviceMesh (see trainer/device/mesh.py)."""
+
+    ep: int = Field(
+        default=1,
+        gt=0,
+        description="expert parallelism: ranks the routed experts of each MoE layer are split"
+        " over (needs distributed: fsdp; divides the world size and the expert count)",
+    )
+
+
 class InitSpec(StrictModel):
     checkpoint: str | None = Field(
         default=None, description="saved model dir (previous stage output)"
     )
     config: str | dict[str, Any] | None = Field(
         default=None,
-        description="MindVLConfig (file or mapping), or a preset: 'tiny' (tests), 'small' (demo)",
+        description="MindVLConfig (file or mapping), or a preset: 'tiny' (tests), 'small' (demo),"
+        " 'tiny_qwen3_moe', 'tiny_deepseek_v3' (MoE tests), 'small_moe' (MoE demo)",
     )
 
     @model_validator(mode="after")
@@ -80,11 +110,13 @@ class StageConfig(StrictModel):
     init: InitSpec
     trainable: list[str] = Field(default_factory=lambda: ["all"], description="'all' or parts")
     packing: PackingSpec = Field(default_factory=PackingSpec)
+    moe: MoESpec = Field(default_factory=MoESpec)
     checkpoint_every: int = Field(default=0, ge=0, description="steps; 0 = only at the end")
     keep_checkpoints: int = Field(default=2, gt=0)
     seed: int = 0
     device: Literal["auto", "cpu", "cuda", "npu"] = "auto"
     distributed: Literal["none", "ddp", "fsdp"] = "none"
+    parallel: ParallelSpec = Field(default_factory=ParallelSpec)
     precision: Literal["fp32", "bf16"] = Field(
         default="fp32",
         description="bf16: matmuls and attention in bfloat16 (autocast; with fsdp, FSDP2's"

@@ -3,10 +3,14 @@ each run directory's ``metrics.jsonl`` (one JSON object per step, written by the
 trainer's ``MetricsWriter``: step, loss, lr, tokens_per_s, padding, samples_per_pack,
 step_s, tokens_seen, ...). A ``val_loss`` field, where a row carries one, is drawn as a
 second curve. A run without metrics (an averaged checkpoint, a failed step) shows "n/a".
+MoE runs (rows with ``experts_l{layer}_cv``, the coefficient of variation of the tokens
+each expert of that layer got) add a routing-balance chart: one curve per MoE layer, or the
+mean and worst layer when there are more than six.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from mindvl.common.report.document import NA, Chart, Section, Table, fmt
@@ -62,6 +66,25 @@ def summary_row(name: str, loaded: Loaded) -> list[str]:
     ]
 
 
+LOAD_KEY = re.compile(r"^experts_l(\d+)_cv$")
+
+
+def routing_series(rows: list[dict]) -> dict[str, list[tuple[float, float]]]:
+    """Tokens-per-expert coefficient of variation per step, by MoE layer (empty if dense)."""
+    layers = sorted({int(m[1]) for r in rows for k in r if (m := LOAD_KEY.match(k))})
+    per_layer = {f"layer {i}": _series(rows, f"experts_l{i}_cv") for i in layers}
+    if len(per_layer) <= 6:
+        return per_layer
+    steps: dict[float, list[float]] = {}
+    for s in per_layer.values():
+        for x, y in s:
+            steps.setdefault(x, []).append(y)
+    return {
+        "mean of layers": [(x, sum(v) / len(v)) for x, v in sorted(steps.items())],
+        "worst layer": [(x, max(v)) for x, v in sorted(steps.items())],
+    }
+
+
 def training_sections(runs: dict[str, Path]) -> Section:
     top = Section("Training")
     if not runs:
@@ -82,5 +105,10 @@ def training_sections(runs: dict[str, Path]) -> Section:
                 series["val loss"] = val
             s.add(Chart(line_chart(f"{name}: loss", series, "step", "loss"),
                         f"{name}: loss per step" + (f" ({x.note})" if x.note else "")))  # fmt: skip
+            if routing := routing_series(x.data):
+                s.add(Chart(line_chart(f"{name}: expert load balance", routing, "step",
+                                       "CV of tokens per expert"),
+                            f"{name}: coefficient of variation of the tokens routed to each"
+                            " expert, per MoE layer (0 = perfectly balanced)"))  # fmt: skip
         top.add(s)
     return top

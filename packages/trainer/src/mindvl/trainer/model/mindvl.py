@@ -21,6 +21,8 @@ from mindvl.trainer.batch import PackedBatch
 from mindvl.trainer.device.attention import AttentionBackend
 from mindvl.trainer.model.config import MindVLConfig
 from mindvl.trainer.model.loss import summed_token_loss
+from mindvl.trainer.model.moe import RouterTap, moe_layout
+from mindvl.trainer.model.moe_loss import RouterStats, router_stats
 from mindvl.trainer.model.projector import MergeView, Projector
 
 PARTS = ("vision", "projector", "llm")
@@ -35,6 +37,7 @@ class ModelOutput:
     loss_sum: torch.Tensor  # sum of token cross-entropies (fp32 scalar)
     loss_tokens: int  # tokens that carried loss; divide by the GLOBAL batch's count
     logits: torch.Tensor | None = None  # (1, T, vocab) when asked for
+    router: RouterStats | None = None  # MoE LLMs: balancing/z-loss sums, expert counts
 
 
 # A pytree node, so FSDP2 finds the output tensors to hook its pre-backward unshard on.
@@ -89,6 +92,8 @@ class MindVL(nn.Module):
         self.attention_backend: AttentionBackend = AttentionBackend()
         self.vision.config._attn_implementation = self.attention_backend.vision_implementation
         self.llm.config._attn_implementation = self.attention_backend.llm_implementation
+        self.moe = moe_layout(self.llm)  # None for a dense LLM
+        self._router_tap = RouterTap(self.llm) if self.moe is not None else None
 
     # ---- construction and persistence (implemented in model/checkpoint_io.py) ----
     @classmethod
@@ -185,8 +190,14 @@ class MindVL(nn.Module):
             raise ValueError(
                 f"PackedBatch rows must have batch size 1, got {batch.input_ids.shape}"
             )
-        hidden = self.hidden_states(batch)
+        router = None
+        if self._router_tap is None:
+            hidden = self.hidden_states(batch)
+        else:
+            with self._router_tap.recording() as records:
+                hidden = self.hidden_states(batch)
+            router = router_stats(records, batch.cu_seqlens, self.moe)
         head = self.llm.get_output_embeddings()
         loss_sum, loss_tokens = summed_token_loss(hidden, batch.labels, batch.cu_seqlens, head)
         logits = head(hidden) if return_logits else None
-        return ModelOutput(loss_sum=loss_sum, loss_tokens=loss_tokens, logits=logits)
+        return ModelOutput(loss_sum, loss_tokens, logits=logits, router=router)

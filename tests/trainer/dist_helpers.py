@@ -1,0 +1,40 @@
+"""Run a stage on N gloo processes on this machine (distributed trainer tests)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+
+import torch
+import torch.multiprocessing as mp
+
+from mindvl.trainer.loop import run_stage
+from mindvl.trainer.stage_config import StageConfig
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _rank_main(rank: int, world: int, cfg_json: str, out: str, port: int, resume: bool) -> None:
+    os.environ.update(
+        RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world),
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
+    )  # fmt: skip
+    run_stage(StageConfig.model_validate_json(cfg_json), out, resume=resume)
+
+
+def spawn(cfg: StageConfig, out, world: int, resume: bool = False) -> list[dict]:
+    """Train ``cfg`` on ``world`` processes into ``out``; the metrics rows of rank 0."""
+    mp.start_processes(
+        _rank_main,
+        args=(world, cfg.model_dump_json(), str(out), free_port(), resume),
+        nprocs=world,
+        # fork is fast; where a GPU is visible, a forked child cannot run backward after
+        # the parent did (autograd's device threads), so spawn there
+        start_method="spawn" if torch.cuda.is_available() else "fork",
+    )
+    return [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
