@@ -8,6 +8,7 @@ on load. Building from pretrained parts reads only local files (``local_files_on
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -57,10 +58,20 @@ def save_mindvl(model: MindVL, path, tokenizer=None, inference: InferenceConfig 
     config = current_config(model)
     (out / CONFIG_NAME).write_text(json.dumps(config.model_dump(), indent=2, sort_keys=True))
     save_model(model, str(out / WEIGHTS_NAME), metadata={"format": "pt"})
+    default_mode(out / WEIGHTS_NAME)
     if tokenizer is not None:
         copy_tokenizer(tokenizer, out)
     if inference is not None or not (out / INFERENCE_NAME).exists():
         write_inference(out, inference or InferenceConfig())
+
+
+def default_mode(*paths) -> None:
+    """Give files the mode a plain ``open()`` would (0644 under umask 022): safetensors
+    writes its files 0600, which other users of a shared checkpoint cannot read."""
+    mask = os.umask(0)
+    os.umask(mask)
+    for p in paths:
+        os.chmod(p, 0o666 & ~mask)
 
 
 def copy_tokenizer(tokenizer, out: Path) -> None:
