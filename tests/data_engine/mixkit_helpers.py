@@ -14,7 +14,7 @@ import yaml
 from PIL import Image
 
 from mindvl.common.manifest import RecipeRecord
-from mindvl.common.recipe import recipe_from_text
+from mindvl.common.recipe import recipe_from_text, resolved_digest
 from mindvl.common.sample import make_key
 from mindvl.common.tokenizer_train import train_bpe_tokenizer
 from mindvl.data_engine.record import Candidate
@@ -116,5 +116,5 @@ def make_recipe(tokenizer: Path, sources: list[tuple[str, str]], mixture: dict |
     }
     text = yaml.safe_dump(data, sort_keys=False)
     recipe = recipe_from_text(text)
-    record = RecipeRecord(text=text, digest=hashlib.sha256(text.encode()).hexdigest())
+    record = RecipeRecord(text=text, digest=resolved_digest(text, {}))
     return recipe, record

@@ -224,6 +224,20 @@ def _fill(data: Any, variables: dict[str, str]) -> Any:
     return data
 
 
+def resolved_digest(text: str, variables: dict[str, str]) -> str:
+    """sha256 of the recipe as built: the YAML with its ``--var`` values filled, as canonical
+    JSON. Two builds of one file with different variables (a budget, a path) differ; a
+    comment or a reformat does not change it."""
+    import hashlib
+    import json
+
+    import yaml
+
+    data = substitute(yaml.safe_load(text), dict(variables), "<recipe>")
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
 def parse_variables(items: list[str] | tuple[str, ...]) -> dict[str, str]:
     """``--var NAME=VALUE`` options as a mapping (shared by every command that loads configs)."""
     out = {}
