@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import sys
 
 import numpy as np
 import pytest
@@ -68,3 +69,19 @@ def test_resources_and_errors(tmp_path, tiny_clip) -> None:
     empty = build_operator("clip_score", {"model": str(tmp_path), "min_score": 0}, "r", 0)
     with pytest.raises(UserError, match="cannot load a CLIP model"):
         empty(cand("a cat", png(1)))
+
+
+@pytest.mark.parametrize("what", ["clip_score", "hf"])
+def test_model_operators_without_torch_say_how_to_install_it(monkeypatch, what):
+    from mindvl.data_engine.caption.hf_backend import HFCaptionBackend
+    from mindvl.data_engine.ops.clip_score import ClipScorer
+
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` raises ImportError
+    with pytest.raises(
+        UserError,
+        match=r"needs torch, not installed here: pip install 'mindvl-data-engine\[models\]'",
+    ):
+        if what == "clip_score":
+            ClipScorer("/nowhere", "cpu")
+        else:
+            HFCaptionBackend("/nowhere")

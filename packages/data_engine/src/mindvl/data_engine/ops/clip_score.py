@@ -18,7 +18,7 @@ from pydantic import Field
 
 from mindvl.common.config import StrictModel
 from mindvl.common.errors import UserError
-from mindvl.data_engine.caption.device import pick_device
+from mindvl.data_engine.caption.device import pick_device, require_torch
 from mindvl.data_engine.ops.base import OpContext, Operator
 from mindvl.data_engine.ops.image_decode import DecodeFailure, flatten_to_rgb, open_checked
 from mindvl.data_engine.record import Candidate
@@ -37,6 +37,7 @@ class ClipScorer:
     """The loaded model; ``scores(images, texts)`` gives one cosine per (image, text) pair."""
 
     def __init__(self, path: str, device: str) -> None:
+        require_torch("clip_score")
         import torch
         import transformers
 
