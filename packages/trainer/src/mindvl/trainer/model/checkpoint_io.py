@@ -18,6 +18,7 @@ from mindvl.common.errors import UserError
 from mindvl.trainer.model.config import (
     CONFIG_NAME,
     INFERENCE_NAME,
+    MODEL_TYPE,
     WEIGHTS_NAME,
     InferenceConfig,
     MindVLConfig,
@@ -94,7 +95,13 @@ def read_config(path) -> MindVLConfig:
     p = Path(path) / CONFIG_NAME
     if not p.exists():
         raise UserError(f"not a MindVL checkpoint (no {CONFIG_NAME}): {path}")
-    return MindVLConfig.model_validate_json(p.read_text())
+    data = json.loads(p.read_text())
+    if data.get("model_type") != MODEL_TYPE:
+        raise UserError(
+            f"not a MindVL checkpoint (model_type {data.get('model_type')!r}): {path};"
+            " make one with `mindvl model import` or `mindvl model assemble`"
+        )
+    return MindVLConfig.model_validate(data)
 
 
 def load_mindvl(path, device=None, dtype=None) -> MindVL:
