@@ -123,6 +123,13 @@ def test_import_then_export_gives_qwen2_5_vl_with_mindvl_logits(qwen_dir, tmp_pa
     # intensity level away from mindvl's (<= 0.015 after normalisation)
     assert (inputs["pixel_values"] - pixels).abs().max() < 0.02
     torch.testing.assert_close(logits, ours, atol=2e-3, rtol=0)
+    # generation through transformers continues on 1D positions too: mindvl's answer
+    stop = [tokenizer.hf.convert_tokens_to_ids(t) for t in ("<|im_end|>", END_OF_TEXT)]
+    gen = {"max_new_tokens": 5, "do_sample": False}
+    new = exported.generate(**inputs | {"pixel_values": pixels}, **gen, eos_token_id=stop)
+    new = new[:, len(ids) :]
+    expected = generate(model, tokenizer, [img.read_bytes()], [PROMPT], rule, gen)
+    assert tokenizer.hf.batch_decode(new, skip_special_tokens=True) == expected
     modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "hf").iterdir()}
     assert len(set(modes.values())) == 1, modes
 
@@ -191,6 +198,11 @@ def test_assemble_moe_llm_and_export_as_registered_mindvl_type(qwen_dir, tmp_pat
         logits = hf(**inputs).logits
     torch.testing.assert_close(same_pixels, ours, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(logits, ours, atol=2e-3, rtol=0)
+    stop = [tokenizer.hf.convert_tokens_to_ids(t) for t in ("<|im_end|>", END_OF_TEXT)]
+    gen = {"max_new_tokens": 5, "do_sample": False}
+    new = hf.generate(**inputs | {"pixel_values": pixels}, **gen, eos_token_id=stop)  # new only
+    expected = generate(model, tokenizer, [img.read_bytes()], [PROMPT], rule, gen)
+    assert tokenizer.hf.batch_decode(new, skip_special_tokens=True) == expected
 
 
 def test_generate_cli_answers_like_the_library(qwen_dir, tmp_path):
