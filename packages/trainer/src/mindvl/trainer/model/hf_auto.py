@@ -59,11 +59,14 @@ class MindVLForConditionalGeneration(PreTrainedModel):
 
     @classmethod
     def from_pretrained(cls, path, *args, config=None, dtype=None, device_map=None, **kwargs):
+        """Loads with mindvl's checkpoint code; ``device_map`` may name one device
+        (``"cpu"``, ``"cuda:0"``); ``"auto"`` and per-module maps load on the CPU."""
         from mindvl.trainer.model.checkpoint_io import load_mindvl
 
         if isinstance(dtype, str) and dtype != "auto":
             dtype = getattr(torch, dtype)
-        model = load_mindvl(path, device=device_map, dtype=None if dtype == "auto" else dtype)
+        device = device_map if isinstance(device_map, str) and device_map != "auto" else None
+        model = load_mindvl(path, device=device, dtype=None if dtype == "auto" else dtype)
         config = (
             config if isinstance(config, MindVLHFConfig) else cls.config_class.from_pretrained(path)
         )
