@@ -32,7 +32,7 @@ def members(n: int, kib: int) -> list[list[tuple[str, bytes]]]:
         key = f"bench-src-{i:08d}_{hashlib.sha256(str(i).encode()).hexdigest()[:12]}"
         blob = os.urandom(kib * 1024 - 97 + (i % 193))
         record = json.dumps({"key": key, "caption": "x" * 80}).encode()
-        out.append([(f"{key}.json", record), (f"{key}.img0.jpg", blob)])
+        out.append([(f"{key}.json", record), (f"{key}.img0.bin", blob)])
     return out
 
 

@@ -71,10 +71,20 @@ def test_fractions_must_sum_to_one_and_name_real_categories(tmp_path):
 
 
 def test_unknown_variable_and_missing_file(tmp_path):
-    with pytest.raises(ConfigError, match=r"sources\[0\].path: unknown variable \$\{data\}"):
+    with pytest.raises(
+        ConfigError, match=r"\$\{data\} \(in sources\[0\].path, sources\[1\].path\)"
+    ):
         load_recipe(write(tmp_path, GOOD), {"out": "/o"})
     with pytest.raises(ConfigError, match="config file not found"):
         load_recipe(tmp_path / "nope.yaml")
+
+
+def test_every_missing_variable_in_one_error(tmp_path):
+    with pytest.raises(ConfigError) as e:
+        load_recipe(write(tmp_path, GOOD), {})
+    msg = str(e.value)
+    assert "unknown variables ${out} (in tokenizer), ${data} (in sources[0].path" in msg
+    assert msg.endswith("given: none given; pass --var out=VALUE --var data=VALUE")
 
 
 def test_duplicate_source_names(tmp_path):

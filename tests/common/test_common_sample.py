@@ -82,7 +82,7 @@ def test_multi_image_and_text_only_samples_are_representable():
         images=[_img(0), _img(1, "png")],
         tokens=TokenCounts(image=8, text=5),
     )
-    assert [i.member for i in two.images] == ["img0.jpg", "img1.png"]
+    assert [i.member for i in two.images] == ["img0.bin", "img1.bin"]
     text_only = Sample(
         key="t",
         source="s",

@@ -14,7 +14,7 @@ import yaml
 from PIL import Image
 
 from mindvl.common.manifest import RecipeRecord
-from mindvl.common.recipe import recipe_from_text
+from mindvl.common.recipe import recipe_from_text, resolved_digest
 from mindvl.common.sample import make_key
 from mindvl.common.tokenizer_train import train_bpe_tokenizer
 from mindvl.data_engine.record import Candidate
@@ -116,5 +116,30 @@ def make_recipe(tokenizer: Path, sources: list[tuple[str, str]], mixture: dict |
     }
     text = yaml.safe_dump(data, sort_keys=False)
     recipe = recipe_from_text(text)
-    record = RecipeRecord(text=text, digest=hashlib.sha256(text.encode()).hexdigest())
+    record = RecipeRecord(text=text, digest=resolved_digest(text, {}))
     return recipe, record
+
+
+def write_mixed_build(root: Path) -> Path:
+    """A small build whose samples differ in image format (jpg, png) and include text-only
+    ones: the case readers that infer a schema or decode by extension trip on."""
+    from mindvl.data_engine.accounting import BuildAccounting
+    from mindvl.data_engine.mix import write_stage
+
+    tok = make_tokenizer(root / "tok")
+    cands = make_candidates({("a", "caption"): 12, ("c", "ocr"): 10})
+    for c in cands[:3]:
+        c.images, c.image_formats, c.widths, c.heights = [], [], [], []
+        c.phashes, c.pixel_hashes, c.information = [], [], []
+        c.caption = None
+        c.conversation = [
+            {"role": "user", "content": "Say red."},
+            {"role": "assistant", "content": "red"},
+        ]
+    staging = write_staging(root / "st", cands)
+    mixture = {"budget": 20, "targets": {"caption": 0.5, "ocr": 0.5}}
+    recipe, record = make_recipe(
+        tok, [("a", "caption"), ("c", "ocr")], mixture, shards={"max_samples": 8}
+    )
+    write_stage(staging, recipe, record, root / "out", BuildAccounting())
+    return root / "out"

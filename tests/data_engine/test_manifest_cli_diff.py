@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 
 import pyarrow.parquet as pq
 import pytest
@@ -124,3 +125,18 @@ def test_fail_on_tolerances(builds, tmp_path):
     assert no_index.exit_code == 1 and "index.parquet missing" in no_index.output
     bad = run(a, b, "--fail-on", "speed=1")
     assert bad.exit_code == 2 and "KIND=VALUE" in bad.output
+
+
+def test_manifest_diff_flags_differing_code(builds, tmp_path):
+    a, a2, _ = builds
+    other = tmp_path / "other"
+    shutil.copytree(a2, other)
+    data = json.loads((other / "manifest.json").read_text())
+    assert "+src." in data["code_version"]
+    data["code_version"] = "0.1.0+src.0000000000000000"
+    (other / "manifest.json").write_text(json.dumps(data))
+    r = run(a, other)
+    assert r.exit_code == 0, r.output
+    assert "code version differs" in r.output and "0.1.0+src.0000000000000000" in r.output
+    assert json.loads(run(a, other, "--json").output)["code_same"] is False
+    assert "code version differs" not in run(a, a2).output

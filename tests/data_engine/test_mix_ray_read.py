@@ -1,39 +1,37 @@
-"""Shards written by write_stage read back through Ray Data's WebDataset reader."""
+"""Shards written by write_stage read back through Ray Data's WebDataset reader
+(tests/pipeline/test_shards_every_reader.py reads the same kind of build with the others)."""
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
 
 import pyarrow.parquet as pq
-from mixkit_helpers import make_candidates, make_recipe, make_tokenizer, write_staging
-
-from mindvl.data_engine.accounting import BuildAccounting
-from mindvl.data_engine.mix import write_stage
+from mixkit_helpers import write_mixed_build
 
 
-def test_ray_read_webdataset_sees_every_sample_as_raw_bytes(tmp_path, monkeypatch):
+def test_ray_read_webdataset_default_decoder_reads_every_sample(tmp_path, monkeypatch):
+    """Ray Data's default decoder over a build of jpg, png and text-only samples: every row
+    has the same columns, the JSON decoded and the image bytes as written."""
     import ray
 
-    tok = make_tokenizer(tmp_path / "tok")
-    cands = make_candidates({("a", "caption"): 12, ("c", "ocr"): 10})
-    staging = write_staging(tmp_path / "st", cands)
-    mixture = {"budget": 20, "targets": {"caption": 0.5, "ocr": 0.5}}
-    recipe, record = make_recipe(
-        tok, [("a", "caption"), ("c", "ocr")], mixture, shards={"max_samples": 8}
-    )
-    m = write_stage(staging, recipe, record, tmp_path / "out", BuildAccounting())
+    out = write_mixed_build(tmp_path)
+    index = pq.read_table(out / "index.parquet").column("key").to_pylist()
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
     start_local_ray(ray)
     try:
-        ds = ray.data.read_webdataset(str(tmp_path / "out"), decoder=None, file_extensions=["tar"])
-        rows = ds.take_all()
+        rows = ray.data.read_webdataset(str(out), file_extensions=["tar"]).take_all()
     finally:
         ray.shutdown()
-    index = pq.read_table(tmp_path / "out" / "index.parquet").column("key").to_pylist()
-    assert sorted(r["__key__"] for r in rows) == sorted(index)
-    assert len(rows) == m.total_samples == 20
-    assert all(isinstance(r["json"], bytes) for r in rows)
-    assert all(any(k.startswith("img0.") and isinstance(r[k], bytes) for k in r) for r in rows)
+    assert sorted(r["__key__"] for r in rows) == sorted(index) and len(rows) == 20
+    for r in rows:
+        images = r["json"]["images"]
+        assert isinstance(r["img0.bin"], bytes)
+        if images:
+            assert hashlib.sha256(r["img0.bin"]).hexdigest() == images[0]["sha256"]
+        else:
+            assert r["img0.bin"] == b""
+    assert {im["format"] for r in rows for im in r["json"]["images"]} == {"jpg", "png"}
 
 
 def start_local_ray(ray, attempts: int = 2) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import sys
 
 import numpy as np
 import pytest
@@ -90,3 +91,19 @@ def test_scores_the_answer_not_the_question(tiny_clip) -> None:
     by_user = build_operator("clip_score", {"model": str(tiny_clip), "judge": "user"}, "r", 0)
     no_question = cand("a red cat on a mat", png(1))
     assert by_user(no_question) is None and "clip_score" not in no_question.meta
+
+
+@pytest.mark.parametrize("what", ["clip_score", "hf"])
+def test_model_operators_without_torch_say_how_to_install_it(monkeypatch, what):
+    from mindvl.data_engine.caption.hf_backend import HFCaptionBackend
+    from mindvl.data_engine.ops.clip_score import ClipScorer
+
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` raises ImportError
+    with pytest.raises(
+        UserError,
+        match=r"needs torch, not installed here: pip install 'mindvl-data-engine\[models\]'",
+    ):
+        if what == "clip_score":
+            ClipScorer("/nowhere", "cpu")
+        else:
+            HFCaptionBackend("/nowhere")

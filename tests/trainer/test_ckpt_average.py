@@ -55,6 +55,8 @@ def test_average_is_weighted_mean_and_keeps_ties(family):
         == avg.llm.get_output_embeddings().weight.data_ptr()
     )
     assert [i["weight"] for i in record["averaged_from"]] == [0.75, 0.25]
+    weights, config = tmp / "avg" / "model.safetensors", tmp / "avg" / "config.json"
+    assert weights.stat().st_mode & 0o777 == config.stat().st_mode & 0o777
     prov = read_provenance(tmp / "avg")
     assert prov["averaged_from"][0]["trained"] == {"seq_len": 256}
     assert read_provenance(a)["id"] in prov["ancestors"]

@@ -49,7 +49,7 @@ def test_unknown_key_and_missing_var_name_the_field(tmp_path, shards):
     p = write_yaml(tmp_path / "s.yaml", optimizer={"lr": 0.1, "betaz": [0.9, 0.9]})
     with pytest.raises(ConfigError, match=r"optimizer\.betaz: unknown field \(allowed: lr, betas"):
         load_stage(p, {"shards": str(shards)})
-    with pytest.raises(ConfigError, match=r"data\.manifest: unknown variable \$\{shards\}"):
+    with pytest.raises(ConfigError, match=r"unknown variables \$\{shards\} \(in data\.manifest\)"):
         load_stage(write_yaml(tmp_path / "t.yaml"), {})
     with pytest.raises(ConfigError, match="multiple of seq_len"):
         load_stage(write_yaml(tmp_path / "u.yaml", tokens_per_step=300), {"shards": "x"})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 
 import numpy as np
 import pytest
@@ -76,6 +77,10 @@ def test_save_reload_identical_logits(tmp_path, tokenizer, tokenizer_dir, llm_ty
         json.loads((tmp_path / "ckpt" / "config.json").read_text())["llm"]["model_type"] == llm_type
     )
     assert read_inference(tmp_path / "ckpt") == rule
+    mask = os.umask(0)
+    os.umask(mask)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "ckpt").iterdir()}
+    assert modes["model.safetensors"] == modes["config.json"] == 0o666 & ~mask
 
     again = MindVL.from_pretrained(tmp_path / "ckpt").eval()
     head, emb = again.llm.get_output_embeddings().weight, again.llm.get_input_embeddings().weight

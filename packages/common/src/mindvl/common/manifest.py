@@ -29,7 +29,10 @@ REJECTS_COLUMNS = ("key", "source", "stage", "op", "reason", "dup_group", "dup_s
 
 class RecipeRecord(StrictModel):
     text: str = Field(description="the recipe file verbatim")
-    digest: str = Field(description="sha256 of the text")
+    digest: str = Field(
+        description="sha256 of the resolved recipe: the text with its variables filled, as"
+        " canonical JSON (mindvl.common.recipe.resolved_digest)"
+    )
     variables: dict[str, str] = Field(default_factory=dict)
 
 
@@ -113,7 +116,9 @@ class RatioManifest(StrictModel):
     schema_version: int = SCHEMA_VERSION
     name: str
     stage: str
-    code_version: str
+    code_version: str = Field(
+        description="'<package version>+src.<source digest>[.git.<describe>]' of the build code"
+    )
     seed: int
     recipe: RecipeRecord
     tokenizer: TokenizerRecord

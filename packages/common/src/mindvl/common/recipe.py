@@ -184,26 +184,58 @@ _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 def substitute(data: Any, variables: dict[str, str], source: str, path: str = "") -> Any:
-    """Replace ``${name}`` in every string; an unknown variable is an error naming the field."""
+    """Replace ``${name}`` in every string; unknown variables are one error naming them all."""
+    missing = _unknown_variables(data, variables, path)
+    if missing:
+        known = ", ".join(sorted(variables)) or "none given"
+        names = ", ".join(f"${{{n}}} (in {', '.join(paths)})" for n, paths in missing.items())
+        flags = " ".join(f"--var {n}=VALUE" for n in missing)
+        raise ConfigError(f"{source}: unknown variables {names}; given: {known}; pass {flags}")
+    return _fill(data, variables)
+
+
+def _unknown_variables(data: Any, variables: dict[str, str], path: str) -> dict[str, list[str]]:
+    """Each unknown variable name with the field paths that use it, in document order."""
+    found: dict[str, list[str]] = {}
+
+    def walk(node: Any, at: str) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, f"{at}.{k}" if at else str(k))
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                walk(v, f"{at}[{i}]")
+        elif isinstance(node, str):
+            for m in _VAR.finditer(node):
+                if m.group(1) not in variables:
+                    found.setdefault(m.group(1), []).append(at or "<top>")
+
+    walk(data, path)
+    return found
+
+
+def _fill(data: Any, variables: dict[str, str]) -> Any:
     if isinstance(data, dict):
-        return {
-            k: substitute(v, variables, source, f"{path}.{k}" if path else str(k))
-            for k, v in data.items()
-        }
+        return {k: _fill(v, variables) for k, v in data.items()}
     if isinstance(data, list):
-        return [substitute(v, variables, source, f"{path}[{i}]") for i, v in enumerate(data)]
+        return [_fill(v, variables) for v in data]
     if isinstance(data, str):
-
-        def repl(m: re.Match[str]) -> str:
-            if m.group(1) not in variables:
-                known = ", ".join(sorted(variables)) or "none given"
-                raise ConfigError(
-                    f"{source}: {path}: unknown variable ${{{m.group(1)}}} (given: {known}); pass --var {m.group(1)}=VALUE"
-                )
-            return variables[m.group(1)]
-
-        return _VAR.sub(repl, data)
+        return _VAR.sub(lambda m: variables[m.group(1)], data)
     return data
+
+
+def resolved_digest(text: str, variables: dict[str, str]) -> str:
+    """sha256 of the recipe as built: the YAML with its ``--var`` values filled, as canonical
+    JSON. Two builds of one file with different variables (a budget, a path) differ; a
+    comment or a reformat does not change it."""
+    import hashlib
+    import json
+
+    import yaml
+
+    data = substitute(yaml.safe_load(text), dict(variables), "<recipe>")
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def parse_variables(items: list[str] | tuple[str, ...]) -> dict[str, str]:

@@ -3,8 +3,13 @@
 One sample is one WebDataset group of tar members sharing a key:
 
 * ``{key}.json`` — the :class:`Sample` record below (UTF-8 JSON),
-* ``{key}.img{i}.{ext}`` — image ``i``'s original encoded bytes; ``ext`` is the detected
-  format (``jpg``, ``png``, ``webp``, ...), never a re-encode.
+* ``{key}.img{i}.bin`` — image ``i``'s original encoded bytes, never a re-encode; the
+  format (``jpg``, ``png``, ``webp``, ...) is the image's ``format`` in the JSON.
+
+Every sample of a build has the same members: ``json`` and ``img0.bin`` ..
+``img{K-1}.bin`` for the build's largest image count K, empty (0 bytes) past a sample's own
+images. Readers that infer a schema from the first samples (HF ``datasets``) or decode by
+extension (Ray Data's default decoder) then load any build unchanged.
 
 Keys contain no dots (WebDataset splits member names at the first dot) and are unique
 within a build. See docs/FORMAT.md for a real example.
@@ -59,11 +64,19 @@ def detect_image_format(data: bytes) -> str | None:
     return None
 
 
+IMAGE_MEMBER_EXT = "bin"  # no reader decodes it: bytes reach the user as written
+
+
 def image_member(index: int, fmt: str) -> str:
-    """Tar member extension of image ``index`` (``img0.jpg``); the key and a dot precede it."""
+    """Tar member extension of image ``index`` (``img0.bin``); the key and a dot precede it."""
     if fmt not in IMAGE_FORMATS:
         raise ValueError(f"unknown image format {fmt!r} (allowed: {', '.join(IMAGE_FORMATS)})")
-    return f"img{index}.{fmt}"
+    return f"img{index}.{IMAGE_MEMBER_EXT}"
+
+
+def empty_image_members(n_images: int, width: int) -> list[str]:
+    """Member extensions a sample with ``n_images`` writes empty so it has ``width`` slots."""
+    return [f"img{i}.{IMAGE_MEMBER_EXT}" for i in range(n_images, width)]
 
 
 class Turn(StrictModel):
@@ -74,7 +87,7 @@ class Turn(StrictModel):
 class ImageRef(StrictModel):
     """One image of a sample; its bytes live in the ``member`` of the sample's tar group."""
 
-    member: str = Field(description="member extension, e.g. 'img0.jpg'")
+    member: str = Field(description="member extension, e.g. 'img0.bin'")
     format: str
     width: int = Field(gt=0)
     height: int = Field(gt=0)

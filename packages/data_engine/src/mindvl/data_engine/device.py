@@ -14,6 +14,23 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 DEVICES = ("cpu", "cuda", "npu")
+MODELS_HINT = (
+    "pip install 'mindvl-data-engine[models]' (in this repository: uv sync, which installs"
+    " the whole workspace, or uv sync --package mindvl-data-engine --extra models)"
+)
+
+
+def require_torch(what: str) -> None:
+    """Fail with an install hint where a model operator runs without torch installed
+    (torch is the data engine's ``models`` extra: CPU-only data nodes go without it)."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        from mindvl.common.errors import UserError
+
+        raise UserError(
+            f"{what} runs a model and needs torch, not installed here: {MODELS_HINT}"
+        ) from None
 
 
 def npu_available() -> bool:

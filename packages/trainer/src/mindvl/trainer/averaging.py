@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from mindvl.common.errors import UserError
-from mindvl.trainer.model.checkpoint_io import TOKENIZER_FILES, read_config
+from mindvl.trainer.model.checkpoint_io import TOKENIZER_FILES, default_mode, read_config
 from mindvl.trainer.model.config import CONFIG_NAME, INFERENCE_NAME, WEIGHTS_NAME
 from mindvl.trainer.provenance import PROVENANCE_NAME, checkpoint_id, read_provenance
 
@@ -103,6 +103,7 @@ def average_checkpoints(
     dst.mkdir(parents=True, exist_ok=True)
     tmp = dst / (WEIGHTS_NAME + ".tmp")
     save_file(averaged, str(tmp), metadata=metadata)
+    default_mode(tmp)
     tmp.replace(dst / WEIGHTS_NAME)
     for name in (CONFIG_NAME, INFERENCE_NAME, *TOKENIZER_FILES):
         if (paths[0] / name).exists():

@@ -11,7 +11,6 @@ from them, and mixing (``write_stage``) writes shards + manifest when it is inst
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import time
 from collections.abc import Callable
@@ -21,7 +20,7 @@ from typing import Any
 
 from mindvl.common.errors import UserError
 from mindvl.common.manifest import DedupStats, RecipeRecord
-from mindvl.common.recipe import Recipe
+from mindvl.common.recipe import Recipe, resolved_digest
 from mindvl.data_engine.build.decontam import eval_fingerprints
 from mindvl.data_engine.build.optional import optional_stage
 from mindvl.data_engine.build.plan import BuildPlan, check_resources, plan_build
@@ -52,7 +51,7 @@ class BuildResult:
 
 def recipe_record(text: str, variables: dict[str, str]) -> RecipeRecord:
     return RecipeRecord(
-        text=text, digest=hashlib.sha256(text.encode()).hexdigest(), variables=dict(variables)
+        text=text, digest=resolved_digest(text, variables), variables=dict(variables)
     )
 
 

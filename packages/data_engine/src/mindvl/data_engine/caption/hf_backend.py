@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from mindvl.common.caption_backend import weights_digest
+from mindvl.data_engine.device import require_torch
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ class HFCaptionBackend:
     """``HFCaptionBackend(model_path, device)``; one per actor, holding the model."""
 
     def __init__(self, model_path: str, device: str = "cpu") -> None:
+        require_torch("the hf caption backend")
         import torch
         from transformers import AutoModelForImageTextToText, AutoProcessor
 

@@ -12,6 +12,7 @@ from typing import Any
 from mindvl.common.manifest import RatioManifest
 from mindvl.data_engine.manifest_cli.index_diff import index_changes
 from mindvl.data_engine.manifest_cli.recipe_diff import recipe_changes
+from mindvl.data_engine.mix.provenance import same_code
 
 
 def _categories(a: RatioManifest, b: RatioManifest) -> list[dict[str, Any]]:
@@ -140,4 +141,5 @@ def diff_manifests(
         else None,
         "shards": _shards(a, b),
         "selected_keys_same": a.selected_keys_digest == b.selected_keys_digest,
+        "code_same": same_code(a.code_version, b.code_version),
     }

@@ -52,6 +52,14 @@ def sections(d: dict[str, Any]) -> list[tuple[str, list[str], list[list[object]]
             ],
         ),
     ]
+    if not d["code_same"]:
+        out.append(
+            (
+                "Code version differs",
+                ["", "A", "B"],
+                [["code_version", d["a"]["code_version"], d["b"]["code_version"]]],
+            )
+        )
     src = d["sources"]
     if src["added"] or src["removed"]:
         out.append(
@@ -118,6 +126,7 @@ def _ratios(c: dict[str, Any], unit: str) -> list[float]:
 def _title(d: dict[str, Any]) -> str:
     a, b = d["a"], d["b"]
     same = "identical selection" if d["selected_keys_same"] else "selection differs"
+    same += "" if d["code_same"] else "; code version differs"
     return f"A: {a['path']} ({a['name']}/{a['stage']})\nB: {b['path']} ({b['name']}/{b['stage']})\n{same}"
 
 

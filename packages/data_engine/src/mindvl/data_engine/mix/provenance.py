@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
 import subprocess
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
@@ -11,14 +12,28 @@ from pathlib import Path
 from mindvl.common.errors import UserError
 from mindvl.common.manifest import TokenizerRecord
 
+SOURCE_PACKAGES = ("common", "data_engine")  # the code a build runs (mindvl.<name>)
+
 
 @lru_cache(maxsize=1)
-def code_version() -> str:
-    """``mindvl-data-engine <version>``, plus ``git describe`` when run from a checkout."""
-    try:
-        v = version("mindvl-data-engine")
-    except PackageNotFoundError:
-        v = "unknown"
+def source_digest() -> str:
+    """sha256 over the build code's files (relative names and contents, sorted): the same
+    code gives the same digest in a checkout, an installed wheel or a Ray job's copy."""
+    h = hashlib.sha256()
+    for pkg in SOURCE_PACKAGES:
+        base = Path(importlib.import_module(f"mindvl.{pkg}").__file__).parent
+        files = sorted(
+            f
+            for f in base.rglob("*")
+            if f.is_file() and "__pycache__" not in f.parts and f.suffix not in (".pyc", ".pyo")
+        )
+        for f in files:
+            h.update(f"{pkg}/{f.relative_to(base).as_posix()}".encode() + b"\0")
+            h.update(hashlib.sha256(f.read_bytes()).digest())
+    return h.hexdigest()
+
+
+def _git_describe() -> str | None:
     try:
         out = subprocess.run(
             ["git", "describe", "--always", "--dirty", "--tags"],
@@ -28,11 +43,35 @@ def code_version() -> str:
             timeout=10,
             check=False,
         )
-        if out.returncode == 0 and out.stdout.strip():
-            return f"{v}+git.{out.stdout.strip()}"
     except (OSError, subprocess.SubprocessError):
-        pass
-    return v
+        return None
+    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else None
+
+
+@lru_cache(maxsize=1)
+def code_version() -> str:
+    """``<version>+src.<digest>`` (the installed version and :func:`source_digest`'s first
+    16 hex digits), with ``.git.<describe>`` appended when run from a git checkout. The
+    source digest is there also when no ``.git`` is (a Ray job's working dir, a wheel)."""
+    try:
+        v = version("mindvl-data-engine")
+    except PackageNotFoundError:
+        v = "unknown"
+    out = f"{v}+src.{source_digest()[:16]}"
+    git = _git_describe()
+    return f"{out}.git.{git}" if git else out
+
+
+def same_code(a: str, b: str) -> bool:
+    """Whether two recorded code versions name the same code: by source digest when both
+    carry one (a checkout and a Ray job of one commit agree), else by the whole string."""
+    da, db = _source_part(a), _source_part(b)
+    return da == db if da and db else a == b
+
+
+def _source_part(version_text: str) -> str | None:
+    _, sep, rest = version_text.partition("+src.")
+    return rest.split(".", 1)[0] if sep else None
 
 
 def tokenizer_record(path: str) -> TokenizerRecord:

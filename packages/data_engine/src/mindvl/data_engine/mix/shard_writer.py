@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mindvl.common.manifest import ShardRecord, sha256_file
-from mindvl.data_engine.mix.tar_format import END, header, member_size, padding
+from mindvl.common.shard_format import END, header, member_size, padding
 
 JOURNAL = ".mix-journal.jsonl"
 # Test hook: SIGKILL this process once this many shard bytes were written in this run.

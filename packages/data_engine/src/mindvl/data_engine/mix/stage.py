@@ -22,6 +22,7 @@ from mindvl.common.manifest import (
     RecipeRecord,
 )
 from mindvl.common.recipe import MixtureSpec, Recipe
+from mindvl.common.shard_format import image_width, sample_member_names, sample_members
 from mindvl.data_engine.accounting import BuildAccounting
 from mindvl.data_engine.mix.index import index_row, write_index
 from mindvl.data_engine.mix.manifest_build import build_manifest
@@ -66,23 +67,26 @@ def write_stage(
         selection = select(items, spec, recipe.seed)
         ordered = interleave(selection.picks, spec.unit)
         samples = [pick_sample(kept[p.item.key], p) for p in ordered]
-        jsons = [s.to_json_bytes() for s in samples]
+        jsons = [s.to_json_bytes() for s in samples]  # for sizes and digests in the plan
+        width = image_width(samples)  # the same members in every sample's group
 
         def members(i: int) -> list[Member]:
             s = samples[i]
-            out = [Member(f"{s.key}.json", len(jsons[i]), _sha(jsons[i]))]
             spans = kept[ordered[i].item.key].spans
-            out += [
-                Member(f"{s.key}.{im.member}", span[1], im.sha256)
-                for im, span in zip(s.images, spans, strict=True)
+            sizes = [len(jsons[i]), *(span[1] for span in spans)]
+            shas = [_sha(jsons[i]), *(im.sha256 for im in s.images)]
+            names = sample_member_names(s, width)
+            pad = len(names) - len(sizes)
+            return [
+                Member(n, size, sha)
+                for n, size, sha in zip(
+                    names, sizes + [0] * pad, shas + [EMPTY_SHA256] * pad, strict=True
+                )
             ]
-            return out
 
         def member_data(i: int) -> Iterator[tuple[str, bytes]]:
-            s = samples[i]
-            yield f"{s.key}.json", jsons[i]
-            for im, span in zip(s.images, kept[ordered[i].item.key].spans, strict=True):
-                yield f"{s.key}.{im.member}", spill.read(span)
+            spans = kept[ordered[i].item.key].spans
+            yield from sample_members(samples[i], [spill.read(span) for span in spans], width)
 
         plan = plan_shards(
             recipe.stage,
@@ -102,6 +106,9 @@ def write_stage(
     manifest.save(out_dir / MANIFEST_NAME)
     write_report(out_dir / REPORT_NAME, manifest, thumbs)
     return manifest
+
+
+EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"  # of b""
 
 
 def _sha(data: bytes) -> str:

@@ -20,7 +20,7 @@ from pydantic import Field
 
 from mindvl.common.config import StrictModel
 from mindvl.common.errors import UserError
-from mindvl.data_engine.device import pick_device
+from mindvl.data_engine.device import pick_device, require_torch
 from mindvl.data_engine.ops.base import JudgedTextParams, OpContext, Operator, judged_text
 from mindvl.data_engine.ops.image_decode import DecodeFailure, flatten_to_rgb, open_checked
 from mindvl.data_engine.record import Candidate
@@ -39,6 +39,7 @@ class ClipScorer:
     """The loaded model; ``scores(images, texts)`` gives one cosine per (image, text) pair."""
 
     def __init__(self, path: str, device: str) -> None:
+        require_torch("clip_score")
         import torch
         import transformers
 

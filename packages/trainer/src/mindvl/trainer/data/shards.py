@@ -10,18 +10,18 @@ identical when the same run is spread over a different number of processes.
 
 from __future__ import annotations
 
-import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from mindvl.common import shard_format
 from mindvl.common.errors import UserError
 from mindvl.common.manifest import RatioManifest, verify_shards
 
 
 @dataclass(frozen=True)
 class RawSample:
-    """One tar group: ``members`` maps the member extension (``json``, ``img0.jpg``) to bytes."""
+    """One tar group: ``members`` maps the member extension (``json``, ``img0.bin``) to bytes."""
 
     key: str
     members: dict[str, bytes]
@@ -56,40 +56,11 @@ def check_shards(manifest: RatioManifest, shard_dir: str | Path) -> None:
         raise UserError(f"{shard_dir}: the manifest lists no shards")
 
 
-def _split_name(name: str) -> tuple[str, str]:
-    base = name.rsplit("/", 1)[-1]
-    key, _, ext = base.partition(".")
-    return key, ext
-
-
 def iter_groups(path: str | Path, shard: int, start: int = 0) -> Iterator[tuple[RawSample, int]]:
     """Tar groups from byte ``start`` on, each with the offset of the group after it
     (the file size after the last one), so ``(shard, next_offset)`` is a resume point."""
-    size = Path(path).stat().st_size
-    if start >= size:
-        return
-    with open(path, "rb") as f:
-        f.seek(start)
-        tf = tarfile.open(fileobj=f, mode="r:")  # noqa: SIM115 (closed with f)
-        key: str | None = None
-        members: dict[str, bytes] = {}
-        first = start
-        while True:
-            info = tf.next()
-            if info is None:
-                break
-            tf.members.clear()  # streaming: do not keep every header of a large shard
-            if not info.isfile():
-                continue
-            k, ext = _split_name(info.name)
-            if k != key:
-                if key is not None:
-                    yield RawSample(key, members, shard, first), info.offset
-                key, members, first = k, {}, info.offset
-            data = tf.extractfile(info)
-            members[ext] = data.read() if data else b""
-        if key is not None:
-            yield RawSample(key, members, shard, first), size
+    for group, next_offset in shard_format.iter_groups(path, start):
+        yield RawSample(group.key, group.members, shard, group.offset), next_offset
 
 
 def read_group(path: str | Path, shard: int, offset: int) -> RawSample:

@@ -2,8 +2,8 @@
 
 The trainer never imports the data engine, so its tests make their own shards: samples
 of widely varying length (short captions to long multi-turn conversations, 0-2 images of
-varied size), written with ``webdataset.TarWriter`` as ``{key}.json`` +
-``{key}.img{i}.{ext}`` and described by a :class:`RatioManifest` whose token counts come
+varied size), written by the shard format's own writer (:mod:`mindvl.common.shard_format`)
+as ``{key}.json`` + ``{key}.img{i}.bin`` and described by a :class:`RatioManifest` whose token counts come
 from the shared tokenizer and image rule.
 """
 
@@ -24,7 +24,16 @@ from mindvl.common.manifest import (
     TokenizerRecord,
     sha256_file,
 )
-from mindvl.common.sample import IMAGE_PLACEHOLDER, ImageRef, Sample, TokenCounts, Turn, make_key
+from mindvl.common.sample import (
+    IMAGE_PLACEHOLDER,
+    ImageRef,
+    Sample,
+    TokenCounts,
+    Turn,
+    image_member,
+    make_key,
+)
+from mindvl.common.shard_format import image_width, sample_members, write_shard
 from mindvl.common.text_tokens import TextTokenizer
 from mindvl.common.tokens import ImageTokenRule
 
@@ -105,7 +114,7 @@ def make_sample(
     blobs = [_image(rng, s) for s in sizes]
     images = [
         ImageRef(
-            member=f"img{j}.jpg",
+            member=image_member(j, "jpg"),
             format="jpg",
             width=w,
             height=h,
@@ -157,18 +166,14 @@ def write_samples(
 ) -> RatioManifest:
     """(Sample, image bytes) pairs -> ``{stage}-NNNNN.tar`` shards (sample i in shard
     i % n_shards) and a one-category ``manifest.json`` describing them."""
-    import webdataset as wds
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     shards = []
+    width = image_width(sample for sample, _ in samples)
     for s in range(n_shards):
         shard = f"{stage}-{s:05d}.tar"
-        with wds.TarWriter(str(out / shard)) as w:
-            for sample, blobs in samples[s::n_shards]:
-                rec = {"__key__": sample.key, "json": sample.to_json_bytes()}
-                rec.update({im.member: b for im, b in zip(sample.images, blobs, strict=True)})
-                w.write(rec)
+        groups = (sample_members(x, blobs, width) for x, blobs in samples[s::n_shards])
+        write_shard(out / shard, groups)
         p = out / shard
         shards.append(
             ShardRecord(name=shard, bytes=p.stat().st_size, samples=len(samples[s::n_shards]),

@@ -8,6 +8,7 @@ on load. Building from pretrained parts reads only local files (``local_files_on
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from mindvl.common.errors import UserError
 from mindvl.trainer.model.config import (
     CONFIG_NAME,
     INFERENCE_NAME,
+    MODEL_TYPE,
     WEIGHTS_NAME,
     InferenceConfig,
     MindVLConfig,
@@ -57,10 +59,20 @@ def save_mindvl(model: MindVL, path, tokenizer=None, inference: InferenceConfig 
     config = current_config(model)
     (out / CONFIG_NAME).write_text(json.dumps(config.model_dump(), indent=2, sort_keys=True))
     save_model(model, str(out / WEIGHTS_NAME), metadata={"format": "pt"})
+    default_mode(out / WEIGHTS_NAME)
     if tokenizer is not None:
         copy_tokenizer(tokenizer, out)
     if inference is not None or not (out / INFERENCE_NAME).exists():
         write_inference(out, inference or InferenceConfig())
+
+
+def default_mode(*paths) -> None:
+    """Give files the mode a plain ``open()`` would (0644 under umask 022): safetensors
+    writes its files 0600, which other users of a shared checkpoint cannot read."""
+    mask = os.umask(0)
+    os.umask(mask)
+    for p in paths:
+        os.chmod(p, 0o666 & ~mask)
 
 
 def copy_tokenizer(tokenizer, out: Path) -> None:
@@ -83,7 +95,13 @@ def read_config(path) -> MindVLConfig:
     p = Path(path) / CONFIG_NAME
     if not p.exists():
         raise UserError(f"not a MindVL checkpoint (no {CONFIG_NAME}): {path}")
-    return MindVLConfig.model_validate_json(p.read_text())
+    data = json.loads(p.read_text())
+    if data.get("model_type") != MODEL_TYPE:
+        raise UserError(
+            f"not a MindVL checkpoint (model_type {data.get('model_type')!r}): {path};"
+            " make one with `mindvl model import` or `mindvl model assemble`"
+        )
+    return MindVLConfig.model_validate(data)
 
 
 def load_mindvl(path, device=None, dtype=None) -> MindVL:

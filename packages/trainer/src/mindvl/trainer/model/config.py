@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -13,6 +13,7 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 INFERENCE_NAME = "inference.json"
 MODEL_TYPE = "mindvl"
+ARCHITECTURE = "MindVLForConditionalGeneration"  # the transformers class (model/hf_auto.py)
 
 
 class MindVLConfig(StrictModel):
@@ -23,10 +24,12 @@ class MindVLConfig(StrictModel):
     reloads without the original pretrained parts.
     """
 
-    model_type: str = MODEL_TYPE
+    model_type: Literal["mindvl"] = MODEL_TYPE
+    architectures: list[str] = Field(default_factory=lambda: [ARCHITECTURE])
     vision: dict[str, Any]
     llm: dict[str, Any]
     projector_hidden: int = Field(gt=0)
+    projector_norm: Literal["layernorm", "patch_rmsnorm"] = "layernorm"
     image_pad_token_id: int = Field(ge=0)
     dtype: str = "float32"
 

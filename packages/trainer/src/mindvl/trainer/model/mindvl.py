@@ -88,6 +88,8 @@ class MindVL(nn.Module):
             vision_cfg.hidden_size * self.merge_unit,
             config.projector_hidden,
             self.llm.get_input_embeddings().embedding_dim,
+            norm=config.projector_norm,
+            unit=self.merge_unit,
         )
         self.attention_backend: AttentionBackend = AttentionBackend()
         self.vision.config._attn_implementation = self.attention_backend.vision_implementation
