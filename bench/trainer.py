@@ -124,9 +124,10 @@ def measure(
     """Packed vs padded vs unpadded training rates on the same samples, and the MFU proxy.
 
     Packed rows and the one-by-one steps run with each attention backend of ``attention``,
-    the padded baseline with the first. The MFU proxy of every backend uses the FLOPs
-    counted with the first (the segments backend counts only the attention work inside
-    samples, the dense mask all T x T scores), so backends are compared on the same work.
+    the padded baseline with the first. Every backend's MFU proxy divides the FLOPs counted
+    with the first by its own step time, so backends are compared on the same work (with
+    ``segments``: attention inside samples only; ``FlopCounterMode`` does not count the
+    CPU's fused SDPA kernels, so on a CPU the count leaves attention out altogether).
     """
     from torch.utils.flop_counter import FlopCounterMode
 
