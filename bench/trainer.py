@@ -2,7 +2,7 @@
 trainer speed. Writes ``bench/results/trainer.json`` (or ``--out``).
 
     uv run python bench/trainer.py [--samples 800] [--seq-len 2048] [--threads 1] [--wide 512]
-        [--device cpu|cuda|npu] [--precision fp32|bf16]
+        [--device cpu|cuda|npu] [--precision fp32|bf16] [--attention segments,dense]
 
 (~3 min on an idle 2-core machine; ~9 min under a load average of 13.)
 
@@ -12,9 +12,12 @@ Everything runs in one process on the same shards (synthetic samples whose lengt
 * packing efficiency = real tokens / (packs x seq_len) over the first packs of a stream;
 * packed vs padded: the same samples trained (forward + backward + AdamW) as BFD packs,
   one sample per row padded to seq_len (the fixed-shape baseline), or one sample per step
-  at its own length (dynamic shapes); real tokens per second. Measured for the tiny test
-  model (hidden 32: attention over the dense T x T block mask dominates) and a wider LLM
-  (``--wide``, hidden 512: matmul-bound, closer to real models);
+  at its own length (dynamic shapes); real tokens per second. Packed rows and one-by-one
+  steps run with each attention backend of ``--attention`` (default: the device's
+  default, then the dense T x T mask as the reference), interleaved over ``--rounds``
+  rounds in the same run, the fastest round of each kept. Measured for the tiny test model (hidden
+  32: attention-bound) and a wider LLM (``--wide``, hidden 512: matmul-bound, closer to
+  real models);
 * MFU proxy: FLOPs of one packed training step counted by ``FlopCounterMode`` / step time,
   over the FLOP/s of a large matmul (fp32, or bf16 with ``--precision bf16``) measured in
   the same run on the same device (the same threads on a CPU);
@@ -37,6 +40,7 @@ import torch
 from mindvl.trainer.data.packing import PackBudget, build_batch
 from mindvl.trainer.data.stream import PackStream, StageData, StreamSettings
 from mindvl.trainer.data.synth_shards import train_test_tokenizer, write_stage
+from mindvl.trainer.device.attention import BACKENDS, apply_attention_backend, default_backend_name
 from mindvl.trainer.model import MindVL
 from mindvl.trainer.model.tiny import tiny_config
 
@@ -105,9 +109,26 @@ def widen(cfg, hidden: int):
 
 
 def measure(
-    cfg, packs, n_packs: int, seq: int, pad: int, rule, ceiling: float, device, bf16: bool
+    cfg,
+    packs,
+    n_packs: int,
+    seq: int,
+    pad: int,
+    rule,
+    ceiling: float,
+    device,
+    bf16: bool,
+    attention: list[str],
+    rounds: int,
 ) -> dict:
-    """Packed vs padded vs unpadded training rates on the same samples, and the MFU proxy."""
+    """Packed vs padded vs unpadded training rates on the same samples, and the MFU proxy.
+
+    Packed rows and the one-by-one steps run with each attention backend of ``attention``,
+    the padded baseline with the first. Every backend's MFU proxy divides the FLOPs counted
+    with the first by its own step time, so backends are compared on the same work (with
+    ``segments``: attention inside samples only; ``FlopCounterMode`` does not count the
+    CPU's fused SDPA kernels, so on a CPU the count leaves attention out altogether).
+    """
     from torch.utils.flop_counter import FlopCounterMode
 
     torch.manual_seed(0)
@@ -117,14 +138,29 @@ def measure(
     padded = [build_batch([s], seq, pad, rule) for s in single]
     unpadded = [build_batch([s], s.length, pad, rule) for s in single]
     packed_batches = [b for _, b in packs[1 : 1 + n_packs]]
-    # warm-up: one packed and one padded row; on an accelerator every shape that is timed
-    # (kernel selection per new shape and allocator growth land in the first pass)
-    train_rate(model, opt, [packs[0][1], padded[0]], bf16)
-    if device.type != "cpu":
-        train_rate(model, opt, packed_batches + unpadded, bf16)
-    packed_tps, packed_sps, packed_s = train_rate(model, opt, packed_batches, bf16)
-    padded_tps, _, _ = train_rate(model, opt, padded, bf16)
-    unpadded_tps, _, _ = train_rate(model, opt, unpadded, bf16)
+    for name in attention:
+        apply_attention_backend(model, name)
+        # warm-up: one packed and one padded row; on an accelerator every shape that is
+        # timed (kernel selection per new shape and allocator growth land in the first pass)
+        train_rate(model, opt, [packs[0][1], padded[0]], bf16)
+        if device.type != "cpu":
+            train_rate(model, opt, packed_batches + unpadded, bf16)
+    # phases interleaved over rounds, the fastest round of each kept: a load burst on a
+    # shared machine then cannot land on one side of a ratio only
+    phases = {("packed", name): (name, packed_batches) for name in attention}
+    phases.update({("unpadded", name): (name, unpadded) for name in attention})
+    phases[("padded", attention[0])] = (attention[0], padded)
+    best: dict[tuple[str, str], tuple[float, float, float]] = {}
+    for _ in range(rounds):
+        for key, (name, batches) in phases.items():
+            apply_attention_backend(model, name)
+            rate = train_rate(model, opt, batches, bf16)
+            if key not in best or rate[2] < best[key][2]:
+                best[key] = rate
+    apply_attention_backend(model, attention[0])
+    packed_tps, packed_sps, packed_s = best[("packed", attention[0])]
+    padded_tps = best[("padded", attention[0])][0]
+    unpadded_tps = best[("unpadded", attention[0])][0]
     with (
         FlopCounterMode(display=False) as counter,
         torch.autocast(device.type, torch.bfloat16, enabled=bf16),
@@ -136,6 +172,7 @@ def measure(
     achieved = flops / (packed_s / len(packed_batches))
     return {
         "params": sum(p.numel() for p in model.parameters()),
+        "attention": attention[0],
         "packed_tokens_per_s": round(packed_tps, 1),
         "padded_tokens_per_s": round(padded_tps, 1),
         "unpadded_single_tokens_per_s": round(unpadded_tps, 1),
@@ -145,6 +182,19 @@ def measure(
         "flops_per_packed_step": flops,
         "achieved_flops_per_s": round(achieved),
         "mfu_proxy": round(achieved / ceiling, 5),
+        "by_attention": {
+            name: {
+                "packed_tokens_per_s": round(best[("packed", name)][0], 1),
+                "unpadded_single_tokens_per_s": round(best[("unpadded", name)][0], 1),
+                "speedup_vs_unpadded_single": round(
+                    best[("packed", name)][0] / best[("unpadded", name)][0], 2
+                ),
+                "mfu_proxy": round(
+                    flops / (best[("packed", name)][2] / len(packed_batches)) / ceiling, 5
+                ),
+            }
+            for name in attention
+        },
     }
 
 
@@ -161,6 +211,13 @@ def main() -> None:
         "--loader-workers", default="", help="e.g. 0,2,4: PackedLoader samples/s per worker count"
     )
     ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    ap.add_argument("--rounds", type=int, default=2, help="timed rounds, the fastest kept")
+    ap.add_argument(
+        "--attention",
+        default="",
+        help="attention backends for packed rows, comma-separated, the baselines' first"
+        " (default: the device's default backend, then dense)",
+    )
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "trainer.json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -196,9 +253,16 @@ def main() -> None:
     if device.type == "npu":
         import torch_npu  # noqa: F401
     ceiling = matmul_ceiling(device, torch.bfloat16 if bf16 else torch.float32)
+    attention = args.attention.split(",") if args.attention else [default_backend_name(device)]
+    if not args.attention and attention[0] != "dense":
+        attention.append("dense")
+    if unknown := set(attention) - set(BACKENDS):
+        raise SystemExit(f"unknown --attention {sorted(unknown)} (choose from {BACKENDS})")
     models = {"tiny": base, f"wide{args.wide}": widen(base, args.wide)}
     measured = {
-        name: measure(cfg, packs, args.packs, seq, pad, rule, ceiling, device, bf16)
+        name: measure(
+            cfg, packs, args.packs, seq, pad, rule, ceiling, device, bf16, attention, args.rounds
+        )
         for name, cfg in models.items()
     }
     tiny = measured["tiny"]
@@ -206,6 +270,7 @@ def main() -> None:
     result = {
         "machine": {
             "threads": args.threads,
+            "rounds": args.rounds,
             "torch": torch.__version__,
             "device": torch.cuda.get_device_name(device) if device.type == "cuda" else args.device,
             "precision": args.precision,

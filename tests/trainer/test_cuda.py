@@ -68,15 +68,15 @@ def rel(a: torch.Tensor, b: torch.Tensor) -> float:
 def test_packed_step_on_cuda_matches_cpu(no_tf32):
     cpu = model()
     gpu = copy.deepcopy(cpu).to(CUDA)
-    assert default_backend_name(CUDA) in ("sdpa", "flash")
-    apply_attention_backend(gpu, "sdpa")
+    assert default_backend_name(CUDA) in ("segments", "flash")
+    apply_attention_backend(gpu, "segments")
     batch = pack(samples())
     loss_cpu, grads_cpu = loss_and_grads(cpu, batch)
     loss_gpu, grads_gpu = loss_and_grads(gpu, batch.to(CUDA))
     assert loss_gpu == pytest.approx(loss_cpu, rel=1e-5)
     for n, g in grads_cpu.items():
         assert rel(grads_gpu[n], g) < 1e-4, n
-    # the block mask keeps samples apart on the GPU: packed = the sum of one-by-one
+    # per-segment attention keeps samples apart on the GPU: packed = the sum of one-by-one
     alone = sum(float(gpu(pack([s]).to(CUDA)).loss_sum.detach()) for s in samples())
     assert loss_gpu == pytest.approx(alone, rel=1e-5)
 

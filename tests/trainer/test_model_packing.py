@@ -72,10 +72,14 @@ def samples() -> list[dict]:
     ]
 
 
-@pytest.mark.parametrize("llm_type", ["qwen3", "llama"])
-def test_packed_equals_one_by_one(samples, llm_type):
+@pytest.mark.parametrize(
+    ("llm_type", "attention"), [("qwen3", "segments"), ("llama", "segments"), ("qwen3", "dense")]
+)
+def test_packed_equals_one_by_one(samples, llm_type, attention):
     torch.manual_seed(0)
     model = MindVL(tiny_config(VOCAB, PAD_ID, llm_type=llm_type)).train()
+    assert model.attention_backend.name == "segments"  # the default without flash/npu
+    apply_attention_backend(model, attention)
     packed = pack(samples, pad_to=sum(len(s["ids"]) for s in samples) + 5)
     loss, tokens, grads = loss_and_grads(model, packed)
 
@@ -132,7 +136,7 @@ def test_image_pad_count_mismatch_is_a_clear_error(samples):
         model(pack([s]))
 
 
-def test_fake_npu_backend_matches_sdpa(samples):
+def test_fake_npu_backend_matches_the_default(samples):
     torch.manual_seed(2)
     model = MindVL(tiny_config(VOCAB, PAD_ID)).eval()
     batch = pack(samples, pad_to=60)

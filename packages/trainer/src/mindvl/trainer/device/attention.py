@@ -7,9 +7,12 @@ transformers passes them down to every attention layer. Everything that depends 
 device (dense masks, flash-attn varlen, Ascend's fused kernel) lives here and is attached
 to a model from outside with :func:`apply_attention_backend`.
 
-- ``sdpa`` (CPU, and CUDA without flash-attn): one block-diagonal causal bool mask of
-  shape (1, 1, T, T) built from ``cu_seqlens``; O(T²) memory, fine for CPU-sized rows.
-  The vision tower keeps transformers' own per-window loop.
+- ``segments`` (the default on CPU, and on CUDA without flash-attn): one fused SDPA call
+  per segment for the LLM, one per distinct window/image length for the tower; no T x T
+  mask, see :mod:`mindvl.trainer.device.segment_attention`.
+- ``dense`` (the reference, for comparison): one block-diagonal causal bool mask of shape
+  (1, 1, T, T) built from ``cu_seqlens``; O(T²) memory and work. The vision tower keeps
+  transformers' own per-window loop.
 - ``flash`` (CUDA with flash-attn): transformers' ``flash_attention_2`` with
   ``cu_seq_lens_q/k`` so no mask is materialised.
 - ``npu`` (Ascend): ``torch_npu.npu_fusion_attention`` in TND layout, see
@@ -27,7 +30,7 @@ from typing import Any
 
 import torch
 
-BACKENDS = ("sdpa", "flash", "npu")
+BACKENDS = ("segments", "dense", "flash", "npu")
 
 
 def segment_ends(cu_seqlens: list[int], total: int) -> list[int]:
@@ -59,12 +62,23 @@ def _cu_tensor(ends: list[int], device: torch.device | str) -> torch.Tensor:
 class AttentionBackend:
     """Chooses attention implementations and builds per-micro-batch attention inputs."""
 
-    name = "sdpa"
-    llm_implementation = "sdpa"
-    vision_implementation = "sdpa"
+    name: str
+    llm_implementation: str
+    vision_implementation: str
 
     def vision_kwargs(self, grid_thw: torch.Tensor, vision_config) -> dict[str, Any]:
         return {}
+
+    def llm_kwargs(self, cu_seqlens: list[int], total: int, device) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+class DenseMaskBackend(AttentionBackend):
+    """The reference: transformers' SDPA with one (1, 1, T, T) block-causal mask."""
+
+    name = "dense"
+    llm_implementation = "sdpa"
+    vision_implementation = "sdpa"
 
     def llm_kwargs(self, cu_seqlens: list[int], total: int, device) -> dict[str, Any]:
         return {"attention_mask": block_causal_mask(cu_seqlens, total, device)}
@@ -136,9 +150,13 @@ def vision_segments(grid_thw: torch.Tensor, vision_config) -> VisionSegments:
 
 
 def make_backend(name: str, npu_fusion_attention=None) -> AttentionBackend:
-    """``sdpa`` | ``flash`` | ``npu``; ``npu_fusion_attention`` overrides torch_npu's kernel (tests)."""
-    if name == "sdpa":
-        return AttentionBackend()
+    """One of :data:`BACKENDS`; ``npu_fusion_attention`` overrides torch_npu's kernel (tests)."""
+    if name == "segments":
+        from mindvl.trainer.device.segment_attention import SegmentSdpaBackend
+
+        return SegmentSdpaBackend()
+    if name == "dense":
+        return DenseMaskBackend()
     if name == "flash":
         if importlib.util.find_spec("flash_attn") is None:
             raise RuntimeError("attention backend 'flash' needs flash-attn: pip install flash-attn")
@@ -156,7 +174,7 @@ def default_backend_name(device: torch.device | str) -> str:
         return "npu"
     if kind == "cuda" and importlib.util.find_spec("flash_attn") is not None:
         return "flash"
-    return "sdpa"
+    return "segments"
 
 
 def apply_attention_backend(model, backend: AttentionBackend | str) -> AttentionBackend:

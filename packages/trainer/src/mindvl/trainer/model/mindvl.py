@@ -6,8 +6,8 @@ own merger: 2x2 blocks of patch features are concatenated and projected by
 ``<|image_pad|>`` embeddings of the packed row in order, and the LLM runs on
 ``inputs_embeds`` with position ids restarting per sample. How packed samples are kept
 apart inside attention is the job of the attached
-:class:`~mindvl.trainer.device.attention.AttentionBackend` (default: dense block-causal
-SDPA mask), so this file stays single-device.
+:class:`~mindvl.trainer.device.attention.AttentionBackend` (default: one SDPA call per
+packed segment, no T x T mask), so this file stays single-device.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from mindvl.trainer.batch import PackedBatch
-from mindvl.trainer.device.attention import AttentionBackend
+from mindvl.trainer.device.attention import AttentionBackend, make_backend
 from mindvl.trainer.model.config import MindVLConfig
 from mindvl.trainer.model.loss import summed_token_loss
 from mindvl.trainer.model.moe import RouterTap, moe_layout
@@ -91,7 +91,7 @@ class MindVL(nn.Module):
             norm=config.projector_norm,
             unit=self.merge_unit,
         )
-        self.attention_backend: AttentionBackend = AttentionBackend()
+        self.attention_backend: AttentionBackend = make_backend("segments")
         self.vision.config._attn_implementation = self.attention_backend.vision_implementation
         self.llm.config._attn_implementation = self.attention_backend.llm_implementation
         self.moe = moe_layout(self.llm)  # None for a dense LLM
