@@ -31,10 +31,14 @@ def kit(tmp_path_factory):
 @pytest.mark.parametrize("how", ["process_group", "main_process"])
 def test_killed_build_leaves_no_ray_process(kit, tmp_path, how):
     ray_tmp = tmp_path / "ray"
+    env = build_env()
+    if how == "main_process":  # also: Ray's default token auth writes nothing into $HOME
+        env.pop("RAY_AUTH_MODE")
+        env["HOME"] = str(tmp_path / "home")
     log = tmp_path / "build.log"
     with open(log, "w") as sink:
         proc = subprocess.Popen(
-            build_cmd(kit, tmp_path / "out", ray_tmp), env=build_env(), start_new_session=True,
+            build_cmd(kit, tmp_path / "out", ray_tmp), env=env, start_new_session=True,
             stdout=sink, stderr=sink,
         )  # fmt: skip
     try:
@@ -53,6 +57,7 @@ def test_killed_build_leaves_no_ray_process(kit, tmp_path, how):
         else:
             proc.kill()
         proc.wait(timeout=10)
+        assert not (tmp_path / "home" / ".ray").exists()
         assert wait_for(lambda: not [p for p in pids if alive(p)], 10), [
             cmdline(p)[:120] for p in pids if alive(p)
         ]
