@@ -75,7 +75,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "chaos.json"))
     args = ap.parse_args()
     rng = random.Random(args.seed)
-    root = Path(tempfile.mkdtemp(prefix="mindvl-chaos-"))
+    root = Path(tempfile.mkdtemp(prefix="mvchaos", dir="/tmp"))  # short: Ray's socket paths
     recipe = make_kit(root, args.n)
 
     t0 = time.monotonic()

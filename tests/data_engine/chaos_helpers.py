@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from mindvl.common.tokenizer_train import iter_texts, train_bpe_tokenizer
@@ -27,6 +31,17 @@ operators:
 dedup: {{exact: true, near: {{enabled: false}}}}
 shards: {{max_samples: 4, max_bytes: 67108864}}
 """
+
+
+@contextmanager
+def short_dir() -> Iterator[Path]:
+    """A short folder for Ray temp dirs (Ray's socket paths must fit in 107 bytes, which
+    pytest's tmp_path can exceed)."""
+    d = Path(tempfile.mkdtemp(prefix="mvray", dir="/tmp"))
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def make_kit(root: Path, n: int = 24) -> Path:

@@ -7,14 +7,19 @@ import os
 import signal
 import subprocess
 
-from chaos_helpers import build_cmd, build_env, make_kit, outputs, run_build, wait_for
+from chaos_helpers import build_cmd, build_env, make_kit, outputs, run_build, short_dir, wait_for
 
 from mindvl.data_engine.mix.shard_writer import CRASH_ENV
 
 
 def test_killed_twice_then_rerun_gives_identical_bytes(tmp_path):
+    with short_dir() as ray_root:
+        _killed_twice_then_rerun(tmp_path, ray_root)
+
+
+def _killed_twice_then_rerun(tmp_path, ray_root):
     recipe = make_kit(tmp_path)
-    clean = run_build(recipe, tmp_path / "clean", tmp_path / "ray0")
+    clean = run_build(recipe, tmp_path / "clean", ray_root / "0")
     assert clean.returncode == 0, clean.stderr[-3000:]
     shards = sorted((tmp_path / "clean").glob("chaos-*.tar"))
     assert len(shards) >= 3
@@ -22,7 +27,7 @@ def test_killed_twice_then_rerun_gives_identical_bytes(tmp_path):
     out = tmp_path / "out"
     # 1: the whole process group, once rows are being staged
     proc = subprocess.Popen(
-        build_cmd(recipe, out, tmp_path / "ray1"), env=build_env(), start_new_session=True,
+        build_cmd(recipe, out, ray_root / "1"), env=build_env(), start_new_session=True,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
@@ -40,12 +45,12 @@ def test_killed_twice_then_rerun_gives_identical_bytes(tmp_path):
 
     # 2: the main process alone, in the middle of the second shard
     cut = shards[0].stat().st_size + shards[1].stat().st_size // 2
-    crashed = run_build(recipe, out, tmp_path / "ray2", **{CRASH_ENV: str(cut)})
+    crashed = run_build(recipe, out, ray_root / "2", **{CRASH_ENV: str(cut)})
     assert crashed.returncode == -signal.SIGKILL, crashed.stderr[-3000:]
     assert [p.name for p in out.glob("chaos-*.tar")] == [shards[0].name]
     assert not (out / "manifest.json").exists()
 
-    rerun = run_build(recipe, out, tmp_path / "ray3")
+    rerun = run_build(recipe, out, ray_root / "3")
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert "holds this build already: resuming" in rerun.stderr
     assert outputs(out) == outputs(tmp_path / "clean")

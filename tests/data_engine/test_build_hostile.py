@@ -85,7 +85,7 @@ def test_another_build_is_refused_and_foreign_tars_fail_verify(built, tmp_path):
     out = root / "out"
     other = tmp_path / "other.yaml"
     other.write_text(recipe.read_text().replace("seed: 1", "seed: 2"))
-    proc = run_build(other, out, tmp_path / "ray")
+    proc = run_build(other, out, tmp_path / "r")  # refused before Ray starts
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "holds another build (recipe digest" in lines[0]

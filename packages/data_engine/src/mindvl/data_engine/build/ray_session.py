@@ -90,8 +90,8 @@ def start_embedded(start, attempts: int = 2) -> None:
     # only while the head starts: the raylet passes its environment on to the workers it
     # spawns later; other children of this process must not carry it.
     _token_auth_in_env()
-    first = ""
-    for _ in range(attempts):
+    first, tried = "", 0
+    for tried in range(1, attempts + 1):
         os.environ[TOKEN_ENV] = token
         try:
             start()
@@ -105,8 +105,11 @@ def start_embedded(start, attempts: int = 2) -> None:
                 sweep(token)
         finally:
             os.environ.pop(TOKEN_ENV, None)
+        if not any(w in first.lower() for w in ("timed out", "timeout", "deadline")):
+            break  # not a start-up deadline: trying again would fail the same way
+    what = f"{first}; {tried} attempts" if tried > 1 else first
     raise RayStartError(
-        f"the embedded Ray did not start ({first}; {attempts} attempts). This machine may be "
-        "short of memory or CPU: free some and rerun, give the build fewer CPUs "
-        "(--num-cpus), or start Ray yourself (ray start --head) and pass --address"
+        f"the embedded Ray did not start ({what}). Free memory or CPU and rerun, give the "
+        "build fewer CPUs (--num-cpus) or a shorter --ray-temp-dir, or start Ray yourself "
+        "(ray start --head) and pass --address"
     )
