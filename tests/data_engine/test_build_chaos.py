@@ -26,16 +26,18 @@ def _killed_twice_then_rerun(tmp_path, ray_root):
 
     out = tmp_path / "out"
     # 1: the whole process group, once rows are being staged
-    proc = subprocess.Popen(
-        build_cmd(recipe, out, ray_root / "1"), env=build_env(), start_new_session=True,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    log = tmp_path / "kill1.log"
+    with open(log, "w") as sink:
+        proc = subprocess.Popen(
+            build_cmd(recipe, out, ray_root / "1"), env=build_env(), start_new_session=True,
+            stdout=sink, stderr=sink,
+        )  # fmt: skip
     try:
         staged = wait_for(
             lambda: proc.poll() is not None or any((out / "_work" / "parts").rglob("*.parquet")),
             300,
         )
-        assert staged and proc.poll() is None, "the build ended before rows were staged"
+        assert staged and proc.poll() is None, log.read_text()[-2000:]
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
     finally:

@@ -88,8 +88,8 @@ def test_ray_start_failure_is_one_line_and_leaves_nothing(tmp_path):
     line = err.value.format_message()
     assert err.value.exit_code == 2 and "\n" not in line
     assert line.startswith("the embedded Ray did not start (The current node timed out")
-    assert "2 attempts" in line
+    assert "3 attempts" in line
     assert "Free memory or CPU and rerun" in line and "--address" in line
     assert wait_for(lambda: started[0].poll() is not None, 10)
-    assert started[0].returncode == -signal.SIGKILL and len(started) == 2
+    assert started[0].returncode == -signal.SIGKILL and len(started) == 3
     assert started[1].poll() is not None

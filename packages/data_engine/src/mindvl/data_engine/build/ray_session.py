@@ -75,7 +75,7 @@ def _token_auth_in_env() -> None:
     AuthenticationTokenLoader.instance().reset_cache()
 
 
-def start_embedded(start, attempts: int = 2) -> None:
+def start_embedded(start, attempts: int = 3) -> None:
     """Run ``start()`` (which starts a local Ray head) so that every process it spawns
     carries this build's guard token; see ``ray_guard.py``. On a busy machine a raylet
     can miss Ray's start-up deadline: what was started is killed and it is tried again,
