@@ -17,6 +17,7 @@ B = identity(RecipeRecord(text="b", digest="d-b", variables={"x": "1"}), "v1")
 def test_claim_resume_refuse_overwrite(tmp_path):
     out = tmp_path / "out"
     assert claim_out_dir(out, A) == "new"
+    assert claim_out_dir(out, A) == "new"  # only the claim: nothing to resume yet
     (out / "s-000000.tar").write_bytes(b"x")
     (out / "_work").mkdir()
     (out / "notes.txt").write_text("mine")

@@ -73,7 +73,7 @@ def claim_out_dir(out: Path, ident: dict[str, object], overwrite: bool = False) 
     out.mkdir(parents=True, exist_ok=True)
     found = _build_files(out)
     state = "new"
-    if found:
+    if any(p.name != CLAIM_NAME for p in found):  # a claim alone holds nothing to resume
         why = _difference(_recorded(out), ident)
         if not why:
             state = "resume"
