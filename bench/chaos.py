@@ -1,10 +1,10 @@
 """Chaos run: N builds SIGKILLed at seeded random points, each rerun in the same out dir.
 
 One uninterrupted build of a small corpus-kit corpus (with planted faults) is the
-reference. Each round then starts the same build into one shared out dir and kills it at
-a point drawn from ``--seed``: after a random delay within the reference build's wall time
-(the whole process group, or the main process alone), or in the middle of shard writing
-at a random byte (the shard writer's SIGKILL hook). Ten seconds after the kill it counts
+reference. Each round then starts the same build into a fresh out dir and kills it,
+the kinds of kill in turn, at a point drawn from ``--seed``: after a random delay within
+the reference build's wall time (the whole process group, or the main process alone), or
+in the middle of shard writing at a random byte (the shard writer's SIGKILL hook). Ten seconds after the kill it counts
 the processes of that build still alive (every descendant seen just before the kill, and
 anything naming the build's Ray temp dir), then reruns the build to the end and compares
 every output file's sha256 with the reference. Figures go to bench/results/chaos.json.
@@ -86,10 +86,10 @@ def main() -> None:
     reference = outputs(root / "clean")
     shard_bytes = sum(p.stat().st_size for p in (root / "clean").glob("*.tar"))
 
-    out = root / "out"
     rounds = []
     for i in range(args.rounds):
-        mode = rng.choice(MODES)
+        mode = MODES[i % len(MODES)]  # every kind of kill even in a few rounds
+        out = root / f"out-{i}"  # fresh: a finished build would write no shard to kill in
         ray_tmp = root / f"ray-{i}"
         if mode == "shard_writing":
             cut = rng.randrange(1, shard_bytes)

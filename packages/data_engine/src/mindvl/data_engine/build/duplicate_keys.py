@@ -78,7 +78,8 @@ def mark_listed(batch: pa.Table, losers: list[str], formats: dict[str, str]) -> 
 def losers_before_dedup(ds, dropped_parts: str) -> list[str]:
     """``key\\0read_order`` of the later occurrences among the rows of the materialised
     ``ds``, judged together with the rows already staged as dropped (every input row is in
-    one of the two). The driver holds every key and read order once: ~100 bytes a row."""
+    one of the two). The driver holds every key and read order once while it compares
+    them: a few hundred bytes a row (Arrow plus the sorted keys as Python strings)."""
     from pathlib import Path
 
     import pyarrow.parquet as pq
