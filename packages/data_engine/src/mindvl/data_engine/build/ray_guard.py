@@ -38,13 +38,17 @@ def holders(token: str) -> list[int]:
     return found
 
 
-def sweep(token: str, rounds: int = 25) -> int:
-    """SIGKILL every holder of ``token``, again until none is left (a raylet may still be
-    spawning while it dies); returns how many processes were signalled."""
+def sweep(token: str, quiet_rounds: int = 10, max_rounds: int = 150) -> int:
+    """SIGKILL every holder of ``token``, scanning again until ``quiet_rounds`` scans in a
+    row (2 s) find none: a raylet may still be spawning while it dies, and a process in
+    the middle of ``exec`` can show an empty environment for a moment. Returns how many
+    processes were signalled."""
     killed: set[int] = set()
-    for _ in range(rounds):
+    quiet = 0
+    for _ in range(max_rounds):
         pids = [p for p in holders(token) if p not in killed or _alive(p)]
-        if not pids:
+        quiet = 0 if pids else quiet + 1
+        if quiet >= quiet_rounds:
             break
         for pid in pids:
             try:
