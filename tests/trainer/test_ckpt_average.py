@@ -85,3 +85,15 @@ def test_cli_average_and_errors(family):
         cli, ["ckpt", "average", str(a), str(b), "-o", str(tmp / "z"), "--weights", "1,x"]
     )
     assert res.exit_code == 2 and "--weights must be" in res.output
+
+
+def test_same_checkpoint_twice_is_named_as_such(family):
+    import shutil
+
+    tmp, _, (a, _) = family
+    shutil.copytree(a, tmp / "copy")
+    for pair in ([a, a], [a, tmp / "copy"]):
+        res = CliRunner().invoke(cli, ["ckpt", "average", *map(str, pair), "-o", str(tmp / "o")])
+        assert res.exit_code == 2
+        assert "are the same checkpoint (identical model.safetensors)" in res.output
+        assert "share no ancestor" not in res.output

@@ -161,9 +161,9 @@ def run_reduced(out: Path, size: DemoSize, seed: int, pipelines: Path) -> Path:
     corpus, heldout, tok = _corpora(s, out, size, seed)
     red = pipelines / "reduced"
     builds, run = {k: out / "builds" / k for k in ("heldout", "scenes")}, out / "runs" / "scenes"
-    s.run("build heldout", ["data", "build", str(red / "heldout.yaml"), "--out", str(builds["heldout"]),
+    s.run("build heldout", ["data", "build", "--overwrite", str(red / "heldout.yaml"), "--out", str(builds["heldout"]),
                             *_vars(heldout=heldout, tokenizer=tok)])  # fmt: skip
-    s.run("build scenes", ["data", "build", str(red / "scenes.yaml"), "--out", str(builds["scenes"]),
+    s.run("build scenes", ["data", "build", "--overwrite", str(red / "scenes.yaml"), "--out", str(builds["scenes"]),
                            *_vars(corpus=corpus, heldout=heldout, tokenizer=tok,
                                   budget=size.budgets["multitask"])])  # fmt: skip
     s.run("train", ["train", "run", str(red / "train.yaml"), "--out", str(run),
@@ -191,14 +191,14 @@ def run_demo(
     common = {"corpus": corpus, "heldout": heldout, "tokenizer": tok}
     threads = max(1, (os.cpu_count() or 2) // 2)
 
-    s.run("build heldout", ["data", "build", str(data / "heldout.yaml"), "--out", str(builds["heldout"]),
+    s.run("build heldout", ["data", "build", "--overwrite", str(data / "heldout.yaml"), "--out", str(builds["heldout"]),
                             *_vars(heldout=heldout, tokenizer=tok)])  # fmt: skip
-    s.run("build warmup", ["data", "build", str(data / "warmup.yaml"), "--out", str(builds["warmup"]),
+    s.run("build warmup", ["data", "build", "--overwrite", str(data / "warmup.yaml"), "--out", str(builds["warmup"]),
                            *_vars(**common, budget=size.budgets["warmup"])])  # fmt: skip
     s.run("train warmup", ["train", "run", str(demo / "warmup.yaml"), "--out", str(runs["warmup"]),
                            *_vars(shards=builds["warmup"], steps=size.steps["warmup"], model=model, threads=2)])  # fmt: skip
     warm = runs["warmup"] / "model"
-    s.run("build multitask (recaptioned)", ["data", "build", str(data / "multitask.yaml"), "--out",
+    s.run("build multitask (recaptioned)", ["data", "build", "--overwrite", str(data / "multitask.yaml"), "--out",
                                             str(builds["multitask"]), *_vars(**common, budget=size.budgets["multitask"],
                                                                              captioner=warm)])  # fmt: skip
     s.run("train multitask", ["train", "run", str(demo / "multitask.yaml"), "--out", str(runs["multitask"]),
@@ -213,7 +213,7 @@ def run_demo(
     averaged = out / "runs" / "multitask_avg"
     s.run("average", ["ckpt", "average", str(runs["multitask_short"] / "model"),
                       str(runs["multitask_long"] / "model"), "-o", str(averaged)])  # fmt: skip
-    s.run("build sft", ["data", "build", str(data / "sft.yaml"), "--out", str(builds["sft"]),
+    s.run("build sft", ["data", "build", "--overwrite", str(data / "sft.yaml"), "--out", str(builds["sft"]),
                         *_vars(**common, budget=size.budgets["sft"])])  # fmt: skip
     s.run("train sft", ["train", "run", str(demo / "sft.yaml"), "--out", str(runs["sft"]),
                         *_vars(shards=builds["sft"], init=averaged, steps=size.steps["sft"], threads=2)])  # fmt: skip

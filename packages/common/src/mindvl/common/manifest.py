@@ -185,7 +185,9 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
 
 
 def verify_shards(manifest: RatioManifest, shard_dir: str | Path) -> list[str]:
-    """Problems with the shards next to a manifest: missing, mismatched or extra tar files."""
+    """Problems with the shards next to a manifest: missing, mismatched or extra tar files
+    (any ``*.tar`` there that the manifest does not list: a reader globbing the dir would
+    read it)."""
     d = Path(shard_dir)
     problems = []
     listed = {s.name for s in manifest.shards}
@@ -195,7 +197,7 @@ def verify_shards(manifest: RatioManifest, shard_dir: str | Path) -> list[str]:
             problems.append(f"missing shard {shard.name}")
         elif p.stat().st_size != shard.bytes or sha256_file(p) != shard.sha256:
             problems.append(f"mismatched shard {shard.name} (sha256 differs from the manifest)")
-    for p in sorted(d.glob(f"{manifest.stage}-*.tar")):
+    for p in sorted(d.glob("*.tar")):
         if p.name not in listed:
             problems.append(f"extra shard {p.name} (not in the manifest)")
     return problems

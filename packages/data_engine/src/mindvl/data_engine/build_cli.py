@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from mindvl.common.errors import UserError
+from mindvl.data_engine.build.ray_session import TEMP_DIR_ENV
 
 
 def _echo(line: str) -> None:
@@ -27,6 +28,17 @@ def _echo(line: str) -> None:
 @click.option("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS or local)")
 @click.option("--num-cpus", type=click.IntRange(min=1), default=None, help="CPUs of a local Ray")
 @click.option("--progress-every", type=float, default=5.0, show_default=True, help="seconds")
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="replace another build's files in --out (without it such a dir is refused)",
+)
+@click.option(
+    "--ray-temp-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help=f"temp dir of an embedded Ray (default: ${TEMP_DIR_ENV}, else Ray's /tmp/ray)",
+)
 def build_command(
     recipe: Path,
     out_dir: Path,
@@ -34,10 +46,20 @@ def build_command(
     address: str | None,
     num_cpus: int | None,
     progress_every: float,
+    overwrite: bool,
+    ray_temp_dir: Path | None,
 ) -> None:
-    """Build a stage: read sources, filter, dedup, caption, mix into shards + manifest."""
+    """Build a stage: read sources, filter, dedup, caption, mix into shards + manifest.
+
+    A rerun into the same --out resumes the same build; a dir holding another build is
+    refused unless --overwrite."""
     from mindvl.common.recipe import load_recipe, parse_variables
-    from mindvl.data_engine.build.pipeline import prepare, recipe_record, run_build
+    from mindvl.data_engine.build.pipeline import (
+        claim_build_dir,
+        prepare,
+        recipe_record,
+        run_build,
+    )
 
     variables = parse_variables(var)
     spec = load_recipe(recipe, variables)
@@ -46,18 +68,18 @@ def build_command(
     except OSError as err:
         raise UserError(f"{recipe}: cannot read recipe: {err.strerror}") from None
     plan = prepare(spec, str(recipe))
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UserError(f"--out {out_dir} exists and is not a directory")
+    record = recipe_record(text, variables)
+    claim_build_dir(out_dir, record, overwrite)  # before Ray starts: a refusal is instant
     import ray
 
     from mindvl.data_engine.build.ray_session import init_ray
 
-    init_ray(address, num_cpus)
+    init_ray(address, num_cpus, str(ray_temp_dir) if ray_temp_dir else None)
 
     try:
         result = run_build(
             spec,
-            recipe_record(text, variables),
+            record,
             out_dir,
             source=str(recipe),
             plan=plan,

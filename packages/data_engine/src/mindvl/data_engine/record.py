@@ -39,6 +39,7 @@ ROW_COLUMNS = (
     "drop_stage",
     "drop_op",
     "drop_reason",
+    "read_order",
 )
 
 
@@ -64,6 +65,9 @@ class Candidate:
     drop_stage: str | None = None
     drop_op: str | None = None
     drop_reason: str | None = None
+    # where the reader met it: (unit index << 32) | position; the first occurrence of a
+    # repeated key is the record (build/duplicate_keys.py)
+    read_order: int = -1
 
     @property
     def dropped(self) -> bool:
@@ -117,4 +121,5 @@ class Candidate:
         kw["conversation"] = json.loads(conv) if isinstance(conv, str) else conv
         meta = kw["meta"]
         kw["meta"] = json.loads(meta) if isinstance(meta, str) else (meta or {})
+        kw["read_order"] = -1 if kw["read_order"] is None else int(kw["read_order"])
         return cls(**kw)

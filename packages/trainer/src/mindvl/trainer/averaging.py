@@ -34,7 +34,16 @@ def _config_diff(a: dict, b: dict, prefix: str = "") -> str | None:
 
 
 def check_compatible(paths: list[Path], check_lineage: bool = True) -> list[dict | None]:
-    """Refuse mismatched architectures and unrelated lineages, naming what differs."""
+    """Refuse the same checkpoint twice, mismatched architectures and unrelated lineages,
+    naming what differs."""
+    ids: dict[str, Path] = {}
+    for p in (p for p in paths if (p / WEIGHTS_NAME).is_file()):
+        same = ids.setdefault(checkpoint_id(p), p)
+        if same is not p:
+            raise UserError(
+                f"{same} and {p} are the same checkpoint (identical {WEIGHTS_NAME}): "
+                "averaging needs different checkpoints"
+            )
     first = read_config(paths[0]).model_dump(exclude={"dtype"})
     for p in paths[1:]:
         diff = _config_diff(first, read_config(p).model_dump(exclude={"dtype"}))

@@ -3,10 +3,17 @@
 ``OUT/checkpoints/step-00000010/`` holds
 
 * ``model/`` — the model's own ``save_pretrained`` (config.json + model.safetensors),
-* ``optimizer.pt`` — the full (unsharded) optimizer state keyed by parameter name,
-* ``scheduler.pt`` and ``trainer.json`` (step, tokens seen, config digest),
-* ``rank{r}.pt`` — each rank's RNG states (python, numpy, torch, accelerator) and
-  ``loader-rank{r}.json`` — its loader state (stream positions + packer buffer addresses).
+* ``optimizer.safetensors`` + ``optimizer.json`` — the full (unsharded) optimizer state
+  keyed by parameter name,
+* ``scheduler.json`` (+ an empty ``scheduler.safetensors``) and ``trainer.json`` (step,
+  tokens seen, config digest),
+* ``rng-rank{r}.safetensors`` + ``rng-rank{r}.json`` — each rank's RNG states (python,
+  numpy, torch, accelerator) and ``loader-rank{r}.json`` — its loader state (stream
+  positions + packer buffer addresses).
+
+No file is a pickle (``state_files.py``): resuming a run folder copied from elsewhere
+cannot run code. A checkpoint of the older pickle layout (``optimizer.pt``) is refused
+with a one-line error.
 
 Every rank writes into ``step-N.tmp/``; after a barrier rank 0 renames it to ``step-N``,
 so a directory without ``.tmp`` is always complete: a run killed mid-save resumes from
@@ -23,6 +30,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from mindvl.common.errors import UserError
+from mindvl.trainer.state_files import load_state, save_state
 
 CKPT_DIR = "checkpoints"
 
@@ -95,10 +105,10 @@ def save_checkpoint(
     optim = _full_optimizer_state(model, optimizer)  # collective under FSDP: every rank calls
     save_model(tmp / "model")  # collective too; rank 0 writes
     if rank == 0:
-        torch.save(optim, tmp / "optimizer.pt")
-        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+        save_state(optim, tmp, "optimizer")
+        save_state(scheduler.state_dict(), tmp, "scheduler")
         (tmp / "trainer.json").write_text(json.dumps(trainer_state, indent=2, sort_keys=True))
-    torch.save(rng_state(), tmp / f"rank{rank}.pt")
+    save_state(rng_state(), tmp, f"rng-rank{rank}")
     (tmp / f"loader-rank{rank}.json").write_text(json.dumps(loader_state))
     _barrier(world)
     if rank == 0:
@@ -119,13 +129,19 @@ def load_training_state(path: Path, model, optimizer, scheduler, rank: int) -> t
 
     from mindvl.trainer.device.expert_parallel import local_expert_state
 
-    optim = torch.load(path / "optimizer.pt", map_location="cpu", weights_only=False)
+    if (path / "optimizer.pt").exists() and not (path / "optimizer.json").exists():
+        raise UserError(
+            f"checkpoint {path} has the old pickle layout (optimizer.pt), which this mindvl "
+            "does not load: resume it with the mindvl that wrote it, or start a new run "
+            f"from its weights (init.checkpoint: {path}/model)"
+        )
+    optim = load_state(path, "optimizer")
     optim = local_expert_state(model, optim, optimizer=True)  # expert parallelism: own slice
     set_optimizer_state_dict(
         model, optimizer, optim, options=StateDictOptions(full_state_dict=True)
     )
-    scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=False))
-    set_rng_state(torch.load(path / f"rank{rank}.pt", weights_only=False))
+    scheduler.load_state_dict(load_state(path, "scheduler"))
+    set_rng_state(load_state(path, f"rng-rank{rank}"))
     trainer = json.loads((path / "trainer.json").read_text())
     loader = json.loads((path / f"loader-rank{rank}.json").read_text())
     return trainer, loader

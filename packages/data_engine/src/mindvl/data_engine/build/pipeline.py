@@ -22,7 +22,9 @@ from mindvl.common.errors import UserError
 from mindvl.common.manifest import DedupStats, RecipeRecord
 from mindvl.common.recipe import Recipe, resolved_digest
 from mindvl.data_engine.build.decontam import eval_fingerprints
+from mindvl.data_engine.build.duplicate_keys import losers_before_dedup, mark_listed
 from mindvl.data_engine.build.optional import optional_stage
+from mindvl.data_engine.build.out_dir import claim_out_dir, identity
 from mindvl.data_engine.build.plan import BuildPlan, check_resources, plan_build
 from mindvl.data_engine.build.stages import (
     OperatorStage,
@@ -62,6 +64,12 @@ def prepare(recipe: Recipe, source: str) -> BuildPlan:
     return plan_build(recipe, source)
 
 
+def claim_build_dir(out: Path, record: RecipeRecord, overwrite: bool = False) -> str:
+    from mindvl.data_engine.mix.provenance import code_version
+
+    return claim_out_dir(out, identity(record, code_version()), overwrite)
+
+
 def _context(recipe: Recipe, work: Path) -> OpContext:
     return OpContext(
         tokenizer_path=recipe.tokenizer,
@@ -80,11 +88,15 @@ def run_build(
     plan: BuildPlan | None = None,
     echo: Echo = print,
     progress_interval: float = 5.0,
+    overwrite: bool = False,
 ) -> BuildResult:
-    """Run a whole build against the Ray cluster ``ray.init`` connected to."""
+    """Run a whole build against the Ray cluster ``ray.init`` connected to. The out dir is
+    claimed first (``out_dir.py``): another build's dir is refused unless ``overwrite``."""
     t0 = time.monotonic()
     plan = plan or prepare(recipe, source)
     out = Path(out_dir)
+    if claim_build_dir(out, record, overwrite) == "resume":
+        echo(f"[build] {out} holds this build already: resuming (finished shards are reused)")
     result = BuildResult(out)
     dedup_stats = stream_to_staging(
         recipe, plan, out / "_work", result.stages, source=source, echo=echo,
@@ -146,7 +158,7 @@ def stream_to_staging(
         f"{len(plan.op_groups)} operator stages, {plan.buckets} staging buckets"
     )
 
-    rows = [{"unit": u.to_json()} for u in plan.units]
+    rows = [{"unit": u.to_json(), "index": i} for i, u in enumerate(plan.units)]
     ds = ray.data.from_items(rows, override_num_blocks=len(rows))
     ds = ds.map_batches(read_stage, fn_args=(actor,), batch_size=1, batch_format="pyarrow")
     for g in plan.op_groups:
@@ -184,6 +196,14 @@ def stream_to_staging(
     elif dedup is None:
         stages["dedup"] = "skipped: mindvl.data_engine.dedup is not installed"
     else:
+        # dedup materialises its input anyway; first make sure it never sees a key twice
+        ds = ds.materialize()
+        losers = losers_before_dedup(ds, f"{parts}/dropped")
+        if losers:
+            formats = {s.name: s.format for s in recipe.sources}
+            ds = ds.map_batches(
+                mark_listed, fn_args=(losers, formats), batch_format="pyarrow", batch_size=None
+            )
         evals = eval_fingerprints(plan.eval_units) if spec.decontaminate else None
         ds, dedup_stats = dedup(ds, spec, evals)
         stages["dedup"] = "ran"

@@ -33,6 +33,7 @@ _TYPES = {
     "drop_stage": pa.string(),
     "drop_op": pa.string(),
     "drop_reason": pa.string(),
+    "read_order": pa.int64(),
 }
 # Fields of Candidate that the shared row layout does not carry yet travel here too.
 EXTRA = {"signatures": pa.list_(pa.string()), "blur": pa.list_(pa.float64())}

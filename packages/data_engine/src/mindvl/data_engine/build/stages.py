@@ -13,6 +13,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from mindvl.data_engine.build.duplicate_keys import read_order
 from mindvl.data_engine.build.parts import write_part
 from mindvl.data_engine.build.rows import conform, from_table, to_table
 from mindvl.data_engine.readers import read_unit
@@ -40,12 +41,15 @@ def _report(progress: Any, kind: str, table: pa.Table, units: int = 0, source: s
 
 
 def read_stage(batch: pa.Table, progress: Any = None) -> Iterator[pa.Table]:
-    """One unit per batch -> tables of candidates (a generator, so memory stays per chunk)."""
-    for text in batch.column("unit").to_pylist():
+    """One unit per batch -> tables of candidates (a generator, so memory stays per chunk).
+    Each candidate gets its ``read_order`` from the unit's index in the plan (``index``)."""
+    indexes = batch.column("index").to_pylist()
+    for text, index in zip(batch.column("unit").to_pylist(), indexes, strict=True):
         unit = ReadUnit.from_json(text)
         chunk = []
         n_chunks = 0
-        for cand in read_unit(unit):
+        for position, cand in enumerate(read_unit(unit)):
+            cand.read_order = read_order(index, position)
             chunk.append(cand)
             if len(chunk) >= READ_CHUNK:
                 table = to_table(chunk)

@@ -24,17 +24,31 @@ from mindvl.data_engine.mix.rejects import save_rejects
 STAGES = ("read", "filter", "dedup", "caption", "mix")
 
 
-def _finalize_kind(work: Path, kind: str) -> list[Path]:
-    """Merge every bucket of ``parts/<kind>`` into ``<kind>/part-NNNNN.parquet`` (Ray tasks)."""
+def _finalize_buckets(work: Path, formats: dict[str, str]) -> tuple[list[Path], list[Path]]:
+    """Merge each bucket of ``parts/{kept,dropped}`` into ``{kept,dropped}/part-NNNNN.parquet``
+    (one Ray task per bucket); the kept and dropped files written."""
     import ray
 
-    buckets = sorted((work / "parts" / kind).glob("bucket-*"))
-    if not buckets:
-        return []
+    names = sorted(
+        {b.name for kind in ("kept", "dropped") for b in (work / "parts" / kind).glob("bucket-*")}
+    )
     task = ray.remote(num_cpus=1)(finalize_bucket)
-    outs = [work / kind / f"part-{b.name.split('-')[1]}.parquet" for b in buckets]
-    ray.get([task.remote(str(b), str(o)) for b, o in zip(buckets, outs, strict=True)])
-    return outs
+    outs = {
+        k: [work / k / f"part-{n.split('-')[1]}.parquet" for n in names]
+        for k in ("kept", "dropped")
+    }
+    parts = work / "parts"
+    counts = ray.get(
+        [
+            task.remote(
+                str(parts / "kept" / n), str(parts / "dropped" / n), str(k), str(d), formats
+            )
+            for n, k, d in zip(names, outs["kept"], outs["dropped"], strict=True)
+        ]
+    )
+    kept = [p for p, (k, _) in zip(outs["kept"], counts, strict=True) if k]
+    dropped = [p for p, (_, d) in zip(outs["dropped"], counts, strict=True) if d]
+    return kept, dropped
 
 
 def _read(files: list[Path], columns: list[str]) -> pa.Table:
@@ -66,8 +80,7 @@ def write_rejects(dropped: pa.Table, path: Path) -> None:
 
 
 def finalize_staging(work: Path, plan: Any, recipe: Recipe, dedup: DedupStats) -> BuildAccounting:
-    kept_files = _finalize_kind(work, "kept")
-    dropped_files = _finalize_kind(work, "dropped")
+    kept_files, dropped_files = _finalize_buckets(work, {s.name: s.format for s in recipe.sources})
     kept = _read(kept_files, ["source"])
     cols = ["key", "source", "drop_stage", "drop_op", "drop_reason", "meta"]
     dropped = _read(dropped_files, cols)

@@ -15,6 +15,7 @@ from mindvl.common.errors import UserError
 from mindvl.common.manifest import InputFile
 from mindvl.common.recipe import SourceSpec
 from mindvl.data_engine.readers.base import ReadUnit, files_under, resolve_source
+from mindvl.data_engine.readers.text_clean import POLICIES, normalise_candidate
 from mindvl.data_engine.record import Candidate
 
 READERS = {
@@ -23,7 +24,7 @@ READERS = {
     "parquet": "mindvl.data_engine.readers.parquet",
     "folder": "mindvl.data_engine.readers.folder",
 }
-COMMON_OPTIONS = {"prefer", "storage_options"}
+COMMON_OPTIONS = {"prefer", "storage_options", "control_chars"}
 OPTIONS = {
     "llava": {"chunk_bytes", "image_root"},
     "webdataset": set(),
@@ -48,6 +49,11 @@ def _check_options(spec: SourceSpec) -> None:
     if prefer not in ("caption", "conversation"):
         raise UserError(
             f"source {spec.name}: options.prefer: {prefer!r} (allowed: caption, conversation)"
+        )
+    policy = spec.options.get("control_chars", "remove")
+    if policy not in POLICIES:
+        raise UserError(
+            f"source {spec.name}: options.control_chars: {policy!r} (allowed: {', '.join(POLICIES)})"
         )
 
 
@@ -81,8 +87,8 @@ def plan_source(spec: SourceSpec) -> tuple[list[ReadUnit], list[InputFile]]:
         dirs = [m for m in matches if fs.isdir(m)]
         if not dirs:
             raise UserError(f"source {spec.name}: folder format needs a directory: {spec.path}")
-        files = sorted({f for d in dirs for f in fs.find(d)})
-        units = mod.split(base, files)
+        files, links = mod.skipped_links(base, dirs, sorted({f for d in dirs for f in fs.find(d)}))
+        units = mod.split(base, files, links)
         inputs = [_input(fs, spec.name, f, protocol) for f in files]
     else:
         files = files_under(fs, matches, mod.SUFFIXES)
@@ -107,10 +113,13 @@ def plan_source(spec: SourceSpec) -> tuple[list[ReadUnit], list[InputFile]]:
 
 
 def read_unit(unit: ReadUnit) -> Iterator[Candidate]:
-    """Candidates of one unit; an unexpected failure becomes one counted drop, not a crash."""
+    """Candidates of one unit, their text normalised (``text_clean.py``); an unexpected
+    failure becomes one counted drop, not a crash."""
     mod = _module(unit.format)
+    policy = unit.options.get("control_chars", "remove")
     try:
-        yield from mod.read(unit)
+        for cand in mod.read(unit):
+            yield normalise_candidate(cand, policy, unit.format)
     except Exception as err:  # a reader bug or I/O failure on one unit is still counted
         from mindvl.data_engine.readers.base import read_drop
 

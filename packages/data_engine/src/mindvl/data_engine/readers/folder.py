@@ -4,11 +4,14 @@
 Files are grouped by path without the last extension; the driver lists the tree once and
 splits the sorted groups into units of ``options.chunk_files`` (default 256). A file whose
 real path leaves the source root (a symlink out) is never read: its group is dropped as
-``unsafe_path``.
+``unsafe_path``. Links the listing does not follow (a symlinked subfolder, a dangling
+link) are not read either; each is counted as a read drop ``skipped_link`` (carried by
+the source's first unit).
 """
 
 from __future__ import annotations
 
+import os
 import posixpath
 from collections.abc import Iterator
 from dataclasses import replace
@@ -20,6 +23,7 @@ from mindvl.data_engine.readers.base import (
     candidate,
     choose_text,
     inside_real,
+    read_drop,
     sidecar_error,
     sidecar_text,
 )
@@ -36,8 +40,26 @@ def _stem(rel: str) -> tuple[str, str]:
     return (posixpath.join(d, stem), ext.lower()) if dot else (rel, "")
 
 
-def split(unit: ReadUnit, files: list[str]) -> list[ReadUnit]:
-    """Units of whole groups (all sidecars of a stem stay in one unit)."""
+def skipped_links(unit: ReadUnit, dirs: list[str], files: list[str]) -> tuple[list[str], list[str]]:
+    """(``files`` without dangling links, root-relative paths of the links under ``dirs``
+    that are not read: a linked subfolder, which the listing does not enter, or a
+    dangling link). Local sources only; other filesystems have no links."""
+    if unit.protocol not in ("file", "local"):
+        return files, []
+    files = [f for f in files if os.path.isfile(f)]  # find lists links to dirs as files
+    listed, found = set(files), set()
+    for d in dirs:
+        for here, subdirs, names in os.walk(d, followlinks=False):
+            for name in subdirs + names:
+                path = os.path.join(here, name)
+                if os.path.islink(path) and path not in listed:
+                    found.add(posixpath.relpath(path, unit.root))
+    return files, sorted(found)
+
+
+def split(unit: ReadUnit, files: list[str], links: list[str] = ()) -> list[ReadUnit]:
+    """Units of whole groups (all sidecars of a stem stay in one unit); the first unit
+    also carries the ``links`` to count as skipped."""
     keep = IMAGE_EXTS | SIDECARS
     rels = sorted(r for f in files if _stem(r := posixpath.relpath(f, unit.root))[1] in keep)
     groups: dict[str, list[str]] = {}
@@ -49,10 +71,15 @@ def split(unit: ReadUnit, files: list[str]) -> list[ReadUnit]:
     for i in range(0, len(stems), chunk):
         members = tuple(m for s in stems[i : i + chunk] for m in groups[s])
         out.append(replace(unit, start=i, members=members))
+    if links:
+        first = out[0] if out else replace(unit, start=0, members=())
+        out[:1] = [replace(first, options={**first.options, "skipped_links": list(links)})]
     return out
 
 
 def read(unit: ReadUnit) -> Iterator[Candidate]:
+    for rel in unit.options.get("skipped_links", []):
+        yield read_drop(unit, rel, NAME, "skipped_link")
     fs = unit.fs()
     groups: dict[str, dict[str, str]] = {}
     for rel in unit.members:

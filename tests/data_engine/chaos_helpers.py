@@ -1,0 +1,135 @@
+"""A tiny build run as a real ``mindvl data build`` subprocess, and its processes by PID."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from mindvl.common.tokenizer_train import iter_texts, train_bpe_tokenizer
+from mindvl.data_engine.synth.kit import generate_corpus
+
+RECIPE = """\
+name: chaos
+stage: chaos
+seed: 1
+tokenizer: {root}/tok
+image_tokens: {{min_pixels: 3136, max_pixels: 12544}}
+sources:
+  - {{name: scenes, path: "{root}/kit/caption", format: webdataset, category: caption, license: synthetic, options: {{prefer: caption}}}}
+  - {{name: ocr, path: "{root}/kit/ocr", format: webdataset, category: ocr, license: synthetic, options: {{prefer: caption}}}}
+operators:
+  - {{op: image_decode, params: {{max_pixels_cap: 64000000}}}}
+  - {{op: text_length, params: {{min_chars: 2, max_chars: 2000}}}}
+dedup: {{exact: true, near: {{enabled: false}}}}
+shards: {{max_samples: 4, max_bytes: 67108864}}
+"""
+
+
+@contextmanager
+def short_dir() -> Iterator[Path]:
+    """A short folder for Ray temp dirs (Ray's socket paths must fit in 107 bytes, which
+    pytest's tmp_path can exceed)."""
+    d = Path(tempfile.mkdtemp(prefix="mvray", dir="/tmp"))
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def make_kit(root: Path, n: int = 24) -> Path:
+    """A corpus-kit corpus (with planted faults), its tokenizer and the recipe above."""
+    generate_corpus(root / "kit", n, "webdataset", faults=0.2, seed=7, max_side=96)
+    train_bpe_tokenizer(iter_texts([root / "kit" / "truth.parquet"]), 300, root / "tok")
+    recipe = root / "chaos.yaml"
+    recipe.write_text(RECIPE.format(root=root))
+    return recipe
+
+
+def build_cmd(recipe: Path, out: Path, ray_tmp: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable, "-m", "mindvl.common.cli", "data", "build", str(recipe),
+        "--out", str(out), "--num-cpus", "2", "--ray-temp-dir", str(ray_tmp), *extra,
+    ]  # fmt: skip
+
+
+def build_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("RAY_AUTH_MODE", "disabled")
+    env["OMP_NUM_THREADS"] = "1"
+    env.update(extra)
+    return env
+
+
+def run_build(recipe: Path, out: Path, ray_tmp: Path, *extra: str, **env: str):
+    return subprocess.run(
+        build_cmd(recipe, out, ray_tmp, *extra), env=build_env(**env),
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+
+
+def outputs(build: Path) -> dict[str, str]:
+    """sha256 of every visible file of a build dir."""
+    files = [p for p in sorted(build.iterdir()) if p.is_file() and not p.name.startswith(".")]
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+
+
+def children() -> dict[int, list[int]]:
+    out: dict[int, list[int]] = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                stat = Path(f"/proc/{name}/stat").read_bytes()
+            except OSError:
+                continue
+            ppid = int(stat.rsplit(b")", 1)[1].split()[1])
+            out.setdefault(ppid, []).append(int(name))
+    return out
+
+
+def descendants(pid: int) -> set[int]:
+    tree, found, todo = children(), set(), [pid]
+    while todo:
+        for c in tree.get(todo.pop(), []):
+            if c not in found:
+                found.add(c)
+                todo.append(c)
+    return found
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return (
+            Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        )
+    except OSError:
+        return ""
+
+
+def mentioning(text: str) -> set[int]:
+    """Processes whose command line mentions ``text`` (a build's Ray temp dir)."""
+    return {int(n) for n in os.listdir("/proc") if n.isdigit() and text in cmdline(int(n))}
+
+
+def alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return False
+    return stat.rsplit(b")", 1)[1].split()[0] != b"Z"
+
+
+def wait_for(predicate, timeout: float, step: float = 0.2) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(step)
+    return predicate()
