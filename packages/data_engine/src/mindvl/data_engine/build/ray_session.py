@@ -91,7 +91,8 @@ def start_embedded(start, attempts: int = 3) -> None:
     # spawns later; other children of this process must not carry it.
     _token_auth_in_env()
     first, tried = "", 0
-    for tried in range(1, attempts + 1):
+    for attempt in range(1, attempts + 1):
+        tried = attempt
         os.environ[TOKEN_ENV] = token
         try:
             start()
