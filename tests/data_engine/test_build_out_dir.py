@@ -30,6 +30,15 @@ def test_claim_resume_refuse_overwrite(tmp_path):
         claim_out_dir(out, dict(A, code_version="v2"))
     assert (out / "s-000000.tar").exists()
 
+    # Code versions compare by the engine's source digest: git describe may differ.
+    src = dict(A, code_version="0.1.0+src.abc.git.b324c65")
+    assert claim_out_dir(out, src, overwrite=True) == "overwrite"
+    (out / "s-000000.tar").write_bytes(b"x")
+    assert claim_out_dir(out, dict(A, code_version="0.1.0+src.abc")) == "resume"
+    assert claim_out_dir(out, dict(A, code_version="0.1.0+src.abc.git.0effcc9-dirty")) == "resume"
+    with pytest.raises(UserError, match=r"code version '0.1.0\+src.abc.git.0effcc9-dirty' vs"):
+        claim_out_dir(out, dict(A, code_version="0.1.0+src.def.git.0effcc9-dirty"))
+
     assert claim_out_dir(out, B, overwrite=True) == "overwrite"
     assert sorted(p.name for p in out.iterdir()) == [CLAIM_NAME, "notes.txt"]
     assert json.loads((out / CLAIM_NAME).read_text())["recipe_digest"] == "d-b"

@@ -1,7 +1,9 @@
 """Which build an out dir belongs to, so a build never mixes with another's files.
 
 A build claims its out dir before any work: ``.mindvl-build.json`` records the recipe
-digest, the variables and the code version. A rerun of the same build finds the same
+digest, the variables and the code version (compared by the engine's source digest,
+``mix.provenance.same_code``, so a commit that changes only docs, or the same code run as
+a Ray job without ``.git``, is the same build). A rerun of the same build finds the same
 record and resumes (staging is redone, finished shards are reused). A dir that holds
 another build (another record, or build files without one: shards, a manifest, staging)
 is refused in one line, unless ``overwrite``, which removes that build's files first
@@ -17,6 +19,7 @@ from pathlib import Path
 
 from mindvl.common.errors import UserError
 from mindvl.common.manifest import INDEX_NAME, MANIFEST_NAME, REJECTS_NAME, RecipeRecord
+from mindvl.data_engine.mix.provenance import same_code
 
 CLAIM_NAME = ".mindvl-build.json"
 # Files a build writes at the top of its out dir (shards are *.tar, see _build_files).
@@ -61,6 +64,8 @@ def _difference(old: dict[str, object] | None, new: dict[str, object]) -> str:
     if old is None:
         return "files of a build this mindvl cannot identify"
     for field in ("recipe_digest", "variables", "code_version"):
+        if field == "code_version" and same_code(str(old.get(field)), str(new[field])):
+            continue  # same engine source (git describe may differ: docs, a Ray job's copy)
         if old.get(field) != new[field]:
             return f"another build ({field.replace('_', ' ')} {old.get(field)!r} vs {new[field]!r})"
     return ""
