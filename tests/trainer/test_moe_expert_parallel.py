@@ -85,7 +85,15 @@ def test_ep2_matches_one_process_and_resumes(tmp_path, base, model, moe):
     assert [again[2][k] for k in PARTS] == [rows[2][k] for k in PARTS]
 
 
-def test_ep2_times_fsdp2_on_four_ranks_matches_one_process(tmp_path, base):
+@pytest.mark.parametrize(
+    ("model", "moe"),
+    [("tiny_qwen3_moe", {}), ("tiny_deepseek_v3", {"bias_update_rate": 0.01})],
+)
+def test_ep2_times_fsdp2_on_four_ranks_matches_one_process(tmp_path, base, model, moe):
+    base = base.model_copy(
+        update={"init": base.init.model_copy(update={"config": model}),
+                "moe": base.moe.model_copy(update=moe)}
+    )  # fmt: skip
     single = run_stage(base, tmp_path / "one")
     cfg = StageConfig.model_validate(
         {**base.model_dump(), "distributed": "fsdp", "parallel": {"ep": 2}}
