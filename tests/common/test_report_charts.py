@@ -1,7 +1,17 @@
-"""The report's hand-written SVG charts and its two renderers, on tiny inline data."""
+"""The report's matplotlib charts (inline SVG) and its two renderers, on tiny inline data."""
 
+import re
 import xml.etree.ElementTree as ET
 
+import pytest
+
+from mindvl.common.report.charts import (
+    grouped_bars,
+    line_chart,
+    nice_max,
+    stacked_bars,
+    stacked_hbars,
+)
 from mindvl.common.report.document import (
     Chart,
     Document,
@@ -11,7 +21,6 @@ from mindvl.common.report.document import (
     render_html,
     render_markdown,
 )
-from mindvl.common.report.svg import grouped_bars, line_chart, nice_max, stacked_hbars
 
 
 def test_nice_max_rounds_up_to_1_2_5():
@@ -26,29 +35,61 @@ def test_nice_max_rounds_up_to_1_2_5():
     ]
 
 
-def test_charts_are_well_formed_xml_with_escaped_labels():
-    charts = [
-        line_chart(
-            "loss <a>", {"train": [(1, 4.0), (2, 3.0)], "val & co": [(2, 3.5)]}, "step", "loss"
-        ),
-        grouped_bars("mix", ["<b>", "ocr"], {"target": [0.5, 0.5], "achieved": [None, 0.4]}, 1.0),
-        stacked_hbars("funnel", ['src"1'], {"kept": [3.0], "dropped x: <y>": [1.0]}),
-    ]
-    for svg in charts:
+BAR = re.compile(r'<path d="([^"]*)"\s+clip-path="[^"]*" style="fill: (#[0-9a-f]{6})')
+
+
+def _bars(svg: str) -> list[tuple[float, str]]:
+    """(height, colour) of each bar: matplotlib draws a bar as a clipped 4-corner path."""
+    out = []
+    for d, fill in BAR.findall(svg):
+        ys = [float(y) for y in re.findall(r"[ML] [-\d.]+ ([-\d.]+)", d)]
+        out.append((round(max(ys) - min(ys), 3), fill))
+    return out
+
+
+def _texts(svg: str) -> list[str]:
+    return [t.text for t in ET.fromstring(svg).iter("{http://www.w3.org/2000/svg}text")]
+
+
+def test_charts_are_well_formed_byte_stable_svg_with_escaped_labels():
+    def charts():
+        return [
+            line_chart(
+                "loss <a>", {"train": [(1, 4.0), (2, 3.0)], "val & co": [(2, 3.5)]}, "step", "loss"
+            ),  # fmt: skip
+            grouped_bars(
+                "mix",
+                ["<b>", "ocr"],
+                {"target": [0.5, 0.5], "achieved": [None, 0.4]},
+                1.0,
+                "fraction",
+            ),  # fmt: skip
+            stacked_hbars("funnel", ['src"1'], {"kept": [3.0], "dropped x: <y>": [1.0]}),
+            stacked_bars("tokens", ["a", "b"], {"image": [3.0, 1.0], "text": [1.0, 2.0]}, "tokens"),
+        ]
+
+    first = charts()
+    assert first == charts()  # same inputs, same bytes (fixed hash salt, no date)
+    for svg in first:
         root = ET.fromstring(svg)  # raises on unescaped markup
-        assert root.tag == "{http://www.w3.org/2000/svg}svg"
-    assert "&lt;b&gt;" in charts[1] and "<b>" not in charts[1]
-    # one polyline for the two-point series, a dot for the single point
-    assert charts[0].count("<polyline") == 1 and charts[0].count("<circle") == 1
+        assert root.tag == "{http://www.w3.org/2000/svg}svg" and svg.startswith("<svg")
+        assert "Date" not in svg and "<script" not in svg
+        # namespaces only: nothing to fetch
+        assert not re.findall(r"https?://(?!www\.w3\.org/(2000/svg|1999/xlink))", svg)
+    assert "&lt;b&gt;" in first[1] and "<b>" not in first[1]
+    assert {"loss <a>", "step", "loss", "train", "val & co"} <= set(_texts(first[0]))
+    assert {"fraction", "target", "achieved"} <= set(_texts(first[1]))  # axis label, legend
+    assert "samples" in _texts(first[2])  # the horizontal bars' axis
     # the None bar is left out: 3 bars, not 4
-    assert charts[1].count("<rect") - 2 == 3  # minus the two legend swatches
+    assert len(_bars(first[1])) == 3
 
 
 def test_bar_heights_are_proportional():
     svg = grouped_bars("acc", ["a"], {"model": [0.5], "base": [0.25]}, 1.0)
-    heights = [float(r.get("height")) for r in ET.fromstring(svg).iter("{http://www.w3.org/2000/svg}rect")
-               if r.find("{http://www.w3.org/2000/svg}title") is not None]  # fmt: skip
-    assert heights[0] == 2 * heights[1] > 0
+    (model, c1), (base, c2) = _bars(svg)
+    assert model == pytest.approx(2 * base, rel=1e-3) and model > 0 and c1 != c2
+    stacked = _bars(stacked_bars("t", ["a"], {"image": [3.0], "text": [1.0]}, "tokens"))
+    assert stacked[0][0] == pytest.approx(3 * stacked[1][0], rel=1e-3)
 
 
 def test_renderers_agree_and_escape():
@@ -68,9 +109,8 @@ def test_step_axis_has_integer_ticks():
         "step",
         "loss",
     )
-    root = ET.fromstring(svg)
-    ticks = [t.text for t in root.iter("{http://www.w3.org/2000/svg}text") if t.get("y") == "238"]
-    assert ticks == ["1", "2", "4", "5", "6"]
+    ticks = [t for t in _texts(svg) if re.fullmatch(r"[\d.]+", t or "")]
+    assert ticks and all("." not in t for t in ticks[: len(ticks) // 2])  # x ticks: whole steps
 
 
 def test_report_imports_neither_the_data_engine_nor_the_trainer():
@@ -86,6 +126,4 @@ def test_report_imports_neither_the_data_engine_nor_the_trainer():
 def test_long_labels_are_cut_in_charts_only():
     name = "a_very_long_category_name_that_goes_on"
     svg = grouped_bars("mix", [name], {"target": [0.5]}, 1.0)
-    texts = [t.text for t in ET.fromstring(svg).iter("{http://www.w3.org/2000/svg}text")]
-    assert "a_very_long_cat\u2026" in texts
-    assert f"<title>{name}: 0.5</title>" in svg  # the tooltip keeps the full name
+    assert "a_very_long_cat\u2026" in _texts(svg) and name not in svg
