@@ -200,3 +200,30 @@ def test_predictions_do_not_depend_on_batching(built):
     one = predict(model, tok, data.items, inference.image_tokens, 3, batch_size=1)
     many = predict(model, tok, data.items, inference.image_tokens, 3, batch_size=8)
     assert len(one) == 9 and one == many
+
+
+def test_answers_stop_at_the_longest_reference_plus_a_margin(built, tmp_path):
+    """A checkpoint allowing 64 new tokens is asked for at most the longest reference's
+    tokens + ANSWER_MARGIN: a longer answer could not match exactly anyway."""
+    from mindvl.trainer.evaluation.run import ANSWER_MARGIN
+    from mindvl.trainer.model.checkpoint_io import write_inference
+
+    root, tok, _ = built
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    for f in (root / "ckpt").iterdir():
+        (ckpt / f.name).write_bytes(f.read_bytes())
+    write_inference(ckpt, InferenceConfig(image_tokens=RULE, max_new_tokens=64))
+    preds = tmp_path / "preds.jsonl"
+    report = evaluate_checkpoint(ckpt, root / "data", TASKS, opts=OPTS, predictions_file=preds)
+    longest = max(len(tok.encode(a)) for _, a, _, _ in QA)
+    [s] = report.settings
+    assert s.max_new_tokens == longest + ANSWER_MARGIN < 64
+    rows = [json.loads(line) for line in preds.read_text().splitlines()]
+    assert all(len(tok.encode(r["prediction"])) <= s.max_new_tokens for r in rows)
+    limited = EvalOptions(seq_len=256, max_patches=4096, batch_size=8, max_new_tokens=2,
+                          device="cpu")  # fmt: skip
+    assert (
+        evaluate_checkpoint(ckpt, root / "data", TASKS, opts=limited).settings[0].max_new_tokens
+        == 2
+    )

@@ -9,7 +9,7 @@ timings and shards. The mixture and reason funnel are the demo report's own sect
 
 from __future__ import annotations
 
-from mindvl.common.report.charts import grouped_bars, nice_max, stacked_bars, stacked_hbars
+from mindvl.common.report.charts import grouped_bars, stacked_bars, stacked_hbars
 from mindvl.common.report.data_sections import funnel_section, mixture_section
 from mindvl.common.report.document import NA, Chart, Document, Gallery, Section, Table, Thumb, fmt
 from mindvl.common.report.inputs import get, number
@@ -52,8 +52,7 @@ def stage_funnel_section(m: dict) -> Section:
     names, series = stage_counts(m)
     if not names:
         return s.add("Funnel by stage: n/a (the manifest lists no sources).")
-    top = nice_max(max(series["input"] + [1]))
-    chart = grouped_bars("samples left after each stage", names, series, top, "samples")
+    chart = grouped_bars("samples left after each stage", names, series, None, "samples")
     s.add(Chart(chart, "per source: input, then what is left after each stage"))
     rows = [[n, *(fmt(int(v[i])) for v in series.values())] for i, n in enumerate(names)]
     return s.add(Table(["source", *series], rows))

@@ -104,10 +104,11 @@ def grouped_bars(
     title: str,
     groups: Sequence[str],
     series: dict[str, Sequence[float | None]],
-    y_top: float,
+    y_top: float | None,
     y_label: str = "",
 ) -> str:
-    """Bars side by side per group (one colour per series); ``None`` values are left out."""
+    """Bars side by side per group (one colour per series); ``None`` values are left out;
+    ``y_top`` None: matplotlib's own axis range."""
 
     def draw():
         fig, ax = _figure(max(4.5, 1.0 + 0.55 * len(groups) * max(len(series), 1) ** 0.5), 2.8)
@@ -119,7 +120,9 @@ def grouped_bars(
             ax.bar(xs, ys, width, color=colour(i), label=short(name, LEGEND_LIMIT))
         ax.set_xticks(range(len(groups)), [short(g, 16) for g in groups],
                       rotation=30 if len(groups) > 4 else 0, ha="right" if len(groups) > 4 else "center")  # fmt: skip
-        ax.set(title=title, ylabel=y_label, ylim=(0, y_top))
+        ax.set(title=title, ylabel=y_label)
+        if y_top is not None:
+            ax.set_ylim(0, y_top)
         ax.grid(axis="x", visible=False)
         _legend(ax, len(series))
         return fig
