@@ -58,7 +58,7 @@ def _recipe(root: Path) -> str:
         f"  - {{name: ocr, path: '{root}/wds/ocr', format: webdataset, category: ocr}}\n"
         "operators:\n  - {op: image_decode}\n  - {op: image_size}\n"
         "dedup: {exact: true, near: {enabled: false}}\n"
-        "mixture: {unit: samples, budget: 30, targets: {caption: 0.5, ocr: 0.5}}\n"
+        "mixture: {unit: samples, budget: 20, targets: {caption: 0.5, ocr: 0.5}, max_repeat: 3}\n"
     )
 
 
