@@ -4,8 +4,6 @@ actor mid-way (as when Ray's memory monitor kills it) still ends with the same o
 from __future__ import annotations
 
 import hashlib
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -38,17 +36,20 @@ def test_mode_is_bars_on_a_terminal_only_and_quiet_wins():
 def test_lines_per_stage_with_counts_rate_and_eta():
     counts = ProgressCounts()
     counts.add("read", {"a": (8, 2), "b": (5, 0)}, 1, "a")
-    counts.add("filtered", {"a": (6, 2)}, 0, "")
+    counts.add("filtered", {"a": (6, 4)}, 0, "")  # read drops pass the filters too
     lines = format_lines(*counts.snapshot(), total_units=4, elapsed=10.0)
     assert lines == [
         "[build] read: 15 samples units 1/4 (kept 13, dropped 2) | 1.5/s | ETA 0:30",
-        "[build] filter: 8 samples of 15+ (kept 6, dropped 2) | 0.8/s | ETA ?",
+        "[build] filter: 10 samples of 15+ (kept 6, dropped 4) | 1.0/s | ETA ?",
     ]
     counts.add("read", {}, 3, "b")  # every unit read: the later stages get an ETA
+    counts.add("filtered", {"b": (5, 0)}, 0, "")
     counts.add("final", {"a": (3, 1), "b": (4, 0)}, 0, "")
     lines = format_lines(*counts.snapshot(), total_units=4, elapsed=10.0)
     assert lines[0].endswith("| done") and "units 4/4" in lines[0]
-    assert lines[2] == "[build] write: 8 samples of 15 (kept 7, dropped 1) | 0.8/s | ETA 0:09"
+    assert lines[1].endswith("| done")  # the filters saw all 15 rows read
+    # the write stage sees the 11 rows the filters kept
+    assert lines[2] == "[build] write: 8 samples of 11 (kept 7, dropped 1) | 0.8/s | ETA 0:04"
 
 
 def _recipe(root: Path) -> str:
@@ -71,6 +72,8 @@ def _outputs(out: Path) -> dict[str, str]:
 def test_build_survives_losing_its_progress_actor(tmp_path, monkeypatch):
     import ray
 
+    from mindvl.data_engine.build import pipeline
+    from mindvl.data_engine.build.optional import optional_stage
     from mindvl.data_engine.build.progress import send
     from mindvl.data_engine.synth.kit import generate_corpus
 
@@ -80,26 +83,34 @@ def test_build_survives_losing_its_progress_actor(tmp_path, monkeypatch):
     recipe = recipe_from_text(text)
     run_build(recipe, recipe_record(text, {}), tmp_path / "a", echo=lambda _: None)
 
+    reporters: list[ProgressReporter] = []
     killed: list[object] = []
     start = ProgressReporter.start
 
-    def start_and_kill(self) -> None:
-        """Kill the actor as soon as it has counted a read batch (mid-build)."""
+    def start_and_record(self) -> None:
+        reporters.append(self)
         start(self)
 
-        def kill() -> None:
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline:
-                counts, _ = ray.get(self.actor.snapshot.remote())
-                if counts.get("read"):
-                    ray.kill(self.actor, no_restart=True)
-                    killed.append(self.actor)
-                    return
-                time.sleep(0.05)
+    def dedup_then_kill(name: str, attr: str):
+        """Dedup (whose materialise runs read and filters, reporting to the actor), then
+        kill the actor: dedup's output, the staging writes and the mix still lie ahead."""
+        real = optional_stage(name, attr)
+        if attr != "dedup_dataset" or real is None:
+            return real
 
-        threading.Thread(target=kill, daemon=True).start()
+        def run(*args, **kwargs):
+            out = real(*args, **kwargs)
+            actor = reporters[-1].actor
+            counts, _ = ray.get(actor.snapshot.remote())
+            assert counts.get("read") and counts.get("filtered")  # read and filters reported
+            ray.kill(actor, no_restart=True)
+            killed.append(actor)
+            return out
 
-    monkeypatch.setattr(ProgressReporter, "start", start_and_kill)
+        return run
+
+    monkeypatch.setattr(pipeline, "optional_stage", dedup_then_kill)
+    monkeypatch.setattr(ProgressReporter, "start", start_and_record)
     lines: list[str] = []
     run_build(
         recipe, recipe_record(text, {}), tmp_path / "b",

@@ -83,12 +83,18 @@ def stage_totals(counts: dict[str, dict[str, list[int]]]) -> dict[str, tuple[int
     }
 
 
+def stage_input(totals: dict[str, tuple[int, int]], kind: str) -> int:
+    """Rows a stage will see: every row read for the filters, the rows they kept after."""
+    if kind == "filtered":
+        return sum(totals.get("read", (0, 0)))
+    return totals.get("filtered", (0, 0))[0]
+
+
 def format_lines(
     counts: dict[str, dict[str, list[int]]], units: dict[str, int], total_units: int, elapsed: float
 ) -> list[str]:
     """One line per stage that has seen rows: samples, kept/dropped, rate, ETA."""
     totals = stage_totals(counts)
-    read = sum(totals.get("read", (0, 0)))
     done_units = sum(units.values())
     lines = []
     for kind, name in KINDS.items():
@@ -102,8 +108,9 @@ def format_lines(
             where = f"units {done_units}/{total_units}"
         else:
             reading = done_units < total_units
-            left = None if reading else eta(n, read, elapsed)
-            where = f"of {read}{'+' if reading else ''}"
+            target = stage_input(totals, kind)
+            left = None if reading else eta(n, target, elapsed)
+            where = f"of {target}{'+' if reading else ''}"
         left_text = "done" if left == 0 else f"ETA {duration(left)}"
         lines.append(
             f"[build] {name}: {n} samples {where} (kept {kept}, dropped {dropped}) "
@@ -183,7 +190,7 @@ class ProgressReporter:
             b = self.bars[kind]
             n = done_units if kind == "read" else kept + dropped
             if kind != "read" and done_units >= self.total_units:
-                b.total = read
+                b.total = stage_input(totals, kind)
             label = f"{read} samples" if kind == "read" else f"kept {kept} dropped {dropped}"
             b.set_postfix_str(label, refresh=False)
             b.update(n - b.n)
