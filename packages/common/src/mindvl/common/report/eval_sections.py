@@ -128,7 +128,11 @@ def evaluation_sections(eval_report: Loaded) -> Section:
     if criterion:
         before = get(report, "resolution_search", "previous", "max_pixels")
         after = get(report, "resolution_search", "chosen", "max_pixels")
-        res.add(f"Chosen max_pixels={fmt(after)} (was {fmt(before)}); criterion: {criterion}.")
+        note = get(report, "resolution_search", "note")
+        if after is None and note:  # no setting beat the baseline: nothing was chosen
+            res.add(f"Resolution search: {note} (max_pixels stays {fmt(before)}).")
+        else:
+            res.add(f"Chosen max_pixels={fmt(after)} (was {fmt(before)}); criterion: {criterion}.")
     else:
         res.add("Resolution search: n/a (not run; the settings evaluated are below).")
     res.add(resolution_table(report))
