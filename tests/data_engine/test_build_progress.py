@@ -4,6 +4,7 @@ actor mid-way (as when Ray's memory monitor kills it) still ends with the same o
 from __future__ import annotations
 
 import hashlib
+import time
 from pathlib import Path
 
 import pytest
@@ -101,7 +102,13 @@ def test_build_survives_losing_its_progress_actor(tmp_path, monkeypatch):
         def run(*args, **kwargs):
             out = real(*args, **kwargs)
             actor = reporters[-1].actor
+            deadline = time.monotonic() + 60  # the stage tasks' reports are fire and forget
             counts, _ = ray.get(actor.snapshot.remote())
+            while (
+                not (counts.get("read") and counts.get("filtered")) and time.monotonic() < deadline
+            ):
+                time.sleep(0.1)
+                counts, _ = ray.get(actor.snapshot.remote())
             assert counts.get("read") and counts.get("filtered")  # read and filters reported
             ray.kill(actor, no_restart=True)
             killed.append(actor)
