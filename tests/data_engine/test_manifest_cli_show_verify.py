@@ -39,6 +39,18 @@ def test_show_prints_mixture_funnel_and_shards(build):
         assert "30 samples" in r.output and "4 shards" in r.output
         assert "caption   0.5000  0.5000" in r.output
         assert "not_selected" in r.output and "s1-000003.tar" in r.output
+    # --markdown: the build summary report.html renders, as Markdown
+    r = run("manifest", "show", str(out), "--markdown")
+    assert r.exit_code == 0, r.output
+    assert r.output.startswith("# mixtest / s1\n") and "## Funnel by stage" in r.output
+    assert "| source | input | after read | after filters | after dedup | in shards |" in r.output
+    # 15 of the 20 captions fill their half of the 30-sample budget; 5 are not selected
+    assert (
+        "| a | 20 | 20 | 20 | 20 | 15 |" in r.output
+        and "| c | 15 | 15 | 15 | 15 | 15 |" in r.output
+    )
+    assert "### caption" in r.output and "| sample | text |" in r.output
+    assert "Timings: n/a" in r.output and "*Chart: " in r.output
 
 
 def test_verify_ok_then_names_mismatched_missing_and_extra_shards(build, tmp_path):

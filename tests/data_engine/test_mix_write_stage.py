@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import tarfile
 from pathlib import Path
 
@@ -185,8 +186,15 @@ def test_tokens_unit_end_to_end_and_report(world):
         assert abs((c.image_tokens + c.text_tokens) - 0.5 * total) <= biggest
     html = (out / "report.html").read_text()
     assert "<svg" in html and html.count("data:image/jpeg;base64,") >= 2
-    assert "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")
-    assert "https://" not in html and "<script" not in html
+    # nothing to fetch: the only URLs are the SVG namespaces
+    assert not re.findall(r"https?://(?!www\.w3\.org/(2000/svg|1999/xlink)\")", html)
+    assert "<script" not in html
+    # the build summary: stage funnel, mixture by samples and by tokens, samples with text
+    for title in ("Funnel by stage", "Mixture by samples and by tokens", "Samples", "Timings"):
+        assert f">{title}</h2>" in html
+    assert "tokens per category" in html and "samples left after each stage" in html
+    assert re.search(r'<figure class="thumb"><img src="data:image/jpeg;base64,[^"]+" alt="[^"]+">'
+                     r"<figcaption><b>[^<]+</b><br>[^<]+</figcaption>", html)  # fmt: skip
 
 
 def test_rejects_file_keeps_earlier_drops_and_gains_unpicked_samples(world):

@@ -13,11 +13,16 @@ from evalkit_helpers import RULE, caption_sample, qa_sample, train_tokenizer, wr
 from mindvl.common.cli import main
 from mindvl.common.errors import UserError
 from mindvl.common.text_tokens import TextTokenizer
+from mindvl.common.tokens import ImageTokenRule
 from mindvl.trainer.data.encode import DropCounter, encode_sample
-from mindvl.trainer.evaluation.resolution import TABLE_NAME, pick_best
+from mindvl.trainer.evaluation.report import SettingResult
+from mindvl.trainer.evaluation.resolution import TABLE_NAME, write_choice
 from mindvl.trainer.evaluation.run import EvalOptions, evaluate_checkpoint
+from mindvl.trainer.evaluation.scoring import group_score
+from mindvl.trainer.evaluation.val_loss import ValLoss
 from mindvl.trainer.model import InferenceConfig, MindVL, count_loss_tokens
 from mindvl.trainer.model.checkpoint_io import read_inference, save_mindvl
+from mindvl.trainer.model.config import INFERENCE_NAME
 from mindvl.trainer.model.tiny import tiny_config
 
 TASKS = Path(__file__).resolve().parents[2] / "pipelines" / "eval" / "tasks.yaml"
@@ -102,12 +107,15 @@ def test_val_loss_is_a_token_mean_whatever_the_packing(built):
     assert many.loss == pytest.approx(one.loss, rel=1e-4)
 
 
-def test_resolution_search_writes_best_rule_and_table(built, tmp_path, capsys):
+def test_resolution_search_refuses_to_choose_at_or_below_baseline(built, tmp_path, capsys):
+    """The random model scores nothing: every setting is at or below the majority
+    baseline, so the search says so, records the table and keeps inference.json."""
     root, _, _ = built
     ckpt = tmp_path / "ckpt"
     ckpt.mkdir()
     for f in (root / "ckpt").iterdir():
         (ckpt / f.name).write_bytes(f.read_bytes())
+    before = (ckpt / INFERENCE_NAME).read_bytes()
     out = tmp_path / "report.json"
     args = ["eval", str(ckpt), "--data", str(root / "data"), "--resolution-search",
             "--max-pixels", "12544,3136,6272", "--out", str(out), "--seq-len", "256",
@@ -117,23 +125,50 @@ def test_resolution_search_writes_best_rule_and_table(built, tmp_path, capsys):
     settings = report["settings"]
     assert [s["image_tokens"]["max_pixels"] for s in settings] == [3136, 6272, 12544]
     assert all(s["image_tokens"]["min_pixels"] == RULE.min_pixels for s in settings)
+    assert all(s["overall"]["correct"] <= s["overall"]["baseline_correct"] for s in settings)
     assert report["data"]["samples_read"] == 6
     losses = [s["val_loss"]["loss"] for s in settings]
     assert len(set(losses)) == 3  # image token counts differ between the settings
-    from mindvl.trainer.evaluation.report import EvalReport
-
-    best = pick_best(EvalReport.model_validate(report).settings)
-    assert read_inference(ckpt).image_tokens == best.image_tokens
-    assert read_inference(ckpt).max_new_tokens == 3  # only the rule changes
+    choice = report["resolution_search"]
+    assert (
+        choice["chosen"] is None
+        and "no setting beats the majority-answer baseline" in (choice["note"])
+    )
+    assert (ckpt / INFERENCE_NAME).read_bytes() == before
     table = json.loads((ckpt / TABLE_NAME).read_text())
     assert [r["max_pixels"] for r in table["table"]] == [3136, 6272, 12544]
-    assert table["chosen"] == best.image_tokens.model_dump()
-    assert table["previous"] == RULE.model_dump()
+    assert table["chosen"] is None and table["previous"] == RULE.model_dump()
     shown = capsys.readouterr().out
-    assert "chosen max_pixels=" in shown
+    assert "resolution search: no setting beats the majority-answer baseline" in shown
+    assert "chosen max_pixels=" not in shown
     header = next(line for line in shown.splitlines() if line.startswith("task "))
     assert header.split()[3:] == ["max_pixels=3136", "max_pixels=6272", "max_pixels=12544"]
-    assert any(line.split()[:3] == ["colour", "3", "66.7%"] for line in shown.splitlines())
+
+
+def test_resolution_search_writes_the_best_rule_that_beats_the_baseline(built, tmp_path):
+    root, _, _ = built
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    for f in (root / "ckpt").iterdir():
+        (ckpt / f.name).write_bytes(f.read_bytes())
+    refs = ["red", "red", "blue", "green"]
+
+    def setting(max_pixels: int, preds: list[str], loss: float) -> SettingResult:
+        g = group_score(refs, preds)
+        vl = ValLoss(loss=loss, loss_tokens=1, samples=1, packs=1, dropped={}, truncated=0)
+        rule = ImageTokenRule(min_pixels=RULE.min_pixels, max_pixels=max_pixels)
+        return SettingResult(image_tokens=rule, max_new_tokens=3, overall=g,
+                             macro_accuracy=g.accuracy, tasks={"colour": g}, categories={},
+                             val_loss=vl, seconds=0.0)  # fmt: skip
+
+    at_baseline = setting(3136, ["red", "red", "red", "red"], 1.0)  # 2 of 4 = the baseline
+    better = setting(6272, ["red", "red", "blue", "x"], 2.0)  # 3 of 4
+    choice = write_choice(ckpt, [at_baseline, better], "data")
+    assert choice.chosen == better.image_tokens and choice.note == ""
+    assert read_inference(ckpt).image_tokens == better.image_tokens
+    assert read_inference(ckpt).max_new_tokens == 3  # only the rule changes
+    table = json.loads((ckpt / TABLE_NAME).read_text())
+    assert table["chosen"] == better.image_tokens.model_dump()
 
 
 def test_bad_checkpoint_and_flags_are_one_line_errors(built, tmp_path, capsys):
@@ -165,3 +200,30 @@ def test_predictions_do_not_depend_on_batching(built):
     one = predict(model, tok, data.items, inference.image_tokens, 3, batch_size=1)
     many = predict(model, tok, data.items, inference.image_tokens, 3, batch_size=8)
     assert len(one) == 9 and one == many
+
+
+def test_answers_stop_at_the_longest_reference_plus_a_margin(built, tmp_path):
+    """A checkpoint allowing 64 new tokens is asked for at most the longest reference's
+    tokens + ANSWER_MARGIN: a longer answer could not match exactly anyway."""
+    from mindvl.trainer.evaluation.run import ANSWER_MARGIN
+    from mindvl.trainer.model.checkpoint_io import write_inference
+
+    root, tok, _ = built
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    for f in (root / "ckpt").iterdir():
+        (ckpt / f.name).write_bytes(f.read_bytes())
+    write_inference(ckpt, InferenceConfig(image_tokens=RULE, max_new_tokens=64))
+    preds = tmp_path / "preds.jsonl"
+    report = evaluate_checkpoint(ckpt, root / "data", TASKS, opts=OPTS, predictions_file=preds)
+    longest = max(len(tok.encode(a)) for _, a, _, _ in QA)
+    [s] = report.settings
+    assert s.max_new_tokens == longest + ANSWER_MARGIN < 64
+    rows = [json.loads(line) for line in preds.read_text().splitlines()]
+    assert all(len(tok.encode(r["prediction"])) <= s.max_new_tokens for r in rows)
+    limited = EvalOptions(seq_len=256, max_patches=4096, batch_size=8, max_new_tokens=2,
+                          device="cpu")  # fmt: skip
+    assert (
+        evaluate_checkpoint(ckpt, root / "data", TASKS, opts=limited).settings[0].max_new_tokens
+        == 2
+    )

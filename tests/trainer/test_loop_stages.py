@@ -76,6 +76,9 @@ def test_warmup_trains_only_the_projector(tmp_path, shards, capsys):
     rows = run_stage(cfg, tmp_path / "out")
     table = capsys.readouterr().out
     assert "projector" in table and "trainable" in table
+    steps = [line for line in table.splitlines() if line.startswith("step ")]
+    assert [line.split()[1] for line in steps] == ["1/3", "2/3", "3/3"]
+    assert all(" elapsed, ETA " in line for line in steps) and steps[-1].endswith("ETA 0:00")
     assert [r["step"] for r in rows] == [1, 2, 3]
     metrics = [json.loads(x) for x in (tmp_path / "out" / "metrics.jsonl").read_text().splitlines()]
     assert [m["loss"] for m in metrics] == [r["loss"] for r in rows]
@@ -120,6 +123,8 @@ def test_cli_runs_a_stage_and_reports_config_errors_in_one_line(tmp_path, shards
     run = json.loads((out / "run.json").read_text())
     assert run["steps"] == 1  # 0.05 epochs of the manifest's tokens at 512 tokens per step
     assert (out / "model" / "config.json").is_file()
+    last = res.output.strip().splitlines()[-1]
+    assert last.startswith("trained tiny in ") and f"model {out / 'model'}," in last
     bad = write_yaml(tmp_path / "bad.yaml", seq_len="long")
     res = CliRunner().invoke(train, ["run", str(bad), "--var", f"shards={shards}"])
     assert res.exit_code == 2

@@ -8,6 +8,7 @@ Recipe and source problems are reported in one line before Ray starts.
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -18,7 +19,19 @@ from mindvl.data_engine.build.ray_session import TEMP_DIR_ENV
 
 
 def _echo(line: str) -> None:
-    click.echo(line, err=True)
+    from tqdm import tqdm
+
+    tqdm.write(line, file=sys.stderr)  # above any live progress bars
+
+
+def _summary(result, out_dir: Path) -> dict:
+    return {
+        "out": str(out_dir),
+        "seconds": round(result.seconds, 3),
+        "stages": result.stages,
+        "sources": [s.model_dump() for s in result.accounting.sources],
+        "total_samples": None if result.manifest is None else result.manifest.total_samples,
+    }
 
 
 @click.command("build")
@@ -27,7 +40,12 @@ def _echo(line: str) -> None:
 @click.option("--var", "var", multiple=True, help="recipe variable NAME=VALUE (repeatable)")
 @click.option("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS or local)")
 @click.option("--num-cpus", type=click.IntRange(min=1), default=None, help="CPUs of a local Ray")
-@click.option("--progress-every", type=float, default=5.0, show_default=True, help="seconds")
+@click.option("--progress-every", type=click.FloatRange(min=0.1), default=None,
+              help="print progress lines every SECONDS (default: live bars on a terminal, "
+              "none otherwise)")  # fmt: skip
+@click.option("--quiet", is_flag=True, help="no progress; errors and the last line only")
+@click.option("--json", "as_json", is_flag=True,
+              help="no progress; print the result as one JSON object on stdout")  # fmt: skip
 @click.option(
     "--overwrite",
     is_flag=True,
@@ -45,7 +63,9 @@ def build_command(
     var: tuple[str, ...],
     address: str | None,
     num_cpus: int | None,
-    progress_every: float,
+    progress_every: float | None,
+    quiet: bool,
+    as_json: bool,
     overwrite: bool,
     ray_temp_dir: Path | None,
 ) -> None:
@@ -53,6 +73,7 @@ def build_command(
 
     A rerun into the same --out resumes the same build; a dir holding another build is
     refused unless --overwrite."""
+    from mindvl.common.progress import choose_mode
     from mindvl.common.recipe import load_recipe, parse_variables
     from mindvl.data_engine.build.pipeline import (
         claim_build_dir,
@@ -83,12 +104,16 @@ def build_command(
             out_dir,
             source=str(recipe),
             plan=plan,
-            echo=_echo,
-            progress_interval=progress_every,
+            echo=(lambda _line: None) if quiet or as_json else _echo,
+            progress_interval=progress_every or 0.5,
+            progress_mode=choose_mode(quiet or as_json, progress_every),
         )
     finally:
         ray.shutdown()
-    for s in result.accounting.sources:
+    if as_json:
+        click.echo(json.dumps(_summary(result, out_dir), sort_keys=True))
+        return
+    for s in [] if quiet else result.accounting.sources:
         _echo(f"[build] {s.source}: input {s.input} kept {s.kept} dropped {s.dropped}")
     _echo(f"[build] done in {result.seconds:.1f}s -> {out_dir}")
     sys.stdout.flush()

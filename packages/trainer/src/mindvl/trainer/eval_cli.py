@@ -1,7 +1,8 @@
 """``mindvl eval CKPT --data BUILD_DIR [--tasks TASKS.yaml] [--resolution-search] ...``.
 
 Parses options and calls :func:`mindvl.trainer.evaluation.run.evaluate_checkpoint`; the
-JSON report goes to ``--out`` (default ``CKPT/eval_report.json``), a short table to stdout.
+JSON report goes to ``--out`` (default ``CKPT/eval_report.json``), a short table to stdout
+(``--json``: the report itself). On a terminal each setting shows a progress bar.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ def _pixels(text: str | None) -> list[int] | None:
 @click.option("--max-new-tokens", type=click.IntRange(min=1), default=None,
               help="default: the checkpoint's inference.json")  # fmt: skip
 @click.option("--device", default="auto", show_default=True, help="auto | npu | cuda | cpu")
+@click.option("--quiet", is_flag=True, help="no progress or per-setting lines")
+@click.option("--json", "as_json", is_flag=True, help="print the JSON report instead of the table")
 def eval_command(
     checkpoint: Path,
     data_dir: Path,
@@ -62,14 +65,19 @@ def eval_command(
     batch_size: int,
     max_new_tokens: int | None,
     device: str,
+    quiet: bool,
+    as_json: bool,
 ) -> None:
     """Exact-match accuracy per task vs a majority baseline, and validation loss, of CHECKPOINT."""
+    from mindvl.common.progress import choose_mode
     from mindvl.trainer.evaluation.report import REPORT_NAME, format_table
     from mindvl.trainer.evaluation.run import EvalOptions, evaluate_checkpoint
 
     if not checkpoint.is_dir():
         raise UserError(f"not a checkpoint directory: {checkpoint}")
-    opts = EvalOptions(seq_len, max_patches, batch_size, max_new_tokens, limit, device)
+    mode = choose_mode(quiet or as_json)
+    opts = EvalOptions(seq_len, max_patches, batch_size, max_new_tokens, limit, device, mode)
+    quiet = quiet or as_json
     report = evaluate_checkpoint(
         checkpoint,
         data_dir,
@@ -78,11 +86,14 @@ def eval_command(
         resolution_search,
         opts,
         predictions,
-        log=lambda line: click.echo(line, err=True),
+        log=None if quiet else lambda line: click.echo(line, err=True),
     )
     target = out or checkpoint / REPORT_NAME
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(report.model_dump_json(indent=2) + "\n")
+    if as_json:
+        click.echo(report.model_dump_json(indent=2))
+        return
     click.echo(format_table(report))
     click.echo(f"report: {target}")
 

@@ -5,7 +5,9 @@ all ranks), padding fraction, LLM vs ViT tokens (ViT = 14px patches), samples pe
 grad norm and seconds per step. MoE runs add the loss parts (``ce_loss``, ``aux_loss``,
 ``z_loss``; ``loss`` is then their weighted sum) and, per MoE layer ``L``, the tokens routed
 to each expert as ``experts_lL_min``, ``experts_lL_max`` and ``experts_lL_cv`` (coefficient
-of variation; 0 = perfectly balanced). TensorBoard is written only when the stage asks for it
+of variation; 0 = perfectly balanced). The console line adds the elapsed time and an ETA
+from the mean step time of this run (a resumed run counts from its first new step).
+TensorBoard is written only when the stage asks for it
 and ``torch.utils.tensorboard`` imports.
 """
 
@@ -13,7 +15,10 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
+
+from mindvl.common.progress import duration, eta
 
 
 class MetricsWriter:
@@ -22,6 +27,8 @@ class MetricsWriter:
     ) -> None:
         """``truncate_after``: on resume, drop rows of steps after the checkpoint (they rerun)."""
         self.enabled = enabled
+        self.start = time.monotonic()
+        self.first_step: int | None = None  # the step before this run's first logged one
         self.tb = None
         self.file = None
         if not enabled:
@@ -51,11 +58,16 @@ class MetricsWriter:
             for k, v in row.items():
                 if isinstance(v, int | float) and k != "step":
                     self.tb.add_scalar(k, v, row["step"])
+        if self.first_step is None:
+            self.first_step = row["step"] - 1
+        elapsed = time.monotonic() - self.start
+        left = eta(row["step"] - self.first_step, total_steps - self.first_step, elapsed)
         print(
             f"step {row['step']}/{total_steps} loss {row['loss']:.4f} lr {row['lr']:.2e} "
             f"tok/s {row['tokens_per_s']:.0f} pad {row['padding']:.1%} "
             f"samples/pack {row['samples_per_pack']:.1f}"
-            + (f" aux {row['aux_loss']:.4f}" if "aux_loss" in row else ""),
+            + (f" aux {row['aux_loss']:.4f}" if "aux_loss" in row else "")
+            + f" | {duration(elapsed)} elapsed, ETA {duration(left)}",
             flush=True,
         )
 

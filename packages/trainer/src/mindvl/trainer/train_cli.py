@@ -6,9 +6,13 @@ Multi-process: ``torchrun --nproc-per-node N -m mindvl.trainer.train_cli STAGE.y
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import click
+
+from mindvl.common.progress import duration
 
 
 @click.command("run")
@@ -22,7 +26,14 @@ def run_command(stage: Path, variables: tuple[str, ...], out: Path | None, resum
     from mindvl.trainer.stage_config import load_stage, parse_vars
 
     cfg = load_stage(stage, parse_vars(variables))
-    run_stage(cfg, out or Path("runs") / cfg.name, resume=resume, config_text=stage.read_text())
+    target = out or Path("runs") / cfg.name
+    start = time.monotonic()
+    run_stage(cfg, target, resume=resume, config_text=stage.read_text())
+    if int(os.environ.get("RANK", "0")) == 0:
+        took = duration(time.monotonic() - start)
+        click.echo(
+            f"trained {cfg.name} in {took}: model {target / 'model'}, metrics {target / 'metrics.jsonl'}"
+        )
 
 
 if __name__ == "__main__":

@@ -12,9 +12,9 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from mindvl.common.manifest import INDEX_NAME, MANIFEST_NAME, REJECTS_NAME
+from mindvl.common.report.charts import grouped_bars, nice_max, stacked_hbars
 from mindvl.common.report.document import NA, Chart, Section, Table, fmt
 from mindvl.common.report.inputs import get, number, read_json, read_parquet
-from mindvl.common.report.svg import grouped_bars, nice_max, stacked_hbars
 
 MAX_REASONS = 8  # funnel legend: the commonest reasons, the rest summed as "other reasons"
 
@@ -39,7 +39,7 @@ def mixture_section(name: str, manifest: dict) -> Section:
     by_tokens = [number(get(c, "achieved_fraction_tokens")) for c in cats]
     top = nice_max(max([v for v in target + by_samples + by_tokens if v is not None] + [0.01]))
     series = {"target": target, "achieved (samples)": by_samples, "achieved (tokens)": by_tokens}
-    s.add(Chart(grouped_bars(f"{name}: mixture fractions", names, series, top),
+    s.add(Chart(grouped_bars(f"{name}: mixture fractions", names, series, top, "fraction"),
                 f"{name}: target vs achieved fraction per category"))  # fmt: skip
     rows = [
         [n, fmt(t), fmt(a), fmt(b), fmt(get(c, "samples")), fmt(get(c, "repeats")),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mindvl.common.report.charts import stacked_hbars
 from mindvl.common.report.data_sections import build_sections
 from mindvl.common.report.document import (
     Chart,
@@ -23,7 +24,6 @@ from mindvl.common.report.document import (
 )
 from mindvl.common.report.eval_sections import evaluation_sections, headline
 from mindvl.common.report.inputs import number, read_json
-from mindvl.common.report.svg import stacked_hbars
 from mindvl.common.report.train_sections import training_sections
 
 MD_NAME = "report.md"
@@ -37,7 +37,7 @@ def timings_section(timings: object) -> Section:
     names = [str(k) for k in timings]
     secs = [number(v) for v in timings.values()]
     total = sum(v for v in secs if v is not None)
-    s.add(Chart(stacked_hbars("seconds per step", names, {"seconds": [v or 0.0 for v in secs]}),
+    s.add(Chart(stacked_hbars("seconds per step", names, {"seconds": [v or 0.0 for v in secs]}, "seconds"),
                 "wall-clock seconds per demo step"))  # fmt: skip
     rows = [[n, fmt(v, 1), fmt(None if v is None or not total else v / total)]
             for n, v in zip(names, secs, strict=True)]  # fmt: skip

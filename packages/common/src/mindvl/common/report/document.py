@@ -23,16 +23,28 @@ class Table:
 
 @dataclass
 class Chart:
-    svg: str  # built by mindvl.common.report.svg, labels already escaped
+    svg: str  # inline SVG from mindvl.common.report.charts
     caption: str
+
+
+@dataclass
+class Thumb:
+    image_uri: str | None  # a data: URI (small JPEG), None when the image did not decode
+    title: str  # the sample key
+    text: str  # the sample's caption or first question and answer
+
+
+@dataclass
+class Gallery:
+    thumbs: list[Thumb]
 
 
 @dataclass
 class Section:
     title: str
-    blocks: list[str | Table | Chart | Section] = field(default_factory=list)
+    blocks: list[str | Table | Chart | Gallery | Section] = field(default_factory=list)
 
-    def add(self, *blocks: str | Table | Chart | Section) -> Section:
+    def add(self, *blocks: str | Table | Chart | Gallery | Section) -> Section:
         self.blocks.extend(blocks)
         return self
 
@@ -87,6 +99,10 @@ def _md_section(s: Section, level: int) -> list[str]:
             out.append("")
         elif isinstance(b, Chart):
             out += [f"*Chart: {_md_text(b.caption)} (see report.html)*", ""]
+        elif isinstance(b, Gallery):
+            out += ["| sample | text |", "|---|---|"]
+            out += [f"| {_md_cell(t.title)} | {_md_cell(t.text)} |" for t in b.thumbs]
+            out.append("")
         else:
             out += _md_section(b, level + 1)
     return out
@@ -103,7 +119,10 @@ CSS = """body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 
 table{border-collapse:collapse;margin:.5em 0 1em}td,th{border:1px solid #ccc;padding:2px 8px;
 text-align:right}td:first-child,th:first-child{text-align:left}th{background:#f3f3f3}
 .headline{font-size:1.2em;font-weight:bold;background:#eef5ee;padding:.6em;border-radius:4px}
-figure{margin:.5em 0 1.5em;overflow-x:auto}figcaption{color:#555;font-size:.9em}"""
+figure{margin:.5em 0 1.5em;overflow-x:auto}figcaption{color:#555;font-size:.9em}
+.gallery{display:flex;flex-wrap:wrap;gap:8px}.thumb{width:170px;margin:0}
+.thumb img{display:block;max-width:160px;border:1px solid #ddd}
+.thumb figcaption{font-size:.78em;overflow-wrap:anywhere}.thumb b{color:#222}"""
 
 
 def _html_section(s: Section, level: int) -> list[str]:
@@ -121,6 +140,14 @@ def _html_section(s: Section, level: int) -> list[str]:
             out.append("</tbody></table>")
         elif isinstance(b, Chart):
             out.append(f"<figure>{b.svg}<figcaption>{escape(b.caption)}</figcaption></figure>")
+        elif isinstance(b, Gallery):
+            out.append('<div class="gallery">')
+            for t in b.thumbs:
+                img = (f'<img src="{escape(t.image_uri)}" alt="{escape(t.title)}">'
+                       if t.image_uri else "<p>(image did not decode)</p>")  # fmt: skip
+                out.append(f'<figure class="thumb">{img}<figcaption><b>{escape(t.title)}</b>'
+                           f"<br>{escape(t.text)}</figcaption></figure>")  # fmt: skip
+            out.append("</div>")
         else:
             out += _html_section(b, level + 1)
     out.append("</section>")

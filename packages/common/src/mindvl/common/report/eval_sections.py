@@ -11,9 +11,9 @@ chose (or the only/first setting when there was no search): the rule the model s
 
 from __future__ import annotations
 
+from mindvl.common.report.charts import grouped_bars
 from mindvl.common.report.document import NA, Chart, Section, Table, fmt
 from mindvl.common.report.inputs import Loaded, get, number
-from mindvl.common.report.svg import grouped_bars
 from mindvl.common.tokens import FACTOR
 
 
@@ -68,7 +68,7 @@ def _score_block(title: str, groups: dict[str, dict]) -> list:
     names = list(groups)
     model = [number(groups[n].get("accuracy")) for n in names]
     base = [number(groups[n].get("baseline_accuracy")) for n in names]
-    chart = Chart(grouped_bars(title, names, {"model": model, "majority baseline": base}, 1.0),
+    chart = Chart(grouped_bars(title, names, {"model": model, "majority baseline": base}, 1.0, "accuracy"),
                   f"{title}: exact-match accuracy, model vs majority-answer baseline")  # fmt: skip
     rows = [
         [n, fmt(get(g, "n")), fmt(m), fmt(b), fmt(None if m is None or b is None else m - b),
@@ -128,7 +128,11 @@ def evaluation_sections(eval_report: Loaded) -> Section:
     if criterion:
         before = get(report, "resolution_search", "previous", "max_pixels")
         after = get(report, "resolution_search", "chosen", "max_pixels")
-        res.add(f"Chosen max_pixels={fmt(after)} (was {fmt(before)}); criterion: {criterion}.")
+        note = get(report, "resolution_search", "note")
+        if after is None and note:  # no setting beat the baseline: nothing was chosen
+            res.add(f"Resolution search: {note} (max_pixels stays {fmt(before)}).")
+        else:
+            res.add(f"Chosen max_pixels={fmt(after)} (was {fmt(before)}); criterion: {criterion}.")
     else:
         res.add("Resolution search: n/a (not run; the settings evaluated are below).")
     res.add(resolution_table(report))

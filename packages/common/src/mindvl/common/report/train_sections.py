@@ -13,9 +13,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from mindvl.common.report.charts import line_chart
 from mindvl.common.report.document import NA, Chart, Section, Table, fmt
 from mindvl.common.report.inputs import Loaded, number, read_jsonl
-from mindvl.common.report.svg import line_chart
 
 METRICS_NAME = "metrics.jsonl"
 

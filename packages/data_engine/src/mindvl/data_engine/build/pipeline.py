@@ -20,6 +20,7 @@ from typing import Any
 
 from mindvl.common.errors import UserError
 from mindvl.common.manifest import DedupStats, RecipeRecord
+from mindvl.common.progress import Mode
 from mindvl.common.recipe import Recipe, resolved_digest
 from mindvl.data_engine.build.decontam import eval_fingerprints
 from mindvl.data_engine.build.duplicate_keys import losers_before_dedup, mark_listed
@@ -49,6 +50,7 @@ class BuildResult:
     # captioning never drops: samples that kept their original text are counted here,
     # not in the funnel (whose entries are drops: input = kept + sum of the funnel)
     caption_outcomes: dict[str, int] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)  # phase -> wall seconds
 
 
 def recipe_record(text: str, variables: dict[str, str]) -> RecipeRecord:
@@ -89,6 +91,7 @@ def run_build(
     echo: Echo = print,
     progress_interval: float = 5.0,
     overwrite: bool = False,
+    progress_mode: Mode = "lines",
 ) -> BuildResult:
     """Run a whole build against the Ray cluster ``ray.init`` connected to. The out dir is
     claimed first (``out_dir.py``): another build's dir is refused unless ``overwrite``."""
@@ -100,10 +103,13 @@ def run_build(
     result = BuildResult(out)
     dedup_stats = stream_to_staging(
         recipe, plan, out / "_work", result.stages, source=source, echo=echo,
-        progress_interval=progress_interval,
+        progress_interval=progress_interval, progress_mode=progress_mode,
     )  # fmt: skip
+    t1 = time.monotonic()
+    result.timings["read, filters, dedup, caption -> staging"] = t1 - t0
     work = out / "_work"
     result.accounting = finalize_staging(work, plan, recipe, dedup_stats)
+    result.timings["sort staging, funnel, rejects"] = time.monotonic() - t1
     if result.stages.get("caption") == "ran":
         result.caption_outcomes = caption_outcomes(work / "kept")
     mix = optional_stage("mindvl.data_engine.mix", "write_stage")
@@ -111,11 +117,24 @@ def run_build(
         result.stages["mix"] = "skipped: mindvl.data_engine.mix is not installed"
         echo("[build] stage mix skipped: mindvl.data_engine.mix is not installed; staging kept")
     else:
+        t2 = time.monotonic()
         result.manifest = mix(work / "kept", recipe, record, out, result.accounting)
         result.stages["mix"] = "ran"
+        result.timings["mix, shards, manifest"] = time.monotonic() - t2
+        _report_timings(out, result, echo)
     result.seconds = time.monotonic() - t0
     write_stats(work / "stats.json", result, plan)
     return result
+
+
+def _report_timings(out: Path, result: BuildResult, echo: Echo) -> None:
+    """Rewrite report.html with the phases' timings (best-effort: the build is done)."""
+    from mindvl.data_engine.mix.report import write_report
+
+    try:
+        write_report(out, result.manifest, result.timings)
+    except Exception as err:  # noqa: BLE001 - a report is never worth failing a build for
+        echo(f"[build] report.html kept without timings: {type(err).__name__}: {err}")
 
 
 def stream_to_staging(
@@ -127,13 +146,15 @@ def stream_to_staging(
     source: str = "<recipe>",
     echo: Echo = print,
     progress_interval: float = 5.0,
+    progress_mode: Mode = "lines",
     on_stats: Echo | None = None,
 ) -> DedupStats:
     """The Ray Data part: every input row ends in ``work/parts/{kept,dropped}``.
-    ``on_stats`` receives Ray Data's execution summary of the last dataset (tasks and
-    blocks per operator) when it is done."""
+    ``progress_mode``: live per-stage bars, periodic lines or none (best-effort: a lost
+    progress actor never fails the build). ``on_stats`` receives Ray Data's execution
+    summary of the last dataset (tasks and blocks per operator) when it is done."""
     import ray
-    from ray.data import ActorPoolStrategy, DataContext
+    from ray.data import DataContext
     from ray.data.context import ShuffleStrategy
 
     from mindvl.data_engine.build.progress import ProgressCounts, ProgressReporter
@@ -142,22 +163,52 @@ def stream_to_staging(
     for sub in ("parts", "kept", "dropped"):
         shutil.rmtree(work / sub, ignore_errors=True)
     work.mkdir(parents=True, exist_ok=True)
-    parts = str(work / "parts")
     context = _context(recipe, work)
 
     ctx = DataContext.get_current()
-    ctx.enable_progress_bars = False
+    ctx.enable_progress_bars = False  # the build's own per-stage display (progress.py)
     # Dedup's group-bys: the task-based sort shuffle, not Ray 2.60's default hash shuffle,
     # whose long-lived aggregator actors left a 2-CPU build idle for most of a ~150 s dedup
     # (bench/data_engine.py; the sort shuffle's ~5 s per group-by vs 20-45 s).
     ctx.shuffle_strategy = ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
     actor = ray.remote(num_cpus=0)(ProgressCounts).remote()
-    reporter = ProgressReporter(actor, plan.units_per_source, progress_interval, echo)
+    reporter = ProgressReporter(
+        actor, plan.units_per_source, progress_interval, echo, progress_mode
+    )
     echo(
         f"[build] {len(plan.units)} units from {len(recipe.sources)} sources, "
         f"{len(plan.op_groups)} operator stages, {plan.buckets} staging buckets"
     )
 
+    reporter.start()
+    try:
+        ds, dedup_stats = _dataset(recipe, plan, work, stages, context, actor, source, echo)
+        for _ in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+            pass
+    finally:
+        reporter.close()
+    if on_stats is not None:
+        on_stats(ds.stats())
+    return dedup_stats
+
+
+def _dataset(
+    recipe: Recipe,
+    plan: BuildPlan,
+    work: Path,
+    stages: dict[str, str],
+    context: OpContext,
+    actor: Any,
+    source: str,
+    echo: Echo,
+) -> tuple[Any, DedupStats]:
+    """The lazy dataset from units to staging parts (dedup materialises its input)."""
+    import ray
+    from ray.data import ActorPoolStrategy
+
+    from mindvl.data_engine.build.progress import count_stage
+
+    parts = str(work / "parts")
     rows = [{"unit": u.to_json(), "index": i} for i, u in enumerate(plan.units)]
     ds = ray.data.from_items(rows, override_num_blocks=len(rows))
     ds = ds.map_batches(read_stage, fn_args=(actor,), batch_size=1, batch_format="pyarrow")
@@ -186,9 +237,7 @@ def stream_to_staging(
     ds = ds.map_batches(split_dropped, fn_args=sink, batch_format="pyarrow", batch_size=None)
 
     dedup_stats = DedupStats()
-    dedup = optional_stage("mindvl.data_engine.dedup", "dedup_dataset") or optional_stage(
-        "mindvl.data_engine.dedup.ray_dedup", "dedup_dataset"
-    )
+    dedup = optional_stage("mindvl.data_engine.dedup", "dedup_dataset")
     spec = recipe.dedup
     wants_dedup = spec.exact or spec.near.enabled or bool(spec.decontaminate)
     if not wants_dedup:
@@ -206,6 +255,8 @@ def stream_to_staging(
             )
         evals = eval_fingerprints(plan.eval_units) if spec.decontaminate else None
         ds, dedup_stats = dedup(ds, spec, evals)
+        ds = ds.map_batches(count_stage, fn_args=(actor, "dedup"), batch_format="pyarrow",
+                            batch_size=None)  # fmt: skip
         stages["dedup"] = "ran"
 
     caption = optional_stage("mindvl.data_engine.caption", "caption_dataset")
@@ -215,16 +266,12 @@ def stream_to_staging(
         stages["caption"] = "skipped: mindvl.data_engine.caption is not installed"
     else:
         ds = caption(ds, recipe.caption, str(work / "caption"))
+        ds = ds.map_batches(count_stage, fn_args=(actor, "caption"), batch_format="pyarrow",
+                            batch_size=None)  # fmt: skip
         stages["caption"] = "ran"
     for stage, state in stages.items():
         if state != "ran":
             echo(f"[build] stage {stage} {state}")
 
     ds = ds.map_batches(write_parts, fn_args=sink, batch_format="pyarrow", batch_size=None)
-    for _ in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
-        reporter.tick()
-    reporter.tick(force=True, final=True)
-    ray.kill(actor)
-    if on_stats is not None:
-        on_stats(ds.stats())
-    return dedup_stats
+    return ds, dedup_stats

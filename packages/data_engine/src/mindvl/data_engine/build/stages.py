@@ -15,6 +15,7 @@ import pyarrow.compute as pc
 
 from mindvl.data_engine.build.duplicate_keys import read_order
 from mindvl.data_engine.build.parts import write_part
+from mindvl.data_engine.build.progress import send
 from mindvl.data_engine.build.rows import conform, from_table, to_table
 from mindvl.data_engine.readers import read_unit
 from mindvl.data_engine.readers.base import ReadUnit
@@ -22,22 +23,8 @@ from mindvl.data_engine.readers.base import ReadUnit
 READ_CHUNK = 128  # candidates per output table of a read task
 
 
-def _count(table: pa.Table) -> dict[str, tuple[int, int]]:
-    """source -> (kept, dropped) of a batch."""
-    out: dict[str, list[int]] = {}
-    dropped = table.column("drop_reason").is_valid().to_pylist()
-    for src, d in zip(table.column("source").to_pylist(), dropped, strict=True):
-        out.setdefault(src, [0, 0])[1 if d else 0] += 1
-    return {k: (v[0], v[1]) for k, v in out.items()}
-
-
 def _report(progress: Any, kind: str, table: pa.Table, units: int = 0, source: str = "") -> None:
-    if progress is None:
-        return
-    counts = _count(table)
-    if units and source:
-        counts.setdefault(source, (0, 0))
-    progress.add.remote(kind, counts, units, source)
+    send(progress, kind, table, units, source)  # best-effort: never raises
 
 
 def read_stage(batch: pa.Table, progress: Any = None) -> Iterator[pa.Table]:

@@ -132,5 +132,6 @@ def write_stats(path: Path, result: Any, plan: Any) -> None:
         "dedup": acc.dedup.model_dump() if acc else {},
         "inputs": len(plan.inputs),
         "caption_outcomes": getattr(result, "caption_outcomes", {}),
+        "timings": {k: round(v, 3) for k, v in getattr(result, "timings", {}).items()},
     }
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")

@@ -1,4 +1,8 @@
-"""``mindvl manifest show M``: a readable summary of one manifest."""
+"""``mindvl manifest show M [--markdown]``: a readable summary of one manifest.
+
+``--markdown`` prints the build summary that ``report.html`` renders (the same
+:func:`~mindvl.common.report.build_report.build_document`), as Markdown.
+"""
 
 from __future__ import annotations
 
@@ -61,7 +65,15 @@ def summary(m: RatioManifest) -> str:
 
 @click.command("show")
 @click.argument("manifest")
-def show(manifest: str) -> None:
+@click.option("--markdown", is_flag=True, help="the build summary of report.html, as Markdown")
+def show(manifest: str, markdown: bool) -> None:
     """Summarise MANIFEST (a manifest.json or its build directory)."""
-    m, _ = load(manifest)
-    click.echo(summary(m))
+    m, root = load(manifest)
+    if not markdown:
+        click.echo(summary(m))
+        return
+    from mindvl.common.report.build_report import build_document
+    from mindvl.common.report.document import render_markdown
+    from mindvl.data_engine.mix.report import sample_thumbs
+
+    click.echo(render_markdown(build_document(m.model_dump(mode="json"), sample_thumbs(root, m))))

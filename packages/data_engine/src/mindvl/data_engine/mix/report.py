@@ -1,21 +1,29 @@
 """``report.html``: a static page next to the manifest (no server, no external files).
 
-Target vs achieved mixture as an inline SVG bar chart, the funnel per source, the shards,
-and a few small base64 JPEG thumbnails per category.
+The page is the build summary of :mod:`mindvl.common.report.build_report` rendered to
+HTML: funnel per source through the stages and by reason, mixture by fractions, samples
+and tokens, sample thumbnails with their text, timings and shards, with matplotlib
+charts inlined as SVG. It is made from the written build only (manifest + shards), so it
+can be rewritten at any time; without timings, the same build gives the same bytes.
 """
 
 from __future__ import annotations
 
 import base64
-import html
 import io
+import tarfile
 from pathlib import Path
 
 from mindvl.common.manifest import RatioManifest
+from mindvl.common.report.build_report import build_document
+from mindvl.common.report.document import Thumb, render_html
+from mindvl.common.sample import IMAGE_PLACEHOLDER, Sample
 
 REPORT_NAME = "report.html"
-THUMB_PX = 96
-COLORS = ("#4c78a8", "#f58518")
+THUMB_PX = 160
+THUMBS_PER_CATEGORY = 4
+MAX_SCANNED = 4096  # samples read from the shards at most while looking for thumbnails
+TEXT_CHARS = 220
 
 
 def thumbnail(data: bytes, px: int = THUMB_PX) -> str | None:
@@ -27,113 +35,62 @@ def thumbnail(data: bytes, px: int = THUMB_PX) -> str | None:
             im = im.convert("RGB")
             im.thumbnail((px, px))
             buf = io.BytesIO()
-            im.save(buf, format="JPEG", quality=70)
+            im.save(buf, format="JPEG", quality=75)
     except Exception:  # a thumbnail is decoration; never fail a build for it
         return None
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-def mixture_svg(m: RatioManifest) -> str:
-    cats = m.mixture.categories
-    unit = m.mixture.unit
-    row, bar, left, width = 34, 12, 120, 360
-    h = row * len(cats) + 30
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + width + 80}" height="{h}" role="img">'
-    ]
-    for i, c in enumerate(cats):
-        y = 10 + i * row
-        ach = c.achieved_fraction_tokens if unit == "tokens" else c.achieved_fraction_samples
-        parts.append(f'<text x="0" y="{y + 14}" font-size="12">{html.escape(c.category)}</text>')
-        for j, (v, label) in enumerate(((c.target_fraction, "target"), (ach, "achieved"))):
-            w = max(0.0, v) * width
-            parts.append(
-                f'<rect x="{left}" y="{y + j * bar}" width="{w:.1f}" height="{bar - 1}" fill="{COLORS[j]}">'
-                f"<title>{label} {v:.4f}</title></rect>"
-            )
-            parts.append(
-                f'<text x="{left + w + 4:.1f}" y="{y + j * bar + 10}" font-size="10">{v:.3f}</text>'
-            )
-    parts.append(
-        f'<text x="{left}" y="{h - 4}" font-size="11"><tspan fill="{COLORS[0]}">■ target</tspan> '
-        f'<tspan fill="{COLORS[1]}">■ achieved (by {unit})</tspan></text></svg>'
-    )
-    return "".join(parts)
+def sample_text(sample: Sample) -> str:
+    """The caption, or the first question and its answer; cut to TEXT_CHARS."""
+    if sample.caption is not None:
+        text = sample.caption
+    else:
+        turns = sample.conversation or []
+        q = next((t.content for t in turns if t.role == "user"), "")
+        a = next((t.content for t in turns if t.role == "assistant"), "")
+        text = f"Q: {q.replace(IMAGE_PLACEHOLDER, ' ')} A: {a}"
+    text = " ".join(text.split())
+    return text if len(text) <= TEXT_CHARS else text[: TEXT_CHARS - 1] + "\u2026"
 
 
-def _table(head: list[str], rows: list[list[object]]) -> str:
-    th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in r) + "</tr>" for r in rows
-    )
-    return f"<table><tr>{th}</tr>{body}</table>"
+def sample_thumbs(out_dir: Path, m: RatioManifest) -> dict[str, list[Thumb]]:
+    """The first THUMBS_PER_CATEGORY distinct samples with an image per category, in shard
+    order (repeats skipped), read back from the shards."""
+    wanted = {c.category for c in m.mixture.categories if c.samples}
+    out: dict[str, list[Thumb]] = {}
+    pending: dict[str, Sample] = {}  # image member name -> its sample
+    scanned = 0
+    for shard in m.shards:
+        with tarfile.open(out_dir / shard.name) as tf:
+            for info in tf:
+                if not info.isfile():
+                    continue
+                data = tf.extractfile(info).read()
+                if info.name.endswith(".json"):
+                    scanned += 1
+                    sample = Sample.from_json_bytes(data)
+                    got = out.setdefault(sample.category, [])
+                    if (
+                        sample.images
+                        and sample.origin_key is None
+                        and len(got) < THUMBS_PER_CATEGORY
+                    ):
+                        pending[f"{sample.key}.{sample.images[0].member}"] = sample
+                elif info.name in pending:
+                    s = pending.pop(info.name)
+                    out[s.category].append(Thumb(thumbnail(data), s.key, sample_text(s)))
+                full = all(len(out.get(c, [])) >= THUMBS_PER_CATEGORY for c in wanted)
+                if (full and not pending) or scanned >= MAX_SCANNED:
+                    return {c: t for c, t in out.items() if t}
+    return {c: t for c, t in out.items() if t}
 
 
-def render_report(m: RatioManifest, thumbs: dict[str, list[tuple[str, str]]]) -> str:
-    mix = _table(
-        [
-            "category",
-            "target",
-            "achieved (samples)",
-            "achieved (tokens)",
-            "samples",
-            "unique",
-            "repeats",
-            "image tok",
-            "text tok",
-            "available",
-        ],
-        [
-            [
-                c.category,
-                f"{c.target_fraction:.4f}",
-                f"{c.achieved_fraction_samples:.4f}",
-                f"{c.achieved_fraction_tokens:.4f}",
-                c.samples,
-                c.selected_unique,
-                c.repeats,
-                c.image_tokens,
-                c.text_tokens,
-                c.available_samples,
-            ]
-            for c in m.mixture.categories
-        ],
-    )
-    sources = _table(
-        ["source", "category", "input", "kept", "dropped"],
-        [[s.source, s.category, s.input, s.kept, s.dropped] for s in m.sources],
-    )
-    funnel = _table(
-        ["source", "stage", "op", "reason", "count"],
-        [[f.source, f.stage, f.op, f.reason, f.count] for f in m.funnel],
-    )
-    shards = _table(
-        ["shard", "samples", "bytes", "sha256"],
-        [[s.name, s.samples, s.bytes, s.sha256[:16]] for s in m.shards],
-    )
-    gallery = []
-    for cat in sorted(thumbs):
-        imgs = "".join(
-            f'<img src="{uri}" title="{html.escape(key)}" alt="{html.escape(key)}">'
-            for key, uri in thumbs[cat]
-        )
-        gallery.append(f"<h3>{html.escape(cat)}</h3><div class=thumbs>{imgs}</div>")
-    rebalanced = " (rebalanced after a shortfall)" if m.mixture.rebalanced else ""
-    title = html.escape(f"{m.name} / {m.stage}")
-    return (
-        "<!doctype html><html><head><meta charset=utf-8>"
-        f"<title>{title}</title><style>body{{font-family:sans-serif;margin:2em}}"
-        "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:2px 8px;font-size:13px}"
-        ".thumbs img{margin:2px;border:1px solid #ddd}</style></head><body>"
-        f"<h1>{title}</h1><p>{m.total_samples} samples, {m.total_image_tokens} image + "
-        f"{m.total_text_tokens} text tokens in {len(m.shards)} shards; budget {m.mixture.budget} "
-        f"{m.mixture.unit}{rebalanced}; seed {m.seed}; code {html.escape(m.code_version)}</p>"
-        f"<h2>Mixture</h2>{mixture_svg(m)}{mix}<h2>Sources</h2>{sources}<h2>Funnel</h2>{funnel}"
-        f"<h2>Shards</h2>{shards}<h2>Samples</h2>{''.join(gallery)}</body></html>\n"
-    )
-
-
-def write_report(path: Path, m: RatioManifest, thumbs: dict[str, list[tuple[str, str]]]) -> None:
+def write_report(out_dir: Path, m: RatioManifest, timings: dict[str, float] | None = None) -> Path:
+    """Render the build's summary into ``out_dir/report.html`` (atomically)."""
+    doc = build_document(m.model_dump(mode="json"), sample_thumbs(out_dir, m), timings)
+    path = Path(out_dir) / REPORT_NAME
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(render_report(m, thumbs), encoding="utf-8")
+    tmp.write_text(render_html(doc), encoding="utf-8")
     tmp.replace(path)
+    return path

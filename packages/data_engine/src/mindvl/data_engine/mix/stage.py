@@ -27,13 +27,11 @@ from mindvl.data_engine.accounting import BuildAccounting
 from mindvl.data_engine.mix.index import index_row, write_index
 from mindvl.data_engine.mix.manifest_build import build_manifest
 from mindvl.data_engine.mix.rejects import record_not_selected
-from mindvl.data_engine.mix.report import REPORT_NAME, thumbnail, write_report
-from mindvl.data_engine.mix.samples import Kept, load_kept, pick_sample
+from mindvl.data_engine.mix.report import write_report
+from mindvl.data_engine.mix.samples import load_kept, pick_sample
 from mindvl.data_engine.mix.selection import Item, interleave, select
 from mindvl.data_engine.mix.shard_writer import Member, plan_shards, write_shards
 from mindvl.data_engine.mix.spill import SPILL_NAME, ImageSpill
-
-THUMBS_PER_CATEGORY = 4
 
 
 def take_all(items: list[Item]) -> MixtureSpec:
@@ -95,7 +93,6 @@ def write_stage(
             recipe.shards.max_bytes,
         )
         records = write_shards(out_dir, recipe.stage, plan, member_data)
-        thumbs = _thumbs(ordered, kept, spill)
 
     rows = []
     for shard in plan:
@@ -104,7 +101,7 @@ def write_stage(
     record_not_selected(out_dir / REJECTS_NAME, items, ordered)
     manifest = build_manifest(recipe, recipe_record, accounting, items, selection, ordered, records)
     manifest.save(out_dir / MANIFEST_NAME)
-    write_report(out_dir / REPORT_NAME, manifest, thumbs)
+    write_report(out_dir, manifest)
     return manifest
 
 
@@ -115,17 +112,3 @@ def _sha(data: bytes) -> str:
     import hashlib
 
     return hashlib.sha256(data).hexdigest()
-
-
-def _thumbs(ordered, kept: dict[str, Kept], spill: ImageSpill) -> dict[str, list[tuple[str, str]]]:
-    out: dict[str, list[tuple[str, str]]] = {}
-    for p in ordered:
-        if p.repeat:
-            continue
-        got = out.setdefault(p.item.category, [])
-        spans = kept[p.item.key].spans
-        if len(got) < THUMBS_PER_CATEGORY and spans:
-            uri = thumbnail(spill.read(spans[0]))
-            if uri:
-                got.append((p.item.key, uri))
-    return out

@@ -6,7 +6,7 @@ little left padding; answers come back in the items' order.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from mindvl.common.tokens import ImageTokenRule
 from mindvl.trainer.evaluation.items import EvalItem
@@ -19,7 +19,9 @@ def predict(
     rule: ImageTokenRule,
     max_new_tokens: int,
     batch_size: int = 16,
+    on_batch: Callable[[int], None] | None = None,
 ) -> list[str]:
+    """Answers in the items' order; ``on_batch(n)`` is told each batch's size (progress)."""
     from mindvl.trainer.model.generate import generate
 
     order = sorted(
@@ -38,4 +40,6 @@ def predict(
         )
         for i, answer in zip(chunk, answers, strict=True):
             out[i] = answer
+        if on_batch is not None:
+            on_batch(len(chunk))
     return out

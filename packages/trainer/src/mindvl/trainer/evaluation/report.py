@@ -39,11 +39,13 @@ class DataRecord(StrictModel):
 
 
 class ResolutionChoice(StrictModel):
-    """What the search picked and where it was written."""
+    """What the search picked and where it was written; ``chosen`` is None (and
+    ``inference.json`` unchanged) when no setting beat the majority baseline."""
 
     criterion: str
-    chosen: ImageTokenRule
+    chosen: ImageTokenRule | None
     previous: ImageTokenRule
+    note: str = ""
     inference_file: str
     table_file: str
 
@@ -106,9 +108,12 @@ def format_table(report: EvalReport) -> str:
         lines.append("  ".join(cells).rstrip())
     if report.resolution_search is not None:
         c = report.resolution_search
-        lines.append(
-            f"chosen max_pixels={c.chosen.max_pixels} ({c.criterion}) -> {c.inference_file}"
-        )
+        if c.chosen is None:
+            lines.append(f"resolution search: {c.note}")
+        else:
+            lines.append(
+                f"chosen max_pixels={c.chosen.max_pixels} ({c.criterion}) -> {c.inference_file}"
+            )
     return "\n".join(lines)
 
 

@@ -4,7 +4,13 @@ Each candidate ``max_pixels`` (same ``min_pixels``) is evaluated on the held-out
 best is the highest overall exact-match accuracy, then the lower validation loss, then
 the fewer pixels (cheaper at the same quality). It is written into the checkpoint's
 ``inference.json`` and the whole table into ``eval_resolution.json`` beside it, so the
-choice stays explainable.
+choice stays explainable. When no setting's overall accuracy is above the majority-answer
+baseline there is nothing to choose between: the table is still written, the choice is
+``null`` with a note, and ``inference.json`` keeps its rule.
+
+Without ``--max-pixels`` the candidates are the checkpoint's own ``max_pixels`` times 1, 2
+and 4 (the rule it was trained with and two larger ones), so the search stays near the
+resolution the model knows and its cost near one evaluation at the trained size.
 """
 
 from __future__ import annotations
@@ -19,7 +25,11 @@ from mindvl.trainer.evaluation.report import ResolutionChoice, SettingResult
 
 TABLE_NAME = "eval_resolution.json"
 CRITERION = "highest overall accuracy, then lower val loss, then fewer pixels"
-DEFAULT_MAX_PIXELS = (50176, 100352, 200704)  # 64, 128, 256 image tokens
+DEFAULT_SCALES = (1, 2, 4)  # x the checkpoint's max_pixels
+
+
+def default_max_pixels(rule: ImageTokenRule) -> list[int]:
+    return [rule.max_pixels * k for k in DEFAULT_SCALES]
 
 
 def candidate_rules(min_pixels: int, max_pixels: Sequence[int]) -> list[ImageTokenRule]:
@@ -61,18 +71,39 @@ def table_rows(results: Sequence[SettingResult]) -> list[dict]:
     ]
 
 
+def beats_baseline(result: SettingResult) -> bool:
+    return result.overall.correct > result.overall.baseline_correct
+
+
+def refusal(results: Sequence[SettingResult]) -> str | None:
+    """Why no setting can be chosen (every one at or below the baseline), or None."""
+    if any(beats_baseline(r) for r in results):
+        return None
+    best = pick_best(results)
+    return (
+        f"no setting beats the majority-answer baseline (best {best.overall.accuracy:.1%} at"
+        f" max_pixels={best.image_tokens.max_pixels} vs baseline"
+        f" {best.overall.baseline_accuracy:.1%}); nothing chosen, inference.json unchanged"
+    )
+
+
 def write_choice(checkpoint: Path, results: Sequence[SettingResult], data: str) -> ResolutionChoice:
-    """Rewrite ``inference.json`` with the best rule; record the search table next to it."""
+    """Rewrite ``inference.json`` with the best rule (only when it beats the baseline);
+    record the search table next to it either way."""
     from mindvl.trainer.model.checkpoint_io import read_inference, write_inference
     from mindvl.trainer.model.config import INFERENCE_NAME
 
     best = pick_best(results)
     current = read_inference(checkpoint)
-    write_inference(checkpoint, current.model_copy(update={"image_tokens": best.image_tokens}))
+    note = refusal(results)
+    if note is None:
+        update = {"image_tokens": best.image_tokens}
+        write_inference(checkpoint, current.model_copy(update=update))
     choice = ResolutionChoice(
         criterion=CRITERION,
-        chosen=best.image_tokens,
+        chosen=None if note else best.image_tokens,
         previous=current.image_tokens,
+        note=note or "",
         inference_file=str(checkpoint / INFERENCE_NAME),
         table_file=str(checkpoint / TABLE_NAME),
     )

@@ -4,6 +4,11 @@ The checkpoint supplies the model, its tokenizer (saved beside the weights) and 
 ``inference.json`` (the image rule and answer length used when no rule is given). The
 evaluation set is read once; each rule then costs one generation pass over the scored
 items and one packed forward pass for the validation loss.
+
+Answers are generated up to the longest reference answer plus ``ANSWER_MARGIN`` tokens
+(at most the checkpoint's ``max_new_tokens``): exact match compares whole normalised
+answers, so a longer answer cannot score, and a model that has not learnt to stop would
+otherwise generate the full length on every question.
 """
 
 from __future__ import annotations
@@ -15,14 +20,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mindvl.common.errors import UserError
+from mindvl.common.progress import Mode, bar
 from mindvl.common.tokens import ImageTokenRule
 from mindvl.trainer.evaluation.items import EvalSet, read_eval_set
 from mindvl.trainer.evaluation.predict import predict
 from mindvl.trainer.evaluation.report import DataRecord, EvalReport, SettingResult
-from mindvl.trainer.evaluation.resolution import DEFAULT_MAX_PIXELS, candidate_rules, write_choice
+from mindvl.trainer.evaluation.resolution import (
+    candidate_rules,
+    default_max_pixels,
+    write_choice,
+)
 from mindvl.trainer.evaluation.scoring import normalise_answer, overall, scores_by
 from mindvl.trainer.evaluation.tasks import load_tasks
 from mindvl.trainer.evaluation.val_loss import validation_loss
+
+ANSWER_MARGIN = 4  # tokens beyond the longest reference: case, spacing, a final period
 
 
 @dataclass(frozen=True)
@@ -33,6 +45,7 @@ class EvalOptions:
     max_new_tokens: int | None = None  # default: the checkpoint's inference.json
     limit: int | None = None  # read only the first N samples
     device: str = "auto"
+    progress: Mode = "off"  # per-setting bars on a terminal
 
 
 def load_checkpoint(path: Path, device: str):
@@ -62,10 +75,16 @@ def evaluate_setting(
     from mindvl.trainer.data.packing import PackBudget
 
     t0 = time.perf_counter()
-    preds = predict(model, tokenizer, data.items, rule, max_new_tokens, opts.batch_size)
-    tasks = scores_by(data.items, preds, lambda it: it.task)
-    budget = PackBudget(opts.seq_len, opts.max_patches)
-    loss = validation_loss(model, tokenizer, data.raw, rule, budget)
+    total = len(data.items) + len(data.raw)
+    with bar(total, f"max_pixels={rule.max_pixels}", opts.progress, "sample") as b:
+        b.set_postfix_str("answers", refresh=False)
+        preds = predict(
+            model, tokenizer, data.items, rule, max_new_tokens, opts.batch_size, b.update
+        )
+        tasks = scores_by(data.items, preds, lambda it: it.task)
+        b.set_postfix_str(f"accuracy {overall(tasks).accuracy:.3f}, val loss", refresh=False)
+        budget = PackBudget(opts.seq_len, opts.max_patches)
+        loss = validation_loss(model, tokenizer, data.raw, rule, budget, on_pack=b.update)
     result = SettingResult(
         image_tokens=rule,
         max_new_tokens=max_new_tokens,
@@ -77,6 +96,12 @@ def evaluate_setting(
         seconds=time.perf_counter() - t0,
     )
     return result, preds
+
+
+def answer_budget(tokenizer, items) -> int:
+    """Tokens of the longest reference answer plus ``ANSWER_MARGIN``."""
+    longest = max((len(tokenizer.encode(it.reference)) for it in items), default=0)
+    return longest + ANSWER_MARGIN
 
 
 def prediction_rows(data: EvalSet, rule: ImageTokenRule, preds: Sequence[str]) -> list[dict]:
@@ -115,10 +140,13 @@ def evaluate_checkpoint(
     if not data.raw:
         raise UserError(f"{data_dir}: the evaluation set has no samples")
     if resolution_search or max_pixels:
-        rules = candidate_rules(inference.image_tokens.min_pixels, max_pixels or DEFAULT_MAX_PIXELS)
+        grid = max_pixels or default_max_pixels(inference.image_tokens)
+        rules = candidate_rules(inference.image_tokens.min_pixels, grid)
     else:
         rules = [inference.image_tokens]
-    max_new = opts.max_new_tokens or inference.max_new_tokens
+    max_new = opts.max_new_tokens or min(
+        inference.max_new_tokens, answer_budget(tokenizer, data.items)
+    )
     results, rows = [], []
     for rule in rules:
         result, preds = evaluate_setting(model, tokenizer, data, rule, max_new, opts)

@@ -9,7 +9,7 @@ mean of per-pack means. Samples that do not fit the pack budget are counted, not
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from mindvl.common.config import StrictModel
 from mindvl.common.tokens import ImageTokenRule
@@ -34,7 +34,9 @@ def validation_loss(
     rule: ImageTokenRule,
     budget: PackBudget,
     buffer_size: int = 128,
+    on_pack: Callable[[int], None] | None = None,
 ) -> ValLoss:
+    """``on_pack(n)`` is told the samples of each pack run (progress)."""
     import torch
 
     device = model.projector.fc1.weight.device
@@ -49,6 +51,8 @@ def validation_loss(
         total += float(out.loss_sum)
         tokens += int(out.loss_tokens)
         packs += 1
+        if on_pack is not None:
+            on_pack(len(pack))
 
     was_training = model.training
     model.eval()
