@@ -14,20 +14,10 @@ import pytest
 from PIL import Image, ImageDraw
 
 from mindvl.common.recipe import DedupSpec
+from mindvl.data_engine.build.rows import SCHEMA  # the build's row layout, one definition
 from mindvl.data_engine.dedup import NearRule, dedup_dataset, dedup_rows
 from mindvl.data_engine.ops.image_decode import ImageDecode, eval_hashes_from_images
 from mindvl.data_engine.record import Candidate
-
-SCHEMA = pa.schema(
-    [("key", pa.string()), ("source", pa.string()), ("category", pa.string()),
-     ("raw_id", pa.string()), ("images", pa.list_(pa.binary())),
-     ("image_formats", pa.list_(pa.string())), ("widths", pa.list_(pa.int64())),
-     ("heights", pa.list_(pa.int64())), ("caption", pa.string()), ("conversation", pa.string()),
-     ("phashes", pa.list_(pa.string())), ("pixel_hashes", pa.list_(pa.string())),
-     ("signatures", pa.list_(pa.string())), ("information", pa.list_(pa.float64())),
-     ("blur", pa.list_(pa.float64())), ("quality", pa.float64()), ("meta", pa.string()),
-     ("drop_stage", pa.string()), ("drop_op", pa.string()), ("drop_reason", pa.string())]
-)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
