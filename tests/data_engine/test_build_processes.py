@@ -71,8 +71,10 @@ def _kill_and_check(kit, tmp_path, ray_tmp, how):
             os.killpg(proc.pid, signal.SIGKILL)
 
 
-def test_ray_start_failure_is_one_line_and_leaves_nothing(tmp_path):
+def test_ray_start_failure_is_one_line_and_leaves_nothing(tmp_path, monkeypatch):
     started: list[subprocess.Popen] = []
+    for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
+        monkeypatch.delenv(k, raising=False)  # the embedded start sets token auth itself
 
     def half_started_head():
         # a real child that inherited the environment, like a GCS started before the
@@ -93,3 +95,5 @@ def test_ray_start_failure_is_one_line_and_leaves_nothing(tmp_path):
     assert wait_for(lambda: started[0].poll() is not None, 10)
     assert started[0].returncode == -signal.SIGKILL and len(started) == 3
     assert started[1].poll() is not None
+    # the failed start took its token auth back: a later Ray here is not half in token mode
+    assert "RAY_AUTH_MODE" not in os.environ and "RAY_AUTH_TOKEN" not in os.environ

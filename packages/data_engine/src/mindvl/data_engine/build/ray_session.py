@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 from mindvl.common.errors import UserError
@@ -59,20 +60,31 @@ def init_ray(
     )
 
 
-def _token_auth_in_env() -> None:
+def _token_auth_in_env() -> Callable[[], None]:
     """Token auth as Ray enables it for a new local cluster, but with a fresh token held in
     the environment (Ray would otherwise write one into the home directory). A user's own
-    RAY_AUTH_* settings win."""
+    RAY_AUTH_* settings win. Returns what undoes it (a failed start leaves the process as
+    it was, so a later Ray in the same process is not half in token mode)."""
     if any(k in os.environ for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")):
-        return
+        return lambda: None
     try:
         from ray._raylet import AuthenticationTokenLoader, Config
     except ImportError:  # a Ray without token auth: nothing to set
-        return
+        return lambda: None
+
+    def reload() -> None:
+        Config.initialize("")  # what Ray's own token set-up does: re-read RAY_* settings
+        AuthenticationTokenLoader.instance().reset_cache()
+
+    def undo() -> None:
+        os.environ.pop("RAY_AUTH_MODE", None)
+        os.environ.pop("RAY_AUTH_TOKEN", None)
+        reload()
+
     os.environ["RAY_AUTH_MODE"] = "token"
     os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
-    Config.initialize("")  # what Ray's own token set-up does: re-read RAY_* settings
-    AuthenticationTokenLoader.instance().reset_cache()
+    reload()
+    return undo
 
 
 def start_embedded(start, attempts: int = 3) -> None:
@@ -89,7 +101,7 @@ def start_embedded(start, attempts: int = 3) -> None:
     # The auth settings stay (the driver talks to its cluster with them). The guard token
     # only while the head starts: the raylet passes its environment on to the workers it
     # spawns later; other children of this process must not carry it.
-    _token_auth_in_env()
+    undo_auth = _token_auth_in_env()
     first, tried = "", 0
     for attempt in range(1, attempts + 1):
         tried = attempt
@@ -108,6 +120,7 @@ def start_embedded(start, attempts: int = 3) -> None:
             os.environ.pop(TOKEN_ENV, None)
         if not any(w in first.lower() for w in ("timed out", "timeout", "deadline")):
             break  # not a start-up deadline: trying again would fail the same way
+    undo_auth()
     what = f"{first}; {tried} attempts" if tried > 1 else first
     raise RayStartError(
         f"the embedded Ray did not start ({what}). Free memory or CPU and rerun, give the "
