@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import socket
@@ -29,6 +30,9 @@ def _rank_main(rank: int, world: int, cfg_json: str, out: str, port: int, resume
 
 def spawn(cfg: StageConfig, out, world: int, resume: bool = False) -> list[dict]:
     """Train ``cfg`` on ``world`` processes into ``out``; the metrics rows of rank 0."""
+    # garbage of earlier tests (a destroyed gloo group) must die here, not in a forked rank
+    # whose GC would wait on the group's threads, which a fork does not copy
+    gc.collect()
     mp.start_processes(
         _rank_main,
         args=(world, cfg.model_dump_json(), str(out), free_port(), resume),

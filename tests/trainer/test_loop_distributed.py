@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import shutil
@@ -52,6 +53,7 @@ def config(tmp_path_factory):
 
 
 def _spawn(cfg: StageConfig, out, resume: bool = False) -> list[dict]:
+    gc.collect()  # see dist_helpers.spawn: no gloo garbage may reach a forked rank
     mp.start_processes(
         _rank_main,
         args=(cfg.model_dump_json(), str(out), _free_port(), resume),

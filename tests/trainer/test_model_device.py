@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 
 import pytest
@@ -145,6 +146,9 @@ def single_rank_group(tmp_path):
     dist.init_process_group("gloo", init_method=f"file://{tmp_path}/store", rank=0, world_size=1)
     yield
     dist.destroy_process_group()
+    # free the gloo group here, where its threads live: left to the GC, a rank forked later
+    # (dist_helpers.spawn) collects it and its destructor waits on threads the fork lacks
+    gc.collect()
 
 
 @pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
