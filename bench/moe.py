@@ -98,10 +98,12 @@ def _ep_rank(rank: int, port: int, n_rows: int, steps: int, out: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
     torch.distributed.init_process_group("gloo", rank=rank, world_size=2)
-    from mindvl.trainer.device.mesh import MeshLayout
+    from mindvl.trainer.device.mesh import build_mesh, resolve
     from mindvl.trainer.device.parallel import parallelize
+    from mindvl.trainer.stage_config import ParallelSpec
 
-    model = parallelize(build("moe"), "fsdp", torch.device("cpu"), layout=MeshLayout(2, 2))
+    dims = resolve(ParallelSpec(ep=2), None, 2)
+    model = parallelize(build("moe"), dims, build_mesh("cpu", dims), torch.device("cpu"))
     batches = rows(n_rows // 2, rank)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     times = train_steps(model, opt, batches, steps, 2)

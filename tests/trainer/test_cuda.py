@@ -116,13 +116,16 @@ def nccl_group():
     ("strategy", "dtype"), [("ddp", "fp32"), ("fsdp", "fp32"), ("fsdp", "bf16")]
 )
 def test_ddp_and_fsdp2_over_nccl_match_the_plain_model(no_tf32, nccl_group, strategy, dtype):
+    from mindvl.trainer.device.mesh import build_mesh, resolve
     from mindvl.trainer.device.parallel import parallelize
+    from mindvl.trainer.stage_config import ParallelSpec
 
     assert nccl_group.get_backend() == "nccl"
     batch = pack(samples(2)).to(CUDA)
     plain = model(3).to(CUDA)
     loss_ref, grads_ref = loss_and_grads(plain, batch)
-    wrapped = parallelize(model(3).to(CUDA), strategy, CUDA, dtype)
+    dims = resolve(ParallelSpec(), strategy, 1)
+    wrapped = parallelize(model(3).to(CUDA), dims, build_mesh("cuda", dims), CUDA, dtype)
     loss, grads = loss_and_grads(wrapped, batch)
     assert grads.keys() == grads_ref.keys()
     tol = 1e-5 if dtype == "fp32" else 2e-2

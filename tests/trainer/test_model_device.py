@@ -12,6 +12,7 @@ import torch.distributed as dist
 from mindvl.common.errors import UserError
 from mindvl.trainer.batch import PackedBatch
 from mindvl.trainer.device.attention import segment_ends
+from mindvl.trainer.device.mesh import build_mesh, resolve
 from mindvl.trainer.device.npu_attention import (
     CAUSAL_MASK_SIZE,
     fusion_call,
@@ -22,6 +23,7 @@ from mindvl.trainer.device.select import select_device
 from mindvl.trainer.model import MindVL
 from mindvl.trainer.model.freeze import format_report, parameter_report, set_trainable
 from mindvl.trainer.model.tiny import tiny_config
+from mindvl.trainer.stage_config import ParallelSpec
 
 
 def test_device_selection_on_cpu(monkeypatch):
@@ -165,7 +167,8 @@ def test_parallel_wrappers_train_on_cpu(single_rank_group, strategy):
     )
     with torch.no_grad():
         expected = model(batch).loss_sum.item()
-    wrapped = parallelize(model, strategy, torch.device("cpu"))
+    dims = resolve(ParallelSpec(), strategy, 1)
+    wrapped = parallelize(model, dims, build_mesh("cpu", dims), torch.device("cpu"))
     assert unwrap(wrapped) is model
     with no_grad_sync(wrapped):  # first micro-batch: gradients accumulate locally
         out = wrapped(batch)

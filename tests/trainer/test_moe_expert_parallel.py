@@ -23,10 +23,10 @@ from dist_helpers import free_port, spawn
 from mindvl.common.errors import UserError
 from mindvl.trainer.checkpoint import latest_checkpoint
 from mindvl.trainer.data.synth_shards import train_test_tokenizer, write_stage
-from mindvl.trainer.device.mesh import check_layout
+from mindvl.trainer.device.mesh import ModelFacts, resolve
 from mindvl.trainer.loop import run_stage
 from mindvl.trainer.model import MindVL
-from mindvl.trainer.stage_config import StageConfig
+from mindvl.trainer.stage_config import ParallelSpec, StageConfig
 
 PARTS = ("loss", "ce_loss", "aux_loss", "z_loss", "grad_norm")
 
@@ -103,20 +103,23 @@ def test_ep2_times_fsdp2_on_four_ranks_matches_one_process(tmp_path, base, model
 
 
 def test_impossible_layouts_are_one_line_errors(tmp_path, base):
+    fsdp_ep = lambda ep: ParallelSpec(ep=ep)  # noqa: E731
+    moe4 = ModelFacts(llm_heads=4, llm_kv_heads=2, llm_layers=2, vision_heads=2, num_experts=4)
+    dense = ModelFacts(llm_heads=4, llm_kv_heads=2, llm_layers=2, vision_heads=2)
     cases = [
-        ((2, 3, "fsdp", 4), "parallel.ep = 3 does not divide the 2 ranks"),
-        ((3, 3, "fsdp", 4), "parallel.ep = 3 does not divide the 4 routed experts"),
-        ((2, 2, "ddp", 4), "parallel.ep = 2 needs distributed: fsdp"),
-        ((2, 2, "fsdp", None), "needs a mixture-of-experts LLM"),
+        ((fsdp_ep(3), "fsdp", 2, moe4), "parallel.ep = 3 must divide dp_shard = 2"),
+        ((fsdp_ep(3), "fsdp", 3, moe4), "parallel.ep = 3 does not divide the 4 routed experts"),
+        ((fsdp_ep(2), "ddp", 2, moe4), "parallel.ep = 2 needs FSDP2; drop distributed: ddp"),
+        ((fsdp_ep(2), None, 2, dense), "needs a mixture-of-experts LLM"),
     ]
-    for args, message in cases:
+    for (spec, distributed, world, facts), message in cases:
         with pytest.raises(UserError, match=message) as err:
-            check_layout(*args)
+            resolve(spec, distributed, world).check(facts)
         assert "\n" not in str(err.value)
-    assert check_layout(4, 2, "fsdp", 4).dp_shard_mod_ep == 2
+    assert resolve(fsdp_ep(2), None, 4).dp_shard_mod_ep == 2
     # in the loop: before any step runs or any checkpoint is written
     cfg = StageConfig.model_validate({**base.model_dump(), "parallel": {"ep": 2}})
-    with pytest.raises(UserError, match="does not divide the 1 ranks"):
+    with pytest.raises(UserError, match="must divide dp_shard = 1"):
         run_stage(cfg, tmp_path / "bad")
     assert not (tmp_path / "bad" / "metrics.jsonl").exists()
 

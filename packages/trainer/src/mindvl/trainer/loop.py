@@ -36,7 +36,7 @@ from mindvl.trainer.data.loader import PackedLoader
 from mindvl.trainer.data.packing import PackBudget
 from mindvl.trainer.data.stream import StageData, StreamSettings
 from mindvl.trainer.device.expert_parallel import full_state_options, gather_expert_state
-from mindvl.trainer.device.mesh import check_layout
+from mindvl.trainer.device.mesh import build_mesh, model_facts, resolve
 from mindvl.trainer.device.parallel import clip_gradients, no_grad_sync, parallelize
 from mindvl.trainer.metrics import MetricsWriter
 from mindvl.trainer.model.moe import parameter_counts
@@ -105,7 +105,7 @@ def make_optimizer(model: torch.nn.Module, cfg: StageConfig) -> torch.optim.Opti
     return torch.optim.AdamW(groups, lr=o.lr, betas=o.betas, eps=o.eps)
 
 
-def save_model_fn(core, wrapped, rt: Runtime, strategy: str, tokenizer_dir, inference=None):
+def save_model_fn(core, wrapped, rt: Runtime, sharded: bool, tokenizer_dir, inference=None):
     """A function writing the full model with its own ``save_pretrained`` (rank 0).
 
     ``inference`` (the image token rule the stage trained under, from its manifest) goes
@@ -113,7 +113,7 @@ def save_model_fn(core, wrapped, rt: Runtime, strategy: str, tokenizer_dir, infe
     """
 
     def save(path: Path) -> None:
-        if strategy == "fsdp" and rt.distributed:
+        if sharded:
             from torch.distributed.checkpoint.state_dict import get_model_state_dict
 
             from mindvl.trainer.model import MindVL
@@ -165,29 +165,33 @@ def _run(cfg: StageConfig, out: Path, resume: bool, config_text: str, rt: Runtim
 
     core.to(rt.device)
     apply_attention_backend(core, default_backend_name(rt.device))
-    if rt.distributed and cfg.distributed == "none":
-        raise UserError(f"{rt.world} processes need distributed: ddp or fsdp in the stage config")
-    strategy = cfg.distributed if rt.distributed else "none"
-    experts = core.moe.num_experts if core.moe is not None else None
-    layout = check_layout(rt.world, cfg.parallel.ep, strategy, experts)
+    dims = resolve(cfg.parallel, cfg.distributed, rt.world)
+    dims.check(model_facts(core))
+    mesh = build_mesh(rt.device.type, dims) if rt.distributed else None
+    # data-parallel groups: token counts over the dp ranks (ranks that share a batch count
+    # it once); loss sums also over cp (each context-parallel rank holds part of a row)
+    dp_group = mesh["dp"] if mesh is not None else None
+    dp_cp_group = mesh["dp_cp"] if mesh is not None else None
     # bf16: FSDP2 casts parameters itself (its compute dtype); otherwise autocast
-    fsdp = strategy == "fsdp"
-    model = parallelize(core, strategy, rt.device, cfg.precision if fsdp else "fp32", True, layout)
-    autocast_bf16 = cfg.precision == "bf16" and not fsdp
+    param_dtype = cfg.precision if dims.sharded else "fp32"
+    model = parallelize(core, dims, mesh, rt.device, param_dtype) if mesh is not None else core
+    autocast_bf16 = cfg.precision == "bf16" and not dims.sharded
     optimizer = make_optimizer(model, cfg)
     check_optimizer_covers(model, optimizer)
-    micro = cfg.micro_batches(rt.world)
+    micro = cfg.micro_batches(dims.dp)
     total_tokens = data.manifest.total_image_tokens + data.manifest.total_text_tokens
     total = cfg.total_steps(total_tokens)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, total))
-    streams = cfg.data.streams or rt.world * max(1, cfg.data.num_workers)
+    streams = cfg.data.streams or dims.dp * max(1, cfg.data.num_workers)
     settings = StreamSettings(
         PackBudget(cfg.seq_len, cfg.packing.vit_patch_budget),
         cfg.packing.buffer_size,
         cfg.packing.max_wait,
         cfg.seed,
     )
-    loader = PackedLoader(data, settings, rt.rank, rt.world, streams, cfg.data.num_workers)
+    loader = PackedLoader(
+        data, settings, dims.dp_rank(rt.rank), dims.dp, streams, cfg.data.num_workers
+    )
     step, seen = 0, 0
     if ckpt is not None:
         state, loader_state = load_training_state(ckpt, model, optimizer, scheduler, rt.rank)
@@ -204,7 +208,7 @@ def _run(cfg: StageConfig, out: Path, resume: bool, config_text: str, rt: Runtim
     from mindvl.trainer.model import InferenceConfig
 
     inference = InferenceConfig(image_tokens=data.manifest.image_tokens)
-    save = save_model_fn(core, model, rt, cfg.distributed, data.tokenizer.hf, inference)
+    save = save_model_fn(core, model, rt, dims.sharded, data.tokenizer.hf, inference)
     from mindvl.trainer.model import count_loss_tokens
 
     rows: list[dict] = []
@@ -216,10 +220,12 @@ def _run(cfg: StageConfig, out: Path, resume: bool, config_text: str, rt: Runtim
             packs = [next(batches) for _ in range(micro)]
             local = sum(count_loss_tokens(b.labels, b.cu_seqlens) for b in packs)
             local_real = sum(b.real_tokens for b in packs)
-            n_loss, n_real = rt.all_reduce_sum([float(local), float(local_real)])
+            n_loss, n_real = rt.all_reduce_sum([float(local), float(local_real)], dp_group)
             if n_loss == 0:
                 raise RuntimeError(f"step {step + 1}: no loss tokens in the global batch")
-            scale = rt.world / n_loss
+            # FSDP2/DDP average gradients over the dp x cp ranks
+            grad_ranks = dims.dp * dims.cp
+            scale = grad_ranks / n_loss
             loss_sum = 0.0
             for i, b in enumerate(packs):
                 with no_grad_sync(model, enabled=i < micro - 1):
@@ -227,15 +233,16 @@ def _run(cfg: StageConfig, out: Path, resume: bool, config_text: str, rt: Runtim
                         outp = model(b.to(rt.device))
                     objective = outp.loss_sum * scale
                     if moe is not None:
-                        objective = objective + moe.objective(outp.router) * (rt.world / n_real)
+                        objective = objective + moe.objective(outp.router) * (grad_ranks / n_real)
                     objective.backward()  # backward outside autocast
                 loss_sum += float(outp.loss_sum.detach())
-            grad_norm = clip_gradients(model, cfg.optimizer.grad_clip, layout.ep > 1)
+            grad_norm = clip_gradients(model, cfg.optimizer.grad_clip, dims.ep > 1)
             lr = scheduler.get_last_lr()[0]
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
-            moe_fields = moe.finish_step(rt.all_reduce_sum, n_real) if moe is not None else {}
+            reduce_dp = lambda values: rt.all_reduce_sum(values, dp_group)  # noqa: E731
+            moe_fields = moe.finish_step(reduce_dp, n_real) if moe is not None else {}
             step += 1
             real = sum(b.real_tokens for b in packs)
             patches = sum(
@@ -243,7 +250,8 @@ def _run(cfg: StageConfig, out: Path, resume: bool, config_text: str, rt: Runtim
                 for b in packs
             )
             n_samples = sum(len(b.sample_keys) for b in packs)
-            g = rt.all_reduce_sum([loss_sum, real, patches, n_samples, len(packs)])
+            (g_loss,) = rt.all_reduce_sum([loss_sum], dp_cp_group)
+            g = [g_loss, *reduce_dp([real, patches, n_samples, len(packs)])]
             seen += int(g[1])
             dt = time.perf_counter() - t0
             row = {

@@ -27,11 +27,14 @@ class Runtime:
     def distributed(self) -> bool:
         return self.world > 1
 
-    def all_reduce_sum(self, values: list[float]) -> list[float]:
+    def all_reduce_sum(self, values: list[float], group=None) -> list[float]:
+        """Sum over ``group`` (a ProcessGroup or a 1-D DeviceMesh; default all ranks)."""
         if not self.distributed:
             return list(values)
+        if hasattr(group, "get_group"):
+            group = group.get_group()
         t = torch.tensor(values, dtype=torch.float64, device=self.device)
-        torch.distributed.all_reduce(t)
+        torch.distributed.all_reduce(t, group=group)
         return t.tolist()
 
     def close(self) -> None:

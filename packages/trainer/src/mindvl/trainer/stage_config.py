@@ -71,13 +71,20 @@ class MoESpec(StrictModel):
 
 
 class ParallelSpec(StrictModel):
-    """Parallel dimensions on the training DeviceMesh (see trainer/device/mesh.py)."""
+    """Degrees of the training DeviceMesh (see trainer/device/mesh.py); product = world size."""
 
+    dp_replicate: int = Field(default=1, description="data-parallel replicas (DDP/HSDP)")
+    dp_shard: int = Field(
+        default=-1, description="FSDP2 shard ranks; -1 takes the ranks the others leave"
+    )
+    tp: int = Field(default=1, description="tensor parallelism (+ sequence parallelism)")
+    cp: int = Field(default=1, description="context parallelism over packed rows")
+    pp: int = Field(default=1, description="pipeline stages")
     ep: int = Field(
         default=1,
         gt=0,
         description="expert parallelism: ranks the routed experts of each MoE layer are split"
-        " over (needs distributed: fsdp; divides the world size and the expert count)",
+        " over, borrowed from dp_shard (divides dp_shard and the expert count)",
     )
 
 
@@ -115,7 +122,11 @@ class StageConfig(StrictModel):
     keep_checkpoints: int = Field(default=2, gt=0)
     seed: int = 0
     device: Literal["auto", "cpu", "cuda", "npu"] = "auto"
-    distributed: Literal["none", "ddp", "fsdp"] = "none"
+    distributed: Literal["none", "ddp", "fsdp"] | None = Field(
+        default=None,
+        description="old spelling of the layout (none: one process; ddp; fsdp: FSDP2 over all"
+        " ranks); use parallel: instead, not both",
+    )
     parallel: ParallelSpec = Field(default_factory=ParallelSpec)
     precision: Literal["fp32", "bf16"] = Field(
         default="fp32",
@@ -141,14 +152,15 @@ class StageConfig(StrictModel):
             )
         return self
 
-    def micro_batches(self, world: int) -> int:
-        """Packed rows per rank per step (gradient accumulation)."""
+    def micro_batches(self, dp: int) -> int:
+        """Packed rows per data-parallel rank per step (gradient accumulation)."""
         rows = self.tokens_per_step // self.seq_len
-        if rows % world:
+        if rows % dp:
             raise ConfigError(
-                f"tokens_per_step/seq_len = {rows} rows per step do not split over {world} ranks"
+                f"tokens_per_step/seq_len = {rows} rows per step do not split over {dp}"
+                " data-parallel ranks"
             )
-        return rows // world
+        return rows // dp
 
     def total_steps(self, total_tokens: int) -> int:
         """Steps of the run: ``steps``, or ``epochs`` x the manifest's tokens / step budget."""

@@ -1,66 +1,200 @@
 """The training DeviceMesh and the stage config's ``parallel:`` block.
 
-One mesh for every parallel dimension, torchtitan-style. Today it has data parallelism
-(FSDP2 sharding over all ranks, ``dp_shard``) and expert parallelism (``ep``): the
-experts of every MoE layer are split over ``ep`` ranks, and each expert is FSDP2-sharded
-over the ``dp_shard_mod_ep`` ranks that hold the same experts. Expert parallelism borrows
-its ranks from data parallelism: every rank still reads its own samples.
+One mesh for every parallel dimension, torchtitan-style, outermost first::
 
-Rank ``r`` sits at ``(r // ep, r % ep)`` of the 2-D mesh ``(dp_shard_mod_ep, ep)``;
-``dp_shard`` is the two dimensions flattened (all ranks). Further dimensions (tp, cp, pp,
-dp_replicate) join as more named dimensions of the same mesh.
+    pp, dp_replicate, dp_shard, cp, tp          (ep > 1 splits dp_shard into dp_shard_mod_ep, ep)
+
+- ``dp_replicate`` x ``dp_shard`` = ``dp``: the data-parallel ranks. Only they read
+  different samples; ranks that differ in ``tp``, ``cp`` or ``pp`` alone share a batch.
+- FSDP2 shards parameters over ``dp_shard_cp`` (dp_shard x cp, flattened: context-parallel
+  ranks hold the same weights) and replicates over ``dp_replicate`` (HSDP when both > 1).
+- ``ep`` borrows its ranks from ``dp_shard``: the routed experts of each MoE layer are split
+  over ``ep`` ranks and FSDP2-sharded over the ``dp_shard_mod_ep`` ranks that hold the same
+  experts; every rank still reads its own samples.
+
+Size-1 dimensions stay in the mesh, so code can always slice ``mesh["tp"]`` etc. The
+flattened dimensions are ``dp`` (the loader's split, token counts), ``dp_shard_cp`` (FSDP)
+and ``dp_cp`` (loss sums: each context-parallel rank holds a part of a row's tokens).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-import torch
+from dataclasses import dataclass, field
 
 from mindvl.common.errors import UserError
 
+AXES = ("pp", "dp_replicate", "dp_shard", "cp", "tp")
+
 
 @dataclass(frozen=True)
-class MeshLayout:
+class ModelFacts:
+    """What layout validation needs to know about the model (see :func:`model_facts`)."""
+
+    llm_heads: int
+    llm_kv_heads: int
+    llm_layers: int
+    vision_heads: int
+    num_experts: int | None = None  # routed experts per MoE layer; None for a dense LLM
+
+
+@dataclass(frozen=True)
+class ParallelDims:
+    """A resolved layout: every degree is >= 1 and their product is the world size."""
+
     world: int
+    dp_replicate: int = 1
+    dp_shard: int = 1
+    cp: int = 1
+    tp: int = 1
+    pp: int = 1
     ep: int = 1
+    ddp: bool = field(default=False, compare=False)  # the old ``distributed: ddp`` spelling
+
+    @property
+    def dp(self) -> int:
+        """Data-parallel degree: how many different batches one step reads."""
+        return self.dp_replicate * self.dp_shard
+
+    @property
+    def sharded(self) -> bool:
+        """Whether FSDP2 wraps the model (also for HSDP and for TP/CP/PP with dp 1)."""
+        return self.world > 1 and not self.ddp
 
     @property
     def dp_shard_mod_ep(self) -> int:
-        return self.world // self.ep
+        return self.dp_shard // self.ep
+
+    def check(self, facts: ModelFacts) -> None:
+        """Fail before any work, with one line, on a layout the model cannot take."""
+        if self.tp > 1:
+            for what, n in (
+                ("LLM attention heads", facts.llm_heads),
+                ("LLM key/value heads", facts.llm_kv_heads),
+            ):
+                if n % self.tp:
+                    raise UserError(f"parallel.tp = {self.tp} does not divide the {n} {what}")
+        if self.pp > 1 and facts.llm_layers < self.pp:
+            raise UserError(
+                f"parallel.pp = {self.pp} stages need at least {self.pp} LLM layers"
+                f" (the LLM has {facts.llm_layers})"
+            )
+        if self.ep > 1:
+            if facts.num_experts is None:
+                raise UserError(
+                    f"parallel.ep = {self.ep} needs a mixture-of-experts LLM; this one is dense"
+                )
+            if facts.num_experts % self.ep:
+                raise UserError(
+                    f"parallel.ep = {self.ep} does not divide the {facts.num_experts} routed experts"
+                )
+
+    def coords(self, rank: int) -> dict[str, int]:
+        """``rank``'s coordinate on each axis of :data:`AXES` (row-major, tp fastest)."""
+        out = {}
+        for axis in reversed(AXES):
+            size = getattr(self, axis)
+            out[axis] = rank % size
+            rank //= size
+        return out
+
+    def dp_rank(self, rank: int) -> int:
+        """``rank``'s index among the data-parallel ranks (which batch it reads)."""
+        c = self.coords(rank)
+        return c["dp_replicate"] * self.dp_shard + c["dp_shard"]
 
 
-def check_layout(world: int, ep: int, strategy: str, num_experts: int | None) -> MeshLayout:
-    """Validate a layout before any work; every problem is a one-line UserError."""
+def resolve(spec, distributed: str | None, world: int) -> ParallelDims:
+    """The stage config's ``parallel:`` block (and old ``distributed:``) on ``world`` ranks.
+
+    ``dp_shard: -1`` takes the ranks the other degrees leave. The old ``distributed``
+    switch still works alone: ``none`` (one process), ``ddp`` (DistributedDataParallel over
+    all ranks) or ``fsdp`` (FSDP2 over all ranks, ``parallel.ep`` allowed).
+    """
+    degrees = {a: getattr(spec, a) for a in ("dp_replicate", "dp_shard", "cp", "tp", "pp")}
+    if distributed is not None:
+        defaults = {a: type(spec).model_fields[a].default for a in degrees}
+        set_keys = [a for a, n in degrees.items() if n != defaults[a]]
+        if set_keys:
+            raise UserError(
+                f"distributed: {distributed} cannot be combined with parallel.{set_keys[0]};"
+                " drop distributed and write the whole layout under parallel:"
+            )
+        if distributed == "none":
+            if world > 1:
+                raise UserError(
+                    f"{world} processes with distributed: none; drop distributed (the default"
+                    " parallel: {dp_shard: -1} shards over all ranks) or write parallel:"
+                )
+            return ParallelDims(world=1, ep=_ep_alone(spec.ep, world))
+        if distributed == "ddp":
+            if spec.ep > 1:
+                raise UserError(f"parallel.ep = {spec.ep} needs FSDP2; drop distributed: ddp")
+            return ParallelDims(world=world, dp_replicate=world, ddp=True)
+        return _checked(world, dict(degrees, dp_shard=world, dp_replicate=1), spec.ep)
+    for axis, n in degrees.items():
+        if n == 0 or n < -1 or (n == -1 and axis != "dp_shard"):
+            raise UserError(f"parallel.{axis} must be >= 1 (dp_shard may be -1), got {n}")
+    if degrees["dp_shard"] == -1:
+        rest = degrees["dp_replicate"] * degrees["cp"] * degrees["tp"] * degrees["pp"]
+        if world % rest:
+            raise UserError(
+                f"parallel: dp_replicate x cp x tp x pp = {rest} does not divide the {world} ranks"
+            )
+        degrees["dp_shard"] = world // rest
+    return _checked(world, degrees, spec.ep)
+
+
+def _ep_alone(ep: int, world: int) -> int:
+    if ep > world:
+        raise UserError(f"parallel.ep = {ep} is more than the {world} ranks")
+    return ep
+
+
+def _checked(world: int, degrees: dict[str, int], ep: int) -> ParallelDims:
+    product = 1
+    for n in degrees.values():
+        product *= n
+    if product != world:
+        shown = " x ".join(f"{a} {n}" for a, n in degrees.items())
+        raise UserError(f"parallel: {shown} = {product} ranks, but the world has {world}")
     if ep < 1:
         raise UserError(f"parallel.ep must be >= 1, got {ep}")
-    if world % ep:
-        raise UserError(f"parallel.ep = {ep} does not divide the {world} ranks")
-    if ep > 1:
-        if strategy != "fsdp":
-            raise UserError(f"parallel.ep = {ep} needs distributed: fsdp (got {strategy})")
-        if num_experts is None:
-            raise UserError(f"parallel.ep = {ep} needs a mixture-of-experts LLM; this one is dense")
-        if num_experts % ep:
-            raise UserError(f"parallel.ep = {ep} does not divide the {num_experts} routed experts")
-    return MeshLayout(world, ep)
+    if degrees["dp_shard"] % ep:
+        raise UserError(
+            f"parallel.ep = {ep} must divide dp_shard = {degrees['dp_shard']}"
+            " (expert parallelism borrows data-parallel shard ranks)"
+        )
+    return ParallelDims(world=world, ep=ep, **degrees)
 
 
-def build_mesh(device_type: str, layout: MeshLayout):
-    """The (dp_shard_mod_ep, ep) mesh with ``dp_shard`` (all ranks) flattened from it."""
+def model_facts(model) -> ModelFacts:
+    """The :class:`ModelFacts` of a MindVL (reads configs only)."""
+    cfg = model.llm.config
+    heads = cfg.num_attention_heads
+    moe = getattr(model, "moe", None)
+    return ModelFacts(
+        llm_heads=heads,
+        llm_kv_heads=getattr(cfg, "num_key_value_heads", None) or heads,
+        llm_layers=cfg.num_hidden_layers,
+        vision_heads=model.vision.config.num_heads,
+        num_experts=moe.num_experts if moe is not None else None,
+    )
+
+
+def build_mesh(device_type: str, dims: ParallelDims):
+    """The world mesh over :data:`AXES` (ep splitting dp_shard) with its flattened views."""
     from torch.distributed.device_mesh import init_device_mesh
 
-    mesh = init_device_mesh(
-        device_type, (layout.dp_shard_mod_ep, layout.ep), mesh_dim_names=("dp_shard_mod_ep", "ep")
-    )
-    mesh[("dp_shard_mod_ep", "ep")]._flatten("dp_shard")
+    if dims.ep > 1:
+        names = ("pp", "dp_replicate", "dp_shard_mod_ep", "ep", "cp", "tp")
+        shape = (dims.pp, dims.dp_replicate, dims.dp_shard_mod_ep, dims.ep, dims.cp, dims.tp)
+    else:
+        names, shape = AXES, tuple(getattr(dims, a) for a in AXES)
+    mesh = init_device_mesh(device_type, shape, mesh_dim_names=names)
+    shard = ("dp_shard_mod_ep", "ep") if dims.ep > 1 else ("dp_shard",)
+    if dims.ep > 1:
+        mesh[shard]._flatten("dp_shard")
+    mesh[("dp_replicate", *shard)]._flatten("dp")
+    mesh[(*shard, "cp")]._flatten("dp_shard_cp")
+    mesh[("dp_replicate", *shard, "cp")]._flatten("dp_cp")
     return mesh
-
-
-def world_mesh(device_type: str):
-    """A 1-D mesh of all ranks (plain FSDP2, no expert parallelism)."""
-    from torch.distributed.device_mesh import init_device_mesh
-
-    return init_device_mesh(
-        device_type, (torch.distributed.get_world_size(),), mesh_dim_names=("dp_shard",)
-    )

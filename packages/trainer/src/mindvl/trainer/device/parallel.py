@@ -1,5 +1,6 @@
-"""Data parallelism applied to a MindVL from outside: ``none``, ``ddp`` or ``fsdp`` (FSDP2),
-and with FSDP2 expert parallelism (:mod:`mindvl.trainer.device.expert_parallel`).
+"""Parallelism applied to a MindVL from outside, over the training DeviceMesh
+(:mod:`mindvl.trainer.device.mesh`): DDP, FSDP2/HSDP, and with FSDP2 expert parallelism
+(:mod:`mindvl.trainer.device.expert_parallel`).
 
 FSDP2 (``torch.distributed.fsdp.fully_shard``) shards each vision block, each LLM decoder
 layer and the projector as their own units, then the root (embeddings, LM head, norms),
@@ -17,58 +18,52 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from mindvl.common.errors import UserError
 from mindvl.trainer.device.expert_parallel import shard_experts
-from mindvl.trainer.device.mesh import MeshLayout, build_mesh, world_mesh
+from mindvl.trainer.device.mesh import ParallelDims
 from mindvl.trainer.model.moe import routed_expert_modules
 
-STRATEGIES = ("none", "ddp", "fsdp")
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
 
 def parallelize(
     model: nn.Module,
-    strategy: str,
+    dims: ParallelDims,
+    mesh,
     device: torch.device,
     param_dtype: str = "fp32",
     reshard_after_forward: bool = True,
-    layout: MeshLayout | None = None,
 ) -> nn.Module:
-    """Wrap or shard ``model`` (already on ``device``); returns the module the loop calls.
+    """Parallelise ``model`` (already on ``device``) over ``mesh``; returns what the loop calls.
 
-    ``param_dtype`` is FSDP2's compute dtype (gradients are reduced in fp32); DDP and
-    ``none`` train in the model's own dtype. ``layout.ep > 1`` (FSDP2 only, see
-    :func:`~mindvl.trainer.device.mesh.check_layout`) adds expert parallelism.
+    ``dims.ddp`` (the old ``distributed: ddp``): DDP over all ranks. Otherwise FSDP2 over ``dp_shard_cp`` (HSDP with ``dp_replicate``), after
+    expert parallelism. ``param_dtype`` is FSDP2's compute dtype (gradients are reduced in
+    fp32); DDP trains in the model's own dtype.
     """
-    if strategy not in STRATEGIES:
-        raise ValueError(
-            f"unknown parallel strategy {strategy!r} (choose from {', '.join(STRATEGIES)})"
-        )
-    if strategy == "none":
-        return model
-    if strategy == "ddp":
+    for axis in ("tp", "cp", "pp"):
+        if getattr(dims, axis) > 1:
+            raise UserError(f"parallel.{axis} > 1 is not available in this build")
+    if dims.ep > 1 and dims.dp_replicate > 1:
+        raise UserError("parallel.ep > 1 with dp_replicate > 1 is not available in this build")
+    if dims.ddp:
         from torch.nn.parallel import DistributedDataParallel
 
         ids = None if device.type == "cpu" else [device]
         return DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)
-    return _fully_shard(model, device, DTYPES[param_dtype], reshard_after_forward, layout)
+    return _fully_shard(model, dims, mesh, DTYPES[param_dtype], reshard_after_forward)
 
 
 def _fully_shard(
-    model: nn.Module,
-    device: torch.device,
-    param_dtype: torch.dtype,
-    reshard: bool,
-    layout: MeshLayout | None,
+    model: nn.Module, dims: ParallelDims, mesh, param_dtype: torch.dtype, reshard: bool
 ) -> nn.Module:
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
-    # an explicit mesh on ``device``: FSDP2's default mesh takes CUDA whenever one is
-    # visible, which would move a CPU (gloo) run onto the GPU
-    ep = layout.ep if layout is not None else 1
-    mesh = build_mesh(device.type, layout) if ep > 1 else world_mesh(device.type)
     policy = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=torch.float32)
-    kw = {"mesh": mesh["dp_shard"], "mp_policy": policy, "reshard_after_forward": reshard}
-    if ep > 1:
+    dp_mesh = (
+        mesh[("dp_replicate", "dp_shard_cp")] if dims.dp_replicate > 1 else mesh["dp_shard_cp"]
+    )
+    kw = {"mesh": dp_mesh, "mp_policy": policy, "reshard_after_forward": reshard}
+    if dims.ep > 1:
         # experts: sliced over ep, each slice FSDP2-sharded over the ranks holding it
         shard_experts(model.llm, mesh["ep"])
         for experts in routed_expert_modules(model.llm):
