@@ -27,19 +27,20 @@ What each rank computes (:class:`ContextParallel`, attached to a MindVL as its
   loop reduces router values over ``dp`` only.
 
 Constraints: attention and key/value heads divisible by ``cp`` (``ParallelDims.check``);
-no ``ep`` together with ``cp``; the ``flash`` backend is not wrapped (transformers picks its
-kernel by the implementation's name).
+no ``ep`` together with ``cp``. The ``flash`` backend is wrapped the same way but is
+untested (no flash-attn on the CPU test machines); the tests cover ``segments``, ``dense``
+and the ``npu`` backend's CPU reference kernel.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import replace
 from typing import Any
 
 import torch
 import torch.distributed as dist
 
-from mindvl.common.errors import UserError
 from mindvl.trainer.batch import PackedBatch
 from mindvl.trainer.device.attention import AttentionBackend, apply_attention_backend
 from mindvl.trainer.model.loss import IGNORE_INDEX
@@ -73,14 +74,31 @@ def tokens_to_heads(out: torch.Tensor, group, size: int) -> torch.Tensor:
     return got.permute(1, 0, 2, 3).reshape(1, total // size, size * heads, dim)
 
 
+class _LayerAsInner:
+    """An attention layer whose config names the wrapped implementation: transformers'
+    flash path picks its kernel by ``module.config._attn_implementation``."""
+
+    def __init__(self, module, implementation: str) -> None:
+        configs = module.__dict__.setdefault("_ulysses_inner_configs", {})  # one per layer
+        if implementation not in configs:
+            config = copy.copy(module.config)
+            config._attn_implementation_internal = implementation  # this copy only
+            configs[implementation] = config
+        self._module, self.config = module, configs[implementation]
+
+    def __getattr__(self, name: str):
+        return getattr(self._module, name)
+
+
 def ulysses_attention(module, query, key, value, attention_mask, **kwargs):
     """The wrapped backend's attention on the whole row, over this rank's share of heads."""
     from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
     group, size = kwargs.pop("cp_group"), kwargs.pop("cp_size")
-    inner = ALL_ATTENTION_FUNCTIONS[kwargs.pop("cp_inner")]
+    name = kwargs.pop("cp_inner")
     q, k, v = (heads_to_tokens(x, group, size) for x in (query, key, value))
-    out, _ = inner(module, q, k, v, attention_mask, **kwargs)
+    layer = _LayerAsInner(module, name)
+    out, _ = ALL_ATTENTION_FUNCTIONS[name](layer, q, k, v, attention_mask, **kwargs)
     return tokens_to_heads(out, group, size), None
 
 
@@ -88,11 +106,6 @@ class UlyssesBackend(AttentionBackend):
     """Wraps a varlen backend: LLM attention over all-to-all'd heads, the tower unchanged."""
 
     def __init__(self, inner: AttentionBackend, group, size: int) -> None:
-        if inner.name == "flash":
-            raise UserError(
-                "parallel.cp > 1 cannot wrap the flash attention backend yet; use the"
-                " segments, dense or npu backend"
-            )
         from transformers import AttentionInterface
 
         self.inner, self.group, self.size = inner, group, size
