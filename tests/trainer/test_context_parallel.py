@@ -118,7 +118,11 @@ def _model_rank(rank: int) -> None:
         make_sample(gen, [(1, 4, 4)], text=6),
     ]
     batch = pack(samples, pad_to=67)  # odd: the split pads it by one token
+    bare = pack(samples)  # 45 tokens, no padding
+    assert bare.input_ids.shape[1] == bare.cu_seqlens[-1] == 45
     model.train()
+    with torch.no_grad():
+        bare_ref = float(model(bare).loss_sum)
     ref = model(batch)
     (ref.loss_sum + ref.router.aux_sum + ref.router.z_sum).backward()
     ref_grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
@@ -143,6 +147,11 @@ def _model_rank(rank: int) -> None:
         grad = p.grad.clone()
         dist.all_reduce(grad)
         torch.testing.assert_close(grad, ref_grads[name], atol=2e-5, rtol=1e-4, msg=name)
+    # a row without padding and of odd length: the split starts a padding block
+    with torch.no_grad():
+        bare_sum = model(bare).loss_sum
+    dist.all_reduce(bare_sum)
+    assert float(bare_sum) == pytest.approx(bare_ref, rel=1e-5)
 
 
 def test_split_moe_model_matches_unsplit_row():
