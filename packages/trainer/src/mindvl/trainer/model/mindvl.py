@@ -34,6 +34,7 @@ class ImageTokenMismatch(ValueError):
 
 @dataclass
 class ModelOutput:
+    # under ``row_split`` (context parallel) the loss and logits are this rank's slice's
     loss_sum: torch.Tensor  # sum of token cross-entropies (fp32 scalar)
     loss_tokens: int  # tokens that carried loss; divide by the GLOBAL batch's count
     logits: torch.Tensor | None = None  # (1, T, vocab) when asked for
