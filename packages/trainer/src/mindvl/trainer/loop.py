@@ -35,6 +35,7 @@ from mindvl.trainer.checkpoint import latest_checkpoint, load_training_state, sa
 from mindvl.trainer.data.loader import PackedLoader
 from mindvl.trainer.data.packing import PackBudget
 from mindvl.trainer.data.stream import StageData, StreamSettings
+from mindvl.trainer.device.context_parallel import apply_context_parallel
 from mindvl.trainer.device.expert_parallel import full_state_options, gather_expert_state
 from mindvl.trainer.device.mesh import build_mesh, model_facts, resolve
 from mindvl.trainer.device.parallel import clip_gradients, no_grad_sync, parallelize
@@ -168,6 +169,8 @@ def _run(cfg: StageConfig, out: Path, resume: bool, config_text: str, rt: Runtim
     dims = resolve(cfg.parallel, cfg.distributed, rt.world)
     dims.check(model_facts(core))
     mesh = build_mesh(rt.device.type, dims) if rt.distributed else None
+    if dims.cp > 1:  # each cp rank runs its slice of every row (device/context_parallel.py)
+        apply_context_parallel(core, mesh["cp"].get_group())
     # data-parallel groups: token counts over the dp ranks (ranks that share a batch count
     # it once); loss sums also over cp (each context-parallel rank holds part of a row)
     dp_group = mesh["dp"] if mesh is not None else None

@@ -66,13 +66,14 @@ class ParallelDims:
 
     def check(self, facts: ModelFacts) -> None:
         """Fail before any work, with one line, on a layout the model cannot take."""
-        if self.tp > 1:
+        for axis in ("tp", "cp"):  # cp: Ulysses all-to-all splits the heads over cp ranks
+            degree = getattr(self, axis)
             for what, n in (
                 ("LLM attention heads", facts.llm_heads),
                 ("LLM key/value heads", facts.llm_kv_heads),
             ):
-                if n % self.tp:
-                    raise UserError(f"parallel.tp = {self.tp} does not divide the {n} {what}")
+                if degree > 1 and n % degree:
+                    raise UserError(f"parallel.{axis} = {degree} does not divide the {n} {what}")
         if self.pp > 1 and facts.llm_layers < self.pp:
             raise UserError(
                 f"parallel.pp = {self.pp} stages need at least {self.pp} LLM layers"

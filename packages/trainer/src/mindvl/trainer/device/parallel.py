@@ -40,9 +40,11 @@ def parallelize(
     expert parallelism. ``param_dtype`` is FSDP2's compute dtype (gradients are reduced in
     fp32); DDP trains in the model's own dtype.
     """
-    for axis in ("tp", "cp", "pp"):
+    for axis in ("tp", "pp"):
         if getattr(dims, axis) > 1:
             raise UserError(f"parallel.{axis} > 1 is not available in this build")
+    if dims.cp > 1 and dims.ep > 1:
+        raise UserError("parallel.cp > 1 with ep > 1 is not available in this build")
     if dims.ep > 1 and dims.dp_replicate > 1:
         raise UserError("parallel.ep > 1 with dp_replicate > 1 is not available in this build")
     if dims.ddp:

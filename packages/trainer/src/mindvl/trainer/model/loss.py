@@ -29,13 +29,20 @@ def count_loss_tokens(labels: torch.Tensor, cu_seqlens: list[int]) -> int:
     return int((shifted_targets(labels, cu_seqlens) != IGNORE_INDEX).sum())
 
 
-def summed_token_loss(
-    hidden: torch.Tensor, labels: torch.Tensor, cu_seqlens: list[int], lm_head
-) -> tuple[torch.Tensor, int]:
-    """Sum of CE over loss tokens; runs the LM head only on those positions (saves memory)."""
+def next_token_targets(labels: torch.Tensor, cu_seqlens: list[int]) -> torch.Tensor:
+    """(T,) target of every position of the row: :func:`shifted_targets`, then -100 for the
+    last position (a row split over ranks keeps each token's target with the token)."""
     targets = shifted_targets(labels, cu_seqlens)
+    return torch.cat([targets, targets.new_full((1,), IGNORE_INDEX)])
+
+
+def summed_target_loss(
+    hidden: torch.Tensor, targets: torch.Tensor, lm_head
+) -> tuple[torch.Tensor, int]:
+    """Sum of CE of (1, t, d) hidden states against their (t,) targets; runs the LM head
+    only on the positions that carry loss (saves memory)."""
     keep = targets != IGNORE_INDEX
-    h = hidden.reshape(-1, hidden.shape[-1])[:-1][keep]
+    h = hidden.reshape(-1, hidden.shape[-1])[keep]
     logits = lm_head(h).float()
     loss = F.cross_entropy(logits, targets[keep], reduction="sum")
     return loss, int(keep.sum())

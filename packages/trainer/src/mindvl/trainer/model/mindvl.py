@@ -20,7 +20,7 @@ from torch import nn
 from mindvl.trainer.batch import PackedBatch
 from mindvl.trainer.device.attention import AttentionBackend, make_backend
 from mindvl.trainer.model.config import MindVLConfig
-from mindvl.trainer.model.loss import summed_token_loss
+from mindvl.trainer.model.loss import next_token_targets, summed_target_loss
 from mindvl.trainer.model.moe import RouterTap, moe_layout
 from mindvl.trainer.model.moe_loss import RouterStats, router_stats
 from mindvl.trainer.model.projector import MergeView, Projector
@@ -34,6 +34,7 @@ class ImageTokenMismatch(ValueError):
 
 @dataclass
 class ModelOutput:
+    # under ``row_split`` (context parallel) the loss and logits are this rank's slice's
     loss_sum: torch.Tensor  # sum of token cross-entropies (fp32 scalar)
     loss_tokens: int  # tokens that carried loss; divide by the GLOBAL batch's count
     logits: torch.Tensor | None = None  # (1, T, vocab) when asked for
@@ -96,6 +97,10 @@ class MindVL(nn.Module):
         self.llm.config._attn_implementation = self.attention_backend.llm_implementation
         self.moe = moe_layout(self.llm)  # None for a dense LLM
         self._router_tap = RouterTap(self.llm) if self.moe is not None else None
+        # Context parallelism (device/context_parallel.py) attaches this rank's part of every
+        # row: the LLM then runs on a slice of the padded row, the loss sums that slice's
+        # tokens and the router losses see the whole row. None: the whole row here.
+        self.row_split = None
 
     # ---- construction and persistence (implemented in model/checkpoint_io.py) ----
     @classmethod
@@ -179,11 +184,14 @@ class MindVL(nn.Module):
         return self.image_features(pixels, grid)
 
     def hidden_states(self, batch: PackedBatch) -> torch.Tensor:
-        embeds = self.embed(batch)
+        """Final hidden states of the row's tokens (of this rank's slice under ``row_split``)."""
+        embeds, positions = self.embed(batch), batch.position_ids
         total = embeds.shape[1]
+        if self.row_split is not None:
+            embeds, positions = self.row_split.local(embeds), self.row_split.local(positions)
         kwargs = self.attention_backend.llm_kwargs(batch.cu_seqlens, total, embeds.device)
         out = self.llm.get_decoder()(
-            inputs_embeds=embeds, position_ids=batch.position_ids, use_cache=False, **kwargs
+            inputs_embeds=embeds, position_ids=positions, use_cache=False, **kwargs
         )
         return out.last_hidden_state
 
@@ -192,14 +200,22 @@ class MindVL(nn.Module):
             raise ValueError(
                 f"PackedBatch rows must have batch size 1, got {batch.input_ids.shape}"
             )
+        split = self.row_split
+        if split is not None:
+            batch = split.pad(batch)
         router = None
         if self._router_tap is None:
             hidden = self.hidden_states(batch)
         else:
             with self._router_tap.recording() as records:
                 hidden = self.hidden_states(batch)
+            if split is not None:
+                records = split.full_row_records(records)
             router = router_stats(records, batch.cu_seqlens, self.moe)
         head = self.llm.get_output_embeddings()
-        loss_sum, loss_tokens = summed_token_loss(hidden, batch.labels, batch.cu_seqlens, head)
+        targets = next_token_targets(batch.labels, batch.cu_seqlens)
+        if split is not None:
+            targets = split.local(targets[None])[0]
+        loss_sum, loss_tokens = summed_target_loss(hidden, targets, head)
         logits = head(hidden) if return_logits else None
         return ModelOutput(loss_sum, loss_tokens, logits=logits, router=router)
