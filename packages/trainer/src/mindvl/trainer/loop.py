@@ -1,12 +1,14 @@
 """The training loop of one stage: packed micro-batches -> summed loss -> AdamW steps.
 
 **Loss normalisation.** The model returns the *sum* of token cross-entropies of a packed
-row and its loss-token count. Before any backward pass of a step, the loop counts the loss
-tokens of all its micro-batches and all-reduces that count over ranks (``N``). Each
-micro-batch then back-propagates ``loss_sum * world / N``: DDP and FSDP average gradients
-over ranks (divide by ``world``), so the applied gradient is exactly
-``sum over every loss token of the global batch / N`` — a token mean over the global batch,
-independent of how samples were packed, split into micro-batches or spread over ranks.
+row (under context parallelism: of the rank's slice of it) and its loss-token count.
+Before any backward pass of a step, the loop counts the loss tokens of all its
+micro-batches and all-reduces that count over the data-parallel ranks (``N``; ranks that
+share a batch count it once). Each micro-batch then back-propagates
+``loss_sum * dp * cp / N``: DDP and FSDP average gradients over the ``dp x cp`` ranks, so
+the applied gradient is exactly ``sum over every loss token of the global batch / N`` — a
+token mean over the global batch, independent of how samples were packed, split into
+micro-batches or spread over ranks (docs/PARALLEL.md).
 The logged loss is the all-reduced loss sum over ``N``. MoE LLMs add their router losses
 (balancing, z-loss) normalised by the global batch's real-token count the same way
 (:mod:`mindvl.trainer.moe_training`); ``loss`` is then the whole objective and
