@@ -101,9 +101,11 @@ def test_stage_config_spelling(tmp_path):
         _stage(tmp_path, activation_checkpointing="everything")
 
 
-def test_fsdp_two_ranks_match_plain_run(tmp_path):
+def test_fsdp_two_ranks_match_plain_run(tmp_path, monkeypatch):
     """FSDP2 over 2 gloo ranks with checkpointed blocks: the plain single-process losses
-    and gradient norms (the norm covers every gradient of the model)."""
+    and gradient norms (the norm covers every gradient of the model). Also the metrics the
+    other knobs add: per-part learning rates, TFLOP/s, and MFU where a peak is given."""
+    monkeypatch.delenv("MINDVL_PEAK_TFLOPS", raising=False)
     tok = train_test_tokenizer(tmp_path / "tok")
     write_stage(tmp_path / "stage", tok, n_samples=24, n_shards=2, long_tail=60)
     plain = run_stage(_stage(tmp_path / "stage"), tmp_path / "plain")
@@ -111,9 +113,13 @@ def test_fsdp_two_ranks_match_plain_run(tmp_path):
         tmp_path / "stage",
         distributed="fsdp",
         activation_checkpointing={"vision": "full", "llm": "selective"},
+        peak_tflops=0.5,
     )
     rows = spawn(cfg, tmp_path / "fsdp", world=2)
     assert len(rows) == len(plain) == 2
     for a, b in zip(plain, rows, strict=True):
         assert b["loss"] == pytest.approx(a["loss"], rel=1e-5, abs=1e-6)
         assert b["grad_norm"] == pytest.approx(a["grad_norm"], rel=1e-4, abs=1e-6)
+        assert a["lr_vision"] == a["lr_projector"] == a["lr_llm"] == a["lr"]
+        assert "mfu" not in a and a["tflops"] > 0  # no peak known for a CPU
+        assert b["mfu"] == pytest.approx(b["tflops"] / 0.5)
