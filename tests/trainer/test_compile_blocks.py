@@ -16,7 +16,8 @@ from mindvl.trainer.model.tiny import pack_samples, random_image_sample, tiny_co
 ROWS = ([20, 7], [3], [11, 5, 9], [4, 4, 4, 4], [30])
 
 
-def _train(backend: str | None, rows=ROWS) -> list[float]:
+def _train(backend: str | None, rows=ROWS, graphs: list | None = None) -> list[float]:
+    """Losses of one optimizer step per row; ``graphs`` gets dynamo's graph count after each."""
     gen = torch.Generator().manual_seed(0)
     batches = [pack_samples([random_image_sample(gen, 64, 5, n) for n in r], 5) for r in rows]
     torch.manual_seed(0)
@@ -32,11 +33,14 @@ def _train(backend: str | None, rows=ROWS) -> list[float]:
         optimizer.step()
         optimizer.zero_grad()
         losses.append(float(out.loss_sum.detach()))
+        if graphs is not None:
+            graphs.append(counters["stats"]["unique_graphs"])
     if backend is not None:  # compiling in place keeps the parameter names of checkpoints
         assert not any("_orig_mod" in k for k in model.state_dict())
     return losses
 
 
+@pytest.mark.slow
 def test_compiled_blocks_match_eager_without_per_batch_recompiles():
     """Dynamo's graph capture (aot_eager: no code generation, so fast): 5 optimizer steps
     on rows of different shapes give the eager losses; the varlen attention runs eagerly and
@@ -44,11 +48,14 @@ def test_compiled_blocks_match_eager_without_per_batch_recompiles():
     torch._dynamo.reset()
     counters.clear()
     eager = _train(None)
-    compiled = _train("aot_eager")
+    graphs: list[int] = []
+    compiled = _train("aot_eager", graphs=graphs)
     torch.testing.assert_close(compiled, eager, rtol=1e-5, atol=0.0)
     breaks = "".join(counters["graph_break"])
     assert "torch.compiler.disable" in breaks  # the attention call, kept eager
-    assert counters["stats"]["unique_graphs"] <= 12  # vision and LLM variants, not per row
+    # the graphs come from the first rows' variants; later rows of other segment and image
+    # counts reuse them
+    assert graphs[-1] == graphs[2], graphs
     torch._dynamo.reset()
 
 
