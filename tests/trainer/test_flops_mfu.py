@@ -74,6 +74,19 @@ def test_matmul_terms_agree_with_torch_flop_counter(llm_type, trainable):
     assert ours == pytest.approx(counted, rel=0.03)
 
 
+def test_attention_term_agrees_with_torch_flop_counter():
+    """deepseek_v3's attention (MLA: query/key head dim 16, value head dim 8) makes CPU SDPA
+    take its math path, batched matmuls the counter sees: per packed sample, s_i^2 each."""
+    model, batch = _model_and_batch("deepseek_v3")
+    model.llm.config._experts_implementation = "eager"
+    with FlopCounterMode(display=False) as counter:
+        model(batch).loss_sum.backward()
+    counts = {str(op): n for op, n in counter.get_flop_counts()["Global"].items()}
+    terms = _terms(model, batch)
+    assert terms["llm_attention"] == counts["aten.bmm"]
+    assert sum(terms[k] for k in MATMUL_TERMS) == counter.get_total_flops() - counts["aten.bmm"]
+
+
 def test_moe_counts_active_experts_only():
     dense, batch = _model_and_batch("qwen3_moe")
     fm = FlopsModel.from_model(dense)
