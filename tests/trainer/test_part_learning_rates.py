@@ -83,3 +83,26 @@ def test_config_errors():
     with pytest.raises(ConfigError, match="optimizer.lr_vision is set but vision is frozen"):
         _stage(optimizer={"lr_vision": 1e-5}, trainable=["projector", "llm"])
     _stage(optimizer={"lr_vision": 1e-5}, trainable=["all"])
+
+
+def test_resume_refuses_another_group_layout(tmp_path):
+    """Saved optimizer state keeps each group's part; a checkpoint of another layout (the
+    two-group one written before per-part rates, or other trainable parts) is refused."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+    from mindvl.common.errors import UserError
+    from mindvl.trainer.optimizer import check_saved_groups
+    from mindvl.trainer.state_files import load_state, save_state
+
+    model = MindVL(tiny_config(64, 5))
+    opt = make_optimizer(model, OptimizerSpec(lr_vision=1e-5))
+    full = StateDictOptions(full_state_dict=True)
+    save_state(get_optimizer_state_dict(model, opt, options=full), tmp_path, "optimizer")
+    saved = load_state(tmp_path, "optimizer")["param_groups"]
+    check_saved_groups(saved, opt, "ckpt")  # same layout: accepted
+    set_trainable(model, ["llm"])
+    with pytest.raises(UserError, match="ckpt: its optimizer state has parameter groups"):
+        check_saved_groups(saved, make_optimizer(model, OptimizerSpec()), "ckpt")
+    two_groups = [{"params": [], "weight_decay": 0.0}, {"params": [], "weight_decay": 0.0}]
+    with pytest.raises(UserError, match=r"\(None, None\)"):
+        check_saved_groups(two_groups, opt, "ckpt")

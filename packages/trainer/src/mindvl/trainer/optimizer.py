@@ -14,6 +14,7 @@ import math
 import torch
 from torch import nn
 
+from mindvl.common.errors import UserError
 from mindvl.trainer.model.mindvl import PARTS
 from mindvl.trainer.stage_config import OptimizerSpec, ScheduleSpec
 
@@ -48,6 +49,22 @@ def param_groups(model: nn.Module, spec: OptimizerSpec) -> list[dict]:
                     {"params": chosen, "lr": lr, "weight_decay": wd, "part": part, "decay": decay}
                 )
     return groups
+
+
+def check_saved_groups(saved: list[dict], optimizer: torch.optim.Optimizer, where: str) -> None:
+    """A saved optimizer state must have this optimizer's groups (same parts, same split):
+    checkpoints of another layout (one written before per-part groups, or under other
+    ``trainable`` parts) are refused in one line instead of failing inside torch."""
+
+    def layout(groups):
+        return [(g.get("part"), g.get("decay")) for g in groups]
+
+    if layout(saved) != layout(optimizer.param_groups):
+        raise UserError(
+            f"{where}: its optimizer state has parameter groups {layout(saved)}, this stage builds"
+            f" {layout(optimizer.param_groups)} (part, decay): resume with the trainable parts it"
+            f" was saved with, or start a new run from its weights (init.checkpoint: {where}/model)"
+        )
 
 
 def make_optimizer(model: nn.Module, spec: OptimizerSpec) -> torch.optim.Optimizer:
