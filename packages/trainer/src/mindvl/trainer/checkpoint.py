@@ -128,6 +128,7 @@ def load_training_state(path: Path, model, optimizer, scheduler, rank: int) -> t
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
 
     from mindvl.trainer.device.expert_parallel import local_expert_state
+    from mindvl.trainer.optimizer import check_saved_groups
 
     if (path / "optimizer.pt").exists() and not (path / "optimizer.json").exists():
         raise UserError(
@@ -136,6 +137,7 @@ def load_training_state(path: Path, model, optimizer, scheduler, rank: int) -> t
             f"from its weights (init.checkpoint: {path}/model)"
         )
     optim = load_state(path, "optimizer")
+    check_saved_groups(optim["param_groups"], optimizer, str(path))
     optim = local_expert_state(model, optim, optimizer=True)  # expert parallelism: own slice
     set_optimizer_state_dict(
         model, optimizer, optim, options=StateDictOptions(full_state_dict=True)

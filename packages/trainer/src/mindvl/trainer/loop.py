@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import random
 import time
 from pathlib import Path
@@ -37,13 +36,16 @@ from mindvl.trainer.checkpoint import latest_checkpoint, load_training_state, sa
 from mindvl.trainer.data.loader import PackedLoader
 from mindvl.trainer.data.packing import PackBudget
 from mindvl.trainer.data.stream import StageData, StreamSettings
+from mindvl.trainer.device.activation_checkpoint import apply_activation_checkpointing
 from mindvl.trainer.device.context_parallel import apply_context_parallel
 from mindvl.trainer.device.expert_parallel import full_state_options, gather_expert_state
 from mindvl.trainer.device.mesh import build_mesh, model_facts, resolve
 from mindvl.trainer.device.parallel import clip_gradients, no_grad_sync, parallelize
+from mindvl.trainer.flops import FlopsModel, device_name, peak_tflops
 from mindvl.trainer.metrics import MetricsWriter
 from mindvl.trainer.model.moe import parameter_counts
 from mindvl.trainer.moe_training import MoETraining
+from mindvl.trainer.optimizer import current_lrs, lr_lambda, make_optimizer
 from mindvl.trainer.runtime import Runtime, start_runtime
 from mindvl.trainer.stage_config import StageConfig
 from mindvl.trainer.trainable import apply_trainable, check_optimizer_covers
@@ -81,31 +83,6 @@ def build_model(cfg: StageConfig, data: StageData, weights: Path | None):
             f"tokenizer's <|image_pad|> id {data.tokenizer.image_pad_id}"
         )
     return model
-
-
-def lr_lambda(cfg: StageConfig, total: int):
-    """Linear warmup to ``lr``, then cosine to ``lr * min_lr_ratio`` at the last step."""
-    warm, floor = cfg.schedule.warmup_steps, cfg.schedule.min_lr_ratio
-
-    def f(step: int) -> float:  # step = optimizer steps taken so far
-        if step < warm:
-            return (step + 1) / warm
-        progress = min(1.0, (step - warm) / max(1, total - warm))
-        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-
-    return f
-
-
-def make_optimizer(model: torch.nn.Module, cfg: StageConfig) -> torch.optim.Optimizer:
-    o = cfg.optimizer
-    params = [p for p in model.parameters() if p.requires_grad]
-    decay = [p for p in params if p.ndim >= 2]
-    no_decay = [p for p in params if p.ndim < 2]
-    groups = [
-        {"params": decay, "weight_decay": o.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-    return torch.optim.AdamW(groups, lr=o.lr, betas=o.betas, eps=o.eps)
 
 
 def save_model_fn(core, wrapped, rt: Runtime, sharded: bool, tokenizer_dir, inference=None):
@@ -166,8 +143,16 @@ def _run(cfg: StageConfig, out: Path, resume: bool, config_text: str, rt: Runtim
             print(moe.describe(), flush=True)
     from mindvl.trainer.device.attention import apply_attention_backend, default_backend_name
 
+    flops_model = FlopsModel.from_model(core)  # counted before wrapping and sharding
+    peak = peak_tflops(cfg.peak_tflops, device_name(rt.device), cfg.precision)
     core.to(rt.device)
     apply_attention_backend(core, default_backend_name(rt.device))
+    # torchtitan's order: activation checkpointing, then compile, then FSDP2
+    apply_activation_checkpointing(core, cfg.activation_checkpointing.model_dump())
+    if cfg.compile:
+        from mindvl.trainer.device.compile import compile_blocks
+
+        compile_blocks(core)
     dims = resolve(cfg.parallel, cfg.distributed, rt.world)
     dims.check(model_facts(core))
     mesh = build_mesh(rt.device.type, dims) if rt.distributed else None
@@ -177,16 +162,20 @@ def _run(cfg: StageConfig, out: Path, resume: bool, config_text: str, rt: Runtim
     # it once); loss sums also over cp (each context-parallel rank holds part of a row)
     dp_group = mesh["dp"] if mesh is not None else None
     dp_cp_group = mesh["dp_cp"] if mesh is not None else None
+
+    def reduce_dp(values: list[float]) -> list[float]:
+        return rt.all_reduce_sum(values, dp_group)
+
     # bf16: FSDP2 casts parameters itself (its compute dtype); otherwise autocast
     param_dtype = cfg.precision if dims.sharded else "fp32"
     model = parallelize(core, dims, mesh, rt.device, param_dtype) if mesh is not None else core
     autocast_bf16 = cfg.precision == "bf16" and not dims.sharded
-    optimizer = make_optimizer(model, cfg)
+    optimizer = make_optimizer(model, cfg.optimizer)
     check_optimizer_covers(model, optimizer)
     micro = cfg.micro_batches(dims.dp)
     total_tokens = data.manifest.total_image_tokens + data.manifest.total_text_tokens
     total = cfg.total_steps(total_tokens)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, total))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg.schedule, total))
     streams = cfg.data.streams or dims.dp * max(1, cfg.data.num_workers)
     settings = StreamSettings(
         PackBudget(cfg.seq_len, cfg.packing.vit_patch_budget),
@@ -223,7 +212,12 @@ def _run(cfg: StageConfig, out: Path, resume: bool, config_text: str, rt: Runtim
         while step < total:
             t0 = time.perf_counter()
             packs = [next(batches) for _ in range(micro)]
-            local = sum(count_loss_tokens(b.labels, b.cu_seqlens) for b in packs)
+            loss_counts = [count_loss_tokens(b.labels, b.cu_seqlens) for b in packs]
+            local = sum(loss_counts)
+            flops = sum(
+                flops_model.batch_flops(b.image_grid_thw, b.cu_seqlens, n)
+                for b, n in zip(packs, loss_counts, strict=True)
+            )
             local_real = sum(b.real_tokens for b in packs)
             n_loss, n_real = rt.all_reduce_sum([float(local), float(local_real)], dp_group)
             if n_loss == 0:
@@ -242,11 +236,10 @@ def _run(cfg: StageConfig, out: Path, resume: bool, config_text: str, rt: Runtim
                     objective.backward()  # backward outside autocast
                 loss_sum += float(outp.loss_sum.detach())
             grad_norm = clip_gradients(model, cfg.optimizer.grad_clip, dims.ep > 1)
-            lr = scheduler.get_last_lr()[0]
+            lrs = current_lrs(optimizer, cfg.optimizer)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
-            reduce_dp = lambda values: rt.all_reduce_sum(values, dp_group)  # noqa: E731
             moe_fields = moe.finish_step(reduce_dp, n_real) if moe is not None else {}
             step += 1
             real = sum(b.real_tokens for b in packs)
@@ -256,13 +249,14 @@ def _run(cfg: StageConfig, out: Path, resume: bool, config_text: str, rt: Runtim
             )
             n_samples = sum(len(b.sample_keys) for b in packs)
             (g_loss,) = rt.all_reduce_sum([loss_sum], dp_cp_group)
-            g = [g_loss, *reduce_dp([real, patches, n_samples, len(packs)])]
+            # flops of each data-parallel batch once, shared by every device (/ world below)
+            g = [g_loss, *reduce_dp([real, patches, n_samples, len(packs), flops])]
             seen += int(g[1])
             dt = time.perf_counter() - t0
             row = {
                 "step": step,
                 "loss": g[0] / n_loss,
-                "lr": lr,
+                **lrs,
                 "grad_norm": grad_norm,
                 "loss_tokens": int(n_loss),
                 "llm_tokens": int(g[1]),
@@ -272,7 +266,11 @@ def _run(cfg: StageConfig, out: Path, resume: bool, config_text: str, rt: Runtim
                 "samples_per_pack": g[3] / g[4],
                 "step_s": dt,
                 "tokens_seen": seen,
+                # achieved model TFLOP/s per device (flops.py), and MFU where a peak is known
+                "tflops": g[5] / dt / rt.world / 1e12,
             }
+            if peak is not None:
+                row["mfu"] = row["tflops"] / peak
             if moe is not None:
                 row["ce_loss"] = row["loss"]
                 row["loss"] = moe.total_loss(row["ce_loss"], moe_fields)

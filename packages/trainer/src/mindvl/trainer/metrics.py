@@ -1,8 +1,10 @@
 """Per-step observability: ``metrics.jsonl`` (one JSON object per step), console, TensorBoard.
 
-Each row: step, loss (token mean over the global batch), lr, tokens/s (real LLM tokens,
-all ranks), padding fraction, LLM vs ViT tokens (ViT = 14px patches), samples per pack,
-grad norm and seconds per step. MoE runs add the loss parts (``ce_loss``, ``aux_loss``,
+Each row: step, loss (token mean over the global batch), lr (the shared rate under the
+schedule) and ``lr_<part>`` per trainable part, tokens/s (real LLM tokens, all ranks),
+padding fraction, LLM vs ViT tokens (ViT = 14px patches), samples per pack, grad norm,
+seconds per step, ``tflops`` (model TFLOP/s per device, :mod:`mindvl.trainer.flops`) and
+``mfu`` (``tflops`` over the device's peak, only where a peak is known). MoE runs add the loss parts (``ce_loss``, ``aux_loss``,
 ``z_loss``; ``loss`` is then their weighted sum) and, per MoE layer ``L``, the tokens routed
 to each expert as ``experts_lL_min``, ``experts_lL_max`` and ``experts_lL_cv`` (coefficient
 of variation; 0 = perfectly balanced). The console line adds the elapsed time and an ETA
@@ -67,6 +69,7 @@ class MetricsWriter:
             f"tok/s {row['tokens_per_s']:.0f} pad {row['padding']:.1%} "
             f"samples/pack {row['samples_per_pack']:.1f}"
             + (f" aux {row['aux_loss']:.4f}" if "aux_loss" in row else "")
+            + (f" mfu {row['mfu']:.1%}" if "mfu" in row else "")
             + f" | {duration(elapsed)} elapsed, ETA {duration(left)}",
             flush=True,
         )

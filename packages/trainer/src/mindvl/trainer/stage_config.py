@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from mindvl.common.config import StrictModel, read_yaml, validate_data
 from mindvl.common.errors import ConfigError
@@ -43,6 +43,9 @@ class OptimizerSpec(StrictModel):
     eps: float = Field(default=1e-8, gt=0)
     weight_decay: float = Field(default=0.0, ge=0)
     grad_clip: float | None = Field(default=1.0, gt=0)
+    lr_vision: float | None = Field(default=None, gt=0, description="vision tower (None = lr)")
+    lr_projector: float | None = Field(default=None, gt=0, description="projector (None = lr)")
+    lr_llm: float | None = Field(default=None, gt=0, description="LLM (None = lr)")
 
 
 class ScheduleSpec(StrictModel):
@@ -68,6 +71,17 @@ class MoESpec(StrictModel):
         description="aux-loss-free balancing (routers with e_score_correction_bias): after"
         " each step bias += rate * sign(mean load - load); 0 = off",
     )
+
+
+CheckpointMode = Literal["none", "full", "selective"]
+
+
+class ActivationCheckpointSpec(StrictModel):
+    """Per part: recompute nothing, whole blocks, or all but matmul/attention outputs in
+    backward (see trainer/device/activation_checkpoint.py)."""
+
+    vision: CheckpointMode = "none"
+    llm: CheckpointMode = "none"
 
 
 class ParallelSpec(StrictModel):
@@ -133,9 +147,29 @@ class StageConfig(StrictModel):
         description="bf16: matmuls and attention in bfloat16 (autocast; with fsdp, FSDP2's"
         " compute dtype); weights, optimizer state, gradient reduction and the loss stay fp32",
     )
+    activation_checkpointing: ActivationCheckpointSpec = Field(
+        default_factory=ActivationCheckpointSpec,
+        description="none | full | selective, for all parts or per part ({vision: .., llm: ..})",
+    )
+    compile: bool = Field(
+        default=False, description="torch.compile each vision block and decoder layer"
+    )
+    peak_tflops: float | None = Field(
+        default=None,
+        gt=0,
+        description="peak dense TFLOP/s of one device for MFU (default: $MINDVL_PEAK_TFLOPS,"
+        " else the known-accelerator table)",
+    )
     threads: int | None = Field(default=None, gt=0, description="torch CPU threads")
     log_every: int = Field(default=1, gt=0)
     tensorboard: bool = False
+
+    @field_validator("activation_checkpointing", mode="before")
+    @classmethod
+    def _one_mode_for_all(cls, value):
+        if isinstance(value, str):  # a plain mode applies to every part
+            return {"vision": value, "llm": value}
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> StageConfig:
@@ -150,6 +184,13 @@ class StageConfig(StrictModel):
             raise ValueError(
                 f"trainable: unknown part(s) {bad} (allowed: all, {', '.join(PART_NAMES)})"
             )
+        frozen = [p for p in PART_NAMES if "all" not in self.trainable and p not in self.trainable]
+        for part in frozen:
+            if getattr(self.optimizer, f"lr_{part}") is not None:
+                raise ValueError(
+                    f"optimizer.lr_{part} is set but {part} is frozen (trainable: "
+                    f"{self.trainable}); remove it or train {part}"
+                )
         return self
 
     def micro_batches(self, dp: int) -> int:

@@ -130,15 +130,6 @@ class MindVL(nn.Module):
 
         save_mindvl(self, path, tokenizer=tokenizer, inference=inference)
 
-    def gradient_checkpointing_enable(self) -> None:
-        """Recompute vision blocks and decoder layers in backward (non-reentrant)."""
-        kwargs = {"use_reentrant": False}
-        for part in (self.vision, self.llm):
-            if hasattr(part, "activation_checkpointing_enable"):  # transformers >= 5.x
-                part.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
-            else:
-                part.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
-
     # ---- forward ----
     @property
     def dtype(self) -> torch.dtype:
