@@ -156,9 +156,9 @@ def test_high_bit_depth_is_scaled_not_clipped() -> None:
 
 def test_blur_score_is_computed_only_when_a_recipe_reads_it(tmp_path) -> None:
     from mindvl.common.recipe import recipe_from_text
-    from mindvl.data_engine.build.pipeline import _context
     from mindvl.data_engine.ops.base import OpContext
     from mindvl.data_engine.ops.blur import Blur
+    from mindvl.data_engine.pipeline.run import _context
 
     data = encode(photo(), "PNG")
     lazy = ImageDecode(context=OpContext(blur_score=False))

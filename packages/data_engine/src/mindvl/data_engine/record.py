@@ -66,7 +66,7 @@ class Candidate:
     drop_op: str | None = None
     drop_reason: str | None = None
     # where the reader met it: (unit index << 32) | position; the first occurrence of a
-    # repeated key is the record (build/duplicate_keys.py)
+    # repeated key is the record (pipeline/duplicate_keys.py)
     read_order: int = -1
 
     @property
