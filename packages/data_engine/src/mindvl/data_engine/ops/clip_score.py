@@ -22,7 +22,8 @@ from mindvl.common.config import StrictModel
 from mindvl.common.errors import UserError
 from mindvl.data_engine.device import pick_device, require_torch
 from mindvl.data_engine.ops.base import JudgedTextParams, OpContext, Operator, judged_text
-from mindvl.data_engine.ops.image_decode import DecodeFailure, flatten_to_rgb, open_checked
+from mindvl.data_engine.ops.image_decode import flatten_to_rgb
+from mindvl.data_engine.ops.image_open import DecodeFailure, open_checked
 from mindvl.data_engine.record import Candidate
 
 
@@ -107,9 +108,9 @@ class ClipScore(Operator):
         if not text.strip():
             return None  # nothing to align the images with
         pictures = []
-        for data in candidate.images:
+        for im in candidate.images:
             try:
-                _, img = open_checked(data, self.params.max_pixels_cap)
+                _, img = open_checked(im.data, self.params.max_pixels_cap)
             except DecodeFailure as failure:
                 return str(failure)
             pictures.append(flatten_to_rgb(img))

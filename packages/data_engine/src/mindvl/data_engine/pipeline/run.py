@@ -75,11 +75,15 @@ def claim_build_dir(out: Path, record: RecipeRecord, overwrite: bool = False) ->
 
 
 def _context(recipe: Recipe, work: Path) -> OpContext:
+    from mindvl.data_engine.ops.image_decode import ImageDecodeParams
+
+    decode = next((s.params for s in recipe.operators if s.op == "image_decode"), {})
     return OpContext(
         tokenizer_path=recipe.tokenizer,
         image_rule=recipe.image_tokens,
         work_dir=str(work),
         blur_score=any(spec.op == "blur" for spec in recipe.operators),
+        decode=ImageDecodeParams.model_validate(decode),
     )
 
 
