@@ -15,7 +15,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from mindvl.data_engine.dedup.fingerprint import parse_signature
-from mindvl.data_engine.ops.image_decode import ImageDecodeParams, image_features
+from mindvl.data_engine.ops.image_decode import ImageDecodeParams, image_features, model_picture
 from mindvl.data_engine.ops.image_open import DecodeFailure
 
 WIDTH, HEIGHT = 16_000, 12_500  # 200 Mpixel
@@ -111,3 +111,10 @@ def test_a_jpeg_beyond_the_budget_is_decoded_reduced() -> None:
     reduced = image_features(buf.getvalue(), ImageDecodeParams(max_decode_bytes=1 << 20))
     assert (reduced.width, reduced.height) == (4000, 3000)  # 1/4 per side fitted the budget
     assert bin(int(reduced.phash, 16) ^ int(full.phash, 16)).count("1") <= 4
+
+
+def test_a_model_operator_gets_the_reduced_copy_of_a_picture_too_large_for_it() -> None:
+    data = grey_png(4000, 3000)  # a 12 MB frame
+    assert model_picture(data, ImageDecodeParams()).size == (4000, 3000)
+    small = model_picture(data, ImageDecodeParams(max_decode_bytes=12_000_000))
+    assert (small.mode, small.size) == ("RGB", (1334, 1000))  # the strip path's copy

@@ -51,7 +51,7 @@ WHITE = (255, 255, 255)
 FULL_PATH_BYTES_PER_PIXEL = 24
 STRIP_PIXELS = 1 << 22  # pixels flattened at a time on the strip path
 
-__all__ = ["DecodeFailure", "ImageDecode", "ImageDecodeParams", "image_features"]
+__all__ = ["DecodeFailure", "ImageDecode", "ImageDecodeParams", "image_features", "model_picture"]
 
 
 class ImageDecodeParams(StrictModel):
@@ -142,6 +142,17 @@ def _by_strips(img, tag: str, small: tuple[int, int]):
         box = (0, 0, width / fx, height / fy)
         gray = gray.resize(small, Image.Resampling.BOX, box=box)
     return digest.hexdigest(), reduced, gray
+
+
+def model_picture(data: bytes, params: ImageDecodeParams):
+    """The flattened RGB picture of one encoded image for a model operator, decoded within
+    the budget; one too large for the whole-picture path comes as the strip path's reduced
+    copy (a longer side of at least ~1024 px). Raises :class:`DecodeFailure`."""
+    opened = open_within(data, params.max_decode_bytes, params.max_pixels_cap)
+    width, height = opened.size
+    if opened.scale == 1 and width * height * FULL_PATH_BYTES_PER_PIXEL <= params.max_decode_bytes:
+        return flatten_to_rgb(opened.image)
+    return _by_strips(opened.image, "", _gray_size(*opened.image.size))[1]
 
 
 def image_features(

@@ -106,9 +106,3 @@ def _scale(img, width: int, height: int, budget: int) -> int:
             if claimed_bytes(img.mode, width, height, scale) <= budget:
                 return scale
     raise DecodeFailure("decompression_bomb")
-
-
-def open_checked(data: bytes, max_pixels_cap: int | None = None):
-    """(format, decoded image) within the default budget (a JPEG beyond it reduced)."""
-    opened = open_within(data, DEFAULT_DECODE_BYTES, max_pixels_cap)
-    return opened.format, opened.image
