@@ -4,11 +4,11 @@ One uninterrupted build of a small corpus-kit corpus (with planted faults) is th
 reference. Each round then starts the same build into a fresh out dir and kills it, the
 kinds of kill in turn, at a point drawn from ``--seed``: after a random delay within the
 first half of the reference build's wall time (the whole process group, or the main
-process alone), or in the middle of shard writing at a random byte (the shard writer's
-SIGKILL hook). Ten seconds after the kill it counts the processes of that build still
-alive (every descendant seen just before the kill, and anything naming the build's Ray
-temp dir), then reruns the build to the end and compares every output file's sha256
-with the reference. Figures go to bench/results/chaos.json.
+process alone), or in the middle of shard writing at a random byte (the test-side SIGKILL
+hook, tests/data_engine/crash_hook.py). Ten seconds after the kill it counts the processes
+of that build still alive (every descendant seen just before the kill, and anything naming
+the build's Ray temp dir), then reruns the build to the end and compares every output
+file's sha256 with the reference. Figures go to bench/results/chaos.json.
 Usage: nice -n 10 uv run python bench/chaos.py [--rounds 3] [--n 24] [--seed 0]
 """
 
@@ -37,8 +37,6 @@ from chaos_helpers import (  # noqa: E402
     outputs,
     run_build,
 )
-
-from mindvl.data_engine.mix.shard_writer import CRASH_ENV  # noqa: E402
 
 MODES = ("process_group", "main_process", "shard_writing")
 
@@ -94,7 +92,7 @@ def main() -> None:
         ray_tmp = root / f"ray-{i}"
         if mode == "shard_writing":
             cut = rng.randrange(1, shard_bytes)
-            r = run_build(recipe, out, ray_tmp, **{CRASH_ENV: str(cut)})
+            r = run_build(recipe, out, ray_tmp, crash_after=cut)
             time.sleep(10)
             left = [p for p in mentioning(str(ray_tmp)) if alive(p)]
             row = {

@@ -145,9 +145,9 @@ def main() -> None:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     from mindvl.common.recipe import recipe_from_text
     from mindvl.common.tokenizer_train import train_bpe_tokenizer
-    from mindvl.data_engine.build.pipeline import prepare, stream_to_staging
-    from mindvl.data_engine.build.ray_session import init_ray
-    from mindvl.data_engine.build.staging import finalize_staging
+    from mindvl.data_engine.pipeline.ray_session import init_ray
+    from mindvl.data_engine.pipeline.run import prepare, stream_to_staging
+    from mindvl.data_engine.pipeline.staging import finalize_staging
     from mindvl.data_engine.synth.kit import KIT_VERSION, generate_corpus
 
     work = Path(args.work or tempfile.mkdtemp(prefix="bench_engine_"))

@@ -53,9 +53,16 @@ def make_kit(root: Path, n: int = 24) -> Path:
     return recipe
 
 
-def build_cmd(recipe: Path, out: Path, ray_tmp: Path, *extra: str) -> list[str]:
+def build_cmd(
+    recipe: Path, out: Path, ray_tmp: Path, *extra: str, crash_after: int | None = None
+) -> list[str]:
+    """The build command; ``crash_after``: SIGKILL it once its shard writer has been handed
+    that many bytes (``crash_hook.py``)."""
+    entry = ["-m", "mindvl.common.cli"]
+    if crash_after is not None:
+        entry = [str(Path(__file__).with_name("crash_hook.py")), str(crash_after)]
     return [
-        sys.executable, "-m", "mindvl.common.cli", "data", "build", str(recipe),
+        sys.executable, *entry, "data", "build", str(recipe),
         "--out", str(out), "--num-cpus", "2", "--ray-temp-dir", str(ray_tmp), *extra,
     ]  # fmt: skip
 
@@ -68,9 +75,11 @@ def build_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def run_build(recipe: Path, out: Path, ray_tmp: Path, *extra: str, **env: str):
+def run_build(
+    recipe: Path, out: Path, ray_tmp: Path, *extra: str, crash_after: int | None = None, **env: str
+):
     return subprocess.run(
-        build_cmd(recipe, out, ray_tmp, *extra), env=build_env(**env),
+        build_cmd(recipe, out, ray_tmp, *extra, crash_after=crash_after), env=build_env(**env),
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
 

@@ -17,7 +17,7 @@ from mindvl.common.manifest import RecipeRecord
 from mindvl.common.recipe import recipe_from_text, resolved_digest
 from mindvl.common.sample import make_key
 from mindvl.common.tokenizer_train import train_bpe_tokenizer
-from mindvl.data_engine.record import Candidate
+from mindvl.data_engine.record import Candidate, ImageRecord
 
 WORDS = [
     "red",
@@ -70,13 +70,17 @@ def make_candidates(counts: dict[tuple[str, str], int], seed: int = 0) -> list[C
                 source=source,
                 category=category,
                 raw_id=f"id{i}",
-                images=[encode_image(w, h, color, fmt)],
-                image_formats=[fmt],
-                widths=[w],
-                heights=[h],
-                phashes=[f"{rng.getrandbits(64):016x}"],
-                pixel_hashes=[hashlib.sha256(bytes(color)).hexdigest()],
-                information=[1.0],
+                images=[
+                    ImageRecord(
+                        encode_image(w, h, color, fmt),
+                        format=fmt,
+                        width=w,
+                        height=h,
+                        phash=f"{rng.getrandbits(64):016x}",
+                        pixel_hash=hashlib.sha256(bytes(color)).hexdigest(),
+                        information=1.0,
+                    )
+                ],
                 meta={"note": "t"},
             )
             if i % 2:
@@ -129,8 +133,7 @@ def write_mixed_build(root: Path) -> Path:
     tok = make_tokenizer(root / "tok")
     cands = make_candidates({("a", "caption"): 12, ("c", "ocr"): 10})
     for c in cands[:3]:
-        c.images, c.image_formats, c.widths, c.heights = [], [], [], []
-        c.phashes, c.pixel_hashes, c.information = [], [], []
+        c.images = []
         c.caption = None
         c.conversation = [
             {"role": "user", "content": "Say red."},

@@ -9,8 +9,6 @@ import subprocess
 
 from chaos_helpers import build_cmd, build_env, make_kit, outputs, run_build, short_dir, wait_for
 
-from mindvl.data_engine.mix.shard_writer import CRASH_ENV
-
 
 def test_killed_twice_then_rerun_gives_identical_bytes(tmp_path):
     with short_dir() as ray_root:
@@ -47,7 +45,7 @@ def _killed_twice_then_rerun(tmp_path, ray_root):
 
     # 2: the main process alone, in the middle of the second shard
     cut = shards[0].stat().st_size + shards[1].stat().st_size // 2
-    crashed = run_build(recipe, out, ray_root / "2", **{CRASH_ENV: str(cut)})
+    crashed = run_build(recipe, out, ray_root / "2", crash_after=cut)
     assert crashed.returncode == -signal.SIGKILL, crashed.stderr[-3000:]
     assert [p.name for p in out.glob("chaos-*.tar")] == [shards[0].name]
     assert not (out / "manifest.json").exists()

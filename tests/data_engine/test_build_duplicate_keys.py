@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pyarrow.parquet as pq
 
-from mindvl.data_engine.build.duplicate_keys import read_order
-from mindvl.data_engine.build.parts import finalize_bucket, write_part
-from mindvl.data_engine.build.rows import to_table
+from mindvl.data_engine.pipeline.duplicate_keys import read_order
+from mindvl.data_engine.pipeline.parts import finalize_bucket, write_part
+from mindvl.data_engine.pipeline.rows import to_table
 from mindvl.data_engine.record import Candidate
 
 

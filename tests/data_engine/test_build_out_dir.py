@@ -8,7 +8,7 @@ import pytest
 
 from mindvl.common.errors import UserError
 from mindvl.common.manifest import RecipeRecord
-from mindvl.data_engine.build.out_dir import CLAIM_NAME, claim_out_dir, identity
+from mindvl.data_engine.pipeline.out_dir import CLAIM_NAME, claim_out_dir, identity
 
 A = identity(RecipeRecord(text="a", digest="d-a", variables={"x": "1"}), "v1")
 B = identity(RecipeRecord(text="b", digest="d-b", variables={"x": "1"}), "v1")

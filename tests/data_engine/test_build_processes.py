@@ -21,7 +21,7 @@ from chaos_helpers import (
     wait_for,
 )
 
-from mindvl.data_engine.build.ray_session import RayStartError, start_embedded
+from mindvl.data_engine.pipeline.ray_session import RayStartError, start_embedded
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,8 @@ from test_engine_build import ray_local  # noqa: F401 - the module's local Ray
 from mindvl.common.progress import choose_mode, duration, eta
 from mindvl.common.recipe import recipe_from_text
 from mindvl.common.tokenizer_train import train_bpe_tokenizer
-from mindvl.data_engine.build.pipeline import recipe_record, run_build
-from mindvl.data_engine.build.progress import ProgressCounts, ProgressReporter, format_lines
+from mindvl.data_engine.pipeline.progress import ProgressCounts, ProgressReporter, format_lines
+from mindvl.data_engine.pipeline.run import recipe_record, run_build
 
 
 class _Tty:
@@ -73,9 +73,8 @@ def _outputs(out: Path) -> dict[str, str]:
 def test_build_survives_losing_its_progress_actor(tmp_path, monkeypatch):
     import ray
 
-    from mindvl.data_engine.build import pipeline
-    from mindvl.data_engine.build.optional import optional_stage
-    from mindvl.data_engine.build.progress import send
+    from mindvl.data_engine.pipeline import run as pipeline
+    from mindvl.data_engine.pipeline.progress import send
     from mindvl.data_engine.synth.kit import generate_corpus
 
     generate_corpus(tmp_path / "wds", 40, "webdataset", faults=0.2, seed=5, max_side=96)
@@ -92,31 +91,24 @@ def test_build_survives_losing_its_progress_actor(tmp_path, monkeypatch):
         reporters.append(self)
         start(self)
 
-    def dedup_then_kill(name: str, attr: str):
+    real = pipeline.dedup_dataset
+
+    def dedup_then_kill(*args, **kwargs):
         """Dedup (whose materialise runs read and filters, reporting to the actor), then
         kill the actor: dedup's output, the staging writes and the mix still lie ahead."""
-        real = optional_stage(name, attr)
-        if attr != "dedup_dataset" or real is None:
-            return real
-
-        def run(*args, **kwargs):
-            out = real(*args, **kwargs)
-            actor = reporters[-1].actor
-            deadline = time.monotonic() + 60  # the stage tasks' reports are fire and forget
+        out = real(*args, **kwargs)
+        actor = reporters[-1].actor
+        deadline = time.monotonic() + 60  # the stage tasks' reports are fire and forget
+        counts, _ = ray.get(actor.snapshot.remote())
+        while not (counts.get("read") and counts.get("filtered")) and time.monotonic() < deadline:
+            time.sleep(0.1)
             counts, _ = ray.get(actor.snapshot.remote())
-            while (
-                not (counts.get("read") and counts.get("filtered")) and time.monotonic() < deadline
-            ):
-                time.sleep(0.1)
-                counts, _ = ray.get(actor.snapshot.remote())
-            assert counts.get("read") and counts.get("filtered")  # read and filters reported
-            ray.kill(actor, no_restart=True)
-            killed.append(actor)
-            return out
+        assert counts.get("read") and counts.get("filtered")  # read and filters reported
+        ray.kill(actor, no_restart=True)
+        killed.append(actor)
+        return out
 
-        return run
-
-    monkeypatch.setattr(pipeline, "optional_stage", dedup_then_kill)
+    monkeypatch.setattr(pipeline, "dedup_dataset", dedup_then_kill)
     monkeypatch.setattr(ProgressReporter, "start", start_and_record)
     lines: list[str] = []
     run_build(

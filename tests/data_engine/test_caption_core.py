@@ -180,7 +180,9 @@ def test_already_captioned_rows_are_not_captioned_twice(tmp_path: Path) -> None:
 
 
 def test_similar_sizes_are_batched_together(tmp_path: Path) -> None:
-    cands = [cand(i, widths=[1000 if i % 2 else 50], heights=[100]) for i in range(6)]
+    cands = [cand(i) for i in range(6)]
+    for i, c in enumerate(cands):
+        c.images[0].width, c.images[0].height = 1000 if i % 2 else 50, 100
     backend = EchoBackend()
     CaptionRunner(spec(batch_size=3), backend, CaptionCache(tmp_path)).run(cands)
     assert backend.batches == [[b"img0", b"img2", b"img4"], [b"img1", b"img3", b"img5"]]

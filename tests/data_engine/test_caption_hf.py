@@ -24,7 +24,7 @@ from mindvl.data_engine.caption import PROVENANCE_META, CaptionRunner, caption_d
 from mindvl.data_engine.caption.cache import CACHE_DIR, CaptionCache
 from mindvl.data_engine.caption.hf_backend import HFCaptionBackend
 from mindvl.data_engine.caption.tiny_model import build_tiny_qwen2vl
-from mindvl.data_engine.record import Candidate
+from mindvl.data_engine.record import Candidate, ImageRecord
 
 GEN = {"max_new_tokens": 6}
 
@@ -120,7 +120,7 @@ def test_a_corrupt_image_costs_only_its_own_caption(
     backend: HFCaptionBackend, model_dir: Path
 ) -> None:
     cands = candidates()[:4]
-    cands[2].images = [b"not an image at all"]
+    cands[2].images = [ImageRecord(b"not an image at all")]
     CaptionRunner(spec(model_dir, batch_size=4), backend).run(cands)
     assert cands[2].caption == "original 2"
     assert cands[2].meta == {"caption_error": "error:UnidentifiedImageError"}

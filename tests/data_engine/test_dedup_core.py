@@ -144,9 +144,9 @@ def test_low_information_images_get_exact_dedup_only() -> None:
     assert loose.near_candidate_pairs > 10 and loose.near_dropped == 0
     gray_only = [cand(c.key, encode(docs[int(c.key[1:3].rstrip("_"))]), c.caption) for c in cands]
     for c in gray_only:
-        p = parse_signature(bytes.fromhex(c.signatures[0]))
+        p = parse_signature(bytes.fromhex(c.images[0].signature))
         chroma = p.chroma.astype(np.uint8).tobytes()
-        c.signatures = [pack_signature(p.gray, *p.size, chroma).hex()]  # no content box
+        c.images[0].signature = pack_signature(p.gray, *p.size, chroma).hex()  # no content box
     assert dedup_candidates(gray_only, loose_spec).near_dropped > 0
 
 

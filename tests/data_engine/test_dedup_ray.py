@@ -14,9 +14,9 @@ import pytest
 from PIL import Image, ImageDraw
 
 from mindvl.common.recipe import DedupSpec
-from mindvl.data_engine.build.rows import SCHEMA  # the build's row layout, one definition
 from mindvl.data_engine.dedup import NearRule, dedup_dataset, dedup_rows
 from mindvl.data_engine.ops.image_decode import ImageDecode, eval_hashes_from_images
+from mindvl.data_engine.pipeline.rows import SCHEMA  # the build's row layout, one definition
 from mindvl.data_engine.record import Candidate
 
 

@@ -18,7 +18,7 @@ import pytest
 from mindvl.common.errors import UserError
 from mindvl.common.recipe import recipe_from_text
 from mindvl.common.tokenizer_train import train_bpe_tokenizer
-from mindvl.data_engine.build.pipeline import (
+from mindvl.data_engine.pipeline.run import (
     prepare,
     recipe_record,
     run_build,
@@ -34,7 +34,7 @@ def ray_local():
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_raylet_start_wait_time_s", "180")  # a loaded 2-core machine
-    from mindvl.data_engine.build.ray_session import init_ray
+    from mindvl.data_engine.pipeline.ray_session import init_ray
 
     tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
     init_ray(None, num_cpus=2, temp_dir=tmp)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -14,7 +13,6 @@ from mixkit_helpers import make_candidates, make_recipe, make_tokenizer, write_s
 from mindvl.common.manifest import RatioManifest
 from mindvl.data_engine.accounting import BuildAccounting
 from mindvl.data_engine.mix import write_stage
-from mindvl.data_engine.mix.shard_writer import CRASH_ENV
 
 HERE = Path(__file__).parent
 SOURCES = [("a", "caption"), ("c", "ocr")]
@@ -26,10 +24,12 @@ DRIVER = textwrap.dedent(
     import sys
     from pathlib import Path
     sys.path.insert(0, sys.argv[1])
+    from crash_hook import install
     from mixkit_helpers import make_recipe
     from mindvl.data_engine.accounting import BuildAccounting
     from mindvl.data_engine.mix import write_stage
     tok, staging, out = (Path(p) for p in sys.argv[2:5])
+    install(int(sys.argv[5]))
     recipe, record = make_recipe(tok, [("a", "caption"), ("c", "ocr")],
         {"budget": 60, "targets": {"caption": 0.5, "ocr": 0.5}, "max_repeat": 2},
         shards={"max_samples": 8})
@@ -58,7 +58,6 @@ def test_sigkill_mid_shard_then_rerun_gives_identical_bytes(tmp_path):
 
     out = tmp_path / "crashed"
     (tmp_path / "driver.py").write_text(DRIVER)
-    env = {**os.environ, CRASH_ENV: str(cut)}
     args = [
         sys.executable,
         str(tmp_path / "driver.py"),
@@ -66,8 +65,9 @@ def test_sigkill_mid_shard_then_rerun_gives_identical_bytes(tmp_path):
         str(tok),
         str(staging),
         str(out),
+        str(cut),
     ]
-    proc = subprocess.run(args, env=env, capture_output=True, timeout=120)
+    proc = subprocess.run(args, capture_output=True, timeout=120)
     assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
     # Killed in the middle of the third shard: two finished shards, one partial temp file.
     assert sorted(p.name for p in out.glob("s1-*.tar")) == ["s1-000000.tar", "s1-000001.tar"]

@@ -11,6 +11,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from mindvl.data_engine.dedup.fingerprint import parse_signature
+from mindvl.data_engine.ops.base import OpContext
 from mindvl.data_engine.ops.image_decode import ImageDecode, ImageDecodeParams
 from mindvl.data_engine.record import Candidate
 
@@ -44,6 +45,11 @@ def png_header(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 
 
+def col(c: Candidate, name: str) -> list:
+    """One feature of every image of ``c``."""
+    return [getattr(im, name) for im in c.images]
+
+
 def run(*images: bytes, **params) -> tuple[str | None, Candidate]:
     op = ImageDecode(ImageDecodeParams(**params))
     c = candidate(*images)
@@ -53,18 +59,18 @@ def run(*images: bytes, **params) -> tuple[str | None, Candidate]:
 def test_good_image_gets_every_feature() -> None:
     reason, c = run(encode(photo(), "PNG"), encode(photo(40, 30, 1), "JPEG", quality=90))
     assert reason is None
-    assert c.image_formats == ["png", "jpg"]
-    assert (c.widths, c.heights) == ([96, 40], [64, 30])
-    assert [len(h) for h in c.pixel_hashes] == [32, 32]
-    assert [len(h) for h in c.phashes] == [16, 16]
-    sigs = [parse_signature(bytes.fromhex(s)) for s in c.signatures]
+    assert col(c, "format") == ["png", "jpg"]
+    assert (col(c, "width"), col(c, "height")) == ([96, 40], [64, 30])
+    assert [len(h) for h in col(c, "pixel_hash")] == [32, 32]
+    assert [len(h) for h in col(c, "phash")] == [16, 16]
+    sigs = [parse_signature(bytes.fromhex(s)) for s in col(c, "signature")]
     assert [(len(s.gray), s.side, s.size) for s in sigs] == [
         (48 * 48, 48, (96, 64)),
         (48 * 48, 48, (40, 30)),
     ]
     assert all(s.chroma.shape == (2, 8, 8) for s in sigs)
-    assert all(0.05 < v <= 0.5 for v in c.information)
-    assert all(v > 50 for v in c.blur)
+    assert all(0.05 < v <= 0.5 for v in col(c, "information"))
+    assert all(v > 50 for v in col(c, "blur"))
 
 
 @pytest.mark.parametrize(
@@ -72,8 +78,8 @@ def test_good_image_gets_every_feature() -> None:
     [
         (lambda: b"", "empty_image"),
         (lambda: b"not an image at all", "unknown_format"),
-        (lambda: png_header(100_000, 100_000), "decompression_bomb"),  # Pillow's own error
-        (lambda: png_header(10_000, 10_000), "decompression_bomb"),  # our cap, before decode
+        (lambda: png_header(100_000, 100_000), "decompression_bomb"),  # 40 GB claimed
+        (lambda: png_header(30_000, 30_000), "decompression_bomb"),  # 3.6 GB > the 2 GiB budget
         (lambda: encode(photo(), "JPEG")[:400], "undecodable"),  # truncated JPEG
         (lambda: encode(photo(), "PNG")[:-40], "undecodable"),  # truncated PNG
         (lambda: png_header(64, 64), "undecodable"),  # header fine, pixel data missing
@@ -82,7 +88,7 @@ def test_good_image_gets_every_feature() -> None:
 def test_corrupt_images_are_drops(make, reason) -> None:
     got, c = run(encode(photo(), "PNG"), make())
     assert got == reason
-    assert c.widths == []  # a dropped sample is not annotated
+    assert col(c, "width") == [None, None]  # not annotated, the good first image neither
 
 
 def test_cap_is_a_param() -> None:
@@ -91,20 +97,46 @@ def test_cap_is_a_param() -> None:
     assert run(data, max_pixels_cap=20_000)[0] is None
 
 
+def test_budget_is_a_param_and_a_jpeg_beyond_it_decodes_reduced() -> None:
+    png = encode(photo(1200, 900), "PNG")
+    assert run(png, max_decode_bytes=1200 * 900 * 4 - 1)[0] == "decompression_bomb"
+    reason, c = run(png, max_decode_bytes=1200 * 900 * 4)  # fits, but only strip by strip
+    strips, whole = c.images[0], run(png)[1].images[0]
+    assert reason is None and strips.pixel_hash == whole.pixel_hash
+    # the same grayscale copy: every feature but the 8x8 chroma is the whole path's
+    assert (strips.phash, strips.information, strips.blur) == (
+        whole.phash,
+        whole.information,
+        whole.blur,
+    )
+    a, b = (parse_signature(bytes.fromhex(im.signature)) for im in (strips, whole))
+    assert (a.gray, a.size, a.content) == (b.gray, b.size, b.content)
+    assert np.abs(a.chroma - b.chroma).max() <= 1
+    scene = Image.radial_gradient("L").resize((800, 600)).convert("RGB")
+    ImageDraw.Draw(scene).rectangle((100, 80, 420, 300), fill=(200, 30, 30))
+    jpeg = encode(scene, "JPEG", quality=90)
+    reason, small = run(jpeg, max_decode_bytes=800 * 600)  # 1/2 per side fits
+    assert reason is None and (small.images[0].width, small.images[0].height) == (800, 600)
+    full = run(jpeg)[1].images[0]
+    assert parse_signature(bytes.fromhex(small.images[0].signature)).size == (800, 600)
+    assert small.images[0].pixel_hash != full.pixel_hash  # the reduced pixels, tagged
+    assert bin(int(small.images[0].phash, 16) ^ int(full.phash, 16)).count("1") <= 6
+
+
 def test_lossless_containers_hash_equal_and_lossy_differs() -> None:
     img = photo()
-    hashes = {fmt: run(encode(img, fmt))[1].pixel_hashes[0] for fmt in ("PNG", "BMP", "TIFF")}
+    hashes = {fmt: run(encode(img, fmt))[1].images[0].pixel_hash for fmt in ("PNG", "BMP", "TIFF")}
     webp = run(encode(img, "WEBP", lossless=True))[1]
     assert len(set(hashes.values())) == 1
-    assert webp.pixel_hashes[0] == hashes["PNG"]
+    assert webp.images[0].pixel_hash == hashes["PNG"]
     jpeg = run(encode(img, "JPEG", quality=95))[1]
-    assert jpeg.pixel_hashes[0] != hashes["PNG"]
+    assert jpeg.images[0].pixel_hash != hashes["PNG"]
     png = run(encode(img, "PNG"))[1]
     # perceptual signals survive re-encoding
-    distance = bin(int(jpeg.phashes[0], 16) ^ int(png.phashes[0], 16)).count("1")
+    distance = bin(int(jpeg.images[0].phash, 16) ^ int(png.images[0].phash, 16)).count("1")
     assert distance <= 4
     a, b = (
-        np.frombuffer(parse_signature(bytes.fromhex(x.signatures[0])).gray, np.uint8)
+        np.frombuffer(parse_signature(bytes.fromhex(x.images[0].signature)).gray, np.uint8)
         for x in (jpeg, png)
     )
     assert np.abs(a.astype(int) - b.astype(int)).max() <= 8
@@ -119,24 +151,24 @@ def test_transparent_icon_is_composited_on_white() -> None:
     on_white = Image.new("RGB", (64, 64), (255, 255, 255))
     ImageDraw.Draw(on_white).ellipse((16, 16, 48, 48), fill=(0, 0, 0))
     _, ref = run(encode(on_white, "PNG"))
-    assert c.pixel_hashes == ref.pixel_hashes
-    assert c.information[0] > 0.2
+    assert col(c, "pixel_hash") == col(ref, "pixel_hash")
+    assert c.images[0].information > 0.2
     # palette image with a transparent index follows the same rule
     pal = icon.convert("RGB").convert("P")
     pal.info["transparency"] = 0
     _, p = run(encode(pal, "PNG", transparency=0))
-    assert p.information[0] < 0.01  # all pixels index 0 = transparent -> plain white
+    assert p.images[0].information < 0.01  # all pixels index 0 = transparent -> plain white
 
 
 def test_flat_and_blurred_images_score_low() -> None:
     _, flat = run(encode(Image.new("RGB", (300, 200), (250, 250, 250)), "PNG"))
-    assert flat.information[0] < 0.01 and flat.blur[0] < 1e-6
+    assert flat.images[0].information < 0.01 and flat.images[0].blur < 1e-6
     from PIL import ImageFilter
 
     sharp = photo(600, 400)
     _, s = run(encode(sharp, "PNG"))
     _, b = run(encode(sharp.filter(ImageFilter.GaussianBlur(6)), "PNG"))
-    assert b.blur[0] < s.blur[0] / 20
+    assert b.images[0].blur < s.images[0].blur / 20
 
 
 def test_apply_records_the_drop_and_releases_bytes() -> None:
@@ -150,24 +182,27 @@ def test_high_bit_depth_is_scaled_not_clipped() -> None:
     _, c = run(encode(Image.fromarray(ramp), "PNG"))
     eight = Image.fromarray(np.rint(ramp / 257).astype(np.uint8), "L")
     _, ref = run(encode(eight, "PNG"))
-    assert c.pixel_hashes == ref.pixel_hashes
-    assert c.information[0] > 0.2  # clipping would make it nearly all white
+    assert col(c, "pixel_hash") == col(ref, "pixel_hash")
+    assert c.images[0].information > 0.2  # clipping would make it nearly all white
 
 
 def test_blur_score_is_computed_only_when_a_recipe_reads_it(tmp_path) -> None:
     from mindvl.common.recipe import recipe_from_text
-    from mindvl.data_engine.build.pipeline import _context
-    from mindvl.data_engine.ops.base import OpContext
     from mindvl.data_engine.ops.blur import Blur
+    from mindvl.data_engine.pipeline.run import _context
 
     data = encode(photo(), "PNG")
     lazy = ImageDecode(context=OpContext(blur_score=False))
     c = lazy.apply(candidate(data))
-    assert c.drop_reason is None and c.blur == [] and len(c.phashes) == 1
-    assert Blur().apply(c).drop_reason == "not_decoded"  # never a silent pass
+    assert c.drop_reason is None and col(c, "blur") == [None] and col(c, "phash")[0]
+    assert c.to_row()["blur"] == []
+    assert Blur(context=OpContext(blur_score=False)).apply(c).drop_reason is None
+    assert c.images[0].blur > 0  # computed where it is read, never a silent pass
     eager = ImageDecode().apply(candidate(data))
-    assert len(eager.blur) == 1 and eager.blur[0] > 0
-    assert eager.pixel_hashes == c.pixel_hashes and eager.phashes == c.phashes
+    assert eager.images[0].blur == c.images[0].blur
+    assert col(eager, "pixel_hash") == col(c, "pixel_hash") and col(eager, "phash") == col(
+        c, "phash"
+    )
 
     def ops(*names: str) -> bool:
         listed = "".join(f"\n  - {{op: {n}}}" for n in names)

@@ -1,4 +1,5 @@
-"""Image filters read image_decode's features; registry builds them and names bad params."""
+"""Image filters read the images' features (computed where missing); the registry builds
+them and names bad params."""
 
 from __future__ import annotations
 
@@ -8,18 +9,22 @@ import pytest
 from PIL import Image
 
 from mindvl.common.errors import ConfigError
+from mindvl.data_engine.ops.image_decode import ImageDecode
 from mindvl.data_engine.ops.registry import OPERATORS, build_operator
 from mindvl.data_engine.record import Candidate
 
 
+def _encoded(size: tuple[int, int], fmt: str = "PNG", color=None) -> bytes:
+    w, h = size
+    img = Image.radial_gradient("L").resize((w, h)).convert("RGB") if color is None else None
+    img = img or Image.new("RGB", (w, h), color)
+    buf = io.BytesIO()
+    img.save(buf, format=fmt)
+    return buf.getvalue()
+
+
 def decoded(*sizes: tuple[int, int], fmt: str = "PNG", color=None) -> Candidate:
-    images = []
-    for w, h in sizes:
-        img = Image.radial_gradient("L").resize((w, h)).convert("RGB") if color is None else None
-        img = img or Image.new("RGB", (w, h), color)
-        buf = io.BytesIO()
-        img.save(buf, format=fmt)
-        images.append(buf.getvalue())
+    images = [_encoded(size, fmt, color) for size in sizes]
     c = Candidate(key="k", source="s", category="caption", raw_id="r", images=images)
     assert build_operator("image_decode", {}, "r.yaml", 0)(c) is None
     return c
@@ -62,9 +67,17 @@ def test_image_format_allow_list() -> None:
 @pytest.mark.parametrize(
     "name", ["image_size", "aspect_ratio", "blur", "low_information", "image_format"]
 )
-def test_filters_before_decode_drop_not_decoded(name: str) -> None:
-    raw = Candidate(key="k", source="s", category="c", raw_id="r", images=[b"\x89PNG..."])
-    assert op(name)(raw) == "not_decoded"
+def test_filters_before_decode_compute_the_features(name: str) -> None:
+    """Operator order is no trap: a filter that finds no features decodes the images itself,
+    with the recipe's decode settings, and judges them as after ``image_decode``."""
+    data = _encoded((64, 48), fmt="PNG")
+    raw = Candidate(key="k", source="s", category="c", raw_id="r", images=[data])
+    after = Candidate(key="k", source="s", category="c", raw_id="r", images=[data])
+    ImageDecode().apply(after)
+    assert op(name)(raw) == op(name)(after)
+    assert raw.images[0].pixel_hash == after.images[0].pixel_hash
+    broken = Candidate(key="k", source="s", category="c", raw_id="r", images=[b"\x89PNG..."])
+    assert op(name)(broken) == "unknown_format"  # the decode's reason, from this filter
     assert op(name)(Candidate(key="k", source="s", category="c", raw_id="r")) is None  # no images
 
 

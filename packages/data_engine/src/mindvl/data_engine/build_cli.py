@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 
 from mindvl.common.errors import UserError
-from mindvl.data_engine.build.ray_session import TEMP_DIR_ENV
+from mindvl.data_engine.pipeline.ray_session import TEMP_DIR_ENV
 
 
 def _echo(line: str) -> None:
@@ -75,7 +75,7 @@ def build_command(
     refused unless --overwrite."""
     from mindvl.common.progress import choose_mode
     from mindvl.common.recipe import load_recipe, parse_variables
-    from mindvl.data_engine.build.pipeline import (
+    from mindvl.data_engine.pipeline.run import (
         claim_build_dir,
         prepare,
         recipe_record,
@@ -93,7 +93,7 @@ def build_command(
     claim_build_dir(out_dir, record, overwrite)  # before Ray starts: a refusal is instant
     import ray
 
-    from mindvl.data_engine.build.ray_session import init_ray
+    from mindvl.data_engine.pipeline.ray_session import init_ray
 
     init_ray(address, num_cpus, str(ray_temp_dir) if ray_temp_dir else None)
 

@@ -44,8 +44,9 @@ def render_prompt(template: str, original: str | None) -> str:
 
 def _pixels(c: Candidate) -> int:
     """Decoded size of the first image if an earlier stage recorded it, else 0."""
-    if c.widths and c.heights:
-        return int(c.widths[0]) * int(c.heights[0])
+    first = c.images[0] if c.images else None
+    if first is not None and first.width and first.height:
+        return first.width * first.height
     return 0
 
 
@@ -86,7 +87,7 @@ class CaptionRunner:
                 c.meta[ERROR_META] = "no_image"
                 continue
             prompt = render_prompt(category.prompt, original_text(c))
-            image_sha = hashlib.sha256(c.images[0]).hexdigest()
+            image_sha = hashlib.sha256(c.images[0].data).hexdigest()
             key = cache_key(
                 image_sha,
                 self.backend.model_id,
@@ -126,7 +127,9 @@ class CaptionRunner:
         self.stats.model_calls += 1
         try:
             out = self.backend.generate(
-                [j.candidate.images[0] for j in batch], [j.prompt for j in batch], self.generation
+                [j.candidate.images[0].data for j in batch],
+                [j.prompt for j in batch],
+                self.generation,
             )
             if len(out) != len(batch):
                 raise RuntimeError(f"backend returned {len(out)} captions for {len(batch)} inputs")

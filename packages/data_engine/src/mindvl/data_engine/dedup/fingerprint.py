@@ -81,25 +81,30 @@ class Signature:
         return np.frombuffer(data, np.uint8).astype(np.float32).reshape(self.side, self.side)
 
 
-def fingerprint(rgb, gray) -> Fingerprint:
+def fingerprint(rgb, gray, *, size=None, pixel_hash: str | None = None) -> Fingerprint:
     """The fingerprint of a flattened RGB Pillow image; ``gray``: its "L" copy at a longer
-    side of <= 512 px (the pHash is taken there, so it does not depend on the scale)."""
+    side of <= 512 px (the pHash is taken there, so it does not depend on the scale).
+    A picture too large to flatten whole passes its reduced copy as ``rgb`` with its own
+    ``size`` and the ``pixel_hash`` taken strip by strip (``ops/image_decode.py``)."""
     import imagehash
     import xxhash
     from PIL import Image
 
-    digest = xxhash.xxh3_128(f"{rgb.width}x{rgb.height}:".encode())
-    digest.update(rgb.tobytes())
+    if pixel_hash is None:
+        digest = xxhash.xxh3_128(f"{rgb.width}x{rgb.height}:".encode())
+        digest.update(rgb.tobytes())
+        pixel_hash = digest.hexdigest()
+    width, height = size or rgb.size
     chroma = rgb.resize((CHROMA_SIDE, CHROMA_SIDE), Image.Resampling.BOX, reducing_gap=1.0)
     _, cb, cr = chroma.convert("YCbCr").split()
     signature = pack_signature(
         thumbnail(gray, SIGNATURE_SIDE).tobytes(),
-        rgb.width,
-        rgb.height,
+        width,
+        height,
         cb.tobytes() + cr.tobytes(),
         content_thumbnail(gray, SIGNATURE_SIDE),
     )
-    return Fingerprint(digest.hexdigest(), str(imagehash.phash(gray)), signature.hex())
+    return Fingerprint(pixel_hash, str(imagehash.phash(gray)), signature.hex())
 
 
 def thumbnail(gray, side: int, box: tuple[float, float, float, float] | None = None):

@@ -68,7 +68,7 @@ def load_kept(staging_dir: Path, recipe: Recipe, spill: ImageSpill) -> dict[str,
         if c.key in kept:
             raise UserError(f"staging holds sample key {c.key!r} twice ({staging_dir})")
         sample = to_sample(c, recipe, tokenizer)
-        kept[c.key] = Kept(sample, [spill.append(b) for b in c.images])
+        kept[c.key] = Kept(sample, [spill.append(im.data) for im in c.images])
     return dict(sorted(kept.items()))
 
 
@@ -102,16 +102,12 @@ def to_sample(c: Candidate, recipe: Recipe, tokenizer: TextTokenizer) -> Sample:
         )
     rule = recipe.image_tokens
     refs, sizes = [], []
-    for i, data in enumerate(c.images):
-        fmt = (c.image_formats[i] if i < len(c.image_formats) else None) or detect_image_format(
-            data
-        )
+    for i, im in enumerate(c.images):
+        data = im.data
+        fmt = im.format or detect_image_format(data)
         if fmt is None:
             raise UserError(f"sample {c.key}: image {i} has an unknown format")
-        if i < len(c.widths) and i < len(c.heights) and c.widths[i] and c.heights[i]:
-            w, h = c.widths[i], c.heights[i]
-        else:
-            w, h = _size(data)
+        w, h = (im.width, im.height) if im.width and im.height else _size(data)
         sizes.append((w, h))
         refs.append(
             ImageRef(
@@ -120,7 +116,7 @@ def to_sample(c: Candidate, recipe: Recipe, tokenizer: TextTokenizer) -> Sample:
                 width=w,
                 height=h,
                 sha256=hashlib.sha256(data).hexdigest(),
-                phash=c.phashes[i] if i < len(c.phashes) else None,
+                phash=im.phash,
                 tokens=rule.tokens(w, h),
             )
         )

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import signal
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,8 +23,6 @@ from mindvl.common.manifest import ShardRecord, sha256_file
 from mindvl.common.shard_format import END, header, member_size, padding
 
 JOURNAL = ".mix-journal.jsonl"
-# Test hook: SIGKILL this process once this many shard bytes were written in this run.
-CRASH_ENV = "MINDVL_MIX_CRASH_AFTER_BYTES"
 
 
 @dataclass(frozen=True)
@@ -107,18 +104,6 @@ def _fsync_dir(d: Path) -> None:
         os.close(fd)
 
 
-class _CrashHook:
-    def __init__(self) -> None:
-        raw = os.environ.get(CRASH_ENV)
-        self.limit = int(raw) if raw else None
-        self.written = 0
-
-    def wrote(self, n: int) -> None:
-        self.written += n
-        if self.limit is not None and self.written >= self.limit:
-            os.kill(os.getpid(), signal.SIGKILL)
-
-
 def write_shards(
     out_dir: Path,
     stage: str,
@@ -135,7 +120,6 @@ def write_shards(
             p.unlink()
             _drop_sidecar(p)
     journal = _journal(out_dir)
-    hook = _CrashHook()
     records = []
     with open(out_dir / JOURNAL, "a", encoding="utf-8") as log:
         for shard in plan:
@@ -143,7 +127,7 @@ def write_shards(
             record = _reusable(path, shard, journal.get(shard.name))
             if record is None:
                 _drop_sidecar(path)
-                record = _write_one(out_dir, shard, member_data, hook)
+                record = _write_one(out_dir, shard, member_data)
                 log.write(
                     json.dumps(
                         {
@@ -160,7 +144,7 @@ def write_shards(
     return records
 
 
-def _write_one(out_dir: Path, shard: PlannedShard, member_data, hook: _CrashHook) -> ShardRecord:
+def _write_one(out_dir: Path, shard: PlannedShard, member_data) -> ShardRecord:
     final = out_dir / shard.name
     tmp = out_dir / f".{shard.name}.tmp"
     h = hashlib.sha256()
@@ -172,7 +156,6 @@ def _write_one(out_dir: Path, shard: PlannedShard, member_data, hook: _CrashHook
                     f.write(chunk)
                     h.update(chunk)
                     size += len(chunk)
-                    hook.wrote(len(chunk))
         f.write(END)
         h.update(END)
         size += len(END)

@@ -6,7 +6,7 @@ from pydantic import Field
 
 from mindvl.common.config import StrictModel
 from mindvl.data_engine.ops.base import Operator
-from mindvl.data_engine.ops.image_features import NOT_DECODED, features_missing
+from mindvl.data_engine.ops.image_features import features
 from mindvl.data_engine.record import Candidate
 
 
@@ -21,9 +21,9 @@ class AspectRatio(Operator):
     Params = AspectRatioParams
 
     def __call__(self, candidate: Candidate) -> str | None:
-        if features_missing(candidate, "widths", "heights"):
-            return NOT_DECODED
-        for w, h in zip(candidate.widths, candidate.heights, strict=True):
-            if max(w, h) > self.params.max_ratio * min(w, h):
+        if (reason := features(candidate, self.context)) is not None:
+            return reason
+        for im in candidate.images:
+            if max(im.width, im.height) > self.params.max_ratio * min(im.width, im.height):
                 return "aspect_ratio"
         return None

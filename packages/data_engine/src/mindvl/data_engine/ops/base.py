@@ -51,6 +51,9 @@ class OpContext:
     # image_decode computes the Laplacian variance only when something reads it (a build
     # sets this from its recipe: True when it has a ``blur`` operator)
     blur_score: bool = True
+    # the recipe's image_decode params (ImageDecodeParams), which image filters decode with
+    # when they find features missing (image_features.py); None: the defaults
+    decode: Any = None
 
 
 class Operator:

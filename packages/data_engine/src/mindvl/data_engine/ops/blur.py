@@ -12,7 +12,7 @@ from pydantic import Field
 
 from mindvl.common.config import StrictModel
 from mindvl.data_engine.ops.base import Operator
-from mindvl.data_engine.ops.image_features import NOT_DECODED, features_missing
+from mindvl.data_engine.ops.image_features import features
 from mindvl.data_engine.record import Candidate
 
 
@@ -27,8 +27,8 @@ class Blur(Operator):
     Params = BlurParams
 
     def __call__(self, candidate: Candidate) -> str | None:
-        if features_missing(candidate, "blur"):
-            return NOT_DECODED
-        if any(v < self.params.min_variance for v in candidate.blur):
+        if (reason := features(candidate, self.context, blur=True)) is not None:
+            return reason
+        if any(im.blur < self.params.min_variance for im in candidate.images):
             return "blurry"
         return None

@@ -22,7 +22,8 @@ from mindvl.common.config import StrictModel
 from mindvl.common.errors import UserError
 from mindvl.data_engine.device import pick_device, require_torch
 from mindvl.data_engine.ops.base import JudgedTextParams, OpContext, Operator, judged_text
-from mindvl.data_engine.ops.image_decode import DecodeFailure, flatten_to_rgb, open_checked
+from mindvl.data_engine.ops.image_decode import ImageDecodeParams, model_picture
+from mindvl.data_engine.ops.image_open import DEFAULT_DECODE_BYTES, DecodeFailure
 from mindvl.data_engine.record import Candidate
 
 
@@ -32,7 +33,12 @@ class ClipScoreParams(JudgedTextParams):
     device: Literal["auto", "cpu", "cuda", "npu"] = "auto"
     num_gpus: float = Field(default=0.0, ge=0.0, description="GPUs per actor")
     npus: float = Field(default=0.0, ge=0.0, description="Ascend NPUs per actor (custom resource)")
-    max_pixels_cap: int = Field(default=64_000_000, gt=0)
+    max_decode_bytes: int = Field(
+        default=DEFAULT_DECODE_BYTES, gt=0, description="decode budget, as image_decode's"
+    )
+    max_pixels_cap: int | None = Field(
+        default=None, gt=0, description="drop images whose header claims more pixels"
+    )
 
 
 class ClipScorer:
@@ -107,12 +113,15 @@ class ClipScore(Operator):
         if not text.strip():
             return None  # nothing to align the images with
         pictures = []
-        for data in candidate.images:
+        for im in candidate.images:
+            decode = ImageDecodeParams(
+                max_decode_bytes=self.params.max_decode_bytes,
+                max_pixels_cap=self.params.max_pixels_cap,
+            )
             try:
-                _, img = open_checked(data, self.params.max_pixels_cap)
+                pictures.append(model_picture(im.data, decode))
             except DecodeFailure as failure:
                 return str(failure)
-            pictures.append(flatten_to_rgb(img))
         score = min(self.scorer.scores(pictures, [text] * len(pictures)))
         candidate.meta["clip_score"] = round(score, 6)
         return None if score >= self.params.min_score else "low_clip_score"

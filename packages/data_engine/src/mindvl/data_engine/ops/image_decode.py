@@ -1,14 +1,24 @@
 """Decode every image of a candidate once and compute all per-image features from it.
 
-Decoding dominates a build's cost, so this is the only operator that touches pixels: the
-image filters, dedup and the token budget all read the features it stores on the
-candidate (lists aligned with ``candidate.images``) and never decode again. Decoded arrays
-never leave the operator; rows keep carrying the original encoded bytes.
+Decoding dominates a build's cost, so features are computed once per image and stored on
+its :class:`ImageRecord`: the image filters, dedup and the token budget all read them and
+never decode again. This operator computes them for every image; an image filter that
+finds them missing (listed before ``image_decode``, or in a recipe without it) computes
+them itself with the recipe's decode settings (``image_features.py``). Decoded arrays never
+leave the call; rows keep carrying the original encoded bytes.
 
 Checks, in order, per image: zero bytes -> ``empty_image``; unknown magic bytes ->
-``unknown_format``; the header's width*height above ``max_pixels_cap`` (read before any
-pixel is decoded; Pillow's own ``DecompressionBombError`` is caught too) ->
-``decompression_bomb``; any error of a full decode -> ``undecodable``.
+``unknown_format``; the header's claims beyond the memory budget or the recipe's pixel cap
+(read before any pixel is decoded, ``image_open.py``) -> ``decompression_bomb``; any error
+of the decode -> ``undecodable``.
+
+Large pictures: a picture whose whole-picture feature work (about
+``FULL_PATH_BYTES_PER_PIXEL`` per pixel: flattened copies, grey copy, pixel bytes) would not
+fit the budget is flattened one strip of rows at a time: the pixel hash and the <= 512 px
+grayscale copy come out as the whole picture gives them (so every feature but the 8x8
+chroma, taken from a box-reduced copy, is the same), and the signature keeps the picture's
+own size. A JPEG decoded reduced (``image_open.py``) hashes its reduced pixels, tagged with
+the scale.
 
 Transparency rule: an image with alpha (RGBA, LA, PA, or P/L/RGB with a ``transparency``
 entry) is composited onto opaque white (255, 255, 255) and becomes RGB; every other mode is
@@ -19,28 +29,44 @@ icon on white are the same image to every later stage.
 
 from __future__ import annotations
 
-import io
 import math
-import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from pydantic import Field
 
 from mindvl.common.config import StrictModel
-from mindvl.common.sample import detect_image_format
 from mindvl.data_engine.dedup.fingerprint import EvalImage, fingerprint
 from mindvl.data_engine.ops.base import Operator
+from mindvl.data_engine.ops.image_open import DEFAULT_DECODE_BYTES, DecodeFailure, open_within
 from mindvl.data_engine.record import Candidate
 
 BLUR_MAX_SIDE = 512  # phash and Laplacian variance are measured at this scale
 INFO_SIDE = 64  # grayscale thumbnail side for the information score
 WHITE = (255, 255, 255)
+# Bound of the whole-picture path's working set per pixel (decoded frame, RGBA copies of
+# the alpha composite, the RGB result, its grey copy, the hashed bytes); beyond the budget
+# the strip path runs instead. With the default budget every picture up to ~89 Mpixel
+# takes the whole-picture path.
+FULL_PATH_BYTES_PER_PIXEL = 24
+STRIP_PIXELS = 1 << 22  # pixels flattened at a time on the strip path
+
+__all__ = ["DecodeFailure", "ImageDecode", "ImageDecodeParams", "image_features", "model_picture"]
 
 
 class ImageDecodeParams(StrictModel):
-    max_pixels_cap: int = Field(
-        default=64_000_000, gt=0, description="drop images whose header claims more pixels"
+    max_decode_bytes: int = Field(
+        default=DEFAULT_DECODE_BYTES,
+        gt=0,
+        description="memory one image's decode may take, judged from the header before "
+        "decoding (width x height x bytes per pixel); a JPEG beyond it is decoded reduced, "
+        "any other image beyond it is dropped as decompression_bomb",
+    )
+    max_pixels_cap: int | None = Field(
+        default=None,
+        gt=0,
+        description="drop images whose header claims more pixels (a recipe's choice; "
+        "none by default)",
     )
 
 
@@ -54,10 +80,6 @@ class ImageFeatures:
     signature: str
     information: float
     blur: float
-
-
-class DecodeFailure(Exception):
-    """Carries the drop reason of one image."""
 
 
 def has_alpha(img) -> bool:
@@ -88,39 +110,53 @@ def flatten_to_rgb(img):
     return img if img.mode == "RGB" else img.convert("RGB")
 
 
-def open_checked(data: bytes, max_pixels_cap: int):
-    """Open, check the header's size against the cap, then fully decode (first frame)."""
+def _gray_size(width: int, height: int) -> tuple[int, int]:
+    """The size of the grayscale copy the features are taken from (longer side <= 512)."""
+    scale = BLUR_MAX_SIDE / max(width, height)
+    if scale >= 1:
+        return width, height
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def _by_strips(img, tag: str, small: tuple[int, int]):
+    """(pixel hash, reduced RGB copy, grayscale copy of ``small`` size) of a decoded picture
+    flattened one strip of rows at a time. The hash is the one the whole flattened picture
+    gives; the grayscale copy is the whole path's too (its integer reduce of the "L"
+    picture, then the box resize Pillow's ``reducing_gap=2.0`` does), so only the 8x8
+    chroma comes from a reduced copy."""
+    import xxhash
     from PIL import Image
 
-    if not data:
-        raise DecodeFailure("empty_image")
-    fmt = detect_image_format(data)
-    if fmt is None:
-        raise DecodeFailure("unknown_format")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our cap decides
-        try:
-            img = Image.open(io.BytesIO(data))
-        except Image.DecompressionBombError:
-            raise DecodeFailure("decompression_bomb") from None
-        except Exception:
-            raise DecodeFailure("undecodable") from None
-        width, height = img.size
-        if width <= 0 or height <= 0:
-            raise DecodeFailure("undecodable")
-        if width * height > max_pixels_cap:
-            raise DecodeFailure("decompression_bomb")
-        try:
-            img.load()
-        except Image.DecompressionBombError:
-            raise DecodeFailure("decompression_bomb") from None
-        except Exception:
-            raise DecodeFailure("undecodable") from None
-    return fmt, img
+    width, height = img.size
+    fx, fy = max(1, int(width / small[0] / 2)), max(1, int(height / small[1] / 2))
+    rows = fy * max(1, STRIP_PIXELS // (width * fy))
+    digest = xxhash.xxh3_128(tag.encode())
+    reduced = Image.new("RGB", (-(-width // fx), -(-height // fy)))
+    gray = Image.new("L", reduced.size)
+    for top in range(0, height, rows):
+        strip = flatten_to_rgb(img.crop((0, top, width, min(top + rows, height))))
+        digest.update(strip.tobytes())
+        reduced.paste(strip.reduce((fx, fy)), (0, top // fy))
+        gray.paste(strip.convert("L").reduce((fx, fy)), (0, top // fy))
+    if small != (width, height):
+        box = (0, 0, width / fx, height / fy)
+        gray = gray.resize(small, Image.Resampling.BOX, box=box)
+    return digest.hexdigest(), reduced, gray
+
+
+def model_picture(data: bytes, params: ImageDecodeParams):
+    """The flattened RGB picture of one encoded image for a model operator, decoded within
+    the budget; one too large for the whole-picture path comes as the strip path's reduced
+    copy (a longer side of at least ~1024 px). Raises :class:`DecodeFailure`."""
+    opened = open_within(data, params.max_decode_bytes, params.max_pixels_cap)
+    width, height = opened.size
+    if opened.scale == 1 and width * height * FULL_PATH_BYTES_PER_PIXEL <= params.max_decode_bytes:
+        return flatten_to_rgb(opened.image)
+    return _by_strips(opened.image, "", _gray_size(*opened.image.size))[1]
 
 
 def image_features(
-    data: bytes, max_pixels_cap: int = 64_000_000, *, blur: bool = True
+    data: bytes, params: ImageDecodeParams | None = None, *, blur: bool = True
 ) -> ImageFeatures:
     """Every per-image feature of one encoded image; raises :class:`DecodeFailure`.
 
@@ -131,17 +167,25 @@ def image_features(
     import numpy as np
     from PIL import Image
 
-    fmt, img = open_checked(data, max_pixels_cap)
-    rgb = flatten_to_rgb(img)
-    width, height = rgb.size
+    params = params or ImageDecodeParams()
+    opened = open_within(data, params.max_decode_bytes, params.max_pixels_cap)
+    img, (width, height), fmt = opened.image, opened.size, opened.format
     # The grayscale features are all taken at a longer side of <= 512: the perceptual hash
     # and the blur score become scale-independent, and this is ~2x cheaper than full size.
-    gray = rgb.convert("L")
-    scale = BLUR_MAX_SIDE / max(width, height)
-    if scale < 1:
-        size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        gray = gray.resize(size, Image.Resampling.BOX, reducing_gap=2.0)
-    found = fingerprint(rgb, gray)  # the dedup step's pixel hash, pHash and signature
+    small = _gray_size(*img.size)
+    whole = width * height * FULL_PATH_BYTES_PER_PIXEL <= params.max_decode_bytes
+    if opened.scale == 1 and whole:
+        rgb = flatten_to_rgb(img)
+        gray = rgb.convert("L")
+        if small != gray.size:
+            gray = gray.resize(small, Image.Resampling.BOX, reducing_gap=2.0)
+        size, pixel_hash = None, None
+    else:
+        tag = f"{width}x{height}:" if opened.scale == 1 else f"{width}x{height}/{opened.scale}:"
+        pixel_hash, rgb, gray = _by_strips(img, tag, small)
+        size = (width, height)
+    del img, opened
+    found = fingerprint(rgb, gray, size=size, pixel_hash=pixel_hash)  # dedup's step 1
     thumb = np.asarray(gray.resize((INFO_SIDE, INFO_SIDE), Image.Resampling.BOX), dtype=np.float32)
     information = float(thumb.std() / 255.0)
     sharpness = math.nan
@@ -150,6 +194,22 @@ def image_features(
     return ImageFeatures(
         fmt, width, height, found.pixel_hash, found.phash, found.signature, information, sharpness
     )
+
+
+def annotate(candidate: Candidate, params: ImageDecodeParams, blur: bool) -> str | None:
+    """Store every image's features on it; the drop reason of the first failing image."""
+    feats = []
+    for im in candidate.images:
+        try:
+            feats.append(image_features(im.data, params, blur=blur))
+        except DecodeFailure as failure:
+            return str(failure)
+    for im, f in zip(candidate.images, feats, strict=True):
+        im.format, im.width, im.height = f.image_format, f.width, f.height
+        im.pixel_hash, im.phash, im.signature = f.pixel_hash, f.phash, f.signature
+        im.information = f.information
+        im.blur = f.blur if blur else None
+    return None
 
 
 def eval_hashes_from_images(images: Iterable[bytes]) -> list[EvalImage]:
@@ -172,20 +232,4 @@ class ImageDecode(Operator):
     Params = ImageDecodeParams
 
     def __call__(self, candidate: Candidate) -> str | None:
-        feats = []
-        for data in candidate.images:
-            try:
-                feats.append(
-                    image_features(data, self.params.max_pixels_cap, blur=self.context.blur_score)
-                )
-            except DecodeFailure as failure:
-                return str(failure)
-        candidate.image_formats = [f.image_format for f in feats]
-        candidate.widths = [f.width for f in feats]
-        candidate.heights = [f.height for f in feats]
-        candidate.pixel_hashes = [f.pixel_hash for f in feats]
-        candidate.phashes = [f.phash for f in feats]
-        candidate.signatures = [f.signature for f in feats]
-        candidate.information = [f.information for f in feats]
-        candidate.blur = [f.blur for f in feats] if self.context.blur_score else []
-        return None
+        return annotate(candidate, self.params, self.context.blur_score)

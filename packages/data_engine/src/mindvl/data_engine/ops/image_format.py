@@ -8,7 +8,7 @@ from pydantic import Field
 
 from mindvl.common.config import StrictModel
 from mindvl.data_engine.ops.base import Operator
-from mindvl.data_engine.ops.image_features import NOT_DECODED, features_missing
+from mindvl.data_engine.ops.image_features import features
 from mindvl.data_engine.record import Candidate
 
 ImageFormat = Literal["jpg", "png", "webp", "gif", "bmp", "tiff"]
@@ -25,8 +25,8 @@ class ImageFormatFilter(Operator):
     Params = ImageFormatParams
 
     def __call__(self, candidate: Candidate) -> str | None:
-        if features_missing(candidate, "image_formats"):
-            return NOT_DECODED
-        if any(f not in self.params.allowed for f in candidate.image_formats):
+        if (reason := features(candidate, self.context)) is not None:
+            return reason
+        if any(im.format not in self.params.allowed for im in candidate.images):
             return "format_not_allowed"
         return None

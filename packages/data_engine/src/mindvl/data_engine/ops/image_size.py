@@ -6,7 +6,7 @@ from pydantic import Field
 
 from mindvl.common.config import StrictModel
 from mindvl.data_engine.ops.base import Operator
-from mindvl.data_engine.ops.image_features import NOT_DECODED, features_missing
+from mindvl.data_engine.ops.image_features import features
 from mindvl.data_engine.record import Candidate
 
 
@@ -24,10 +24,11 @@ class ImageSize(Operator):
     Params = ImageSizeParams
 
     def __call__(self, candidate: Candidate) -> str | None:
-        if features_missing(candidate, "widths", "heights"):
-            return NOT_DECODED
+        if (reason := features(candidate, self.context)) is not None:
+            return reason
         p = self.params
-        for w, h in zip(candidate.widths, candidate.heights, strict=True):
+        for im in candidate.images:
+            w, h = im.width, im.height
             if min(w, h) < p.min_side or (p.min_pixels is not None and w * h < p.min_pixels):
                 return "too_small"
             if (p.max_side is not None and max(w, h) > p.max_side) or (

@@ -13,7 +13,7 @@ from pydantic import Field
 
 from mindvl.common.config import StrictModel
 from mindvl.data_engine.ops.base import Operator
-from mindvl.data_engine.ops.image_features import NOT_DECODED, features_missing
+from mindvl.data_engine.ops.image_features import features
 from mindvl.data_engine.record import Candidate
 
 
@@ -28,8 +28,8 @@ class LowInformation(Operator):
     Params = LowInformationParams
 
     def __call__(self, candidate: Candidate) -> str | None:
-        if features_missing(candidate, "information"):
-            return NOT_DECODED
-        if any(v < self.params.min_information for v in candidate.information):
+        if (reason := features(candidate, self.context)) is not None:
+            return reason
+        if any(im.information < self.params.min_information for im in candidate.images):
             return "low_information"
         return None

@@ -1,8 +1,9 @@
 """Readers: raw corpora (llava, webdataset, parquet, folder) -> :class:`Candidate` s.
 
-The driver calls :func:`plan_source` per recipe source (lists files, splits them into
-sorted units, records size + mtime of every input file, fails early on a missing path);
-workers call :func:`read_unit`.
+One :class:`~.base.Reader` class per format, registered below by the recipe's ``format``
+name. The driver calls :func:`plan_source` per recipe source (validates its options, lists
+files, splits them into sorted units, records size + mtime of every input file, fails
+early on a missing path); workers call :func:`read_unit`.
 """
 
 from __future__ import annotations
@@ -11,50 +12,25 @@ import importlib
 from collections.abc import Iterator
 from typing import Any
 
+from mindvl.common.config import validate_data
 from mindvl.common.errors import UserError
 from mindvl.common.manifest import InputFile
 from mindvl.common.recipe import SourceSpec
-from mindvl.data_engine.readers.base import ReadUnit, files_under, resolve_source
-from mindvl.data_engine.readers.text_clean import POLICIES, normalise_candidate
+from mindvl.data_engine.readers.base import Reader, ReadUnit, read_drop, resolve_source
+from mindvl.data_engine.readers.text_clean import normalise_candidate
 from mindvl.data_engine.record import Candidate
 
-READERS = {
-    "llava": "mindvl.data_engine.readers.llava",
-    "webdataset": "mindvl.data_engine.readers.webdataset",
-    "parquet": "mindvl.data_engine.readers.parquet",
-    "folder": "mindvl.data_engine.readers.folder",
-}
-COMMON_OPTIONS = {"prefer", "storage_options", "control_chars"}
-OPTIONS = {
-    "llava": {"chunk_bytes", "image_root"},
-    "webdataset": set(),
-    "parquet": {"id_column", "image_column", "caption_column", "conversations_column"},
-    "folder": {"chunk_files"},
+READERS: dict[str, str] = {
+    "llava": "mindvl.data_engine.readers.llava:LlavaReader",
+    "webdataset": "mindvl.data_engine.readers.webdataset:WebDatasetReader",
+    "parquet": "mindvl.data_engine.readers.parquet:ParquetReader",
+    "folder": "mindvl.data_engine.readers.folder:FolderReader",
 }
 
 
-def _module(fmt: str) -> Any:
-    return importlib.import_module(READERS[fmt])
-
-
-def _check_options(spec: SourceSpec) -> None:
-    allowed = COMMON_OPTIONS | OPTIONS[spec.format]
-    bad = sorted(set(spec.options) - allowed)
-    if bad:
-        raise UserError(
-            f"source {spec.name}: options.{bad[0]}: unknown option for format {spec.format} "
-            f"(allowed: {', '.join(sorted(allowed))})"
-        )
-    prefer = spec.options.get("prefer", "conversation")
-    if prefer not in ("caption", "conversation"):
-        raise UserError(
-            f"source {spec.name}: options.prefer: {prefer!r} (allowed: caption, conversation)"
-        )
-    policy = spec.options.get("control_chars", "remove")
-    if policy not in POLICIES:
-        raise UserError(
-            f"source {spec.name}: options.control_chars: {policy!r} (allowed: {', '.join(POLICIES)})"
-        )
+def reader_for(fmt: str) -> Reader:
+    module, _, attr = READERS[fmt].partition(":")
+    return getattr(importlib.import_module(module), attr)()
 
 
 def _input(fs: Any, source: str, path: str, protocol: str) -> InputFile:
@@ -71,9 +47,9 @@ def _input(fs: Any, source: str, path: str, protocol: str) -> InputFile:
 
 def plan_source(spec: SourceSpec) -> tuple[list[ReadUnit], list[InputFile]]:
     """Sorted units and input files of one source; a user error if it has no input."""
-    _check_options(spec)
+    reader = reader_for(spec.format)
+    options = validate_data(spec.options, reader.Options, f"source {spec.name}", "options")
     fs, protocol, root, matches = resolve_source(spec.path, spec.options, spec.name)
-    mod = _module(spec.format)
     base = ReadUnit(
         source=spec.name,
         category=spec.category,
@@ -81,47 +57,25 @@ def plan_source(spec: SourceSpec) -> tuple[list[ReadUnit], list[InputFile]]:
         protocol=protocol,
         root=root,
         path=root,
-        options=dict(spec.options),
+        options=options.model_dump(mode="json", exclude_unset=True),
     )
-    if spec.format == "folder":
-        dirs = [m for m in matches if fs.isdir(m)]
-        if not dirs:
-            raise UserError(f"source {spec.name}: folder format needs a directory: {spec.path}")
-        files, links = mod.skipped_links(base, dirs, sorted({f for d in dirs for f in fs.find(d)}))
-        units = mod.split(base, files, links)
-        inputs = [_input(fs, spec.name, f, protocol) for f in files]
-    else:
-        files = files_under(fs, matches, mod.SUFFIXES)
-        units = []
-        inputs = []
-        for f in files:
-            inp = _input(fs, spec.name, f, protocol)
-            inputs.append(inp)
-            one = ReadUnit(**{**base.__dict__, "path": f})
-            if spec.format == "llava":
-                units += mod.split(one, inp.size)
-            elif spec.format == "parquet":
-                units += mod.split(one, fs)
-            else:
-                units.append(one)
+    units, files = reader.split(base, fs, matches)
     if not units:
         raise UserError(
             f"source {spec.name}: no {spec.format} input under {spec.path} "
-            f"(looked for {', '.join(getattr(mod, 'SUFFIXES', ('files',)))})"
+            f"(looked for {', '.join(reader.suffixes or ('files',))})"
         )
-    return units, inputs
+    return units, [_input(fs, spec.name, f, protocol) for f in files]
 
 
 def read_unit(unit: ReadUnit) -> Iterator[Candidate]:
     """Candidates of one unit, their text normalised (``text_clean.py``); an unexpected
     failure becomes one counted drop, not a crash."""
-    mod = _module(unit.format)
-    policy = unit.options.get("control_chars", "remove")
+    reader = reader_for(unit.format)
+    policy = reader.options(unit).control_chars
     try:
-        for cand in mod.read(unit):
+        for cand in reader.read(unit):
             yield normalise_candidate(cand, policy, unit.format)
     except Exception as err:  # a reader bug or I/O failure on one unit is still counted
-        from mindvl.data_engine.readers.base import read_drop
-
         where = f"{unit.rel()}@{unit.start}"
         yield read_drop(unit, where, unit.format, f"unreadable_file:{type(err).__name__}")

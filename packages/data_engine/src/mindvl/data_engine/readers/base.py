@@ -1,8 +1,12 @@
-"""What every reader shares: the unit of reading work, the source root, and counted drops.
+"""What every reader shares: the :class:`Reader` base class and its options, the unit of
+reading work, the source root, and counted drops.
 
-A source (recipe ``sources[i]``) is split on the driver into :class:`ReadUnit` s (a file, a
+A reader is one class per format (``name``, ``suffixes``, an ``Options`` model validated
+from the recipe's ``sources[i].options``: unknown keys are errors naming the field). On
+the driver its :meth:`Reader.split` turns a source into :class:`ReadUnit` s (a file, a
 byte range of a big JSONL, a Parquet row group, a chunk of a folder), sorted so a build is
-deterministic. A reader turns one unit into :class:`Candidate` s on a worker. Anything wrong
+deterministic; on a worker :meth:`Reader.read` turns one unit into :class:`Candidate` s.
+Anything wrong
 with one record (bad JSON, missing image, non-UTF-8 text, an unsafe tar member) becomes a
 dropped candidate with stage ``read`` so it is counted, never a crash; only problems that
 make the whole source unusable (missing path, empty glob) are user errors, raised before
@@ -14,9 +18,13 @@ from __future__ import annotations
 import json
 import os
 import posixpath
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, ClassVar, Literal
 
+from pydantic import Field
+
+from mindvl.common.config import StrictModel
 from mindvl.common.errors import UserError
 from mindvl.common.sample import make_key
 from mindvl.data_engine.record import Candidate
@@ -44,7 +52,8 @@ class ReadUnit:
     start: int = 0  # byte offset / row group / first stem index, depending on the reader
     end: int = -1
     members: tuple[str, ...] = ()  # folder format: the relative file names of this unit
-    options: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)  # the source's validated options
+    skipped: tuple[str, ...] = ()  # links not followed, counted as drops by this unit
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -53,6 +62,7 @@ class ReadUnit:
     def from_json(cls, text: str) -> ReadUnit:
         data = json.loads(text)
         data["members"] = tuple(data["members"])
+        data["skipped"] = tuple(data.get("skipped", ()))
         return cls(**data)
 
     def fs(self):
@@ -64,6 +74,47 @@ class ReadUnit:
         """``path`` relative to the source root, for readable raw ids of drops."""
         p = self.path if path is None else path
         return posixpath.relpath(p, self.root) if p != self.root else posixpath.basename(p)
+
+
+class ReaderOptions(StrictModel):
+    """Options every source may set (``sources[i].options``)."""
+
+    prefer: Literal["caption", "conversation"] = Field(
+        default="conversation", description="which text a sample with both keeps"
+    )
+    storage_options: dict[str, Any] = Field(
+        default_factory=dict, description="passed to fsspec (credentials, endpoints)"
+    )
+    control_chars: Literal["remove", "drop"] = Field(
+        default="remove", description="control characters in text: removed, or the sample dropped"
+    )
+
+
+class Reader:
+    """One source format. ``split`` runs on the driver, ``read`` on workers."""
+
+    name: ClassVar[str]
+    suffixes: ClassVar[tuple[str, ...]] = ()  # input files of the format (lower case)
+    Options: ClassVar[type[ReaderOptions]] = ReaderOptions
+
+    def options(self, unit: ReadUnit) -> ReaderOptions:
+        return self.Options.model_validate(unit.options)
+
+    def split(
+        self, base: ReadUnit, fs: Any, matches: list[str]
+    ) -> tuple[list[ReadUnit], list[str]]:
+        """(sorted units, input files) of one source whose path matched ``matches``; by
+        default each file ending in ``suffixes`` is split by :meth:`split_file`."""
+        files = files_under(fs, matches, self.suffixes)
+        units = [u for f in files for u in self.split_file(replace(base, path=f), fs)]
+        return units, files
+
+    def split_file(self, unit: ReadUnit, fs: Any) -> list[ReadUnit]:
+        """The units of one input file: the whole file by default."""
+        return [unit]
+
+    def read(self, unit: ReadUnit) -> Iterator[Candidate]:
+        raise NotImplementedError
 
 
 def candidate(unit: ReadUnit, raw_id: str) -> Candidate:

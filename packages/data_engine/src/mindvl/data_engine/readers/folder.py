@@ -17,8 +17,13 @@ from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
+from pydantic import Field
+
+from mindvl.common.errors import UserError
 from mindvl.data_engine.readers.base import (
     IMAGE_EXTS,
+    Reader,
+    ReaderOptions,
     ReadUnit,
     candidate,
     choose_text,
@@ -27,10 +32,9 @@ from mindvl.data_engine.readers.base import (
     sidecar_error,
     sidecar_text,
 )
-from mindvl.data_engine.record import Candidate
+from mindvl.data_engine.record import Candidate, ImageRecord
 
 NAME = "folder"
-DEFAULT_CHUNK = 256
 SIDECARS = frozenset({"txt", "json"})
 
 
@@ -57,39 +61,52 @@ def skipped_links(unit: ReadUnit, dirs: list[str], files: list[str]) -> tuple[li
     return files, sorted(found)
 
 
-def split(unit: ReadUnit, files: list[str], links: list[str] = ()) -> list[ReadUnit]:
-    """Units of whole groups (all sidecars of a stem stay in one unit); the first unit
-    also carries the ``links`` to count as skipped."""
-    keep = IMAGE_EXTS | SIDECARS
-    rels = sorted(r for f in files if _stem(r := posixpath.relpath(f, unit.root))[1] in keep)
-    groups: dict[str, list[str]] = {}
-    for r in rels:
-        groups.setdefault(_stem(r)[0], []).append(r)
-    stems = sorted(groups)
-    chunk = int(unit.options.get("chunk_files", DEFAULT_CHUNK))
-    out = []
-    for i in range(0, len(stems), chunk):
-        members = tuple(m for s in stems[i : i + chunk] for m in groups[s])
-        out.append(replace(unit, start=i, members=members))
-    if links:
-        first = out[0] if out else replace(unit, start=0, members=())
-        out[:1] = [replace(first, options={**first.options, "skipped_links": list(links)})]
-    return out
+class FolderOptions(ReaderOptions):
+    chunk_files: int = Field(default=256, gt=0, description="sample groups per unit")
 
 
-def read(unit: ReadUnit) -> Iterator[Candidate]:
-    for rel in unit.options.get("skipped_links", []):
-        yield read_drop(unit, rel, NAME, "skipped_link")
-    fs = unit.fs()
-    groups: dict[str, dict[str, str]] = {}
-    for rel in unit.members:
-        stem, ext = _stem(rel)
-        groups.setdefault(stem, {})[ext] = rel
-    for stem in sorted(groups):
-        yield _group(unit, fs, stem, groups[stem])
+class FolderReader(Reader):
+    name = NAME
+    Options = FolderOptions
+
+    def split(
+        self, base: ReadUnit, fs: Any, matches: list[str]
+    ) -> tuple[list[ReadUnit], list[str]]:
+        """Units of whole groups (all sidecars of a stem stay in one unit); the first unit
+        also carries the links to count as skipped."""
+        dirs = [m for m in matches if fs.isdir(m)]
+        if not dirs:
+            raise UserError(f"source {base.source}: folder format needs a directory: {base.path}")
+        files, links = skipped_links(base, dirs, sorted({f for d in dirs for f in fs.find(d)}))
+        keep = IMAGE_EXTS | SIDECARS
+        rels = sorted(r for f in files if _stem(r := posixpath.relpath(f, base.root))[1] in keep)
+        groups: dict[str, list[str]] = {}
+        for r in rels:
+            groups.setdefault(_stem(r)[0], []).append(r)
+        stems = sorted(groups)
+        chunk = self.options(base).chunk_files
+        out = []
+        for i in range(0, len(stems), chunk):
+            members = tuple(m for s in stems[i : i + chunk] for m in groups[s])
+            out.append(replace(base, start=i, members=members))
+        if links:
+            first = out[0] if out else replace(base, start=0, members=())
+            out[:1] = [replace(first, skipped=tuple(links))]
+        return out, files
+
+    def read(self, unit: ReadUnit) -> Iterator[Candidate]:
+        for rel in unit.skipped:
+            yield read_drop(unit, rel, NAME, "skipped_link")
+        fs, prefer = unit.fs(), self.options(unit).prefer
+        groups: dict[str, dict[str, str]] = {}
+        for rel in unit.members:
+            stem, ext = _stem(rel)
+            groups.setdefault(stem, {})[ext] = rel
+        for stem in sorted(groups):
+            yield _group(unit, fs, stem, groups[stem], prefer)
 
 
-def _group(unit: ReadUnit, fs: Any, stem: str, parts: dict[str, str]) -> Candidate:
+def _group(unit: ReadUnit, fs: Any, stem: str, parts: dict[str, str], prefer: str) -> Candidate:
     c = candidate(unit, stem)
     paths = {ext: posixpath.join(unit.root, rel) for ext, rel in parts.items()}
     if not all(inside_real(unit, p) for p in paths.values()):
@@ -100,12 +117,11 @@ def _group(unit: ReadUnit, fs: Any, stem: str, parts: dict[str, str]) -> Candida
         c.drop("read", NAME, "missing_image")
         return c
     try:
-        c.images = [fs.cat_file(paths[ext]) for ext in images]
+        c.images = [ImageRecord(fs.cat_file(paths[ext])) for ext in images]
         txt = fs.cat_file(paths["txt"]) if "txt" in paths else None
         meta = fs.cat_file(paths["json"]) if "json" in paths else None
         caption, conversation = sidecar_text(txt, meta)
     except (ValueError, OSError) as err:  # NonUtf8 and JSONDecodeError are ValueErrors
         c.drop("read", NAME, sidecar_error(err))
         return c
-    prefer = str(unit.options.get("prefer", "conversation"))
     return choose_text(c, caption, conversation, prefer, NAME)

@@ -14,8 +14,12 @@ from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
+from pydantic import Field
+
 from mindvl.data_engine.readers.base import (
     NonUtf8,
+    Reader,
+    ReaderOptions,
     ReadUnit,
     candidate,
     choose_text,
@@ -24,42 +28,52 @@ from mindvl.data_engine.readers.base import (
     normalise_conversation,
     read_drop,
 )
-from mindvl.data_engine.record import Candidate
+from mindvl.data_engine.record import Candidate, ImageRecord
 
 NAME = "llava"
-SUFFIXES = (".jsonl", ".json")
-DEFAULT_CHUNK = 8 << 20
 
 
-def split(unit: ReadUnit, size: int) -> list[ReadUnit]:
-    """Byte-range units of one file (a ``.json`` list is read whole)."""
-    if unit.path.lower().endswith(".json"):
-        return [unit]
-    chunk = int(unit.options.get("chunk_bytes", DEFAULT_CHUNK))
-    starts = range(0, max(size, 1), chunk)
-    return [replace(unit, start=s, end=min(s + chunk, size)) for s in starts]
+class LlavaOptions(ReaderOptions):
+    chunk_bytes: int = Field(default=8 << 20, gt=0, description="byte range of a JSONL unit")
+    image_root: str | None = Field(
+        default=None, description="image paths are relative to this folder under the source root"
+    )
 
 
-def read(unit: ReadUnit) -> Iterator[Candidate]:
-    fs = unit.fs()
-    if unit.path.lower().endswith(".json"):
-        yield from _read_json_list(unit, fs)
-        return
-    with fs.open(unit.path, "rb") as f:
-        if unit.start > 0:
-            f.seek(unit.start - 1)
-            f.readline()  # finish the line that began in the previous range
-        pos = f.tell()
-        while unit.end < 0 or pos < unit.end:
-            line = f.readline()
-            if not line:
-                break
-            if line.strip():
-                yield _record(unit, fs, line, f"{unit.rel()}@{pos}")
-            pos += len(line)
+class LlavaReader(Reader):
+    name = NAME
+    suffixes = (".jsonl", ".json")
+    Options = LlavaOptions
+
+    def split_file(self, unit: ReadUnit, fs: Any) -> list[ReadUnit]:
+        """Byte-range units of one file (a ``.json`` list is read whole)."""
+        if unit.path.lower().endswith(".json"):
+            return [unit]
+        size = int(fs.size(unit.path) or 0)
+        chunk = self.options(unit).chunk_bytes
+        starts = range(0, max(size, 1), chunk)
+        return [replace(unit, start=s, end=min(s + chunk, size)) for s in starts]
+
+    def read(self, unit: ReadUnit) -> Iterator[Candidate]:
+        fs, opts = unit.fs(), self.options(unit)
+        if unit.path.lower().endswith(".json"):
+            yield from _read_json_list(unit, fs, opts)
+            return
+        with fs.open(unit.path, "rb") as f:
+            if unit.start > 0:
+                f.seek(unit.start - 1)
+                f.readline()  # finish the line that began in the previous range
+            pos = f.tell()
+            while unit.end < 0 or pos < unit.end:
+                line = f.readline()
+                if not line:
+                    break
+                if line.strip():
+                    yield _record(unit, fs, opts, line, f"{unit.rel()}@{pos}")
+                pos += len(line)
 
 
-def _read_json_list(unit: ReadUnit, fs: Any) -> Iterator[Candidate]:
+def _read_json_list(unit: ReadUnit, fs: Any, opts: LlavaOptions) -> Iterator[Candidate]:
     data = fs.cat_file(unit.path)
     try:
         items = json.loads(decode_text(data))
@@ -70,10 +84,10 @@ def _read_json_list(unit: ReadUnit, fs: Any) -> Iterator[Candidate]:
         yield read_drop(unit, unit.rel(), NAME, "bad_json")
         return
     for i, item in enumerate(items):
-        yield _parsed(unit, fs, item, f"{unit.rel()}#{i}", utf8=True)
+        yield _parsed(unit, fs, opts, item, f"{unit.rel()}#{i}", utf8=True)
 
 
-def _record(unit: ReadUnit, fs: Any, line: bytes, where: str) -> Candidate:
+def _record(unit: ReadUnit, fs: Any, opts: LlavaOptions, line: bytes, where: str) -> Candidate:
     utf8 = True
     try:
         text = decode_text(line)
@@ -83,10 +97,12 @@ def _record(unit: ReadUnit, fs: Any, line: bytes, where: str) -> Candidate:
         rec = json.loads(text)
     except json.JSONDecodeError:
         return read_drop(unit, where, NAME, "bad_json")
-    return _parsed(unit, fs, rec, where, utf8)
+    return _parsed(unit, fs, opts, rec, where, utf8)
 
 
-def _parsed(unit: ReadUnit, fs: Any, rec: Any, where: str, utf8: bool) -> Candidate:
+def _parsed(
+    unit: ReadUnit, fs: Any, opts: LlavaOptions, rec: Any, where: str, utf8: bool
+) -> Candidate:
     if not isinstance(rec, dict):
         return read_drop(unit, where, NAME, "bad_json")
     raw_id = str(rec["id"]) if rec.get("id") not in (None, "") else where
@@ -96,8 +112,8 @@ def _parsed(unit: ReadUnit, fs: Any, rec: Any, where: str, utf8: bool) -> Candid
     refs = rec.get("image", rec.get("images"))
     refs = [] if refs is None else [refs] if isinstance(refs, str) else refs
     base = posixpath.dirname(unit.path)
-    if "image_root" in unit.options:
-        base = posixpath.join(unit.root, str(unit.options["image_root"]))
+    if opts.image_root is not None:
+        base = posixpath.join(unit.root, opts.image_root)
     for ref in refs:
         if not isinstance(ref, str) or not ref:
             c.drop("read", NAME, "bad_image_ref")
@@ -107,7 +123,7 @@ def _parsed(unit: ReadUnit, fs: Any, rec: Any, where: str, utf8: bool) -> Candid
             c.drop("read", NAME, "unsafe_path")
             return c
         try:
-            c.images.append(fs.cat_file(path))
+            c.images.append(ImageRecord(fs.cat_file(path)))
         except FileNotFoundError:
             c.drop("read", NAME, "missing_image")
             return c
@@ -121,5 +137,4 @@ def _parsed(unit: ReadUnit, fs: Any, rec: Any, where: str, utf8: bool) -> Candid
         except ValueError:
             c.drop("read", NAME, "bad_conversation")
             return c
-    prefer = str(unit.options.get("prefer", "conversation"))
-    return choose_text(c, rec.get("caption"), conversation, prefer, NAME)
+    return choose_text(c, rec.get("caption"), conversation, opts.prefer, NAME)

@@ -12,40 +12,63 @@ from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
+from pydantic import Field
+
 from mindvl.data_engine.readers.base import (
+    Reader,
+    ReaderOptions,
     ReadUnit,
     candidate,
     choose_text,
     normalise_conversation,
     read_drop,
 )
-from mindvl.data_engine.record import Candidate
+from mindvl.data_engine.record import Candidate, ImageRecord
 
 NAME = "parquet"
-SUFFIXES = (".parquet",)
 BATCH_ROWS = 64
 
 
-def split(unit: ReadUnit, fs: Any) -> list[ReadUnit]:
-    import pyarrow.parquet as pq
-
-    try:
-        with fs.open(unit.path, "rb") as f:
-            n = pq.ParquetFile(f).num_row_groups
-    except Exception:
-        return [unit]  # unreadable: the reader turns it into a counted drop
-    return [replace(unit, start=i, end=i + 1) for i in range(max(n, 1))]
+class ParquetOptions(ReaderOptions):
+    id_column: str = Field(default="id", description="column of the sample id")
+    image_column: str = Field(default="image", description="column of the image bytes")
+    caption_column: str = Field(default="caption", description="column of the caption")
+    conversations_column: str = Field(
+        default="conversations", description="column of the conversation turns"
+    )
 
 
-def _column(unit: ReadUnit, name: str) -> str:
-    return str(unit.options.get(f"{name}_column", name))
+class ParquetReader(Reader):
+    name = NAME
+    suffixes = (".parquet",)
+    Options = ParquetOptions
+
+    def split_file(self, unit: ReadUnit, fs: Any) -> list[ReadUnit]:
+        """One unit per row group."""
+        import pyarrow.parquet as pq
+
+        try:
+            with fs.open(unit.path, "rb") as f:
+                n = pq.ParquetFile(f).num_row_groups
+        except Exception:
+            return [unit]  # unreadable: the reader turns it into a counted drop
+        return [replace(unit, start=i, end=i + 1) for i in range(max(n, 1))]
+
+    def read(self, unit: ReadUnit) -> Iterator[Candidate]:
+        opts = self.options(unit)
+        cols = {
+            "id": opts.id_column,
+            "image": opts.image_column,
+            "caption": opts.caption_column,
+            "conversations": opts.conversations_column,
+        }
+        return _read(unit, cols, opts.prefer)
 
 
-def read(unit: ReadUnit) -> Iterator[Candidate]:
+def _read(unit: ReadUnit, cols: dict[str, str], prefer: str) -> Iterator[Candidate]:
     import pyarrow.parquet as pq
 
     rel = unit.rel()
-    cols = {k: _column(unit, k) for k in ("id", "image", "caption", "conversations")}
     try:
         f = unit.fs().open(unit.path, "rb")
         pf = pq.ParquetFile(f)
@@ -61,7 +84,7 @@ def read(unit: ReadUnit) -> Iterator[Candidate]:
         try:
             for batch in batches:
                 for rec in batch.to_pylist():
-                    yield _row(unit, rec, cols, f"{rel}#rg{unit.start}:{row}")
+                    yield _row(unit, rec, cols, prefer, f"{rel}#rg{unit.start}:{row}")
                     row += 1
         except Exception:
             yield read_drop(unit, f"{rel}#rg{unit.start}:{row}", NAME, "unreadable_file")
@@ -79,11 +102,13 @@ def _image_bytes(value: Any) -> list[bytes]:
     raise ValueError("bad_image_column")
 
 
-def _row(unit: ReadUnit, rec: dict[str, Any], cols: dict[str, str], where: str) -> Candidate:
+def _row(
+    unit: ReadUnit, rec: dict[str, Any], cols: dict[str, str], prefer: str, where: str
+) -> Candidate:
     rid = rec.get(cols["id"])
     c = candidate(unit, str(rid) if rid not in (None, "") else where)
     try:
-        c.images = _image_bytes(rec.get(cols["image"]))
+        c.images = [ImageRecord(data) for data in _image_bytes(rec.get(cols["image"]))]
     except ValueError:
         c.drop("read", NAME, "bad_image_column")
         return c
@@ -100,5 +125,4 @@ def _row(unit: ReadUnit, rec: dict[str, Any], cols: dict[str, str], where: str) 
         except (ValueError, json.JSONDecodeError):
             c.drop("read", NAME, "bad_conversation")
             return c
-    prefer = str(unit.options.get("prefer", "conversation"))
     return choose_text(c, rec.get(cols["caption"]), conversation, prefer, NAME)

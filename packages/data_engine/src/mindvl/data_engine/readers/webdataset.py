@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from mindvl.data_engine.readers.base import (
     IMAGE_EXTS,
+    Reader,
     ReadUnit,
     candidate,
     choose_text,
@@ -23,10 +24,9 @@ from mindvl.data_engine.readers.base import (
     sidecar_error,
     sidecar_text,
 )
-from mindvl.data_engine.record import Candidate
+from mindvl.data_engine.record import Candidate, ImageRecord
 
 NAME = "webdataset"
-SUFFIXES = (".tar", ".tar.gz", ".tgz")
 
 
 @dataclass
@@ -51,7 +51,15 @@ def _unsafe(m: tarfile.TarInfo) -> bool:
     return not (m.isfile() or m.isdir())  # symlink, hard link, device, fifo
 
 
-def read(unit: ReadUnit) -> Iterator[Candidate]:
+class WebDatasetReader(Reader):
+    name = NAME
+    suffixes = (".tar", ".tar.gz", ".tgz")
+
+    def read(self, unit: ReadUnit) -> Iterator[Candidate]:
+        return _read(unit, self.options(unit).prefer)
+
+
+def _read(unit: ReadUnit, prefer: str) -> Iterator[Candidate]:
     rel = unit.rel()
     fs = unit.fs()
     group: _Group | None = None
@@ -63,7 +71,7 @@ def read(unit: ReadUnit) -> Iterator[Candidate]:
                 key, ext = _split_name(m.name)
                 if group is None or key != group.key:
                     if group is not None:
-                        yield _finish(unit, rel, group)
+                        yield _finish(unit, rel, group, prefer)
                     group = _Group(key)
                 if _unsafe(m):
                     group.unsafe = True
@@ -80,10 +88,10 @@ def read(unit: ReadUnit) -> Iterator[Candidate]:
         else:
             yield read_drop(unit, rel, NAME, "unreadable_tar")
     if group is not None:
-        yield _finish(unit, rel, group)
+        yield _finish(unit, rel, group, prefer)
 
 
-def _finish(unit: ReadUnit, rel: str, g: _Group) -> Candidate:
+def _finish(unit: ReadUnit, rel: str, g: _Group, prefer: str) -> Candidate:
     if g.unsafe:
         return read_drop(unit, f"{rel}:{g.key}", NAME, "unsafe_member")
     c = candidate(unit, g.key)
@@ -96,7 +104,5 @@ def _finish(unit: ReadUnit, rel: str, g: _Group) -> Candidate:
     if not g.images:
         c.drop("read", NAME, "missing_image")
         return c
-    c.images = g.images
-    return choose_text(
-        c, caption, conversation, str(unit.options.get("prefer", "conversation")), NAME
-    )
+    c.images = [ImageRecord(data) for data in g.images]
+    return choose_text(c, caption, conversation, prefer, NAME)

@@ -16,8 +16,8 @@ from mindvl.common.config import validate_data
 from mindvl.common.errors import UserError
 from mindvl.common.manifest import InputFile
 from mindvl.common.recipe import Recipe
-from mindvl.data_engine.build.decontam import eval_units
-from mindvl.data_engine.build.parts import choose_buckets
+from mindvl.data_engine.pipeline.decontam import eval_units
+from mindvl.data_engine.pipeline.parts import choose_buckets
 from mindvl.data_engine.readers import plan_source
 from mindvl.data_engine.readers.base import ReadUnit
 

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from mindvl.data_engine.build.duplicate_keys import later_occurrences, mark
+from mindvl.data_engine.pipeline.duplicate_keys import later_occurrences, mark
 
 PART_ROWS = 1024
 BUCKET_BYTES = 256 << 20  # aim for final staging files of about this many input bytes

@@ -18,8 +18,8 @@ import pyarrow.parquet as pq
 from mindvl.common.manifest import REJECTS_NAME, DedupStats, FunnelEntry, SourceFunnel
 from mindvl.common.recipe import Recipe
 from mindvl.data_engine.accounting import BuildAccounting
-from mindvl.data_engine.build.parts import finalize_bucket
 from mindvl.data_engine.mix.rejects import save_rejects
+from mindvl.data_engine.pipeline.parts import finalize_bucket
 
 STAGES = ("read", "filter", "dedup", "caption", "mix")
 

@@ -65,7 +65,7 @@ def mark(table: pa.Table, mask: np.ndarray, formats: dict[str, str]) -> pa.Table
 
 def mark_listed(batch: pa.Table, losers: list[str], formats: dict[str, str]) -> pa.Table:
     """Ray map: drop the rows whose ``key\\0read_order`` is in ``losers``."""
-    from mindvl.data_engine.build.rows import conform
+    from mindvl.data_engine.pipeline.rows import conform
 
     batch = conform(batch)
     ids = pc.binary_join_element_wise(

@@ -4,9 +4,9 @@ Units (files, byte ranges, row groups) are listed on the driver; ``from_items`` 
 into one-row blocks, so reading is spread over the cluster and the streaming executor keeps
 only a bounded number of blocks (encoded images) in flight. Rows dropped by readers or
 operators are written to staging as they go; the kept rows continue to the global dedup
-(and captioning) stages when those are installed, else those stages are skipped and said
-so. Staging is turned into deterministic, key-sorted Parquet files, the funnel is counted
-from them, and mixing (``write_stage``) writes shards + manifest when it is installed.
+and captioning stages unless the recipe disables them (a skipped stage is said so).
+Staging is turned into deterministic, key-sorted Parquet files, the funnel is counted from
+them, and mixing (``write_stage``) writes shards + manifest.
 """
 
 from __future__ import annotations
@@ -22,20 +22,22 @@ from mindvl.common.errors import UserError
 from mindvl.common.manifest import DedupStats, RecipeRecord
 from mindvl.common.progress import Mode
 from mindvl.common.recipe import Recipe, resolved_digest
-from mindvl.data_engine.build.decontam import eval_fingerprints
-from mindvl.data_engine.build.duplicate_keys import losers_before_dedup, mark_listed
-from mindvl.data_engine.build.optional import optional_stage
-from mindvl.data_engine.build.out_dir import claim_out_dir, identity
-from mindvl.data_engine.build.plan import BuildPlan, check_resources, plan_build
-from mindvl.data_engine.build.stages import (
+from mindvl.data_engine.caption import caption_dataset
+from mindvl.data_engine.dedup import dedup_dataset
+from mindvl.data_engine.mix import write_stage
+from mindvl.data_engine.ops.base import OpContext
+from mindvl.data_engine.pipeline.decontam import eval_fingerprints
+from mindvl.data_engine.pipeline.duplicate_keys import losers_before_dedup, mark_listed
+from mindvl.data_engine.pipeline.out_dir import claim_out_dir, identity
+from mindvl.data_engine.pipeline.plan import BuildPlan, check_resources, plan_build
+from mindvl.data_engine.pipeline.stages import (
     OperatorStage,
     apply_operators,
     read_stage,
     split_dropped,
     write_parts,
 )
-from mindvl.data_engine.build.staging import caption_outcomes, finalize_staging, write_stats
-from mindvl.data_engine.ops.base import OpContext
+from mindvl.data_engine.pipeline.staging import caption_outcomes, finalize_staging, write_stats
 
 Echo = Callable[[str], None]
 
@@ -73,11 +75,15 @@ def claim_build_dir(out: Path, record: RecipeRecord, overwrite: bool = False) ->
 
 
 def _context(recipe: Recipe, work: Path) -> OpContext:
+    from mindvl.data_engine.ops.image_decode import ImageDecodeParams
+
+    decode = next((s.params for s in recipe.operators if s.op == "image_decode"), {})
     return OpContext(
         tokenizer_path=recipe.tokenizer,
         image_rule=recipe.image_tokens,
         work_dir=str(work),
         blur_score=any(spec.op == "blur" for spec in recipe.operators),
+        decode=ImageDecodeParams.model_validate(decode),
     )
 
 
@@ -112,16 +118,11 @@ def run_build(
     result.timings["sort staging, funnel, rejects"] = time.monotonic() - t1
     if result.stages.get("caption") == "ran":
         result.caption_outcomes = caption_outcomes(work / "kept")
-    mix = optional_stage("mindvl.data_engine.mix", "write_stage")
-    if mix is None:
-        result.stages["mix"] = "skipped: mindvl.data_engine.mix is not installed"
-        echo("[build] stage mix skipped: mindvl.data_engine.mix is not installed; staging kept")
-    else:
-        t2 = time.monotonic()
-        result.manifest = mix(work / "kept", recipe, record, out, result.accounting)
-        result.stages["mix"] = "ran"
-        result.timings["mix, shards, manifest"] = time.monotonic() - t2
-        _report_timings(out, result, echo)
+    t2 = time.monotonic()
+    result.manifest = write_stage(work / "kept", recipe, record, out, result.accounting)
+    result.stages["mix"] = "ran"
+    result.timings["mix, shards, manifest"] = time.monotonic() - t2
+    _report_timings(out, result, echo)
     result.seconds = time.monotonic() - t0
     write_stats(work / "stats.json", result, plan)
     return result
@@ -157,7 +158,7 @@ def stream_to_staging(
     from ray.data import DataContext
     from ray.data.context import ShuffleStrategy
 
-    from mindvl.data_engine.build.progress import ProgressCounts, ProgressReporter
+    from mindvl.data_engine.pipeline.progress import ProgressCounts, ProgressReporter
 
     check_resources(plan.op_groups, ray.cluster_resources())
     for sub in ("parts", "kept", "dropped"):
@@ -206,7 +207,7 @@ def _dataset(
     import ray
     from ray.data import ActorPoolStrategy
 
-    from mindvl.data_engine.build.progress import count_stage
+    from mindvl.data_engine.pipeline.progress import count_stage
 
     parts = str(work / "parts")
     rows = [{"unit": u.to_json(), "index": i} for i, u in enumerate(plan.units)]
@@ -237,13 +238,10 @@ def _dataset(
     ds = ds.map_batches(split_dropped, fn_args=sink, batch_format="pyarrow", batch_size=None)
 
     dedup_stats = DedupStats()
-    dedup = optional_stage("mindvl.data_engine.dedup", "dedup_dataset")
     spec = recipe.dedup
     wants_dedup = spec.exact or spec.near.enabled or bool(spec.decontaminate)
     if not wants_dedup:
         stages["dedup"] = "skipped: disabled in the recipe"
-    elif dedup is None:
-        stages["dedup"] = "skipped: mindvl.data_engine.dedup is not installed"
     else:
         # dedup materialises its input anyway; first make sure it never sees a key twice
         ds = ds.materialize()
@@ -254,18 +252,15 @@ def _dataset(
                 mark_listed, fn_args=(losers, formats), batch_format="pyarrow", batch_size=None
             )
         evals = eval_fingerprints(plan.eval_units) if spec.decontaminate else None
-        ds, dedup_stats = dedup(ds, spec, evals)
+        ds, dedup_stats = dedup_dataset(ds, spec, evals)
         ds = ds.map_batches(count_stage, fn_args=(actor, "dedup"), batch_format="pyarrow",
                             batch_size=None)  # fmt: skip
         stages["dedup"] = "ran"
 
-    caption = optional_stage("mindvl.data_engine.caption", "caption_dataset")
     if not recipe.caption.enabled:
         stages["caption"] = "skipped: disabled in the recipe"
-    elif caption is None:
-        stages["caption"] = "skipped: mindvl.data_engine.caption is not installed"
     else:
-        ds = caption(ds, recipe.caption, str(work / "caption"))
+        ds = caption_dataset(ds, recipe.caption, str(work / "caption"))
         ds = ds.map_batches(count_stage, fn_args=(actor, "caption"), batch_format="pyarrow",
                             batch_size=None)  # fmt: skip
         stages["caption"] = "ran"

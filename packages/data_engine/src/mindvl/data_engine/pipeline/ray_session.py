@@ -94,7 +94,7 @@ def start_embedded(start, attempts: int = 3) -> None:
     ``attempts`` times in all, then reported in one line."""
     import ray
 
-    from mindvl.data_engine.build.ray_guard import TOKEN_ENV, start_guard, sweep
+    from mindvl.data_engine.pipeline.ray_guard import TOKEN_ENV, start_guard, sweep
 
     token = secrets.token_hex(8)
     start_guard(token)

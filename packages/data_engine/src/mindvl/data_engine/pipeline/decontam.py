@@ -26,5 +26,5 @@ def eval_units(spec: DedupSpec) -> list[Any]:
 def eval_fingerprints(units: list[Any]) -> list[Any]:
     from mindvl.data_engine.ops.image_decode import eval_hashes_from_images
 
-    images = (im for u in units for c in read_unit(u) if not c.dropped for im in c.images)
+    images = (im.data for u in units for c in read_unit(u) if not c.dropped for im in c.images)
     return eval_hashes_from_images(images)

@@ -13,10 +13,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mindvl.data_engine.build.duplicate_keys import read_order
-from mindvl.data_engine.build.parts import write_part
-from mindvl.data_engine.build.progress import send
-from mindvl.data_engine.build.rows import conform, from_table, to_table
+from mindvl.data_engine.pipeline.duplicate_keys import read_order
+from mindvl.data_engine.pipeline.parts import write_part
+from mindvl.data_engine.pipeline.progress import send
+from mindvl.data_engine.pipeline.rows import conform, from_table, to_table
 from mindvl.data_engine.readers import read_unit
 from mindvl.data_engine.readers.base import ReadUnit
 
