@@ -38,6 +38,8 @@ from mindvl.trainer.data.stream import StageData, StreamSettings
 from mindvl.trainer.device.expert_parallel import full_state_options, gather_expert_state
 from mindvl.trainer.device.mesh import build_mesh, model_facts, resolve
 from mindvl.trainer.device.parallel import clip_gradients, no_grad_sync, parallelize
+from mindvl.trainer.device.pipeline import Pipeline, split_model
+from mindvl.trainer.device.pipeline_state import gather_full_state, is_stage
 from mindvl.trainer.metrics import MetricsWriter
 from mindvl.trainer.model.moe import parameter_counts
 from mindvl.trainer.moe_training import MoETraining
@@ -118,8 +120,11 @@ def save_model_fn(core, wrapped, rt: Runtime, sharded: bool, tokenizer_dir, infe
 
             from mindvl.trainer.model import MindVL
 
-            full = get_model_state_dict(wrapped, options=full_state_options(wrapped))
-            full = gather_expert_state(wrapped, full)  # expert parallelism: join the slices
+            if is_stage(wrapped):  # pipeline parallelism: every stage's part, on rank 0
+                full = gather_full_state(wrapped)
+            else:
+                full = get_model_state_dict(wrapped, options=full_state_options(wrapped))
+                full = gather_expert_state(wrapped, full)  # expert parallelism: join slices
             if rt.rank == 0:
                 plain = MindVL.from_config(core.config)
                 plain.load_state_dict(full)
@@ -174,11 +179,17 @@ def _run(cfg: StageConfig, out: Path, resume: bool, config_text: str, rt: Runtim
     dp_cp_group = mesh["dp_cp"] if mesh is not None else None
     # bf16: FSDP2 casts parameters itself (its compute dtype); otherwise autocast
     param_dtype = cfg.precision if dims.sharded else "fp32"
-    model = parallelize(core, dims, mesh, rt.device, param_dtype) if mesh is not None else core
+    target = core
+    if dims.pp > 1:  # this rank's pipeline stage of the model
+        target = split_model(core, dims, mesh, cfg.parallel.pp_layers)
+    model = parallelize(target, dims, mesh, rt.device, param_dtype) if mesh is not None else core
     autocast_bf16 = cfg.precision == "bf16" and not dims.sharded
     optimizer = make_optimizer(model, cfg)
     check_optimizer_covers(model, optimizer)
     micro = cfg.micro_batches(dims.dp)
+    pipe = None
+    if dims.pp > 1:
+        pipe = Pipeline(model, mesh, rt.device, cfg.parallel.pp_schedule, micro)
     total_tokens = data.manifest.total_image_tokens + data.manifest.total_text_tokens
     total = cfg.total_steps(total_tokens)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, total))
@@ -227,7 +238,12 @@ def _run(cfg: StageConfig, out: Path, resume: bool, config_text: str, rt: Runtim
             grad_ranks = dims.dp * dims.cp
             scale = grad_ranks / n_loss
             loss_sum = 0.0
-            for i, b in enumerate(packs):
+            if pipe is not None:  # the schedule runs forward and backward of all rows
+                result = pipe.step(packs, scale, moe, grad_ranks / n_real)
+                loss_sum = result.loss_sum
+                for router in result.routers or []:
+                    moe.objective(router)  # the step's router statistics, for finish_step
+            for i, b in enumerate(packs if pipe is None else []):
                 with no_grad_sync(model, enabled=i < micro - 1):
                     with torch.autocast(rt.device.type, torch.bfloat16, enabled=autocast_bf16):
                         outp = model(b.to(rt.device))
@@ -236,7 +252,10 @@ def _run(cfg: StageConfig, out: Path, resume: bool, config_text: str, rt: Runtim
                         objective = objective + moe.objective(outp.router) * (grad_ranks / n_real)
                     objective.backward()  # backward outside autocast
                 loss_sum += float(outp.loss_sum.detach())
-            grad_norm = clip_gradients(model, cfg.optimizer.grad_clip, dims.ep > 1)
+            if pipe is not None:
+                grad_norm = pipe.clip_gradients(cfg.optimizer.grad_clip, dims.dp_replicate)
+            else:
+                grad_norm = clip_gradients(model, cfg.optimizer.grad_clip, dims.ep > 1)
             lr = scheduler.get_last_lr()[0]
             optimizer.step()
             scheduler.step()

@@ -80,6 +80,14 @@ class ParallelSpec(StrictModel):
     tp: int = Field(default=1, description="tensor parallelism (+ sequence parallelism)")
     cp: int = Field(default=1, description="context parallelism over packed rows")
     pp: int = Field(default=1, description="pipeline stages")
+    pp_schedule: Literal["1F1B", "GPipe"] = Field(
+        default="1F1B", description="torch.distributed.pipelining schedule (pp > 1)"
+    )
+    pp_layers: list[int] | None = Field(
+        default=None,
+        description="LLM decoder layers per pipeline stage (default: an even split, the"
+        " remainder on the later stages)",
+    )
     ep: int = Field(
         default=1,
         gt=0,

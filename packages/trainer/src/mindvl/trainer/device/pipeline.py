@@ -1,0 +1,225 @@
+"""Pipeline parallelism for MindVL with ``torch.distributed.pipelining``.
+
+The model is cut into ``parallel.pp`` stages (:mod:`mindvl.trainer.device.pipeline_stage`),
+one per rank of the mesh's ``pp`` axis; FSDP2 then shards each stage over ``dp_shard_cp``
+(torchtitan's order: pipeline outermost). A step's micro-batches are the step's packed rows
+(the loop's ``micro`` rows per data-parallel rank), stacked into (M, T) tensors that the
+schedule (``parallel.pp_schedule``: ``1F1B`` or ``GPipe``) chunks into M micro-batches of
+one row each. The images of a row are zero-padded to the step's largest row
+(patches) and image count, so they chunk the same way; the first stage cuts them back.
+
+**Loss.** The last stage returns each row's summed token cross-entropy (and MoE router
+sums); the schedule back-propagates ``loss_sum * scale`` with the loop's
+``scale = dp * cp / N`` (``scale_grads=False``: no extra division by the micro-batch
+count), so every parameter gets the 1-process gradient. The step's loss sum and router
+statistics are broadcast from the last stage over ``pp``, so rank 0 logs them.
+
+**Tied embeddings** (input embedding = LM head) live on the first and the last stage: their
+gradients are summed between the two after backward, so both copies take the same
+AdamW step, and the gradient norm counts them once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch.distributed.pipelining import PipelineStage
+
+from mindvl.common.errors import UserError
+from mindvl.trainer.device.mesh import ParallelDims
+from mindvl.trainer.device.pipeline_stage import MindVLStage, segment_ids, stage_layer_ranges
+from mindvl.trainer.model.moe_loss import RouterStats
+
+SCHEDULES = ("1F1B", "GPipe")
+
+
+def split_model(core, dims: ParallelDims, mesh, pp_layers: list[int] | None) -> MindVLStage:
+    """This rank's stage of ``core`` (cut in place: the other stages' parts are dropped)."""
+    if dims.ep > 1:
+        raise UserError("parallel.ep > 1 with pp > 1 is not available in this build")
+    n_layers = core.llm.config.num_hidden_layers
+    ranges = stage_layer_ranges(n_layers, dims.pp, pp_layers)
+    index = mesh["pp"].get_local_rank()
+    stage = MindVLStage(core, index, dims.pp, ranges[index])
+    stage.pp_group = mesh["pp"].get_group()  # full-state gathers (device/pipeline_state.py)
+    stage.pp_column_zero = not any(mesh.get_coordinate()[1:])
+    return stage
+
+
+class _HandshakeFixedStage(PipelineStage):
+    """``PipelineStage`` whose first neighbour handshake sends what the peer receives.
+
+    torch 2.9 sends an int64 scalar and receives into a float32 tensor there; NCCL lets
+    that pass, gloo aborts on the size mismatch (8 vs 4 bytes).
+    """
+
+    def _get_init_p2p_neighbors_ops(self):
+        ops = super()._get_init_p2p_neighbors_ops()
+        for op in ops:
+            if op.op is dist.isend:
+                op.tensor = op.tensor.reshape(1).float()
+        return ops
+
+
+@dataclass
+class StepResult:
+    loss_sum: float  # summed token cross-entropy of this rank's rows
+    routers: list[RouterStats] | None  # MoE: per micro-batch (detached, every rank)
+
+
+class Pipeline:
+    """This rank's stage under a schedule; ``step`` runs forward and backward of one step."""
+
+    def __init__(self, stage: MindVLStage, mesh, device, schedule: str, micro: int) -> None:
+        from torch.distributed.pipelining.schedules import (
+            PipelineScheduleSingle,
+            get_schedule_class,
+        )
+
+        self.module = stage  # FSDP2-wrapped by then
+        self.mesh, self.device, self.micro = mesh, device, micro
+        self.group = mesh["pp"].get_group()
+        self.first, self.last = stage.first, stage.last
+        self.last_rank = dist.get_global_rank(self.group, stage.num_stages - 1)
+        if micro < stage.num_stages:
+            raise UserError(
+                f"parallel.pp = {stage.num_stages} needs at least as many rows per step and"
+                f" data-parallel rank (tokens_per_step / seq_len / dp = {micro})"
+            )
+        cls = get_schedule_class(schedule) if schedule in SCHEDULES else None
+        if cls is None or not issubclass(cls, PipelineScheduleSingle):
+            raise UserError(
+                f"parallel.pp_schedule {schedule!r} is not available (choose from"
+                f" {', '.join(SCHEDULES)}; schedules with several stages per rank are not)"
+            )
+        pipe_stage = _HandshakeFixedStage(
+            stage, stage.index, stage.num_stages, device, group=self.group
+        )
+        self.schedule = cls(pipe_stage, micro, loss_fn=self._loss, scale_grads=False)
+        self.tied = _tied_weight(stage)
+        tied_config = stage.llm.config.tie_word_embeddings
+        self.tied_group = _first_last_group(mesh, stage.num_stages) if tied_config else None
+        self._scale, self._moe_scale, self._coefs = 1.0, 1.0, (0.0, 0.0)
+        self._outputs: list[tuple] = []
+
+    def _loss(self, output, target) -> torch.Tensor:
+        """The objective the schedule back-propagates for one row (last stage)."""
+        if isinstance(output, torch.Tensor):
+            self._outputs.append((output.detach(),))
+            return output * self._scale
+        loss_sum, aux_sum, z_sum, counts = output
+        self._outputs.append(tuple(t.detach() for t in output))
+        aux_coef, z_coef = self._coefs
+        router = (aux_coef * aux_sum + z_coef * z_sum) * self._moe_scale
+        # every received tensor must get a gradient back: counts through a zero weight
+        return loss_sum * self._scale + router + 0.0 * counts.sum()
+
+    def step(self, packs, scale: float, moe=None, moe_scale: float = 0.0) -> StepResult:
+        """Forward and backward of the step's rows ``packs`` (the loop's micro-batches)."""
+        self._scale, self._moe_scale = scale, moe_scale
+        self._coefs = (moe.aux_coef, moe.z_coef) if moe is not None else (0.0, 0.0)
+        self._outputs = []
+        inputs, kwargs = stack_rows(packs, self.device)
+        target = kwargs["labels"] if self.last else None
+        args = inputs if self.first else ()
+        self.schedule.step(*args, target=target, **kwargs)
+        self._sync_tied_grads()
+        return self._broadcast(moe)
+
+    def _broadcast(self, moe) -> StepResult:
+        n_layers, n_exp = (len(moe.layout.layers), moe.layout.num_experts) if moe else (0, 0)
+        width = 1 + (2 + n_layers * n_exp if moe else 0)
+        flat = torch.zeros(self.micro, width, dtype=torch.float64)
+        if self.last:
+            for i, out in enumerate(self._outputs):
+                parts = [out[0].reshape(1)] + [t.reshape(-1) for t in out[1:]]
+                flat[i] = torch.cat(parts).double().cpu()
+        flat = flat.to(self.device)
+        dist.broadcast(flat, src=self.last_rank, group=self.group)
+        flat = flat.cpu()
+        routers = None
+        if moe:
+            routers = [
+                RouterStats(
+                    aux_sum=row[1].float(),
+                    z_sum=row[2].float(),
+                    tokens=0,
+                    expert_counts=row[3:].reshape(n_layers, n_exp).float(),
+                )
+                for row in flat
+            ]
+        return StepResult(float(flat[:, 0].sum()), routers)
+
+    def _sync_tied_grads(self) -> None:
+        if self.tied is None or self.tied.grad is None:
+            return
+        grad = self.tied.grad
+        local = grad.to_local() if hasattr(grad, "to_local") else grad
+        dist.all_reduce(local, group=self.tied_group)
+
+    def clip_gradients(self, max_norm: float | None, dp_replicate: int) -> float:
+        """Global gradient norm over all stages and shards (tied weights once); clips."""
+        params = [p for p in self.module.parameters() if p.grad is not None]
+        local = [p.grad.to_local() if hasattr(p.grad, "to_local") else p.grad for p in params]
+        counted = [
+            g for p, g in zip(params, local, strict=True) if not (self.last and p is self.tied)
+        ]
+        sq = torch.zeros((), dtype=torch.float32, device=self.device)
+        if counted:
+            sq = torch.stack([g.detach().float().pow(2).sum() for g in counted]).sum()
+        dist.all_reduce(sq)  # each shard of each stage once per data-parallel replica
+        norm = float((sq / dp_replicate).sqrt())
+        coef = min(max_norm / (norm + 1e-6), 1.0) if max_norm else 1.0
+        if coef < 1.0:  # torch's clip_grad_norm_ rule
+            for g in local:
+                g.mul_(coef)
+        return norm
+
+
+def stack_rows(packs, device) -> tuple[tuple, dict]:
+    """The step's rows as the first stage's inputs and every stage's per-token kwargs."""
+    total = packs[0].input_ids.shape[-1]
+    if any(b.input_ids.shape[-1] != total for b in packs):
+        raise ValueError("pipeline micro-batches need rows of one length (seq_len)")
+    rows = lambda name: torch.cat([getattr(b, name) for b in packs]).to(device)  # noqa: E731
+    grids = [b.image_grid_thw if b.image_grid_thw is not None else None for b in packs]
+    n_img = max((len(g) for g in grids if g is not None), default=0)
+    n_patch = max((len(b.pixel_values) for b in packs if b.pixel_values is not None), default=0)
+    dim = next((b.pixel_values.shape[-1] for b in packs if b.pixel_values is not None), 1)
+    grid = torch.zeros(len(packs), n_img, 3, dtype=torch.long)
+    pixels = torch.zeros(len(packs), n_patch, dim)
+    for i, b in enumerate(packs):
+        if b.image_grid_thw is not None and len(b.image_grid_thw):
+            grid[i, : len(b.image_grid_thw)] = b.image_grid_thw
+            pixels[i, : len(b.pixel_values)] = b.pixel_values
+    kwargs = {
+        "position_ids": rows("position_ids"),
+        "segment_ids": torch.stack([segment_ids(b.cu_seqlens, total) for b in packs]).to(device),
+        "labels": rows("labels"),
+    }
+    return (rows("input_ids"), pixels.to(device), grid.to(device)), kwargs
+
+
+def _tied_weight(stage: MindVLStage):
+    """The input embedding / LM head weight when tied and held by this (first or last) stage."""
+    if not stage.llm.config.tie_word_embeddings:
+        return None
+    if stage.first:
+        return stage.llm.get_decoder().embed_tokens.weight
+    if stage.last:
+        return stage.llm.lm_head.weight
+    return None
+
+
+def _first_last_group(mesh, pp: int):
+    """The process group of this rank's first and last pipeline stage (tied embeddings)."""
+    columns = mesh.mesh.reshape(pp, -1).T.tolist()
+    me = dist.get_rank()
+    mine = None
+    for col in columns:  # every rank creates every group, in the same order
+        group = dist.new_group([col[0], col[-1]]) if pp > 2 else None
+        if me in col:
+            mine = group
+    return mine if pp > 2 else mesh["pp"].get_group()

@@ -1,0 +1,80 @@
+"""Full (unsharded) model and optimizer state under pipeline parallelism.
+
+Each rank holds one stage, so the full state is the union of the stages' states. Every
+rank gathers its stage's full state over its data-parallel shards; the ranks of global
+rank 0's ``pp`` column then send theirs to rank 0 (``gather_object``), which joins them
+under the whole model's names. A tied input embedding / LM head lives on the first and the
+last stage; the joined optimizer state keeps it once, under the input embedding's name, as
+the 1-process state does. Loading takes the stage's own entries back out of a full state.
+
+This keeps the existing full-state checkpoint format (weights via ``save_pretrained`` on
+rank 0); it costs one stage's full state in memory per rank.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+
+EMBED = "llm.model.embed_tokens.weight"
+HEAD = "llm.lm_head.weight"
+
+
+def is_stage(model) -> bool:
+    return hasattr(model, "pp_group")
+
+
+def _cpu(state):
+    return torch.utils._pytree.tree_map_only(torch.Tensor, lambda t: t.detach().cpu(), state)
+
+
+def _tied(model) -> bool:
+    return bool(model.llm.config.tie_word_embeddings)
+
+
+def gather_full_state(model, optimizer=None) -> dict:
+    """The whole model's (or optimizer's) full state on rank 0; ``{}`` on other ranks."""
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        get_model_state_dict,
+        get_optimizer_state_dict,
+    )
+
+    options = StateDictOptions(full_state_dict=True, cpu_offload=False)
+    if optimizer is None:
+        state = get_model_state_dict(model, options=options)
+    else:
+        state = get_optimizer_state_dict(model, optimizer, options=options)
+    if not model.pp_column_zero:
+        return {}
+    parts = [None] * dist.get_world_size(model.pp_group) if dist.get_rank() == 0 else None
+    dist.gather_object(_cpu(state), parts, dst=0, group=model.pp_group)
+    if dist.get_rank() != 0:
+        return {}
+    if optimizer is None:
+        return {k: v for part in parts for k, v in part.items()}
+    return _join_optimizer(parts, _tied(model))
+
+
+def _join_optimizer(parts: list[dict], tied: bool) -> dict:
+    state, groups = {}, [dict(g, params=[]) for g in parts[0]["param_groups"]]
+    for part in parts:
+        for key, value in part["state"].items():
+            if not (tied and key == HEAD):
+                state[key] = value
+        for joined, group in zip(groups, part["param_groups"], strict=True):
+            joined["params"] += [p for p in group["params"] if not (tied and p == HEAD)]
+    return {"state": state, "param_groups": groups}
+
+
+def stage_optimizer_state(model, full: dict) -> dict:
+    """This stage's entries of a full optimizer state (names of its own parameters)."""
+    own = {name for name, _ in model.named_parameters()}
+    alias = {HEAD: EMBED} if _tied(model) and HEAD in own and EMBED not in own else {}
+    state = {k: full["state"][alias.get(k, k)] for k in own if alias.get(k, k) in full["state"]}
+    groups = []
+    for group in full["param_groups"]:
+        names = [p for p in group["params"] if p in own]
+        names += [h for h, e in alias.items() if e in group["params"]]
+        groups.append(dict(group, params=names))
+    return {"state": state, "param_groups": groups}

@@ -1,0 +1,93 @@
+"""Pipeline parallelism on gloo: PP=2 (2 ranks) trains like one process (fp32, 3 steps:
+losses, grad norms, final weights), for a dense LLM with tied embeddings and for an MoE LLM
+whose router losses span both stages; stage splits and bad layouts fail in one line."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from dist_helpers import spawn
+
+from mindvl.common.errors import UserError
+from mindvl.trainer.data.synth_shards import train_test_tokenizer, write_stage
+from mindvl.trainer.device.pipeline_stage import cu_seqlens_of, segment_ids, stage_layer_ranges
+from mindvl.trainer.loop import run_stage
+from mindvl.trainer.model import MindVL
+from mindvl.trainer.stage_config import StageConfig
+
+DENSE = ("loss", "grad_norm")
+MOE = ("loss", "ce_loss", "aux_loss", "z_loss", "grad_norm")
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    d = tmp_path_factory.mktemp("pp")
+    tok = train_test_tokenizer(d / "tok")
+    write_stage(d / "stage", tok, n_samples=48, n_shards=4, long_tail=60)
+    return StageConfig.model_validate(
+        {
+            "name": "pp",
+            "data": {"manifest": str(d / "stage"), "streams": 4},
+            "seq_len": 256,
+            "tokens_per_step": 1024,
+            "steps": 3,
+            "init": {"config": "tiny"},
+            "optimizer": {"lr": 0.003, "grad_clip": 0.5},
+            "threads": 1,
+            "device": "cpu",
+            "packing": {"buffer_size": 8, "vit_patch_budget": 2048},
+        }
+    )
+
+
+def assert_same_run(single, rows, one_dir, other_dir, parts) -> None:
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    for a, b in zip(single, rows, strict=True):
+        assert b["loss_tokens"] == a["loss_tokens"] and b["vit_tokens"] == a["vit_tokens"]
+        for key in parts:
+            assert b[key] == pytest.approx(a[key], rel=1e-5, abs=1e-6), key
+        for key in (k for k in a if k.startswith("experts_l")):  # load of every MoE layer
+            assert b[key] == pytest.approx(a[key], abs=1e-6), key
+    assert single[0]["loss"] != pytest.approx(single[-1]["loss"], abs=1e-3)  # it does train
+    final = MindVL.from_pretrained(other_dir / "model").state_dict()
+    ref = MindVL.from_pretrained(one_dir / "model").state_dict()
+    assert final.keys() == ref.keys()
+    for k in final:  # every stage's weights gathered back to rank 0
+        torch.testing.assert_close(final[k], ref[k], atol=2e-5, rtol=1e-4, msg=k)
+
+
+@pytest.mark.parametrize(
+    ("model", "moe", "schedule"),
+    [
+        ("tiny", None, "1F1B"),
+        ("tiny_qwen3_moe", {"aux_loss_coef": 0.05, "z_loss_coef": 0.01}, "GPipe"),
+    ],
+)
+def test_pp2_matches_one_process(tmp_path, base, model, moe, schedule):
+    data = {**base.model_dump(), "init": {"config": model}}
+    if moe is not None:
+        data["moe"] = moe
+    cfg = StageConfig.model_validate(data)
+    single = run_stage(cfg, tmp_path / "one")
+    pp = StageConfig.model_validate({**data, "parallel": {"pp": 2, "pp_schedule": schedule}})
+    rows = spawn(pp, tmp_path / "pp2", 2)
+    assert_same_run(single, rows, tmp_path / "one", tmp_path / "pp2", MOE if moe else DENSE)
+
+
+def test_stage_split_and_row_segments():
+    assert stage_layer_ranges(5, 2, None) == [range(0, 2), range(2, 5)]
+    assert stage_layer_ranges(4, 2, [1, 3]) == [range(0, 1), range(1, 4)]
+    for bad in ([2, 2, 0], [1, 2]):
+        with pytest.raises(UserError, match="parallel.pp_layers") as err:
+            stage_layer_ranges(4, len(bad) if len(bad) == 3 else 2, bad)
+        assert "\n" not in str(err.value)
+    seg = segment_ids([0, 3, 5], 8)
+    assert seg.tolist() == [0, 0, 0, 1, 1, -1, -1, -1]
+    assert cu_seqlens_of(seg[None]) == [0, 3, 5]
+
+
+def test_pp_layouts_fail_before_any_work(tmp_path, base):
+    too_few = StageConfig.model_validate({**base.model_dump(), "parallel": {"pp": 4}})
+    with pytest.raises(Exception, match="need at least 4 LLM layers"):
+        spawn(too_few, tmp_path / "bad", 4)
+    assert not (tmp_path / "bad" / "metrics.jsonl").exists()
