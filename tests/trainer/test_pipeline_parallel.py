@@ -1,8 +1,11 @@
 """Pipeline parallelism on gloo: PP=2 (2 ranks) trains like one process (fp32, 3 steps:
 losses, grad norms, final weights), for a dense LLM with tied embeddings and for an MoE LLM
-whose router losses span both stages; stage splits and bad layouts fail in one line."""
+whose router losses span both stages, PP=2 x FSDP=2 on 4 ranks likewise, and resume exactly from a checkpoint written under
+PP=2; stage splits and bad layouts fail in one line."""
 
 from __future__ import annotations
+
+import shutil
 
 import pytest
 import torch
@@ -69,9 +72,24 @@ def test_pp2_matches_one_process(tmp_path, base, model, moe, schedule):
         data["moe"] = moe
     cfg = StageConfig.model_validate(data)
     single = run_stage(cfg, tmp_path / "one")
-    pp = StageConfig.model_validate({**data, "parallel": {"pp": 2, "pp_schedule": schedule}})
+    layout = {"pp": 2, "pp_schedule": schedule}
+    pp = StageConfig.model_validate({**data, "parallel": layout, "checkpoint_every": 2})
     rows = spawn(pp, tmp_path / "pp2", 2)
-    assert_same_run(single, rows, tmp_path / "one", tmp_path / "pp2", MOE if moe else DENSE)
+    parts = MOE if moe else DENSE
+    assert_same_run(single, rows, tmp_path / "one", tmp_path / "pp2", parts)
+    # resume both stages from step 2: step 3 repeats exactly (stage optimizer states)
+    shutil.rmtree(tmp_path / "pp2" / "checkpoints" / "step-00000003")
+    again = spawn(pp, tmp_path / "pp2", 2, resume=True)
+    assert [again[2][k] for k in parts] == [rows[2][k] for k in parts]
+
+
+def test_pp2_times_fsdp2_on_four_ranks_matches_one_process(tmp_path, base):
+    single = run_stage(base, tmp_path / "one")
+    cfg = StageConfig.model_validate(
+        {**base.model_dump(), "parallel": {"pp": 2, "dp_shard": 2}}
+    )  # fmt: skip
+    rows = spawn(cfg, tmp_path / "pp2x2", 4)
+    assert_same_run(single, rows, tmp_path / "one", tmp_path / "pp2x2", DENSE)
 
 
 def test_stage_split_and_row_segments():
