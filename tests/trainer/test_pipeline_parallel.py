@@ -1,6 +1,7 @@
 """Pipeline parallelism on gloo: PP=2 (2 ranks) trains like one process (fp32, 3 steps:
-losses, grad norms, final weights), for a dense LLM with tied embeddings and for an MoE LLM
-whose router losses span both stages, PP=2 x FSDP=2 on 4 ranks likewise, and resume exactly from a checkpoint written under
+losses, grad norms, final weights), for a dense LLM with tied embeddings (1F1B; and
+Interleaved1F1B with 2 stages per rank) and for an MoE LLM whose router losses span both
+stages (GPipe), PP=2 x FSDP=2 on 4 ranks likewise, and resume exactly from a checkpoint written under
 PP=2; stage splits and bad layouts fail in one line."""
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ import torch
 from dist_helpers import spawn
 
 from mindvl.common.errors import UserError
+from mindvl.trainer.data.stream import StageData
 from mindvl.trainer.data.synth_shards import train_test_tokenizer, write_stage
 from mindvl.trainer.device.pipeline_stage import cu_seqlens_of, segment_ids, stage_layer_ranges
 from mindvl.trainer.loop import run_stage
 from mindvl.trainer.model import MindVL
+from mindvl.trainer.model.tiny import tiny_config
 from mindvl.trainer.stage_config import StageConfig
 
 DENSE = ("loss", "grad_norm")
@@ -59,20 +62,30 @@ def assert_same_run(single, rows, one_dir, other_dir, parts) -> None:
         torch.testing.assert_close(final[k], ref[k], atol=2e-5, rtol=1e-4, msg=k)
 
 
+def four_layer_tiny(cfg: StageConfig) -> dict:
+    """The tiny preset with a 4-layer LLM (2 ranks x 2 virtual stages)."""
+    data = StageData.open(cfg.data.manifest, cfg.data.tokenizer, verify=False)
+    eos = data.tokenizer.hf.convert_tokens_to_ids("<|endoftext|>")
+    config = tiny_config(len(data.tokenizer.hf), data.tokenizer.image_pad_id, eos_token_id=eos)
+    return config.model_copy(update={"llm": {**config.llm, "num_hidden_layers": 4}}).model_dump()
+
+
 @pytest.mark.parametrize(
-    ("model", "moe", "schedule"),
+    ("model", "moe", "layout"),
     [
-        ("tiny", None, "1F1B"),
-        ("tiny_qwen3_moe", {"aux_loss_coef": 0.05, "z_loss_coef": 0.01}, "GPipe"),
+        ("tiny", None, {"pp_schedule": "1F1B"}),
+        ("tiny_qwen3_moe", {"aux_loss_coef": 0.05, "z_loss_coef": 0.01}, {"pp_schedule": "GPipe"}),
+        ("tiny4", None, {"pp_schedule": "Interleaved1F1B", "pp_stages_per_rank": 2}),
     ],
 )
-def test_pp2_matches_one_process(tmp_path, base, model, moe, schedule):
-    data = {**base.model_dump(), "init": {"config": model}}
+def test_pp2_matches_one_process(tmp_path, base, model, moe, layout):
+    init = four_layer_tiny(base) if model == "tiny4" else model
+    data = {**base.model_dump(), "init": {"config": init}}
     if moe is not None:
         data["moe"] = moe
     cfg = StageConfig.model_validate(data)
     single = run_stage(cfg, tmp_path / "one")
-    layout = {"pp": 2, "pp_schedule": schedule}
+    layout = {"pp": 2, **layout}
     pp = StageConfig.model_validate({**data, "parallel": layout, "checkpoint_every": 2})
     rows = spawn(pp, tmp_path / "pp2", 2)
     parts = MOE if moe else DENSE
@@ -99,6 +112,8 @@ def test_stage_split_and_row_segments():
         with pytest.raises(UserError, match="parallel.pp_layers") as err:
             stage_layer_ranges(4, len(bad) if len(bad) == 3 else 2, bad)
         assert "\n" not in str(err.value)
+    with pytest.raises(UserError, match="4 pipeline stages need at least 4 LLM layers"):
+        stage_layer_ranges(2, 4, None)
     seg = segment_ids([0, 3, 5], 8)
     assert seg.tolist() == [0, 0, 0, 1, 1, -1, -1, -1]
     assert cu_seqlens_of(seg[None]) == [0, 3, 5]
@@ -109,3 +124,8 @@ def test_pp_layouts_fail_before_any_work(tmp_path, base):
     with pytest.raises(Exception, match="need at least 4 LLM layers"):
         spawn(too_few, tmp_path / "bad", 4)
     assert not (tmp_path / "bad" / "metrics.jsonl").exists()
+    one_stage_each = {"pp": 2, "pp_schedule": "Interleaved1F1B"}
+    cfg = StageConfig.model_validate({**base.model_dump(), "parallel": one_stage_each})
+    with pytest.raises(Exception, match="Interleaved1F1B needs pp_stages_per_rank >= 2"):
+        spawn(cfg, tmp_path / "bad2", 2)
+    assert not (tmp_path / "bad2" / "metrics.jsonl").exists()

@@ -38,7 +38,7 @@ from mindvl.trainer.data.stream import StageData, StreamSettings
 from mindvl.trainer.device.expert_parallel import full_state_options, gather_expert_state
 from mindvl.trainer.device.mesh import build_mesh, model_facts, resolve
 from mindvl.trainer.device.parallel import clip_gradients, no_grad_sync, parallelize
-from mindvl.trainer.device.pipeline import Pipeline, split_model
+from mindvl.trainer.device.pipeline import Pipeline, split_model, stages_of
 from mindvl.trainer.device.pipeline_state import gather_full_state, is_stage
 from mindvl.trainer.metrics import MetricsWriter
 from mindvl.trainer.model.moe import parameter_counts
@@ -179,10 +179,12 @@ def _run(cfg: StageConfig, out: Path, resume: bool, config_text: str, rt: Runtim
     dp_cp_group = mesh["dp_cp"] if mesh is not None else None
     # bf16: FSDP2 casts parameters itself (its compute dtype); otherwise autocast
     param_dtype = cfg.precision if dims.sharded else "fp32"
-    target = core
-    if dims.pp > 1:  # this rank's pipeline stage of the model
-        target = split_model(core, dims, mesh, cfg.parallel.pp_layers)
-    model = parallelize(target, dims, mesh, rt.device, param_dtype) if mesh is not None else core
+    if dims.pp > 1:  # this rank's pipeline stage(s) of the model, each FSDP2-sharded
+        model = split_model(core, dims, mesh, cfg.parallel)
+        for stage in stages_of(model):
+            parallelize(stage, dims, mesh, rt.device, param_dtype)
+    else:
+        model = parallelize(core, dims, mesh, rt.device, param_dtype) if mesh is not None else core
     autocast_bf16 = cfg.precision == "bf16" and not dims.sharded
     optimizer = make_optimizer(model, cfg)
     check_optimizer_covers(model, optimizer)

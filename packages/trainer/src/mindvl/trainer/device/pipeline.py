@@ -25,27 +25,63 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from torch import nn
 from torch.distributed.pipelining import PipelineStage
 
 from mindvl.common.errors import UserError
 from mindvl.trainer.device.mesh import ParallelDims
-from mindvl.trainer.device.pipeline_stage import MindVLStage, segment_ids, stage_layer_ranges
+from mindvl.trainer.device.pipeline_stage import (
+    MindVLStage,
+    model_shell,
+    segment_ids,
+    stage_layer_ranges,
+)
 from mindvl.trainer.model.moe_loss import RouterStats
 
-SCHEDULES = ("1F1B", "GPipe")
+SCHEDULES = ("1F1B", "GPipe", "Interleaved1F1B", "LoopedBFS")
+SINGLE = ("1F1B", "GPipe")  # one stage per rank; the others loop over several
 
 
-def split_model(core, dims: ParallelDims, mesh, pp_layers: list[int] | None) -> MindVLStage:
-    """This rank's stage of ``core`` (cut in place: the other stages' parts are dropped)."""
+class LocalStages(nn.Module):
+    """This rank's stages when it holds several (``parallel.pp_stages_per_rank``)."""
+
+    def __init__(self, stages: list[MindVLStage]) -> None:
+        super().__init__()
+        self.stages = nn.ModuleList(stages)
+
+
+def stages_of(model) -> list[MindVLStage]:
+    return list(model.stages) if isinstance(model, LocalStages) else [model]
+
+
+def split_model(core, dims: ParallelDims, mesh, spec):
+    """This rank's stage(s) of ``core``, FSDP2-sharded; ``spec`` is the ParallelSpec.
+
+    Rank ``r`` of the ``pp`` axis holds stages ``r, r + pp, ...`` (torch's loop order).
+    What the rank does not hold is dropped from ``core``.
+    """
     if dims.ep > 1:
         raise UserError("parallel.ep > 1 with pp > 1 is not available in this build")
-    n_layers = core.llm.config.num_hidden_layers
-    ranges = stage_layer_ranges(n_layers, dims.pp, pp_layers)
-    index = mesh["pp"].get_local_rank()
-    stage = MindVLStage(core, index, dims.pp, ranges[index])
-    stage.pp_group = mesh["pp"].get_group()  # full-state gathers (device/pipeline_state.py)
-    stage.pp_column_zero = not any(mesh.get_coordinate()[1:])
-    return stage
+    per_rank = spec.pp_stages_per_rank
+    if (spec.pp_schedule in SINGLE) != (per_rank == 1):
+        raise UserError(
+            f"parallel.pp_schedule {spec.pp_schedule} needs pp_stages_per_rank"
+            f" {'1' if spec.pp_schedule in SINGLE else '>= 2'} (got {per_rank})"
+        )
+    n_stages = dims.pp * per_rank
+    ranges = stage_layer_ranges(core.llm.config.num_hidden_layers, n_stages, spec.pp_layers)
+    rank = mesh["pp"].get_local_rank()
+    local = [rank + k * dims.pp for k in range(per_rank)]
+    if per_rank == 1:
+        stages = [MindVLStage(core, rank, n_stages, ranges[rank])]
+    else:
+        stages = [MindVLStage(model_shell(core), i, n_stages, ranges[i]) for i in local]
+        core.vision = core.projector = None  # the stages hold what this rank keeps
+        core.llm.get_decoder().layers = nn.ModuleList()
+    model = stages[0] if per_rank == 1 else LocalStages(stages)
+    model.pp_group = mesh["pp"].get_group()  # full-state gathers (device/pipeline_state.py)
+    model.pp_column_zero = not any(mesh.get_coordinate()[1:])
+    return model
 
 
 class _HandshakeFixedStage(PipelineStage):
@@ -72,35 +108,41 @@ class StepResult:
 class Pipeline:
     """This rank's stage under a schedule; ``step`` runs forward and backward of one step."""
 
-    def __init__(self, stage: MindVLStage, mesh, device, schedule: str, micro: int) -> None:
-        from torch.distributed.pipelining.schedules import (
-            PipelineScheduleSingle,
-            get_schedule_class,
-        )
+    def __init__(self, model, mesh, device, schedule: str, micro: int) -> None:
+        from torch.distributed.pipelining.schedules import get_schedule_class
 
-        self.module = stage  # FSDP2-wrapped by then
+        self.module = model  # the stage (or LocalStages), FSDP2-wrapped by then
+        stages = stages_of(model)
+        n_stages = stages[0].num_stages
         self.mesh, self.device, self.micro = mesh, device, micro
         self.group = mesh["pp"].get_group()
-        self.first, self.last = stage.first, stage.last
-        self.last_rank = dist.get_global_rank(self.group, stage.num_stages - 1)
-        if micro < stage.num_stages:
+        pp = dist.get_world_size(self.group)
+        self.first = any(s.first for s in stages)
+        self.last = any(s.last for s in stages)
+        self.last_rank = dist.get_global_rank(self.group, (n_stages - 1) % pp)
+        if micro < pp:
             raise UserError(
-                f"parallel.pp = {stage.num_stages} needs at least as many rows per step and"
+                f"parallel.pp = {pp} needs at least as many rows per step and"
                 f" data-parallel rank (tokens_per_step / seq_len / dp = {micro})"
             )
-        cls = get_schedule_class(schedule) if schedule in SCHEDULES else None
-        if cls is None or not issubclass(cls, PipelineScheduleSingle):
+        if schedule not in SCHEDULES:
             raise UserError(
-                f"parallel.pp_schedule {schedule!r} is not available (choose from"
-                f" {', '.join(SCHEDULES)}; schedules with several stages per rank are not)"
+                f"parallel.pp_schedule {schedule!r} is not available ({', '.join(SCHEDULES)})"
             )
-        pipe_stage = _HandshakeFixedStage(
-            stage, stage.index, stage.num_stages, device, group=self.group
-        )
-        self.schedule = cls(pipe_stage, micro, loss_fn=self._loss, scale_grads=False)
-        self.tied = _tied_weight(stage)
-        tied_config = stage.llm.config.tie_word_embeddings
-        self.tied_group = _first_last_group(mesh, stage.num_stages) if tied_config else None
+        pipe = [
+            _HandshakeFixedStage(s, s.index, n_stages, device, group=self.group) for s in stages
+        ]
+        cls = get_schedule_class(schedule)
+        try:
+            self.schedule = cls(
+                pipe[0] if schedule in SINGLE else pipe, micro, loss_fn=self._loss,
+                scale_grads=False,
+            )  # fmt: skip
+        except ValueError as err:  # torch's micro-batch rules of the schedule
+            raise UserError(f"parallel.pp_schedule {schedule}: {err}") from None
+        self.tied = _tied_weight(stages)
+        tied_config = stages[0].llm.config.tie_word_embeddings
+        self.tied_group = _first_last_group(mesh, pp) if tied_config else None
         self._scale, self._moe_scale, self._coefs = 1.0, 1.0, (0.0, 0.0)
         self._outputs: list[tuple] = []
 
@@ -202,14 +244,15 @@ def stack_rows(packs, device) -> tuple[tuple, dict]:
     return (rows("input_ids"), pixels.to(device), grid.to(device)), kwargs
 
 
-def _tied_weight(stage: MindVLStage):
-    """The input embedding / LM head weight when tied and held by this (first or last) stage."""
-    if not stage.llm.config.tie_word_embeddings:
+def _tied_weight(stages: list[MindVLStage]):
+    """The input embedding / LM head weight when tied and held here (first or last stage)."""
+    if not stages[0].llm.config.tie_word_embeddings:
         return None
-    if stage.first:
-        return stage.llm.get_decoder().embed_tokens.weight
-    if stage.last:
-        return stage.llm.lm_head.weight
+    for stage in stages:
+        if stage.first:
+            return stage.llm.get_decoder().embed_tokens.weight
+        if stage.last:
+            return stage.llm.lm_head.weight
     return None
 
 

@@ -36,6 +36,8 @@ def stage_layer_ranges(n_layers: int, pp: int, sizes: list[int] | None) -> list[
     """Decoder layers of each stage: ``sizes`` (parallel.pp_layers) or an even split with
     the remainder on the later stages (the first stage also runs the vision tower)."""
     if sizes is None:
+        if n_layers < pp:
+            raise UserError(f"{pp} pipeline stages need at least {pp} LLM layers (got {n_layers})")
         base, extra = divmod(n_layers, pp)
         sizes = [base + (1 if i >= pp - extra else 0) for i in range(pp)]
     elif len(sizes) != pp or sum(sizes) != n_layers or min(sizes) < 1:
@@ -73,8 +75,30 @@ def _kept_layers(layers: nn.ModuleList, kept: range) -> nn.ModuleList:
     return out
 
 
+def _own_children(module: nn.Module) -> nn.Module:
+    """A shallow copy of ``module`` whose child slots can be reassigned on their own."""
+    out = copy.copy(module)
+    out._modules = dict(module._modules)
+    return out
+
+
+def model_shell(core: nn.Module) -> nn.Module:
+    """A copy of ``core``'s module tree down to the decoder's children, sharing every layer,
+    the tower and every weight: stages cut from shells of one model share nothing but
+    what they hold (several stages per rank)."""
+    shell, llm = _own_children(core), _own_children(core.llm)
+    decoder = llm.get_decoder()
+    slot = next(name for name, child in llm.named_children() if child is decoder)
+    llm._modules[slot] = _own_children(decoder)
+    shell._modules["llm"] = llm
+    return shell
+
+
 class MindVLStage(nn.Module):
-    """A MindVL cut to stage ``index`` of ``num_stages``; ``forward`` runs one packed row."""
+    """A MindVL cut to stage ``index`` of ``num_stages``; ``forward`` runs one packed row.
+
+    ``core`` is cut in place (pass a :func:`model_shell` to keep the whole model).
+    """
 
     def __init__(self, core: nn.Module, index: int, num_stages: int, layers: range) -> None:
         super().__init__()
@@ -120,11 +144,11 @@ class MindVLStage(nn.Module):
             hidden, *carry = acts
         kwargs = core.attention_backend.llm_kwargs(cu, total, hidden.device)
         decoder = self.llm.get_decoder()
-        run = lambda h: (
-            decoder(  # noqa: E731
-                inputs_embeds=h, position_ids=position_ids, use_cache=False, **kwargs
-            ).last_hidden_state
-        )
+
+        def run(h):
+            out = decoder(inputs_embeds=h, position_ids=position_ids, use_cache=False, **kwargs)
+            return out.last_hidden_state
+
         if self.router is not None and self.router.rows:
             with core._router_tap.recording() as records:
                 hidden = run(hidden)

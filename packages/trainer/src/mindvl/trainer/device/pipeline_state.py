@@ -13,9 +13,12 @@ rank 0); it costs one stage's full state in memory per rank.
 
 from __future__ import annotations
 
+import re
+
 import torch
 import torch.distributed as dist
 
+LOCAL_PREFIX = re.compile(r"^stages\.\d+\.")  # LocalStages: several stages on one rank
 EMBED = "llm.model.embed_tokens.weight"
 HEAD = "llm.lm_head.weight"
 
@@ -29,7 +32,20 @@ def _cpu(state):
 
 
 def _tied(model) -> bool:
-    return bool(model.llm.config.tie_word_embeddings)
+    llm = model.stages[0].llm if hasattr(model, "stages") else model.llm
+    return bool(llm.config.tie_word_embeddings)
+
+
+def whole_name(local: str) -> str:
+    """A parameter's name in the whole model from its name in this rank's stage module."""
+    return LOCAL_PREFIX.sub("", local)
+
+
+def _whole_names(state: dict, optimizer: bool) -> dict:
+    if not optimizer:
+        return {whole_name(k): v for k, v in state.items()}
+    groups = [dict(g, params=[whole_name(p) for p in g["params"]]) for g in state["param_groups"]]
+    return {"state": {whole_name(k): v for k, v in state["state"].items()}, "param_groups": groups}
 
 
 def gather_full_state(model, optimizer=None) -> dict:
@@ -47,8 +63,9 @@ def gather_full_state(model, optimizer=None) -> dict:
         state = get_optimizer_state_dict(model, optimizer, options=options)
     if not model.pp_column_zero:
         return {}
+    state = _whole_names(_cpu(state), optimizer is not None)
     parts = [None] * dist.get_world_size(model.pp_group) if dist.get_rank() == 0 else None
-    dist.gather_object(_cpu(state), parts, dst=0, group=model.pp_group)
+    dist.gather_object(state, parts, dst=0, group=model.pp_group)
     if dist.get_rank() != 0:
         return {}
     if optimizer is None:
@@ -68,13 +85,19 @@ def _join_optimizer(parts: list[dict], tied: bool) -> dict:
 
 
 def stage_optimizer_state(model, full: dict) -> dict:
-    """This stage's entries of a full optimizer state (names of its own parameters)."""
-    own = {name for name, _ in model.named_parameters()}
-    alias = {HEAD: EMBED} if _tied(model) and HEAD in own and EMBED not in own else {}
-    state = {k: full["state"][alias.get(k, k)] for k in own if alias.get(k, k) in full["state"]}
+    """This rank's entries of a full optimizer state, under its stage modules' names."""
+    local = {whole_name(n): n for n, _ in model.named_parameters()}
+    # tied: the last stage's LM head is saved as the input embedding
+    head_only = _tied(model) and HEAD in local and EMBED not in local
+    source = {HEAD: EMBED} if head_only else {}
+    state = {
+        name: full["state"][source.get(whole, whole)]
+        for whole, name in local.items()
+        if source.get(whole, whole) in full["state"]
+    }
     groups = []
     for group in full["param_groups"]:
-        names = [p for p in group["params"] if p in own]
-        names += [h for h, e in alias.items() if e in group["params"]]
+        saved = set(group["params"])
+        names = [name for whole, name in local.items() if source.get(whole, whole) in saved]
         groups.append(dict(group, params=names))
     return {"state": state, "param_groups": groups}
