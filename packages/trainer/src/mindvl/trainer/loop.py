@@ -12,6 +12,10 @@ The logged loss is the all-reduced loss sum over ``N``. MoE LLMs add their route
 (:mod:`mindvl.trainer.moe_training`); ``loss`` is then the whole objective and
 ``ce_loss``/``aux_loss``/``z_loss`` its parts.
 
+Under pipeline parallelism (``parallel.pp``) a schedule runs the step's micro-batches
+through the stages and back-propagates the same scaled objective
+(:mod:`mindvl.trainer.device.pipeline`).
+
 The step's micro-batches come from the rank's logical data streams in round robin, so the
 global batch is a function of the data and ``data.streams`` only: 1 process with 2 streams
 and 2 micro-batches trains on the same global batch as 2 processes with 1 each.
@@ -187,7 +191,7 @@ def _run(cfg: StageConfig, out: Path, resume: bool, config_text: str, rt: Runtim
         model = parallelize(core, dims, mesh, rt.device, param_dtype) if mesh is not None else core
     autocast_bf16 = cfg.precision == "bf16" and not dims.sharded
     optimizer = make_optimizer(model, cfg)
-    check_optimizer_covers(model, optimizer)
+    check_optimizer_covers(model, optimizer, allow_none=dims.pp > 1)
     micro = cfg.micro_batches(dims.dp)
     pipe = None
     if dims.pp > 1:

@@ -1,11 +1,12 @@
 """Pipeline parallelism for MindVL with ``torch.distributed.pipelining``.
 
-The model is cut into ``parallel.pp`` stages (:mod:`mindvl.trainer.device.pipeline_stage`),
-one per rank of the mesh's ``pp`` axis; FSDP2 then shards each stage over ``dp_shard_cp``
-(torchtitan's order: pipeline outermost). A step's micro-batches are the step's packed rows
-(the loop's ``micro`` rows per data-parallel rank), stacked into (M, T) tensors that the
-schedule (``parallel.pp_schedule``: ``1F1B`` or ``GPipe``) chunks into M micro-batches of
-one row each. The images of a row are zero-padded to the step's largest row
+The model is cut into ``pp x pp_stages_per_rank`` stages
+(:mod:`mindvl.trainer.device.pipeline_stage`), rank ``r`` of the mesh's ``pp`` axis holding
+stages ``r, r + pp, ...``; FSDP2 then shards each stage over ``dp_shard_cp`` (torchtitan's
+order: pipeline outermost). A step's micro-batches are the step's packed rows (the loop's
+``micro`` rows per data-parallel rank), stacked into (M, T) tensors that the schedule
+(``parallel.pp_schedule``: ``1F1B``, ``GPipe``; with several stages per rank
+``Interleaved1F1B``, ``LoopedBFS``) chunks into M micro-batches of one row each. The images of a row are zero-padded to the step's largest row
 (patches) and image count, so they chunk the same way; the first stage cuts them back.
 
 **Loss.** The last stage returns each row's summed token cross-entropy (and MoE router
@@ -187,7 +188,7 @@ class Pipeline:
                 RouterStats(
                     aux_sum=row[1].float(),
                     z_sum=row[2].float(),
-                    tokens=0,
+                    tokens=0,  # not broadcast: MoETraining normalises by the step's count
                     expert_counts=row[3:].reshape(n_layers, n_exp).float(),
                 )
                 for row in flat
