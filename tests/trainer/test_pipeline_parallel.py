@@ -135,6 +135,8 @@ def test_pp_layouts_fail_before_any_work(tmp_path, base):
     with pytest.raises(Exception, match="need at least 4 LLM layers"):
         spawn(too_few, tmp_path / "bad", 4)
     assert not (tmp_path / "bad" / "metrics.jsonl").exists()
+    with pytest.raises(ValueError, match="pp_stages_per_rank and pp_layers need pp > 1"):
+        StageConfig.model_validate({**base.model_dump(), "parallel": {"pp_layers": [2]}})
     one_stage_each = {"pp": 2, "pp_schedule": "Interleaved1F1B"}
     cfg = StageConfig.model_validate({**base.model_dump(), "parallel": one_stage_each})
     with pytest.raises(Exception, match="Interleaved1F1B needs pp_stages_per_rank >= 2"):

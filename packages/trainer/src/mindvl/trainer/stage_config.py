@@ -100,6 +100,12 @@ class ParallelSpec(StrictModel):
         " over, borrowed from dp_shard (divides dp_shard and the expert count)",
     )
 
+    @model_validator(mode="after")
+    def _pipeline_keys_need_pp(self) -> ParallelSpec:
+        if self.pp == 1 and (self.pp_stages_per_rank != 1 or self.pp_layers is not None):
+            raise ValueError("pp_stages_per_rank and pp_layers need pp > 1")
+        return self
+
 
 class InitSpec(StrictModel):
     checkpoint: str | None = Field(
