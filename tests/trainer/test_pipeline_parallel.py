@@ -3,7 +3,7 @@ losses, grad norms, final weights), for a dense LLM with tied embeddings (1F1B; 
 Interleaved1F1B with 2 stages per rank) and for an MoE LLM whose router losses span both
 stages (GPipe), a warmup that trains only the projector (the last stage holds nothing
 trainable), PP=2 x FSDP=2 on 4 ranks likewise, and resume exactly from a checkpoint
-written under PP=2; stage splits and bad layouts fail in one line."""
+written under PP=2 (also by one process); stage splits and bad layouts fail in one line."""
 
 from __future__ import annotations
 
@@ -92,10 +92,21 @@ def test_pp2_matches_one_process(tmp_path, base, model, moe, layout):
     rows = spawn(pp, tmp_path / "pp2", 2)
     parts = MOE if moe else DENSE
     assert_same_run(single, rows, tmp_path / "one", tmp_path / "pp2", parts)
-    # resume both stages from step 2: step 3 repeats exactly (stage optimizer states)
+    # resume both stages from step 2: step 3 repeats exactly, and its update (which needs
+    # the stages' optimizer states back) gives the same final weights
+    first = MindVL.from_pretrained(tmp_path / "pp2" / "model").state_dict()
     shutil.rmtree(tmp_path / "pp2" / "checkpoints" / "step-00000003")
     again = spawn(pp, tmp_path / "pp2", 2, resume=True)
     assert [again[2][k] for k in parts] == [rows[2][k] for k in parts]
+    final = MindVL.from_pretrained(tmp_path / "pp2" / "model").state_dict()
+    assert all(torch.equal(final[k], first[k]) for k in first)
+    if model == "tiny":  # the same checkpoint resumed by one process: same final weights
+        shutil.copytree(tmp_path / "pp2", tmp_path / "cross")
+        shutil.rmtree(tmp_path / "cross" / "checkpoints" / "step-00000003")
+        run_stage(cfg, tmp_path / "cross", resume=True)
+        cross = MindVL.from_pretrained(tmp_path / "cross" / "model").state_dict()
+        for k in first:
+            torch.testing.assert_close(cross[k], first[k], atol=1e-6, rtol=1e-5, msg=k)
 
 
 def test_pp2_with_a_frozen_last_stage_trains_the_projector_like_one_process(tmp_path, base):
