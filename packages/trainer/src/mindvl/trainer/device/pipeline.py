@@ -227,8 +227,7 @@ def stack_rows(packs, device) -> tuple[tuple, dict]:
     if any(b.input_ids.shape[-1] != total for b in packs):
         raise ValueError("pipeline micro-batches need rows of one length (seq_len)")
     rows = lambda name: torch.cat([getattr(b, name) for b in packs]).to(device)  # noqa: E731
-    grids = [b.image_grid_thw if b.image_grid_thw is not None else None for b in packs]
-    n_img = max((len(g) for g in grids if g is not None), default=0)
+    n_img = max((len(b.image_grid_thw) for b in packs if b.image_grid_thw is not None), default=0)
     n_patch = max((len(b.pixel_values) for b in packs if b.pixel_values is not None), default=0)
     dim = next((b.pixel_values.shape[-1] for b in packs if b.pixel_values is not None), 1)
     grid = torch.zeros(len(packs), n_img, 3, dtype=torch.long)
@@ -259,11 +258,11 @@ def _tied_weight(stages: list[MindVLStage]):
 
 def _first_last_group(mesh, pp: int):
     """The process group of this rank's first and last pipeline stage (tied embeddings)."""
-    columns = mesh.mesh.reshape(pp, -1).T.tolist()
-    me = dist.get_rank()
+    if pp == 2:
+        return mesh["pp"].get_group()
     mine = None
-    for col in columns:  # every rank creates every group, in the same order
-        group = dist.new_group([col[0], col[-1]]) if pp > 2 else None
-        if me in col:
+    for col in mesh.mesh.reshape(pp, -1).T.tolist():  # every rank creates every group
+        group = dist.new_group([col[0], col[-1]])
+        if dist.get_rank() in col:
             mine = group
-    return mine if pp > 2 else mesh["pp"].get_group()
+    return mine
