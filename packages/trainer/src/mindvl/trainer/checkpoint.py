@@ -77,7 +77,10 @@ def _full_optimizer_state(model, optimizer) -> dict:
     from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
 
     from mindvl.trainer.device.expert_parallel import full_state_options, gather_expert_state
+    from mindvl.trainer.device.pipeline_state import gather_full_state, is_stage
 
+    if is_stage(model):  # pipeline parallelism: every stage's part, on rank 0
+        return gather_full_state(model, optimizer)
     state = get_optimizer_state_dict(model, optimizer, options=full_state_options(model))
     return gather_expert_state(model, state, optimizer=True)  # expert parallelism: join
 
@@ -128,6 +131,7 @@ def load_training_state(path: Path, model, optimizer, scheduler, rank: int) -> t
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
 
     from mindvl.trainer.device.expert_parallel import local_expert_state
+    from mindvl.trainer.device.pipeline_state import is_stage, stage_optimizer_state
     from mindvl.trainer.optimizer import check_saved_groups
 
     if (path / "optimizer.pt").exists() and not (path / "optimizer.json").exists():
@@ -137,8 +141,10 @@ def load_training_state(path: Path, model, optimizer, scheduler, rank: int) -> t
             f"from its weights (init.checkpoint: {path}/model)"
         )
     optim = load_state(path, "optimizer")
-    check_saved_groups(optim["param_groups"], optimizer, str(path))
     optim = local_expert_state(model, optim, optimizer=True)  # expert parallelism: own slice
+    if is_stage(model):  # pipeline parallelism: this stage's parameters
+        optim = stage_optimizer_state(model, optim)
+    check_saved_groups(optim["param_groups"], optimizer, str(path))
     set_optimizer_state_dict(
         model, optimizer, optim, options=StateDictOptions(full_state_dict=True)
     )

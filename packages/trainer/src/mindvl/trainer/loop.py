@@ -14,6 +14,10 @@ The logged loss is the all-reduced loss sum over ``N``. MoE LLMs add their route
 (:mod:`mindvl.trainer.moe_training`); ``loss`` is then the whole objective and
 ``ce_loss``/``aux_loss``/``z_loss`` its parts.
 
+Under pipeline parallelism (``parallel.pp``) a schedule runs the step's micro-batches
+through the stages and back-propagates the same scaled objective
+(:mod:`mindvl.trainer.device.pipeline`).
+
 The step's micro-batches come from the rank's logical data streams in round robin, so the
 global batch is a function of the data and ``data.streams`` only: 1 process with 2 streams
 and 2 micro-batches trains on the same global batch as 2 processes with 1 each.
@@ -41,6 +45,8 @@ from mindvl.trainer.device.context_parallel import apply_context_parallel
 from mindvl.trainer.device.expert_parallel import full_state_options, gather_expert_state
 from mindvl.trainer.device.mesh import build_mesh, model_facts, resolve
 from mindvl.trainer.device.parallel import clip_gradients, no_grad_sync, parallelize
+from mindvl.trainer.device.pipeline import Pipeline, split_model, stages_of
+from mindvl.trainer.device.pipeline_state import gather_full_state, is_stage
 from mindvl.trainer.flops import FlopsModel, device_name, peak_tflops
 from mindvl.trainer.metrics import MetricsWriter
 from mindvl.trainer.model.moe import parameter_counts
@@ -98,8 +104,11 @@ def save_model_fn(core, wrapped, rt: Runtime, sharded: bool, tokenizer_dir, infe
 
             from mindvl.trainer.model import MindVL
 
-            full = get_model_state_dict(wrapped, options=full_state_options(wrapped))
-            full = gather_expert_state(wrapped, full)  # expert parallelism: join the slices
+            if is_stage(wrapped):  # pipeline parallelism: every stage's part, on rank 0
+                full = gather_full_state(wrapped)
+            else:
+                full = get_model_state_dict(wrapped, options=full_state_options(wrapped))
+                full = gather_expert_state(wrapped, full)  # expert parallelism: join slices
             if rt.rank == 0:
                 plain = MindVL.from_config(core.config)
                 plain.load_state_dict(full)
@@ -168,11 +177,19 @@ def _run(cfg: StageConfig, out: Path, resume: bool, config_text: str, rt: Runtim
 
     # bf16: FSDP2 casts parameters itself (its compute dtype); otherwise autocast
     param_dtype = cfg.precision if dims.sharded else "fp32"
-    model = parallelize(core, dims, mesh, rt.device, param_dtype) if mesh is not None else core
+    if dims.pp > 1:  # this rank's pipeline stage(s) of the model, each FSDP2-sharded
+        model = split_model(core, dims, mesh, cfg.parallel)
+        for stage in stages_of(model):
+            parallelize(stage, dims, mesh, rt.device, param_dtype)
+    else:
+        model = parallelize(core, dims, mesh, rt.device, param_dtype) if mesh is not None else core
     autocast_bf16 = cfg.precision == "bf16" and not dims.sharded
     optimizer = make_optimizer(model, cfg.optimizer)
-    check_optimizer_covers(model, optimizer)
+    check_optimizer_covers(model, optimizer, allow_none=dims.pp > 1)
     micro = cfg.micro_batches(dims.dp)
+    pipe = None
+    if dims.pp > 1:
+        pipe = Pipeline(model, mesh, rt.device, cfg.parallel.pp_schedule, micro)
     total_tokens = data.manifest.total_image_tokens + data.manifest.total_text_tokens
     total = cfg.total_steps(total_tokens)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg.schedule, total))
@@ -226,7 +243,12 @@ def _run(cfg: StageConfig, out: Path, resume: bool, config_text: str, rt: Runtim
             grad_ranks = dims.dp * dims.cp
             scale = grad_ranks / n_loss
             loss_sum = 0.0
-            for i, b in enumerate(packs):
+            if pipe is not None:  # the schedule runs forward and backward of all rows
+                result = pipe.step(packs, scale, moe, grad_ranks / n_real)
+                loss_sum = result.loss_sum
+                for router in result.routers or []:
+                    moe.objective(router)  # the step's router statistics, for finish_step
+            for i, b in enumerate(packs if pipe is None else []):
                 with no_grad_sync(model, enabled=i < micro - 1):
                     with torch.autocast(rt.device.type, torch.bfloat16, enabled=autocast_bf16):
                         outp = model(b.to(rt.device))
@@ -235,7 +257,10 @@ def _run(cfg: StageConfig, out: Path, resume: bool, config_text: str, rt: Runtim
                         objective = objective + moe.objective(outp.router) * (grad_ranks / n_real)
                     objective.backward()  # backward outside autocast
                 loss_sum += float(outp.loss_sum.detach())
-            grad_norm = clip_gradients(model, cfg.optimizer.grad_clip, dims.ep > 1)
+            if pipe is not None:
+                grad_norm = pipe.clip_gradients(cfg.optimizer.grad_clip, dims.dp_replicate)
+            else:
+                grad_norm = clip_gradients(model, cfg.optimizer.grad_clip, dims.ep > 1)
             lrs = current_lrs(optimizer, cfg.optimizer)
             optimizer.step()
             scheduler.step()

@@ -25,21 +25,36 @@ def part_lr(spec: OptimizerSpec, part: str) -> float:
     return spec.lr if own is None else own
 
 
+def group_order(group: dict) -> tuple[int, int]:
+    """Where a (part, decay) group sits: parts in :data:`PARTS` order, decay first."""
+    part = group.get("part")
+    return (PARTS.index(part) if part in PARTS else len(PARTS), 0 if group.get("decay") else 1)
+
+
+def _part_modules(model: nn.Module, part: str) -> list[nn.Module]:
+    """``part`` of a MindVL, a DDP wrapper around one, or this rank's pipeline stage(s)
+    (which may lack the part: the vision tower lives on the first stage only)."""
+    core = getattr(model, "module", model)
+    holders = list(core.stages) if hasattr(core, "stages") else [core]
+    return [m for h in holders if (m := getattr(h, part, None)) is not None]
+
+
 def param_groups(model: nn.Module, spec: OptimizerSpec) -> list[dict]:
     """AdamW groups of the trainable parameters: (part, decay/no-decay), empty ones left out.
 
-    ``model`` is a MindVL (FSDP2-sharded or not) or a DDP wrapper around one; each group
-    carries ``part`` and ``decay`` keys so its rate can be logged per part.
+    ``model`` is a MindVL (FSDP2-sharded or not), a DDP wrapper around one or a pipeline
+    stage; each group carries ``part`` and ``decay`` keys so its rate can be logged per part.
+    A pipeline stage with nothing to train gets one empty group (AdamW needs a group).
     """
-    core = getattr(model, "module", model)
     seen: set[int] = set()
     groups = []
     for part in PARTS:
         params = []
-        for p in getattr(core, part).parameters():
-            if p.requires_grad and id(p) not in seen:
-                seen.add(id(p))
-                params.append(p)
+        for module in _part_modules(model, part):
+            for p in module.parameters():
+                if p.requires_grad and id(p) not in seen:
+                    seen.add(id(p))
+                    params.append(p)
         lr = part_lr(spec, part)
         for decay in (True, False):
             chosen = [p for p in params if (p.ndim >= 2) == decay]
@@ -48,7 +63,7 @@ def param_groups(model: nn.Module, spec: OptimizerSpec) -> list[dict]:
                 groups.append(
                     {"params": chosen, "lr": lr, "weight_decay": wd, "part": part, "decay": decay}
                 )
-    return groups
+    return groups or [{"params": [], "lr": spec.lr, "part": None, "decay": None}]
 
 
 def check_saved_groups(saved: list[dict], optimizer: torch.optim.Optimizer, where: str) -> None:
@@ -91,5 +106,6 @@ def current_lrs(optimizer: torch.optim.Optimizer, spec: OptimizerSpec) -> dict:
     first = optimizer.param_groups[0]
     row = {"lr": spec.lr * first["lr"] / first["initial_lr"]}
     for group in optimizer.param_groups:
-        row[f"lr_{group['part']}"] = group["lr"]
+        if group["part"] is not None:
+            row[f"lr_{group['part']}"] = group["lr"]
     return row

@@ -94,12 +94,31 @@ class ParallelSpec(StrictModel):
     tp: int = Field(default=1, description="tensor parallelism (+ sequence parallelism)")
     cp: int = Field(default=1, description="context parallelism over packed rows")
     pp: int = Field(default=1, description="pipeline stages")
+    pp_schedule: Literal["1F1B", "GPipe", "Interleaved1F1B", "LoopedBFS"] = Field(
+        default="1F1B",
+        description="torch.distributed.pipelining schedule (pp > 1); Interleaved1F1B and"
+        " LoopedBFS need pp_stages_per_rank >= 2",
+    )
+    pp_stages_per_rank: int = Field(
+        default=1, ge=1, description="pipeline stages each pp rank holds (virtual stages)"
+    )
+    pp_layers: list[int] | None = Field(
+        default=None,
+        description="LLM decoder layers per pipeline stage, pp x pp_stages_per_rank entries"
+        " (default: an even split, the remainder on the later stages)",
+    )
     ep: int = Field(
         default=1,
         gt=0,
         description="expert parallelism: ranks the routed experts of each MoE layer are split"
         " over, borrowed from dp_shard (divides dp_shard and the expert count)",
     )
+
+    @model_validator(mode="after")
+    def _pipeline_keys_need_pp(self) -> ParallelSpec:
+        if self.pp == 1 and (self.pp_stages_per_rank != 1 or self.pp_layers is not None):
+            raise ValueError("pp_stages_per_rank and pp_layers need pp > 1")
+        return self
 
 
 class InitSpec(StrictModel):

@@ -17,8 +17,12 @@ def apply_trainable(model: nn.Module, parts: list[str]) -> str:
     return format_report(parameter_report(model))
 
 
-def check_optimizer_covers(model: nn.Module, optimizer) -> None:
-    """The optimizer must hold exactly the trainable parameters: no frozen one, none missing."""
+def check_optimizer_covers(model: nn.Module, optimizer, allow_none: bool = False) -> None:
+    """The optimizer must hold exactly the trainable parameters: no frozen one, none missing.
+
+    ``allow_none``: ``model`` may hold no trainable parameter (a pipeline stage of frozen
+    layers, while another stage trains).
+    """
     in_opt = {id(p) for g in optimizer.param_groups for p in g["params"]}
     names = {id(p): n for n, p in model.named_parameters()}
     trainable = {id(p) for p in model.parameters() if p.requires_grad}
@@ -29,5 +33,5 @@ def check_optimizer_covers(model: nn.Module, optimizer) -> None:
             f"optimizer/trainable mismatch: missing {missing[:5]} ({len(missing)}), "
             f"frozen or foreign {extra[:5]} ({len(extra)})"
         )
-    if not trainable:
+    if not trainable and not allow_none:
         raise RuntimeError("no trainable parameters: check the stage's `trainable` list")

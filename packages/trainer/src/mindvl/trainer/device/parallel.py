@@ -40,7 +40,7 @@ def parallelize(
     expert parallelism. ``param_dtype`` is FSDP2's compute dtype (gradients are reduced in
     fp32); DDP trains in the model's own dtype.
     """
-    for axis in ("tp", "pp"):
+    for axis in ("tp",):
         if getattr(dims, axis) > 1:
             raise UserError(f"parallel.{axis} > 1 is not available in this build")
     if dims.cp > 1 and dims.ep > 1:
@@ -70,11 +70,13 @@ def _fully_shard(
         shard_experts(model.llm, mesh["ep"])
         for experts in routed_expert_modules(model.llm):
             fully_shard(experts, **{**kw, "mesh": mesh["dp_shard_mod_ep"]})
-    for block in model.vision.blocks:
-        fully_shard(block, **kw)
+    if model.vision is not None:  # a pipeline stage past the first has no tower
+        for block in model.vision.blocks:
+            fully_shard(block, **kw)
     for layer in model.llm.get_decoder().layers:
         fully_shard(layer, **kw)
-    fully_shard(model.projector, **kw)
+    if model.projector is not None:
+        fully_shard(model.projector, **kw)
     fully_shard(model, **kw)
     return model
 

@@ -1,0 +1,155 @@
+"""Pipeline parallelism on gloo: PP=2 (2 ranks) trains like one process (fp32, 3 steps:
+losses, grad norms, final weights), for a dense LLM with tied embeddings (1F1B; and
+Interleaved1F1B with 2 stages per rank) and for an MoE LLM whose router losses span both
+stages (GPipe), a warmup that trains only the projector (the last stage holds nothing
+trainable), PP=2 x FSDP=2 on 4 ranks likewise, and resume exactly from a checkpoint
+written under PP=2 (also by one process); stage splits and bad layouts fail in one line."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+from dist_helpers import spawn
+
+from mindvl.common.errors import UserError
+from mindvl.trainer.data.stream import StageData
+from mindvl.trainer.data.synth_shards import train_test_tokenizer, write_stage
+from mindvl.trainer.device.pipeline_stage import cu_seqlens_of, segment_ids, stage_layer_ranges
+from mindvl.trainer.loop import run_stage
+from mindvl.trainer.model import MindVL
+from mindvl.trainer.model.tiny import tiny_config
+from mindvl.trainer.stage_config import StageConfig
+
+DENSE = ("loss", "grad_norm")
+MOE = ("loss", "ce_loss", "aux_loss", "z_loss", "grad_norm")
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    d = tmp_path_factory.mktemp("pp")
+    tok = train_test_tokenizer(d / "tok")
+    write_stage(d / "stage", tok, n_samples=48, n_shards=4, long_tail=60)
+    return StageConfig.model_validate(
+        {
+            "name": "pp",
+            "data": {"manifest": str(d / "stage"), "streams": 4},
+            "seq_len": 256,
+            "tokens_per_step": 1024,
+            "steps": 3,
+            "init": {"config": "tiny"},
+            "optimizer": {"lr": 0.003, "grad_clip": 0.5},
+            "threads": 1,
+            "device": "cpu",
+            "packing": {"buffer_size": 8, "vit_patch_budget": 2048},
+        }
+    )
+
+
+def assert_same_run(single, rows, one_dir, other_dir, parts, trains_llm=True) -> None:
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    for a, b in zip(single, rows, strict=True):
+        assert b["loss_tokens"] == a["loss_tokens"] and b["vit_tokens"] == a["vit_tokens"]
+        for key in parts:
+            assert b[key] == pytest.approx(a[key], rel=1e-5, abs=1e-6), key
+        for key in (k for k in a if k.startswith("experts_l")):  # load of every MoE layer
+            assert b[key] == pytest.approx(a[key], abs=1e-6), key
+    if trains_llm:  # it does train
+        assert single[0]["loss"] != pytest.approx(single[-1]["loss"], abs=1e-3)
+    final = MindVL.from_pretrained(other_dir / "model").state_dict()
+    ref = MindVL.from_pretrained(one_dir / "model").state_dict()
+    assert final.keys() == ref.keys()
+    for k in final:  # every stage's weights gathered back to rank 0
+        torch.testing.assert_close(final[k], ref[k], atol=2e-5, rtol=1e-4, msg=k)
+
+
+def four_layer_tiny(cfg: StageConfig) -> dict:
+    """The tiny preset with a 4-layer LLM (2 ranks x 2 virtual stages)."""
+    data = StageData.open(cfg.data.manifest, cfg.data.tokenizer, verify=False)
+    eos = data.tokenizer.hf.convert_tokens_to_ids("<|endoftext|>")
+    config = tiny_config(len(data.tokenizer.hf), data.tokenizer.image_pad_id, eos_token_id=eos)
+    return config.model_copy(update={"llm": {**config.llm, "num_hidden_layers": 4}}).model_dump()
+
+
+@pytest.mark.parametrize(
+    ("model", "moe", "layout"),
+    [
+        ("tiny", None, {"pp_schedule": "1F1B"}),
+        ("tiny_qwen3_moe", {"aux_loss_coef": 0.05, "z_loss_coef": 0.01}, {"pp_schedule": "GPipe"}),
+        ("tiny4", None, {"pp_schedule": "Interleaved1F1B", "pp_stages_per_rank": 2}),
+    ],
+)
+def test_pp2_matches_one_process(tmp_path, base, model, moe, layout):
+    init = four_layer_tiny(base) if model == "tiny4" else model
+    data = {**base.model_dump(), "init": {"config": init}}
+    if moe is not None:
+        data["moe"] = moe
+    cfg = StageConfig.model_validate(data)
+    single = run_stage(cfg, tmp_path / "one")
+    layout = {"pp": 2, **layout}
+    pp = StageConfig.model_validate({**data, "parallel": layout, "checkpoint_every": 2})
+    rows = spawn(pp, tmp_path / "pp2", 2)
+    parts = MOE if moe else DENSE
+    assert_same_run(single, rows, tmp_path / "one", tmp_path / "pp2", parts)
+    # resume both stages from step 2: step 3 repeats exactly, and its update (which needs
+    # the stages' optimizer states back) gives the same final weights
+    first = MindVL.from_pretrained(tmp_path / "pp2" / "model").state_dict()
+    shutil.rmtree(tmp_path / "pp2" / "checkpoints" / "step-00000003")
+    again = spawn(pp, tmp_path / "pp2", 2, resume=True)
+    assert [again[2][k] for k in parts] == [rows[2][k] for k in parts]
+    final = MindVL.from_pretrained(tmp_path / "pp2" / "model").state_dict()
+    assert all(torch.equal(final[k], first[k]) for k in first)
+    if model == "tiny":  # the same checkpoint resumed by one process: same final weights
+        shutil.copytree(tmp_path / "pp2", tmp_path / "cross")
+        shutil.rmtree(tmp_path / "cross" / "checkpoints" / "step-00000003")
+        run_stage(cfg, tmp_path / "cross", resume=True)
+        cross = MindVL.from_pretrained(tmp_path / "cross" / "model").state_dict()
+        for k in first:
+            torch.testing.assert_close(cross[k], first[k], atol=1e-6, rtol=1e-5, msg=k)
+
+
+def test_pp2_with_a_frozen_last_stage_trains_the_projector_like_one_process(tmp_path, base):
+    cfg = base.model_copy(update={"trainable": ["projector"]})
+    single = run_stage(cfg, tmp_path / "one")
+    pp = StageConfig.model_validate({**cfg.model_dump(), "parallel": {"pp": 2}})
+    rows = spawn(pp, tmp_path / "pp2", 2)
+    assert_same_run(single, rows, tmp_path / "one", tmp_path / "pp2", DENSE, trains_llm=False)
+    assert rows[-1]["grad_norm"] > 0
+
+
+def test_pp2_times_fsdp2_on_four_ranks_matches_one_process(tmp_path, base):
+    single = run_stage(base, tmp_path / "one")
+    cfg = StageConfig.model_validate(
+        {**base.model_dump(), "parallel": {"pp": 2, "dp_shard": 2}}
+    )  # fmt: skip
+    rows = spawn(cfg, tmp_path / "pp2x2", 4)
+    assert_same_run(single, rows, tmp_path / "one", tmp_path / "pp2x2", DENSE)
+
+
+def test_stage_split_and_row_segments():
+    assert stage_layer_ranges(5, 2, None) == [range(0, 2), range(2, 5)]
+    assert stage_layer_ranges(4, 2, [1, 3]) == [range(0, 1), range(1, 4)]
+    for bad in ([2, 2, 0], [1, 2]):
+        with pytest.raises(UserError, match="parallel.pp_layers") as err:
+            stage_layer_ranges(4, len(bad) if len(bad) == 3 else 2, bad)
+        assert "\n" not in str(err.value)
+    with pytest.raises(UserError, match="4 pipeline stages need at least 4 LLM layers"):
+        stage_layer_ranges(2, 4, None)
+    seg = segment_ids([0, 3, 5], 8)
+    assert seg.tolist() == [0, 0, 0, 1, 1, -1, -1, -1]
+    assert cu_seqlens_of(seg[None]) == [0, 3, 5]
+
+
+def test_pp_layouts_fail_before_any_work(tmp_path, base):
+    too_few = StageConfig.model_validate({**base.model_dump(), "parallel": {"pp": 4}})
+    with pytest.raises(Exception, match="need at least 4 LLM layers"):
+        spawn(too_few, tmp_path / "bad", 4)
+    assert not (tmp_path / "bad" / "metrics.jsonl").exists()
+    with pytest.raises(ValueError, match="pp_stages_per_rank and pp_layers need pp > 1"):
+        StageConfig.model_validate({**base.model_dump(), "parallel": {"pp_layers": [2]}})
+    one_stage_each = {"pp": 2, "pp_schedule": "Interleaved1F1B"}
+    cfg = StageConfig.model_validate({**base.model_dump(), "parallel": one_stage_each})
+    with pytest.raises(Exception, match="Interleaved1F1B needs pp_stages_per_rank >= 2"):
+        spawn(cfg, tmp_path / "bad2", 2)
+    assert not (tmp_path / "bad2" / "metrics.jsonl").exists()
