@@ -42,12 +42,28 @@ def kit_rows(root: Path, seed: int, per_category: int) -> tuple[list[dict], dict
             f = image_features((root / t["path"]).read_bytes())
         except (DecodeFailure, OSError):
             continue
-        rows.append({"key": rid, "caption": t["caption"], "conversation": None,
-                     "pixel_hashes": [f.pixel_hash], "phashes": [f.phash],
-                     "signatures": [f.signature], "information": [f.information],
-                     "widths": [f.width], "heights": [f.height], "quality": None,
-                     "meta": "{}", "drop_reason": None})  # fmt: skip
+        rows.append(feature_row(rid, f, t["caption"]))
     return rows, truth
+
+
+def feature_row(key: str, f, caption: str = "") -> dict:
+    """A dedup row of one image's ``ImageFeatures``."""
+    return {"key": key, "caption": caption, "conversation": None,
+            "pixel_hashes": [f.pixel_hash], "phashes": [f.phash],
+            "signatures": [f.signature], "information": [f.information],
+            "widths": [f.width], "heights": [f.height], "quality": None,
+            "meta": "{}", "drop_reason": None}  # fmt: skip
+
+
+def rates(found: Counter, total: Counter, drops: int, wrong: int) -> dict:
+    """Exact and near recall, precision and drop counts of one run."""
+    return {
+        "exact_recall": round(found["exact"] / max(1, total["exact"]), 4),
+        "near_recall": round(found["near"] / max(1, total["near"]), 4),
+        "precision": round(1 - wrong / max(1, drops), 4),
+        "drops": drops,
+        "wrong_drops": wrong,
+    }
 
 
 def same_group(truth: dict, a: str, b: str) -> bool:
@@ -73,11 +89,7 @@ def measure(rows: list[dict], truth: dict[str, dict], decisions: dict) -> dict:
             total[kind] += 1
             found[kind] += cluster.get(o, o) == cluster.get(k, k)
     return {
-        "exact_recall": round(found["exact"] / max(1, total["exact"]), 4),
-        "near_recall": round(found["near"] / max(1, total["near"]), 4),
-        "precision": round(1 - len(wrong) / max(1, len(drops)), 4),
-        "drops": len(drops),
-        "wrong_drops": len(wrong),
+        **rates(found, total, len(drops), len(wrong)),
         "n_exact": total["exact"],
         "n_near": total["near"],
         "near_recall_by_transform": {

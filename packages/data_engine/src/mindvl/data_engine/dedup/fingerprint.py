@@ -2,8 +2,11 @@
 
 A fingerprint is what every later step reads, so no step decodes again:
 
-- ``pixel_hash``: 128-bit xxh3 of the size and the RGB pixels (the exact-dedup key; not
-  cryptographic: a crafted collision could only make two samples one group);
+- ``pixel_hash``: 128-bit xxh3 of the size, the RGB pixels flattened on white and, for a
+  picture with transparency, its alpha (the exact-dedup key: two pictures equal on white but
+  not in alpha, a white glyph on a transparent ground and the empty ground, are two;
+  colour under alpha 0 is no pixel. Not cryptographic: a crafted collision could only make
+  two samples one group);
 - ``phash``: 64-bit perceptual hash of the <= 512 px grayscale copy (candidate search);
 - ``signature``: the bytes the near rule compares (``compare.py``), laid out as
   ``gray (48*48) | b"SX" | width, height (2 x uint32 LE) | Cb 8x8 | Cr 8x8`` and, for a
@@ -81,15 +84,19 @@ class Signature:
         return np.frombuffer(data, np.uint8).astype(np.float32).reshape(self.side, self.side)
 
 
-def fingerprint(rgb, gray) -> Fingerprint:
+def fingerprint(rgb, gray, alpha=None) -> Fingerprint:
     """The fingerprint of a flattened RGB Pillow image; ``gray``: its "L" copy at a longer
-    side of <= 512 px (the pHash is taken there, so it does not depend on the scale)."""
+    side of <= 512 px (the pHash is taken there, so it does not depend on the scale);
+    ``alpha``: its "L" alpha channel when the decoded picture had one (a fully opaque one
+    counts as none, so an opaque RGBA picture and its RGB re-save stay exact copies)."""
     import imagehash
     import xxhash
     from PIL import Image
 
     digest = xxhash.xxh3_128(f"{rgb.width}x{rgb.height}:".encode())
     digest.update(rgb.tobytes())
+    if alpha is not None and alpha.getextrema()[0] < 255:
+        digest.update(b"alpha:" + alpha.tobytes())
     chroma = rgb.resize((CHROMA_SIDE, CHROMA_SIDE), Image.Resampling.BOX, reducing_gap=1.0)
     _, cb, cr = chroma.convert("YCbCr").split()
     signature = pack_signature(

@@ -14,7 +14,8 @@ Transparency rule: an image with alpha (RGBA, LA, PA, or P/L/RGB with a ``transp
 entry) is composited onto opaque white (255, 255, 255) and becomes RGB; every other mode is
 converted to RGB directly (16-bit and float greyscale are scaled to 8 bits first). All
 features are computed from that flattened RGB picture, so a transparent icon and the same
-icon on white are the same image to every later stage.
+icon on white are the same image to every later stage, except the exact-dedup key, which
+also hashes the alpha channel (``dedup.fingerprint``).
 """
 
 from __future__ import annotations
@@ -141,7 +142,10 @@ def image_features(
     if scale < 1:
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
         gray = gray.resize(size, Image.Resampling.BOX, reducing_gap=2.0)
-    found = fingerprint(rgb, gray)  # the dedup step's pixel hash, pHash and signature
+    alpha = img.getchannel("A") if img.mode in ("RGBA", "LA") else None
+    if alpha is None and has_alpha(img) and not img.mode.startswith("I"):
+        alpha = img.convert("RGBA").getchannel("A")  # palette / keyed transparency
+    found = fingerprint(rgb, gray, alpha)  # the dedup step's pixel hash, pHash and signature
     thumb = np.asarray(gray.resize((INFO_SIDE, INFO_SIDE), Image.Resampling.BOX), dtype=np.float32)
     information = float(thumb.std() / 255.0)
     sharpness = math.nan
