@@ -13,7 +13,7 @@ buys), and on how many pairs the screened rule decides otherwise (the screens' c
 
 ``--markdown docs/DEDUP.md`` rewrites the tables between the ``dedup_quality`` markers there.
 
-Usage: uv run python bench/dedup_quality.py [--seeds 11,23,5,7,13,17,29] [--checks]
+Usage: uv run python bench/dedup_quality.py [--seeds 11,23,5,7,13,17,29] [--checks] [--max-hamming K]
         [--json bench/results/dedup_quality.json] [--markdown docs/DEDUP.md]
 """
 
@@ -98,17 +98,22 @@ def measure(rows: list[dict], truth: dict[str, dict], decisions: dict) -> dict:
     }
 
 
-def check_table(rows: list[dict], truth: dict[str, dict]) -> dict:
+def spec_of(max_hamming: int | None):
+    """The default recipe's dedup, with ``near.max_hamming`` when given."""
+    from mindvl.common.recipe import DedupSpec
+
+    return DedupSpec.model_validate({"near": {"max_hamming": max_hamming}} if max_hamming else {})
+
+
+def check_table(rows: list[dict], truth: dict[str, dict], spec) -> dict:
     """Every candidate pair of the default rule, compared by the rule without its screens:
     per check, the same-picture pairs it is the first to reject (the recall it costs) and
     the different-picture pairs (the precision it buys); and the pairs on which the
     screened rule decides otherwise (must be 0)."""
-    from mindvl.common.recipe import DedupSpec
     from mindvl.data_engine.dedup.compare import PairVerifier, screen_pairs
     from mindvl.data_engine.dedup.local import exact_items, near_candidates
     from mindvl.data_engine.dedup.rule import NearRule
 
-    spec = DedupSpec()
     rule = NearRule.from_spec(spec.near)
     nodes, pairs = near_candidates(exact_items(rows, spec), rule)
     sigs = [n.sig for n in nodes]
@@ -163,11 +168,11 @@ def main() -> None:
     parser.add_argument("--seeds", default="11,23,5,7,13,17,29")
     parser.add_argument("--per-category", type=int, default=400)
     parser.add_argument("--checks", action="store_true", help="per-check table (slower)")
+    parser.add_argument("--max-hamming", type=int, default=None, help="near.max_hamming")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     parser.add_argument("--markdown", type=Path, default=None, help="rewrite its tables")
     args = parser.parse_args()
 
-    from mindvl.common.recipe import DedupSpec
     from mindvl.data_engine.dedup import plan_dedup
 
     results = {}
@@ -176,12 +181,12 @@ def main() -> None:
             t0 = time.perf_counter()
             rows, truth = kit_rows(Path(tmp) / "kit", seed, args.per_category)
             t1 = time.perf_counter()
-            decisions, _ = plan_dedup(rows, DedupSpec())
+            decisions, _ = plan_dedup(rows, spec_of(args.max_hamming))
             t2 = time.perf_counter()
             m = measure(rows, truth, decisions)
             m["kit_and_features_s"], m["dedup_s"] = round(t1 - t0, 1), round(t2 - t1, 1)
             if args.checks:
-                m["checks"] = check_table(rows, truth)
+                m["checks"] = check_table(rows, truth, spec_of(args.max_hamming))
         results[str(seed)] = m
         print(f"seed {seed}: " + json.dumps(m), flush=True)
     near = [m["near_recall"] for m in results.values()]

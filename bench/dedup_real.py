@@ -17,7 +17,7 @@ The same corpus is also grouped by pHash alone within 10 bits (imagededup's PHas
 threshold, via imagehash's pHash), without any verification, for comparison.
 
 Usage: uv run python bench/dedup_real.py [--corpus bench/data/real_images]
-        [--json bench/results/dedup_real.json] [--show 20]
+        [--json bench/results/dedup_real.json] [--show 20] [--max-hamming K]
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from dedup_quality import feature_row, rates
+from dedup_quality import feature_row, rates, spec_of
 from PIL import Image
 
 NEAR_KINDS = ("resize", "jpeg_white", "pad", "crop")
@@ -130,9 +130,9 @@ def main() -> None:
     parser.add_argument("--corpus", type=Path, default=Path("bench/data/real_images"))
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--show", type=int, default=20, help="wrong drops / misses to print")
+    parser.add_argument("--max-hamming", type=int, default=None, help="near.max_hamming")
     args = parser.parse_args()
 
-    from mindvl.common.recipe import DedupSpec
     from mindvl.data_engine.dedup import plan_dedup
 
     data = json.loads((args.corpus / "truth.json").read_text())
@@ -140,7 +140,7 @@ def main() -> None:
     t0 = time.perf_counter()
     rows = rows_of(args.corpus, truth)
     t1 = time.perf_counter()
-    decisions, stats = plan_dedup(rows, DedupSpec())
+    decisions, stats = plan_dedup(rows, spec_of(args.max_hamming))
     t2 = time.perf_counter()
     keys = {r["key"] for r in rows}
     cluster = {k: (d.survivor if d.op else k) for k, d in decisions.items()}

@@ -4,6 +4,7 @@ transparent index) in the exact key, JPEG-on-white copies, flags and icons of on
 from __future__ import annotations
 
 import io
+import math
 
 from dedup_helpers import RULE
 from PIL import Image, ImageDraw
@@ -99,3 +100,25 @@ def test_flags_of_one_stripe_layout_are_two_pictures() -> None:
     assert check(emblem, emblem.convert("RGB").resize((240, 160))) is None
     jpeg = Image.open(io.BytesIO(encoded(emblem.convert("RGB"), "JPEG", quality=80)))
     assert check(emblem, jpeg) is None  # one size: a re-encode is not a difference
+
+
+def star(points: int, size: int = 400) -> Image.Image:
+    img = Image.new("RGBA", (size, size), (0, 0, 0, 0))
+    corners = [
+        (
+            size / 2 + r * math.cos(math.pi * i / points),
+            size / 2 + r * math.sin(math.pi * i / points),
+        )
+        for i in range(2 * points)
+        for r in [size * (0.48 if i % 2 == 0 else 0.40)]
+    ]
+    ImageDraw.Draw(img).polygon(corners, fill=(230, 180, 0, 255), outline=(120, 80, 0, 255))
+    return img
+
+
+def test_star_polygons_of_90_and_91_points_are_one_picture_by_design() -> None:
+    """The documented decision (docs/DEDUP.md): variants finer than the 48x48 signature
+    sees are one picture; coarser ones are told apart."""
+    assert check(star(90), star(91)) is None
+    assert check(star(30), star(31)) == "one_size"
+    assert check(star(12), star(13)) == "gray"

@@ -142,9 +142,10 @@ def image_features(
     if scale < 1:
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
         gray = gray.resize(size, Image.Resampling.BOX, reducing_gap=2.0)
-    alpha = img.getchannel("A") if img.mode in ("RGBA", "LA") else None
-    if alpha is None and has_alpha(img) and not img.mode.startswith("I"):
-        alpha = img.convert("RGBA").getchannel("A")  # palette / keyed transparency
+    alpha = None  # 16-bit and float pictures: their transparency key is ignored (flatten)
+    if has_alpha(img) and not (img.mode.startswith("I") or img.mode == "F"):
+        rgba = img if img.mode in ("RGBA", "LA") else img.convert("RGBA")  # palette, keyed
+        alpha = rgba.getchannel("A")
     found = fingerprint(rgb, gray, alpha)  # the dedup step's pixel hash, pHash and signature
     thumb = np.asarray(gray.resize((INFO_SIDE, INFO_SIDE), Image.Resampling.BOX), dtype=np.float32)
     information = float(thumb.std() / 255.0)
