@@ -13,7 +13,7 @@ buys), and on how many pairs the screened rule decides otherwise (the screens' c
 
 ``--markdown docs/DEDUP.md`` rewrites the tables between the ``dedup_quality`` markers there.
 
-Usage: uv run python bench/dedup_quality.py [--seeds 11,23,5,7,13,17,29] [--checks]
+Usage: uv run python bench/dedup_quality.py [--seeds 11,23,5,7,13,17,29] [--checks] [--max-hamming K]
         [--json bench/results/dedup_quality.json] [--markdown docs/DEDUP.md]
 """
 
@@ -42,12 +42,28 @@ def kit_rows(root: Path, seed: int, per_category: int) -> tuple[list[dict], dict
             f = image_features((root / t["path"]).read_bytes())
         except (DecodeFailure, OSError):
             continue
-        rows.append({"key": rid, "caption": t["caption"], "conversation": None,
-                     "pixel_hashes": [f.pixel_hash], "phashes": [f.phash],
-                     "signatures": [f.signature], "information": [f.information],
-                     "widths": [f.width], "heights": [f.height], "quality": None,
-                     "meta": "{}", "drop_reason": None})  # fmt: skip
+        rows.append(feature_row(rid, f, t["caption"]))
     return rows, truth
+
+
+def feature_row(key: str, f, caption: str = "") -> dict:
+    """A dedup row of one image's ``ImageFeatures``."""
+    return {"key": key, "caption": caption, "conversation": None,
+            "pixel_hashes": [f.pixel_hash], "phashes": [f.phash],
+            "signatures": [f.signature], "information": [f.information],
+            "widths": [f.width], "heights": [f.height], "quality": None,
+            "meta": "{}", "drop_reason": None}  # fmt: skip
+
+
+def rates(found: Counter, total: Counter, drops: int, wrong: int) -> dict:
+    """Exact and near recall, precision and drop counts of one run."""
+    return {
+        "exact_recall": round(found["exact"] / max(1, total["exact"]), 4),
+        "near_recall": round(found["near"] / max(1, total["near"]), 4),
+        "precision": round(1 - wrong / max(1, drops), 4),
+        "drops": drops,
+        "wrong_drops": wrong,
+    }
 
 
 def same_group(truth: dict, a: str, b: str) -> bool:
@@ -73,11 +89,7 @@ def measure(rows: list[dict], truth: dict[str, dict], decisions: dict) -> dict:
             total[kind] += 1
             found[kind] += cluster.get(o, o) == cluster.get(k, k)
     return {
-        "exact_recall": round(found["exact"] / max(1, total["exact"]), 4),
-        "near_recall": round(found["near"] / max(1, total["near"]), 4),
-        "precision": round(1 - len(wrong) / max(1, len(drops)), 4),
-        "drops": len(drops),
-        "wrong_drops": len(wrong),
+        **rates(found, total, len(drops), len(wrong)),
         "n_exact": total["exact"],
         "n_near": total["near"],
         "near_recall_by_transform": {
@@ -86,17 +98,22 @@ def measure(rows: list[dict], truth: dict[str, dict], decisions: dict) -> dict:
     }
 
 
-def check_table(rows: list[dict], truth: dict[str, dict]) -> dict:
+def spec_of(max_hamming: int | None):
+    """The default recipe's dedup, with ``near.max_hamming`` when given."""
+    from mindvl.common.recipe import DedupSpec
+
+    return DedupSpec.model_validate({"near": {"max_hamming": max_hamming}} if max_hamming else {})
+
+
+def check_table(rows: list[dict], truth: dict[str, dict], spec) -> dict:
     """Every candidate pair of the default rule, compared by the rule without its screens:
     per check, the same-picture pairs it is the first to reject (the recall it costs) and
     the different-picture pairs (the precision it buys); and the pairs on which the
     screened rule decides otherwise (must be 0)."""
-    from mindvl.common.recipe import DedupSpec
     from mindvl.data_engine.dedup.compare import PairVerifier, screen_pairs
     from mindvl.data_engine.dedup.local import exact_items, near_candidates
     from mindvl.data_engine.dedup.rule import NearRule
 
-    spec = DedupSpec()
     rule = NearRule.from_spec(spec.near)
     nodes, pairs = near_candidates(exact_items(rows, spec), rule)
     sigs = [n.sig for n in nodes]
@@ -151,11 +168,11 @@ def main() -> None:
     parser.add_argument("--seeds", default="11,23,5,7,13,17,29")
     parser.add_argument("--per-category", type=int, default=400)
     parser.add_argument("--checks", action="store_true", help="per-check table (slower)")
+    parser.add_argument("--max-hamming", type=int, default=None, help="near.max_hamming")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     parser.add_argument("--markdown", type=Path, default=None, help="rewrite its tables")
     args = parser.parse_args()
 
-    from mindvl.common.recipe import DedupSpec
     from mindvl.data_engine.dedup import plan_dedup
 
     results = {}
@@ -164,12 +181,12 @@ def main() -> None:
             t0 = time.perf_counter()
             rows, truth = kit_rows(Path(tmp) / "kit", seed, args.per_category)
             t1 = time.perf_counter()
-            decisions, _ = plan_dedup(rows, DedupSpec())
+            decisions, _ = plan_dedup(rows, spec_of(args.max_hamming))
             t2 = time.perf_counter()
             m = measure(rows, truth, decisions)
             m["kit_and_features_s"], m["dedup_s"] = round(t1 - t0, 1), round(t2 - t1, 1)
             if args.checks:
-                m["checks"] = check_table(rows, truth)
+                m["checks"] = check_table(rows, truth, spec_of(args.max_hamming))
         results[str(seed)] = m
         print(f"seed {seed}: " + json.dumps(m), flush=True)
     near = [m["near_recall"] for m in results.values()]

@@ -118,3 +118,27 @@ def test_a_model_operator_gets_the_reduced_copy_of_a_picture_too_large_for_it() 
     assert model_picture(data, ImageDecodeParams()).size == (4000, 3000)
     small = model_picture(data, ImageDecodeParams(max_decode_bytes=12_000_000))
     assert (small.mode, small.size) == ("RGB", (1334, 1000))  # the strip path's copy
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "P", "LA", "RGB"])
+def test_the_strip_path_gives_the_whole_paths_pixel_hash_alpha_included(monkeypatch, mode) -> None:
+    """A picture too large to flatten whole hashes the same pixels (and alpha) strip by strip."""
+    import mindvl.data_engine.ops.image_decode as decode
+
+    pic = Image.new("RGBA", (600, 400), (30, 120, 200, 0))
+    draw = ImageDraw.Draw(pic)
+    draw.ellipse((100, 50, 500, 350), fill=(200, 40, 40, 255))
+    draw.rectangle((0, 380, 600, 400), fill=(0, 0, 0, 128))  # alpha only in the last strip
+    if mode == "P":
+        pic = pic.convert("RGB").convert("P")
+        pic.info["transparency"] = pic.getpixel((0, 0))
+    elif mode != "RGBA":
+        pic = pic.convert(mode)
+    buf = io.BytesIO()
+    pic.save(buf, "PNG", **({"transparency": pic.info["transparency"]} if mode == "P" else {}))
+    whole = image_features(buf.getvalue())
+    monkeypatch.setattr(decode, "STRIP_PIXELS", 600 * 37)  # many strips, a ragged last one
+    frame = 600 * 400 * 4
+    strips = image_features(buf.getvalue(), ImageDecodeParams(max_decode_bytes=2 * frame))
+    assert strips.pixel_hash == whole.pixel_hash
+    assert (strips.width, strips.height) == (whole.width, whole.height)

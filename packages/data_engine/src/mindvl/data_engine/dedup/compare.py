@@ -10,6 +10,8 @@ The checks, in order (the first that says no decides; ``first_failing_check`` na
 4. ``gray``: the gray thumbnails at their best crop (two images of one size: uncropped)
    differ by more than ``max_p99`` / ``max_peak``;
 5. ``sizes``: no crop within the bound turns one image's aspect ratio into the other's;
+   ``one_size``: two images of one size differ strongly in a few thumbnail pixels (the
+   blurred, z-scored comparison spreads a small glyph or emblem below its bound);
 6. ``content``: both pictures have a content box of similar area and the boxes' thumbnails
    differ by more than ``content_max_p99`` / ``content_max_peak``.
 
@@ -107,6 +109,15 @@ def _agrees(match: Match, rule: NearRule, content: bool = False) -> bool:
     return match.p99 <= rule.max_p99 and match.peak <= rule.max_peak
 
 
+def one_size_changed(a: Signature, b: Signature) -> np.ndarray:
+    """|b - (s a + t)| per pixel of two same-size gray thumbnails, s and t the least-squares
+    fit of a's levels to b's (a brightness or contrast change is not a difference)."""
+    x, y = a.pixels().reshape(-1), b.pixels().reshape(-1)
+    var = float(x.var())
+    s = float(((x - x.mean()) * (y - y.mean())).mean()) / var if var > 0 else 1.0
+    return np.abs(y - (s * x + (y.mean() - s * x.mean())))
+
+
 def contents_agree(a: Signature, b: Signature, rule: NearRule) -> bool:
     if a.content is None or b.content is None or len(a.content) != len(b.content):
         return True
@@ -133,6 +144,8 @@ def first_failing_check(
     if a.size == b.size:  # one size: compared uncropped (a crop resized back is unlikely)
         if not _agrees(identity_match(get_terms(0, False), get_terms(1, False)), rule):
             return "gray"
+        if (one_size_changed(a, b) > rule.one_size_levels).sum() > rule.one_size_max_pixels:
+            return "one_size"
         return None if contents_agree(a, b, rule) else "content"
     if rule.prescreen_max is not None and a.side >= 2 * PRESCREEN_MIN_SIDE:  # noqa: SIM102
         if match_terms(get_terms(0, True), get_terms(1, True)).p99 > rule.prescreen_max:

@@ -2,8 +2,11 @@
 
 A fingerprint is what every later step reads, so no step decodes again:
 
-- ``pixel_hash``: 128-bit xxh3 of the size and the RGB pixels (the exact-dedup key; not
-  cryptographic: a crafted collision could only make two samples one group);
+- ``pixel_hash``: 128-bit xxh3 of the size, the RGB pixels flattened on white and, for a
+  picture with transparency, its alpha (the exact-dedup key: two pictures equal on white but
+  not in alpha, a white glyph on a transparent ground and the empty ground, are two;
+  colour under alpha 0 is no pixel. Not cryptographic: a crafted collision could only make
+  two samples one group);
 - ``phash``: 64-bit perceptual hash of the <= 512 px grayscale copy (candidate search);
 - ``signature``: the bytes the near rule compares (``compare.py``), laid out as
   ``gray (48*48) | b"SX" | width, height (2 x uint32 LE) | Cb 8x8 | Cr 8x8`` and, for a
@@ -29,6 +32,7 @@ import numpy as np
 
 SIGNATURE_SIDE = 48
 CHROMA_SIDE = 8
+ALPHA_TAG = b"alpha:"  # the pixel hash's alpha part follows it (see fingerprint)
 TAIL_MAGIC = b"SX"
 TAIL_BYTES = len(TAIL_MAGIC) + 8 + 2 * CHROMA_SIDE * CHROMA_SIDE
 CONTENT_MAGIC = b"IK"
@@ -81,9 +85,11 @@ class Signature:
         return np.frombuffer(data, np.uint8).astype(np.float32).reshape(self.side, self.side)
 
 
-def fingerprint(rgb, gray, *, size=None, pixel_hash: str | None = None) -> Fingerprint:
+def fingerprint(rgb, gray, alpha=None, *, size=None, pixel_hash: str | None = None) -> Fingerprint:
     """The fingerprint of a flattened RGB Pillow image; ``gray``: its "L" copy at a longer
-    side of <= 512 px (the pHash is taken there, so it does not depend on the scale).
+    side of <= 512 px (the pHash is taken there, so it does not depend on the scale);
+    ``alpha``: its "L" alpha channel when the decoded picture had one (a fully opaque one
+    counts as none, so an opaque RGBA picture and its RGB re-save stay exact copies).
     A picture too large to flatten whole passes its reduced copy as ``rgb`` with its own
     ``size`` and the ``pixel_hash`` taken strip by strip (``ops/image_decode.py``)."""
     import imagehash
@@ -93,6 +99,8 @@ def fingerprint(rgb, gray, *, size=None, pixel_hash: str | None = None) -> Finge
     if pixel_hash is None:
         digest = xxhash.xxh3_128(f"{rgb.width}x{rgb.height}:".encode())
         digest.update(rgb.tobytes())
+        if alpha is not None and alpha.getextrema()[0] < 255:
+            digest.update(ALPHA_TAG + alpha.tobytes())
         pixel_hash = digest.hexdigest()
     width, height = size or rgb.size
     chroma = rgb.resize((CHROMA_SIDE, CHROMA_SIDE), Image.Resampling.BOX, reducing_gap=1.0)

@@ -34,6 +34,11 @@ class NearRule:
     # gray thumbnails at the best crop: 99th percentile and largest |z difference|
     max_p99: float = 0.5
     max_peak: float = 1.0
+    # two pictures of one size: their plain thumbnails, one's levels fitted linearly to the
+    # other's, may differ by more than one_size_levels in at most one_size_max_pixels pixels
+    # (a re-encode moves every pixel a little; another glyph or emblem moves a few a lot)
+    one_size_levels: float = 40.0
+    one_size_max_pixels: int = 2
     # content boxes, when both pictures have one of similar area (within the ratio)
     content_max_area_ratio: float = 1.5
     content_max_p99: float = 0.55

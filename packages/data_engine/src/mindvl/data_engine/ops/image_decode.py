@@ -24,7 +24,8 @@ Transparency rule: an image with alpha (RGBA, LA, PA, or P/L/RGB with a ``transp
 entry) is composited onto opaque white (255, 255, 255) and becomes RGB; every other mode is
 converted to RGB directly (16-bit and float greyscale are scaled to 8 bits first). All
 features are computed from that flattened RGB picture, so a transparent icon and the same
-icon on white are the same image to every later stage.
+icon on white are the same image to every later stage, except the exact-dedup key, which
+also hashes the alpha channel (``dedup.fingerprint``).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from dataclasses import dataclass
 from pydantic import Field
 
 from mindvl.common.config import StrictModel
-from mindvl.data_engine.dedup.fingerprint import EvalImage, fingerprint
+from mindvl.data_engine.dedup.fingerprint import ALPHA_TAG, EvalImage, fingerprint
 from mindvl.data_engine.ops.base import Operator
 from mindvl.data_engine.ops.image_open import DEFAULT_DECODE_BYTES, DecodeFailure, open_within
 from mindvl.data_engine.record import Candidate
@@ -86,6 +87,15 @@ def has_alpha(img) -> bool:
     return img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info
 
 
+def alpha_channel(img):
+    """The "L" alpha channel of a decoded picture that has one (palette transparency keyed
+    in); None without one, and for 16-bit and float pictures, whose key is ignored."""
+    if not has_alpha(img) or img.mode.startswith("I") or img.mode == "F":
+        return None
+    rgba = img if img.mode in ("RGBA", "LA") else img.convert("RGBA")
+    return rgba.getchannel("A")
+
+
 def to_8bit(img):
     """16-bit and float greyscale to 8-bit "L" by scaling, not clipping (Pillow's own
     conversion clips: a 16-bit scan would turn almost all white). Floats are read as 0..1."""
@@ -133,11 +143,23 @@ def _by_strips(img, tag: str, small: tuple[int, int]):
     digest = xxhash.xxh3_128(tag.encode())
     reduced = Image.new("RGB", (-(-width // fx), -(-height // fy)))
     gray = Image.new("L", reduced.size)
-    for top in range(0, height, rows):
-        strip = flatten_to_rgb(img.crop((0, top, width, min(top + rows, height))))
+    tops = range(0, height, rows)
+    lowest_alpha = 255
+    for top in tops:
+        part = img.crop((0, top, width, min(top + rows, height)))
+        alpha = alpha_channel(part)
+        if alpha is not None:
+            lowest_alpha = min(lowest_alpha, alpha.getextrema()[0])
+        strip = flatten_to_rgb(part)
         digest.update(strip.tobytes())
         reduced.paste(strip.reduce((fx, fy)), (0, top // fy))
         gray.paste(strip.convert("L").reduce((fx, fy)), (0, top // fy))
+    if lowest_alpha < 255:  # the whole path's alpha part, after all the RGB bytes
+        digest.update(ALPHA_TAG)
+        for top in tops:
+            digest.update(
+                alpha_channel(img.crop((0, top, width, min(top + rows, height)))).tobytes()
+            )
     if small != (width, height):
         box = (0, 0, width / fx, height / fy)
         gray = gray.resize(small, Image.Resampling.BOX, box=box)
@@ -179,13 +201,13 @@ def image_features(
         gray = rgb.convert("L")
         if small != gray.size:
             gray = gray.resize(small, Image.Resampling.BOX, reducing_gap=2.0)
-        size, pixel_hash = None, None
+        size, pixel_hash, alpha = None, None, alpha_channel(img)
     else:
         tag = f"{width}x{height}:" if opened.scale == 1 else f"{width}x{height}/{opened.scale}:"
         pixel_hash, rgb, gray = _by_strips(img, tag, small)
-        size = (width, height)
+        size, alpha = (width, height), None
     del img, opened
-    found = fingerprint(rgb, gray, size=size, pixel_hash=pixel_hash)  # dedup's step 1
+    found = fingerprint(rgb, gray, alpha, size=size, pixel_hash=pixel_hash)  # dedup's step 1
     thumb = np.asarray(gray.resize((INFO_SIDE, INFO_SIDE), Image.Resampling.BOX), dtype=np.float32)
     information = float(thumb.std() / 255.0)
     sharpness = math.nan

@@ -1,0 +1,270 @@
+"""Build a real-image dedup benchmark from Debian packages of icon themes, flags and line art.
+
+Originals are the packages' own pictures (transparent RGBA and grey+alpha PNGs, palette
+PNGs/GIFs with a transparent index, XPM line art), one icon size per theme so that a theme's
+hand-drawn 16 and 48 px versions of one icon are not two versions of one picture. The
+tuxpaint and openclipart packages are deliberately not used (kept aside to judge the result).
+
+Truth:
+
+- by construction: a share of the originals (keyed hash) gets planted copies: exact byte
+  copies and PNG re-saves (exact), and resized PNGs (alpha kept), JPEGs flattened on white,
+  transparent/white padding and crops (near);
+- by a pixel check: originals whose decoded pixels are equal, alpha included, are one picture
+  (a theme ships the same icon under two names; colour under alpha 0 is not a pixel, so the
+  check compares premultiplied RGBA: ``pixel_equal_repeats``); so are originals of one size
+  that are the same drawing re-rendered (mate-icon-theme re-exports many of
+  gnome-icon-theme's icons): composited on white and on black, no pixel differs by more
+  than ``REPEAT_MAX`` levels and under ``REPEAT_SHARE`` of them by more than
+  ``REPEAT_LEVELS`` (``pixel_near_repeats``). Originals
+  equal on white but not in alpha are counted (``flat_equal_alpha_differs``) and stay
+  different pictures, as do variants drawn to differ in a small part (another glyph).
+
+Steps: ``apt-get download`` (no root needed), ``dpkg-deb -x``, select, plant. The corpus goes
+to ``--out`` (default ``bench/data/real_images``, git-ignored) as ``images/`` plus
+``truth.json``; the same package versions give the same corpus.
+
+Usage: uv run python bench/real_images_set.py [--work /tmp/real_images_debs]
+        [--out bench/data/real_images] [--cap 650] [--plant-share 0.25]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+# package -> glob of the pictures taken from it (one icon size per theme)
+SOURCES = {
+    "gnome-screensaver-flags": "usr/share/backgrounds/flags/*.gif",
+    "fvwm-icons": "usr/share/**/*.xpm",
+    "famfamfam-silk": "usr/share/**/*.png",
+    "tango-icon-theme": "usr/share/icons/Tango/32x32/*/*.png",
+    "gnome-icon-theme": "usr/share/icons/gnome/48x48/*/*.png",
+    "mate-icon-theme": "usr/share/icons/mate/48x48/*/*.png",
+    "oxygen-icon-theme": "usr/share/icons/oxygen/base/48x48/*/*.png",
+    "lxde-icon-theme": "usr/share/icons/nuoveXT2/48x48/*/*.png",
+    "gnome-colors-common": "usr/share/icons/gnome-colors-common/24x24/*/*.png",
+}
+EXCLUDED = ("tuxpaint", "openclipart")
+NEAR_KINDS = ("resize", "jpeg_white", "pad", "crop")
+EXACT_KINDS = ("copy", "resave")
+REPEAT_MAX = 64  # re-rendered repeats: no pixel differs by more than this (white or black)
+REPEAT_SHARE = 0.01  # ... and under this share of the pixels by more than REPEAT_LEVELS
+REPEAT_LEVELS = 24
+
+
+def keyed(text: str, salt: str = "") -> float:
+    """A uniform number in [0, 1) from a keyed hash (deterministic selection)."""
+    return int.from_bytes(hashlib.sha256(f"{salt}:{text}".encode()).digest()[:8], "big") / 2**64
+
+
+def fetch(work: Path) -> dict[str, str]:
+    """Download and unpack every package of ``SOURCES``; their versions by name."""
+    work.mkdir(parents=True, exist_ok=True)
+    assert not any(x in p for p in SOURCES for x in EXCLUDED)
+    missing = [p for p in SOURCES if not list(work.glob(f"{p}_*.deb"))]
+    if missing:
+        subprocess.run(["apt-get", "download", *missing], cwd=work, check=True)
+    versions = {}
+    for p in SOURCES:
+        deb = sorted(work.glob(f"{p}_*.deb"))[-1]
+        versions[p] = deb.name.split("_")[1].replace("%3a", ":")
+        if not (work / "x" / p).is_dir():
+            (work / "x" / p).mkdir(parents=True)
+            subprocess.run(["dpkg-deb", "-x", str(deb), str(work / "x" / p)], check=True)
+    return versions
+
+
+def composites(img: Image.Image) -> np.ndarray:
+    """(2, h, w, 3) int16: the picture composited on white and on black."""
+    x = np.asarray(img.convert("RGBA"), dtype=np.float32)
+    a = x[..., 3:] / 255.0
+    return np.rint(np.stack([x[..., :3] * a + 255 * (1 - a), x[..., :3] * a])).astype(np.int16)
+
+
+def rgba_key(img: Image.Image) -> str:
+    """Premultiplied RGBA: equal keys, equal pictures (the composites determine it)."""
+    return hashlib.sha256(f"{img.size}".encode() + composites(img).tobytes()).hexdigest()
+
+
+def thumb(pixels: np.ndarray) -> np.ndarray:
+    """12x12 means of both composites, flattened (the near-repeat search's key)."""
+    return np.concatenate([np.asarray(Image.fromarray(c.astype(np.uint8)).resize(
+        (12, 12), Image.Resampling.BOX), dtype=np.float32).reshape(-1) for c in pixels])  # fmt: skip
+
+
+def near_repeats(pictures: list[np.ndarray]) -> list[tuple[int, int]]:
+    """Pairs (i, j) of same-size composites that are one drawing re-rendered (module
+    docstring); candidates by the L2 distance of 12x12 means first."""
+    pairs, by_shape = [], {}
+    for i, x in enumerate(pictures):
+        by_shape.setdefault(x.shape, []).append(i)
+    for ids in by_shape.values():
+        if len(ids) < 2:
+            continue
+        v = np.stack([thumb(pictures[i]) for i in ids])
+        sq = (v * v).sum(1)
+        d = np.sqrt(np.maximum(sq[:, None] + sq[None] - 2 * v @ v.T, 0) / v.shape[1])
+        for a, b in zip(*np.nonzero(np.triu(d < 16, 1)), strict=True):
+            diff = np.abs(pictures[ids[a]] - pictures[ids[b]]).max(-1).max(0)
+            if diff.max() <= REPEAT_MAX and (diff > REPEAT_LEVELS).mean() < REPEAT_SHARE:
+                pairs.append((ids[a], ids[b]))
+    return pairs
+
+
+def has_transparency(img: Image.Image) -> bool:
+    return img.convert("RGBA").getextrema()[3][0] < 255
+
+
+def originals(work: Path, cap: int) -> list[tuple[str, str, bytes]]:
+    """(package, relative path, encoded bytes): each package's real files (symlinks and
+    repeated realpaths skipped), capped by a keyed hash; XPM re-saved as PNG (no reader
+    decodes XPM; the pixels are unchanged)."""
+    out = []
+    for package, pattern in SOURCES.items():
+        root = work / "x" / package
+        seen, files = set(), []
+        for f in sorted(root.glob(pattern)):
+            if f.is_symlink() or f.resolve() in seen:
+                continue
+            seen.add(f.resolve())
+            files.append(f)
+        files = sorted(files, key=lambda f: keyed(str(f.relative_to(root))))[:cap]
+        for f in sorted(files):
+            data = f.read_bytes()
+            try:
+                img = Image.open(io.BytesIO(data))
+                img.load()
+            except Exception:  # noqa: BLE001 (a broken file in a package: not a picture)
+                continue
+            if f.suffix == ".xpm":
+                buf = io.BytesIO()
+                img.save(buf, "PNG")
+                data = buf.getvalue()
+            out.append((package, str(f.relative_to(root)), data))
+    return out
+
+
+def plant(img: Image.Image, kind: str, r: float) -> tuple[bytes, str]:
+    """One planted copy of ``img`` (``r`` in [0, 1) picks its parameters): bytes, extension."""
+    buf = io.BytesIO()
+    rgba = img.convert("RGBA")
+    w, h = rgba.size
+    if kind == "resave":
+        img.save(buf, "PNG", optimize=True)
+        return buf.getvalue(), "png"
+    if kind in ("resize", "jpeg_white"):
+        # small icons are scaled up (x1.5-2), larger ones down (0.55-0.9)
+        s = 1.5 + 0.5 * r if max(w, h) < 32 else 0.55 + 0.35 * r
+        size = (max(1, round(w * s)), max(1, round(h * s)))
+        out = rgba.resize(size, Image.Resampling.LANCZOS)
+        if kind == "resize":
+            out.save(buf, "PNG")
+            return buf.getvalue(), "png"
+        flat = Image.alpha_composite(Image.new("RGBA", size, (255,) * 4), out).convert("RGB")
+        flat.save(buf, "JPEG", quality=80 + round(12 * r))
+        return buf.getvalue(), "jpg"
+    if kind == "pad":  # 3-6% per side, transparent (white when the picture is opaque)
+        p = 0.03 + 0.03 * r
+        pw, ph = max(1, round(w * p)), max(1, round(h * p))
+        fill = (0, 0, 0, 0) if has_transparency(img) else (255, 255, 255, 255)
+        out = Image.new("RGBA", (w + 2 * pw, h + 2 * ph), fill)
+        out.paste(rgba, (pw, ph))
+        out.save(buf, "PNG")
+        return buf.getvalue(), "png"
+    if kind == "crop":  # keep 90-95% of each side, anchored by r
+        keep = 0.90 + 0.05 * r
+        cw, ch = max(1, round(w * keep)), max(1, round(h * keep))
+        x0, y0 = round((w - cw) * r), round((h - ch) * (1 - r))
+        rgba.crop((x0, y0, x0 + cw, y0 + ch)).save(buf, "PNG")
+        return buf.getvalue(), "png"
+    raise ValueError(f"unknown plant kind {kind!r}")
+
+
+def union_groups(groups: list[int], pairs: list[tuple[int, int]]) -> dict[int, int]:
+    """Group id -> the smallest group id it is joined to through ``pairs`` of indices."""
+    parent = {g: g for g in groups}
+
+    def root(g: int) -> int:
+        while parent[g] != g:
+            g = parent[g]
+        return g
+
+    for i, j in pairs:
+        a, b = sorted((root(groups[i]), root(groups[j])))
+        parent[b] = a
+    return {g: root(g) for g in parent}
+
+
+def build(work: Path, out: Path, cap: int, share: float) -> dict:
+    versions = fetch(work)
+    images = out / "images"
+    shutil.rmtree(images, ignore_errors=True)
+    images.mkdir(parents=True)
+    truth, group_of_pixels, flat_groups, pictures = {}, {}, {}, []
+    for package, rel, data in originals(work, cap):
+        img = Image.open(io.BytesIO(data))
+        img.load()
+        pictures.append(composites(img))
+        key = rgba_key(img)
+        group = group_of_pixels.setdefault(key, len(group_of_pixels))
+        on_white = hashlib.sha256(pictures[-1][0].tobytes()).hexdigest()
+        flat_groups.setdefault(on_white, set()).add(group)
+        name = hashlib.sha256(f"{package}/{rel}".encode()).hexdigest()[:16]
+        ext = {"GIF": "gif", "PNG": "png"}.get(Image.open(io.BytesIO(data)).format, "png")
+        (images / f"{name}.{ext}").write_bytes(data)
+        truth[name] = {"file": f"{name}.{ext}", "group": group, "kind": "original",
+                       "package": package, "path": rel, "mode": img.mode,
+                       "transparent": has_transparency(img), "size": list(img.size)}  # fmt: skip
+        if keyed(name, "plant") >= share:
+            continue
+        kinds = EXACT_KINDS + NEAR_KINDS
+        kind = kinds[int(keyed(name, "kind") * len(kinds))]
+        copy, ext = (data, ext) if kind == "copy" else plant(img, kind, keyed(name, "r"))
+        cname = hashlib.sha256(f"{name}:{kind}".encode()).hexdigest()[:16]
+        (images / f"{cname}.{ext}").write_bytes(copy)
+        truth[cname] = {"file": f"{cname}.{ext}", "group": group, "kind": kind,
+                        "package": package, "path": rel, "of": name}  # fmt: skip
+    repeats = near_repeats(pictures)  # indices of originals, in the order they were added
+    merged = union_groups([t["group"] for t in truth.values() if t["kind"] == "original"], repeats)
+    for t in truth.values():
+        t["group"] = merged[t["group"]]
+    summary = {
+        "packages": versions,
+        "originals": sum(t["kind"] == "original" for t in truth.values()),
+        "planted": {k: sum(t["kind"] == k for t in truth.values()) for k in EXACT_KINDS + NEAR_KINDS},
+        "pixel_equal_repeats": sum(t["kind"] == "original" for t in truth.values()) - len(group_of_pixels),
+        "pixel_near_repeats": len(repeats),
+        "flat_equal_alpha_differs": sum(len(g) - 1 for g in flat_groups.values()),
+        "modes": {},
+    }  # fmt: skip
+    for t in truth.values():
+        if t["kind"] == "original":
+            m = t["mode"] + (
+                "+alpha" if t["transparent"] and t["mode"] not in ("RGBA", "LA") else ""
+            )
+            summary["modes"][m] = summary["modes"].get(m, 0) + 1
+    (out / "truth.json").write_text(json.dumps({"summary": summary, "images": truth}, indent=0))
+    return summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", type=Path, default=Path("/tmp/real_images_debs"))
+    parser.add_argument("--out", type=Path, default=Path("bench/data/real_images"))
+    parser.add_argument("--cap", type=int, default=650, help="pictures per package at most")
+    parser.add_argument("--plant-share", type=float, default=0.25)
+    args = parser.parse_args()
+    print(json.dumps(build(args.work, args.out, args.cap, args.plant_share), indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""Dedup on clip-art-like pictures: transparency (RGBA, grey+alpha, palette with a
+transparent index) in the exact key, JPEG-on-white copies, flags and icons of one layout."""
+
+from __future__ import annotations
+
+import io
+import math
+
+from dedup_helpers import RULE
+from PIL import Image, ImageDraw
+
+from mindvl.data_engine.dedup.compare import PairVerifier
+from mindvl.data_engine.ops.image_decode import image_features
+
+
+def encoded(img: Image.Image, fmt: str = "PNG", **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def features(img: Image.Image, fmt: str = "PNG", **kw):
+    return image_features(encoded(img, fmt, **kw), blur=False)
+
+
+def check(a: Image.Image, b: Image.Image) -> str | None:
+    """The first check of the default rule that rejects the pair (None: duplicates)."""
+    sa, sb = (bytes.fromhex(features(x).signature) for x in (a, b))
+    return PairVerifier(RULE).check(sa, sb)
+
+
+def icon(glyph: str = "!", size: int = 48) -> Image.Image:
+    """A transparent status icon: an orange disc with a white glyph, soft shadow."""
+    img = Image.new("RGBA", (size, size), (0, 0, 0, 0))
+    d = ImageDraw.Draw(img)
+    d.ellipse((5, 6, size - 3, size - 2), fill=(0, 0, 0, 60))
+    d.ellipse((3, 3, size - 5, size - 5), fill=(230, 120, 20, 255))
+    if glyph == "!":
+        d.rectangle((21, 11, 26, 28), fill=(255, 255, 255, 255))
+        d.rectangle((21, 32, 26, 37), fill=(255, 255, 255, 255))
+    else:  # "x"
+        d.line((15, 15, 32, 32), fill=(255, 255, 255, 255), width=5)
+        d.line((32, 15, 15, 32), fill=(255, 255, 255, 255), width=5)
+    return img
+
+
+def flag(colours, emblem: bool = False, size=(300, 200)) -> Image.Image:
+    """A vertical tricolour (palette PNG), optionally with a small emblem in the middle."""
+    img = Image.new("RGB", size)
+    d = ImageDraw.Draw(img)
+    w = size[0] // 3
+    for i, c in enumerate(colours):
+        d.rectangle((i * w, 0, (i + 1) * w, size[1]), fill=c)
+    if emblem:
+        cx, cy = size[0] // 2, size[1] // 2
+        d.ellipse((cx - 12, cy - 12, cx + 12, cy + 12), fill=(200, 160, 0))
+    return img.convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
+
+
+def test_the_exact_key_sees_alpha_but_not_colour_under_alpha_zero() -> None:
+    glyph = Image.new("RGBA", (32, 32), (0, 0, 0, 0))
+    ImageDraw.Draw(glyph).rectangle((8, 8, 24, 24), fill=(255, 255, 255, 255))
+    empty = Image.new("RGBA", (32, 32), (0, 0, 0, 0))
+    # equal once flattened on white, different pictures
+    assert features(glyph).signature == features(empty).signature
+    assert features(glyph).pixel_hash != features(empty).pixel_hash
+    hidden = Image.new("RGBA", (32, 32), (90, 10, 200, 0))  # colour under alpha 0
+    assert features(hidden).pixel_hash == features(empty).pixel_hash
+    opaque = icon().convert("RGB").convert("RGBA")  # alpha all 255: the RGB picture
+    assert features(opaque).pixel_hash == features(opaque.convert("RGB")).pixel_hash
+    # palette with a transparent index and grey+alpha: the same pixels as RGBA
+    pal = icon().convert("P", palette=Image.Palette.ADAPTIVE, colors=32)
+    pal.info["transparency"] = 0
+    pal = Image.open(io.BytesIO(encoded(pal)))  # a PNG with a tRNS entry
+    assert pal.mode == "P" and "transparency" in pal.info
+    assert features(pal).pixel_hash == features(pal.convert("RGBA")).pixel_hash
+    la = icon().convert("LA")
+    assert features(la).pixel_hash == features(la.convert("RGBA")).pixel_hash
+    assert features(la).pixel_hash != features(la.convert("L")).pixel_hash
+
+
+def test_a_transparent_icon_and_its_jpeg_on_white_copy_are_one_picture() -> None:
+    img = icon()
+    white = Image.alpha_composite(Image.new("RGBA", img.size, (255,) * 4), img).convert("RGB")
+    copy = Image.open(io.BytesIO(encoded(white.resize((40, 40), Image.Resampling.LANCZOS),
+                                         "JPEG", quality=85)))  # fmt: skip
+    assert check(img, copy) is None
+    assert check(img.convert("LA"), copy.convert("L")) is None  # grey+alpha: the same
+
+
+def test_icons_that_differ_in_one_small_glyph_are_two_pictures() -> None:
+    assert check(icon("!"), icon("x")) is not None
+
+
+def test_flags_of_one_stripe_layout_are_two_pictures() -> None:
+    france = ((0, 35, 149), (255, 255, 255), (237, 41, 57))
+    assert check(flag(france), flag(((0, 146, 70), (255, 255, 255), (206, 43, 55)))) == "colour"
+    assert check(flag(france), flag(france, emblem=True)) == "one_size"
+    emblem = flag(france, emblem=True)
+    assert check(emblem, emblem.convert("RGB").resize((240, 160))) is None
+    jpeg = Image.open(io.BytesIO(encoded(emblem.convert("RGB"), "JPEG", quality=80)))
+    assert check(emblem, jpeg) is None  # one size: a re-encode is not a difference
+
+
+def star(points: int, size: int = 400) -> Image.Image:
+    img = Image.new("RGBA", (size, size), (0, 0, 0, 0))
+    corners = [
+        (
+            size / 2 + r * math.cos(math.pi * i / points),
+            size / 2 + r * math.sin(math.pi * i / points),
+        )
+        for i in range(2 * points)
+        for r in [size * (0.48 if i % 2 == 0 else 0.40)]
+    ]
+    ImageDraw.Draw(img).polygon(corners, fill=(230, 180, 0, 255), outline=(120, 80, 0, 255))
+    return img
+
+
+def test_star_polygons_of_90_and_91_points_are_one_picture_by_design() -> None:
+    """The documented decision (docs/DEDUP.md): variants finer than the 48x48 signature
+    sees are one picture; coarser ones are told apart."""
+    assert check(star(90), star(91)) is None
+    assert check(star(30), star(31)) == "one_size"
+    assert check(star(12), star(13)) == "gray"
