@@ -21,6 +21,7 @@ from torch import nn
 from mindvl.common.errors import UserError
 from mindvl.trainer.device.expert_parallel import shard_experts
 from mindvl.trainer.device.mesh import ParallelDims
+from mindvl.trainer.device.tensor_parallel import apply_tensor_parallel, clip_grad_norm_by_mesh
 from mindvl.trainer.model.moe import routed_expert_modules
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
@@ -36,15 +37,20 @@ def parallelize(
 ) -> nn.Module:
     """Parallelise ``model`` (already on ``device``) over ``mesh``; returns what the loop calls.
 
-    ``dims.ddp`` (the old ``distributed: ddp``): DDP over all ranks. Otherwise FSDP2 over ``dp_shard_cp`` (HSDP with ``dp_replicate``), after
-    expert parallelism. ``param_dtype`` is FSDP2's compute dtype (gradients are reduced in
+    ``dims.ddp`` (the old ``distributed: ddp``): DDP over all ranks. Otherwise FSDP2 over
+    ``dp_shard_cp`` (HSDP with ``dp_replicate``), after tensor parallelism over ``tp``
+    (:mod:`mindvl.trainer.device.tensor_parallel`) or expert parallelism. ``param_dtype`` is FSDP2's compute dtype (gradients are reduced in
     fp32); DDP trains in the model's own dtype.
     """
-    for axis in ("tp", "cp", "pp"):
+    for axis in ("cp", "pp"):
         if getattr(dims, axis) > 1:
             raise UserError(f"parallel.{axis} > 1 is not available in this build")
+    if dims.ep > 1 and dims.tp > 1:
+        raise UserError("parallel.ep > 1 with tp > 1 is not available in this build")
     if dims.ep > 1 and dims.dp_replicate > 1:
         raise UserError("parallel.ep > 1 with dp_replicate > 1 is not available in this build")
+    if dims.tp > 1:  # before FSDP2 (torchtitan's order): FSDP2 then shards the TP DTensors
+        apply_tensor_parallel(model, mesh["tp"])
     if dims.ddp:
         from torch.nn.parallel import DistributedDataParallel
 
@@ -105,11 +111,7 @@ def clip_gradients(model: nn.Module, max_norm: float | None, sharded_meshes: boo
     """Clip the gradients to ``max_norm`` (None: only measure); returns the global norm."""
     if sharded_meshes:
         return clip_grad_norm_sharded(model, max_norm)
-    params = [p for p in model.parameters() if p.grad is not None]
-    norm = torch.nn.utils.clip_grad_norm_(params, max_norm if max_norm else float("inf"))
-    if hasattr(norm, "full_tensor"):
-        norm = norm.full_tensor()
-    return float(norm)
+    return clip_grad_norm_by_mesh([p for p in model.parameters() if p.grad is not None], max_norm)
 
 
 def clip_grad_norm_sharded(model: nn.Module, max_norm: float | None) -> float:

@@ -1,0 +1,204 @@
+"""Tensor parallelism with sequence parallelism (Megatron-style) for a MindVL, applied from
+outside the model with ``torch.distributed.tensor.parallel.parallelize_module``, before
+FSDP2 (torchtitan's order). The packed row is one sequence (batch 1, sequence dim 1).
+
+LLM, per decoder layer (``tp`` ranks):
+
+- **Sequence parallel between blocks.** The residual stream and the RMSNorms run on
+  ``T / tp`` tokens of the row (``SequenceParallel``; norm weights replicated, their
+  gradients summed over ``tp`` by DTensor). Before attention and the MLP the row is
+  all-gathered; after them it is reduce-scattered back (``RowwiseParallel`` with a
+  sequence-sharded output).
+- **Attention**: ``q/k/v_proj`` column-wise (each rank computes its own heads, the full row),
+  ``o_proj`` row-wise. The attention backend (per-segment SDPA, flash varlen, NPU) sees the
+  whole row with its local heads, so ``cu_seqlens`` keep working unchanged. Qwen3's
+  per-head ``q_norm``/``k_norm`` run on the local heads (a ``SequenceParallel`` over the
+  head dim, so their replicated weights get the summed gradient). DeepSeek-V3's MLA:
+  ``q_proj``/``q_b_proj`` and ``kv_b_proj`` column-wise (heads), the low-rank
+  ``q_a``/``kv_a`` projections and their norms replicated on the gathered row.
+- **Dense MLP**: ``gate/up_proj`` column-wise, ``down_proj`` row-wise.
+- **MoE block** (router, routed and shared experts): replicated over ``tp``. It runs on
+  the gathered row, identically on every ``tp`` rank, and each rank keeps its ``T / tp``
+  slice of the output, so routing and the router statistics are those of one process.
+  The experts' compute is repeated ``tp`` times; shard experts with ``ep`` instead.
+
+Embeddings are split over the vocabulary (``RowwiseParallel``) with a replicated output:
+image features are scattered into the full row, which then enters sequence parallelism at
+the first decoder layer (a local slice, no communication). The final norm's output is
+all-gathered, and the LM head is split over the vocabulary with replicated logits, so the
+loss (``model/loss.py``: the head runs only on loss positions) is computed in full on every
+``tp`` rank: simple and exact, at the memory of full logits for the loss tokens.
+
+Vision tower: its MLPs are tensor-parallel (``gate/up`` column-wise, ``down`` row-wise,
+replicated output); its attention stays replicated, because Qwen2.5-VL fuses q, k and v in
+one ``qkv`` projection reshaped with the global head count, which a contiguous column
+split would mix up. The projector is replicated.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from mindvl.common.errors import UserError
+from mindvl.trainer.model.moe import moe_blocks
+
+COLWISE_ATTENTION = ("q_proj", "k_proj", "v_proj", "q_b_proj", "kv_b_proj")
+HEAD_NORMS = ("q_norm", "k_norm")
+DENSE_MLP = ("gate_proj", "up_proj", "down_proj")
+
+
+def apply_tensor_parallel(model: nn.Module, tp_mesh) -> None:
+    """Shard ``model`` (a MindVL, single-device, not yet FSDP-wrapped) over ``tp_mesh``."""
+    from torch.distributed.tensor import Replicate, Shard
+    from torch.distributed.tensor.parallel import (
+        ColwiseParallel,
+        PrepareModuleInput,
+        PrepareModuleOutput,
+        RowwiseParallel,
+        SequenceParallel,
+        parallelize_module,
+    )
+
+    llm = model.llm
+    decoder = llm.get_decoder()
+    embed, head = llm.get_input_embeddings(), llm.get_output_embeddings()
+    tied = head is not None and head.weight is embed.weight
+    parallelize_module(
+        embed, tp_mesh, RowwiseParallel(input_layouts=Replicate(), output_layouts=Replicate())
+    )
+    parallelize_module(
+        head, tp_mesh, ColwiseParallel(input_layouts=Replicate(), output_layouts=Replicate())
+    )
+    if tied:  # both vocab-sharded on dim 0: one DTensor parameter again
+        head.weight = embed.weight
+    moe = {id(block) for _, block in moe_blocks(llm)}
+    for layer in decoder.layers:
+        parallelize_module(layer, tp_mesh, _layer_plan(layer, moe))
+    # the full row enters sequence parallelism at the first layer (a local slice) ...
+    _check_row_divides(decoder.layers[0], tp_mesh.size())
+    parallelize_module(
+        decoder.layers[0],
+        tp_mesh,
+        PrepareModuleInput(
+            input_layouts=(Replicate(),), desired_input_layouts=(Shard(1),), use_local_output=True
+        ),
+    )
+    # ... and leaves it after the final norm (all-gather) for the loss on full rows
+    parallelize_module(decoder.norm, tp_mesh, SequenceParallel())
+    parallelize_module(
+        decoder.norm,
+        tp_mesh,
+        PrepareModuleOutput(
+            output_layouts=Shard(1), desired_output_layouts=Replicate(), use_local_output=True
+        ),
+    )
+    for block in model.vision.blocks:
+        parallelize_module(
+            block.mlp,
+            tp_mesh,
+            {
+                "gate_proj": ColwiseParallel(),
+                "up_proj": ColwiseParallel(),
+                "down_proj": RowwiseParallel(output_layouts=Replicate()),
+            },
+        )
+
+
+def _layer_plan(layer: nn.Module, moe: set[int]) -> dict:
+    from torch.distributed.tensor import Replicate, Shard
+    from torch.distributed.tensor.parallel import (
+        ColwiseParallel,
+        PrepareModuleInput,
+        PrepareModuleInputOutput,
+        RowwiseParallel,
+        SequenceParallel,
+    )
+
+    attn, mlp = layer.self_attn, layer.mlp
+    colwise = [n for n in COLWISE_ATTENTION if isinstance(getattr(attn, n, None), nn.Linear)]
+    if not isinstance(getattr(attn, "o_proj", None), nn.Linear) or not colwise:
+        raise UserError(
+            f"tensor parallelism knows q/k/v/o_proj and MLA attention; {type(attn).__name__}"
+            " has neither"
+        )
+    gathered = {"hidden_states": Replicate()}
+    plan = {
+        "input_layernorm": SequenceParallel(),
+        "self_attn": PrepareModuleInput(
+            input_kwarg_layouts={"hidden_states": Shard(1)},
+            desired_input_kwarg_layouts=gathered,
+            use_local_output=True,
+        ),
+        "self_attn.o_proj": RowwiseParallel(output_layouts=Shard(1)),
+        "post_attention_layernorm": SequenceParallel(),
+    }
+    plan.update({f"self_attn.{n}": ColwiseParallel() for n in colwise})
+    plan.update(
+        {
+            f"self_attn.{n}": SequenceParallel(sequence_dim=2, use_local_output=True)
+            for n in HEAD_NORMS
+            if hasattr(attn, n)
+        }
+    )
+    if id(mlp) in moe:  # replicated: the whole row in, this rank's slice out
+        plan["mlp"] = PrepareModuleInputOutput(
+            input_layouts=(Shard(1),),
+            desired_input_layouts=(Replicate(),),
+            use_local_input=True,
+            output_layouts=(Replicate(),),
+            desired_output_layouts=(Shard(1),),
+            use_local_output=True,
+        )
+    elif all(isinstance(getattr(mlp, n, None), nn.Linear) for n in DENSE_MLP):
+        plan["mlp"] = PrepareModuleInput(
+            input_layouts=(Shard(1),), desired_input_layouts=(Replicate(),), use_local_output=True
+        )
+        plan["mlp.gate_proj"] = ColwiseParallel()
+        plan["mlp.up_proj"] = ColwiseParallel()
+        plan["mlp.down_proj"] = RowwiseParallel(output_layouts=Shard(1))
+    else:
+        raise UserError(
+            f"tensor parallelism knows gate/up/down_proj MLPs and MoE blocks;"
+            f" {type(mlp).__name__} is neither"
+        )
+    return plan
+
+
+def _check_row_divides(first_layer: nn.Module, tp: int) -> None:
+    """A packed row must split evenly over the sequence-parallel ranks (one-line error)."""
+
+    def check(module, args):
+        length = args[0].shape[1]
+        if length % tp:
+            raise UserError(f"parallel.tp = {tp} does not divide the packed row of {length} tokens")
+
+    first_layer.register_forward_pre_hook(check)
+
+
+def clip_grad_norm_by_mesh(params: list[torch.Tensor], max_norm: float | None) -> float:
+    """Clip to ``max_norm`` (None: only measure) the gradients of parameters that may live
+    on different meshes; returns the global norm.
+
+    FSDP2 x TP leaves 2-D DTensors (``dp_shard_cp`` x ``tp``) next to 1-D ones (replicated
+    over ``tp``), which torch's ``clip_grad_norm_`` cannot stack. Each group of one mesh and
+    placement gets its norm from DTensor, which reduces over exactly the ranks holding
+    distinct pieces (a parameter replicated over ``tp`` counts once); the groups combine as
+    a root of summed squares, and the clip factor is torch's.
+    """
+    groups: dict[tuple, list[torch.Tensor]] = {}
+    for p in params:
+        spec = getattr(p.grad, "_spec", None)
+        key = (spec.mesh, spec.placements) if spec is not None else (p.grad.device,)
+        groups.setdefault(key, []).append(p.grad)
+    sq = 0.0
+    for grads in groups.values():
+        norm = torch.nn.utils.get_total_norm(grads)
+        norm = norm.full_tensor() if hasattr(norm, "full_tensor") else norm
+        sq += float(norm.double()) ** 2
+    total = sq**0.5
+    coef = min(max_norm / (total + 1e-6), 1.0) if max_norm else 1.0
+    if coef < 1.0:
+        for grads in groups.values():
+            torch._foreach_mul_(grads, coef)
+    return total
