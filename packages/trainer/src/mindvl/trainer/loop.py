@@ -167,6 +167,7 @@ def _run(cfg: StageConfig, out: Path, resume: bool, config_text: str, rt: Runtim
     apply_attention_backend(core, default_backend_name(rt.device))
     dims = resolve(cfg.parallel, cfg.distributed, rt.world)
     dims.check(model_facts(core))
+    dims.check_row(cfg.seq_len)
     mesh = build_mesh(rt.device.type, dims) if rt.distributed else None
     # data-parallel groups: token counts over the dp ranks (ranks that share a batch count
     # it once); loss sums also over cp (each context-parallel rank holds part of a row)

@@ -35,6 +35,10 @@ class ModelFacts:
     llm_layers: int
     vision_heads: int
     num_experts: int | None = None  # routed experts per MoE layer; None for a dense LLM
+    # widths tensor parallelism splits (None: not known / no such layer)
+    llm_vocab: int | None = None
+    llm_mlp_width: int | None = None  # dense MLP layers' intermediate size; None if all MoE
+    vision_mlp_width: int | None = None
 
 
 @dataclass(frozen=True)
@@ -70,8 +74,11 @@ class ParallelDims:
             for what, n in (
                 ("LLM attention heads", facts.llm_heads),
                 ("LLM key/value heads", facts.llm_kv_heads),
+                ("LLM vocabulary entries", facts.llm_vocab),
+                ("LLM MLP hidden units", facts.llm_mlp_width),
+                ("vision MLP hidden units", facts.vision_mlp_width),
             ):
-                if n % self.tp:
+                if n is not None and n % self.tp:
                     raise UserError(f"parallel.tp = {self.tp} does not divide the {n} {what}")
         if self.pp > 1 and facts.llm_layers < self.pp:
             raise UserError(
@@ -87,6 +94,11 @@ class ParallelDims:
                 raise UserError(
                     f"parallel.ep = {self.ep} does not divide the {facts.num_experts} routed experts"
                 )
+
+    def check_row(self, seq_len: int) -> None:
+        """Sequence parallelism splits every packed row of ``seq_len`` tokens over ``tp``."""
+        if seq_len % self.tp:
+            raise UserError(f"parallel.tp = {self.tp} does not divide seq_len = {seq_len}")
 
     def coords(self, rank: int) -> dict[str, int]:
         """``rank``'s coordinate on each axis of :data:`AXES` (row-major, tp fastest)."""
@@ -172,12 +184,16 @@ def model_facts(model) -> ModelFacts:
     cfg = model.llm.config
     heads = cfg.num_attention_heads
     moe = getattr(model, "moe", None)
+    all_moe = moe is not None and len(moe.layers) == cfg.num_hidden_layers
     return ModelFacts(
         llm_heads=heads,
         llm_kv_heads=getattr(cfg, "num_key_value_heads", None) or heads,
         llm_layers=cfg.num_hidden_layers,
         vision_heads=model.vision.config.num_heads,
         num_experts=moe.num_experts if moe is not None else None,
+        llm_vocab=cfg.vocab_size,
+        llm_mlp_width=None if all_moe else cfg.intermediate_size,
+        vision_mlp_width=model.vision.config.intermediate_size,
     )
 
 

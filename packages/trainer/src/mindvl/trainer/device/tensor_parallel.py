@@ -15,7 +15,8 @@ LLM, per decoder layer (``tp`` ranks):
   per-head ``q_norm``/``k_norm`` run on the local heads (a ``SequenceParallel`` over the
   head dim, so their replicated weights get the summed gradient). DeepSeek-V3's MLA:
   ``q_proj``/``q_b_proj`` and ``kv_b_proj`` column-wise (heads), the low-rank
-  ``q_a``/``kv_a`` projections and their norms replicated on the gathered row.
+  ``q_a``/``kv_a`` projections and their norms replicated on the gathered row; the rotary
+  key shared by all heads gets its gradient summed over ``tp``.
 - **Dense MLP**: ``gate/up_proj`` column-wise, ``down_proj`` row-wise.
 - **MoE block** (router, routed and shared experts): replicated over ``tp``. It runs on
   the gathered row, identically on every ``tp`` rank, and each rank keeps its ``T / tp``
@@ -75,6 +76,8 @@ def apply_tensor_parallel(model: nn.Module, tp_mesh) -> None:
     moe = {id(block) for _, block in moe_blocks(llm)}
     for layer in decoder.layers:
         parallelize_module(layer, tp_mesh, _layer_plan(layer, moe))
+        if hasattr(layer.self_attn, "expand_kv"):
+            _sum_shared_key_grad(layer.self_attn, tp_mesh)
     # the full row enters sequence parallelism at the first layer (a local slice) ...
     _check_row_divides(decoder.layers[0], tp_mesh.size())
     parallelize_module(
@@ -163,6 +166,21 @@ def _layer_plan(layer: nn.Module, moe: set[int]) -> dict:
             f" {type(mlp).__name__} is neither"
         )
     return plan
+
+
+def _sum_shared_key_grad(attn: nn.Module, tp_mesh) -> None:
+    """MLA's rotary key ``k_rot`` is one head shared by all heads: each rank uses it for its
+    own heads only, so its gradient must be summed over ``tp`` (Megatron's "copy to the
+    tensor-parallel region": identity forward, all-reduce backward)."""
+    from torch.distributed.tensor import DTensor, Partial, Replicate
+
+    expand_kv = attn.expand_kv
+
+    def summed(kv_nope, k_rot):
+        shared = DTensor.from_local(k_rot, tp_mesh, [Replicate()], run_check=False)
+        return expand_kv(kv_nope, shared.to_local(grad_placements=[Partial()]))
+
+    attn.expand_kv = summed
 
 
 def _check_row_divides(first_layer: nn.Module, tp: int) -> None:
