@@ -48,8 +48,20 @@ def base(tmp_path_factory):
     )
 
 
-@pytest.mark.parametrize("model", ["tiny", "tiny_qwen3_moe"])
-@pytest.mark.parametrize(("parallel", "world"), [({"tp": 2}, 2), ({"tp": 2, "dp_shard": 2}, 4)])
+TP2, FSDP2_TP2, EP2_TP2 = {"tp": 2}, {"dp_shard": 2, "tp": 2}, {"dp_shard": 2, "ep": 2, "tp": 2}
+
+
+@pytest.mark.parametrize(
+    ("model", "parallel", "world"),
+    [
+        ("tiny", TP2, 2),
+        ("tiny_qwen3_moe", TP2, 2),
+        ("tiny", FSDP2_TP2, 4),
+        ("tiny_qwen3_moe", FSDP2_TP2, 4),
+        ("tiny_qwen3_moe", EP2_TP2, 4),  # experts split over ep, attention and MLPs over tp
+    ],
+    ids=["tp2-dense", "tp2-moe", "fsdp2xtp2-dense", "fsdp2xtp2-moe", "ep2xtp2-moe"],
+)
 def test_tp_matches_one_process_and_resumes(tmp_path, base, model, parallel, world):
     cfg = base.model_copy(update={"init": base.init.model_copy(update={"config": model})})
     single = run_stage(cfg, tmp_path / "one")
@@ -153,6 +165,3 @@ def test_layouts_tensor_parallelism_cannot_take_fail_in_one_line():
             tp2.check(bad)
     with pytest.raises(UserError, match="parallel.tp = 2 does not divide seq_len = 255"):
         tp2.check_row(255)
-    ep_tp = ParallelDims(world=4, dp_shard=2, tp=2, ep=2)
-    with pytest.raises(UserError, match="parallel.ep > 1 with tp > 1 is not available"):
-        parallelize(MindVL.from_config(tiny_config(300, 5, "qwen3_moe")), ep_tp, None, "cpu")

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from mindvl.common.errors import UserError
-from mindvl.trainer.device.expert_parallel import shard_experts
+from mindvl.trainer.device.expert_parallel import expert_parameter_names, shard_experts
 from mindvl.trainer.device.mesh import ParallelDims
 from mindvl.trainer.device.tensor_parallel import apply_tensor_parallel, clip_grad_norm_by_mesh
 from mindvl.trainer.model.moe import routed_expert_modules
@@ -45,8 +45,6 @@ def parallelize(
     for axis in ("cp", "pp"):
         if getattr(dims, axis) > 1:
             raise UserError(f"parallel.{axis} > 1 is not available in this build")
-    if dims.ep > 1 and dims.tp > 1:
-        raise UserError("parallel.ep > 1 with tp > 1 is not available in this build")
     if dims.ep > 1 and dims.dp_replicate > 1:
         raise UserError("parallel.ep > 1 with dp_replicate > 1 is not available in this build")
     if dims.tp > 1:  # before FSDP2 (torchtitan's order): FSDP2 then shards the TP DTensors
@@ -108,28 +106,18 @@ def no_grad_sync(model: nn.Module, enabled: bool = True) -> Iterator[None]:
 
 
 def clip_gradients(model: nn.Module, max_norm: float | None, sharded_meshes: bool) -> float:
-    """Clip the gradients to ``max_norm`` (None: only measure); returns the global norm."""
-    if sharded_meshes:
-        return clip_grad_norm_sharded(model, max_norm)
-    return clip_grad_norm_by_mesh([p for p in model.parameters() if p.grad is not None], max_norm)
+    """Clip the gradients to ``max_norm`` (None: only measure); returns the global norm.
 
-
-def clip_grad_norm_sharded(model: nn.Module, max_norm: float | None) -> float:
-    """Global gradient norm (and clipping) over FSDP2 shards living on different meshes.
-
-    Every rank holds disjoint pieces of the gradients (non-expert shards over all ranks,
-    expert shards over the ranks of their ep slice), so the squared norm is the all-ranks
-    sum of local squared norms. torch's ``clip_grad_norm_`` cannot mix meshes.
+    ``sharded_meshes``: expert-parallel slices exist. Their DTensors only span the
+    ``dp_shard_mod_ep`` ranks holding one slice, so their squared norm is also summed over
+    ``ep``; every other parameter's norm comes from its own mesh
+    (:func:`~mindvl.trainer.device.tensor_parallel.clip_grad_norm_by_mesh`).
     """
-    import torch.distributed as dist
-
-    grads = [p.grad for p in model.parameters() if p.grad is not None]
-    local = [g.to_local() if hasattr(g, "to_local") else g for g in grads]
-    sq = torch.stack([g.detach().float().pow(2).sum() for g in local]).sum()
-    dist.all_reduce(sq)
-    norm = float(sq.sqrt())
-    coef = min(max_norm / (norm + 1e-6), 1.0) if max_norm else 1.0
-    if coef < 1.0:  # torch's rule
-        for g in local:
-            g.mul_(coef)
-    return norm
+    params = [p for p in model.parameters() if p.grad is not None]
+    also_over = {}
+    if sharded_meshes:
+        experts = expert_parameter_names(model)
+        for name, p in model.named_parameters():
+            if name in experts:
+                also_over[id(p)] = experts[name]._ep_group
+    return clip_grad_norm_by_mesh(params, max_norm, also_over)
