@@ -120,11 +120,12 @@ def _grads_rank(rank: int, world: int, port: int, llm_type: str, out: str) -> No
     dist.destroy_process_group()
 
 
-@pytest.mark.parametrize("llm_type", ["qwen3", "deepseek_v3"])
+@pytest.mark.parametrize("llm_type", ["qwen3", "qwen2", "deepseek_v3"])
 def test_tp2_gradients_equal_one_process(tmp_path, llm_type):
     """Every parameter's gradient and the clipped-to-measure global norm after one backward
-    under TP=2 equal one process's (Qwen3 with its per-head norms; DeepSeek-V3's MLA
-    attention, dense first layer and replicated MoE block with its router losses)."""
+    under TP=2 equal one process's (Qwen3 with its per-head norms, Qwen2 with q/k/v biases,
+    DeepSeek-V3's MLA attention, dense first layer and replicated MoE block with its router
+    losses)."""
     model, row = _model_and_row(llm_type)
     loss = _objective(model, row)
     loss.backward()

@@ -1,5 +1,6 @@
 """Parallelism applied to a MindVL from outside, over the training DeviceMesh
-(:mod:`mindvl.trainer.device.mesh`): DDP, FSDP2/HSDP, and with FSDP2 expert parallelism
+(:mod:`mindvl.trainer.device.mesh`): DDP, FSDP2/HSDP, and with FSDP2 tensor + sequence
+parallelism (:mod:`mindvl.trainer.device.tensor_parallel`) and expert parallelism
 (:mod:`mindvl.trainer.device.expert_parallel`).
 
 FSDP2 (``torch.distributed.fsdp.fully_shard``) shards each vision block, each LLM decoder
