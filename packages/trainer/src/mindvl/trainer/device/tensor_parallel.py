@@ -220,7 +220,7 @@ def clip_grad_norm_by_mesh(
     for key, grads in groups.items():  # the same order on every rank (parameter order)
         norm = torch.nn.utils.get_total_norm(grads)
         norm = norm.full_tensor() if hasattr(norm, "full_tensor") else norm
-        part = norm.double().square()
+        part = norm.float().square()  # fp32: HCCL reduces it too
         if key[-1] is not None:
             dist.all_reduce(part, group=key[-1])
         sq += float(part)
