@@ -20,6 +20,7 @@ from mindvl.common.errors import UserError
 from mindvl.trainer.data.synth_shards import train_test_tokenizer, write_stage
 from mindvl.trainer.device.mesh import ParallelDims, build_mesh, model_facts, resolve
 from mindvl.trainer.device.parallel import clip_gradients, parallelize
+from mindvl.trainer.device.tensor_parallel import vocab_parallel_loss
 from mindvl.trainer.loop import run_stage
 from mindvl.trainer.model import MindVL
 from mindvl.trainer.model.tiny import pack_samples, random_image_sample, tiny_config
@@ -102,8 +103,12 @@ def _grads_rank(rank: int, world: int, port: int, llm_type: str, out: str) -> No
     model, row = _model_and_row(llm_type)
     dims = resolve(ParallelSpec(tp=2), None, world)
     parallelize(model, dims, build_mesh("cpu", dims), torch.device("cpu"))
-    loss = _objective(model, row)
-    loss.backward()
+    widths = []  # the logits' local vocabulary width: the loss runs on vocabulary shards
+    head = model.llm.get_output_embeddings()
+    head.register_forward_hook(lambda m, a, out: widths.append(out.to_local().shape[-1]))
+    with vocab_parallel_loss(True):
+        loss = _objective(model, row)
+        loss.backward()
     norm = clip_gradients(model, None, sharded_meshes=False)
     full = lambda g: g.full_tensor() if hasattr(g, "full_tensor") else g  # noqa: E731
     grads = {n: full(p.grad) for n, p in model.named_parameters() if p.grad is not None}
@@ -114,8 +119,12 @@ def _grads_rank(rank: int, world: int, port: int, llm_type: str, out: str) -> No
         odd_error = None
     except UserError as err:
         odd_error = str(err)
+    no_loss = dataclasses.replace(row, labels=torch.full_like(row.labels, -100))
+    with vocab_parallel_loss(True):  # a row without loss tokens sums to 0 on the shards too
+        zero = float(model(no_loss).loss_sum)
     if rank == 0:
-        got = {"loss": loss.detach(), "norm": norm, "grads": grads, "o_proj": local_o}
+        got = {"loss": loss.detach(), "norm": norm, "grads": grads, "o_proj": local_o,
+               "logits_width": widths[0], "zero": zero}  # fmt: skip
         torch.save({**got, "odd_error": odd_error}, out)
     dist.destroy_process_group()
 
@@ -141,6 +150,8 @@ def test_tp2_gradients_equal_one_process(tmp_path, llm_type):
     hidden = model.llm.config.hidden_size
     assert got["o_proj"][1] == model.llm.get_decoder().layers[0].self_attn.o_proj.in_features // 2
     assert got["o_proj"][0] == hidden  # row-wise: input features split over the 2 ranks
+    assert got["logits_width"] == 64 // 2
+    assert got["zero"] == 0.0
     torch.testing.assert_close(got["loss"], loss.detach(), rtol=1e-6, atol=1e-6)
     assert got["grads"].keys() == ref.keys()
     for name, g in ref.items():

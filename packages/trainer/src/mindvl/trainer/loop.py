@@ -38,6 +38,7 @@ from mindvl.trainer.data.stream import StageData, StreamSettings
 from mindvl.trainer.device.expert_parallel import full_state_options, gather_expert_state
 from mindvl.trainer.device.mesh import build_mesh, model_facts, resolve
 from mindvl.trainer.device.parallel import clip_gradients, no_grad_sync, parallelize
+from mindvl.trainer.device.tensor_parallel import vocab_parallel_loss
 from mindvl.trainer.metrics import MetricsWriter
 from mindvl.trainer.model.moe import parameter_counts
 from mindvl.trainer.moe_training import MoETraining
@@ -228,8 +229,9 @@ def _run(cfg: StageConfig, out: Path, resume: bool, config_text: str, rt: Runtim
             grad_ranks = dims.dp * dims.cp
             scale = grad_ranks / n_loss
             loss_sum = 0.0
+            tp = dims.tp > 1  # the loss runs on vocabulary shards, forward and backward
             for i, b in enumerate(packs):
-                with no_grad_sync(model, enabled=i < micro - 1):
+                with no_grad_sync(model, enabled=i < micro - 1), vocab_parallel_loss(tp):
                     with torch.autocast(rt.device.type, torch.bfloat16, enabled=autocast_bf16):
                         outp = model(b.to(rt.device))
                     objective = outp.loss_sum * scale

@@ -26,9 +26,10 @@ LLM, per decoder layer (``tp`` ranks):
 Embeddings are split over the vocabulary (``RowwiseParallel``) with a replicated output:
 image features are scattered into the full row, which then enters sequence parallelism at
 the first decoder layer (a local slice, no communication). The final norm's output is
-all-gathered, and the LM head is split over the vocabulary with replicated logits, so the
-loss (``model/loss.py``: the head runs only on loss positions) is computed in full on every
-``tp`` rank: simple and exact, at the memory of full logits for the loss tokens.
+all-gathered (every rank picks the same loss positions, ``model/loss.py``), and the LM
+head is split over the vocabulary with its logits left split: the cross-entropy runs on
+the shards under :func:`vocab_parallel_loss` (torch's ``loss_parallel``), so no rank holds
+the (loss tokens, vocab) logits; the summed loss is replicated over ``tp``.
 
 Vision tower: its MLPs are tensor-parallel (``gate/up`` column-wise, ``down`` row-wise,
 replicated output); its attention stays replicated, because Qwen2.5-VL fuses q, k and v in
@@ -37,6 +38,8 @@ split would mix up. The projector is replicated.
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import torch
 from torch import nn
@@ -68,11 +71,15 @@ def apply_tensor_parallel(model: nn.Module, tp_mesh) -> None:
     parallelize_module(
         embed, tp_mesh, RowwiseParallel(input_layouts=Replicate(), output_layouts=Replicate())
     )
-    parallelize_module(
-        head, tp_mesh, ColwiseParallel(input_layouts=Replicate(), output_layouts=Replicate())
+    # logits stay split over the vocabulary: cross-entropy runs on the shards
+    # (see vocab_parallel_loss)
+    head_style = ColwiseParallel(
+        input_layouts=Replicate(), output_layouts=Shard(-1), use_local_output=False
     )
+    parallelize_module(head, tp_mesh, head_style)
     if tied:  # both vocab-sharded on dim 0: one DTensor parameter again
         head.weight = embed.weight
+    model.register_forward_hook(_plain_outputs)
     moe = {id(block) for _, block in moe_blocks(llm)}
     for layer in decoder.layers:
         parallelize_module(layer, tp_mesh, _layer_plan(layer, moe))
@@ -166,6 +173,28 @@ def _layer_plan(layer: nn.Module, moe: set[int]) -> dict:
             f" {type(mlp).__name__} is neither"
         )
     return plan
+
+
+def vocab_parallel_loss(enabled: bool):
+    """The context a tensor-parallel model's forward AND backward run in (the loop's job):
+    torch's ``loss_parallel``, under which ``F.cross_entropy`` on logits split over the
+    vocabulary computes the exact loss from per-shard max/sum-exp and target logits, never
+    gathering a (tokens, vocab) tensor."""
+    if not enabled:
+        return contextlib.nullcontext()
+    from torch.distributed.tensor.parallel import loss_parallel
+
+    return loss_parallel()
+
+
+def _plain_outputs(module, args, output):
+    """The loss (a replicated DTensor) as a plain tensor, so the loop adds router losses
+    to it; logits asked for are gathered whole."""
+    if hasattr(output.loss_sum, "to_local"):
+        output.loss_sum = output.loss_sum.to_local()
+    if output.logits is not None and hasattr(output.logits, "full_tensor"):
+        output.logits = output.logits.full_tensor()
+    return output
 
 
 def _sum_shared_key_grad(attn: nn.Module, tp_mesh) -> None:
