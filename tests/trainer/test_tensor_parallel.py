@@ -113,6 +113,7 @@ def _grads_rank(rank: int, world: int, port: int, llm_type: str, out: str) -> No
     full = lambda g: g.full_tensor() if hasattr(g, "full_tensor") else g  # noqa: E731
     grads = {n: full(p.grad) for n, p in model.named_parameters() if p.grad is not None}
     local_o = model.llm.get_decoder().layers[0].self_attn.o_proj.weight.to_local().shape
+    vision_heads = model.vision.blocks[0].attn.num_heads
     odd = pack_samples([random_image_sample(torch.Generator(), 64, 5, 3)], 5)  # 21 tokens
     try:
         model(odd)
@@ -124,7 +125,7 @@ def _grads_rank(rank: int, world: int, port: int, llm_type: str, out: str) -> No
         zero = float(model(no_loss).loss_sum)
     if rank == 0:
         got = {"loss": loss.detach(), "norm": norm, "grads": grads, "o_proj": local_o,
-               "logits_width": widths[0], "zero": zero}  # fmt: skip
+               "logits_width": widths[0], "zero": zero, "vision_heads": vision_heads}  # fmt: skip
         torch.save({**got, "odd_error": odd_error}, out)
     dist.destroy_process_group()
 
@@ -152,6 +153,7 @@ def test_tp2_gradients_equal_one_process(tmp_path, llm_type):
     assert got["o_proj"][0] == hidden  # row-wise: input features split over the 2 ranks
     assert got["logits_width"] == 64 // 2
     assert got["zero"] == 0.0
+    assert got["vision_heads"] == model.vision.config.num_heads // 2  # tower: local heads
     torch.testing.assert_close(got["loss"], loss.detach(), rtol=1e-6, atol=1e-6)
     assert got["grads"].keys() == ref.keys()
     for name, g in ref.items():
@@ -171,6 +173,7 @@ def test_layouts_tensor_parallelism_cannot_take_fail_in_one_line():
         (dataclasses.replace(facts, llm_vocab=301), "does not divide the 301 LLM vocabulary"),
         (dataclasses.replace(facts, llm_mlp_width=63), "does not divide the 63 LLM MLP hidden"),
         (dataclasses.replace(facts, vision_mlp_width=9), "does not divide the 9 vision MLP"),
+        (dataclasses.replace(facts, vision_heads=3), "does not divide the 3 vision attention"),
     ]
     for bad, message in cases:
         with pytest.raises(UserError, match=f"parallel.tp = 2 {message}"):

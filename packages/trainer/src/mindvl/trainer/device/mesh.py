@@ -76,6 +76,7 @@ class ParallelDims:
                 ("LLM key/value heads", facts.llm_kv_heads),
                 ("LLM vocabulary entries", facts.llm_vocab),
                 ("LLM MLP hidden units", facts.llm_mlp_width),
+                ("vision attention heads", facts.vision_heads),
                 ("vision MLP hidden units", facts.vision_mlp_width),
             ):
                 if n is not None and n % self.tp:

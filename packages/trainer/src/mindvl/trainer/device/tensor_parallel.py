@@ -31,10 +31,11 @@ head is split over the vocabulary with its logits left split: the cross-entropy 
 the shards under :func:`vocab_parallel_loss` (torch's ``loss_parallel``), so no rank holds
 the (loss tokens, vocab) logits; the summed loss is replicated over ``tp``.
 
-Vision tower: its MLPs are tensor-parallel (``gate/up`` column-wise, ``down`` row-wise,
-replicated output); its attention stays replicated, because Qwen2.5-VL fuses q, k and v in
-one ``qkv`` projection reshaped with the global head count, which a contiguous column
-split would mix up. The projector is replicated.
+Vision tower (no sequence parallelism: its rows are image patches, replicated over
+``tp``): attention on local heads (``proj`` row-wise; Qwen2.5-VL fuses q, k and v in one
+``qkv`` projection, which a contiguous column split would mix up, so its weight stays whole
+and each rank projects only its heads' rows), MLPs ``gate/up`` column-wise and ``down``
+row-wise, each block's output replicated (all-reduce). The projector is replicated.
 """
 
 from __future__ import annotations
@@ -103,16 +104,15 @@ def apply_tensor_parallel(model: nn.Module, tp_mesh) -> None:
             output_layouts=Shard(1), desired_output_layouts=Replicate(), use_local_output=True
         ),
     )
-    for block in model.vision.blocks:
-        parallelize_module(
-            block.mlp,
-            tp_mesh,
-            {
-                "gate_proj": ColwiseParallel(),
-                "up_proj": ColwiseParallel(),
-                "down_proj": RowwiseParallel(output_layouts=Replicate()),
-            },
-        )
+    for block in model.vision.blocks:  # replicated input, replicated output
+        _local_head_vision_attention(block.attn, tp_mesh)
+        plan = {
+            "attn.proj": RowwiseParallel(output_layouts=Replicate()),
+            "mlp.gate_proj": ColwiseParallel(),
+            "mlp.up_proj": ColwiseParallel(),
+            "mlp.down_proj": RowwiseParallel(output_layouts=Replicate()),
+        }
+        parallelize_module(block, tp_mesh, plan)
 
 
 def _layer_plan(layer: nn.Module, moe: set[int]) -> dict:
@@ -197,19 +197,43 @@ def _plain_outputs(module, args, output):
     return output
 
 
-def _sum_shared_key_grad(attn: nn.Module, tp_mesh) -> None:
-    """MLA's rotary key ``k_rot`` is one head shared by all heads: each rank uses it for its
-    own heads only, so its gradient must be summed over ``tp`` (Megatron's "copy to the
-    tensor-parallel region": identity forward, all-reduce backward)."""
+def _sum_grad_over(x: torch.Tensor, tp_mesh) -> torch.Tensor:
+    """Identity forward, gradient summed over ``tp`` in backward (Megatron's "copy to the
+    tensor-parallel region") for a replicated tensor each rank uses for its own heads."""
     from torch.distributed.tensor import DTensor, Partial, Replicate
 
+    shared = DTensor.from_local(x, tp_mesh, [Replicate()], run_check=False)
+    return shared.to_local(grad_placements=[Partial()])
+
+
+def _sum_shared_key_grad(attn: nn.Module, tp_mesh) -> None:
+    """MLA's rotary key ``k_rot`` is one head shared by all heads: each rank uses it for its
+    own heads only, so its gradient is summed over ``tp``."""
     expand_kv = attn.expand_kv
 
     def summed(kv_nope, k_rot):
-        shared = DTensor.from_local(k_rot, tp_mesh, [Replicate()], run_check=False)
-        return expand_kv(kv_nope, shared.to_local(grad_placements=[Partial()]))
+        return expand_kv(kv_nope, _sum_grad_over(k_rot, tp_mesh))
 
     attn.expand_kv = summed
+
+
+def _local_head_vision_attention(attn: nn.Module, tp_mesh) -> None:
+    """Qwen2.5-VL's tower attention on this rank's heads: its fused ``qkv`` weight stays
+    whole (a contiguous split would mix q, k and v), each rank projects only the q, k and
+    v rows of its heads, and input and weight gradients are summed over ``tp``."""
+    tp, rank = tp_mesh.size(), tp_mesh.get_local_rank()
+    qkv, dim = attn.qkv, attn.qkv.in_features
+    width = dim // tp  # this rank's heads x head_dim, in each of q, k and v
+    rows = torch.cat([torch.arange(p * dim + rank * width, p * dim + (rank + 1) * width)
+                      for p in range(3)]).to(qkv.weight.device)  # fmt: skip
+
+    def local_rows(x):
+        weight = _sum_grad_over(qkv.weight, tp_mesh).index_select(0, rows)
+        bias = _sum_grad_over(qkv.bias, tp_mesh).index_select(0, rows)
+        return nn.functional.linear(_sum_grad_over(x, tp_mesh), weight, bias)
+
+    qkv.forward = local_rows
+    attn.num_heads //= tp  # the forward reshapes to (T, 3, num_heads, head_dim)
 
 
 def _check_row_divides(first_layer: nn.Module, tp: int) -> None:
