@@ -1,8 +1,8 @@
-"""Tensor + sequence parallelism on gloo: TP=2 (2 ranks) and FSDP=2 x TP=2 (4 ranks) train
-like one process (fp32, 3 steps: losses, grad norms with clipping, final weights) for a
-dense and a MoE tiny model and resume exactly; one backward under TP=2 gives every
-parameter's 1-process gradient and global norm (Qwen3, DeepSeek-V3 MLA + MoE); layouts TP
-cannot take fail in one line."""
+"""Tensor + sequence parallelism on gloo: TP=2 (2 ranks) and FSDP=2 x TP=2 (4 ranks; also
+EP=2 x TP=2 and HSDP x TP=2) train like one process (fp32, 3 steps: losses, grad norms
+with clipping, final weights) for a dense and a MoE tiny model and resume exactly; one
+backward under TP=2 gives every parameter's 1-process gradient and global norm (Qwen3,
+Qwen2, DeepSeek-V3 MLA + MoE); layouts TP cannot take fail in one line."""
 
 from __future__ import annotations
 
@@ -50,6 +50,7 @@ def base(tmp_path_factory):
 
 
 TP2, FSDP2_TP2, EP2_TP2 = {"tp": 2}, {"dp_shard": 2, "tp": 2}, {"dp_shard": 2, "ep": 2, "tp": 2}
+HSDP2_TP2 = {"dp_replicate": 2, "dp_shard": 1, "tp": 2}
 
 
 @pytest.mark.parametrize(
@@ -60,8 +61,9 @@ TP2, FSDP2_TP2, EP2_TP2 = {"tp": 2}, {"dp_shard": 2, "tp": 2}, {"dp_shard": 2, "
         ("tiny", FSDP2_TP2, 4),
         ("tiny_qwen3_moe", FSDP2_TP2, 4),
         ("tiny_qwen3_moe", EP2_TP2, 4),  # experts split over ep, attention and MLPs over tp
+        ("tiny", HSDP2_TP2, 4),  # replicated over dp_replicate: 3-D (replicate, shard, tp)
     ],
-    ids=["tp2-dense", "tp2-moe", "fsdp2xtp2-dense", "fsdp2xtp2-moe", "ep2xtp2-moe"],
+    ids=["tp2-dense", "tp2-moe", "fsdp2xtp2-dense", "fsdp2xtp2-moe", "ep2xtp2-moe", "hsdpxtp2"],
 )
 def test_tp_matches_one_process_and_resumes(tmp_path, base, model, parallel, world):
     cfg = base.model_copy(update={"init": base.init.model_copy(update={"config": model})})

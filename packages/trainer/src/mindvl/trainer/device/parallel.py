@@ -21,8 +21,9 @@ from torch import nn
 
 from mindvl.common.errors import UserError
 from mindvl.trainer.device.expert_parallel import expert_parameter_names, shard_experts
+from mindvl.trainer.device.grad_norm import clip_grad_norm_by_mesh
 from mindvl.trainer.device.mesh import ParallelDims
-from mindvl.trainer.device.tensor_parallel import apply_tensor_parallel, clip_grad_norm_by_mesh
+from mindvl.trainer.device.tensor_parallel import apply_tensor_parallel
 from mindvl.trainer.model.moe import routed_expert_modules
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
@@ -112,7 +113,7 @@ def clip_gradients(model: nn.Module, max_norm: float | None, sharded_meshes: boo
     ``sharded_meshes``: expert-parallel slices exist. Their DTensors only span the
     ``dp_shard_mod_ep`` ranks holding one slice, so their squared norm is also summed over
     ``ep``; every other parameter's norm comes from its own mesh
-    (:func:`~mindvl.trainer.device.tensor_parallel.clip_grad_norm_by_mesh`).
+    (:func:`~mindvl.trainer.device.grad_norm.clip_grad_norm_by_mesh`).
     """
     params = [p for p in model.parameters() if p.grad is not None]
     also_over = {}
