@@ -21,7 +21,8 @@ LLM, per decoder layer (``tp`` ranks):
 - **MoE block** (router, routed and shared experts): replicated over ``tp``. It runs on
   the gathered row, identically on every ``tp`` rank, and each rank keeps its ``T / tp``
   slice of the output, so routing and the router statistics are those of one process.
-  The experts' compute is repeated ``tp`` times; shard experts with ``ep`` instead.
+  The MoE compute is repeated on each ``tp`` rank; ``ep`` (which combines with ``tp``)
+  splits the experts' weights, not this repetition.
 
 Embeddings are split over the vocabulary (``RowwiseParallel``) with a replicated output:
 image features are scattered into the full row, which then enters sequence parallelism at
