@@ -1,4 +1,5 @@
-"""Run a stage on N gloo processes on this machine (distributed trainer tests)."""
+"""Run a stage on N gloo processes on this machine and compare it with one process
+(distributed trainer tests)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ import json
 import os
 import socket
 
+import pytest
 import torch
 import torch.multiprocessing as mp
 
 from mindvl.trainer.loop import run_stage
+from mindvl.trainer.model import MindVL
 from mindvl.trainer.stage_config import StageConfig
 
 
@@ -42,3 +45,18 @@ def spawn(cfg: StageConfig, out, world: int, resume: bool = False) -> list[dict]
         start_method="spawn" if torch.cuda.is_available() else "fork",
     )
     return [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def assert_same_run(single: list[dict], rows: list[dict], one_dir, other_dir, keys) -> None:
+    """A 3-step run (``rows``, saved under ``other_dir``) equals the 1-process one: the
+    metric ``keys`` (fp32: rel 1e-5) and every final weight (atol 2e-5, rtol 1e-4)."""
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    for a, b in zip(single, rows, strict=True):
+        assert b["loss_tokens"] == a["loss_tokens"]
+        for key in keys:
+            assert b[key] == pytest.approx(a[key], rel=1e-5, abs=1e-6), key
+    final = MindVL.from_pretrained(other_dir / "model").state_dict()
+    ref = MindVL.from_pretrained(one_dir / "model").state_dict()
+    assert final.keys() == ref.keys()
+    for k in final:  # full tensors gathered back from the shards
+        torch.testing.assert_close(final[k], ref[k], atol=2e-5, rtol=1e-4, msg=k)

@@ -16,16 +16,14 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
-from dist_helpers import free_port, spawn
+from dist_helpers import assert_same_run, free_port, spawn
 
 from mindvl.common.errors import UserError
 from mindvl.trainer.checkpoint import latest_checkpoint
 from mindvl.trainer.data.synth_shards import train_test_tokenizer, write_stage
 from mindvl.trainer.device.mesh import ModelFacts, resolve
 from mindvl.trainer.loop import run_stage
-from mindvl.trainer.model import MindVL
 from mindvl.trainer.stage_config import ParallelSpec, StageConfig
 
 PARTS = ("loss", "ce_loss", "aux_loss", "z_loss", "grad_norm")
@@ -53,18 +51,6 @@ def base(tmp_path_factory):
     )
 
 
-def assert_same_run(single: list[dict], rows: list[dict], one_dir, other_dir) -> None:
-    assert [r["step"] for r in rows] == [1, 2, 3]
-    for a, b in zip(single, rows, strict=True):
-        for key in PARTS:
-            assert b[key] == pytest.approx(a[key], rel=1e-5, abs=1e-6), key
-    final = MindVL.from_pretrained(other_dir / "model").state_dict()
-    ref = MindVL.from_pretrained(one_dir / "model").state_dict()
-    assert final.keys() == ref.keys()
-    for k in final:  # full expert tensors gathered back from the ep ranks
-        torch.testing.assert_close(final[k], ref[k], atol=2e-5, rtol=1e-4, msg=k)
-
-
 @pytest.mark.parametrize(
     ("model", "moe"),
     [("tiny_qwen3_moe", {}), ("tiny_deepseek_v3", {"bias_update_rate": 0.01})],
@@ -79,7 +65,7 @@ def test_ep2_matches_one_process_and_resumes(tmp_path, base, model, moe):
         {**cfg.model_dump(), "distributed": "fsdp", "parallel": {"ep": 2}, "checkpoint_every": 2}
     )
     rows = spawn(ep, tmp_path / "ep2", 2)
-    assert_same_run(single, rows, tmp_path / "one", tmp_path / "ep2")
+    assert_same_run(single, rows, tmp_path / "one", tmp_path / "ep2", PARTS)
     shutil.rmtree(tmp_path / "ep2" / "checkpoints" / "step-00000003")
     again = spawn(ep, tmp_path / "ep2", 2, resume=True)  # optimizer slices, biases, loaders
     assert [again[2][k] for k in PARTS] == [rows[2][k] for k in PARTS]
@@ -99,7 +85,7 @@ def test_ep2_times_fsdp2_on_four_ranks_matches_one_process(tmp_path, base, model
         {**base.model_dump(), "distributed": "fsdp", "parallel": {"ep": 2}}
     )
     rows = spawn(cfg, tmp_path / "ep2x2", 4)
-    assert_same_run(single, rows, tmp_path / "one", tmp_path / "ep2x2")
+    assert_same_run(single, rows, tmp_path / "one", tmp_path / "ep2x2", PARTS)
 
 
 def test_impossible_layouts_are_one_line_errors(tmp_path, base):

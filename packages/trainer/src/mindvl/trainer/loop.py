@@ -47,6 +47,7 @@ from mindvl.trainer.device.mesh import build_mesh, model_facts, resolve
 from mindvl.trainer.device.parallel import clip_gradients, no_grad_sync, parallelize
 from mindvl.trainer.device.pipeline import Pipeline, split_model, stages_of
 from mindvl.trainer.device.pipeline_state import gather_full_state, is_stage
+from mindvl.trainer.device.tensor_parallel import vocab_parallel_loss
 from mindvl.trainer.flops import FlopsModel, device_name, peak_tflops
 from mindvl.trainer.metrics import MetricsWriter
 from mindvl.trainer.model.moe import parameter_counts
@@ -156,14 +157,18 @@ def _run(cfg: StageConfig, out: Path, resume: bool, config_text: str, rt: Runtim
     peak = peak_tflops(cfg.peak_tflops, device_name(rt.device), cfg.precision)
     core.to(rt.device)
     apply_attention_backend(core, default_backend_name(rt.device))
-    # torchtitan's order: activation checkpointing, then compile, then FSDP2
-    apply_activation_checkpointing(core, cfg.activation_checkpointing.model_dump())
-    if cfg.compile:
-        from mindvl.trainer.device.compile import compile_blocks
 
-        compile_blocks(core)
+    def prepare(module) -> None:
+        """Activation checkpointing, then compile: after TP, before FSDP2 (torchtitan's order)."""
+        apply_activation_checkpointing(module, cfg.activation_checkpointing.model_dump())
+        if cfg.compile:
+            from mindvl.trainer.device.compile import compile_blocks
+
+            compile_blocks(module)
+
     dims = resolve(cfg.parallel, cfg.distributed, rt.world)
     dims.check(model_facts(core))
+    dims.check_row(cfg.seq_len)
     mesh = build_mesh(rt.device.type, dims) if rt.distributed else None
     if dims.cp > 1:  # each cp rank runs its slice of every row (device/context_parallel.py)
         apply_context_parallel(core, mesh["cp"].get_group())
@@ -178,11 +183,15 @@ def _run(cfg: StageConfig, out: Path, resume: bool, config_text: str, rt: Runtim
     # bf16: FSDP2 casts parameters itself (its compute dtype); otherwise autocast
     param_dtype = cfg.precision if dims.sharded else "fp32"
     if dims.pp > 1:  # this rank's pipeline stage(s) of the model, each FSDP2-sharded
+        prepare(core)  # the stages keep the wrapped blocks they are cut from
         model = split_model(core, dims, mesh, cfg.parallel)
         for stage in stages_of(model):
             parallelize(stage, dims, mesh, rt.device, param_dtype)
+    elif mesh is not None:
+        model = parallelize(core, dims, mesh, rt.device, param_dtype, prepare=prepare)
     else:
-        model = parallelize(core, dims, mesh, rt.device, param_dtype) if mesh is not None else core
+        prepare(core)
+        model = core
     autocast_bf16 = cfg.precision == "bf16" and not dims.sharded
     optimizer = make_optimizer(model, cfg.optimizer)
     check_optimizer_covers(model, optimizer, allow_none=dims.pp > 1)
@@ -248,8 +257,9 @@ def _run(cfg: StageConfig, out: Path, resume: bool, config_text: str, rt: Runtim
                 loss_sum = result.loss_sum
                 for router in result.routers or []:
                     moe.objective(router)  # the step's router statistics, for finish_step
+            tp = dims.tp > 1  # the loss runs on vocabulary shards, forward and backward
             for i, b in enumerate(packs if pipe is None else []):
-                with no_grad_sync(model, enabled=i < micro - 1):
+                with no_grad_sync(model, enabled=i < micro - 1), vocab_parallel_loss(tp):
                     with torch.autocast(rt.device.type, torch.bfloat16, enabled=autocast_bf16):
                         outp = model(b.to(rt.device))
                     objective = outp.loss_sum * scale

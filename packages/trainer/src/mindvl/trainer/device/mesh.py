@@ -35,6 +35,10 @@ class ModelFacts:
     llm_layers: int
     vision_heads: int
     num_experts: int | None = None  # routed experts per MoE layer; None for a dense LLM
+    # widths tensor parallelism splits (None: not known / no such layer)
+    llm_vocab: int | None = None
+    llm_mlp_width: int | None = None  # dense MLP layers' intermediate size; None if all MoE
+    vision_mlp_width: int | None = None
 
 
 @dataclass(frozen=True)
@@ -66,14 +70,28 @@ class ParallelDims:
 
     def check(self, facts: ModelFacts) -> None:
         """Fail before any work, with one line, on a layout the model cannot take."""
-        for axis in ("tp", "cp"):  # cp: Ulysses all-to-all splits the heads over cp ranks
+        heads = (
+            ("LLM attention heads", facts.llm_heads),
+            ("LLM key/value heads", facts.llm_kv_heads),
+        )
+        splits = {  # what each degree must divide; cp: Ulysses splits the heads over cp ranks
+            "tp": heads
+            + (
+                ("LLM vocabulary entries", facts.llm_vocab),
+                ("LLM MLP hidden units", facts.llm_mlp_width),
+                ("vision attention heads", facts.vision_heads),
+                ("vision MLP hidden units", facts.vision_mlp_width),
+            ),
+            "cp": heads,
+        }
+        for axis, items in splits.items():
             degree = getattr(self, axis)
-            for what, n in (
-                ("LLM attention heads", facts.llm_heads),
-                ("LLM key/value heads", facts.llm_kv_heads),
-            ):
-                if degree > 1 and n % degree:
+            for what, n in items:
+                if degree > 1 and n is not None and n % degree:
                     raise UserError(f"parallel.{axis} = {degree} does not divide the {n} {what}")
+        if self.tp > 1 and (self.cp > 1 or self.pp > 1):
+            other = "cp" if self.cp > 1 else "pp"
+            raise UserError(f"parallel.tp > 1 with {other} > 1 is not available in this build")
         if self.pp > 1 and facts.llm_layers < self.pp:
             raise UserError(
                 f"parallel.pp = {self.pp} stages need at least {self.pp} LLM layers"
@@ -88,6 +106,11 @@ class ParallelDims:
                 raise UserError(
                     f"parallel.ep = {self.ep} does not divide the {facts.num_experts} routed experts"
                 )
+
+    def check_row(self, seq_len: int) -> None:
+        """Sequence parallelism splits every packed row of ``seq_len`` tokens over ``tp``."""
+        if seq_len % self.tp:
+            raise UserError(f"parallel.tp = {self.tp} does not divide seq_len = {seq_len}")
 
     def coords(self, rank: int) -> dict[str, int]:
         """``rank``'s coordinate on each axis of :data:`AXES` (row-major, tp fastest)."""
@@ -173,12 +196,16 @@ def model_facts(model) -> ModelFacts:
     cfg = model.llm.config
     heads = cfg.num_attention_heads
     moe = getattr(model, "moe", None)
+    all_moe = moe is not None and len(moe.layers) == cfg.num_hidden_layers
     return ModelFacts(
         llm_heads=heads,
         llm_kv_heads=getattr(cfg, "num_key_value_heads", None) or heads,
         llm_layers=cfg.num_hidden_layers,
         vision_heads=model.vision.config.num_heads,
         num_experts=moe.num_experts if moe is not None else None,
+        llm_vocab=cfg.vocab_size,
+        llm_mlp_width=None if all_moe else cfg.intermediate_size,
+        vision_mlp_width=model.vision.config.intermediate_size,
     )
 
 

@@ -1,5 +1,6 @@
 """Parallelism applied to a MindVL from outside, over the training DeviceMesh
-(:mod:`mindvl.trainer.device.mesh`): DDP, FSDP2/HSDP, and with FSDP2 expert parallelism
+(:mod:`mindvl.trainer.device.mesh`): DDP, FSDP2/HSDP, and with FSDP2 tensor + sequence
+parallelism (:mod:`mindvl.trainer.device.tensor_parallel`) and expert parallelism
 (:mod:`mindvl.trainer.device.expert_parallel`).
 
 FSDP2 (``torch.distributed.fsdp.fully_shard``) shards each vision block, each LLM decoder
@@ -13,14 +14,16 @@ for text-only micro-batches (a zero-weighted dummy image), so DDP needs no
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import nn
 
 from mindvl.common.errors import UserError
-from mindvl.trainer.device.expert_parallel import shard_experts
+from mindvl.trainer.device.expert_parallel import expert_parameter_names, shard_experts
+from mindvl.trainer.device.grad_norm import clip_grad_norm_by_mesh
 from mindvl.trainer.device.mesh import ParallelDims
+from mindvl.trainer.device.tensor_parallel import apply_tensor_parallel
 from mindvl.trainer.model.moe import routed_expert_modules
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
@@ -33,20 +36,25 @@ def parallelize(
     device: torch.device,
     param_dtype: str = "fp32",
     reshard_after_forward: bool = True,
+    prepare: Callable[[nn.Module], None] | None = None,
 ) -> nn.Module:
     """Parallelise ``model`` (already on ``device``) over ``mesh``; returns what the loop calls.
 
-    ``dims.ddp`` (the old ``distributed: ddp``): DDP over all ranks. Otherwise FSDP2 over ``dp_shard_cp`` (HSDP with ``dp_replicate``), after
-    expert parallelism. ``param_dtype`` is FSDP2's compute dtype (gradients are reduced in
-    fp32); DDP trains in the model's own dtype.
+    ``dims.ddp`` (the old ``distributed: ddp``): DDP over all ranks. Otherwise FSDP2 over
+    ``dp_shard_cp`` (HSDP with ``dp_replicate``), after tensor parallelism over ``tp``
+    (:mod:`mindvl.trainer.device.tensor_parallel`) or expert parallelism. ``prepare`` runs
+    between the two (activation checkpointing and compile: torchtitan's order, so TP plans
+    see the plain module names). ``param_dtype`` is FSDP2's compute dtype (gradients are
+    reduced in fp32); DDP trains in the model's own dtype.
     """
-    for axis in ("tp",):
-        if getattr(dims, axis) > 1:
-            raise UserError(f"parallel.{axis} > 1 is not available in this build")
     if dims.cp > 1 and dims.ep > 1:
         raise UserError("parallel.cp > 1 with ep > 1 is not available in this build")
     if dims.ep > 1 and dims.dp_replicate > 1:
         raise UserError("parallel.ep > 1 with dp_replicate > 1 is not available in this build")
+    if dims.tp > 1:  # before FSDP2 (torchtitan's order): FSDP2 then shards the TP DTensors
+        apply_tensor_parallel(model, mesh["tp"])
+    if prepare is not None:
+        prepare(model)
     if dims.ddp:
         from torch.nn.parallel import DistributedDataParallel
 
@@ -106,32 +114,18 @@ def no_grad_sync(model: nn.Module, enabled: bool = True) -> Iterator[None]:
 
 
 def clip_gradients(model: nn.Module, max_norm: float | None, sharded_meshes: bool) -> float:
-    """Clip the gradients to ``max_norm`` (None: only measure); returns the global norm."""
-    if sharded_meshes:
-        return clip_grad_norm_sharded(model, max_norm)
-    params = [p for p in model.parameters() if p.grad is not None]
-    norm = torch.nn.utils.clip_grad_norm_(params, max_norm if max_norm else float("inf"))
-    if hasattr(norm, "full_tensor"):
-        norm = norm.full_tensor()
-    return float(norm)
+    """Clip the gradients to ``max_norm`` (None: only measure); returns the global norm.
 
-
-def clip_grad_norm_sharded(model: nn.Module, max_norm: float | None) -> float:
-    """Global gradient norm (and clipping) over FSDP2 shards living on different meshes.
-
-    Every rank holds disjoint pieces of the gradients (non-expert shards over all ranks,
-    expert shards over the ranks of their ep slice), so the squared norm is the all-ranks
-    sum of local squared norms. torch's ``clip_grad_norm_`` cannot mix meshes.
+    ``sharded_meshes``: expert-parallel slices exist. Their DTensors only span the
+    ``dp_shard_mod_ep`` ranks holding one slice, so their squared norm is also summed over
+    ``ep``; every other parameter's norm comes from its own mesh
+    (:func:`~mindvl.trainer.device.grad_norm.clip_grad_norm_by_mesh`).
     """
-    import torch.distributed as dist
-
-    grads = [p.grad for p in model.parameters() if p.grad is not None]
-    local = [g.to_local() if hasattr(g, "to_local") else g for g in grads]
-    sq = torch.stack([g.detach().float().pow(2).sum() for g in local]).sum()
-    dist.all_reduce(sq)
-    norm = float(sq.sqrt())
-    coef = min(max_norm / (norm + 1e-6), 1.0) if max_norm else 1.0
-    if coef < 1.0:  # torch's rule
-        for g in local:
-            g.mul_(coef)
-    return norm
+    params = [p for p in model.parameters() if p.grad is not None]
+    also_over = {}
+    if sharded_meshes:
+        experts = expert_parameter_names(model)
+        for name, p in model.named_parameters():
+            if name in experts:
+                also_over[id(p)] = experts[name]._ep_group
+    return clip_grad_norm_by_mesh(params, max_norm, also_over)
