@@ -31,11 +31,25 @@ def _rank_main(rank: int, world: int, cfg_json: str, out: str, port: int, resume
     run_stage(StageConfig.model_validate_json(cfg_json), out, resume=resume)
 
 
+def forget_process_groups() -> None:
+    """What torch keeps of earlier in-process meshes after destroy_process_group: DTensor's
+    sharding-propagation cache and the DeviceMesh registry, both keyed by mesh equality. A
+    forked rank's 1-rank submesh ([0], same dim name) would otherwise get back a cached spec
+    holding the dead mesh and wait forever on its group."""
+    from torch.distributed import device_mesh
+    from torch.distributed.tensor import DTensor
+
+    if not torch.distributed.is_initialized():
+        DTensor._op_dispatcher.sharding_propagator.propagate_op_sharding.cache.cache_clear()
+        device_mesh._mesh_resources.__init__()
+
+
 def spawn(cfg: StageConfig, out, world: int, resume: bool = False) -> list[dict]:
     """Train ``cfg`` on ``world`` processes into ``out``; the metrics rows of rank 0."""
     # garbage of earlier tests (a destroyed gloo group) must die here, not in a forked rank
     # whose GC would wait on the group's threads, which a fork does not copy
     gc.collect()
+    forget_process_groups()
     mp.start_processes(
         _rank_main,
         args=(world, cfg.model_dump_json(), str(out), free_port(), resume),
