@@ -31,13 +31,19 @@ import torch
 
 from mindvl.common.config import load_model
 from mindvl.common.errors import UserError
-from mindvl.trainer.checkpoint import latest_checkpoint, load_training_state, save_checkpoint
+from mindvl.trainer.checkpoint import (
+    check_layout_version,
+    latest_checkpoint,
+    load_training_state,
+    save_checkpoint,
+)
 from mindvl.trainer.data.loader import PackedLoader
 from mindvl.trainer.data.packing import PackBudget
 from mindvl.trainer.data.stream import StageData, StreamSettings
-from mindvl.trainer.device.expert_parallel import full_state_options, gather_expert_state
+from mindvl.trainer.device.materialize import materialise
 from mindvl.trainer.device.mesh import check_layout
 from mindvl.trainer.device.parallel import clip_gradients, no_grad_sync, parallelize
+from mindvl.trainer.export import export_checkpoint
 from mindvl.trainer.metrics import MetricsWriter
 from mindvl.trainer.model.moe import parameter_counts
 from mindvl.trainer.moe_training import MoETraining
@@ -52,13 +58,17 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build_model(cfg: StageConfig, data: StageData, weights: Path | None):
-    """The stage's model: saved weights (resume / previous stage) or a config (scratch)."""
-    from mindvl.trainer.model import MindVL, MindVLConfig
+def model_config(cfg: StageConfig, data: StageData, ckpt: Path | None):
+    """The stage model's config and the model dir its weights come from (None: random init
+    or, with ``ckpt``, the step checkpoint)."""
+    from mindvl.trainer.model import MindVLConfig
+    from mindvl.trainer.model.checkpoint_io import read_config
 
-    source = weights or (Path(cfg.init.checkpoint) if cfg.init.checkpoint else None)
-    if source is not None:
-        model = MindVL.from_pretrained(source)
+    source = Path(cfg.init.checkpoint) if cfg.init.checkpoint else None
+    if ckpt is not None:
+        mc, source = read_config(ckpt), None
+    elif source is not None:
+        mc = read_config(source)
     else:
         spec = cfg.init.config
         from mindvl.trainer.model.tiny import PRESETS
@@ -71,13 +81,21 @@ def build_model(cfg: StageConfig, data: StageData, weights: Path | None):
             mc = load_model(spec, MindVLConfig)
         else:
             mc = MindVLConfig.model_validate(spec)
-        model = MindVL.from_config(mc)
-    if model.config.image_pad_token_id != data.tokenizer.image_pad_id:
+    if mc.image_pad_token_id != data.tokenizer.image_pad_id:
         raise UserError(
-            f"model image_pad_token_id {model.config.image_pad_token_id} differs from the "
+            f"model image_pad_token_id {mc.image_pad_token_id} differs from the "
             f"tokenizer's <|image_pad|> id {data.tokenizer.image_pad_id}"
         )
-    return model
+    return mc, source
+
+
+def build_model(cfg: StageConfig, data: StageData, ckpt: Path | None):
+    """(model, template) on the meta device, and the model dir to read weights from."""
+    from mindvl.trainer.device.materialize import build_on_meta
+
+    mc, source = model_config(cfg, data, ckpt)
+    dtype = getattr(torch, mc.dtype) if (source or ckpt) else None
+    return build_on_meta(mc, dtype), build_on_meta(mc, dtype), source
 
 
 def lr_lambda(cfg: StageConfig, total: int):
@@ -105,31 +123,6 @@ def make_optimizer(model: torch.nn.Module, cfg: StageConfig) -> torch.optim.Opti
     return torch.optim.AdamW(groups, lr=o.lr, betas=o.betas, eps=o.eps)
 
 
-def save_model_fn(core, wrapped, rt: Runtime, strategy: str, tokenizer_dir, inference=None):
-    """A function writing the full model with its own ``save_pretrained`` (rank 0).
-
-    ``inference`` (the image token rule the stage trained under, from its manifest) goes
-    into the checkpoint's ``inference.json`` so evaluation and captioning use the same rule.
-    """
-
-    def save(path: Path) -> None:
-        if strategy == "fsdp" and rt.distributed:
-            from torch.distributed.checkpoint.state_dict import get_model_state_dict
-
-            from mindvl.trainer.model import MindVL
-
-            full = get_model_state_dict(wrapped, options=full_state_options(wrapped))
-            full = gather_expert_state(wrapped, full)  # expert parallelism: join the slices
-            if rt.rank == 0:
-                plain = MindVL.from_config(core.config)
-                plain.load_state_dict(full)
-                plain.save_pretrained(path, tokenizer=tokenizer_dir, inference=inference)
-        elif rt.rank == 0:
-            core.save_pretrained(path, tokenizer=tokenizer_dir, inference=inference)
-
-    return save
-
-
 def run_stage(
     cfg: StageConfig, out: str | Path, resume: bool = False, config_text: str = ""
 ) -> list[dict]:
@@ -152,18 +145,16 @@ def _run(cfg: StageConfig, out: Path, resume: bool, config_text: str, rt: Runtim
     ckpt = latest_checkpoint(out) if resume else None
     if resume and ckpt is None and rt.rank == 0:
         print(f"no checkpoint under {out}; starting from the beginning", flush=True)
-    core = build_model(cfg, data, ckpt / "model" if ckpt else None)
+    if ckpt is not None:
+        check_layout_version(ckpt)
+    core, template, weights = build_model(cfg, data, ckpt)
     table = apply_trainable(core, cfg.trainable)
-    moe = MoETraining(cfg.moe, core) if core.moe is not None else None
     if rt.rank == 0:
         print(table, flush=True)
         total_params, active_params = parameter_counts(core, core.llm)
         print(f"parameters: {total_params:,} total, {active_params:,} active per token", flush=True)
-        if moe is not None:
-            print(moe.describe(), flush=True)
     from mindvl.trainer.device.attention import apply_attention_backend, default_backend_name
 
-    core.to(rt.device)
     apply_attention_backend(core, default_backend_name(rt.device))
     if rt.distributed and cfg.distributed == "none":
         raise UserError(f"{rt.world} processes need distributed: ddp or fsdp in the stage config")
@@ -172,7 +163,18 @@ def _run(cfg: StageConfig, out: Path, resume: bool, config_text: str, rt: Runtim
     layout = check_layout(rt.world, cfg.parallel.ep, strategy, experts)
     # bf16: FSDP2 casts parameters itself (its compute dtype); otherwise autocast
     fsdp = strategy == "fsdp"
+    # meta -> parallelised -> each rank materialises its own pieces (device/materialize.py);
+    # DDP copies rank 0's weights at wrapping, so it wraps a materialised model
+    fill = {"seed": cfg.seed, "weights": weights, "init": ckpt is None}
+    if not fsdp:
+        materialise(core, template, rt.device, **fill)
     model = parallelize(core, strategy, rt.device, cfg.precision if fsdp else "fp32", True, layout)
+    if fsdp:
+        materialise(model, template, rt.device, **fill)
+    del template
+    moe = MoETraining(cfg.moe, core) if core.moe is not None else None
+    if moe is not None and rt.rank == 0:
+        print(moe.describe(), flush=True)
     autocast_bf16 = cfg.precision == "bf16" and not fsdp
     optimizer = make_optimizer(model, cfg)
     check_optimizer_covers(model, optimizer)
@@ -190,8 +192,10 @@ def _run(cfg: StageConfig, out: Path, resume: bool, config_text: str, rt: Runtim
     loader = PackedLoader(data, settings, rt.rank, rt.world, streams, cfg.data.num_workers)
     step, seen = 0, 0
     if ckpt is not None:
-        state, loader_state = load_training_state(ckpt, model, optimizer, scheduler, rt.rank)
-        loader.load_state_dict(loader_state)
+        state, loader_states = load_training_state(
+            ckpt, model, optimizer, scheduler, rt.rank, rt.world
+        )
+        loader.load_rank_states(loader_states)
         step, seen = state["step"], state["tokens_seen"]
         if rt.rank == 0:
             print(f"resumed from {ckpt} at step {step}", flush=True)
@@ -204,7 +208,10 @@ def _run(cfg: StageConfig, out: Path, resume: bool, config_text: str, rt: Runtim
     from mindvl.trainer.model import InferenceConfig
 
     inference = InferenceConfig(image_tokens=data.manifest.image_tokens)
-    save = save_model_fn(core, model, rt, cfg.distributed, data.tokenizer.hf, inference)
+    from mindvl.trainer.model.checkpoint_io import write_model_meta
+
+    def write_meta(path: Path) -> None:
+        write_model_meta(core, path, data.tokenizer.hf, inference)
     from mindvl.trainer.model import count_loss_tokens
 
     rows: list[dict] = []
@@ -274,12 +281,12 @@ def _run(cfg: StageConfig, out: Path, resume: bool, config_text: str, rt: Runtim
                     "config_digest": digest,
                     "total_steps": total,
                 }
-                save_checkpoint(
-                    out, step, model, save, optimizer, scheduler, loader.state_dict(),
-                    trainer_state, rt.rank, rt.world, cfg.keep_checkpoints,
+                ckpt = save_checkpoint(
+                    out, step, model, optimizer, scheduler, loader.state_dict(),
+                    trainer_state, rt.rank, rt.world, cfg.keep_checkpoints, write_meta,
                 )  # fmt: skip
-        save(out / "model")
-        if rt.rank == 0:
+        if rt.rank == 0:  # the last step's checkpoint, consolidated one tensor at a time
+            export_checkpoint(ckpt, out / "model")
             from mindvl.trainer.provenance import write_provenance
 
             write_provenance(

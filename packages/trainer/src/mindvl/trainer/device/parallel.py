@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from mindvl.trainer.device.expert_parallel import shard_experts
+from mindvl.trainer.device.expert_parallel import checkpoint_mesh, shard_experts
 from mindvl.trainer.device.mesh import MeshLayout, build_mesh, world_mesh
 from mindvl.trainer.model.moe import routed_expert_modules
 
@@ -70,7 +70,7 @@ def _fully_shard(
     kw = {"mesh": mesh["dp_shard"], "mp_policy": policy, "reshard_after_forward": reshard}
     if ep > 1:
         # experts: sliced over ep, each slice FSDP2-sharded over the ranks holding it
-        shard_experts(model.llm, mesh["ep"])
+        shard_experts(model.llm, mesh["ep"], checkpoint_mesh(mesh))
         for experts in routed_expert_modules(model.llm):
             fully_shard(experts, **{**kw, "mesh": mesh["dp_shard_mod_ep"]})
     for block in model.vision.blocks:
