@@ -6,7 +6,9 @@ the whole tensor into its output file, so no process ever holds the full model. 
 files are filled in name order up to ``max_shard_bytes`` each; one file is written as plain
 ``model.safetensors``, several as ``model-0000i-of-0000N.safetensors`` with
 ``model.safetensors.index.json`` (:mod:`mindvl.trainer.model.weights_dir`). A tied
-embedding is written once, under safetensors' name for it.
+embedding is written once, under safetensors' name for it. The model dir gets a
+``provenance.json`` whose parent is the stage's ``init.checkpoint``, so exported step
+checkpoints of one lineage can be averaged.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from mindvl.trainer.checkpoint import MODEL_SHARDS, check_layout_version
 from mindvl.trainer.model.checkpoint_io import TOKENIZER_FILES, default_mode
 from mindvl.trainer.model.config import CONFIG_NAME, INFERENCE_NAME, WEIGHTS_NAME
 from mindvl.trainer.model.weights_dir import INDEX_NAME
+from mindvl.trainer.provenance import write_provenance
 
 DEFAULT_MAX_SHARD = 5 * 1024**3
 _UNITS = {"": 1, "B": 1, "KB": 1000, "MB": 1000**2, "GB": 1000**3,
@@ -98,4 +101,11 @@ def export_checkpoint(ckpt: Path, out: Path, max_shard_bytes: int = DEFAULT_MAX_
     for name in (CONFIG_NAME, INFERENCE_NAME, *TOKENIZER_FILES):
         if (ckpt / name).exists():
             shutil.copyfile(ckpt / name, out / name)
+    trainer = json.loads((ckpt / "trainer.json").read_text())
+    parent = trainer.get("init_checkpoint")
+    write_provenance(
+        out, parent=parent if parent and Path(parent).is_dir() else None,
+        stage=trainer.get("stage"),
+        trained={"steps": trainer["step"], "tokens_seen": trainer["tokens_seen"]},
+    )  # fmt: skip
     return out

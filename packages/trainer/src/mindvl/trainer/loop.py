@@ -212,6 +212,7 @@ def _run(cfg: StageConfig, out: Path, resume: bool, config_text: str, rt: Runtim
 
     def write_meta(path: Path) -> None:
         write_model_meta(core, path, data.tokenizer.hf, inference)
+
     from mindvl.trainer.model import count_loss_tokens
 
     rows: list[dict] = []
@@ -280,6 +281,8 @@ def _run(cfg: StageConfig, out: Path, resume: bool, config_text: str, rt: Runtim
                     "tokens_seen": seen,
                     "config_digest": digest,
                     "total_steps": total,
+                    "stage": cfg.name,
+                    "init_checkpoint": cfg.init.checkpoint,
                 }
                 ckpt = save_checkpoint(
                     out, step, model, optimizer, scheduler, loader.state_dict(),
