@@ -129,6 +129,7 @@ def save_checkpoint(
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint import HuggingFaceStorageWriter
 
+    rng = rng_state()  # before DCP, which draws from torch's generator
     final = step_dir(out, step)
     tmp = final.with_name(final.name + ".tmp")
     if rank == 0:
@@ -146,7 +147,7 @@ def save_checkpoint(
         save_state(scheduler.state_dict(), tmp, "scheduler")
         text = json.dumps({**trainer_state, "world": world}, indent=2, sort_keys=True)
         (tmp / "trainer.json").write_text(text)
-    save_state(rng_state(), tmp, f"rng-rank{rank}")
+    save_state(rng, tmp, f"rng-rank{rank}")
     (tmp / f"loader-rank{rank}.json").write_text(json.dumps(loader_state))
     _barrier(world)
     if rank == 0:
@@ -174,6 +175,7 @@ def load_training_state(
     return (trainer state, every saved rank's loader state)."""
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint import HuggingFaceStorageReader
+    from torch.distributed.checkpoint.api import CheckpointException
     from torch.distributed.checkpoint.state_dict import (
         set_model_state_dict,
         set_optimizer_state_dict,
@@ -184,14 +186,18 @@ def load_training_state(
     msd, osd, _ = _sharded_state(model, optimizer)
     model_view, optim_view = _views(model, msd, osd)
     for state, name in ((model_view, MODEL_SHARDS), (optim_view, OPTIM_SHARDS)):
-        dcp.load(state, storage_reader=HuggingFaceStorageReader(str(path / name)))
+        try:
+            dcp.load(state, storage_reader=HuggingFaceStorageReader(str(path / name)))
+        except CheckpointException:  # a BaseException: each rank's error, wrapped
+            raise UserError(
+                f"checkpoint {path}: {name} cannot be read (a shard is missing, truncated or"
+                " not safetensors)"
+            ) from None
     set_model_state_dict(model, msd)
     groups = load_state(path, "optimizer")["param_groups"]
     set_optimizer_state_dict(model, optimizer, {"state": osd["state"], "param_groups": groups})
     scheduler.load_state_dict(load_state(path, "scheduler"))
     saved_world = int(trainer.get("world", world))
     set_rng_state(load_state(path, f"rng-rank{rank % saved_world}"))
-    loaders = [
-        json.loads((path / f"loader-rank{r}.json").read_text()) for r in range(saved_world)
-    ]
+    loaders = [json.loads((path / f"loader-rank{r}.json").read_text()) for r in range(saved_world)]
     return trainer, loaders

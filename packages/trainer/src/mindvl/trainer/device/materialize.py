@@ -147,7 +147,9 @@ def materialise(
     filled: set[int] = set()
     try:
         for mname, tmod in template.named_modules():
-            own = [n for n, t in (*tmod._parameters.items(), *tmod._buffers.items()) if t is not None]
+            own = [
+                n for n, t in (*tmod._parameters.items(), *tmod._buffers.items()) if t is not None
+            ]
             if not own:
                 continue
             full = [f"{mname}.{n}" if mname else n for n in own]
