@@ -1,19 +1,24 @@
 """Sharded (DCP) step checkpoints: saved by 2 FSDP2 ranks, resumed by 1 process and by 2
-DDP ranks with the losses of an uninterrupted run; exported to a sharded model dir;
-averaged from either form; a loader state that cannot be re-split is refused."""
+DDP ranks with the losses of an uninterrupted run; a SIGKILL during a save leaves the
+previous checkpoint; exported to a sharded model dir; averaged from either form; a loader
+state that cannot be re-split is refused."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import time
 
 import pytest
 import torch
 from click.testing import CliRunner
-from dist_helpers import spawn
+from dist_helpers import spawn, start_blocked_save
 
 from mindvl.common.cli import cli
 from mindvl.common.errors import UserError
+from mindvl.trainer.checkpoint import latest_checkpoint
 from mindvl.trainer.data.loader import PackedLoader
 from mindvl.trainer.data.packing import PackBudget
 from mindvl.trainer.data.stream import StageData, StreamSettings
@@ -134,3 +139,30 @@ def test_loader_state_resplit_or_one_line_refusal(trained):
     mid = [dict(s, next=1) for s in saved]
     with pytest.raises(UserError, match="stopped inside a round"):
         PackedLoader(data, settings, 0, 1, 2).load_rank_states(mid)
+
+
+def test_sigkill_during_a_save_resumes_from_the_previous_checkpoint(trained):
+    d, cfg, reference, _ = trained
+    out = d / "killed"
+    fsdp = cfg.model_copy(update={"distributed": "fsdp"})
+    ranks = start_blocked_save(fsdp, out, 2, 4).processes
+    markers = [out / "checkpoints" / f"blocked-rank{r}" for r in range(2)]
+    deadline = time.monotonic() + 180
+    while not all(m.exists() for m in markers) and time.monotonic() < deadline:
+        assert all(p.is_alive() for p in ranks), "a rank ended before its blocked save"
+        time.sleep(0.05)
+    for p in ranks:  # both ranks, mid-save
+        os.kill(p.pid, signal.SIGKILL)
+        p.join()
+    assert all(m.exists() for m in markers)
+    assert (out / "checkpoints" / "step-00000004.tmp" / "model-shards").is_dir()
+    assert latest_checkpoint(out).name == "step-00000002"
+    assert not (out / "model").exists()
+
+    resumed = spawn(fsdp, out, 2, resume=True)
+    assert [r["step"] for r in resumed] == [1, 2, 3, 4]  # metrics.jsonl: 1-2 kept, 3-4 new
+    for r in resumed:
+        assert r["loss"] == pytest.approx(reference[r["step"]]["loss"], **TOL)
+    assert not (out / "checkpoints" / "step-00000004.tmp").exists()
+    assert latest_checkpoint(out).name == "step-00000004"
+    assert (out / "model" / "model.safetensors").is_file()
