@@ -132,8 +132,6 @@ def materialise(
     dir to read from; else ``init`` (random init) or nothing but the non-persistent buffers
     (``init=False``: a step checkpoint fills the rest).
     """
-    from safetensors import safe_open
-
     from mindvl.trainer.model.weights_dir import tied_aliases, weight_map
 
     model.to_empty(device=device)
@@ -143,43 +141,42 @@ def materialise(
     stored = set(template.state_dict())  # parameters and persistent buffers
     experts = expert_parameter_names(model)
     owners = _owners(template)
-    handles: dict[Path, object] = {}
     filled: set[int] = set()
-    try:
-        for mname, tmod in template.named_modules():
-            own = [
-                n for n, t in (*tmod._parameters.items(), *tmod._buffers.items()) if t is not None
-            ]
-            if not own:
+    for mname, tmod in template.named_modules():
+        own = [n for n, t in (*tmod._parameters.items(), *tmod._buffers.items()) if t is not None]
+        if not own:
+            continue
+        full = [f"{mname}.{n}" if mname else n for n in own]
+        from_file = {fq for fq in full if files is not None and fq in stored}
+        computed = [fq for fq in full if fq not in stored or (init and fq not in from_file)]
+        tmp = _initialised_copy(mname, tmod, owners[mname], seed) if computed else None
+        for n, fq in zip(own, full, strict=True):
+            is_param = n in tmod._parameters
+            target = model.get_parameter(fq) if is_param else model.get_buffer(fq)
+            if id(target) in filled or not (fq in from_file or fq in computed):
                 continue
-            full = [f"{mname}.{n}" if mname else n for n in own]
-            from_file = {fq for fq in full if files is not None and fq in stored}
-            computed = [fq for fq in full if fq not in stored or (init and fq not in from_file)]
-            tmp = _initialised_copy(mname, tmod, owners[mname], seed) if computed else None
-            for n, fq in zip(own, full, strict=True):
-                is_param = n in tmod._parameters
-                target = model.get_parameter(fq) if is_param else model.get_buffer(fq)
-                if id(target) in filled or not (fq in from_file or fq in computed):
-                    continue
-                filled.add(id(target))
-                shape, index = local_region(fq, target, experts)
-                if fq in from_file:
-                    key = fq if fq in files else aliases.get(fq, fq)
-                    if key not in files:
-                        raise UserError(f"{weights}: no tensor {fq}")
-                    f = handles.get(files[key])
-                    if f is None:
-                        f = handles[files[key]] = safe_open(str(files[key]), framework="pt")
-                    sl = f.get_slice(key)
-                    if list(sl.get_shape()) != shape:
-                        raise UserError(
-                            f"{weights}: {key} has shape {sl.get_shape()}, the model {shape}"
-                        )
-                    value = sl[index]
-                else:
-                    source = tmp._parameters[n] if is_param else tmp._buffers[n]
-                    value = source[index]
-                local = target.to_local() if hasattr(target, "to_local") else target
-                local.copy_(value.to(local.dtype))
-    finally:
-        handles.clear()
+            filled.add(id(target))
+            shape, index = local_region(fq, target, experts)
+            if fq in from_file:
+                key = fq if fq in files else aliases.get(fq, fq)
+                value = _read_slice(files, key, shape, index, weights)
+            else:
+                value = (tmp._parameters[n] if is_param else tmp._buffers[n])[index]
+            local = target.to_local() if hasattr(target, "to_local") else target
+            local.copy_(value.to(local.dtype))
+        del tmp  # before the next module's full tensors exist
+
+
+def _read_slice(files: dict, key: str, shape: list[int], index: tuple, weights) -> torch.Tensor:
+    """The ``index`` piece of tensor ``key``, read from its file without the rest."""
+    from safetensors import safe_open
+
+    if key not in files:
+        raise UserError(f"{weights}: no tensor {key}")
+    # opened per tensor: a file kept open keeps every page read so far mapped (and counted
+    # in the rank's RSS) until it is closed
+    with safe_open(str(files[key]), framework="pt") as f:
+        sl = f.get_slice(key)
+        if list(sl.get_shape()) != shape:
+            raise UserError(f"{weights}: {key} has shape {sl.get_shape()}, the model {shape}")
+        return sl[index]
