@@ -27,9 +27,11 @@ previous checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import shutil
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -77,6 +79,16 @@ def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@contextlib.contextmanager
+def _quiet_dcp():
+    """Hide DCP's warnings that say nothing here: one process without a process group is
+    the intended single-process case; its writer's own use of ``TypedStorage``."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+        warnings.filterwarnings("ignore", message="TypedStorage is deprecated")
+        yield
 
 
 def _barrier(world: int) -> None:
@@ -140,7 +152,8 @@ def save_checkpoint(
     model_view, optim_view = _views(model, msd, osd)
     for state, name in ((model_view, MODEL_SHARDS), (optim_view, OPTIM_SHARDS)):
         writer = HuggingFaceStorageWriter(str(tmp / name), save_distributed=True)
-        dcp.save(state, storage_writer=writer)
+        with _quiet_dcp():
+            dcp.save(state, storage_writer=writer)
     if rank == 0:
         write_meta(tmp)
         save_state({"param_groups": groups}, tmp, "optimizer")
@@ -187,7 +200,8 @@ def load_training_state(
     model_view, optim_view = _views(model, msd, osd)
     for state, name in ((model_view, MODEL_SHARDS), (optim_view, OPTIM_SHARDS)):
         try:
-            dcp.load(state, storage_reader=HuggingFaceStorageReader(str(path / name)))
+            with _quiet_dcp():
+                dcp.load(state, storage_reader=HuggingFaceStorageReader(str(path / name)))
         except CheckpointException:  # a BaseException: each rank's error, wrapped
             raise UserError(
                 f"checkpoint {path}: {name} cannot be read (a shard is missing, truncated or"
