@@ -166,3 +166,21 @@ def test_sigkill_during_a_save_resumes_from_the_previous_checkpoint(trained):
     assert not (out / "checkpoints" / "step-00000004.tmp").exists()
     assert latest_checkpoint(out).name == "step-00000004"
     assert (out / "model" / "model.safetensors").is_file()
+
+
+def test_background_saves_match_blocking_ones(trained):
+    d, cfg, reference, _ = trained
+    out = d / "async"
+    rows = spawn(cfg.model_copy(update={"distributed": "fsdp", "checkpoint_async": True}), out, 2)
+    assert [r["loss"] for r in rows] == pytest.approx(
+        [reference[s]["loss"] for s in (1, 2, 3, 4)], **TOL
+    )
+    names = sorted(p.name for p in (out / "checkpoints").iterdir())
+    assert names == ["step-00000002", "step-00000004"]  # committed, no .tmp left
+    blocking = MindVL.from_pretrained(d / "fsdp" / "model").state_dict()
+    background = MindVL.from_pretrained(out / "model").state_dict()
+    assert all(torch.equal(blocking[k], background[k]) for k in blocking)
+    _from_step2(out, d / "async-one")
+    resumed = run_stage(cfg, d / "async-one", resume=True)
+    for r in resumed:
+        assert r["loss"] == pytest.approx(reference[r["step"]]["loss"], **TOL)

@@ -22,7 +22,9 @@ copied from elsewhere cannot run code.
 
 Every rank writes into ``step-N.tmp/``; after a barrier rank 0 renames it to ``step-N``, so
 a directory without ``.tmp`` is always complete: a run killed mid-save resumes from the
-previous checkpoint.
+previous checkpoint. With ``checkpoint_async`` the shards are staged in CPU memory and
+written by ``dcp.async_save`` in a background thread (on a gloo group of its own); the
+commit waits for them and happens at the next checkpoint or at the end of the stage.
 """
 
 from __future__ import annotations
@@ -123,7 +125,29 @@ def _views(model, msd: dict, osd: dict) -> tuple[dict, dict]:
     return expert_checkpoint_view(model, weights), optim
 
 
-def save_checkpoint(
+class PendingCheckpoint:
+    """A checkpoint whose shards may still be being written (``background``);
+    :meth:`commit` waits for them, then commits it as a blocking save does."""
+
+    def __init__(self, futures: list, tmp: Path, final: Path, rank: int, world: int, keep: int):
+        self.futures, self.tmp, self.final = futures, tmp, final
+        self.rank, self.world, self.keep = rank, world, keep
+
+    def commit(self) -> Path:
+        for f in self.futures:
+            f.result()
+        _barrier(self.world)
+        if self.rank == 0:
+            self.tmp.rename(self.final)  # the commit: a step-N without .tmp is complete
+            root = self.final.parent
+            done = sorted(p for p in root.glob("step-*") if not p.name.endswith(".tmp"))
+            for old in done[: -self.keep]:
+                shutil.rmtree(old, ignore_errors=True)
+        _barrier(self.world)
+        return self.final
+
+
+def start_checkpoint(
     out: Path,
     step: int,
     model,
@@ -135,9 +159,14 @@ def save_checkpoint(
     world: int,
     keep: int,
     write_meta: Callable[[Path], None] = lambda path: None,
-) -> Path:
-    """Write checkpoint ``step`` atomically; ``write_meta(path)`` (rank 0) adds the model's
-    config, tokenizer and inference rule."""
+    background_group=None,
+) -> PendingCheckpoint:
+    """Write checkpoint ``step`` into ``step-N.tmp``; ``write_meta(path)`` (rank 0) adds the
+    model's config, tokenizer and inference rule. With ``background_group`` (two gloo
+    process groups, or ``True`` for one process) the shards are copied to CPU memory now and
+    written by ``dcp.async_save`` while training goes on: the model and the optimizer each
+    in a thread of their own, each on its own group (concurrent collectives on one group
+    would interleave)."""
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint import HuggingFaceStorageWriter
 
@@ -150,10 +179,15 @@ def save_checkpoint(
     _barrier(world)
     msd, osd, groups = _sharded_state(model, optimizer)  # collective under FSDP
     model_view, optim_view = _views(model, msd, osd)
-    for state, name in ((model_view, MODEL_SHARDS), (optim_view, OPTIM_SHARDS)):
+    futures = []
+    for i, (state, name) in enumerate(((model_view, MODEL_SHARDS), (optim_view, OPTIM_SHARDS))):
         writer = HuggingFaceStorageWriter(str(tmp / name), save_distributed=True)
         with _quiet_dcp():
-            dcp.save(state, storage_writer=writer)
+            if background_group is None:
+                dcp.save(state, storage_writer=writer)
+            else:
+                group = None if background_group is True else background_group[i]
+                futures.append(dcp.async_save(state, storage_writer=writer, process_group=group))
     if rank == 0:
         write_meta(tmp)
         save_state({"param_groups": groups}, tmp, "optimizer")
@@ -162,14 +196,12 @@ def save_checkpoint(
         (tmp / "trainer.json").write_text(text)
     save_state(rng, tmp, f"rng-rank{rank}")
     (tmp / f"loader-rank{rank}.json").write_text(json.dumps(loader_state))
-    _barrier(world)
-    if rank == 0:
-        tmp.rename(final)  # the commit: a step-N without .tmp is complete
-        done = sorted(p for p in final.parent.glob("step-*") if not p.name.endswith(".tmp"))
-        for old in done[:-keep]:
-            shutil.rmtree(old, ignore_errors=True)
-    _barrier(world)
-    return final
+    return PendingCheckpoint(futures, tmp, final, rank, world, keep)
+
+
+def save_checkpoint(*args, **kwargs) -> Path:
+    """:func:`start_checkpoint` (blocking) and commit it."""
+    return start_checkpoint(*args, **kwargs).commit()
 
 
 def check_layout_version(path: Path) -> None:

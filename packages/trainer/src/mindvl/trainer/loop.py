@@ -35,7 +35,7 @@ from mindvl.trainer.checkpoint import (
     check_layout_version,
     latest_checkpoint,
     load_training_state,
-    save_checkpoint,
+    start_checkpoint,
 )
 from mindvl.trainer.data.loader import PackedLoader
 from mindvl.trainer.data.packing import PackBudget
@@ -215,6 +215,15 @@ def _run(cfg: StageConfig, out: Path, resume: bool, config_text: str, rt: Runtim
 
     from mindvl.trainer.model import count_loss_tokens
 
+    # background saves (model, optimizer) talk on gloo groups of their own: DCP's async save
+    # needs a CPU backend, and concurrent collectives on one group would interleave
+    background = None
+    if cfg.checkpoint_async:
+        new_group = torch.distributed.new_group
+        background = (
+            (new_group(backend="gloo"), new_group(backend="gloo")) if rt.distributed else True
+        )
+    pending = None
     rows: list[dict] = []
     batches = iter(loader)
     model.train()
@@ -284,10 +293,17 @@ def _run(cfg: StageConfig, out: Path, resume: bool, config_text: str, rt: Runtim
                     "stage": cfg.name,
                     "init_checkpoint": cfg.init.checkpoint,
                 }
-                ckpt = save_checkpoint(
+                if pending is not None:  # the previous background save
+                    ckpt = pending.commit()
+                pending = start_checkpoint(
                     out, step, model, optimizer, scheduler, loader.state_dict(),
                     trainer_state, rt.rank, rt.world, cfg.keep_checkpoints, write_meta,
+                    background,
                 )  # fmt: skip
+                if background is None:
+                    ckpt, pending = pending.commit(), None
+        if pending is not None:
+            ckpt = pending.commit()
         if rt.rank == 0:  # the last step's checkpoint, consolidated one tensor at a time
             export_checkpoint(ckpt, out / "model")
             from mindvl.trainer.provenance import write_provenance
