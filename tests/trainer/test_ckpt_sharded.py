@@ -116,6 +116,8 @@ def test_export_sharded_and_average_either_form(trained):
     s2 = MindVL.from_pretrained(d / "e2").state_dict()
     key = "llm.model.layers.0.mlp.up_proj.weight"
     assert torch.allclose(mean[key], (s2[key] + b[key]) / 2, atol=1e-7)
+    with pytest.raises(UserError, match="sharded training checkpoint: make a model dir"):
+        MindVL.from_pretrained(step2)
     res = CliRunner().invoke(cli, ["ckpt", "export", str(d / "nothing"), "-o", str(d / "x")])
     assert res.exit_code == 2 and "not a checkpoint directory" in res.output
 

@@ -38,6 +38,11 @@ def weight_map(path) -> dict[str, Path]:
             raise UserError(f"{index} names missing files: {', '.join(missing[:3])}")
         return files
     single = path / WEIGHTS_NAME
+    if not single.is_file() and (path / "model-shards").is_dir():
+        raise UserError(
+            f"{path} is a sharded training checkpoint: make a model dir of it with"
+            f" `mindvl ckpt export {path} -o DIR`"
+        )
     if not single.is_file():
         raise UserError(f"checkpoint has no {WEIGHTS_NAME} or {INDEX_NAME}: {path}")
     with safe_open(str(single), framework="pt") as f:
