@@ -1,5 +1,5 @@
-"""Sharded (DCP) step checkpoints: saved by 2 FSDP2 ranks, resumed by 1 process and by 2
-DDP ranks with the losses of an uninterrupted run; a SIGKILL during a save leaves the
+"""Sharded (DCP) step checkpoints: saved by 2 FSDP2 ranks, resumed by 1 process, by 2
+DDP ranks and by TP=2 with the losses of an uninterrupted run; a SIGKILL during a save leaves the
 previous checkpoint; exported to a sharded model dir; averaged from either form; a loader
 state that cannot be re-split is refused."""
 
@@ -64,7 +64,7 @@ def _from_step2(src, dst):
     shutil.rmtree(dst / "model")
 
 
-def test_fsdp2_checkpoint_resumes_as_one_process_and_as_ddp(trained):
+def test_fsdp2_checkpoint_resumes_as_one_process_ddp_and_tp2(trained):
     d, cfg, reference, rows = trained
     for r in rows:
         assert r["loss"] == pytest.approx(reference[r["step"]]["loss"], **TOL)
@@ -78,7 +78,10 @@ def test_fsdp2_checkpoint_resumes_as_one_process_and_as_ddp(trained):
     one = run_stage(cfg, d / "one", resume=True)
     _from_step2(d / "fsdp", d / "ddp")
     ddp = spawn(cfg.model_copy(update={"distributed": "ddp"}), d / "ddp", 2, resume=True)
-    for resumed in (one, ddp[2:]):
+    _from_step2(d / "fsdp", d / "tp")
+    tp_cfg = StageConfig.model_validate({**cfg.model_dump(), "parallel": {"tp": 2}})
+    tp = spawn(tp_cfg, d / "tp", 2, resume=True)  # 2 ranks sharing one batch: one loader
+    for resumed in (one, ddp[2:], tp[2:]):
         assert [r["step"] for r in resumed] == [3, 4]
         for r in resumed:
             ref = reference[r["step"]]

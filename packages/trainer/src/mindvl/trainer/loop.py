@@ -231,8 +231,8 @@ def _run(cfg: StageConfig, out: Path, resume: bool, config_text: str, rt: Runtim
     inference = InferenceConfig(image_tokens=data.manifest.image_tokens)
     from mindvl.trainer.model.checkpoint_io import write_model_meta
 
-    def write_meta(path: Path) -> None:
-        write_model_meta(core, path, data.tokenizer.hf, inference)
+    def write_meta(path: Path) -> None:  # from the whole meta template: stages lack parts
+        write_model_meta(template, path, data.tokenizer.hf, inference)
 
     from mindvl.trainer.model import count_loss_tokens
 
