@@ -63,20 +63,27 @@ def _rank(rank: int, world: int, port: int, variant: str, model_dir: str, out: s
     import torch.distributed as dist
 
     from mindvl.trainer.device.materialize import build_on_meta, materialise
+    from mindvl.trainer.device.mesh import build_mesh, resolve
     from mindvl.trainer.device.parallel import parallelize
     from mindvl.trainer.model import MindVL
+    from mindvl.trainer.stage_config import ParallelSpec
 
     dist.init_process_group("gloo", rank=rank, world_size=world)
     dist.barrier()
     base, t0 = rss_mib(), time.perf_counter()
     cpu = torch.device("cpu")
+    dims = resolve(ParallelSpec(), "fsdp", world)
+    mesh = build_mesh("cpu", dims)
     if variant == "full_then_shard":  # every rank holds the whole model first
-        model = parallelize(MindVL.from_pretrained(model_dir), "fsdp", cpu)
+        model = parallelize(MindVL.from_pretrained(model_dir), dims, mesh, cpu)
     else:
         cfg = config()
-        model = parallelize(build_on_meta(cfg), "fsdp", cpu)
         weights = model_dir if variant == "meta_load" else None
-        materialise(model, build_on_meta(cfg), cpu, seed=0, weights=weights)
+
+        def fill(module) -> None:
+            materialise(module, build_on_meta(cfg), cpu, seed=0, weights=weights)
+
+        model = parallelize(build_on_meta(cfg), dims, mesh, cpu, fill=fill)
     local = sum(p.to_local().numel() * p.element_size() for p in model.parameters())
     dist.barrier()
     row = {
