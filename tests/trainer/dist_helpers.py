@@ -74,3 +74,36 @@ def assert_same_run(single: list[dict], rows: list[dict], one_dir, other_dir, ke
     assert final.keys() == ref.keys()
     for k in final:  # full tensors gathered back from the shards
         torch.testing.assert_close(final[k], ref[k], atol=2e-5, rtol=1e-4, msg=k)
+
+
+def _blocked_rank_main(rank, world, cfg_json, out, port, step) -> None:
+    """A rank whose checkpoint save of ``step`` stops for good just before its RNG file
+    (every shard and the trainer state already written to ``step-N.tmp``)."""
+    import time
+    from pathlib import Path
+
+    import mindvl.trainer.checkpoint as ckpt
+
+    real = ckpt.save_state
+
+    def save_state(obj, folder: Path, stem: str) -> None:
+        if folder.name == f"step-{step:08d}.tmp" and stem.startswith("rng"):
+            (folder.parent / f"blocked-rank{rank}").touch()
+            time.sleep(3600)
+        real(obj, folder, stem)
+
+    ckpt.save_state = save_state
+    _rank_main(rank, world, cfg_json, out, port, False)
+
+
+def start_blocked_save(cfg: StageConfig, out, world: int, step: int):
+    """Start ``world`` forked ranks that hang in the save of ``step`` (the test SIGKILLs
+    them there); returns torch's process context (``.processes``)."""
+    gc.collect()  # see spawn
+    return mp.start_processes(
+        _blocked_rank_main,
+        args=(world, cfg.model_dump_json(), str(out), free_port(), step),
+        nprocs=world,
+        start_method="fork",
+        join=False,
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pathlib
 import pickle
 import random
+import shutil
 
 import numpy as np
 import pytest
@@ -43,22 +44,23 @@ def _save(tmp_path: pathlib.Path) -> pathlib.Path:
     np.random.seed(4)
     torch.manual_seed(5)
     return save_checkpoint(
-        tmp_path, 2, model, lambda p: p.mkdir(), opt, sched, {"pos": [1, 2]},
+        tmp_path, 2, model, opt, sched, {"pos": [1, 2]},
         {"step": 2, "tokens_seen": 10}, rank=0, world=1, keep=2,
     )  # fmt: skip
 
 
 def test_roundtrip_restores_optimizer_scheduler_rng_without_pickle(tmp_path):
     ckpt = _save(tmp_path)
-    for f in ckpt.iterdir():
+    for f in ckpt.rglob("*"):  # the DCP shard folders too
         if f.is_file():
             assert not f.read_bytes().startswith(b"\x80"), f"{f.name} is a pickle"
     expected = (random.random(), float(np.random.rand()), torch.rand(1).item())
-    saved_opt = _parts()[1]
+    saved_model, saved_opt, _ = _parts()  # the weights before training
 
     model, opt, sched = _parts()
-    trainer, loader = load_training_state(ckpt, model, opt, sched, rank=0)
-    assert trainer["step"] == 2 and loader == {"pos": [1, 2]}
+    trainer, loaders = load_training_state(ckpt, model, opt, sched, rank=0, world=1)
+    assert trainer["step"] == 2 and loaders == [{"pos": [1, 2]}]
+    assert not torch.equal(model[0].weight, saved_model[0].weight)  # trained weights back
     assert sched.last_epoch == 2 and sched.get_last_lr() == [0.01]
     state = opt.state_dict()
     assert list(state["param_groups"][0]["betas"]) == [0.9, 0.95]
@@ -77,13 +79,27 @@ def test_planted_pickle_is_refused_and_never_runs(tmp_path):
     # a pickle in place of the tensor file
     (ckpt / "optimizer.safetensors").write_bytes(evil)
     with pytest.raises(UserError, match="optimizer.safetensors is not a safetensors file"):
-        load_training_state(ckpt, model, opt, sched, rank=0)
+        load_training_state(ckpt, model, opt, sched, rank=0, world=1)
 
-    # the old layout: optimizer.pt and no optimizer.json
-    (ckpt / "optimizer.json").unlink()
-    (ckpt / "optimizer.pt").write_bytes(evil)
-    with pytest.raises(UserError, match="old pickle layout") as err:
-        load_training_state(ckpt, model, opt, sched, rank=0)
+    # DCP's pickled .metadata is never written nor read; a planted one is ignored
+    (ckpt / "optimizer.safetensors").unlink()
+    model, opt, sched = _parts()
+    _save(tmp_path / "again")
+    ckpt = tmp_path / "again" / "checkpoints" / "step-00000002"
+    (ckpt / "model-shards" / ".metadata").write_bytes(evil)
+    load_training_state(ckpt, model, opt, sched, rank=0, world=1)
+
+    # a pickle in place of a weight shard
+    shard = next((ckpt / "model-shards").glob("*.safetensors"))
+    shard.write_bytes(evil)
+    with pytest.raises(UserError, match="model-shards cannot be read") as err:
+        load_training_state(ckpt, model, opt, sched, rank=0, world=1)
+    assert "\n" not in err.value.format_message()
+
+    # an older layout (no sharded model): a one-line refusal
+    shutil.rmtree(ckpt / "model-shards")
+    with pytest.raises(UserError, match="older layout") as err:
+        load_training_state(ckpt, model, opt, sched, rank=0, world=1)
     assert "\n" not in err.value.format_message()
     assert not marker.exists()
 

@@ -95,5 +95,5 @@ def test_same_checkpoint_twice_is_named_as_such(family):
     for pair in ([a, a], [a, tmp / "copy"]):
         res = CliRunner().invoke(cli, ["ckpt", "average", *map(str, pair), "-o", str(tmp / "o")])
         assert res.exit_code == 2
-        assert "are the same checkpoint (identical model.safetensors)" in res.output
+        assert "are the same checkpoint (identical weights)" in res.output
         assert "share no ancestor" not in res.output

@@ -1,9 +1,12 @@
 """Context parallelism in the loop: CP=2 (2 gloo ranks sharing every packed row, FSDP2
 over the cp ranks) trains like one process over 3 fp32 steps — losses, MoE router-loss
 parts, grad norms and final weights — for a dense and a MoE tiny LLM, and CP=2 x FSDP=2
-(4 ranks, two data-parallel streams) for the dense one."""
+(4 ranks, two data-parallel streams) for the dense one; each resumes exactly from its
+step-2 checkpoint (sharded DCP)."""
 
 from __future__ import annotations
+
+import shutil
 
 import pytest
 import torch
@@ -51,7 +54,8 @@ def test_cp_matches_one_process(tmp_path, base, model, parts, layout, world):
     if model != "tiny":
         data["moe"] = {"aux_loss_coef": 0.05, "z_loss_coef": 0.01}
     single = run_stage(StageConfig.model_validate(data), tmp_path / "one")
-    rows = spawn(StageConfig.model_validate({**data, "parallel": layout}), tmp_path / "cp", world)
+    cp = StageConfig.model_validate({**data, "parallel": layout, "checkpoint_every": 2})
+    rows = spawn(cp, tmp_path / "cp", world)
     assert [r["step"] for r in rows] == [1, 2, 3]
     for a, b in zip(single, rows, strict=True):
         assert b["loss_tokens"] == a["loss_tokens"]  # the cp ranks' rows counted once
@@ -62,3 +66,7 @@ def test_cp_matches_one_process(tmp_path, base, model, parts, layout, world):
     assert final.keys() == ref.keys()
     for k in final:
         torch.testing.assert_close(final[k], ref[k], atol=2e-5, rtol=1e-4, msg=k)
+    # resume from step 2 under the same layout: step 3 repeats exactly
+    shutil.rmtree(tmp_path / "cp" / "checkpoints" / "step-00000003")
+    again = spawn(cp, tmp_path / "cp", world, resume=True)
+    assert [again[2][k] for k in parts] == [rows[2][k] for k in parts]

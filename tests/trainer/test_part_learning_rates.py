@@ -99,10 +99,10 @@ def test_resume_refuses_another_group_layout(tmp_path):
     full = StateDictOptions(full_state_dict=True)
     save_state(get_optimizer_state_dict(model, opt, options=full), tmp_path, "optimizer")
     saved = load_state(tmp_path, "optimizer")["param_groups"]
-    check_saved_groups(saved, opt, "ckpt")  # same layout: accepted
+    check_saved_groups(saved, opt.param_groups, "ckpt")  # same layout: accepted
     set_trainable(model, ["llm"])
     with pytest.raises(UserError, match="ckpt: its optimizer state has parameter groups"):
-        check_saved_groups(saved, make_optimizer(model, OptimizerSpec()), "ckpt")
+        check_saved_groups(saved, make_optimizer(model, OptimizerSpec()).param_groups, "ckpt")
     two_groups = [{"params": [], "weight_decay": 0.0}, {"params": [], "weight_decay": 0.0}]
     with pytest.raises(UserError, match=r"\(None, None\)"):
-        check_saved_groups(two_groups, opt, "ckpt")
+        check_saved_groups(two_groups, opt.param_groups, "ckpt")

@@ -1,8 +1,8 @@
 """Weight averaging of checkpoints that share an ancestor but were trained differently
 (MindVL averages multitask checkpoints trained at different sequence lengths).
 
-Works tensor by tensor on the safetensors files, so memory is one output model plus one
-tensor per input. Floating tensors are averaged in fp32 and cast back; integer and bool
+Works tensor by tensor on the safetensors files (one file or index + shards), so memory is
+one output weight file plus one tensor per input. Floating tensors are averaged in fp32 and cast back; integer and bool
 tensors (and buffers stored as such) must be identical across inputs. Tied embeddings are
 stored once by safetensors' ``save_model`` and so are averaged once and re-tied on load.
 """
@@ -17,7 +17,8 @@ import torch
 
 from mindvl.common.errors import UserError
 from mindvl.trainer.model.checkpoint_io import TOKENIZER_FILES, default_mode, read_config
-from mindvl.trainer.model.config import CONFIG_NAME, INFERENCE_NAME, WEIGHTS_NAME
+from mindvl.trainer.model.config import CONFIG_NAME, INFERENCE_NAME
+from mindvl.trainer.model.weights_dir import INDEX_NAME, weight_map
 from mindvl.trainer.provenance import PROVENANCE_NAME, checkpoint_id, read_provenance
 
 
@@ -37,11 +38,11 @@ def check_compatible(paths: list[Path], check_lineage: bool = True) -> list[dict
     """Refuse the same checkpoint twice, mismatched architectures and unrelated lineages,
     naming what differs."""
     ids: dict[str, Path] = {}
-    for p in (p for p in paths if (p / WEIGHTS_NAME).is_file()):
+    for p in paths:
         same = ids.setdefault(checkpoint_id(p), p)
         if same is not p:
             raise UserError(
-                f"{same} and {p} are the same checkpoint (identical {WEIGHTS_NAME}): "
+                f"{same} and {p} are the same checkpoint (identical weights): "
                 "averaging needs different checkpoints"
             )
     first = read_config(paths[0]).model_dump(exclude={"dtype"})
@@ -66,6 +67,25 @@ def check_compatible(paths: list[Path], check_lineage: bool = True) -> list[dict
     return provs
 
 
+def _read(file: Path, key: str) -> torch.Tensor:
+    from safetensors import safe_open
+
+    with safe_open(str(file), framework="pt") as f:
+        return f.get_tensor(key)
+
+
+def _average(key: str, tensors: list[torch.Tensor], norm: list[float]) -> torch.Tensor:
+    shapes = {tuple(t.shape) for t in tensors}
+    if len(shapes) > 1:
+        raise UserError(f"cannot average: {key} has shapes {sorted(shapes)}")
+    if tensors[0].is_floating_point():
+        acc = sum(w * t.to(torch.float32) for w, t in zip(norm, tensors, strict=True))
+        return acc.to(tensors[0].dtype).contiguous()
+    if any(not torch.equal(tensors[0], t) for t in tensors[1:]):
+        raise UserError(f"cannot average: non-floating tensor {key} differs between checkpoints")
+    return tensors[0]
+
+
 def average_checkpoints(
     paths: list[str | Path],
     out: str | Path,
@@ -85,35 +105,26 @@ def average_checkpoints(
     norm = [w / sum(weights) for w in weights]
     provs = check_compatible(paths, check_lineage)
 
-    handles = [safe_open(str(p / WEIGHTS_NAME), framework="pt") for p in paths]
-    keys = sorted(handles[0].keys())
-    for p, h in zip(paths[1:], handles[1:], strict=True):
-        if sorted(h.keys()) != keys:
-            extra = sorted(set(h.keys()) ^ set(keys))[:3]
+    maps = [weight_map(p) for p in paths]
+    keys = sorted(maps[0])
+    for p, m in zip(paths[1:], maps[1:], strict=True):
+        if sorted(m) != keys:
+            extra = sorted(set(m) ^ set(keys))[:3]
             raise UserError(f"cannot average {paths[0]} and {p}: tensor names differ ({extra})")
-    averaged: dict[str, torch.Tensor] = {}
-    for key in keys:
-        tensors = [h.get_tensor(key) for h in handles]
-        shapes = {tuple(t.shape) for t in tensors}
-        if len(shapes) > 1:
-            raise UserError(f"cannot average: {key} has shapes {sorted(shapes)}")
-        if tensors[0].is_floating_point():
-            acc = sum(w * t.to(torch.float32) for w, t in zip(norm, tensors, strict=True))
-            averaged[key] = acc.to(tensors[0].dtype).contiguous()
-        else:
-            if any(not torch.equal(tensors[0], t) for t in tensors[1:]):
-                raise UserError(
-                    f"cannot average: non-floating tensor {key} differs between checkpoints"
-                )
-            averaged[key] = tensors[0]
-    metadata = handles[0].metadata() or {"format": "pt"}
-
     dst = Path(out)
     dst.mkdir(parents=True, exist_ok=True)
-    tmp = dst / (WEIGHTS_NAME + ".tmp")
-    save_file(averaged, str(tmp), metadata=metadata)
-    default_mode(tmp)
-    tmp.replace(dst / WEIGHTS_NAME)
+    # the output keeps the first input's file layout: one file, or its shards + index
+    for file in sorted(set(maps[0].values())):
+        names = [k for k in keys if maps[0][k] == file]
+        with safe_open(str(file), framework="pt") as f:
+            metadata = f.metadata() or {"format": "pt"}
+        averaged = {k: _average(k, [_read(m[k], k) for m in maps], norm) for k in names}
+        tmp = dst / (file.name + ".tmp")
+        save_file(averaged, str(tmp), metadata=metadata)
+        default_mode(tmp)
+        tmp.replace(dst / file.name)
+    if (paths[0] / INDEX_NAME).is_file():
+        shutil.copyfile(paths[0] / INDEX_NAME, dst / INDEX_NAME)
     for name in (CONFIG_NAME, INFERENCE_NAME, *TOKENIZER_FILES):
         if (paths[0] / name).exists():
             shutil.copyfile(paths[0] / name, dst / name)

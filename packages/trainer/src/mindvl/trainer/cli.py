@@ -14,6 +14,9 @@ def train() -> None:
     """Train a MindVL model on packed shards, stage by stage."""
 
 
-@click.group(cls=LazyGroup, lazy={"average": "mindvl.trainer.ckpt_cli:average"})
+@click.group(
+    cls=LazyGroup,
+    lazy={"average": "mindvl.trainer.ckpt_cli:average", "export": "mindvl.trainer.ckpt_cli:export"},
+)
 def ckpt() -> None:
     """Checkpoint tools: weight averaging across sequence lengths."""

@@ -36,18 +36,23 @@ import torch
 
 from mindvl.common.config import load_model
 from mindvl.common.errors import UserError
-from mindvl.trainer.checkpoint import latest_checkpoint, load_training_state, save_checkpoint
+from mindvl.trainer.checkpoint import (
+    check_layout_version,
+    latest_checkpoint,
+    load_training_state,
+    start_checkpoint,
+)
 from mindvl.trainer.data.loader import PackedLoader
 from mindvl.trainer.data.packing import PackBudget
 from mindvl.trainer.data.stream import StageData, StreamSettings
 from mindvl.trainer.device.activation_checkpoint import apply_activation_checkpointing
 from mindvl.trainer.device.context_parallel import apply_context_parallel
-from mindvl.trainer.device.expert_parallel import full_state_options, gather_expert_state
+from mindvl.trainer.device.materialize import materialise
 from mindvl.trainer.device.mesh import build_mesh, model_facts, resolve
 from mindvl.trainer.device.parallel import clip_gradients, no_grad_sync, parallelize
 from mindvl.trainer.device.pipeline import Pipeline, split_model, stages_of
-from mindvl.trainer.device.pipeline_state import gather_full_state, is_stage
 from mindvl.trainer.device.tensor_parallel import vocab_parallel_loss
+from mindvl.trainer.export import export_checkpoint
 from mindvl.trainer.flops import FlopsModel, device_name, peak_tflops
 from mindvl.trainer.metrics import MetricsWriter
 from mindvl.trainer.model.moe import parameter_counts
@@ -64,13 +69,17 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build_model(cfg: StageConfig, data: StageData, weights: Path | None):
-    """The stage's model: saved weights (resume / previous stage) or a config (scratch)."""
-    from mindvl.trainer.model import MindVL, MindVLConfig
+def model_config(cfg: StageConfig, data: StageData, ckpt: Path | None):
+    """The stage model's config and the model dir its weights come from (None: random init
+    or, with ``ckpt``, the step checkpoint)."""
+    from mindvl.trainer.model import MindVLConfig
+    from mindvl.trainer.model.checkpoint_io import read_config
 
-    source = weights or (Path(cfg.init.checkpoint) if cfg.init.checkpoint else None)
-    if source is not None:
-        model = MindVL.from_pretrained(source)
+    source = Path(cfg.init.checkpoint) if cfg.init.checkpoint else None
+    if ckpt is not None:
+        mc, source = read_config(ckpt), None
+    elif source is not None:
+        mc = read_config(source)
     else:
         spec = cfg.init.config
         from mindvl.trainer.model.tiny import PRESETS
@@ -83,41 +92,21 @@ def build_model(cfg: StageConfig, data: StageData, weights: Path | None):
             mc = load_model(spec, MindVLConfig)
         else:
             mc = MindVLConfig.model_validate(spec)
-        model = MindVL.from_config(mc)
-    if model.config.image_pad_token_id != data.tokenizer.image_pad_id:
+    if mc.image_pad_token_id != data.tokenizer.image_pad_id:
         raise UserError(
-            f"model image_pad_token_id {model.config.image_pad_token_id} differs from the "
+            f"model image_pad_token_id {mc.image_pad_token_id} differs from the "
             f"tokenizer's <|image_pad|> id {data.tokenizer.image_pad_id}"
         )
-    return model
+    return mc, source
 
 
-def save_model_fn(core, wrapped, rt: Runtime, sharded: bool, tokenizer_dir, inference=None):
-    """A function writing the full model with its own ``save_pretrained`` (rank 0).
+def build_model(cfg: StageConfig, data: StageData, ckpt: Path | None):
+    """(model, template) on the meta device, and the model dir to read weights from."""
+    from mindvl.trainer.device.materialize import build_on_meta
 
-    ``inference`` (the image token rule the stage trained under, from its manifest) goes
-    into the checkpoint's ``inference.json`` so evaluation and captioning use the same rule.
-    """
-
-    def save(path: Path) -> None:
-        if sharded:
-            from torch.distributed.checkpoint.state_dict import get_model_state_dict
-
-            from mindvl.trainer.model import MindVL
-
-            if is_stage(wrapped):  # pipeline parallelism: every stage's part, on rank 0
-                full = gather_full_state(wrapped)
-            else:
-                full = get_model_state_dict(wrapped, options=full_state_options(wrapped))
-                full = gather_expert_state(wrapped, full)  # expert parallelism: join slices
-            if rt.rank == 0:
-                plain = MindVL.from_config(core.config)
-                plain.load_state_dict(full)
-                plain.save_pretrained(path, tokenizer=tokenizer_dir, inference=inference)
-        elif rt.rank == 0:
-            core.save_pretrained(path, tokenizer=tokenizer_dir, inference=inference)
-
-    return save
+    mc, source = model_config(cfg, data, ckpt)
+    dtype = getattr(torch, mc.dtype) if (source or ckpt) else None
+    return build_on_meta(mc, dtype), build_on_meta(mc, dtype), source
 
 
 def run_stage(
@@ -142,8 +131,11 @@ def _run(cfg: StageConfig, out: Path, resume: bool, config_text: str, rt: Runtim
     ckpt = latest_checkpoint(out) if resume else None
     if resume and ckpt is None and rt.rank == 0:
         print(f"no checkpoint under {out}; starting from the beginning", flush=True)
-    core = build_model(cfg, data, ckpt / "model" if ckpt else None)
+    if ckpt is not None:
+        check_layout_version(ckpt)
+    core, template, weights = build_model(cfg, data, ckpt)
     table = apply_trainable(core, cfg.trainable)
+    # before the pipeline split (every layer's router); it looks the bias buffers up at use
     moe = MoETraining(cfg.moe, core) if core.moe is not None else None
     if rt.rank == 0:
         print(table, flush=True)
@@ -153,9 +145,8 @@ def _run(cfg: StageConfig, out: Path, resume: bool, config_text: str, rt: Runtim
             print(moe.describe(), flush=True)
     from mindvl.trainer.device.attention import apply_attention_backend, default_backend_name
 
-    flops_model = FlopsModel.from_model(core)  # counted before wrapping and sharding
+    flops_model = FlopsModel.from_model(core)  # shapes only: counted on meta, before sharding
     peak = peak_tflops(cfg.peak_tflops, device_name(rt.device), cfg.precision)
-    core.to(rt.device)
     apply_attention_backend(core, default_backend_name(rt.device))
 
     def prepare(module) -> None:
@@ -180,17 +171,25 @@ def _run(cfg: StageConfig, out: Path, resume: bool, config_text: str, rt: Runtim
     def reduce_dp(values: list[float]) -> list[float]:
         return rt.all_reduce_sum(values, dp_group)
 
+    # meta -> parallelised (TP, FSDP2, expert slices, pipeline stages) -> each rank
+    # materialises its own pieces (device/materialize.py); DDP wraps a materialised model
+    fill_args = {"seed": cfg.seed, "weights": weights, "init": ckpt is None}
+
+    def fill(module) -> None:
+        materialise(module, template, rt.device, **fill_args)
+
     # bf16: FSDP2 casts parameters itself (its compute dtype); otherwise autocast
     param_dtype = cfg.precision if dims.sharded else "fp32"
     if dims.pp > 1:  # this rank's pipeline stage(s) of the model, each FSDP2-sharded
         prepare(core)  # the stages keep the wrapped blocks they are cut from
         model = split_model(core, dims, mesh, cfg.parallel)
         for stage in stages_of(model):
-            parallelize(stage, dims, mesh, rt.device, param_dtype)
+            parallelize(stage, dims, mesh, rt.device, param_dtype, fill=fill)
     elif mesh is not None:
-        model = parallelize(core, dims, mesh, rt.device, param_dtype, prepare=prepare)
+        model = parallelize(core, dims, mesh, rt.device, param_dtype, prepare=prepare, fill=fill)
     else:
         prepare(core)
+        fill(core)
         model = core
     autocast_bf16 = cfg.precision == "bf16" and not dims.sharded
     optimizer = make_optimizer(model, cfg.optimizer)
@@ -214,8 +213,10 @@ def _run(cfg: StageConfig, out: Path, resume: bool, config_text: str, rt: Runtim
     )
     step, seen = 0, 0
     if ckpt is not None:
-        state, loader_state = load_training_state(ckpt, model, optimizer, scheduler, rt.rank)
-        loader.load_state_dict(loader_state)
+        state, loader_states = load_training_state(
+            ckpt, model, optimizer, scheduler, rt.rank, rt.world
+        )
+        loader.load_rank_states(loader_states)
         step, seen = state["step"], state["tokens_seen"]
         if rt.rank == 0:
             print(f"resumed from {ckpt} at step {step}", flush=True)
@@ -228,9 +229,22 @@ def _run(cfg: StageConfig, out: Path, resume: bool, config_text: str, rt: Runtim
     from mindvl.trainer.model import InferenceConfig
 
     inference = InferenceConfig(image_tokens=data.manifest.image_tokens)
-    save = save_model_fn(core, model, rt, dims.sharded, data.tokenizer.hf, inference)
+    from mindvl.trainer.model.checkpoint_io import write_model_meta
+
+    def write_meta(path: Path) -> None:  # from the whole meta template: stages lack parts
+        write_model_meta(template, path, data.tokenizer.hf, inference)
+
     from mindvl.trainer.model import count_loss_tokens
 
+    # background saves (model, optimizer) talk on gloo groups of their own: DCP's async save
+    # needs a CPU backend, and concurrent collectives on one group would interleave
+    background = None
+    if cfg.checkpoint_async:
+        new_group = torch.distributed.new_group
+        background = (
+            (new_group(backend="gloo"), new_group(backend="gloo")) if rt.distributed else True
+        )
+    pending = None
     rows: list[dict] = []
     batches = iter(loader)
     model.train()
@@ -319,13 +333,24 @@ def _run(cfg: StageConfig, out: Path, resume: bool, config_text: str, rt: Runtim
                     "tokens_seen": seen,
                     "config_digest": digest,
                     "total_steps": total,
+                    "stage": cfg.name,
+                    "init_checkpoint": cfg.init.checkpoint,
+                    # which global ranks share a loader (checkpoint.load_training_state)
+                    "dp_ranks": [dims.dp_rank(r) for r in range(rt.world)],
                 }
-                save_checkpoint(
-                    out, step, model, save, optimizer, scheduler, loader.state_dict(),
-                    trainer_state, rt.rank, rt.world, cfg.keep_checkpoints,
+                if pending is not None:  # the previous background save
+                    ckpt = pending.commit()
+                pending = start_checkpoint(
+                    out, step, model, optimizer, scheduler, loader.state_dict(),
+                    trainer_state, rt.rank, rt.world, cfg.keep_checkpoints, write_meta,
+                    background,
                 )  # fmt: skip
-        save(out / "model")
-        if rt.rank == 0:
+                if background is None:
+                    ckpt, pending = pending.commit(), None
+        if pending is not None:
+            ckpt = pending.commit()
+        if rt.rank == 0:  # the last step's checkpoint, consolidated one tensor at a time
+            export_checkpoint(ckpt, out / "model")
             from mindvl.trainer.provenance import write_provenance
 
             write_provenance(

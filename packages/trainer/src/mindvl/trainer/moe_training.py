@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 
 from mindvl.common.errors import UserError
-from mindvl.trainer.model.moe import correction_biases
+from mindvl.trainer.model.moe import BIAS_NAME, correction_gates
 from mindvl.trainer.model.moe_loss import RouterStats
 from mindvl.trainer.stage_config import MoESpec
 
@@ -45,13 +45,19 @@ class MoETraining:
         self.aux_coef = default if spec.aux_loss_coef is None else spec.aux_loss_coef
         self.z_coef = spec.z_loss_coef
         self.rate = spec.bias_update_rate
-        self.biases = correction_biases(model.llm)
-        if self.rate and not self.biases:
+        self._gates = correction_gates(model.llm)
+        if self.rate and not self._gates:
             raise UserError(
                 f"moe.bias_update_rate needs routers with e_score_correction_bias"
                 f" (DeepSeek-V3 style); {llm_config.model_type} has none"
             )
         self._reset()
+
+    @property
+    def biases(self) -> list[torch.Tensor]:
+        """Looked up at each use: materialising a meta-built model gives the buffers new
+        tensors (:mod:`mindvl.trainer.device.materialize`)."""
+        return [getattr(gate, BIAS_NAME) for gate in self._gates]
 
     def _reset(self) -> None:
         self.aux, self.z, self.counts = 0.0, 0.0, None
@@ -86,6 +92,8 @@ class MoETraining:
     @torch.no_grad()
     def _update_biases(self, counts: torch.Tensor) -> None:
         for bias, load in zip(self.biases, counts, strict=True):
+            if bias.is_meta:  # a layer of another pipeline stage
+                continue
             step = torch.sign(load.mean() - load) * self.rate
             bias.add_(step.to(bias.device, bias.dtype))
 

@@ -66,18 +66,19 @@ def param_groups(model: nn.Module, spec: OptimizerSpec) -> list[dict]:
     return groups or [{"params": [], "lr": spec.lr, "part": None, "decay": None}]
 
 
-def check_saved_groups(saved: list[dict], optimizer: torch.optim.Optimizer, where: str) -> None:
-    """A saved optimizer state must have this optimizer's groups (same parts, same split):
+def check_saved_groups(saved: list[dict], groups: list[dict], where: str) -> None:
+    """A saved optimizer state must have this run's ``groups`` (same parts, same split; under
+    pipeline parallelism the union of the stages'):
     checkpoints of another layout (one written before per-part groups, or under other
     ``trainable`` parts) are refused in one line instead of failing inside torch."""
 
     def layout(groups):
         return [(g.get("part"), g.get("decay")) for g in groups]
 
-    if layout(saved) != layout(optimizer.param_groups):
+    if layout(saved) != layout(groups):
         raise UserError(
             f"{where}: its optimizer state has parameter groups {layout(saved)}, this stage builds"
-            f" {layout(optimizer.param_groups)} (part, decay): resume with the trainable parts it"
+            f" {layout(groups)} (part, decay): resume with the trainable parts it"
             f" was saved with, or start a new run from its weights (init.checkpoint: {where}/model)"
         )
 

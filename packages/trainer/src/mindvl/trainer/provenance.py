@@ -1,24 +1,29 @@
 """Where a checkpoint came from: ``provenance.json`` next to its weights.
 
-``id`` is the sha256 of ``model.safetensors``; ``ancestors`` lists the ids of every
+``id`` is the sha256 of ``model.safetensors`` (of a sharded model dir: the sha256 of its
+shards' sha256s, in file order); ``ancestors`` lists the ids of every
 checkpoint it was initialised from, nearest first. Averaging uses it to refuse checkpoints
 that do not share an ancestor.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 from mindvl.common.manifest import sha256_file
-from mindvl.trainer.model.config import WEIGHTS_NAME
+from mindvl.trainer.model.weights_dir import weight_files
 
 PROVENANCE_NAME = "provenance.json"
 
 
 def checkpoint_id(path: str | Path) -> str:
-    return sha256_file(Path(path) / WEIGHTS_NAME)
+    files = weight_files(path)
+    if len(files) == 1:
+        return sha256_file(files[0])
+    return hashlib.sha256("".join(sha256_file(f) for f in files).encode()).hexdigest()
 
 
 def read_provenance(path: str | Path) -> dict[str, Any] | None:

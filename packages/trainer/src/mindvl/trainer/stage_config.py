@@ -153,6 +153,11 @@ class StageConfig(StrictModel):
     moe: MoESpec = Field(default_factory=MoESpec)
     checkpoint_every: int = Field(default=0, ge=0, description="steps; 0 = only at the end")
     keep_checkpoints: int = Field(default=2, gt=0)
+    checkpoint_async: bool = Field(
+        default=False,
+        description="write checkpoint shards in a background thread (dcp.async_save) while"
+        " training goes on; committed at the next checkpoint or the end",
+    )
     seed: int = 0
     device: Literal["auto", "cpu", "cuda", "npu"] = "auto"
     distributed: Literal["none", "ddp", "fsdp"] | None = Field(

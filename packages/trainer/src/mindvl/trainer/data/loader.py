@@ -120,6 +120,34 @@ class PackedLoader:
         self.states = {s["stream"]: s for s in state["streams"]}
         self.next = state["next"]
 
+    def load_rank_states(self, saved: list[dict]) -> None:
+        """Resume from the states of every rank of a checkpoint, saved under any world size.
+
+        The same world: this rank's own state. Another world: the logical streams are dealt
+        out anew, which keeps the global batch only at a step boundary where every saved
+        rank was about to start its stream round again (``next == 0``) and with the same
+        number of streams; anything else is refused with a one-line reason.
+        """
+        if len(saved) == self.world:
+            self.load_state_dict(saved[self.rank])
+            return
+        n = {s["n_streams"] for s in saved}
+        if n != {self.n_streams}:
+            raise UserError(
+                f"the checkpoint's loader has {sorted(n)} data streams, this run {self.n_streams}:"
+                " resuming under another world size needs the same data.streams"
+            )
+        if any(s["next"] for s in saved):
+            raise UserError(
+                f"the checkpoint's loaders stopped inside a round of their streams, so its"
+                f" {len(saved)} ranks cannot be re-split over {self.world}: choose"
+                " tokens_per_step/seq_len a multiple of data.streams, or resume on"
+                f" {len(saved)} ranks"
+            )
+        by_stream = {st["stream"]: st for s in saved for st in s["streams"]}
+        self.states = {sid: by_stream[sid] for sid in self.stream_ids if sid in by_stream}
+        self.next = 0
+
     def drops(self) -> dict:
         """Dropped samples by reason and truncations, summed over this rank's streams."""
         out: dict = {"dropped": {}, "truncated": 0}

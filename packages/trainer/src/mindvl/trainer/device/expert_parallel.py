@@ -12,9 +12,9 @@ NCCL and HCCL all have it):
    transformers' experts do);
 4. all-to-all the results back, weight them by the router and sum per token.
 
-No token is dropped (no capacity factor), so EP=N computes what EP=1 computes. Saving
-gathers the expert slices back to full tensors (:func:`gather_expert_state`), loading
-slices them (:func:`local_expert_state`), so checkpoints do not depend on ``ep``.
+No token is dropped (no capacity factor), so EP=N computes what EP=1 computes. Checkpoints
+see each expert weight as one DTensor of the full tensor (:func:`expert_checkpoint_view`):
+every rank saves and loads only its own slice, and a checkpoint does not depend on ``ep``.
 """
 
 from __future__ import annotations
@@ -87,8 +87,10 @@ def _ep_forward(self, hidden_states, top_k_index, top_k_weights):
     return out.index_add(0, order // k, weighted.to(out.dtype))
 
 
-def shard_experts(llm: nn.Module, ep_mesh) -> None:
-    """Keep this rank's slice of every MoE layer's experts and route tokens by all-to-all."""
+def shard_experts(llm: nn.Module, ep_mesh, ckpt_mesh=None) -> None:
+    """Keep this rank's slice of every MoE layer's experts and route tokens by all-to-all.
+
+    ``ckpt_mesh``: :func:`checkpoint_mesh` of the training mesh (for checkpoints)."""
     ep, rank = ep_mesh.size(), ep_mesh.get_local_rank()
     group = ep_mesh.get_group()
     for experts in routed_expert_modules(llm):
@@ -106,7 +108,7 @@ def shard_experts(llm: nn.Module, ep_mesh) -> None:
             local = full.detach()[rank * n_local : (rank + 1) * n_local].clone()
             setattr(experts, name, nn.Parameter(local, requires_grad=full.requires_grad))
         experts._ep_group, experts._ep_size, experts._ep_local = group, ep, n_local
-        experts._ep_rank = rank
+        experts._ep_rank, experts._ep_ckpt_mesh = rank, ckpt_mesh
         experts.forward = types.MethodType(_ep_forward, experts)
 
 
@@ -120,50 +122,52 @@ def expert_parameter_names(model: nn.Module) -> dict[str, nn.Module]:
     return out
 
 
-def full_state_options(model: nn.Module):
-    """``StateDictOptions`` for a full (unsharded) state dict of ``model``: on CPU, rank 0
-    only; under expert parallelism on every rank, which must then join its experts."""
-    from torch.distributed.checkpoint.state_dict import StateDictOptions
+def checkpoint_mesh(mesh):
+    """The (ep, dp_shard_mod_ep) view of the (dp_shard_mod_ep, ep) training mesh, without
+    process groups: expert weights are saved as DTensors on it (:func:`expert_checkpoint_view`)."""
+    from torch.distributed.device_mesh import DeviceMesh
 
-    ep = bool(expert_parameter_names(model))
-    return StateDictOptions(full_state_dict=True, cpu_offload=not ep)
-
-
-def _gather(t: torch.Tensor, module) -> torch.Tensor:
-    parts = [torch.empty_like(t) for _ in range(module._ep_size)]
-    dist.all_gather(parts, t.contiguous(), group=module._ep_group)
-    return torch.cat(parts)
+    return DeviceMesh(
+        mesh.device_type,
+        mesh.mesh.t().contiguous(),
+        mesh_dim_names=("ep", "dp_shard_mod_ep"),
+        _init_backend=False,
+    )
 
 
-def _slice(t: torch.Tensor, module) -> torch.Tensor:
-    n = module._ep_local
-    return t[module._ep_rank * n : (module._ep_rank + 1) * n].clone()
+def _global_view(t: torch.Tensor, module) -> torch.Tensor:
+    from torch.distributed.tensor import DTensor, Shard
+
+    local = t.to_local() if isinstance(t, DTensor) else t
+    shape = torch.Size((module._ep_local * module._ep_size, *t.shape[1:]))
+    stride = torch.empty(shape, device="meta").stride()
+    return DTensor.from_local(
+        local, module._ep_ckpt_mesh, [Shard(0), Shard(0)], run_check=False,
+        shape=shape, stride=stride,
+    )  # fmt: skip
 
 
-def gather_expert_state(model: nn.Module, state: dict, optimizer: bool = False) -> dict:
-    """A full (model or optimizer) state dict with the expert slices of all ep ranks joined.
+def expert_checkpoint_view(model: nn.Module, state: dict, optimizer: bool = False) -> dict:
+    """``state`` (a sharded model or optimizer state dict) with every expert weight shown
+    as a DTensor of the whole expert tensor: ep slices outer, FSDP2 shards inside each.
 
-    Collective over each ep group: every rank must call it with its own full state dict.
+    The views share storage with ``state``'s tensors, so a checkpoint saved from them is
+    independent of ``ep`` and loading into them fills the model in place; no rank ever
+    holds another rank's experts.
     """
-    return _map_expert_state(model, state, optimizer, _gather)
+    from mindvl.trainer.device.state_names import plain_name
 
-
-def local_expert_state(model: nn.Module, state: dict, optimizer: bool = False) -> dict:
-    """This rank's slice of the experts in a full (model or optimizer) state dict."""
-    return _map_expert_state(model, state, optimizer, _slice)
-
-
-def _map_expert_state(model, state: dict, optimizer: bool, fn) -> dict:
-    names = expert_parameter_names(model)
+    # state dict names carry no wrapper prefixes (activation checkpointing)
+    names = {plain_name(k): m for k, m in expert_parameter_names(model).items()}
     if not names:
         return state
     if not optimizer:
-        return {k: fn(v, names[k]) if k in names else v for k, v in state.items()}
+        return {k: _global_view(v, names[k]) if k in names else v for k, v in state.items()}
     per_param = dict(state["state"])
     for key in sorted(per_param):
         if key in names:
             per_param[key] = {
-                s: fn(v, names[key]) if torch.is_tensor(v) and v.ndim > 0 else v
+                s: _global_view(v, names[key]) if torch.is_tensor(v) and v.ndim > 0 else v
                 for s, v in per_param[key].items()
             }
     return {**state, "state": per_param}

@@ -20,7 +20,11 @@ import torch
 from torch import nn
 
 from mindvl.common.errors import UserError
-from mindvl.trainer.device.expert_parallel import expert_parameter_names, shard_experts
+from mindvl.trainer.device.expert_parallel import (
+    checkpoint_mesh,
+    expert_parameter_names,
+    shard_experts,
+)
 from mindvl.trainer.device.grad_norm import clip_grad_norm_by_mesh
 from mindvl.trainer.device.mesh import ParallelDims
 from mindvl.trainer.device.tensor_parallel import apply_tensor_parallel
@@ -37,30 +41,44 @@ def parallelize(
     param_dtype: str = "fp32",
     reshard_after_forward: bool = True,
     prepare: Callable[[nn.Module], None] | None = None,
+    fill: Callable[[nn.Module], None] | None = None,
 ) -> nn.Module:
-    """Parallelise ``model`` (already on ``device``) over ``mesh``; returns what the loop calls.
+    """Parallelise ``model`` (on ``device``, or on meta with ``fill``) over ``mesh``; returns what the loop calls.
 
     ``dims.ddp`` (the old ``distributed: ddp``): DDP over all ranks. Otherwise FSDP2 over
     ``dp_shard_cp`` (HSDP with ``dp_replicate``), after tensor parallelism over ``tp``
     (:mod:`mindvl.trainer.device.tensor_parallel`) or expert parallelism. ``prepare`` runs
     between the two (activation checkpointing and compile: torchtitan's order, so TP plans
     see the plain module names). ``param_dtype`` is FSDP2's compute dtype (gradients are
-    reduced in fp32); DDP trains in the model's own dtype.
+    reduced in fp32); DDP trains in the model's own dtype. ``fill`` gives a meta-device
+    model its storage and values (:func:`~mindvl.trainer.device.materialize.materialise`)
+    once it is sharded: after FSDP2 (with tp: before TP, see there), or before DDP's wrap
+    (DDP copies rank 0's weights).
     """
     if dims.cp > 1 and dims.ep > 1:
         raise UserError("parallel.cp > 1 with ep > 1 is not available in this build")
     if dims.ep > 1 and dims.dp_replicate > 1:
         raise UserError("parallel.ep > 1 with dp_replicate > 1 is not available in this build")
     if dims.tp > 1:  # before FSDP2 (torchtitan's order): FSDP2 then shards the TP DTensors
+        if fill is not None:
+            # tensor parallelism applied on meta and materialised after gives NaN losses
+            # (some TP state is not in the parameters or buffers; torch 2.9): with tp the
+            # whole model is materialised first, as without meta-device init
+            fill(model)
         apply_tensor_parallel(model, mesh["tp"])
     if prepare is not None:
         prepare(model)
     if dims.ddp:
         from torch.nn.parallel import DistributedDataParallel
 
+        if fill is not None and dims.tp == 1:
+            fill(model)
         ids = None if device.type == "cpu" else [device]
         return DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)
-    return _fully_shard(model, dims, mesh, DTYPES[param_dtype], reshard_after_forward)
+    model = _fully_shard(model, dims, mesh, DTYPES[param_dtype], reshard_after_forward)
+    if fill is not None and dims.tp == 1:
+        fill(model)
+    return model
 
 
 def _fully_shard(
@@ -75,7 +93,7 @@ def _fully_shard(
     kw = {"mesh": dp_mesh, "mp_policy": policy, "reshard_after_forward": reshard}
     if dims.ep > 1:
         # experts: sliced over ep, each slice FSDP2-sharded over the ranks holding it
-        shard_experts(model.llm, mesh["ep"])
+        shard_experts(model.llm, mesh["ep"], checkpoint_mesh(mesh[("dp_shard_mod_ep", "ep")]))
         for experts in routed_expert_modules(model.llm):
             fully_shard(experts, **{**kw, "mesh": mesh["dp_shard_mod_ep"]})
     if model.vision is not None:  # a pipeline stage past the first has no tower

@@ -80,8 +80,7 @@ def split_model(core, dims: ParallelDims, mesh, spec):
         core.vision = core.projector = None  # the stages hold what this rank keeps
         core.llm.get_decoder().layers = nn.ModuleList()
     model = stages[0] if per_rank == 1 else LocalStages(stages)
-    model.pp_group = mesh["pp"].get_group()  # full-state gathers (device/pipeline_state.py)
-    model.pp_column_zero = not any(mesh.get_coordinate()[1:])
+    model.pp_group = mesh["pp"].get_group()  # optimizer groups (device/state_names.py)
     return model
 
 

@@ -1,8 +1,8 @@
-"""MindVL on disk: ``config.json`` + ``model.safetensors`` (+ tokenizer, ``inference.json``).
+"""MindVL on disk: ``config.json`` + ``model.safetensors`` or index + shards
+(:mod:`~mindvl.trainer.model.weights_dir`), tokenizer, ``inference.json``.
 
-One call reloads a checkpoint (:func:`load_mindvl`). Weights go through safetensors'
-``save_model``/``load_model``, which store a tied input/output embedding once and re-tie it
-on load. Building from pretrained parts reads only local files (``local_files_only``).
+One call reloads a checkpoint (:func:`load_mindvl`). Weights are written by safetensors'
+``save_model``, which stores a tied input/output embedding once; loading re-ties it. Building from pretrained parts reads only local files (``local_files_only``).
 """
 
 from __future__ import annotations
@@ -55,11 +55,16 @@ def save_mindvl(model: MindVL, path, tokenizer=None, inference: InferenceConfig 
     from safetensors.torch import save_model
 
     out = Path(path)
+    write_model_meta(model, out, tokenizer, inference)
+    save_model(model, str(out / WEIGHTS_NAME), metadata={"format": "pt"})
+    default_mode(out / WEIGHTS_NAME)
+
+
+def write_model_meta(model: MindVL, out: Path, tokenizer=None, inference=None) -> None:
+    """Everything of a model dir but the weights: config, tokenizer, inference rule."""
     out.mkdir(parents=True, exist_ok=True)
     config = current_config(model)
     (out / CONFIG_NAME).write_text(json.dumps(config.model_dump(), indent=2, sort_keys=True))
-    save_model(model, str(out / WEIGHTS_NAME), metadata={"format": "pt"})
-    default_mode(out / WEIGHTS_NAME)
     if tokenizer is not None:
         copy_tokenizer(tokenizer, out)
     if inference is not None or not (out / INFERENCE_NAME).exists():
@@ -105,16 +110,14 @@ def read_config(path) -> MindVLConfig:
 
 
 def load_mindvl(path, device=None, dtype=None) -> MindVL:
-    from safetensors.torch import load_model
+    from mindvl.trainer.model.weights_dir import load_weights, weight_map
 
     config = read_config(path)
-    weights = Path(path) / WEIGHTS_NAME
-    if not weights.exists():
-        raise UserError(f"checkpoint has no {WEIGHTS_NAME}: {path}")
+    weight_map(path)  # a one-line error before building a model without weights
     model = MindVL(config)
     target = dtype if dtype is not None else getattr(torch, config.dtype)
     model.to(target)
-    load_model(model, str(weights), strict=True, device=str(device or "cpu"))
+    load_weights(model, path, device=str(device or "cpu"))
     if device is not None:
         model.to(device)
     return model

@@ -64,9 +64,9 @@ def routed_expert_modules(llm: nn.Module) -> list[nn.Module]:
     return [block.experts for _, block in moe_blocks(llm)]
 
 
-def correction_biases(llm: nn.Module) -> list[torch.Tensor]:
-    """The routers' aux-loss-free balancing biases, one per MoE layer (empty if none)."""
-    return [getattr(b.gate, BIAS_NAME) for _, b in moe_blocks(llm) if hasattr(b.gate, BIAS_NAME)]
+def correction_gates(llm: nn.Module) -> list[nn.Module]:
+    """The routers with aux-loss-free balancing biases, one per MoE layer (empty if none)."""
+    return [b.gate for _, b in moe_blocks(llm) if hasattr(b.gate, BIAS_NAME)]
 
 
 class RouterTap:

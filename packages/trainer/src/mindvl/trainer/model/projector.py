@@ -32,6 +32,9 @@ class PatchRMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(patch_dim))
         self.eps = eps
 
+    def reset_parameters(self) -> None:  # meta-device init (device/materialize.py)
+        nn.init.ones_(self.weight)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape, dtype = x.shape, x.dtype
         x = x.reshape(*shape[:-1], -1, self.weight.shape[0]).to(torch.float32)
