@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import io
 import math
+from dataclasses import replace
 
 from dedup_helpers import RULE
 from PIL import Image, ImageDraw
 
+from mindvl.common.recipe import DedupSpec
+from mindvl.data_engine.dedup.candidates import hamming
 from mindvl.data_engine.dedup.compare import PairVerifier
+from mindvl.data_engine.dedup.fingerprint import parse_signature
+from mindvl.data_engine.dedup.local import plan_dedup
 from mindvl.data_engine.ops.image_decode import image_features
 
 
@@ -122,3 +127,52 @@ def test_star_polygons_of_90_and_91_points_are_one_picture_by_design() -> None:
     assert check(star(90), star(91)) is None
     assert check(star(30), star(31)) == "one_size"
     assert check(star(12), star(13)) == "gray"
+
+
+def padded(img: Image.Image, margin: int) -> Image.Image:
+    out = Image.new("RGBA", (img.width + 2 * margin, img.height + 2 * margin), (0, 0, 0, 0))
+    out.paste(img, (margin, margin))
+    return out
+
+
+def row(key: str, f) -> dict:
+    return {"key": key, "caption": "", "conversation": None, "pixel_hashes": [f.pixel_hash],
+            "phashes": [f.phash], "signatures": [f.signature], "information": [f.information],
+            "widths": [f.width], "heights": [f.height], "quality": None, "meta": "{}",
+            "drop_reason": None}  # fmt: skip
+
+
+def test_a_padded_icon_is_found_by_its_trimmed_phash() -> None:
+    """A transparent margin moves the whole picture's pHash past the bound; the pHash of the
+    picture trimmed to its content does not move, and the pair is compared and merged."""
+    a, b = icon("x"), padded(icon("x"), 3)
+    fa, fb = features(a), features(b)
+    sa, sb = (parse_signature(bytes.fromhex(f.signature)) for f in (fa, fb))
+    distance = int(hamming(int(fa.phash, 16), int(fb.phash, 16)))
+    assert distance > RULE.max_hamming
+    assert hamming(sa.trim_phash, sb.trim_phash) <= RULE.max_hamming
+    sigs = bytes.fromhex(fa.signature), bytes.fromhex(fb.signature)
+    assert PairVerifier(RULE).check(*sigs, distance) is None
+    decisions, stats = plan_dedup([row("a", fa), row("b", fb)], DedupSpec())
+    assert stats.near_candidate_pairs >= 1
+    assert {d.op for d in decisions.values()} == {None, "near_dedup"}
+
+
+def diamond(canvas: int, side: int) -> Image.Image:
+    img = Image.new("RGBA", (canvas, canvas), (0, 0, 0, 0))
+    c, r = canvas / 2, side / 2
+    ImageDraw.Draw(img).polygon([(c, c - r), (c + r, c), (c, c + r), (c - r, c)], fill="black")
+    return img
+
+
+def test_one_shape_drawn_at_two_scales_is_not_a_pad_of_itself() -> None:
+    """Two diamonds of 64 and 60 px on 74 and 80 px canvases (as the kit draws two shapes):
+    the gray comparison finds a crop that fits, but a pad or crop keeps the content's
+    pixels, so the trim boxes of a pair found only by the trimmed key must agree."""
+    fa, fb = features(diamond(74, 64)), features(diamond(80, 60))
+    far = RULE.max_hamming + 1
+    sigs = bytes.fromhex(fa.signature), bytes.fromhex(fb.signature)
+    assert PairVerifier(RULE).check(*sigs, far) == "trim_scale"
+    assert PairVerifier(replace(RULE, trim_max_change=1.0)).check(*sigs, far) is None
+    pad = bytes.fromhex(features(padded(diamond(74, 64), 3)).signature)
+    assert PairVerifier(RULE).check(sigs[0], pad, far) is None

@@ -56,9 +56,20 @@ def page(seed: int) -> Image.Image:
     return img
 
 
+def icon() -> Image.Image:
+    """A transparent icon: a disc with a cross (its trimmed pHash differs from its pHash)."""
+    img = Image.new("RGBA", (48, 48), (0, 0, 0, 0))
+    d = ImageDraw.Draw(img)
+    d.ellipse((3, 3, 43, 43), fill=(230, 120, 20, 255))
+    d.line((15, 15, 32, 32), fill=(255, 255, 255, 255), width=5)
+    d.line((32, 15, 15, 32), fill=(255, 255, 255, 255), width=5)
+    return img
+
+
 def corpus() -> tuple[list[dict], list]:
     """Photos with exact copies, same-image/other-text copies, near copies (resize, JPEG),
-    low-information pages, one pre-dropped row and two eval leaks."""
+    low-information pages, an icon and its padded copy (found by the trimmed pHash only),
+    one pre-dropped row and two eval leaks."""
     items: list[tuple[str, bytes, str]] = []
     for i in range(14):
         img = photo(i)
@@ -73,6 +84,9 @@ def corpus() -> tuple[list[dict], list]:
     for i in range(5):
         items.append((f"d{i}", encode(page(i)), f"page {i}"))
     items.append(("d0_copy", encode(page(0), compress_level=9), "page 0"))
+    padded = Image.new("RGBA", (54, 54), (0, 0, 0, 0))
+    padded.paste(icon(), (3, 3))
+    items += [("i0", encode(icon()), "icon"), ("i0_pad", encode(padded), "icon")]
     ev = photo(99)
     items.append(("leak", encode(ev.resize((100, 100)), "JPEG", quality=80), "leak"))
     items.append(("leak_exact", encode(ev), "leak"))
@@ -126,7 +140,7 @@ def test_ray_equals_local(ray_session, monkeypatch) -> None:
     expected = summary({r["key"]: r for r in expected_rows})
     assert expected_stats.decontaminated == 2
     assert expected_stats.exact_dropped == 5 + 4 + 1  # copies, other-text copies, page copy
-    assert expected_stats.near_dropped == 7
+    assert expected_stats.near_dropped == 8
     assert expected_stats.low_information_exact_only == 11
     assert expected_stats.near_index == "exact: 11 bands"
     assert expected["p5"][:3] == ("filter", "blur", "too_blurry")
@@ -158,10 +172,11 @@ def test_ray_equals_local(ray_session, monkeypatch) -> None:
 
 
 def test_band_rows_carry_no_signature_and_both_routes_accept_the_same_pairs() -> None:
-    """The runner's table functions without Ray: band rows are slim (label, pHash, detail
-    hash, size), and the label group-by route accepts the pairs the local path accepts."""
+    """The runner's table functions without Ray: band rows are slim (label, key, detail
+    hash, size; one per band and candidate key), and the label group-by route accepts the
+    pairs the local path accepts."""
     from mindvl.data_engine.dedup import ray_runner as R
-    from mindvl.data_engine.dedup.candidates import scheme_for
+    from mindvl.data_engine.dedup.candidates import candidate_keys, scheme_for
 
     rows, _ = corpus()
     spec = DedupSpec()  # pages take part: some pairs are rejected
@@ -171,7 +186,9 @@ def test_band_rows_carry_no_signature_and_both_routes_accept_the_same_pairs() ->
     reps = R._near_reps(exact).num_rows
     scheme = scheme_for(rule, reps)
     bands = R._band_rows(exact, scheme)
-    assert "sig" not in bands.column_names and bands.num_rows == reps * scheme.n_bands
+    keys, _ = candidate_keys(R._near_reps(exact)["phash"], R._near_reps(exact)["trim_phash"])
+    assert keys.size > reps  # the icons' trimmed pHashes are keys of their own
+    assert "sig" not in bands.column_names and bands.num_rows == keys.size * scheme.n_bands
     assert bands.nbytes / bands.num_rows < 256  # the label ~100 bytes; a signature 2.4 KB
     buckets = pa.concat_tables([R._bucket(g, scheme, rule) for g in by_column(bands, "bkey")])
     links = pa.concat_tables([R._pair_links(buckets), R._signature_links(exact)])

@@ -390,6 +390,30 @@ def bucket_pairs(
     return out, False
 
 
+def candidate_keys(phashes, trim_phashes) -> tuple[np.ndarray, np.ndarray]:
+    """The keys n images are banded by: every pHash, then each trimmed pHash (0: none) that
+    differs from its image's pHash; as (uint64 keys, the image index of each key). Two keys
+    of one image pair with each other's image's keys alike, so a pair of images can come
+    out once per pair of their keys within the bound (``image_pairs`` drops an image's own)."""
+    phashes = np.asarray(phashes, dtype=np.uint64)
+    trim = np.asarray(trim_phashes, dtype=np.uint64)
+    extra = np.flatnonzero((trim != 0) & (trim != phashes))
+    owner = np.concatenate([np.arange(phashes.size), extra]).astype(np.int64)
+    return np.concatenate([phashes, trim[extra]]), owner
+
+
+def image_pairs(a, c, owner, phashes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pairs of keys ``a[p]``, ``c[p]`` (``candidate_keys``) as pairs of their images
+    (``owner``: the image of each key; smaller index first) with the images' own pHash
+    distance, which the rule judges (a pair found by the trimmed key and far in the pHash
+    must have the sizes of a crop); a key paired with another key of its image left out."""
+    a, c = np.asarray(owner)[a], np.asarray(owner)[c]
+    keep = a != c
+    a, c = a[keep], c[keep]
+    phashes = np.asarray(phashes, dtype=np.uint64)
+    return np.minimum(a, c), np.maximum(a, c), hamming(phashes[a], phashes[c])
+
+
 def candidate_pairs(
     hashes: np.ndarray,
     max_hamming: int,

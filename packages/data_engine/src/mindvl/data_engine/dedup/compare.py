@@ -4,6 +4,8 @@ The checks, in order (the first that says no decides; ``first_failing_check`` na
 
 1. ``crop_sizes``: a pair further apart than ``crop_only_beyond`` pHash bits must have the
    sizes of a crop (a resize or re-encode moves a pHash by a few bits, a crop by more);
+   ``trim_scale``: a pair further apart than ``max_hamming`` (found by the trimmed key
+   only) must keep its content at one scale (a pad or crop keeps the content's pixels);
 2. ``colour``: the 8x8 chroma planes, relative to how colourful the pictures are (up to a
    saturation change), or their mean hue angle, say two pictures;
 3. ``prescreen``: the crop search at half resolution is far above the rule's bound;
@@ -103,6 +105,21 @@ def sizes_of_a_crop(a: Signature, b: Signature, rule: NearRule) -> bool:
     return all(large[i] * rule.crop_min_kept <= small[i] <= large[i] for i in (0, 1))
 
 
+def content_at_one_scale(a: Signature, b: Signature, rule: NearRule) -> bool:
+    """The trim boxes have one size (within ``trim_max_change`` and a pixel) along each axis
+    where neither touches its picture's border (a crop may cut into the content there)."""
+    ta, tb = a.trimmed, b.trimmed
+    if ta is None or tb is None:
+        return True
+    for x, y, cut in (
+        (ta.width, tb.width, ta.touches_x or tb.touches_x),
+        (ta.height, tb.height, ta.touches_y or tb.touches_y),
+    ):
+        if not cut and abs(x - y) > 1 + rule.trim_max_change * max(x, y):
+            return False
+    return True
+
+
 def _agrees(match: Match, rule: NearRule, content: bool = False) -> bool:
     if content:
         return match.p99 <= rule.content_max_p99 and match.peak <= rule.content_max_peak
@@ -139,6 +156,12 @@ def first_failing_check(
     far = distance is not None and distance > rule.crop_only_beyond
     if far and not sizes_of_a_crop(a, b, rule):
         return "crop_sizes"
+    if (
+        distance is not None
+        and distance > rule.max_hamming
+        and not content_at_one_scale(a, b, rule)
+    ):
+        return "trim_scale"
     if colours_differ(a.chroma.reshape(1, -1), b.chroma.reshape(1, -1), rule)[0]:
         return "colour"
     if a.size == b.size:  # one size: compared uncropped (a crop resized back is unlikely)

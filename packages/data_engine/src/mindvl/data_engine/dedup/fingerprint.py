@@ -11,21 +11,27 @@ A fingerprint is what every later step reads, so no step decodes again:
 - ``signature``: the bytes the near rule compares (``compare.py``), laid out as
   ``gray (48*48) | b"SX" | width, height (2 x uint32 LE) | Cb 8x8 | Cr 8x8`` and, for a
   picture whose content sits in a small part of it, ``| b"IK" | box area (uint16, 1/65535
-  of the picture) | content gray (48*48)``:
+  of the picture) | content gray (48*48)``, and last ``| b"TP" | trimmed pHash (uint64) | trim box width, height (uint16) | touches
+  (uint8: 1 across, 2 down)`` (little-endian):
 
   - gray: an antialiased thumbnail the crop search compares;
   - width, height: a match must also explain the two sizes;
   - Cb/Cr: area-averaged chroma, which grayscale cannot see (a red and a blue shape of one
     luminance);
   - content gray: the bounding box of what differs from the background, thumbnailed on its
-    own: one line of text on a page at several times the resolution the whole picture gives.
+    own: one line of text on a page at several times the resolution the whole picture gives;
+  - trimmed pHash: the pHash of the picture cut to its content when its border is one tone
+    (``trimmed``), the second candidate key: a padded or cropped copy of an icon on a plain
+    or transparent ground keeps its content, not its canvas, so it can be far from its
+    original in the whole picture's pHash and close in this one; the trim box's size tells
+    whether such a pair keeps its content at one scale (``compare.py``).
 """
 
 from __future__ import annotations
 
 import math
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 import numpy as np
@@ -37,6 +43,9 @@ TAIL_MAGIC = b"SX"
 TAIL_BYTES = len(TAIL_MAGIC) + 8 + 2 * CHROMA_SIDE * CHROMA_SIDE
 CONTENT_MAGIC = b"IK"
 CONTENT_HEADER = len(CONTENT_MAGIC) + 2
+TRIM_MAGIC = b"TP"
+TRIM_FORMAT = "<QHHB"  # trimmed pHash, trim box width and height, touches x | y << 1
+TRIM_BYTES = len(TRIM_MAGIC) + struct.calcsize(TRIM_FORMAT)
 # Content box detection on a <= 192 px BOX-filtered copy (JPEG noise averages out): content
 # is what is further from the border's median than max(12 levels, 25% of the largest
 # deviation); a box covering 30% of the picture or more gets no content part (the whole
@@ -48,6 +57,12 @@ CONTENT_REL_CONTRAST = 0.25
 CONTENT_MAX_AREA = 0.3
 CONTENT_PAD = 0.05
 CONTENT_MARGIN = 2 / 128
+# Trim before the pHash: when at least TRIM_MIN_BORDER of the border pixels are within
+# TRIM_CONTRAST levels of its median, the picture is cut to the box of what differs more,
+# unless that box is under TRIM_MIN_SIDE px a side (too little to hash).
+TRIM_CONTRAST = 32
+TRIM_MIN_BORDER = 0.9
+TRIM_MIN_SIDE = 8
 
 
 @dataclass(frozen=True)
@@ -55,6 +70,18 @@ class Fingerprint:
     pixel_hash: str
     phash: str
     signature: str  # hex of the signature bytes
+
+
+class TrimmedContent(NamedTuple):
+    """The second candidate key and the content's size: the pHash of the picture trimmed to
+    its content, the trim box's sides in picture pixels and whether it touches the
+    picture's border across (left or right) and down (top or bottom)."""
+
+    phash: int
+    width: int
+    height: int
+    touches_x: bool
+    touches_y: bool
 
 
 class EvalImage(NamedTuple):
@@ -75,6 +102,11 @@ class Signature:
     chroma: np.ndarray  # (2, 8, 8) float32 Cb, Cr
     content: bytes | None = None  # thumbnail of the content box, same side as gray
     content_area: float = 1.0  # the content box's share of the picture
+    trimmed: TrimmedContent | None = None
+
+    @property
+    def trim_phash(self) -> int | None:
+        return None if self.trimmed is None else self.trimmed.phash
 
     @property
     def side(self) -> int:
@@ -111,8 +143,42 @@ def fingerprint(rgb, gray, alpha=None, *, size=None, pixel_hash: str | None = No
         height,
         cb.tobytes() + cr.tobytes(),
         content_thumbnail(gray, SIGNATURE_SIDE),
+        trim_part(gray, width, height),
     )
     return Fingerprint(pixel_hash, str(imagehash.phash(gray)), signature.hex())
+
+
+def trim_box(gray) -> tuple[int, int, int, int] | None:
+    """The box (left, top, right, bottom) of what differs from a Pillow "L" image's border
+    tone when the border is one tone (a plain or flattened transparent ground), else None."""
+    a = np.asarray(gray, dtype=np.int16)
+    border = np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
+    tone = int(np.median(border))
+    if (np.abs(border - tone) <= TRIM_CONTRAST).mean() < TRIM_MIN_BORDER:
+        return None
+    mask = np.abs(a - tone) > TRIM_CONTRAST
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    if rows.size == 0 or min(rows[-1] - rows[0], cols[-1] - cols[0]) + 1 < TRIM_MIN_SIDE:
+        return None
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
+def trim_part(gray, width: int, height: int) -> TrimmedContent:
+    """The trimmed pHash of a Pillow "L" image (of a ``width`` x ``height`` picture) and
+    its trim box's sides in picture pixels."""
+    import imagehash
+
+    box = trim_box(gray)
+    if box is None:
+        return TrimmedContent(int(str(imagehash.phash(gray)), 16), width, height, True, True)
+    fx, fy = width / gray.width, height / gray.height
+    return TrimmedContent(
+        int(str(imagehash.phash(gray.crop(box))), 16),
+        round((box[2] - box[0]) * fx),
+        round((box[3] - box[1]) * fy),
+        box[0] == 0 or box[2] == gray.width,
+        box[1] == 0 or box[3] == gray.height,
+    )
 
 
 def thumbnail(gray, side: int, box: tuple[float, float, float, float] | None = None):
@@ -163,10 +229,16 @@ def content_thumbnail(gray, side: int) -> tuple[bytes, float] | None:
 
 
 def pack_signature(
-    gray: bytes, width: int, height: int, cbcr: bytes, content: tuple[bytes, float] | None = None
+    gray: bytes,
+    width: int,
+    height: int,
+    cbcr: bytes,
+    content: tuple[bytes, float] | None = None,
+    trimmed: TrimmedContent | None = None,
 ) -> bytes:
     """``gray``: side*side bytes; ``cbcr``: the 8x8 Cb plane then the 8x8 Cr plane;
-    ``content``: the content box's thumbnail (side*side bytes) and its area share."""
+    ``content``: the content box's thumbnail (side*side bytes) and its area share;
+    ``trimmed``: the trimmed pHash and content box."""
     if len(cbcr) != 2 * CHROMA_SIDE * CHROMA_SIDE:
         raise ValueError(f"chroma must be 2 x {CHROMA_SIDE}x{CHROMA_SIDE} bytes, got {len(cbcr)}")
     if math.isqrt(len(gray)) ** 2 != len(gray) or len(gray) < 16 * 16:
@@ -177,11 +249,30 @@ def pack_signature(
         if len(box) != len(gray):
             raise ValueError("the content thumbnail must have the gray thumbnail's size")
         out += CONTENT_MAGIC + struct.pack("<H", round(min(max(area, 0.0), 1.0) * 65535)) + box
+    if trimmed is not None:
+        t = trimmed
+        flags = int(t.touches_x) | int(t.touches_y) << 1
+        sides = (min(t.width, 65535), min(t.height, 65535))
+        out += TRIM_MAGIC + struct.pack(TRIM_FORMAT, t.phash, *sides, flags)
     return out
 
 
 def parse_signature(sig: bytes) -> Signature:
     """The parts of a signature; ValueError for bytes ``pack_signature`` did not write."""
+    if len(sig) > TRIM_BYTES and sig[-TRIM_BYTES:][: len(TRIM_MAGIC)] == TRIM_MAGIC:
+        try:
+            parsed = _parse_thumbnails(sig[:-TRIM_BYTES])
+        except ValueError:
+            pass  # the bytes of a thumbnail, not a trimmed pHash
+        else:
+            phash, w, h, flags = struct.unpack_from(TRIM_FORMAT, sig, len(sig) - TRIM_BYTES + 2)
+            return replace(
+                parsed, trimmed=TrimmedContent(phash, w, h, flags & 1 == 1, flags & 2 == 2)
+            )
+    return _parse_thumbnails(sig)
+
+
+def _parse_thumbnails(sig: bytes) -> Signature:
     rest = len(sig) - TAIL_BYTES - CONTENT_HEADER
     for n, has_content in ((len(sig) - TAIL_BYTES, False), (rest // 2 if rest > 0 else -1, True)):
         if n <= 0 or math.isqrt(n) ** 2 != n or sig[n : n + len(TAIL_MAGIC)] != TAIL_MAGIC:

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from mindvl.data_engine.dedup.compare import PairVerifier, star_members
+from mindvl.data_engine.dedup.fingerprint import parse_signature
 from mindvl.data_engine.dedup.rule import NearRule
 
 STAGE = "dedup"
@@ -81,6 +82,7 @@ class Item:
     rep_label: str = ""  # the exact group's representative (its smallest label)
     same_pair: bool = False  # same pixels and text as the representative
     in_group: bool = False  # a representative whose exact group has other members
+    trim_phash: int = 0  # pHash of the trimmed picture, 0 unless near_ok and not ``phash``
 
     @property
     def is_rep(self) -> bool:
@@ -127,6 +129,9 @@ def view(row: dict[str, Any], exact: bool, rule: NearRule, match: Callable | Non
         and bool(phashes[0])
         and (not rule.verify or (len(sigs) == 1 and bool(sigs[0])))
     )
+    sig = bytes.fromhex(sigs[0]) if near_ok and sigs and sigs[0] else b""
+    trim = parse_signature(sig).trim_phash if sig else None
+    phash = int(phashes[0], 16) if near_ok else 0
     return Item(
         key=key,
         label=survivor_label(key, area, None if quality is None else float(quality)),
@@ -134,8 +139,9 @@ def view(row: dict[str, Any], exact: bool, rule: NearRule, match: Callable | Non
         pair_key=pair,
         near_ok=near_ok,
         low=low and rule.enabled,
-        phash=int(phashes[0], 16) if near_ok else 0,
-        sig=bytes.fromhex(sigs[0]) if near_ok and sigs and sigs[0] else b"",
+        phash=phash,
+        sig=sig,
+        trim_phash=trim if near_ok and trim is not None and trim != phash else 0,
     )
 
 

@@ -7,11 +7,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-
 from mindvl.common.manifest import DedupStats
 from mindvl.common.recipe import DedupSpec
-from mindvl.data_engine.dedup.candidates import candidate_pairs, crowding_for, scheme_for
+from mindvl.data_engine.dedup.candidates import (
+    candidate_keys,
+    candidate_pairs,
+    crowding_for,
+    image_pairs,
+    scheme_for,
+)
 from mindvl.data_engine.dedup.compare import verify_pairs
 from mindvl.data_engine.dedup.decontaminate import EvalIndex
 from mindvl.data_engine.dedup.groups import (
@@ -35,9 +39,11 @@ def near_candidates(items: Sequence[Item], rule: NearRule, stats: DedupStats | N
     if len(nodes) < 2:
         return nodes, None
     scheme = scheme_for(rule, len(nodes))
-    sigs = [it.sig for it in nodes]
-    hashes = np.array([it.phash for it in nodes], dtype=np.uint64)
-    pairs = candidate_pairs(hashes, scheme.max_hamming, scheme, crowding_for(rule, sigs))
+    keys, owner = candidate_keys([it.phash for it in nodes], [it.trim_phash for it in nodes])
+    sigs = [nodes[i].sig for i in owner.tolist()]
+    pairs = candidate_pairs(keys, scheme.max_hamming, scheme, crowding_for(rule, sigs))
+    phashes = [it.phash for it in nodes]
+    pairs.left, pairs.right, pairs.distance = image_pairs(pairs.left, pairs.right, owner, phashes)
     if stats is not None:
         stats.near_index = scheme.describe()
         stats.near_candidate_pairs = int(pairs.left.size)

@@ -31,8 +31,10 @@ from mindvl.common.recipe import DedupSpec
 from mindvl.data_engine.dedup.candidates import (
     BandScheme,
     bucket_pairs,
+    candidate_keys,
     crowding_for,
     detail_hash,
+    image_pairs,
     scheme_for,
 )
 from mindvl.data_engine.dedup.compare import verify_pairs
@@ -55,10 +57,11 @@ ITEMS = pa.schema(
     [("key", pa.string()), ("label", pa.string()), ("exact_key", pa.string()),
      ("pair_key", pa.string()), ("near_ok", pa.bool_()), ("low", pa.bool_()),
      ("phash", pa.uint64()), ("sig", pa.binary()), ("eval_hit", pa.int64()),
-     ("rep_label", pa.string()), ("same_pair", pa.bool_()), ("in_group", pa.bool_())]
+     ("rep_label", pa.string()), ("same_pair", pa.bool_()), ("in_group", pa.bool_()),
+     ("trim_phash", pa.uint64())]
 )  # fmt: skip
 BANDS = pa.schema(
-    [("bkey", pa.int64()), ("label", pa.string()), ("phash", pa.uint64()),
+    [("bkey", pa.int64()), ("label", pa.string()), ("phash", pa.uint64()), ("own", pa.uint64()),
      ("detail", pa.uint64()), ("detail_kind", pa.int8()), ("size", pa.int64())]
 )  # fmt: skip
 BUCKETS = pa.schema(
@@ -122,13 +125,16 @@ def _near_reps(table: pa.Table) -> pa.Table:
 
 
 def _band_rows(table: pa.Table, scheme: BandScheme) -> pa.Table:
-    """Each near-eligible representative once per band, keyed by (band, value)."""
+    """Each near-eligible representative once per band and candidate key, keyed by
+    (band, value) (``candidates.candidate_keys``)."""
     table = _near_reps(table)
     details = [detail_hash(sig) for sig in table.column("sig").to_pylist()]
-    idx = np.repeat(np.arange(table.num_rows), scheme.n_bands)
+    keys, owner = candidate_keys(table["phash"].to_numpy(), table["trim_phash"].to_numpy())
+    idx = np.repeat(owner, scheme.n_bands)
     return pa.table(
-        {"bkey": scheme.keys(table.column("phash").to_numpy()).reshape(-1),
-         "label": table.column("label").take(idx), "phash": table.column("phash").take(idx),
+        {"bkey": scheme.keys(keys).reshape(-1),
+         "label": table.column("label").take(idx), "phash": np.repeat(keys, scheme.n_bands),
+         "own": table.column("phash").take(idx),
          "detail": np.array([d[0] for d in details], dtype=np.uint64)[idx],
          "detail_kind": np.array([d[1] for d in details], dtype=np.int8)[idx],
          "size": np.array([d[2] for d in details], dtype=np.int64)[idx]},
@@ -137,7 +143,8 @@ def _band_rows(table: pa.Table, scheme: BandScheme) -> pa.Table:
 
 
 def _bucket(table: pa.Table, scheme: BandScheme, rule: NearRule) -> pa.Table:
-    """One band bucket's candidate pairs (labels, smaller first) as one row."""
+    """One band bucket's candidate pairs (labels, smaller first; ``candidates.image_pairs``)
+    as one row."""
     if table.num_rows < 2:
         return BUCKETS.empty_table()
     band = scheme.band_of_key(table.column("bkey")[0].as_py())
@@ -146,10 +153,13 @@ def _bucket(table: pa.Table, scheme: BandScheme, rule: NearRule) -> pa.Table:
     crowding = crowding_for(rule, lambda at: (detail[at], kinds[at], sizes[at]))
     h = table.column("phash").to_numpy()
     found, crowded = bucket_pairs(h, np.arange(table.num_rows), band, scheme, crowding)
+    names, owner = np.unique(np.array(labels, dtype=object), return_inverse=True)
+    own = np.zeros(names.size, dtype=np.uint64)
+    own[owner] = table.column("own").to_numpy()
     pairs = [
-        (*sorted((labels[i], labels[j])), d)
-        for a, c, dist in found
-        for i, j, d in zip(a.tolist(), c.tolist(), dist.tolist(), strict=True)
+        (*sorted((names[i], names[j])), d)
+        for a, c, _ in found
+        for i, j, d in zip(*(x.tolist() for x in image_pairs(a, c, owner, own)), strict=True)
     ]
     return pa.table({"a": [[p[0] for p in pairs]], "b": [[p[1] for p in pairs]],
                      "distance": [[p[2] for p in pairs]], "crowded": [crowded]}, schema=BUCKETS)  # fmt: skip
