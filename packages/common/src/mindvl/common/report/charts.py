@@ -130,6 +130,16 @@ def grouped_bars(
     return _styled(draw)
 
 
+def _stack(bar, base_arg: str, n: int, segments: dict[str, Sequence[float]]) -> None:
+    """Draw ``segments`` as stacked bars with ``bar`` (``ax.bar`` or ``ax.barh``), each
+    segment starting where the previous ones end (``base_arg``: bottom or left)."""
+    base = [0.0] * n
+    for i, (name, values) in enumerate(segments.items()):
+        bar(range(n), values, 0.6, color=colour(i), label=short(name, LEGEND_LIMIT),
+            **{base_arg: base})  # fmt: skip
+        base = [b + v for b, v in zip(base, values, strict=True)]
+
+
 def stacked_bars(
     title: str, groups: Sequence[str], segments: dict[str, Sequence[float]], y_label: str
 ) -> str:
@@ -137,11 +147,7 @@ def stacked_bars(
 
     def draw():
         fig, ax = _figure(max(4.5, 1.5 + 0.6 * len(groups)), 2.8)
-        bottom = [0.0] * len(groups)
-        for i, (name, values) in enumerate(segments.items()):
-            ax.bar(range(len(groups)), values, 0.6, bottom=bottom, color=colour(i),
-                   label=short(name, LEGEND_LIMIT))  # fmt: skip
-            bottom = [b + v for b, v in zip(bottom, values, strict=True)]
+        _stack(ax.bar, "bottom", len(groups), segments)
         ax.set_xticks(range(len(groups)), [short(g, 16) for g in groups])
         ax.set(title=title, ylabel=y_label)
         ax.grid(axis="x", visible=False)
@@ -158,11 +164,7 @@ def stacked_hbars(
 
     def draw():
         fig, ax = _figure(7.0, 1.0 + 0.3 * max(len(rows), 1) + 0.12 * len(segments))
-        left = [0.0] * len(rows)
-        for i, (name, values) in enumerate(segments.items()):
-            ax.barh(range(len(rows)), values, 0.6, left=left, color=colour(i),
-                    label=short(name, LEGEND_LIMIT))  # fmt: skip
-            left = [a + v for a, v in zip(left, values, strict=True)]
+        _stack(ax.barh, "left", len(rows), segments)
         ax.set_yticks(range(len(rows)), [short(r, 27) for r in rows])
         ax.invert_yaxis()  # first row on top
         ax.set(title=title, xlabel=x_label)
