@@ -12,6 +12,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
+from mindvl.trainer.data.synth_shards import train_test_tokenizer, write_stage
 from mindvl.trainer.loop import run_stage
 from mindvl.trainer.model import MindVL
 from mindvl.trainer.stage_config import StageConfig
@@ -61,19 +62,45 @@ def spawn(cfg: StageConfig, out, world: int, resume: bool = False) -> list[dict]
     return [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
 
 
-def assert_same_run(single: list[dict], rows: list[dict], one_dir, other_dir, keys) -> None:
-    """A 3-step run (``rows``, saved under ``other_dir``) equals the 1-process one: the
-    metric ``keys`` (fp32: rel 1e-5) and every final weight (atol 2e-5, rtol 1e-4)."""
+def assert_same_run(single, rows, one_dir, other_dir, keys, trains_llm=True) -> None:
+    """A 3-step run (``rows``, saved under ``other_dir``) equals the 1-process one: token
+    counts, every MoE layer's expert load, the metric ``keys`` (fp32: rel 1e-5) and every
+    final weight (atol 2e-5, rtol 1e-4); ``trains_llm``: the loss also moved."""
     assert [r["step"] for r in rows] == [1, 2, 3]
     for a, b in zip(single, rows, strict=True):
-        assert b["loss_tokens"] == a["loss_tokens"]
+        assert b["loss_tokens"] == a["loss_tokens"] and b["vit_tokens"] == a["vit_tokens"]
         for key in keys:
             assert b[key] == pytest.approx(a[key], rel=1e-5, abs=1e-6), key
+        for key in (k for k in a if k.startswith("experts_l")):
+            assert b[key] == pytest.approx(a[key], abs=1e-6), key
+    if trains_llm:
+        assert single[0]["loss"] != pytest.approx(single[-1]["loss"], abs=1e-3)
     final = MindVL.from_pretrained(other_dir / "model").state_dict()
     ref = MindVL.from_pretrained(one_dir / "model").state_dict()
     assert final.keys() == ref.keys()
-    for k in final:  # full tensors gathered back from the shards
+    for k in final:  # full tensors gathered back from the shards and stages
         torch.testing.assert_close(final[k], ref[k], atol=2e-5, rtol=1e-4, msg=k)
+
+
+def tiny_stage(tmp_path_factory, name: str, n_samples=48, n_shards=4, **fields) -> StageConfig:
+    """A 3-step fp32 CPU stage on tiny synthetic shards written for it; ``fields``
+    override the defaults (``streams`` goes into ``data``)."""
+    d = tmp_path_factory.mktemp(name)
+    tok = train_test_tokenizer(d / "tok")
+    write_stage(d / "stage", tok, n_samples=n_samples, n_shards=n_shards, long_tail=60)
+    base = {
+        "name": name,
+        "data": {"manifest": str(d / "stage"), "streams": fields.pop("streams", 2)},
+        "seq_len": 256,
+        "tokens_per_step": 512,
+        "steps": 3,
+        "init": {"config": "tiny"},
+        "optimizer": {"lr": 0.003},
+        "threads": 1,
+        "device": "cpu",
+        "packing": {"buffer_size": 8, "vit_patch_budget": 2048},
+    }
+    return StageConfig.model_validate({**base, **fields})
 
 
 def _blocked_rank_main(rank, world, cfg_json, out, port, step) -> None:

@@ -17,11 +17,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from dist_helpers import assert_same_run, free_port, spawn
+from dist_helpers import assert_same_run, free_port, spawn, tiny_stage
 
 from mindvl.common.errors import UserError
 from mindvl.trainer.checkpoint import latest_checkpoint
-from mindvl.trainer.data.synth_shards import train_test_tokenizer, write_stage
 from mindvl.trainer.device.mesh import ModelFacts, resolve
 from mindvl.trainer.loop import run_stage
 from mindvl.trainer.stage_config import ParallelSpec, StageConfig
@@ -31,24 +30,11 @@ PARTS = ("loss", "ce_loss", "aux_loss", "z_loss", "grad_norm")
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
-    d = tmp_path_factory.mktemp("ep")
-    tok = train_test_tokenizer(d / "tok")
-    write_stage(d / "stage", tok, n_samples=48, n_shards=4, long_tail=60)
-    return StageConfig.model_validate(
-        {
-            "name": "ep",
-            "data": {"manifest": str(d / "stage"), "streams": 4},
-            "seq_len": 256,
-            "tokens_per_step": 1024,
-            "steps": 3,
-            "init": {"config": "tiny_qwen3_moe"},
-            "optimizer": {"lr": 0.003, "grad_clip": 0.5},
-            "moe": {"aux_loss_coef": 0.05, "z_loss_coef": 0.01},
-            "threads": 1,
-            "device": "cpu",
-            "packing": {"buffer_size": 8, "vit_patch_budget": 2048},
-        }
-    )
+    return tiny_stage(
+        tmp_path_factory, "ep", streams=4, tokens_per_step=1024,
+        init={"config": "tiny_qwen3_moe"}, optimizer={"lr": 0.003, "grad_clip": 0.5},
+        moe={"aux_loss_coef": 0.05, "z_loss_coef": 0.01},
+    )  # fmt: skip
 
 
 @pytest.mark.parametrize(

@@ -7,37 +7,21 @@ import shutil
 
 import pytest
 import torch
-from dist_helpers import spawn
+from dist_helpers import spawn, tiny_stage
 
 from mindvl.common.errors import UserError
-from mindvl.trainer.data.synth_shards import train_test_tokenizer, write_stage
 from mindvl.trainer.loop import run_stage
 from mindvl.trainer.model import MindVL
-from mindvl.trainer.stage_config import StageConfig
 
 PARTS = ("loss", "ce_loss", "aux_loss", "z_loss")
 
 
 @pytest.fixture(scope="module")
 def config(tmp_path_factory):
-    d = tmp_path_factory.mktemp("moe")
-    tok = train_test_tokenizer(d / "tok")
-    write_stage(d / "stage", tok, n_samples=48, n_shards=4, long_tail=60)
-    return StageConfig.model_validate(
-        {
-            "name": "moe",
-            "data": {"manifest": str(d / "stage"), "streams": 2},
-            "seq_len": 256,
-            "tokens_per_step": 512,
-            "steps": 3,
-            "init": {"config": "tiny_deepseek_v3"},
-            "optimizer": {"lr": 0.003},
-            "moe": {"aux_loss_coef": 0.05, "z_loss_coef": 0.01, "bias_update_rate": 0.01},
-            "threads": 1,
-            "device": "cpu",
-            "packing": {"buffer_size": 8, "vit_patch_budget": 2048},
-        }
-    )
+    return tiny_stage(
+        tmp_path_factory, "moe", init={"config": "tiny_deepseek_v3"},
+        moe={"aux_loss_coef": 0.05, "z_loss_coef": 0.01, "bias_update_rate": 0.01},
+    )  # fmt: skip
 
 
 def biases(model_dir) -> list[torch.Tensor]:

@@ -11,11 +11,10 @@ import shutil
 
 import pytest
 import torch
-from dist_helpers import spawn
+from dist_helpers import assert_same_run, spawn, tiny_stage
 
 from mindvl.common.errors import UserError
 from mindvl.trainer.data.stream import StageData
-from mindvl.trainer.data.synth_shards import train_test_tokenizer, write_stage
 from mindvl.trainer.device.pipeline_stage import cu_seqlens_of, segment_ids, stage_layer_ranges
 from mindvl.trainer.loop import run_stage
 from mindvl.trainer.model import MindVL
@@ -28,40 +27,10 @@ MOE = ("loss", "ce_loss", "aux_loss", "z_loss", "grad_norm")
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
-    d = tmp_path_factory.mktemp("pp")
-    tok = train_test_tokenizer(d / "tok")
-    write_stage(d / "stage", tok, n_samples=48, n_shards=4, long_tail=60)
-    return StageConfig.model_validate(
-        {
-            "name": "pp",
-            "data": {"manifest": str(d / "stage"), "streams": 4},
-            "seq_len": 256,
-            "tokens_per_step": 1024,
-            "steps": 3,
-            "init": {"config": "tiny"},
-            "optimizer": {"lr": 0.003, "grad_clip": 0.5},
-            "threads": 1,
-            "device": "cpu",
-            "packing": {"buffer_size": 8, "vit_patch_budget": 2048},
-        }
-    )
-
-
-def assert_same_run(single, rows, one_dir, other_dir, parts, trains_llm=True) -> None:
-    assert [r["step"] for r in rows] == [1, 2, 3]
-    for a, b in zip(single, rows, strict=True):
-        assert b["loss_tokens"] == a["loss_tokens"] and b["vit_tokens"] == a["vit_tokens"]
-        for key in parts:
-            assert b[key] == pytest.approx(a[key], rel=1e-5, abs=1e-6), key
-        for key in (k for k in a if k.startswith("experts_l")):  # load of every MoE layer
-            assert b[key] == pytest.approx(a[key], abs=1e-6), key
-    if trains_llm:  # it does train
-        assert single[0]["loss"] != pytest.approx(single[-1]["loss"], abs=1e-3)
-    final = MindVL.from_pretrained(other_dir / "model").state_dict()
-    ref = MindVL.from_pretrained(one_dir / "model").state_dict()
-    assert final.keys() == ref.keys()
-    for k in final:  # every stage's weights gathered back to rank 0
-        torch.testing.assert_close(final[k], ref[k], atol=2e-5, rtol=1e-4, msg=k)
+    return tiny_stage(
+        tmp_path_factory, "pp", streams=4, tokens_per_step=1024,
+        optimizer={"lr": 0.003, "grad_clip": 0.5},
+    )  # fmt: skip
 
 
 def four_layer_tiny(cfg: StageConfig) -> dict:

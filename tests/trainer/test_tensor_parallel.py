@@ -14,10 +14,9 @@ import shutil
 import pytest
 import torch
 import torch.multiprocessing as mp
-from dist_helpers import assert_same_run, free_port, spawn
+from dist_helpers import assert_same_run, free_port, spawn, tiny_stage
 
 from mindvl.common.errors import UserError
-from mindvl.trainer.data.synth_shards import train_test_tokenizer, write_stage
 from mindvl.trainer.device.mesh import ParallelDims, build_mesh, model_facts, resolve
 from mindvl.trainer.device.parallel import clip_gradients, parallelize
 from mindvl.trainer.device.tensor_parallel import vocab_parallel_loss
@@ -29,24 +28,11 @@ from mindvl.trainer.stage_config import ParallelSpec, StageConfig
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
-    d = tmp_path_factory.mktemp("tp")
-    tok = train_test_tokenizer(d / "tok")
-    write_stage(d / "stage", tok, n_samples=32, n_shards=2, long_tail=60)
-    return StageConfig.model_validate(
-        {
-            "name": "tp",
-            "data": {"manifest": str(d / "stage"), "streams": 2},
-            "seq_len": 256,
-            "tokens_per_step": 512,
-            "steps": 3,
-            "init": {"config": "tiny"},
-            "optimizer": {"lr": 0.003, "grad_clip": 0.5},
-            "moe": {"aux_loss_coef": 0.05, "z_loss_coef": 0.01},
-            "threads": 1,
-            "device": "cpu",
-            "packing": {"buffer_size": 8, "vit_patch_budget": 2048},
-        }
-    )
+    return tiny_stage(
+        tmp_path_factory, "tp", n_samples=32, n_shards=2,
+        optimizer={"lr": 0.003, "grad_clip": 0.5},
+        moe={"aux_loss_coef": 0.05, "z_loss_coef": 0.01},
+    )  # fmt: skip
 
 
 TP2, FSDP2_TP2, EP2_TP2 = {"tp": 2}, {"dp_shard": 2, "tp": 2}, {"dp_shard": 2, "ep": 2, "tp": 2}
