@@ -10,11 +10,12 @@ import os
 import shutil
 import signal
 import time
+from pathlib import Path
 
 import pytest
 import torch
 from click.testing import CliRunner
-from dist_helpers import spawn, start_blocked_save
+from dist_helpers import spawn, start_blocked_save, tiny_stage
 
 from mindvl.common.cli import cli
 from mindvl.common.errors import UserError
@@ -22,7 +23,6 @@ from mindvl.trainer.checkpoint import latest_checkpoint
 from mindvl.trainer.data.loader import PackedLoader
 from mindvl.trainer.data.packing import PackBudget
 from mindvl.trainer.data.stream import StageData, StreamSettings
-from mindvl.trainer.data.synth_shards import train_test_tokenizer, write_stage
 from mindvl.trainer.loop import run_stage
 from mindvl.trainer.model import MindVL
 from mindvl.trainer.stage_config import StageConfig
@@ -33,25 +33,8 @@ TOL = {"rel": 1e-5, "abs": 1e-6}  # fp32; reduction order differs between layout
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A 4-step reference (1 process) and the same run on 2 FSDP2 ranks, checkpoints at 2, 4."""
-    d = tmp_path_factory.mktemp("dcp")
-    tok = train_test_tokenizer(d / "tok")
-    write_stage(d / "stage", tok, n_samples=48, n_shards=4, long_tail=60)
-    cfg = StageConfig.model_validate(
-        {
-            "name": "dcp",
-            "data": {"manifest": str(d / "stage"), "streams": 2},
-            "seq_len": 256,
-            "tokens_per_step": 512,
-            "steps": 4,
-            "init": {"config": "tiny"},
-            "optimizer": {"lr": 0.003},
-            "checkpoint_every": 2,
-            "keep_checkpoints": 3,
-            "threads": 1,
-            "device": "cpu",
-            "packing": {"buffer_size": 8, "vit_patch_budget": 2048},
-        }
-    )
+    cfg = tiny_stage(tmp_path_factory, "dcp", steps=4, checkpoint_every=2, keep_checkpoints=3)
+    d = Path(cfg.data.manifest).parent
     reference = {r["step"]: r for r in run_stage(cfg, d / "ref")}
     fsdp = cfg.model_copy(update={"distributed": "fsdp"})
     rows = spawn(fsdp, d / "fsdp", 2)
