@@ -1,22 +1,7 @@
-"""The training loop of one stage: packed micro-batches -> summed loss -> AdamW steps.
-
-**Loss normalisation.** The model returns the *sum* of token cross-entropies of a packed
-row (under context parallelism: of the rank's slice of it) and its loss-token count.
-Before any backward pass of a step, the loop counts the loss tokens of all its
-micro-batches and all-reduces that count over the data-parallel ranks (``N``; ranks that
-share a batch count it once). Each micro-batch then back-propagates
-``loss_sum * dp * cp / N``: DDP and FSDP average gradients over the ``dp x cp`` ranks, so
-the applied gradient is exactly ``sum over every loss token of the global batch / N`` — a
-token mean over the global batch, independent of how samples were packed, split into
-micro-batches or spread over ranks (docs/PARALLEL.md).
-The logged loss is the all-reduced loss sum over ``N``. MoE LLMs add their router losses
-(balancing, z-loss) normalised by the global batch's real-token count the same way
-(:mod:`mindvl.trainer.moe_training`); ``loss`` is then the whole objective and
-``ce_loss``/``aux_loss``/``z_loss`` its parts.
-
-Under pipeline parallelism (``parallel.pp``) a schedule runs the step's micro-batches
-through the stages and back-propagates the same scaled objective
-(:mod:`mindvl.trainer.device.pipeline`).
+"""The training run of one stage: model, layout, data and resume set up, then
+:class:`~mindvl.trainer.train_step.TrainStep` step after step (loss normalisation, micro-
+batches, clipping and the optimizer step are there), with the learning-rate schedule,
+metrics logging and the checkpoint cadence here.
 
 The step's micro-batches come from the rank's logical data streams in round robin, so the
 global batch is a function of the data and ``data.streams`` only: 1 process with 2 streams
@@ -28,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-import time
 from pathlib import Path
 
 import numpy as np
@@ -49,17 +33,17 @@ from mindvl.trainer.device.activation_checkpoint import apply_activation_checkpo
 from mindvl.trainer.device.context_parallel import apply_context_parallel
 from mindvl.trainer.device.materialize import materialise
 from mindvl.trainer.device.mesh import build_mesh, model_facts, resolve
-from mindvl.trainer.device.parallel import clip_gradients, no_grad_sync, parallelize
+from mindvl.trainer.device.parallel import parallelize
 from mindvl.trainer.device.pipeline import Pipeline, split_model, stages_of
-from mindvl.trainer.device.tensor_parallel import vocab_parallel_loss
 from mindvl.trainer.export import export_checkpoint
 from mindvl.trainer.flops import FlopsModel, device_name, peak_tflops
 from mindvl.trainer.metrics import MetricsWriter
 from mindvl.trainer.model.moe import parameter_counts
 from mindvl.trainer.moe_training import MoETraining
-from mindvl.trainer.optimizer import current_lrs, lr_lambda, make_optimizer
+from mindvl.trainer.optimizer import lr_lambda, make_optimizer
 from mindvl.trainer.runtime import Runtime, start_runtime
 from mindvl.trainer.stage_config import StageConfig
+from mindvl.trainer.train_step import TrainStep
 from mindvl.trainer.trainable import apply_trainable, check_optimizer_covers
 
 
@@ -163,14 +147,6 @@ def _run(cfg: StageConfig, out: Path, resume: bool, config_text: str, rt: Runtim
     mesh = build_mesh(rt.device.type, dims) if rt.distributed else None
     if dims.cp > 1:  # each cp rank runs its slice of every row (device/context_parallel.py)
         apply_context_parallel(core, mesh["cp"].get_group())
-    # data-parallel groups: token counts over the dp ranks (ranks that share a batch count
-    # it once); loss sums also over cp (each context-parallel rank holds part of a row)
-    dp_group = mesh["dp"] if mesh is not None else None
-    dp_cp_group = mesh["dp_cp"] if mesh is not None else None
-
-    def reduce_dp(values: list[float]) -> list[float]:
-        return rt.all_reduce_sum(values, dp_group)
-
     # meta -> parallelised (TP, FSDP2, expert slices, pipeline stages) -> each rank
     # materialises its own pieces (device/materialize.py); DDP wraps a materialised model
     fill_args = {"seed": cfg.seed, "weights": weights, "init": ckpt is None}
@@ -191,7 +167,6 @@ def _run(cfg: StageConfig, out: Path, resume: bool, config_text: str, rt: Runtim
         prepare(core)
         fill(core)
         model = core
-    autocast_bf16 = cfg.precision == "bf16" and not dims.sharded
     optimizer = make_optimizer(model, cfg.optimizer)
     check_optimizer_covers(model, optimizer, allow_none=dims.pp > 1)
     micro = cfg.micro_batches(dims.dp)
@@ -201,6 +176,10 @@ def _run(cfg: StageConfig, out: Path, resume: bool, config_text: str, rt: Runtim
     total_tokens = data.manifest.total_image_tokens + data.manifest.total_text_tokens
     total = cfg.total_steps(total_tokens)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg.schedule, total))
+    train_step = TrainStep(
+        cfg, rt, dims, mesh, model, optimizer, scheduler, micro, flops_model, peak, moe, pipe,
+        autocast_bf16=cfg.precision == "bf16" and not dims.sharded,
+    )  # fmt: skip
     streams = cfg.data.streams or dims.dp * max(1, cfg.data.num_workers)
     settings = StreamSettings(
         PackBudget(cfg.seq_len, cfg.packing.vit_patch_budget),
@@ -234,8 +213,6 @@ def _run(cfg: StageConfig, out: Path, resume: bool, config_text: str, rt: Runtim
     def write_meta(path: Path) -> None:  # from the whole meta template: stages lack parts
         write_model_meta(template, path, data.tokenizer.hf, inference)
 
-    from mindvl.trainer.model import count_loss_tokens
-
     # background saves (model, optimizer) talk on gloo groups of their own: DCP's async save
     # needs a CPU backend, and concurrent collectives on one group would interleave
     background = None
@@ -250,80 +227,8 @@ def _run(cfg: StageConfig, out: Path, resume: bool, config_text: str, rt: Runtim
     model.train()
     try:
         while step < total:
-            t0 = time.perf_counter()
-            packs = [next(batches) for _ in range(micro)]
-            loss_counts = [count_loss_tokens(b.labels, b.cu_seqlens) for b in packs]
-            local = sum(loss_counts)
-            flops = sum(
-                flops_model.batch_flops(b.image_grid_thw, b.cu_seqlens, n)
-                for b, n in zip(packs, loss_counts, strict=True)
-            )
-            local_real = sum(b.real_tokens for b in packs)
-            n_loss, n_real = rt.all_reduce_sum([float(local), float(local_real)], dp_group)
-            if n_loss == 0:
-                raise RuntimeError(f"step {step + 1}: no loss tokens in the global batch")
-            # FSDP2/DDP average gradients over the dp x cp ranks
-            grad_ranks = dims.dp * dims.cp
-            scale = grad_ranks / n_loss
-            loss_sum = 0.0
-            if pipe is not None:  # the schedule runs forward and backward of all rows
-                result = pipe.step(packs, scale, moe, grad_ranks / n_real)
-                loss_sum = result.loss_sum
-                for router in result.routers or []:
-                    moe.objective(router)  # the step's router statistics, for finish_step
-            tp = dims.tp > 1  # the loss runs on vocabulary shards, forward and backward
-            for i, b in enumerate(packs if pipe is None else []):
-                with no_grad_sync(model, enabled=i < micro - 1), vocab_parallel_loss(tp):
-                    with torch.autocast(rt.device.type, torch.bfloat16, enabled=autocast_bf16):
-                        outp = model(b.to(rt.device))
-                    objective = outp.loss_sum * scale
-                    if moe is not None:
-                        objective = objective + moe.objective(outp.router) * (grad_ranks / n_real)
-                    objective.backward()  # backward outside autocast
-                loss_sum += float(outp.loss_sum.detach())
-            if pipe is not None:
-                grad_norm = pipe.clip_gradients(cfg.optimizer.grad_clip, dims.dp_replicate)
-            else:
-                grad_norm = clip_gradients(model, cfg.optimizer.grad_clip, dims.ep > 1)
-            lrs = current_lrs(optimizer, cfg.optimizer)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            moe_fields = moe.finish_step(reduce_dp, n_real) if moe is not None else {}
-            step += 1
-            real = sum(b.real_tokens for b in packs)
-            patches = sum(
-                0 if b.image_grid_thw is None else int(b.image_grid_thw.prod(-1).sum())
-                for b in packs
-            )
-            n_samples = sum(len(b.sample_keys) for b in packs)
-            (g_loss,) = rt.all_reduce_sum([loss_sum], dp_cp_group)
-            # flops of each data-parallel batch once, shared by every device (/ world below)
-            g = [g_loss, *reduce_dp([real, patches, n_samples, len(packs), flops])]
-            seen += int(g[1])
-            dt = time.perf_counter() - t0
-            row = {
-                "step": step,
-                "loss": g[0] / n_loss,
-                **lrs,
-                "grad_norm": grad_norm,
-                "loss_tokens": int(n_loss),
-                "llm_tokens": int(g[1]),
-                "vit_tokens": int(g[2]),
-                "tokens_per_s": g[1] / dt,
-                "padding": 1 - g[1] / (g[4] * cfg.seq_len),
-                "samples_per_pack": g[3] / g[4],
-                "step_s": dt,
-                "tokens_seen": seen,
-                # achieved model TFLOP/s per device (flops.py), and MFU where a peak is known
-                "tflops": g[5] / dt / rt.world / 1e12,
-            }
-            if peak is not None:
-                row["mfu"] = row["tflops"] / peak
-            if moe is not None:
-                row["ce_loss"] = row["loss"]
-                row["loss"] = moe.total_loss(row["ce_loss"], moe_fields)
-                row.update(moe_fields)
+            row = train_step(batches, step + 1, seen)
+            step, seen = row["step"], row["tokens_seen"]
             rows.append(row)
             if step % cfg.log_every == 0 or step == total:
                 writer.log(row, total)
