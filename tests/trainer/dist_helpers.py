@@ -75,11 +75,30 @@ def assert_same_run(single, rows, one_dir, other_dir, keys, trains_llm=True) -> 
             assert b[key] == pytest.approx(a[key], abs=1e-6), key
     if trains_llm:
         assert single[0]["loss"] != pytest.approx(single[-1]["loss"], abs=1e-3)
+    assert_same_weights(one_dir, other_dir)
+
+
+def assert_same_weights(one_dir, other_dir) -> None:
+    """The final model dirs of two runs hold the same weights (atol 2e-5, rtol 1e-4)."""
     final = MindVL.from_pretrained(other_dir / "model").state_dict()
     ref = MindVL.from_pretrained(one_dir / "model").state_dict()
     assert final.keys() == ref.keys()
     for k in final:  # full tensors gathered back from the shards and stages
         torch.testing.assert_close(final[k], ref[k], atol=2e-5, rtol=1e-4, msg=k)
+
+
+def assert_resumes(reference: dict, rows, one_dir, other_dir, keys) -> None:
+    """``rows`` (a run, or the steps after a resume) are the uninterrupted run's steps
+    (``reference``: step -> row): token counts, the metric ``keys`` (fp32: rel 1e-5) and,
+    with ``other_dir``, the final weights of the two runs' model dirs."""
+    assert [r["step"] for r in rows] == sorted(reference)[-len(rows) :]
+    for b in rows:
+        a = reference[b["step"]]
+        assert b["loss_tokens"] == a["loss_tokens"] and b["tokens_seen"] == a["tokens_seen"]
+        for key in keys:
+            assert b[key] == pytest.approx(a[key], rel=1e-5, abs=1e-6), (b["step"], key)
+    if other_dir is not None:
+        assert_same_weights(one_dir, other_dir)
 
 
 def tiny_stage(tmp_path_factory, name: str, n_samples=48, n_shards=4, **fields) -> StageConfig:
