@@ -1,8 +1,9 @@
 """Step checkpoints resumed under another layout continue the uninterrupted 1-process run
 (fp32: steps 3-4 rel 1e-5, final weights atol 2e-5): TP=2 and PP=2 checkpoints resumed by
 FSDP=2, a PP=2 x FSDP=2 checkpoint resumed by the same layout and by FSDP=2, and for an MoE
-LLM an EP=2 checkpoint resumed by FSDP=2 with ep 1 and a 1-process one by EP=2
-(test_ckpt_sharded.py covers FSDP=2 -> 1 process, DDP=2 and TP=2)."""
+LLM (DeepSeek-V3: shared expert, aux-loss-free routing biases) an EP=2 checkpoint resumed
+by FSDP=2 with ep 1 and a 1-process one (ep 1) by EP=2 (test_ckpt_sharded.py covers
+FSDP=2 -> 1 process, DDP=2 and TP=2)."""
 
 from __future__ import annotations
 
@@ -37,9 +38,9 @@ def dense(tmp_path_factory):
 @pytest.fixture(scope="module")
 def moe(tmp_path_factory):
     return _reference(
-        tmp_path_factory, "relayout_moe", init={"config": "tiny_qwen3_moe"},
+        tmp_path_factory, "relayout_moe", init={"config": "tiny_deepseek_v3"},
         optimizer={"lr": 0.003, "grad_clip": 0.5},
-        moe={"aux_loss_coef": 0.05, "z_loss_coef": 0.01},
+        moe={"aux_loss_coef": 0.05, "z_loss_coef": 0.01, "bias_update_rate": 0.01},
     )  # fmt: skip
 
 
@@ -67,22 +68,36 @@ def test_tp2_and_pp2_checkpoints_resume_under_fsdp2(dense, saved):
     assert_resumes(reference, resumed, d / "ref", d / f"{name}-fsdp2", DENSE)
 
 
-def test_pp2_times_fsdp2_checkpoint_resumes_as_itself_and_as_fsdp2(dense):
+@pytest.fixture(scope="module")
+def pp2x2(dense):
+    """The dense stage under PP=2 x FSDP=2 (4 ranks), checkpoints at steps 2 and 4."""
     d, cfg, reference = dense
-    pp_fsdp = _layout(cfg, pp=2, dp_shard=2)
-    spawn(pp_fsdp, d / "pp2x2", 4)
-    resumed = _resume_step2(d / "pp2x2", d / "pp2x2-again", pp_fsdp, 4)
+    rows = spawn(_layout(cfg, pp=2, dp_shard=2), d / "pp2x2", 4)
+    assert_resumes(reference, rows, d / "ref", None, DENSE)
+    return d / "pp2x2"
+
+
+def test_pp2_times_fsdp2_checkpoint_resumes_as_itself(dense, pp2x2):
+    d, cfg, reference = dense
+    resumed = _resume_step2(pp2x2, d / "pp2x2-again", _layout(cfg, pp=2, dp_shard=2), 4)
     assert_resumes(reference, resumed, d / "ref", d / "pp2x2-again", DENSE)
-    resumed = _resume_step2(d / "pp2x2", d / "pp2x2-fsdp2", _layout(cfg, dp_shard=2), 2)
+
+
+def test_pp2_times_fsdp2_checkpoint_resumes_as_fsdp2(dense, pp2x2):
+    d, cfg, reference = dense
+    resumed = _resume_step2(pp2x2, d / "pp2x2-fsdp2", _layout(cfg, dp_shard=2), 2)
     assert_resumes(reference, resumed, d / "ref", d / "pp2x2-fsdp2", DENSE)
 
 
-def test_ep2_checkpoint_resumes_with_ep1_and_back(moe):
+def test_ep2_checkpoint_resumes_with_ep1(moe):
     d, cfg, reference = moe
-    ep2 = _layout(cfg, ep=2)  # 2 ranks: experts split over ep, the rest FSDP2 over 2
-    rows = spawn(ep2, d / "ep2", 2)
+    rows = spawn(_layout(cfg, ep=2), d / "ep2", 2)  # experts over ep, the rest FSDP2 over 2
     assert_resumes(reference, rows, d / "ref", None, MOE)
     resumed = _resume_step2(d / "ep2", d / "ep2-fsdp2", _layout(cfg, dp_shard=2), 2)
     assert_resumes(reference, resumed, d / "ref", d / "ep2-fsdp2", MOE)
-    resumed = _resume_step2(d / "ref", d / "one-ep2", ep2, 2)
+
+
+def test_one_process_checkpoint_resumes_under_ep2(moe):
+    d, cfg, reference = moe
+    resumed = _resume_step2(d / "ref", d / "one-ep2", _layout(cfg, ep=2), 2)
     assert_resumes(reference, resumed, d / "ref", d / "one-ep2", MOE)

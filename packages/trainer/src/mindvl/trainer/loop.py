@@ -177,7 +177,8 @@ def _run(cfg: StageConfig, out: Path, resume: bool, config_text: str, rt: Runtim
     total = cfg.total_steps(total_tokens)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg.schedule, total))
     train_step = TrainStep(
-        cfg, rt, dims, mesh, model, optimizer, scheduler, micro, flops_model, peak, moe, pipe,
+        cfg.optimizer, cfg.seq_len, rt, dims, mesh, model, optimizer, scheduler, micro,
+        flops_model, peak, moe, pipe,
         autocast_bf16=cfg.precision == "bf16" and not dims.sharded,
     )  # fmt: skip
     streams = cfg.data.streams or dims.dp * max(1, cfg.data.num_workers)

@@ -37,19 +37,21 @@ from mindvl.trainer.model import count_loss_tokens
 from mindvl.trainer.moe_training import MoETraining
 from mindvl.trainer.optimizer import current_lrs
 from mindvl.trainer.runtime import Runtime
-from mindvl.trainer.stage_config import StageConfig
+from mindvl.trainer.stage_config import OptimizerSpec
 
 
 @dataclass
 class TrainStep:
     """What one step needs; calling it runs the step (:meth:`__call__`).
 
+    ``spec``: the stage's optimizer settings (learning rates per part, ``grad_clip``);
     ``pipe``: the pipeline schedule under ``pp > 1`` (``model`` is then this rank's
     stages); ``autocast_bf16``: bf16 through autocast (without FSDP2, which casts the
     parameters itself); ``peak``: the device's peak TFLOP/s for ``mfu`` (None: unknown).
     """
 
-    cfg: StageConfig
+    spec: OptimizerSpec
+    seq_len: int
     rt: Runtime
     dims: ParallelDims
     mesh: object  # the DeviceMesh (None in one process)
@@ -90,10 +92,10 @@ class TrainStep:
             raise RuntimeError(f"step {step}: no loss tokens in the global batch")
         loss_sum = self._forward_backward(packs, n_loss, n_real)
         if pipe is not None:
-            grad_norm = pipe.clip_gradients(self.cfg.optimizer.grad_clip, dims.dp_replicate)
+            grad_norm = pipe.clip_gradients(self.spec.grad_clip, dims.dp_replicate)
         else:
-            grad_norm = clip_gradients(self.model, self.cfg.optimizer.grad_clip, dims.ep > 1)
-        lrs = current_lrs(self.optimizer, self.cfg.optimizer)
+            grad_norm = clip_gradients(self.model, self.spec.grad_clip, dims.ep > 1)
+        lrs = current_lrs(self.optimizer, self.spec)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -116,7 +118,7 @@ class TrainStep:
             "llm_tokens": int(g[1]),
             "vit_tokens": int(g[2]),
             "tokens_per_s": g[1] / dt,
-            "padding": 1 - g[1] / (g[4] * self.cfg.seq_len),
+            "padding": 1 - g[1] / (g[4] * self.seq_len),
             "samples_per_pack": g[3] / g[4],
             "step_s": dt,
             "tokens_seen": seen + int(g[1]),
