@@ -69,7 +69,7 @@ def test_bf16_under_fsdp2_and_tp2_matches_one_process(runs, parallel):
 
 @pytest.mark.skipif(
     os.environ.get("MINDVL_SLOW_TESTS") != "1",
-    reason="each rank traces every block cold (~150 s on 2 busy cores): set MINDVL_SLOW_TESTS=1",
+    reason="each rank traces every block cold (~3 min on 2 busy cores): set MINDVL_SLOW_TESTS=1",
 )
 def test_compile_under_fsdp2_matches_eager(runs, monkeypatch):
     """fp32 FSDP2=2, eager and with ``compile: true`` through aot_eager (dynamo's graph
