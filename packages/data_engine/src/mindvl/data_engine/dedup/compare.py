@@ -1,24 +1,12 @@
 """Step 3 of dedup: compare a candidate pair's signatures under the near rule.
 
-The checks, in order (the first that says no decides; ``first_failing_check`` names it):
-
-1. ``crop_sizes``: a pair further apart than ``crop_only_beyond`` pHash bits must have the
-   sizes of a crop (a resize or re-encode moves a pHash by a few bits, a crop by more);
-   ``trim_scale``: a pair further apart than ``max_hamming`` (found by the trimmed key
-   only) must keep its content at one scale (a pad or crop keeps the content's pixels);
-2. ``colour``: the 8x8 chroma planes, relative to how colourful the pictures are (up to a
-   saturation change), or their mean hue angle, say two pictures;
-3. ``prescreen``: the crop search at half resolution is far above the rule's bound;
-4. ``gray``: the gray thumbnails at their best crop (two images of one size: uncropped)
-   differ by more than ``max_p99`` / ``max_peak``;
-5. ``sizes``: no crop within the bound turns one image's aspect ratio into the other's;
-   ``one_size``: two images of one size differ strongly in a few thumbnail pixels (the
-   blurred, z-scored comparison spreads a small glyph or emblem below its bound);
-6. ``content``: both pictures have a content box of similar area and the boxes' thumbnails
-   differ by more than ``content_max_p99`` / ``content_max_peak``;
-7. ``alpha``: both pictures have transparency and their thumbnails composited on black,
-   compared at the best crop found on white, fail ``gray``'s bounds (alpha compared: on
-   white a glow and a shadow, or a white shape and the empty ground, look alike).
+The checks, in order (the first that says no decides; ``first_failing_check`` names it;
+bounds and reasons in docs/DEDUP.md): ``crop_sizes`` and ``trim_scale`` (a far pair must
+have the sizes of a crop and keep its content at one scale), ``colour`` (8x8 chroma and
+hue), ``prescreen`` (the crop search at half resolution), ``gray`` (the gray thumbnails at
+their best crop), ``sizes`` / ``one_size`` (the crop explains the aspect ratios; one size:
+no glyph or emblem changed), ``content`` (the content boxes' thumbnails), ``alpha`` (two
+transparent pictures' thumbnails on black at the crop found on white).
 
 ``screen_pairs`` applies checks 1, 2 and the 16x16 coarse screen to all pairs of a bucket at
 once (numpy); ``PairVerifier`` runs the per-pair checks with each image's search terms

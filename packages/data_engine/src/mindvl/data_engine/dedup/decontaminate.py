@@ -85,17 +85,14 @@ class EvalIndex:
                 found.update(p for p in self.buckets[b].get(v, ()) if self._close(p, key))
         for i in sorted({int(self.near_ids[p]) for p in found}):
             distance = int(hamming(np.uint64(int(self.images[i].phash, 16)), np.uint64(own)))
-            if near.verify and not (signature and self._verified(signature, i, distance)):
-                continue
-            return i
+            theirs = bytes.fromhex(self.images[i].signature)
+            if not near.verify or (signature and self.verifier.agree(
+                bytes.fromhex(signature), theirs, distance)):  # fmt: skip
+                return i
         return None
 
     def _close(self, pos: int, key: int) -> bool:
         return int(hamming(self.hashes[pos], np.uint64(key))) <= self.radius
-
-    def _verified(self, signature: str, i: int, distance: int) -> bool:
-        theirs = bytes.fromhex(self.images[i].signature)
-        return self.verifier.agree(bytes.fromhex(signature), theirs, distance)
 
 
 def _trim(image: EvalImage) -> int:

@@ -15,20 +15,12 @@ A fingerprint is what every later step reads, so no step decodes again:
   box width, height (uint16) | touches (uint8: 1 across, 2 down)`` and, for a picture with
   transparency, ``| b"BK" | gray on black (48*48)`` (little-endian; tagged parts in order):
 
-  - gray: an antialiased thumbnail the crop search compares;
-  - width, height: a match must also explain the two sizes;
-  - Cb/Cr: area-averaged chroma, which grayscale cannot see (a red and a blue shape of one
-    luminance);
-  - content gray: the bounding box of what differs from the background, thumbnailed on its
-    own: one line of text on a page at several times the resolution the whole picture gives;
-  - trimmed pHash: the pHash of the picture cut to its content when its border is one tone
-    (``trimmed``), the second candidate key: a padded or cropped copy of an icon on a plain
-    or transparent ground keeps its content, not its canvas, so it can be far from its
-    original in the whole picture's pHash and close in this one; the trim box's size tells
-    whether such a pair keeps its content at one scale (``compare.py``);
-  - gray on black: the thumbnail of the picture composited on black instead of white: two
-    pictures with transparency must agree on both grounds (alpha compared: a white shape
-    and the empty ground, a drop shadow and a glow, are one picture on white only).
+  gray (antialiased, what the crop search compares), the size (a match must explain both),
+  area-averaged chroma (a red and a blue shape of one luminance), the content box's own
+  thumbnail (one line of text on a page), the trimmed pHash (``trimmed``: the second
+  candidate key, a padded or cropped icon keeps its content, not its canvas; the box's size
+  tells whether a pair keeps its content at one scale) and gray on black (``on_black``: two
+  transparent pictures must agree on both grounds). Why each: docs/DEDUP.md.
 """
 
 from __future__ import annotations
