@@ -15,8 +15,9 @@ Truth:
   check compares premultiplied RGBA: ``pixel_equal_repeats``); so are originals of one size
   that are the same drawing re-rendered (mate-icon-theme re-exports many of
   gnome-icon-theme's icons): composited on white and on black, no pixel differs by more
-  than ``REPEAT_MAX`` levels and under ``REPEAT_SHARE`` of them by more than
-  ``REPEAT_LEVELS`` (``pixel_near_repeats``). Originals
+  than ``REPEAT_MAX`` levels and, allowing each pixel a shift of one pixel (a re-rendered
+  edge moves), under ``REPEAT_SHARE`` of them by more than ``REPEAT_LEVELS``
+  (``pixel_near_repeats``). Originals
   equal on white but not in alpha are counted (``flat_equal_alpha_differs``) and stay
   different pictures, as do variants drawn to differ in a small part (another glyph).
 
@@ -114,10 +115,22 @@ def near_repeats(pictures: list[np.ndarray]) -> list[tuple[int, int]]:
         sq = (v * v).sum(1)
         d = np.sqrt(np.maximum(sq[:, None] + sq[None] - 2 * v @ v.T, 0) / v.shape[1])
         for a, b in zip(*np.nonzero(np.triu(d < 16, 1)), strict=True):
-            diff = np.abs(pictures[ids[a]] - pictures[ids[b]]).max(-1).max(0)
-            if diff.max() <= REPEAT_MAX and (diff > REPEAT_LEVELS).mean() < REPEAT_SHARE:
+            x, y = pictures[ids[a]], pictures[ids[b]]
+            if np.abs(x - y).max() > REPEAT_MAX:
+                continue
+            shifted = np.maximum(shift_tolerant(x, y), shift_tolerant(y, x))
+            if (shifted > REPEAT_LEVELS).mean() < REPEAT_SHARE:
                 pairs.append((ids[a], ids[b]))
     return pairs
+
+
+def shift_tolerant(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Per pixel of the composites ``x``, the smallest over y's 3x3 neighbourhood of the
+    largest channel difference on either ground: a re-rendered edge moves by a pixel."""
+    h, w = x.shape[1:3]
+    padded = np.pad(y, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")
+    shifts = (padded[:, i : i + h, j : j + w] for i in range(3) for j in range(3))
+    return np.stack([np.abs(x - s).max(-1).max(0) for s in shifts]).min(0)
 
 
 def has_transparency(img: Image.Image) -> bool:

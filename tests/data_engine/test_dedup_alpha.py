@@ -13,6 +13,7 @@ from PIL import Image, ImageDraw
 from mindvl.common.recipe import DedupSpec
 from mindvl.data_engine.dedup.candidates import hamming
 from mindvl.data_engine.dedup.compare import PairVerifier
+from mindvl.data_engine.dedup.decontaminate import EvalIndex
 from mindvl.data_engine.dedup.fingerprint import parse_signature
 from mindvl.data_engine.dedup.local import plan_dedup
 from mindvl.data_engine.ops.image_decode import image_features
@@ -67,8 +68,10 @@ def test_the_exact_key_sees_alpha_but_not_colour_under_alpha_zero() -> None:
     ImageDraw.Draw(glyph).rectangle((8, 8, 24, 24), fill=(255, 255, 255, 255))
     empty = Image.new("RGBA", (32, 32), (0, 0, 0, 0))
     # equal once flattened on white, different pictures
-    assert features(glyph).signature == features(empty).signature
+    sg, se = (parse_signature(bytes.fromhex(features(x).signature)) for x in (glyph, empty))
+    assert (sg.gray, sg.size, sg.chroma.tolist()) == (se.gray, se.size, se.chroma.tolist())
     assert features(glyph).pixel_hash != features(empty).pixel_hash
+    assert check(glyph, empty) == "alpha"  # on black they differ
     hidden = Image.new("RGBA", (32, 32), (90, 10, 200, 0))  # colour under alpha 0
     assert features(hidden).pixel_hash == features(empty).pixel_hash
     opaque = icon().convert("RGB").convert("RGBA")  # alpha all 255: the RGB picture
@@ -91,6 +94,29 @@ def test_a_transparent_icon_and_its_jpeg_on_white_copy_are_one_picture() -> None
                                          "JPEG", quality=85)))  # fmt: skip
     assert check(img, copy) is None
     assert check(img.convert("LA"), copy.convert("L")) is None  # grey+alpha: the same
+
+
+def test_pictures_alike_on_white_but_not_in_alpha_are_two_pictures() -> None:
+    """A disc with a dark drop shadow and the same disc with a white glow: on white the glow
+    is invisible and the shadow faint; on black the glow shows. Copies keep their alpha
+    (resized, padded) and stay one picture; a copy flattened on white has no alpha to
+    compare and stays one picture with either."""
+
+    def disc(glow: bool) -> Image.Image:
+        img = Image.new("RGBA", (48, 48), (0, 0, 0, 0))
+        d = ImageDraw.Draw(img)
+        d.ellipse((2, 2, 45, 45), fill=(255, 255, 255, 200) if glow else (0, 0, 0, 0))
+        d.ellipse((8, 8, 39, 39), fill=(40, 90, 200, 255))
+        return img
+
+    shadow, glow = disc(False), disc(True)
+    assert check(shadow, glow) == "alpha"
+    assert parse_signature(bytes.fromhex(features(shadow).signature)).black is not None
+    assert check(glow, glow.resize((40, 40), Image.Resampling.LANCZOS)) is None
+    assert check(glow, padded(glow, 2)) is None
+    white = Image.alpha_composite(Image.new("RGBA", glow.size, (255,) * 4), glow).convert("RGB")
+    assert parse_signature(bytes.fromhex(features(white).signature)).black is None
+    assert check(glow, white) is None and check(shadow, white) is None
 
 
 def test_icons_that_differ_in_one_small_glyph_are_two_pictures() -> None:
@@ -156,6 +182,10 @@ def test_a_padded_icon_is_found_by_its_trimmed_phash() -> None:
     decisions, stats = plan_dedup([row("a", fa), row("b", fb)], DedupSpec())
     assert stats.near_candidate_pairs >= 1
     assert {d.op for d in decisions.values()} == {None, "near_dedup"}
+    # decontamination looks both keys up too: the padded copy of an eval icon is caught
+    index = EvalIndex([(fa.phash, fa.signature, fa.pixel_hash, fa.information)], RULE)
+    assert index.match_row(row("b", fb)) == 0
+    assert index.match_row(row("c", features(icon("!")))) is None
 
 
 def diamond(canvas: int, side: int) -> Image.Image:

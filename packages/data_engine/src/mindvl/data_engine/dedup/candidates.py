@@ -1,23 +1,13 @@
 """Step 2 of dedup: candidate pairs, the images whose pHashes are close enough to compare.
 
-Banding (``BandScheme``, chosen per recipe by ``scheme_for``):
-
-- ``exact``: ``max_hamming + 1`` contiguous bands (pigeonhole): every pair within the
-  distance shares a band, so recall is 1; unrelated hashes collide in a band with
-  probability 2^-width, so the work grows as n^2 / 2^width;
-- ``sampled``: bit-sampling LSH: ``tables`` random subsets of ``width`` bit positions
-  (fixed seed), ``width`` = ceil(log2 n), ``tables`` the fewest for which a pair at
-  ``max_hamming`` is found with probability >= ``sampled_recall``: near-linear work.
-
-Per band the values are sorted and equal runs paired; the true distance is then checked,
-and a pair is emitted only by the first band its two hashes share, so each comes out once.
-Memory stays O(n): one band at a time, pairs materialised in bounded chunks.
-
-Crowding: images whose pHashes genuinely crowd together (equations on a page, blank
-documents) make a bucket quadratic whatever the banding. A bucket with more than
-m(m-1)/2 pairs within the bound (m = ``crowded_bucket``) pairs only images also close in a
-second hash taken where the images differ (``detail_hash``: the content box thumbnail, else
-the whole gray thumbnail) or of one size (``Crowding``).
+Banding (``BandScheme``, chosen by ``scheme_for``): ``exact``, ``max_hamming + 1`` contiguous
+bands (pigeonhole: recall 1, work ~ n^2 / 2^width), or ``sampled``, bit-sampling LSH with
+the fewest random tables of ceil(log2 n) bits that find a pair at ``max_hamming`` with
+probability ``sampled_recall`` (near-linear). Per band equal values are paired, the true
+distance checked, and a pair emitted by the first band its hashes share only; one band at
+a time, pairs in bounded chunks. A crowded bucket (more than m(m-1)/2 close pairs, m =
+``crowded_bucket``: equations, blank pages) pairs only images also close in ``detail_hash``
+or of one size (``Crowding``).
 """
 
 from __future__ import annotations

@@ -1,21 +1,12 @@
 """Step 3 of dedup: compare a candidate pair's signatures under the near rule.
 
-The checks, in order (the first that says no decides; ``first_failing_check`` names it):
-
-1. ``crop_sizes``: a pair further apart than ``crop_only_beyond`` pHash bits must have the
-   sizes of a crop (a resize or re-encode moves a pHash by a few bits, a crop by more);
-   ``trim_scale``: a pair further apart than ``max_hamming`` (found by the trimmed key
-   only) must keep its content at one scale (a pad or crop keeps the content's pixels);
-2. ``colour``: the 8x8 chroma planes, relative to how colourful the pictures are (up to a
-   saturation change), or their mean hue angle, say two pictures;
-3. ``prescreen``: the crop search at half resolution is far above the rule's bound;
-4. ``gray``: the gray thumbnails at their best crop (two images of one size: uncropped)
-   differ by more than ``max_p99`` / ``max_peak``;
-5. ``sizes``: no crop within the bound turns one image's aspect ratio into the other's;
-   ``one_size``: two images of one size differ strongly in a few thumbnail pixels (the
-   blurred, z-scored comparison spreads a small glyph or emblem below its bound);
-6. ``content``: both pictures have a content box of similar area and the boxes' thumbnails
-   differ by more than ``content_max_p99`` / ``content_max_peak``.
+The checks, in order (the first that says no decides; ``first_failing_check`` names it;
+bounds and reasons in docs/DEDUP.md): ``crop_sizes`` and ``trim_scale`` (a far pair must
+have the sizes of a crop and keep its content at one scale), ``colour`` (8x8 chroma and
+hue), ``prescreen`` (the crop search at half resolution), ``gray`` (the gray thumbnails at
+their best crop), ``sizes`` / ``one_size`` (the crop explains the aspect ratios; one size:
+no glyph or emblem changed), ``content`` (the content boxes' thumbnails), ``alpha`` (two
+transparent pictures' thumbnails on black at the crop found on white).
 
 ``screen_pairs`` applies checks 1, 2 and the 16x16 coarse screen to all pairs of a bucket at
 once (numpy); ``PairVerifier`` runs the per-pair checks with each image's search terms
@@ -45,6 +36,7 @@ from mindvl.data_engine.dedup.search import (
     p99,
     search_operators,
     terms,
+    zscore,
 )
 
 PRESCREEN_MIN_SIDE = 16  # the screens need thumbnails of at least this side
@@ -141,7 +133,7 @@ def contents_agree(a: Signature, b: Signature, rule: NearRule) -> bool:
     small, large = sorted((a.content_area, b.content_area))
     if large > rule.content_max_area_ratio * small:
         return True  # the detection saw different things: no verdict
-    match = match_terms(terms(a.pixels(content=True)), terms(b.pixels(content=True)))
+    match = match_terms(terms(a.pixels("content")), terms(b.pixels("content")))
     return _agrees(match, rule, content=True)
 
 
@@ -149,8 +141,9 @@ def first_failing_check(
     a: Signature, b: Signature, rule: NearRule, get_terms, distance: int | None = None
 ) -> str | None:
     """The name of the first check that rejects the pair, None when all accept;
-    ``get_terms(which, half)``: search terms of image ``which`` (0 = a, 1 = b) at full or
-    half resolution; ``distance``: the pair's pHash distance (None: no crop-size check)."""
+    ``get_terms(which, half, part="gray")``: search terms of image ``which`` (0 = a, 1 = b)
+    at full or half resolution, of its thumbnail ``part``; ``distance``: the pair's pHash
+    distance (None: no crop-size check)."""
     if len(a.gray) != len(b.gray):
         return "gray"
     far = distance is not None and distance > rule.crop_only_beyond
@@ -169,7 +162,7 @@ def first_failing_check(
             return "gray"
         if (one_size_changed(a, b) > rule.one_size_levels).sum() > rule.one_size_max_pixels:
             return "one_size"
-        return None if contents_agree(a, b, rule) else "content"
+        return _last_checks(a, b, rule, get_terms, None)
     if rule.prescreen_max is not None and a.side >= 2 * PRESCREEN_MIN_SIDE:  # noqa: SIM102
         if match_terms(get_terms(0, True), get_terms(1, True)).p99 > rule.prescreen_max:
             return "prescreen"  # far apart even at half resolution: skip the full search
@@ -185,38 +178,61 @@ def first_failing_check(
             return "sizes"
         if not _agrees(match, rule):
             return "gray"
-    return None if contents_agree(a, b, rule) else "content"
+    return _last_checks(a, b, rule, get_terms, match)
+
+
+def _last_checks(a: Signature, b: Signature, rule: NearRule, get_terms, match) -> str | None:
+    """``content``, then ``alpha``: the thumbnails on black at ``match``'s crop (None: as
+    they are)."""
+    if not contents_agree(a, b, rule):
+        return "content"
+    if a.black is None or b.black is None:
+        return None  # an opaque picture (a JPEG on white) is its flattened look
+    ta, tb = get_terms(0, False, "black"), get_terms(1, False, "black")
+    return None if _agrees(match_at(ta, tb, match), rule) else "alpha"
+
+
+def match_at(ta: SearchTerms, tb: SearchTerms, match: Match | None) -> Match:
+    """Two thumbnails' search terms compared at the crop ``match`` found for others of the
+    same pictures (None: uncropped)."""
+    if match is None or match.ops is None:
+        return identity_match(ta, tb)
+    tx, ty = (ta, tb) if match.first_cropped else (tb, ta)
+    crops, _, _ = search_operators(tx.rows.shape[1])
+    inner = slice(BORDER, tx.rows.shape[1] - BORDER)
+    warped = (tx.rows[match.ops[0]] @ crops[match.ops[1]].T)[inner, inner]
+    diff = np.abs(zscore(warped.reshape(-1)) - ty.target)
+    return Match(float(p99(diff)), float(diff.max()))
 
 
 class PairVerifier:
     """The rule's decision for many pairs over the same images: each signature's search
-    terms (crops, coarse warps and target, at both resolutions) are computed once and kept,
-    up to ``max_bytes`` per resolution (then the cache starts over)."""
+    terms (crops, coarse warps and target, per resolution and thumbnail part) are computed
+    once and kept, up to ``max_bytes`` (then the cache starts over)."""
 
     def __init__(self, rule: NearRule, max_bytes: int = 256 << 20) -> None:
         self.rule = rule
         self.max_bytes = max_bytes
-        self._cache: dict[bool, dict[bytes, SearchTerms]] = {False: {}, True: {}}
-        self._bytes = {False: 0, True: 0}
+        self._cache: dict[tuple, SearchTerms] = {}
+        self._bytes = 0
 
-    def _get(self, sig: bytes, parsed: Signature, half: bool) -> SearchTerms:
-        cache = self._cache[half]
-        found = cache.get(sig)
+    def _get(self, sig: bytes, parsed: Signature, half: bool, part: str = "gray") -> SearchTerms:
+        found = self._cache.get((sig, half, part))
         if found is None:
-            x = parsed.pixels()
+            x = parsed.pixels(part)
             found = terms(halved(x) if half else x)
-            if self._bytes[half] + found.nbytes > self.max_bytes:
-                cache.clear()
-                self._bytes[half] = 0
-            cache[sig] = found
-            self._bytes[half] += found.nbytes
+            if self._bytes + found.nbytes > self.max_bytes:
+                self._cache.clear()
+                self._bytes = 0
+            self._cache[sig, half, part] = found
+            self._bytes += found.nbytes
         return found
 
     def check(self, a: bytes, b: bytes, distance: int | None = None) -> str | None:
         """``first_failing_check`` of two signatures (bytes)."""
         sigs, parsed = (a, b), (parse_signature(a), parse_signature(b))
         return first_failing_check(
-            *parsed, self.rule, lambda i, half: self._get(sigs[i], parsed[i], half), distance
+            *parsed, self.rule, lambda i, *how: self._get(sigs[i], parsed[i], *how), distance
         )
 
     def agree(self, a: bytes, b: bytes, distance: int | None = None) -> bool:

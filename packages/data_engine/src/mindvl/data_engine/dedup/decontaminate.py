@@ -5,9 +5,10 @@ passes every eval image's fingerprint (``ops.image_decode.eval_hashes_from_image
 build's own features) as ``EvalImage`` or a plain ``(phash, signature, pixel_hash[,
 information])`` tuple to dedup. A training image matches an eval image when its pixel hash
 is equal, or, when both carry enough information (``min_information``; an eval image
-without a score is taken to have enough), its pHash is within the rule's pair radius and
-the rule accepts the pair (``compare.PairVerifier``). The index is small (eval sets are)
-and is shipped to every worker.
+without a score is taken to have enough), one of its candidate keys (pHash, trimmed pHash:
+``candidates.candidate_keys``) is within the rule's pair radius of one of the eval image's
+and the rule accepts the pair (``compare.PairVerifier``, with the pictures' own pHash
+distance, as in dedup). The index is small (eval sets are) and is shipped to every worker.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from mindvl.data_engine.dedup.candidates import BandScheme, hamming
+from mindvl.data_engine.dedup.candidates import BandScheme, candidate_keys, hamming
 from mindvl.data_engine.dedup.compare import PairVerifier
-from mindvl.data_engine.dedup.fingerprint import EvalImage
+from mindvl.data_engine.dedup.fingerprint import EvalImage, parse_signature
 from mindvl.data_engine.dedup.rule import NearRule
 
 
@@ -38,8 +39,9 @@ class EvalIndex:
             for i, img in enumerate(self.images)
             if img.phash and (img.information is None or img.information >= near.min_information)
         ]
-        self.near_ids = np.array(usable, dtype=np.int64)
-        self.hashes = np.array([int(self.images[i].phash, 16) for i in usable], dtype=np.uint64)
+        phashes = [int(self.images[i].phash, 16) for i in usable]
+        self.hashes, owner = candidate_keys(phashes, [_trim(self.images[i]) for i in usable])
+        self.near_ids = np.array(usable, dtype=np.int64)[owner]
         self.buckets: list[dict[int, list[int]]] = [{} for _ in range(self.n_bands)]
         for pos, row in enumerate(self.scheme.values(self.hashes).tolist()):
             for b, v in enumerate(row):
@@ -75,20 +77,26 @@ class EvalIndex:
             return None
         if information < near.min_information or self.hashes.size == 0:
             return None
-        h = np.array([int(phash, 16)], dtype=np.uint64)
+        own = int(phash, 16)
+        keys, _ = candidate_keys([own], [_trim(EvalImage(phash, signature or "", ""))])
         found: set[int] = set()
-        for b, v in enumerate(self.scheme.values(h)[0].tolist()):
-            found.update(self.buckets[b].get(v, ()))
-        for pos in sorted(found):
-            distance = int(hamming(self.hashes[pos], h[0]))
-            if distance > self.radius:
-                continue
-            i = int(self.near_ids[pos])
-            if near.verify and not (signature and self._verified(signature, i, distance)):
-                continue
-            return i
+        for key, values in zip(keys.tolist(), self.scheme.values(keys).tolist(), strict=True):
+            for b, v in enumerate(values):
+                found.update(p for p in self.buckets[b].get(v, ()) if self._close(p, key))
+        for i in sorted({int(self.near_ids[p]) for p in found}):
+            distance = int(hamming(np.uint64(int(self.images[i].phash, 16)), np.uint64(own)))
+            theirs = bytes.fromhex(self.images[i].signature)
+            if not near.verify or (signature and self.verifier.agree(
+                bytes.fromhex(signature), theirs, distance)):  # fmt: skip
+                return i
         return None
 
-    def _verified(self, signature: str, i: int, distance: int) -> bool:
-        theirs = bytes.fromhex(self.images[i].signature)
-        return self.verifier.agree(bytes.fromhex(signature), theirs, distance)
+    def _close(self, pos: int, key: int) -> bool:
+        return int(hamming(self.hashes[pos], np.uint64(key))) <= self.radius
+
+
+def _trim(image: EvalImage) -> int:
+    """The trimmed pHash of an image's signature (0: none)."""
+    if not image.signature:
+        return 0
+    return parse_signature(bytes.fromhex(image.signature)).trim_phash or 0

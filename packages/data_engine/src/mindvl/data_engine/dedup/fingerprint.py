@@ -11,27 +11,23 @@ A fingerprint is what every later step reads, so no step decodes again:
 - ``signature``: the bytes the near rule compares (``compare.py``), laid out as
   ``gray (48*48) | b"SX" | width, height (2 x uint32 LE) | Cb 8x8 | Cr 8x8`` and, for a
   picture whose content sits in a small part of it, ``| b"IK" | box area (uint16, 1/65535
-  of the picture) | content gray (48*48)``, and last ``| b"TP" | trimmed pHash (uint64) | trim box width, height (uint16) | touches
-  (uint8: 1 across, 2 down)`` (little-endian):
+  of the picture) | content gray (48*48)``, then ``| b"TP" | trimmed pHash (uint64) | trim
+  box width, height (uint16) | touches (uint8: 1 across, 2 down)`` and, for a picture with
+  transparency, ``| b"BK" | gray on black (48*48)`` (little-endian; tagged parts in order):
 
-  - gray: an antialiased thumbnail the crop search compares;
-  - width, height: a match must also explain the two sizes;
-  - Cb/Cr: area-averaged chroma, which grayscale cannot see (a red and a blue shape of one
-    luminance);
-  - content gray: the bounding box of what differs from the background, thumbnailed on its
-    own: one line of text on a page at several times the resolution the whole picture gives;
-  - trimmed pHash: the pHash of the picture cut to its content when its border is one tone
-    (``trimmed``), the second candidate key: a padded or cropped copy of an icon on a plain
-    or transparent ground keeps its content, not its canvas, so it can be far from its
-    original in the whole picture's pHash and close in this one; the trim box's size tells
-    whether such a pair keeps its content at one scale (``compare.py``).
+  gray (antialiased, what the crop search compares), the size (a match must explain both),
+  area-averaged chroma (a red and a blue shape of one luminance), the content box's own
+  thumbnail (one line of text on a page), the trimmed pHash (``trimmed``: the second
+  candidate key, a padded or cropped icon keeps its content, not its canvas; the box's size
+  tells whether a pair keeps its content at one scale) and gray on black (``on_black``: two
+  transparent pictures must agree on both grounds). Why each: docs/DEDUP.md.
 """
 
 from __future__ import annotations
 
 import math
 import struct
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
@@ -42,10 +38,9 @@ ALPHA_TAG = b"alpha:"  # the pixel hash's alpha part follows it (see fingerprint
 TAIL_MAGIC = b"SX"
 TAIL_BYTES = len(TAIL_MAGIC) + 8 + 2 * CHROMA_SIDE * CHROMA_SIDE
 CONTENT_MAGIC = b"IK"
-CONTENT_HEADER = len(CONTENT_MAGIC) + 2
 TRIM_MAGIC = b"TP"
 TRIM_FORMAT = "<QHHB"  # trimmed pHash, trim box width and height, touches x | y << 1
-TRIM_BYTES = len(TRIM_MAGIC) + struct.calcsize(TRIM_FORMAT)
+BLACK_MAGIC = b"BK"
 # Content box detection on a <= 192 px BOX-filtered copy (JPEG noise averages out): content
 # is what is further from the border's median than max(12 levels, 25% of the largest
 # deviation); a box covering 30% of the picture or more gets no content part (the whole
@@ -103,6 +98,7 @@ class Signature:
     content: bytes | None = None  # thumbnail of the content box, same side as gray
     content_area: float = 1.0  # the content box's share of the picture
     trimmed: TrimmedContent | None = None
+    black: bytes | None = None  # gray thumbnail composited on black (with transparency)
 
     @property
     def trim_phash(self) -> int | None:
@@ -112,8 +108,9 @@ class Signature:
     def side(self) -> int:
         return math.isqrt(len(self.gray))
 
-    def pixels(self, content: bool = False) -> np.ndarray:
-        data = self.content if content else self.gray
+    def pixels(self, part: str = "gray") -> np.ndarray:
+        """A thumbnail part ("gray", "content" or "black") as a float32 square."""
+        data = getattr(self, part)
         return np.frombuffer(data, np.uint8).astype(np.float32).reshape(self.side, self.side)
 
 
@@ -144,8 +141,22 @@ def fingerprint(rgb, gray, alpha=None, *, size=None, pixel_hash: str | None = No
         cb.tobytes() + cr.tobytes(),
         content_thumbnail(gray, SIGNATURE_SIDE),
         trim_part(gray, width, height),
+        on_black(gray, alpha),
     )
     return Fingerprint(pixel_hash, str(imagehash.phash(gray)), signature.hex())
+
+
+def on_black(gray, alpha) -> bytes | None:
+    """The gray thumbnail of the picture composited on black, from its "L" copy flattened on
+    white and its alpha (None without transparency): on white a pixel is c*a + 255*(1 - a),
+    on black c*a, and the box reduction to the gray copy's size is linear."""
+    from PIL import Image
+
+    if alpha is None or alpha.getextrema()[0] == 255:
+        return None
+    a = np.asarray(alpha.resize(gray.size, Image.Resampling.BOX), dtype=np.int16)
+    black = np.clip(np.asarray(gray, dtype=np.int16) - (255 - a), 0, 255).astype(np.uint8)
+    return thumbnail(Image.fromarray(black, "L"), SIGNATURE_SIDE).tobytes()
 
 
 def trim_box(gray) -> tuple[int, int, int, int] | None:
@@ -235,56 +246,65 @@ def pack_signature(
     cbcr: bytes,
     content: tuple[bytes, float] | None = None,
     trimmed: TrimmedContent | None = None,
+    black: bytes | None = None,
 ) -> bytes:
     """``gray``: side*side bytes; ``cbcr``: the 8x8 Cb plane then the 8x8 Cr plane;
     ``content``: the content box's thumbnail (side*side bytes) and its area share;
-    ``trimmed``: the trimmed pHash and content box."""
+    ``trimmed``: the trimmed pHash and content box; ``black``: gray on black (side*side)."""
     if len(cbcr) != 2 * CHROMA_SIDE * CHROMA_SIDE:
         raise ValueError(f"chroma must be 2 x {CHROMA_SIDE}x{CHROMA_SIDE} bytes, got {len(cbcr)}")
     if math.isqrt(len(gray)) ** 2 != len(gray) or len(gray) < 16 * 16:
         raise ValueError(f"the gray thumbnail must be square and at least 16x16, got {len(gray)}")
+    if any(x is not None and len(x) != len(gray) for x in (content and content[0], black)):
+        raise ValueError("a thumbnail part must have the gray thumbnail's size")
     out = gray + TAIL_MAGIC + struct.pack("<II", width, height) + cbcr
     if content is not None:
         box, area = content
-        if len(box) != len(gray):
-            raise ValueError("the content thumbnail must have the gray thumbnail's size")
         out += CONTENT_MAGIC + struct.pack("<H", round(min(max(area, 0.0), 1.0) * 65535)) + box
     if trimmed is not None:
         t = trimmed
         flags = int(t.touches_x) | int(t.touches_y) << 1
         sides = (min(t.width, 65535), min(t.height, 65535))
         out += TRIM_MAGIC + struct.pack(TRIM_FORMAT, t.phash, *sides, flags)
+    if black is not None:
+        out += BLACK_MAGIC + black
     return out
 
 
 def parse_signature(sig: bytes) -> Signature:
     """The parts of a signature; ValueError for bytes ``pack_signature`` did not write."""
-    if len(sig) > TRIM_BYTES and sig[-TRIM_BYTES:][: len(TRIM_MAGIC)] == TRIM_MAGIC:
-        try:
-            parsed = _parse_thumbnails(sig[:-TRIM_BYTES])
-        except ValueError:
-            pass  # the bytes of a thumbnail, not a trimmed pHash
-        else:
-            phash, w, h, flags = struct.unpack_from(TRIM_FORMAT, sig, len(sig) - TRIM_BYTES + 2)
-            return replace(
-                parsed, trimmed=TrimmedContent(phash, w, h, flags & 1 == 1, flags & 2 == 2)
-            )
-    return _parse_thumbnails(sig)
-
-
-def _parse_thumbnails(sig: bytes) -> Signature:
-    rest = len(sig) - TAIL_BYTES - CONTENT_HEADER
-    for n, has_content in ((len(sig) - TAIL_BYTES, False), (rest // 2 if rest > 0 else -1, True)):
-        if n <= 0 or math.isqrt(n) ** 2 != n or sig[n : n + len(TAIL_MAGIC)] != TAIL_MAGIC:
-            continue
-        at = n + len(TAIL_MAGIC)
-        size = struct.unpack_from("<II", sig, at)
-        chroma = np.frombuffer(sig, np.uint8, 2 * CHROMA_SIDE * CHROMA_SIDE, at + 8)
-        chroma = chroma.astype(np.float32).reshape(2, CHROMA_SIDE, CHROMA_SIDE)
-        if not has_content:
-            return Signature(sig[:n], size, chroma)
-        at = n + TAIL_BYTES
-        if 2 * n + TAIL_BYTES + CONTENT_HEADER == len(sig) and sig[at : at + 2] == CONTENT_MAGIC:
-            (area,) = struct.unpack_from("<H", sig, at + len(CONTENT_MAGIC))
-            return Signature(sig[:n], size, chroma, sig[at + CONTENT_HEADER :], area / 65535)
+    side = 16
+    while side * side + TAIL_BYTES <= len(sig):
+        n = side * side
+        if sig[n : n + len(TAIL_MAGIC)] == TAIL_MAGIC:
+            parts = _tagged_parts(sig, n)
+            if parts is not None:
+                at = n + len(TAIL_MAGIC)
+                chroma = np.frombuffer(sig, np.uint8, 2 * CHROMA_SIDE * CHROMA_SIDE, at + 8)
+                chroma = chroma.astype(np.float32).reshape(2, CHROMA_SIDE, CHROMA_SIDE)
+                return Signature(sig[:n], struct.unpack_from("<II", sig, at), chroma, **parts)
+        side += 1
     raise ValueError(f"not a dedup signature ({len(sig)} bytes); rebuild with image_decode")
+
+
+def _tagged_parts(sig: bytes, n: int) -> dict | None:
+    """The optional parts after the fixed tail of a signature whose gray thumbnail has n
+    bytes, or None when the bytes are not such parts, in order, to the end."""
+    parts: dict = {}
+    at, last, order = n + TAIL_BYTES, -1, (CONTENT_MAGIC, TRIM_MAGIC, BLACK_MAGIC)
+    sizes = {CONTENT_MAGIC: 2 + n, TRIM_MAGIC: struct.calcsize(TRIM_FORMAT), BLACK_MAGIC: n}
+    while at < len(sig):
+        tag = sig[at : at + 2]
+        if tag not in order or order.index(tag) <= last or at + 2 + sizes[tag] > len(sig):
+            return None
+        at, last = at + 2, order.index(tag)
+        if tag == CONTENT_MAGIC:
+            (area,) = struct.unpack_from("<H", sig, at)
+            parts.update(content=sig[at + 2 : at + 2 + n], content_area=area / 65535)
+        elif tag == TRIM_MAGIC:
+            phash, w, h, flags = struct.unpack_from(TRIM_FORMAT, sig, at)
+            parts["trimmed"] = TrimmedContent(phash, w, h, flags & 1 == 1, flags & 2 == 2)
+        else:
+            parts["black"] = sig[at : at + n]
+        at += sizes[tag]
+    return parts

@@ -1,16 +1,13 @@
 """The near-duplicate rule: every threshold of dedup in one frozen object.
 
 The recipe's ``dedup.near`` knobs map onto it (``NearRule.from_spec``); the rest are the
-comparison's bounds, set on the corpus kit and the 20k benchmark corpus (how, with which
-numbers: docs/DEDUP.md, ``bench/dedup_quality.py``). Steps receive the rule, never a
-module constant, so changing a bound changes it everywhere, the screens included.
-
-The screens are cheap rejections in front of the full comparison. Each bounds a distance
-that is a relaxation of the comparison's: a coarser grid of crops or a lower resolution
-can only find a best crop as good as, or worse than, the full search up to resampling
-noise, so a screen bound above ``max_p99`` by a margin rejects only pairs the full search
-rejects too. ``unscreened()`` turns them off; a test checks on the corpus kit that doing so
-changes no decision (``tests/data_engine/test_dedup_corpus.py``).
+comparison's bounds (how they were set: docs/DEDUP.md, ``bench/dedup_quality.py``). Steps
+receive the rule, never a module constant. The screens are cheap rejections in front of
+the full comparison, each bounding a relaxation of it (a coarser grid of crops or a lower
+resolution finds a best crop no better than the full search, up to resampling noise), so a
+screen bound above ``max_p99`` rejects only pairs the full search rejects too;
+``unscreened()`` turns them off (``tests/data_engine/test_dedup_corpus.py`` checks that
+this changes no decision).
 """
 
 from __future__ import annotations

@@ -135,6 +135,7 @@ class Match:
     scale_y: float = 1.0
     scale_x: float = 1.0
     first_cropped: bool = True
+    ops: tuple[int, int] | None = None  # the crop's fine-grid operators (rows, columns)
 
 
 def _combos(side: int) -> list[tuple[float, float]]:
@@ -183,7 +184,7 @@ def match_terms(ta: SearchTerms, tb: SearchTerms, give_up_above: float | None = 
         ab, ba = _refined(ta, tb, starts[0]), _refined(tb, ta, starts[1])
     first = ab[0] <= ba[0]
     p, peak, iy, ix = ab if first else ba
-    return Match(p, peak, combos[iy][0], combos[ix][0], first)
+    return Match(p, peak, combos[iy][0], combos[ix][0], first, (iy, ix))
 
 
 def match_with_aspect(
@@ -210,7 +211,8 @@ def match_with_aspect(
             sc, peak = _scores(tx.rows[iy : iy + 1], crops[ok], ty.target, inner)
             j = int(np.argmin(sc[0]))
             if best is None or sc[0, j] < best.p99:
-                best = Match(float(sc[0, j]), float(peak[0, j]), sy, float(scales[ok[j]]), first)
+                found = (float(sc[0, j]), float(peak[0, j]), sy, float(scales[ok[j]]))
+                best = Match(*found, first, (iy, int(ok[j])))
     return best
 
 
