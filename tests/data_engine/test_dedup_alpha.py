@@ -206,3 +206,36 @@ def test_one_shape_drawn_at_two_scales_is_not_a_pad_of_itself() -> None:
     assert PairVerifier(replace(RULE, trim_max_change=1.0)).check(*sigs, far) is None
     pad = bytes.fromhex(features(padded(diamond(74, 64), 3)).signature)
     assert PairVerifier(RULE).check(sigs[0], pad, far) is None
+
+
+def banner(emblem: str) -> Image.Image:
+    """A flag that fills its canvas: three horizontal stripes and an emblem in the hoist
+    (a disc or a square), so it has no border to trim."""
+    img = Image.new("RGB", (240, 160), (200, 30, 40))
+    d = ImageDraw.Draw(img)
+    d.rectangle((0, 53, 239, 106), fill=(255, 255, 255))
+    d.rectangle((0, 107, 239, 159), fill=(20, 60, 150))
+    if emblem == "disc":
+        d.ellipse((24, 56, 72, 104), fill=(240, 190, 0))
+    else:
+        d.rectangle((28, 60, 68, 100), fill=(240, 190, 0))
+    return img
+
+
+def test_a_crop_of_a_full_canvas_flag_is_found_by_its_crop_keys() -> None:
+    """A 90% crop of a picture that fills its canvas moves both its pHash and its trimmed
+    pHash past the bound; the crop pHashes of the original meet the crop's own pHash, and
+    the pair is compared and merged. A flag of the same stripes with another emblem is not."""
+    flag_, other = banner("disc"), banner("square")
+    crop = flag_.crop((7, 11, 223, 155))  # 90% of each side, off-centre
+    fa, fb, fo = features(flag_), features(crop), features(other)
+    sa, sb = (parse_signature(bytes.fromhex(f.signature)) for f in (fa, fb))
+    own = int(fb.phash, 16)
+    assert hamming(int(fa.phash, 16), own) > RULE.max_hamming
+    assert hamming(sa.trim_phash, sb.trim_phash) > RULE.max_hamming
+    assert min(hamming(k, own) for k in sa.crops) <= RULE.crop_radius
+    decisions, stats = plan_dedup([row("a", fa), row("b", fb), row("c", fo)], DedupSpec())
+    assert decisions["b"].op == "near_dedup" and decisions["b"].survivor == "a"
+    assert decisions.get("c") is None or decisions["c"].op is None
+    index = EvalIndex([(fa.phash, fa.signature, fa.pixel_hash, fa.information)], RULE)
+    assert index.match_row(row("b", fb)) == 0 and index.match_row(row("c", fo)) is None

@@ -186,7 +186,8 @@ def test_band_rows_carry_no_signature_and_both_routes_accept_the_same_pairs() ->
     reps = R._near_reps(exact).num_rows
     scheme = scheme_for(rule, reps)
     bands = R._band_rows(exact, scheme)
-    keys, _ = candidate_keys(R._near_reps(exact)["phash"], R._near_reps(exact)["trim_phash"])
+    reps_table = R._near_reps(exact)
+    keys, _, _ = candidate_keys(reps_table["phash"], reps_table["sig"].to_pylist())
     assert keys.size > reps  # the icons' trimmed pHashes are keys of their own
     assert "sig" not in bands.column_names and bands.num_rows == keys.size * scheme.n_bands
     assert bands.nbytes / bands.num_rows < 256  # the label ~100 bytes; a signature 2.4 KB

@@ -380,25 +380,44 @@ def bucket_pairs(
     return out, False
 
 
-def candidate_keys(phashes, trim_phashes) -> tuple[np.ndarray, np.ndarray]:
-    """The keys n images are banded by: every pHash, then each trimmed pHash (0: none) that
-    differs from its image's pHash; as (uint64 keys, the image index of each key). Two keys
-    of one image pair with each other's image's keys alike, so a pair of images can come
-    out once per pair of their keys within the bound (``image_pairs`` drops an image's own)."""
+KEY_OWN, KEY_TRIM, KEY_CROP = 0, 1, 2  # kinds of candidate key (``candidate_keys``)
+
+
+def candidate_keys(phashes, sigs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The keys n images are banded by: every pHash, then each trimmed pHash that differs
+    from its image's pHash, then the crop pHashes (``fingerprint.crop_keys``) of each
+    signature (``sigs``: bytes, or b"" for none); as (uint64 keys, the image index of each
+    key, its kind: KEY_OWN, KEY_TRIM or KEY_CROP). A pair of images can come out once per pair of their
+    keys within the bound (``image_pairs`` drops an image's own and crop key pairs)."""
     phashes = np.asarray(phashes, dtype=np.uint64)
-    trim = np.asarray(trim_phashes, dtype=np.uint64)
+    parsed = [parse_signature(s) if s else None for s in sigs]
+    trim = np.array([p.trim_phash or 0 if p else 0 for p in parsed], dtype=np.uint64)
     extra = np.flatnonzero((trim != 0) & (trim != phashes))
-    owner = np.concatenate([np.arange(phashes.size), extra]).astype(np.int64)
-    return np.concatenate([phashes, trim[extra]]), owner
+    crops = [(i, k) for i, p in enumerate(parsed) if p for k in dict.fromkeys(p.crops)
+             if k != phashes[i]]  # fmt: skip
+    owner = np.concatenate([np.arange(phashes.size), extra, [i for i, _ in crops]])
+    keys = np.concatenate([phashes, trim[extra], np.array([k for _, k in crops], np.uint64)])
+    kind = np.repeat([KEY_OWN, KEY_TRIM, KEY_CROP], [phashes.size, extra.size, len(crops)])
+    return keys, owner.astype(np.int64), kind.astype(np.int8)
 
 
-def image_pairs(a, c, owner, phashes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def image_pairs(
+    a, c, owner, phashes, kind, keys, crop_radius: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pairs of keys ``a[p]``, ``c[p]`` (``candidate_keys``) as pairs of their images
     (``owner``: the image of each key; smaller index first) with the images' own pHash
-    distance, which the rule judges (a pair found by the trimmed key and far in the pHash
-    must have the sizes of a crop); a key paired with another key of its image left out."""
+    distance, which the rule judges (a pair found by a trimmed or crop key and far in the
+    pHash must have the sizes of a crop); a key paired with another key of its image left
+    out, and a crop key (``kind``) paired with anything but another image's own pHash or
+    further from it than ``crop_radius`` (``keys``: the key of each index)."""
+    kind, keys = np.asarray(kind), np.asarray(keys, dtype=np.uint64)
+    ka, kc = kind[a], kind[c]
+    crop = (ka == KEY_CROP) | (kc == KEY_CROP)
+    keep = ~crop | (
+        ((ka == KEY_OWN) | (kc == KEY_OWN)) & (hamming(keys[a], keys[c]) <= crop_radius)
+    )
     a, c = np.asarray(owner)[a], np.asarray(owner)[c]
-    keep = a != c
+    keep &= a != c
     a, c = a[keep], c[keep]
     phashes = np.asarray(phashes, dtype=np.uint64)
     return np.minimum(a, c), np.maximum(a, c), hamming(phashes[a], phashes[c])

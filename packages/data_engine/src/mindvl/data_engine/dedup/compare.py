@@ -238,6 +238,12 @@ class PairVerifier:
     def agree(self, a: bytes, b: bytes, distance: int | None = None) -> bool:
         return self.check(a, b, distance) is None
 
+    def score(self, a: bytes, b: bytes) -> float:
+        """The 99th percentile |z difference| of two signatures' gray thumbnails at their best
+        crop (lower: closer)."""
+        ta, tb = (self._get(s, parse_signature(s), False) for s in (a, b))
+        return match_terms(ta, tb).p99
+
 
 def verify_pairs(sigs: list[bytes], left, right, distance, rule: NearRule) -> np.ndarray:
     """Which candidate pairs (``sigs[left[p]]``, ``sigs[right[p]]``, pHash ``distance[p]``)
@@ -322,15 +328,28 @@ class _ScreenTerms:
         )
 
 
-def star_members(labels: list[str], sig_of, verifier: PairVerifier) -> list[list[str]]:
+def star_members(labels: list[str], sig_of, verifier: PairVerifier, pairs=None) -> list[list[str]]:
     """A component of accepted pairs as stars: the smallest label survives with the members
     that the rule accepts against it themselves; the rest is split the same way again
-    (accepted pairs chain: A~B and B~C while A and C differ). Stars of two or more members,
-    each sorted."""
-    rest, stars = sorted(labels), []
+    (accepted pairs chain: A~B and B~C while A and C differ). A member whose gray thumbnail
+    is closer (by ``closer_margin``) to one it was paired with (``pairs``: label -> the
+    labels of its accepted pairs) that the survivor is not accepted with waits for a later
+    star (a crop can fit two pictures the rule tells apart; it goes with the clearly
+    closer). Stars of two or more members, each sorted."""
+    rest, stars, pairs = sorted(labels), [], pairs or {}
     while len(rest) > 1:
         top = sig_of[rest[0]]
-        star = [rest[0]] + [lab for lab in rest[1:] if verifier.agree(sig_of[lab], top)]
+        agree = [lab for lab in rest[1:] if verifier.agree(sig_of[lab], top)]
+        apart = set(rest[1:]).difference(agree)
+        star = [rest[0]] + [
+            lab
+            for lab in agree
+            if all(
+                verifier.score(sig_of[lab], top)
+                <= verifier.score(sig_of[lab], sig_of[other]) + verifier.rule.closer_margin
+                for other in sorted(apart.intersection(pairs.get(lab, ())))
+            )
+        ]
         if len(star) > 1:
             stars.append(star)
         chosen = set(star)

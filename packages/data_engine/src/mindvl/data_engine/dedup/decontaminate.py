@@ -5,8 +5,8 @@ passes every eval image's fingerprint (``ops.image_decode.eval_hashes_from_image
 build's own features) as ``EvalImage`` or a plain ``(phash, signature, pixel_hash[,
 information])`` tuple to dedup. A training image matches an eval image when its pixel hash
 is equal, or, when both carry enough information (``min_information``; an eval image
-without a score is taken to have enough), one of its candidate keys (pHash, trimmed pHash:
-``candidates.candidate_keys``) is within the rule's pair radius of one of the eval image's
+without a score is taken to have enough), one of its candidate keys (pHash, trimmed pHash, crop
+pHashes: ``candidates.candidate_keys``) is within the rule's pair radius of one of the eval image's
 and the rule accepts the pair (``compare.PairVerifier``, with the pictures' own pHash
 distance, as in dedup). The index is small (eval sets are) and is shipped to every worker.
 """
@@ -17,9 +17,15 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from mindvl.data_engine.dedup.candidates import BandScheme, candidate_keys, hamming
+from mindvl.data_engine.dedup.candidates import (
+    KEY_CROP,
+    KEY_OWN,
+    BandScheme,
+    candidate_keys,
+    hamming,
+)
 from mindvl.data_engine.dedup.compare import PairVerifier
-from mindvl.data_engine.dedup.fingerprint import EvalImage, parse_signature
+from mindvl.data_engine.dedup.fingerprint import EvalImage
 from mindvl.data_engine.dedup.rule import NearRule
 
 
@@ -40,7 +46,8 @@ class EvalIndex:
             if img.phash and (img.information is None or img.information >= near.min_information)
         ]
         phashes = [int(self.images[i].phash, 16) for i in usable]
-        self.hashes, owner = candidate_keys(phashes, [_trim(self.images[i]) for i in usable])
+        sigs = [bytes.fromhex(self.images[i].signature) for i in usable]
+        self.hashes, owner, self.kind = candidate_keys(phashes, sigs)
         self.near_ids = np.array(usable, dtype=np.int64)[owner]
         self.buckets: list[dict[int, list[int]]] = [{} for _ in range(self.n_bands)]
         for pos, row in enumerate(self.scheme.values(self.hashes).tolist()):
@@ -78,11 +85,11 @@ class EvalIndex:
         if information < near.min_information or self.hashes.size == 0:
             return None
         own = int(phash, 16)
-        keys, _ = candidate_keys([own], [_trim(EvalImage(phash, signature or "", ""))])
+        keys, _, kind = candidate_keys([own], [bytes.fromhex(signature or "")])
         found: set[int] = set()
-        for key, values in zip(keys.tolist(), self.scheme.values(keys).tolist(), strict=True):
-            for b, v in enumerate(values):
-                found.update(p for p in self.buckets[b].get(v, ()) if self._close(p, key))
+        for key, k, values in zip(keys.tolist(), kind, self.scheme.values(keys), strict=True):
+            for b, v in enumerate(values.tolist()):
+                found.update(p for p in self.buckets[b].get(v, ()) if self._close(p, key, k))
         for i in sorted({int(self.near_ids[p]) for p in found}):
             distance = int(hamming(np.uint64(int(self.images[i].phash, 16)), np.uint64(own)))
             theirs = bytes.fromhex(self.images[i].signature)
@@ -91,12 +98,12 @@ class EvalIndex:
                 return i
         return None
 
-    def _close(self, pos: int, key: int) -> bool:
-        return int(hamming(self.hashes[pos], np.uint64(key))) <= self.radius
-
-
-def _trim(image: EvalImage) -> int:
-    """The trimmed pHash of an image's signature (0: none)."""
-    if not image.signature:
-        return 0
-    return parse_signature(bytes.fromhex(image.signature)).trim_phash or 0
+    def _close(self, pos: int, key: int, kind: int) -> bool:
+        """Key ``pos`` is within the radius of a query key of ``kind`` (a crop key pairs
+        with the other image's own pHash only, within ``crop_radius``: as in
+        ``candidates.image_pairs``)."""
+        crop = KEY_CROP in (kind, self.kind[pos])
+        if crop and KEY_OWN not in (kind, self.kind[pos]):
+            return False
+        radius = min(self.radius, self.near.crop_radius) if crop else self.radius
+        return int(hamming(self.hashes[pos], np.uint64(key))) <= radius

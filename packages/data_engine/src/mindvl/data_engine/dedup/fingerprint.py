@@ -12,14 +12,17 @@ A fingerprint is what every later step reads, so no step decodes again:
   ``gray (48*48) | b"SX" | width, height (2 x uint32 LE) | Cb 8x8 | Cr 8x8`` and, for a
   picture whose content sits in a small part of it, ``| b"IK" | box area (uint16, 1/65535
   of the picture) | content gray (48*48)``, then ``| b"TP" | trimmed pHash (uint64) | trim
-  box width, height (uint16) | touches (uint8: 1 across, 2 down)`` and, for a picture with
-  transparency, ``| b"BK" | gray on black (48*48)`` (little-endian; tagged parts in order):
+  box width, height (uint16) | touches (uint8: 1 across, 2 down) | b"CK" | crop pHashes
+  (5 x uint64)`` and, for a picture with transparency, ``| b"BK" | gray on black (48*48)``
+  (little-endian; tagged parts in order):
 
   gray (antialiased, what the crop search compares), the size (a match must explain both),
   area-averaged chroma (a red and a blue shape of one luminance), the content box's own
   thumbnail (one line of text on a page), the trimmed pHash (``trimmed``: the second
   candidate key, a padded or cropped icon keeps its content, not its canvas; the box's size
-  tells whether a pair keeps its content at one scale) and gray on black (``on_black``: two
+  tells whether a pair keeps its content at one scale), the crop pHashes (``crop_keys``:
+  the third candidate key, a crop of a picture that fills its canvas keeps neither its
+  pHash nor its trimmed one) and gray on black (``on_black``: two
   transparent pictures must agree on both grounds). Why each: docs/DEDUP.md.
 """
 
@@ -58,6 +61,12 @@ CONTENT_MARGIN = 2 / 128
 TRIM_CONTRAST = 32
 TRIM_MIN_BORDER = 0.9
 TRIM_MIN_SIDE = 8
+# Crop keys: the pHashes of the picture cut to CROP_KEEP of each side at its four corners
+# and its centre, which a crop keeping ~90-95% of each side matches within the pair radius
+# more often than the whole picture's pHash (docs/DEDUP.md).
+CROP_MAGIC = b"CK"
+CROP_KEEP = 0.925
+CROP_ANCHORS = ((0.0, 0.0), (1.0, 0.0), (0.0, 1.0), (1.0, 1.0), (0.5, 0.5))
 
 
 @dataclass(frozen=True)
@@ -98,6 +107,7 @@ class Signature:
     content: bytes | None = None  # thumbnail of the content box, same side as gray
     content_area: float = 1.0  # the content box's share of the picture
     trimmed: TrimmedContent | None = None
+    crops: tuple[int, ...] = ()  # crop pHashes (``crop_keys``)
     black: bytes | None = None  # gray thumbnail composited on black (with transparency)
 
     @property
@@ -142,6 +152,7 @@ def fingerprint(rgb, gray, alpha=None, *, size=None, pixel_hash: str | None = No
         content_thumbnail(gray, SIGNATURE_SIDE),
         trim_part(gray, width, height),
         on_black(gray, alpha),
+        crop_keys(gray),
     )
     return Fingerprint(pixel_hash, str(imagehash.phash(gray)), signature.hex())
 
@@ -157,6 +168,16 @@ def on_black(gray, alpha) -> bytes | None:
     a = np.asarray(alpha.resize(gray.size, Image.Resampling.BOX), dtype=np.int16)
     black = np.clip(np.asarray(gray, dtype=np.int16) - (255 - a), 0, 255).astype(np.uint8)
     return thumbnail(Image.fromarray(black, "L"), SIGNATURE_SIDE).tobytes()
+
+
+def crop_keys(gray) -> tuple[int, ...]:
+    """The pHashes of a Pillow "L" image cut to CROP_KEEP of each side at CROP_ANCHORS."""
+    import imagehash
+
+    w, h = gray.size
+    cw, ch = max(1, round(w * CROP_KEEP)), max(1, round(h * CROP_KEEP))
+    boxes = ((round(ax * (w - cw)), round(ay * (h - ch))) for ax, ay in CROP_ANCHORS)
+    return tuple(int(str(imagehash.phash(gray.crop((x, y, x + cw, y + ch)))), 16) for x, y in boxes)
 
 
 def trim_box(gray) -> tuple[int, int, int, int] | None:
@@ -247,10 +268,12 @@ def pack_signature(
     content: tuple[bytes, float] | None = None,
     trimmed: TrimmedContent | None = None,
     black: bytes | None = None,
+    crops: tuple[int, ...] = (),
 ) -> bytes:
     """``gray``: side*side bytes; ``cbcr``: the 8x8 Cb plane then the 8x8 Cr plane;
     ``content``: the content box's thumbnail (side*side bytes) and its area share;
-    ``trimmed``: the trimmed pHash and content box; ``black``: gray on black (side*side)."""
+    ``trimmed``: the trimmed pHash and content box; ``black``: gray on black (side*side);
+    ``crops``: the crop pHashes (``crop_keys``)."""
     if len(cbcr) != 2 * CHROMA_SIDE * CHROMA_SIDE:
         raise ValueError(f"chroma must be 2 x {CHROMA_SIDE}x{CHROMA_SIDE} bytes, got {len(cbcr)}")
     if math.isqrt(len(gray)) ** 2 != len(gray) or len(gray) < 16 * 16:
@@ -266,6 +289,8 @@ def pack_signature(
         flags = int(t.touches_x) | int(t.touches_y) << 1
         sides = (min(t.width, 65535), min(t.height, 65535))
         out += TRIM_MAGIC + struct.pack(TRIM_FORMAT, t.phash, *sides, flags)
+    if crops:
+        out += CROP_MAGIC + struct.pack(f"<{len(CROP_ANCHORS)}Q", *crops)
     if black is not None:
         out += BLACK_MAGIC + black
     return out
@@ -291,8 +316,10 @@ def _tagged_parts(sig: bytes, n: int) -> dict | None:
     """The optional parts after the fixed tail of a signature whose gray thumbnail has n
     bytes, or None when the bytes are not such parts, in order, to the end."""
     parts: dict = {}
-    at, last, order = n + TAIL_BYTES, -1, (CONTENT_MAGIC, TRIM_MAGIC, BLACK_MAGIC)
-    sizes = {CONTENT_MAGIC: 2 + n, TRIM_MAGIC: struct.calcsize(TRIM_FORMAT), BLACK_MAGIC: n}
+    at, last, order = n + TAIL_BYTES, -1, (CONTENT_MAGIC, TRIM_MAGIC, CROP_MAGIC, BLACK_MAGIC)
+    crops = f"<{len(CROP_ANCHORS)}Q"
+    sizes = {CONTENT_MAGIC: 2 + n, TRIM_MAGIC: struct.calcsize(TRIM_FORMAT),
+             CROP_MAGIC: struct.calcsize(crops), BLACK_MAGIC: n}  # fmt: skip
     while at < len(sig):
         tag = sig[at : at + 2]
         if tag not in order or order.index(tag) <= last or at + 2 + sizes[tag] > len(sig):
@@ -304,6 +331,8 @@ def _tagged_parts(sig: bytes, n: int) -> dict | None:
         elif tag == TRIM_MAGIC:
             phash, w, h, flags = struct.unpack_from(TRIM_FORMAT, sig, at)
             parts["trimmed"] = TrimmedContent(phash, w, h, flags & 1 == 1, flags & 2 == 2)
+        elif tag == CROP_MAGIC:
+            parts["crops"] = struct.unpack_from(crops, sig, at)
         else:
             parts["black"] = sig[at : at + n]
         at += sizes[tag]

@@ -25,7 +25,6 @@ from typing import Any
 import numpy as np
 
 from mindvl.data_engine.dedup.compare import PairVerifier, star_members
-from mindvl.data_engine.dedup.fingerprint import parse_signature
 from mindvl.data_engine.dedup.rule import NearRule
 
 STAGE = "dedup"
@@ -82,7 +81,6 @@ class Item:
     rep_label: str = ""  # the exact group's representative (its smallest label)
     same_pair: bool = False  # same pixels and text as the representative
     in_group: bool = False  # a representative whose exact group has other members
-    trim_phash: int = 0  # pHash of the trimmed picture, 0 unless near_ok and not ``phash``
 
     @property
     def is_rep(self) -> bool:
@@ -130,7 +128,6 @@ def view(row: dict[str, Any], exact: bool, rule: NearRule, match: Callable | Non
         and (not rule.verify or (len(sigs) == 1 and bool(sigs[0])))
     )
     sig = bytes.fromhex(sigs[0]) if near_ok and sigs and sigs[0] else b""
-    trim = parse_signature(sig).trim_phash if sig else None
     phash = int(phashes[0], 16) if near_ok else 0
     return Item(
         key=key,
@@ -141,7 +138,6 @@ def view(row: dict[str, Any], exact: bool, rule: NearRule, match: Callable | Non
         low=low and rule.enabled,
         phash=phash,
         sig=sig,
-        trim_phash=trim if near_ok and trim is not None and trim != phash else 0,
     )
 
 
@@ -194,10 +190,13 @@ def near_groups(edges: list[tuple[str, str]], sig_of: dict[str, bytes], rule: Ne
     members: dict[int, list[str]] = {}
     for i, root in enumerate(roots.tolist()):
         members.setdefault(root, []).append(str(nodes[i]))
-    verifier = PairVerifier(rule)
+    verifier, pairs = PairVerifier(rule), {}
+    for a, b in edges:
+        pairs.setdefault(a, set()).add(b)
+        pairs.setdefault(b, set()).add(a)
     out = {}
     for group in members.values():
-        stars = star_members(group, sig_of, verifier) if rule.verify else [group]
+        stars = star_members(group, sig_of, verifier, pairs) if rule.verify else [group]
         for star in stars:
             out.update((label, star[0]) for label in star)
     return out

@@ -39,11 +39,12 @@ def near_candidates(items: Sequence[Item], rule: NearRule, stats: DedupStats | N
     if len(nodes) < 2:
         return nodes, None
     scheme = scheme_for(rule, len(nodes))
-    keys, owner = candidate_keys([it.phash for it in nodes], [it.trim_phash for it in nodes])
+    phashes = [it.phash for it in nodes]
+    keys, owner, kind = candidate_keys(phashes, [it.sig for it in nodes])
     sigs = [nodes[i].sig for i in owner.tolist()]
     pairs = candidate_pairs(keys, scheme.max_hamming, scheme, crowding_for(rule, sigs))
-    phashes = [it.phash for it in nodes]
-    pairs.left, pairs.right, pairs.distance = image_pairs(pairs.left, pairs.right, owner, phashes)
+    found = image_pairs(pairs.left, pairs.right, owner, phashes, kind, keys, rule.crop_radius)
+    pairs.left, pairs.right, pairs.distance = found
     if stats is not None:
         stats.near_index = scheme.describe()
         stats.near_candidate_pairs = int(pairs.left.size)

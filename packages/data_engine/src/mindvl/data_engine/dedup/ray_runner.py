@@ -57,12 +57,12 @@ ITEMS = pa.schema(
     [("key", pa.string()), ("label", pa.string()), ("exact_key", pa.string()),
      ("pair_key", pa.string()), ("near_ok", pa.bool_()), ("low", pa.bool_()),
      ("phash", pa.uint64()), ("sig", pa.binary()), ("eval_hit", pa.int64()),
-     ("rep_label", pa.string()), ("same_pair", pa.bool_()), ("in_group", pa.bool_()),
-     ("trim_phash", pa.uint64())]
+     ("rep_label", pa.string()), ("same_pair", pa.bool_()), ("in_group", pa.bool_())]
 )  # fmt: skip
 BANDS = pa.schema(
     [("bkey", pa.int64()), ("label", pa.string()), ("phash", pa.uint64()), ("own", pa.uint64()),
-     ("detail", pa.uint64()), ("detail_kind", pa.int8()), ("size", pa.int64())]
+     ("detail", pa.uint64()), ("detail_kind", pa.int8()), ("size", pa.int64()),
+     ("kind", pa.int8())]
 )  # fmt: skip
 BUCKETS = pa.schema(
     [("a", pa.list_(pa.string())), ("b", pa.list_(pa.string())),
@@ -128,8 +128,9 @@ def _band_rows(table: pa.Table, scheme: BandScheme) -> pa.Table:
     """Each near-eligible representative once per band and candidate key, keyed by
     (band, value) (``candidates.candidate_keys``)."""
     table = _near_reps(table)
-    details = [detail_hash(sig) for sig in table.column("sig").to_pylist()]
-    keys, owner = candidate_keys(table["phash"].to_numpy(), table["trim_phash"].to_numpy())
+    sigs = table.column("sig").to_pylist()
+    details = [detail_hash(sig) for sig in sigs]
+    keys, owner, kind = candidate_keys(table["phash"].to_numpy(), sigs)
     idx = np.repeat(owner, scheme.n_bands)
     return pa.table(
         {"bkey": scheme.keys(keys).reshape(-1),
@@ -137,7 +138,8 @@ def _band_rows(table: pa.Table, scheme: BandScheme) -> pa.Table:
          "own": table.column("phash").take(idx),
          "detail": np.array([d[0] for d in details], dtype=np.uint64)[idx],
          "detail_kind": np.array([d[1] for d in details], dtype=np.int8)[idx],
-         "size": np.array([d[2] for d in details], dtype=np.int64)[idx]},
+         "size": np.array([d[2] for d in details], dtype=np.int64)[idx],
+         "kind": np.repeat(kind, scheme.n_bands)},
         schema=BANDS,
     )  # fmt: skip
 
@@ -151,7 +153,7 @@ def _bucket(table: pa.Table, scheme: BandScheme, rule: NearRule) -> pa.Table:
     labels = table.column("label").to_pylist()
     detail, kinds, sizes = (table.column(c).to_numpy() for c in ("detail", "detail_kind", "size"))
     crowding = crowding_for(rule, lambda at: (detail[at], kinds[at], sizes[at]))
-    h = table.column("phash").to_numpy()
+    h, kind = table.column("phash").to_numpy(), table.column("kind").to_numpy()
     found, crowded = bucket_pairs(h, np.arange(table.num_rows), band, scheme, crowding)
     names, owner = np.unique(np.array(labels, dtype=object), return_inverse=True)
     own = np.zeros(names.size, dtype=np.uint64)
@@ -159,7 +161,10 @@ def _bucket(table: pa.Table, scheme: BandScheme, rule: NearRule) -> pa.Table:
     pairs = [
         (*sorted((names[i], names[j])), d)
         for a, c, _ in found
-        for i, j, d in zip(*(x.tolist() for x in image_pairs(a, c, owner, own)), strict=True)
+        for i, j, d in zip(
+            *(x.tolist() for x in image_pairs(a, c, owner, own, kind, h, rule.crop_radius)),
+            strict=True,
+        )
     ]
     return pa.table({"a": [[p[0] for p in pairs]], "b": [[p[1] for p in pairs]],
                      "distance": [[p[2] for p in pairs]], "crowded": [crowded]}, schema=BUCKETS)  # fmt: skip

@@ -28,6 +28,10 @@ class NearRule:
     sampled_recall: float = 0.99
     crowded_bucket: int = 64  # m: a bucket with > m(m-1)/2 close pairs is crowded
     detail_max_hamming: int = 8  # in a crowded bucket pairs must be this close in detail
+    crop_key_max_hamming: int = 8  # a crop key (``fingerprint.crop_keys``) pairs this close
+    # a member of two survivors' pairs goes with the one whose gray p99 is lower by more
+    # than this (``compare.star_members``; less is the crop grid's resampling noise)
+    closer_margin: float = 0.05
     # gray thumbnails at the best crop: 99th percentile and largest |z difference|
     max_p99: float = 0.5
     max_peak: float = 1.0
@@ -79,6 +83,11 @@ class NearRule:
         """The pHash distance pairs are sought up to: pairs beyond ``crop_only_beyond`` are
         kept only when the comparison sees a crop's sizes, so without it the radius stops."""
         return self.max_hamming if self.verify else min(self.max_hamming, self.crop_only_beyond)
+
+    @property
+    def crop_radius(self) -> int:
+        """How close a crop key and another image's pHash must be (within the pair radius)."""
+        return min(self.pair_radius, self.crop_key_max_hamming)
 
 
 _SPEC_KEYS = (
