@@ -402,14 +402,15 @@ def candidate_keys(phashes, sigs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def image_pairs(
-    a, c, owner, phashes, kind, keys, crop_radius: int
+    a, c, owner, phashes, kind, keys, crop_radius: int, radius: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pairs of keys ``a[p]``, ``c[p]`` (``candidate_keys``) as pairs of their images
     (``owner``: the image of each key; smaller index first) with the images' own pHash
     distance, which the rule judges (a pair found by a trimmed or crop key and far in the
     pHash must have the sizes of a crop); a key paired with another key of its image left
-    out, and a crop key (``kind``) paired with anything but another image's own pHash or
-    further from it than ``crop_radius`` (``keys``: the key of each index)."""
+    out, and a crop key (``kind``) paired with anything but another image's own pHash,
+    further from it than ``crop_radius`` (``keys``: the key of each index), or between
+    images whose own pHashes are within ``radius`` (the banding's: found by those)."""
     kind, keys = np.asarray(kind), np.asarray(keys, dtype=np.uint64)
     ka, kc = kind[a], kind[c]
     crop = (ka == KEY_CROP) | (kc == KEY_CROP)
@@ -417,10 +418,9 @@ def image_pairs(
         ((ka == KEY_OWN) | (kc == KEY_OWN)) & (hamming(keys[a], keys[c]) <= crop_radius)
     )
     a, c = np.asarray(owner)[a], np.asarray(owner)[c]
-    keep &= a != c
-    a, c = a[keep], c[keep]
-    phashes = np.asarray(phashes, dtype=np.uint64)
-    return np.minimum(a, c), np.maximum(a, c), hamming(phashes[a], phashes[c])
+    d = hamming(np.asarray(phashes, dtype=np.uint64)[a], np.asarray(phashes, dtype=np.uint64)[c])
+    keep &= (a != c) & (~crop | (d > radius))
+    return np.minimum(a, c)[keep], np.maximum(a, c)[keep], d[keep]
 
 
 def candidate_pairs(

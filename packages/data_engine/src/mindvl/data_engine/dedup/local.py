@@ -43,7 +43,9 @@ def near_candidates(items: Sequence[Item], rule: NearRule, stats: DedupStats | N
     keys, owner, kind = candidate_keys(phashes, [it.sig for it in nodes])
     sigs = [nodes[i].sig for i in owner.tolist()]
     pairs = candidate_pairs(keys, scheme.max_hamming, scheme, crowding_for(rule, sigs))
-    found = image_pairs(pairs.left, pairs.right, owner, phashes, kind, keys, rule.crop_radius)
+    found = image_pairs(
+        pairs.left, pairs.right, owner, phashes, kind, keys, rule.crop_radius, scheme.max_hamming
+    )
     pairs.left, pairs.right, pairs.distance = found
     if stats is not None:
         stats.near_index = scheme.describe()

@@ -162,7 +162,12 @@ def _bucket(table: pa.Table, scheme: BandScheme, rule: NearRule) -> pa.Table:
         (*sorted((names[i], names[j])), d)
         for a, c, _ in found
         for i, j, d in zip(
-            *(x.tolist() for x in image_pairs(a, c, owner, own, kind, h, rule.crop_radius)),
+            *(
+                x.tolist()
+                for x in image_pairs(
+                    a, c, owner, own, kind, h, rule.crop_radius, scheme.max_hamming
+                )
+            ),
             strict=True,
         )
     ]
