@@ -158,19 +158,11 @@ def _bucket(table: pa.Table, scheme: BandScheme, rule: NearRule) -> pa.Table:
     names, owner = np.unique(np.array(labels, dtype=object), return_inverse=True)
     own = np.zeros(names.size, dtype=np.uint64)
     own[owner] = table.column("own").to_numpy()
-    pairs = [
-        (*sorted((names[i], names[j])), d)
-        for a, c, _ in found
-        for i, j, d in zip(
-            *(
-                x.tolist()
-                for x in image_pairs(
-                    a, c, owner, own, kind, h, rule.crop_radius, scheme.max_hamming
-                )
-            ),
-            strict=True,
-        )
-    ]
+    pairs = []
+    for a, c, _ in found:
+        got = image_pairs(a, c, owner, own, kind, h, rule.crop_radius, scheme.max_hamming)
+        i, j, d = (x.tolist() for x in got)
+        pairs += [(*sorted((names[x], names[y])), z) for x, y, z in zip(i, j, d, strict=True)]
     return pa.table({"a": [[p[0] for p in pairs]], "b": [[p[1] for p in pairs]],
                      "distance": [[p[2] for p in pairs]], "crowded": [crowded]}, schema=BUCKETS)  # fmt: skip
 
