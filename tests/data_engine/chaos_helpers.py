@@ -139,6 +139,25 @@ def alive(pid: int) -> bool:
     return stat.rsplit(b")", 1)[1].split()[0] != b"Z"
 
 
+def watch(proc: subprocess.Popen, ray_tmp: Path, until, timeout: float) -> set[int]:
+    """Poll until ``until()`` holds, ``proc`` ends or ``timeout`` passes; returns every
+    process of that build seen meanwhile (its descendants and anything naming its Ray temp
+    dir: workers are retitled ``ray::`` and name neither)."""
+    seen: set[int] = set()
+    end = time.monotonic() + timeout
+    while proc.poll() is None and time.monotonic() < end and not until():
+        seen |= descendants(proc.pid) | mentioning(str(ray_tmp))
+        time.sleep(0.2)
+    return seen | descendants(proc.pid) | mentioning(str(ray_tmp))
+
+
+def assert_gone(pids: set[int], within: float = 10) -> None:
+    """Every one of ``pids`` has exited (or is a zombie) within ``within`` seconds."""
+    assert wait_for(lambda: not [p for p in pids if alive(p)], within), [
+        cmdline(p)[:120] for p in pids if alive(p)
+    ]
+
+
 def wait_for(predicate, timeout: float, step: float = 0.2) -> bool:
     end = time.monotonic() + timeout
     while time.monotonic() < end:

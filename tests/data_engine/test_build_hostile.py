@@ -1,6 +1,7 @@
-"""Hostile input through a real build: repeated ids, control characters, decomposed
-Unicode, empty answers and links end as counted drops or cleaned text, never a crash; a
-dir holding another build is refused; ``manifest verify`` sees any unlisted tar."""
+"""Hostile input through a real build on a real local Ray: repeated ids, control
+characters, decomposed Unicode, empty answers and links end as counted drops or cleaned
+text, never a crash; a dir holding another build is refused; ``manifest verify`` sees any
+unlisted tar."""
 
 from __future__ import annotations
 
@@ -11,20 +12,30 @@ import unicodedata
 
 import pyarrow.parquet as pq
 import pytest
-from chaos_helpers import make_kit, run_build
+from chaos_helpers import run_build as build_subprocess
 from click.testing import CliRunner
 from hostile_corpus import make_hostile
 
 from mindvl.common.cli import cli
+from mindvl.common.recipe import recipe_from_text
+from mindvl.common.tokenizer_train import train_bpe_tokenizer
+from mindvl.data_engine.pipeline.run import claim_build_dir, prepare, recipe_record, run_build
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
+def built(tmp_path_factory, ray_local):
+    """The hostile corpus built as ``mindvl data build`` builds it (claim the out dir, then
+    run), on the folder's local Ray (the CLI's own Ray start is the chaos test's)."""
     root = tmp_path_factory.mktemp("hostile")
-    make_kit(root)  # for its tokenizer
+    train_bpe_tokenizer(
+        ["a red square on white", "a purple hexagon on grass"] * 20, 300, root / "tok"
+    )
     recipe = make_hostile(root, root / "tok")
-    proc = run_build(recipe, root / "out", root / "ray")
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = recipe.read_text()
+    spec, record = recipe_from_text(text), recipe_record(text, {})
+    plan = prepare(spec, str(recipe))
+    claim_build_dir(root / "out", record)
+    run_build(spec, record, root / "out", source=str(recipe), plan=plan, echo=lambda _: None)
     return root, recipe
 
 
@@ -85,7 +96,7 @@ def test_another_build_is_refused_and_foreign_tars_fail_verify(built, tmp_path):
     out = root / "out"
     other = tmp_path / "other.yaml"
     other.write_text(recipe.read_text().replace("seed: 1", "seed: 2"))
-    proc = run_build(other, out, tmp_path / "r")  # refused before Ray starts
+    proc = build_subprocess(other, out, tmp_path / "r")  # refused before Ray starts
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "holds another build (recipe digest" in lines[0]

@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 import pytest
-from test_engine_build import ray_local  # noqa: F401 - the module's local Ray
 
 from mindvl.common.progress import choose_mode, duration, eta
 from mindvl.common.recipe import recipe_from_text

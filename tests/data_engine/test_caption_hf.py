@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -127,32 +124,14 @@ def test_a_corrupt_image_costs_only_its_own_caption(
     assert all(PROVENANCE_META in c.meta for i, c in enumerate(cands) if i != 2)
 
 
-@pytest.fixture(scope="module")
-def ray_cluster():
-    # workers run this interpreter: keep Ray's `uv run` hook from re-packaging the checkout
-    os.environ["RAY_ENABLE_UV_RUN_RUNTIME_ENV"] = "0"
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    ray = pytest.importorskip("ray")
-    from ray._private import ray_constants
-    from ray.data import DataContext
-
-    ray_constants.RAY_ENABLE_UV_RUN_RUNTIME_ENV = False
-    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
-    ray.init(num_cpus=2, include_dashboard=False, _temp_dir=temp, log_to_driver=False)
-    DataContext.get_current().enable_progress_bars = False
-    yield ray
-    ray.shutdown()
-    shutil.rmtree(temp, ignore_errors=True)
-
-
 def cache_lines(work: Path) -> int:
     return sum(len(p.read_text().splitlines()) for p in (work / CACHE_DIR).glob("part-*.jsonl"))
 
 
 def test_ray_actor_pool_end_to_end(
-    ray_cluster, backend: HFCaptionBackend, model_dir: Path, tmp_path: Path
+    ray_local, backend: HFCaptionBackend, model_dir: Path, tmp_path: Path
 ) -> None:
-    ray = ray_cluster
+    ray = ray_local
     work = tmp_path / "work"
     expected = candidates()
     CaptionRunner(spec(model_dir), backend).run(expected)  # in process, no cache

@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from mindvl.common.recipe import DedupSpec
-from mindvl.data_engine.dedup import dedup_candidates, dedup_rows
+from mindvl.data_engine.dedup import dedup_rows
 from mindvl.data_engine.dedup.fingerprint import pack_signature, parse_signature
 from mindvl.data_engine.ops.image_decode import ImageDecode, eval_hashes_from_images
 from mindvl.data_engine.record import Candidate
@@ -61,8 +61,18 @@ def cand(key: str, data: bytes, text: str, quality: float | None = None) -> Cand
     return c
 
 
-def outcome(cands: list[Candidate]) -> dict[str, tuple]:
-    return {c.key: (c.drop_op, c.drop_reason, c.meta.get("dup_survivor")) for c in cands}
+def dedup(cands: list[Candidate], spec: DedupSpec, evals=None):
+    """The candidates' rows after ``dedup_rows``, by key, and the stats."""
+    rows, stats = dedup_rows([c.to_row() for c in cands], spec, evals)
+    return {r["key"]: r for r in rows}, stats
+
+
+def outcome(rows: dict[str, dict]) -> dict[str, tuple]:
+    """(drop op, drop reason, survivor) by key."""
+    return {
+        k: (r["drop_op"], r["drop_reason"], json.loads(r["meta"]).get("dup_survivor"))
+        for k, r in rows.items()
+    }
 
 
 def test_exact_pixels_pairs_and_near_copies() -> None:
@@ -75,8 +85,8 @@ def test_exact_pixels_pairs_and_near_copies() -> None:
         cand("b", encode(photo(2)), "b"),
         cand("c", encode(photo(3)), "c"),
     ]
-    stats = dedup_candidates(cands, DedupSpec())
-    out = outcome(cands)
+    rows, stats = dedup(cands, DedupSpec())
+    out = outcome(rows)
     # equal pixels and size: the smaller sha256(key) survives
     survivor = min(("a", "a_png9", "a_text"), key=lambda k: hashlib.sha256(k.encode()).hexdigest())
     text = {"a": "red", "a_png9": "red", "a_text": "other"}
@@ -88,8 +98,8 @@ def test_exact_pixels_pairs_and_near_copies() -> None:
             assert out[k] == ("exact_dedup", reason, survivor)
     assert out["a_small"] == ("near_dedup", "near_duplicate", survivor)
     assert out["b"] == out["c"] == (None, None, None)
-    assert "dup_group" not in cands[4].meta
-    groups = {c.meta["dup_group"] for c in cands[:4]}
+    assert "dup_group" not in json.loads(rows["b"]["meta"])
+    groups = {json.loads(rows[c.key]["meta"])["dup_group"] for c in cands[:4]}
     assert len(groups) == 1
     assert (stats.exact_groups, stats.exact_dropped) == (1, 2)
     assert (stats.near_groups, stats.near_dropped) == (1, 1)
@@ -104,8 +114,8 @@ def test_exact_off_keeps_same_image_with_other_text() -> None:
         cand("a_other", encode(a, compress_level=1), "two"),
     ]
     spec = DedupSpec.model_validate({"exact": False, "near": {"enabled": False}})
-    stats = dedup_candidates(cands, spec)
-    out = outcome(cands)
+    rows, stats = dedup(cands, spec)
+    out = outcome(rows)
     assert out["a_other"][0] is None
     assert [out["a"][0], out["a_same"][0]].count("exact_dedup") == 1
     assert stats.exact_dropped == 1
@@ -118,8 +128,7 @@ def test_higher_resolution_then_quality_survives() -> None:
         cand("big", encode(a, "JPEG", quality=60), "x", quality=0.1),
         cand("same_lo", encode(a.resize((140, 140)), "WEBP", quality=90), "y", quality=0.2),
     ]
-    dedup_candidates(cands, DedupSpec())
-    out = outcome(cands)
+    out = outcome(dedup(cands, DedupSpec())[0])
     assert out["big"][0] is None
     assert out["small"][2] == out["same_lo"][2] == "big"
 
@@ -130,8 +139,8 @@ def test_low_information_images_get_exact_dedup_only() -> None:
     cands.append(cand("d0_copy", encode(docs[0], compress_level=9), "page 0"))
     unguarded = [cand(c.key, encode(docs[int(c.key[1:3].rstrip("_"))]), c.caption) for c in cands]
     spec = DedupSpec.model_validate({"near": {"min_information": 0.05}})
-    stats = dedup_candidates(cands, spec)
-    out = outcome(cands)
+    rows, stats = dedup(cands, spec)
+    out = outcome(rows)
     dropped = [k for k, v in out.items() if v[0]]
     assert dropped == ["d0_copy"] or dropped == ["d0"]
     assert stats.low_information_exact_only == 12
@@ -140,14 +149,14 @@ def test_low_information_images_get_exact_dedup_only() -> None:
     # (their content boxes differ), while the whole-page thumbnails alone would let some
     # of them collapse (flat at 48x48)
     loose_spec = DedupSpec.model_validate({"near": {"max_hamming": 10}})
-    loose = dedup_candidates(unguarded, loose_spec)
+    _, loose = dedup(unguarded, loose_spec)
     assert loose.near_candidate_pairs > 10 and loose.near_dropped == 0
     gray_only = [cand(c.key, encode(docs[int(c.key[1:3].rstrip("_"))]), c.caption) for c in cands]
     for c in gray_only:
         p = parse_signature(bytes.fromhex(c.images[0].signature))
         chroma = p.chroma.astype(np.uint8).tobytes()
         c.images[0].signature = pack_signature(p.gray, *p.size, chroma).hex()  # no content box
-    assert dedup_candidates(gray_only, loose_spec).near_dropped > 0
+    assert dedup(gray_only, loose_spec)[1].near_dropped > 0
 
 
 def test_transparent_icons_are_flattened_not_merged() -> None:
@@ -155,8 +164,7 @@ def test_transparent_icons_are_flattened_not_merged() -> None:
     cands = [cand(s, encode(icon(s)), s) for s in shapes]
     flat = Image.alpha_composite(Image.new("RGBA", (96, 96), "white"), icon("circle"))
     cands.append(cand("circle_jpg", encode(flat.convert("RGB"), "JPEG", quality=85), "circle"))
-    dedup_candidates(cands, DedupSpec())
-    out = outcome(cands)
+    out = outcome(dedup(cands, DedupSpec())[0])
     dropped = [k for k, v in out.items() if v[0]]
     assert dropped in (["circle"], ["circle_jpg"])  # same size: sha256(key) decides
     assert out[dropped[0]][2] == ({"circle", "circle_jpg"} - set(dropped)).pop()
@@ -192,11 +200,11 @@ def test_decontamination_and_already_dropped_rows() -> None:
     cands[3].drop("filter", "blur", "too_blurry")  # dropped before dedup: untouched
     before = cands[3].to_row()
     spec = DedupSpec.model_validate({"decontaminate": ["evalset"]})
-    stats = dedup_candidates(cands, spec, evals)
-    out = outcome(cands)
+    rows, stats = dedup(cands, spec, evals)
+    out = outcome(rows)
     assert out["leak"][:2] == out["leak_exact"][:2] == ("decontaminate", "eval_image")
     assert out["clean"] == (None, None, None)
-    assert cands[3].to_row() == before
+    assert rows["clean_copy"] == before
     assert stats.decontaminated == 2
     assert stats.exact_dropped == stats.near_dropped == 0
-    assert json.loads(cands[0].to_row()["meta"])["dup_group"] == "eval-0"
+    assert json.loads(rows["leak"]["meta"])["dup_group"] == "eval-0"

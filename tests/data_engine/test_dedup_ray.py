@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import io
-import os
 import random
-import shutil
-import tempfile
 
 import numpy as np
 import pyarrow as pa
@@ -21,21 +18,8 @@ from mindvl.data_engine.record import Candidate
 
 
 @pytest.fixture(scope="module")
-def ray_session():
-    ray = pytest.importorskip("ray")
-    from ray.data import DataContext
-    from ray.data.context import ShuffleStrategy
-
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
-    ray.init(num_cpus=2, include_dashboard=False, _temp_dir=tmp, log_to_driver=False)
-    ctx = DataContext.get_current()
-    ctx.enable_progress_bars = False
-    # task-based sort shuffle: no long-lived aggregator actors holding the 2 test CPUs
-    ctx.shuffle_strategy = ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
-    yield ray
-    ray.shutdown()
-    shutil.rmtree(tmp, ignore_errors=True)
+def ray_session(ray_local):
+    return ray_local  # the folder's one local Ray (conftest.py)
 
 
 def encode(img: Image.Image, fmt: str = "PNG", **kw) -> bytes:

@@ -7,7 +7,6 @@ import hashlib
 import io
 import os
 import tarfile
-import tempfile
 import threading
 from collections import Counter
 from pathlib import Path
@@ -26,23 +25,6 @@ from mindvl.data_engine.pipeline.run import (
 )
 
 FORMATS = {"caption": "llava", "ocr": "webdataset", "grounding": "parquet", "chart": "folder"}
-
-
-@pytest.fixture(scope="module")
-def ray_local():
-    import shutil
-
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    os.environ.setdefault("RAY_raylet_start_wait_time_s", "180")  # a loaded 2-core machine
-    from mindvl.data_engine.pipeline.ray_session import init_ray
-
-    tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
-    init_ray(None, num_cpus=2, temp_dir=tmp)
-    import ray
-
-    yield ray
-    ray.shutdown()
-    shutil.rmtree(tmp, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,8 @@
-"""scripts/ray-head.sh: a head of its own runs a `uv run` job without VIRTUAL_ENV warnings
-and stops completely, by its PID, leaving every other Ray on the machine alone."""
+"""A data build submitted as a Ray job, the README's way: scripts/ray-head.sh starts a head
+of its own, ``ray job submit --working-dir . -- uv run mindvl data build ...`` runs the whole
+build inside the job (its Ray work on the head, without VIRTUAL_ENV warnings), and the
+script stops the head completely, by its PID, leaving every other Ray on the machine
+alone."""
 
 from __future__ import annotations
 
@@ -9,13 +12,18 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
+
+from mindvl.common.tokenizer_train import train_bpe_tokenizer
+from mindvl.data_engine.synth.kit import generate_corpus
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "ray-head.sh"
-JOB = (
-    "import ray; ray.init(); f = ray.remote(lambda i: i * i);"
-    " print('RESULT', sum(ray.get([f.remote(i) for i in range(4)])))"
+RECIPE = (
+    "name: job\nstage: s1\ntokenizer: ${root}/tok\n"
+    "sources:\n  - {name: wds, path: '${root}/c/*/*.tar', format: webdataset, category: caption}\n"
+    "dedup: {exact: false, near: {enabled: false}}\n"
 )
 
 
@@ -31,16 +39,19 @@ def processes_mentioning(text: str) -> list[int]:
 
 
 @pytest.mark.slow
-def test_own_head_runs_a_uv_job_quietly_and_stops_completely():
+def test_build_runs_as_a_uv_job_on_its_own_head_which_stops_completely(tmp_path):
     if shutil.which("uv") is None:
         pytest.skip("uv not on PATH")
+    generate_corpus(tmp_path / "c", 8, "webdataset", faults=0.5, seed=5, max_side=96)
+    train_bpe_tokenizer(["a small picture"] * 10, 280, tmp_path / "tok")
+    (tmp_path / "r.yaml").write_text(RECIPE)
+    out = tmp_path / "out"
     head = Path(tempfile.mkdtemp(prefix="rh", dir="/tmp"))  # short: Ray's socket paths
-    env_lines = []
     try:
         started = subprocess.run(
             [str(SCRIPT), "start", str(head), "37"],
             capture_output=True, text=True, timeout=300,
-            env={**_env(), "RAY_HEAD_ARGS": "--num-cpus 1"},
+            env={**_env(), "RAY_HEAD_ARGS": "--num-cpus 2"},
         )  # fmt: skip
         assert started.returncode == 0, started.stderr
         env_lines = [line.split(" ", 1)[1] for line in started.stdout.splitlines()]
@@ -48,12 +59,13 @@ def test_own_head_runs_a_uv_job_quietly_and_stops_completely():
         assert job_env["RAY_ADDRESS"] == "http://127.0.0.1:8302"
         job = subprocess.run(
             ["uv", "run", "--no-sync", "ray", "job", "submit", "--working-dir", ".", "--",
-             "uv", "run", "python", "-c", JOB],
+             "uv", "run", "mindvl", "data", "build", str(tmp_path / "r.yaml"), "--out", str(out),
+             "--var", f"root={tmp_path}", "--progress-every", "1"],
             cwd=ROOT, capture_output=True, text=True, timeout=400, env={**_env(), **job_env},
         )  # fmt: skip
         log = job.stdout + job.stderr
-        assert job.returncode == 0, log[-2000:]
-        assert "RESULT 14" in log
+        assert job.returncode == 0, log[-3000:]
+        assert "[build] wds: input" in log and "units 4/4" in log
         assert "VIRTUAL_ENV" not in log
         assert processes_mentioning(str(head))
     finally:
@@ -64,6 +76,11 @@ def test_own_head_runs_a_uv_job_quietly_and_stops_completely():
     assert stopped.stdout.startswith("unset RAY_ADDRESS")
     assert processes_mentioning(str(head)) == []
     shutil.rmtree(head, ignore_errors=True)
+    # every sample of the corpus is kept or rejected, and mixing ran inside the job too
+    kept = pq.read_table(out / "_work" / "kept")
+    rejects = pq.read_table(out / "rejects.parquet")
+    assert len(kept) + len(rejects) == len(pq.read_table(tmp_path / "c" / "truth.parquet"))
+    assert (out / "manifest.json").is_file()
 
 
 def _env() -> dict[str, str]:

@@ -7,6 +7,7 @@ import gc
 import json
 import os
 import socket
+from pathlib import Path
 
 import pytest
 import torch
@@ -101,6 +102,33 @@ def assert_resumes(reference: dict, rows, one_dir, other_dir, keys) -> None:
         assert_same_weights(one_dir, other_dir)
 
 
+def log_materialisations(monkeypatch, log: Path) -> None:
+    """From now on every distributed rank (forked ranks inherit the patch) appends a line
+    to ``log`` for each ``Module.to_empty``, the meta path giving a model storage: its
+    rank, the parameter elements it gives storage to and those of the full shapes."""
+    real = torch.nn.Module.to_empty
+
+    def to_empty(self, *args, **kwargs):
+        if torch.distributed.is_initialized():
+            params = list(self.parameters())
+            local = sum((p.to_local() if hasattr(p, "to_local") else p).numel() for p in params)
+            full = sum(p.numel() for p in params)
+            with open(log, "a") as f:
+                f.write(f"{torch.distributed.get_rank()} {local} {full}\n")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.Module, "to_empty", to_empty)
+
+
+def assert_only_shards_materialised(log: Path, world: int) -> None:
+    """Every rank took the meta path (gave its model storage) and never gave storage to a
+    whole model: each time, fewer parameter elements than the full shapes hold."""
+    rows = [tuple(map(int, line.split())) for line in log.read_text().splitlines()]
+    assert {rank for rank, _, _ in rows} == set(range(world))
+    for rank, local, full in rows:
+        assert local < full, f"rank {rank} gave storage to {local} of {full} parameter elements"
+
+
 def tiny_stage(tmp_path_factory, name: str, n_samples=48, n_shards=4, **fields) -> StageConfig:
     """A 3-step fp32 CPU stage on tiny synthetic shards written for it; ``fields``
     override the defaults (``streams`` goes into ``data``)."""
@@ -126,7 +154,6 @@ def _blocked_rank_main(rank, world, cfg_json, out, port, step) -> None:
     """A rank whose checkpoint save of ``step`` stops for good just before its RNG file
     (every shard and the trainer state already written to ``step-N.tmp``)."""
     import time
-    from pathlib import Path
 
     import mindvl.trainer.checkpoint as ckpt
 

@@ -77,3 +77,12 @@ def test_missing_compiler_is_one_line(monkeypatch):
     monkeypatch.setattr("shutil.which", lambda name: None)
     with pytest.raises(RuntimeError, match="needs a C.. compiler for inductor on CPU"):
         check_compiler(torch.device("cpu"))
+
+
+def test_missing_compiler_is_caught_while_the_model_is_on_meta(monkeypatch):
+    """The trainer compiles before the model gets storage: the run's device decides."""
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    with torch.device("meta"):
+        model = torch.nn.Linear(2, 2)
+    with pytest.raises(RuntimeError, match="needs a C.. compiler for inductor on CPU"):
+        compile_blocks(model, device=torch.device("cpu"))

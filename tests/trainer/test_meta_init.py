@@ -1,6 +1,6 @@
 """Meta-device build and per-rank materialisation: the random init depends on the seed only
-(not on the layout), and each rank loads exactly its slices of a model dir (FSDP2, and
-FSDP2 with expert parallelism)."""
+(not on the layout), and each rank loads exactly its slices of a model dir (FSDP2, FSDP2
+with expert parallelism, TP=2, and EP=2 x TP=2 with FSDP2), giving storage only to them."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import os
 import pytest
 import torch
 import torch.multiprocessing as mp
-from dist_helpers import free_port
+from dist_helpers import assert_only_shards_materialised, free_port, log_materialisations
 
 from mindvl.common.errors import UserError
 from mindvl.trainer.device.materialize import build_on_meta, materialise
@@ -48,7 +48,7 @@ def test_random_init_is_seeded_and_loading_is_exact(tmp_path):
         _init(other.model_copy(update={"projector_hidden": 40}), weights=tmp_path / "m")
 
 
-def _rank(rank: int, port: int, llm: str, ep: int, tp: int, src: str, out: str) -> None:
+def _rank(rank: int, world: int, port: int, llm: str, ep: int, tp: int, src: str, out: str):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     import torch.distributed as dist
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
@@ -58,9 +58,9 @@ def _rank(rank: int, port: int, llm: str, ep: int, tp: int, src: str, out: str) 
     from mindvl.trainer.stage_config import ParallelSpec
 
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=2)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
     cfg = tiny_config(100, 5, llm_type=llm)
-    dims = resolve(ParallelSpec(ep=ep, tp=tp), None, 2)
+    dims = resolve(ParallelSpec(ep=ep, tp=tp), None, world)
     mesh = build_mesh("cpu", dims)
     for name, weights in (("loaded", src), ("random", None)):
 
@@ -72,12 +72,13 @@ def _rank(rank: int, port: int, llm: str, ep: int, tp: int, src: str, out: str) 
         assert sum(local) < sum(p.numel() for p in model.parameters())  # only its shards
         opts = StateDictOptions(full_state_dict=True, cpu_offload=ep == 1)  # EP: every rank
         full = get_model_state_dict(model, options=opts)
-        if ep > 1:  # expert slices: join them to compare with the full tensors
+        if ep > 1:  # expert slices: join them over ep to compare with the full tensors
             from mindvl.trainer.device.expert_parallel import expert_parameter_names
 
+            group, first = mesh["ep"].get_group(), mesh["ep"].get_local_rank() == 0
             for key in expert_parameter_names(model):
-                parts = [torch.empty_like(full[key]) for _ in range(2)] if rank == 0 else None
-                dist.gather(full[key].contiguous(), parts, dst=0)
+                parts = [torch.empty_like(full[key]) for _ in range(ep)] if first else None
+                dist.gather(full[key].contiguous(), parts, group=group, group_dst=0)
                 if rank == 0:
                     full[key] = torch.cat(parts)
         if rank == 0:
@@ -86,19 +87,25 @@ def _rank(rank: int, port: int, llm: str, ep: int, tp: int, src: str, out: str) 
 
 
 @pytest.mark.parametrize(
-    ("llm", "ep", "tp"), [("qwen3", 1, 1), ("qwen3_moe", 2, 1), ("qwen3", 1, 2)]
+    ("llm", "world", "ep", "tp"),
+    [("qwen3", 2, 1, 1), ("qwen3_moe", 2, 2, 1), ("qwen3", 2, 1, 2), ("qwen3_moe", 4, 2, 2)],
 )
-def test_two_ranks_load_their_slices_and_init_like_one_process(tmp_path, llm, ep, tp):
-    """FSDP2 over 2 ranks (dense, EP=2) and TP=2: each rank holds only its pieces, and they
-    are the model dir's / the 1-process init's."""
+def test_ranks_load_their_slices_and_init_like_one_process(
+    tmp_path, monkeypatch, llm, world, ep, tp
+):
+    """FSDP2 over 2 ranks (dense, EP=2), TP=2 and EP=2 x TP=2 (4 ranks: FSDP2 x TP 2-D
+    DTensors, expert slices): each rank gives storage only to its pieces, and they are the
+    model dir's / the 1-process init's."""
     cfg = tiny_config(100, 5, llm_type=llm)
     plain = MindVL.from_config(cfg)
     plain.save_pretrained(tmp_path / "m")
     gc.collect()  # see dist_helpers.spawn
+    log_materialisations(monkeypatch, tmp_path / "to_empty.log")
     mp.start_processes(
-        _rank, args=(free_port(), llm, ep, tp, str(tmp_path / "m"), str(tmp_path)), nprocs=2,
-        start_method="spawn" if torch.cuda.is_available() else "fork",
+        _rank, args=(world, free_port(), llm, ep, tp, str(tmp_path / "m"), str(tmp_path)),
+        nprocs=world, start_method="spawn" if torch.cuda.is_available() else "fork",
     )  # fmt: skip
+    assert_only_shards_materialised(tmp_path / "to_empty.log", world)
     single = _init(cfg).state_dict()
     for name, ref in (("loaded", plain.state_dict()), ("random", single)):
         got = torch.load(tmp_path / f"{name}.pt", weights_only=True)

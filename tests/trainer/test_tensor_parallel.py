@@ -1,8 +1,9 @@
 """Tensor + sequence parallelism on gloo: TP=2 (2 ranks) and FSDP=2 x TP=2 (4 ranks; also
 EP=2 x TP=2 and HSDP x TP=2) train like one process (fp32, 3 steps: losses, grad norms
-with clipping, final weights) for a dense and a MoE tiny model and resume exactly; one
-backward under TP=2 gives every parameter's 1-process gradient and global norm (Qwen3,
-Qwen2, DeepSeek-V3 MLA + MoE); layouts TP cannot take fail in one line."""
+with clipping, final weights) for a dense and a MoE tiny model, starting from the meta
+path's seeded init with no rank ever giving storage to the whole model, and resume
+exactly; one backward under TP=2 gives every parameter's 1-process gradient and global
+norm (Qwen3, Qwen2, DeepSeek-V3 MLA + MoE); layouts TP cannot take fail in one line."""
 
 from __future__ import annotations
 
@@ -14,7 +15,14 @@ import shutil
 import pytest
 import torch
 import torch.multiprocessing as mp
-from dist_helpers import assert_same_run, free_port, spawn, tiny_stage
+from dist_helpers import (
+    assert_only_shards_materialised,
+    assert_same_run,
+    free_port,
+    log_materialisations,
+    spawn,
+    tiny_stage,
+)
 
 from mindvl.common.errors import UserError
 from mindvl.trainer.device.mesh import ParallelDims, build_mesh, model_facts, resolve
@@ -54,13 +62,18 @@ SELECTIVE = {"activation_checkpointing": "selective"}  # wrapped after TP, befor
     ],
     ids=["tp2-dense", "tp2-moe", "fsdp2xtp2-dense-ac", "fsdp2xtp2-moe", "ep2xtp2-moe", "hsdpxtp2"],
 )
-def test_tp_matches_one_process_and_resumes(tmp_path, base, model, parallel, world, knobs):
+def test_tp_matches_one_process_and_resumes(
+    tmp_path, monkeypatch, base, model, parallel, world, knobs
+):
     cfg = base.model_copy(update={"init": base.init.model_copy(update={"config": model})})
     single = run_stage(cfg, tmp_path / "one")
     tp = StageConfig.model_validate(
         {**cfg.model_dump(), "parallel": parallel, "checkpoint_every": 2, **knobs}
     )
+    log_materialisations(monkeypatch, tmp_path / "to_empty.log")
     rows = spawn(tp, tmp_path / "tp", world)
+    # built on meta and parallelised first: no rank ever held the whole model
+    assert_only_shards_materialised(tmp_path / "to_empty.log", world)
     moe = ("ce_loss", "aux_loss", "z_loss") if "aux_loss" in rows[0] else ()
     keys = ("loss", "grad_norm", *moe)
     assert_same_run(single, rows, tmp_path / "one", tmp_path / "tp", keys)

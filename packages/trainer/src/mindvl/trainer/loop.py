@@ -139,7 +139,7 @@ def _run(cfg: StageConfig, out: Path, resume: bool, config_text: str, rt: Runtim
         if cfg.compile:
             from mindvl.trainer.device.compile import compile_blocks
 
-            compile_blocks(module)
+            compile_blocks(module, device=rt.device)
 
     dims = resolve(cfg.parallel, cfg.distributed, rt.world)
     dims.check(model_facts(core))

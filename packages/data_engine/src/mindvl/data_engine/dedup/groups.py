@@ -1,9 +1,6 @@
-"""The steps of dedup around the comparison: each row's view, exact groups, near groups
-(components of accepted pairs split into stars), survivors and decisions.
-
-Every function here is plain Python over one row, one group or one list of pairs; the
-local path (``local.py``) and the Ray path (``ray_runner.py``) call the same functions and
-differ only in how rows reach them.
+"""The steps of dedup around the comparison, each plain Python over one row, one group or
+one list of pairs: each row's view, exact groups, near groups (components of accepted
+pairs split into stars), survivors and decisions.
 
 Survivor rule: more pixels (sum of width*height over the sample's images), then a higher
 quality score (``None`` ranks below any score), then the smaller sha256 of the key.
@@ -19,7 +16,7 @@ import json
 import math
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -146,16 +143,10 @@ def exact_group(items: list[Item]) -> list[Item]:
     items = sorted(items, key=lambda it: it.label)
     rep = items[0]
     return [
-        Item(
-            **{
-                **it.__dict__,
-                "rep_label": rep.label,
-                "same_pair": it.pair_key == rep.pair_key,
-                "in_group": i == 0 and len(items) > 1,
-            }
-        )  # fmt: skip
+        replace(it, rep_label=rep.label, same_pair=it.pair_key == rep.pair_key,
+                in_group=i == 0 and len(items) > 1)
         for i, it in enumerate(items)
-    ]
+    ]  # fmt: skip
 
 
 def components(n: int, left: np.ndarray, right: np.ndarray) -> np.ndarray:

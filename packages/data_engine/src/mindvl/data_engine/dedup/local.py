@@ -1,6 +1,5 @@
 """Dedup in one process: the steps of ``groups.py``, ``candidates.py`` and ``compare.py``
-called on lists (small builds, units, benchmarks). ``ray_runner.py`` calls the same steps
-distributed."""
+called on lists (units, benchmarks, the reference the Ray runner is tested against)."""
 
 from __future__ import annotations
 
@@ -29,7 +28,6 @@ from mindvl.data_engine.dedup.groups import (
     view,
 )
 from mindvl.data_engine.dedup.rule import NearRule
-from mindvl.data_engine.record import Candidate
 
 
 def near_candidates(items: Sequence[Item], rule: NearRule, stats: DedupStats | None = None):
@@ -103,20 +101,3 @@ def dedup_rows(
     """Dedup ``Candidate.to_row()`` dicts; the same rows in the same order out."""
     decisions, stats = plan_dedup(rows, spec, eval_sets)
     return [apply_decision(dict(r), decisions.get(r["key"])) for r in rows], stats
-
-
-def dedup_candidates(
-    candidates: Sequence[Candidate], spec: DedupSpec, eval_sets: Sequence | None = None
-) -> DedupStats:
-    """Dedup Candidates in place (drops + ``meta`` dup fields); returns the stats."""
-    decisions, stats = plan_dedup([c.to_row() for c in candidates], spec, eval_sets)
-    for c in candidates:
-        d = decisions.get(c.key)
-        if d is None:
-            continue
-        c.meta["dup_group"] = d.group
-        if d.op is not None:
-            if d.survivor is not None:
-                c.meta["dup_survivor"] = d.survivor
-            c.drop("dedup", d.op, d.reason or "")
-    return stats

@@ -1,19 +1,12 @@
-"""``dedup_dataset``: the dedup steps run with Ray Data. Only wiring lives here: every
-decision is made by the functions ``local.plan_dedup`` calls (``groups.view``,
-``groups.exact_group``, ``candidates.bucket_pairs``, ``compare.verify_pairs``,
-``groups.near_groups``, ``groups.decide``), so the two paths agree by construction.
+"""``dedup_dataset``: the dedup steps wired with Ray Data. Every decision is made by the
+functions ``local.plan_dedup`` calls, so the two paths agree by construction.
 
-1. view + exact: per row its view, grouped by ``exact_key`` (``groups.exact_group``);
-2. candidates: each near-eligible representative once per band (label, pHash, detail
-   hash, size: no signature), grouped by band key; one row per bucket with its pairs;
-3. compare: each pair with both signatures, from a broadcast of the exact rows while their
-   signatures take up to ``SIGNATURE_BROADCAST_BYTES``, beyond by two group-bys on the
-   pair's labels (a signature then travels once per pair it is in);
-4. near groups: the accepted pairs (labels and signatures) in one task;
-5. decisions: per exact row, with the near groups broadcast; then written onto the input
-   rows by a broadcast join on ``key`` (the image-carrying rows are never shuffled).
-
-The input is materialised once; rows already dropped pass through untouched.
+Shuffles: the exact step groups each row's view by ``exact_key``; banding groups one slim
+row per representative, band and candidate key (no signature) by band key; a candidate pair
+gets both signatures from a broadcast of the exact rows while these fit in
+``SIGNATURE_BROADCAST_BYTES``, beyond by two group-bys on its labels. Near groups are built
+in one task. The input is materialised once; decisions reach it by a broadcast join on
+``key``, so the image-carrying rows are never shuffled.
 """
 
 from __future__ import annotations
@@ -158,13 +151,14 @@ def _bucket(table: pa.Table, scheme: BandScheme, rule: NearRule) -> pa.Table:
     names, owner = np.unique(np.array(labels, dtype=object), return_inverse=True)
     own = np.zeros(names.size, dtype=np.uint64)
     own[owner] = table.column("own").to_numpy()
-    pairs = []
-    for a, c, _ in found:
-        got = image_pairs(a, c, owner, own, kind, h, rule.crop_radius, scheme.max_hamming)
-        i, j, d = (x.tolist() for x in got)
-        pairs += [(*sorted((names[x], names[y])), z) for x, y, z in zip(i, j, d, strict=True)]
-    return pa.table({"a": [[p[0] for p in pairs]], "b": [[p[1] for p in pairs]],
-                     "distance": [[p[2] for p in pairs]], "crowded": [crowded]}, schema=BUCKETS)  # fmt: skip
+    radii = rule.crop_radius, scheme.max_hamming
+    pairs = [image_pairs(a, c, owner, own, kind, h, *radii) for a, c, _ in found]
+    # image_pairs puts the smaller index first, and names are sorted: a < b
+    i, j, d = (
+        np.concatenate(col) for col in zip(*(pairs or [(np.zeros(0, int),) * 3]), strict=True)
+    )
+    return pa.table({"a": [names[i].tolist()], "b": [names[j].tolist()],
+                     "distance": [d.tolist()], "crowded": [crowded]}, schema=BUCKETS)  # fmt: skip
 
 
 def _bucket_counts(table: pa.Table) -> pa.Table:
@@ -172,8 +166,12 @@ def _bucket_counts(table: pa.Table) -> pa.Table:
     return pa.table({"pairs": [pairs], "crowded": [int(pc.sum(table["crowded"]).as_py() or 0)]})
 
 
-def _verified(a: list, b: list, distance, sigs: list[bytes], left, right, rule) -> pa.Table:
-    """The accepted pairs among (a[p], b[p]) with signatures sigs[left[p]], sigs[right[p]]."""
+def _verified(a: list[str], b: list[str], distance, sig_of: dict[str, bytes], rule) -> pa.Table:
+    """The pairs (a[p], b[p]) the rule accepts, with both signatures (``sig_of``: by label)."""
+    labels = sorted(set(a) | set(b))
+    at = {label: i for i, label in enumerate(labels)}
+    sigs = [sig_of[label] for label in labels]
+    left, right = [at[x] for x in a], [at[x] for x in b]
     ok = np.flatnonzero(verify_pairs(sigs, left, right, distance, rule)).tolist()
     return pa.table({"a": [a[p] for p in ok], "b": [b[p] for p in ok],
                      "sig_a": [sigs[left[p]] for p in ok], "sig_b": [sigs[right[p]] for p in ok]},
@@ -188,14 +186,8 @@ def _signature_index(table: pa.Table) -> dict[str, bytes]:
 def _verify_broadcast(table: pa.Table, refs: list[Any], rule: NearRule) -> pa.Table:
     """Bucket rows -> accepted pairs, signatures from the broadcast exact rows."""
     sig_of = _fetched(refs, ITEMS, _signature_index)
-    a = pc.list_flatten(table["a"]).to_pylist()
-    b = pc.list_flatten(table["b"]).to_pylist()
-    labels = sorted(set(a) | set(b))
-    at = {label: i for i, label in enumerate(labels)}
-    sigs = [sig_of[label] for label in labels]
-    left, right = [at[x] for x in a], [at[x] for x in b]
-    distance = pc.list_flatten(table["distance"]).to_numpy()
-    return _verified(a, b, distance, sigs, left, right, rule)
+    a, b, distance = (pc.list_flatten(table[c]) for c in ("a", "b", "distance"))
+    return _verified(a.to_pylist(), b.to_pylist(), distance.to_numpy(), sig_of, rule)
 
 
 def _pair_links(table: pa.Table) -> pa.Table:
@@ -229,11 +221,9 @@ def _verify_group(table: pa.Table, rule: NearRule) -> pa.Table:
     """One label's signature and its pairs (each with the other end's signature) ->
     the accepted pairs; this label's search terms are computed once."""
     sig, pairs = _split_links(table)
-    n = pairs.num_rows
-    sigs = [sig, *pairs["sig"].to_pylist()]
-    left, right = np.arange(1, n + 1), np.zeros(n, dtype=np.int64)
     a, b = pairs["other"].to_pylist(), pairs["key"].to_pylist()
-    return _verified(a, b, pairs["distance"].to_numpy(), sigs, left, right, rule)
+    sig_of = dict(zip(a, pairs["sig"].to_pylist(), strict=True)) | dict.fromkeys(b, sig)
+    return _verified(a, b, pairs["distance"].to_numpy(), sig_of, rule)
 
 
 def _accepted(exact, buckets, rule: NearRule, parts: int, signature_bytes: int):
@@ -304,8 +294,6 @@ def total(ds, fn) -> dict[str, int]:
 def dedup_dataset(ds, spec: DedupSpec, eval_sets: Sequence[Sequence[Any]] | None = None):
     """Global dedup of a Dataset of ``Candidate.to_row()`` rows -> (Dataset, DedupStats).
     ``eval_sets``: eval image fingerprints; required when ``spec.decontaminate`` is set."""
-    if not isinstance(eval_sets, (list, tuple)):
-        eval_sets = None  # e.g. the build's OpContext: it carries no eval fingerprints
     if spec.decontaminate and not eval_sets:
         raise ValueError("dedup.decontaminate names eval sets but no eval fingerprints were given")
     rule = NearRule.from_spec(spec.near)

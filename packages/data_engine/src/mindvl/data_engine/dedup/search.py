@@ -21,26 +21,27 @@ CROP_SCALES = (1.0, 1.04, 1.08, 1.12)
 CROP_ANCHORS = (0.0, 0.5, 1.0)
 FINE_SCALES = (1.0, 1.02, 1.04, 1.06, 1.08, 1.10, 1.12)
 FINE_ANCHORS = (0.0, 0.25, 0.5, 0.75, 1.0)
+# (scale, anchor) of each fine-grid operator, in order; s = 1 is not cropped: one anchor
+FINE_COMBOS = tuple((s, a) for s in FINE_SCALES for a in ((0.5,) if s == 1.0 else FINE_ANCHORS))
 BLUR_SIGMA_AT_32 = 0.7  # sub-pixel resampling of thin strokes does not count
 Z_EPS = 4.0  # added to the std: flat thumbnails stay flat instead of amplifying noise
 BORDER = 1  # edge pixels left out (clamped resampling there)
 
 
-def _axis_resamplers(n: int, scales: tuple, anchors: tuple) -> np.ndarray:
-    """(m, n, n) bilinear matrices for one axis: ``M @ x`` is the crop [x0, x0 + n/s] of x
-    (x0 = anchor * (n - n/s)) resized back to n pixels."""
+def _axis_resamplers(n: int) -> np.ndarray:
+    """(m, n, n) bilinear matrices for one axis, one per ``FINE_COMBOS``: ``M @ x`` is the
+    crop [x0, x0 + n/s] of x (x0 = anchor * (n - n/s)) resized back to n pixels."""
     i = np.arange(n) + 0.5
     rows = np.arange(n)
     mats = []
-    for s in scales:
-        for anchor in (0.5,) if s == 1.0 else anchors:
-            u = np.clip(anchor * (1 - 1 / s) * n + i / s - 0.5, 0, n - 1)
-            lo = np.floor(u).astype(int)
-            hi = np.minimum(lo + 1, n - 1)
-            m = np.zeros((n, n))
-            m[rows, lo] += 1 - (u - lo)
-            m[rows, hi] += u - lo
-            mats.append(m)
+    for s, anchor in FINE_COMBOS:
+        u = np.clip(anchor * (1 - 1 / s) * n + i / s - 0.5, 0, n - 1)
+        lo = np.floor(u).astype(int)
+        hi = np.minimum(lo + 1, n - 1)
+        m = np.zeros((n, n))
+        m[rows, lo] += 1 - (u - lo)
+        m[rows, hi] += u - lo
+        mats.append(m)
     return np.stack(mats)
 
 
@@ -56,10 +57,11 @@ def search_operators(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per side n: crop-and-blur operators on the fine grid (m, n, n), the indices of the
     coarse grid among them, and the plain blur (n, n)."""
     blur = _blur_matrix(n, BLUR_SIGMA_AT_32 * n / 32)
-    crops = blur[None] @ _axis_resamplers(n, FINE_SCALES, FINE_ANCHORS)
-    combos = [(s, a) for s in FINE_SCALES for a in ((0.5,) if s == 1.0 else FINE_ANCHORS)]
+    crops = blur[None] @ _axis_resamplers(n)
     coarse = [
-        i for i, (s, a) in enumerate(combos) if s in CROP_SCALES and (s == 1.0 or a in CROP_ANCHORS)
+        i
+        for i, (s, a) in enumerate(FINE_COMBOS)
+        if s in CROP_SCALES and (s == 1.0 or a in CROP_ANCHORS)
     ]
     return crops.astype(np.float32), np.array(coarse), blur.astype(np.float32)
 
@@ -138,12 +140,6 @@ class Match:
     ops: tuple[int, int] | None = None  # the crop's fine-grid operators (rows, columns)
 
 
-def _combos(side: int) -> list[tuple[float, float]]:
-    """(scale, anchor) of each fine-grid operator of ``search_operators(side)``, in its
-    order (the same for every side)."""
-    return [(s, a) for s in FINE_SCALES for a in ((0.5,) if s == 1.0 else FINE_ANCHORS)]
-
-
 def _coarse(tx: SearchTerms, ty: SearchTerms) -> tuple[float, float, int, int]:
     """Best crop of "a crop of x matches y" on the coarse grid over both axes: its (99th
     percentile, largest) |z difference| and its fine-grid operator per axis (y, x)."""
@@ -176,7 +172,6 @@ def match_terms(ta: SearchTerms, tb: SearchTerms, give_up_above: float | None = 
     """The best crop of either image against the other (their search terms). With
     ``give_up_above``: when neither direction's coarse-grid best is at or below it, that
     coarse best is returned without the fine refinement (which is most of the cost)."""
-    combos = _combos(ta.rows.shape[1])
     starts = _coarse(ta, tb), _coarse(tb, ta)
     if give_up_above is not None and min(starts[0][0], starts[1][0]) > give_up_above:
         ab, ba = starts
@@ -184,7 +179,7 @@ def match_terms(ta: SearchTerms, tb: SearchTerms, give_up_above: float | None = 
         ab, ba = _refined(ta, tb, starts[0]), _refined(tb, ta, starts[1])
     first = ab[0] <= ba[0]
     p, peak, iy, ix = ab if first else ba
-    return Match(p, peak, combos[iy][0], combos[ix][0], first, (iy, ix))
+    return Match(p, peak, FINE_COMBOS[iy][0], FINE_COMBOS[ix][0], first, (iy, ix))
 
 
 def match_with_aspect(
@@ -198,7 +193,7 @@ def match_with_aspect(
     side = ta.rows.shape[1]
     crops, _, _ = search_operators(side)
     inner = slice(BORDER, side - BORDER)
-    scales = np.array([s for s, _ in _combos(side)])
+    scales = np.array([s for s, _ in FINE_COMBOS])
     best = None
     for first, tx, ty, change in (
         (True, ta, tb, aspect_change),

@@ -109,12 +109,15 @@ def check_compiler(device: torch.device) -> None:
         )
 
 
-def compile_blocks(model: nn.Module, backend: str = "inductor") -> None:
+def compile_blocks(
+    model: nn.Module, backend: str = "inductor", device: torch.device | None = None
+) -> None:
     """Compile every vision block and decoder layer of ``model`` in place (call after
     :func:`~mindvl.trainer.device.attention.apply_attention_backend` and activation
-    checkpointing, before FSDP2). ``backend``: torch.compile's (tests use ``aot_eager``)."""
+    checkpointing, before FSDP2). ``backend``: torch.compile's (tests use ``aot_eager``);
+    ``device``: where the model will run (its parameters may still be on meta)."""
     if backend == "inductor":
-        check_compiler(next(model.parameters()).device)
+        check_compiler(device if device is not None else next(model.parameters()).device)
     keep_attention_eager(model.vision.config._attn_implementation)
     keep_attention_eager(model.llm.config._attn_implementation)
     if not isinstance(model.attention_backend, HidingBackend):

@@ -1,8 +1,8 @@
 """Meta-device model building and per-rank materialisation, torchtitan's order.
 
-The model is built on the ``meta`` device (shapes only, no memory), parallelised (FSDP2
-shards, expert slices), and only then given storage: ``to_empty`` allocates each rank's
-own pieces, which are filled one module at a time:
+The model is built on the ``meta`` device (shapes only, no memory), parallelised (tensor
+parallel slices, FSDP2 shards, expert slices), and only then given storage: ``to_empty``
+allocates each rank's own pieces, which are filled one module at a time:
 
 * **from a model dir** (``init.checkpoint``): each rank reads just the slices it owns with
   ``safe_open(...).get_slice`` — never a whole tensor it does not keep;
@@ -15,7 +15,9 @@ own pieces, which are filled one module at a time:
 * **for a resume**: only non-persistent buffers (rotary frequencies) are computed; the
   weights come from the step checkpoint (:mod:`mindvl.trainer.checkpoint`).
 
-A tied input/output embedding stays one tensor; it is filled once.
+A tied input/output embedding stays one tensor; it is filled once. Only parameters and
+buffers are given storage: a tensor that parallelising code made from a parameter's
+device and kept elsewhere (a closure, an attribute) stays on meta.
 """
 
 from __future__ import annotations

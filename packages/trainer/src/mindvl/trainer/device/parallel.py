@@ -52,7 +52,7 @@ def parallelize(
     see the plain module names). ``param_dtype`` is FSDP2's compute dtype (gradients are
     reduced in fp32); DDP trains in the model's own dtype. ``fill`` gives a meta-device
     model its storage and values (:func:`~mindvl.trainer.device.materialize.materialise`)
-    once it is sharded: after FSDP2 (with tp: before TP, see there), or before DDP's wrap
+    once it is sharded: after TP and FSDP2, each rank its own pieces, or before DDP's wrap
     (DDP copies rank 0's weights).
     """
     if dims.cp > 1 and dims.ep > 1:
@@ -60,23 +60,18 @@ def parallelize(
     if dims.ep > 1 and dims.dp_replicate > 1:
         raise UserError("parallel.ep > 1 with dp_replicate > 1 is not available in this build")
     if dims.tp > 1:  # before FSDP2 (torchtitan's order): FSDP2 then shards the TP DTensors
-        if fill is not None:
-            # tensor parallelism applied on meta and materialised after gives NaN losses
-            # (some TP state is not in the parameters or buffers; torch 2.9): with tp the
-            # whole model is materialised first, as without meta-device init
-            fill(model)
         apply_tensor_parallel(model, mesh["tp"])
     if prepare is not None:
         prepare(model)
     if dims.ddp:
         from torch.nn.parallel import DistributedDataParallel
 
-        if fill is not None and dims.tp == 1:
+        if fill is not None:
             fill(model)
         ids = None if device.type == "cpu" else [device]
         return DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)
     model = _fully_shard(model, dims, mesh, DTYPES[param_dtype], reshard_after_forward)
-    if fill is not None and dims.tp == 1:
+    if fill is not None:
         fill(model)
     return model
 

@@ -221,16 +221,20 @@ def _sum_shared_key_grad(attn: nn.Module, tp_mesh) -> None:
 def _local_head_vision_attention(attn: nn.Module, tp_mesh) -> None:
     """Qwen2.5-VL's tower attention on this rank's heads: its fused ``qkv`` weight stays
     whole (a contiguous split would mix q, k and v), each rank projects only the q, k and
-    v rows of its heads, and input and weight gradients are summed over ``tp``."""
+    v rows of its heads, and input and weight gradients are summed over ``tp``.
+
+    The rows are cut by a view and a slice of the weight at call time, never by an index
+    tensor made here: this runs on the meta device before the model has storage, and an
+    index tensor made now would stay on meta (``index_select`` with a meta index on a CPU
+    tensor returns uninitialised memory without an error; torch 2.9).
+    """
     tp, rank = tp_mesh.size(), tp_mesh.get_local_rank()
     qkv, dim = attn.qkv, attn.qkv.in_features
-    width = dim // tp  # this rank's heads x head_dim, in each of q, k and v
-    rows = torch.cat([torch.arange(p * dim + rank * width, p * dim + (rank + 1) * width)
-                      for p in range(3)]).to(qkv.weight.device)  # fmt: skip
+    heads = slice(rank * dim // tp, (rank + 1) * dim // tp)  # this rank's heads x head_dim
 
     def local_rows(x):
-        weight = _sum_grad_over(qkv.weight, tp_mesh).index_select(0, rows)
-        bias = _sum_grad_over(qkv.bias, tp_mesh).index_select(0, rows)
+        weight = _sum_grad_over(qkv.weight, tp_mesh).view(3, dim, -1)[:, heads].reshape(-1, dim)
+        bias = _sum_grad_over(qkv.bias, tp_mesh).view(3, dim)[:, heads].reshape(-1)
         return nn.functional.linear(_sum_grad_over(x, tp_mesh), weight, bias)
 
     qkv.forward = local_rows
