@@ -154,8 +154,17 @@ def watch(proc: subprocess.Popen, ray_tmp: Path, until, timeout: float) -> set[i
 def assert_gone(pids: set[int], within: float = 10) -> None:
     """Every one of ``pids`` has exited (or is a zombie) within ``within`` seconds."""
     assert wait_for(lambda: not [p for p in pids if alive(p)], within), [
-        cmdline(p)[:120] for p in pids if alive(p)
+        f"{p} {cmdline(p)[:40].strip()} {_state(p)}" for p in pids if alive(p)
     ]
+
+
+def _state(pid: int) -> str:
+    """State, parent and process group of a survivor, for the failure message."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()
+    except OSError:
+        return "gone"
+    return f"state {fields[0].decode()} ppid {int(fields[1])} pgid {int(fields[2])}"
 
 
 def wait_for(predicate, timeout: float, step: float = 0.2) -> bool:

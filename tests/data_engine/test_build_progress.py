@@ -124,3 +124,27 @@ def _batch():
     import pyarrow as pa
 
     return pa.table({"source": ["cap"], "drop_reason": pa.array([None], pa.string())})
+
+
+@pytest.mark.usefixtures("ray_local")
+def test_final_lines_wait_for_counts_still_on_their_way():
+    """Stage tasks report fire-and-forget: counts sent just before the dataset ends must
+    still reach the final lines (a fast build finished before any poll and showed none)."""
+    import threading
+
+    import ray
+
+    actor = ray.remote(num_cpus=0)(ProgressCounts).remote()
+    lines: list[str] = []
+    reporter = ProgressReporter(actor, {"cap": 2}, interval=60, echo=lines.append)
+    reporter.start()
+
+    def late_report() -> None:
+        time.sleep(0.5)
+        ray.get(actor.add.remote("read", {"cap": (3, 1)}, 2, "cap"))
+
+    sender = threading.Thread(target=late_report)
+    sender.start()
+    reporter.close()
+    sender.join()
+    assert any("units 2/2" in line and "kept 3" in line for line in lines), lines

@@ -27,6 +27,7 @@ from mindvl.common.progress import Mode, bar, duration, eta
 KINDS = {"read": "read", "filtered": "filter", "dedup": "dedup", "caption": "caption",
          "final": "write"}  # fmt: skip
 POLL_TIMEOUT_S = 30.0
+FINAL_WAIT_S = 5.0  # how long the final lines wait for counts still in flight
 
 
 def count_by_source(table: pa.Table) -> dict[str, tuple[int, int]]:
@@ -195,11 +196,26 @@ class ProgressReporter:
             b.set_postfix_str(label, refresh=False)
             b.update(n - b.n)
 
+    def _await_last_counts(self) -> None:
+        """Wait (at most ``FINAL_WAIT_S``) until every unit's read is counted: tasks send
+        their counts fire-and-forget, so the last ones may still be on their way to the
+        actor when the dataset is done, and the final lines would miss them."""
+        end = time.monotonic() + FINAL_WAIT_S
+        with contextlib.suppress(Exception):  # best-effort, like every poll
+            import ray
+
+            while time.monotonic() < end:
+                _, units = ray.get(self.actor.snapshot.remote(), timeout=POLL_TIMEOUT_S)
+                if sum(units.values()) >= self.total_units:
+                    return
+                time.sleep(0.1)
+
     def close(self) -> None:
         """Stop the thread, show the final counts, release the actor; never raises."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=POLL_TIMEOUT_S + 5)
+            self._await_last_counts()
             self.poll()
         for b in self.bars.values():
             b.close()
