@@ -31,12 +31,12 @@ from mindvl.data_engine.dedup.search import (
     coarse_warps,
     halved,
     identity_match,
+    match_at,
     match_terms,
     match_with_aspect,
     p99,
     search_operators,
     terms,
-    zscore,
 )
 
 PRESCREEN_MIN_SIDE = 16  # the screens need thumbnails of at least this side
@@ -190,19 +190,6 @@ def _last_checks(a: Signature, b: Signature, rule: NearRule, get_terms, match) -
         return None  # an opaque picture (a JPEG on white) is its flattened look
     ta, tb = get_terms(0, False, "black"), get_terms(1, False, "black")
     return None if _agrees(match_at(ta, tb, match), rule) else "alpha"
-
-
-def match_at(ta: SearchTerms, tb: SearchTerms, match: Match | None) -> Match:
-    """Two thumbnails' search terms compared at the crop ``match`` found for others of the
-    same pictures (None: uncropped)."""
-    if match is None or match.ops is None:
-        return identity_match(ta, tb)
-    tx, ty = (ta, tb) if match.first_cropped else (tb, ta)
-    crops, _, _ = search_operators(tx.rows.shape[1])
-    inner = slice(BORDER, tx.rows.shape[1] - BORDER)
-    warped = (tx.rows[match.ops[0]] @ crops[match.ops[1]].T)[inner, inner]
-    diff = np.abs(zscore(warped.reshape(-1)) - ty.target)
-    return Match(float(p99(diff)), float(diff.max()))
 
 
 class PairVerifier:

@@ -217,6 +217,21 @@ def identity_match(ta: SearchTerms, tb: SearchTerms) -> Match:
     return Match(float(p99(diff)), float(diff.max()))
 
 
+def match_at(ta: SearchTerms, tb: SearchTerms, match: Match | None) -> Match:
+    """Two thumbnails' search terms compared at the crop ``match`` found for others of the
+    same pictures (None, or a match without operators: uncropped)."""
+    if match is None or match.ops is None:
+        return identity_match(ta, tb)
+    tx, ty = (ta, tb) if match.first_cropped else (tb, ta)
+    side = tx.rows.shape[1]
+    crops, _, _ = search_operators(side)
+    iy, ix = match.ops
+    p, peak = _scores(
+        tx.rows[iy : iy + 1], crops[ix : ix + 1], ty.target, slice(BORDER, side - BORDER)
+    )
+    return Match(float(p[0, 0]), float(peak[0, 0]))
+
+
 def halved(x: np.ndarray) -> np.ndarray:
     """A square thumbnail at half resolution (2x2 means)."""
     n = x.shape[0] // 2
