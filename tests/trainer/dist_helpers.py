@@ -129,15 +129,12 @@ def assert_only_shards_materialised(log: Path, world: int) -> None:
         assert local < full, f"rank {rank} gave storage to {local} of {full} parameter elements"
 
 
-def tiny_stage(tmp_path_factory, name: str, n_samples=48, n_shards=4, **fields) -> StageConfig:
-    """A 3-step fp32 CPU stage on tiny synthetic shards written for it; ``fields``
-    override the defaults (``streams`` goes into ``data``)."""
-    d = tmp_path_factory.mktemp(name)
-    tok = train_test_tokenizer(d / "tok")
-    write_stage(d / "stage", tok, n_samples=n_samples, n_shards=n_shards, long_tail=60)
+def tiny_stage_fields(manifest, name: str, **fields) -> dict:
+    """The fields of a 3-step fp32 CPU stage of the tiny model on ``manifest``; ``fields``
+    override them (``streams`` goes into ``data``)."""
     base = {
         "name": name,
-        "data": {"manifest": str(d / "stage"), "streams": fields.pop("streams", 2)},
+        "data": {"manifest": str(manifest), "streams": fields.pop("streams", 2)},
         "seq_len": 256,
         "tokens_per_step": 512,
         "steps": 3,
@@ -147,7 +144,15 @@ def tiny_stage(tmp_path_factory, name: str, n_samples=48, n_shards=4, **fields) 
         "device": "cpu",
         "packing": {"buffer_size": 8, "vit_patch_budget": 2048},
     }
-    return StageConfig.model_validate({**base, **fields})
+    return {**base, **fields}
+
+
+def tiny_stage(tmp_path_factory, name: str, n_samples=48, n_shards=4, **fields) -> StageConfig:
+    """A :func:`tiny_stage_fields` stage on tiny synthetic shards written for it."""
+    d = tmp_path_factory.mktemp(name)
+    tok = train_test_tokenizer(d / "tok")
+    write_stage(d / "stage", tok, n_samples=n_samples, n_shards=n_shards, long_tail=60)
+    return StageConfig.model_validate(tiny_stage_fields(d / "stage", name, **fields))
 
 
 def _blocked_rank_main(rank, world, cfg_json, out, port, step) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from dist_helpers import spawn
+from dist_helpers import spawn, tiny_stage_fields
 
 from mindvl.common.config import validate_data
 from mindvl.common.errors import ConfigError
@@ -71,23 +71,8 @@ def test_per_part_modes_and_errors():
 
 
 def _stage(manifest, **extra) -> StageConfig:
-    return validate_data(
-        {
-            "name": "ac",
-            "data": {"manifest": str(manifest), "streams": 2},
-            "seq_len": 256,
-            "tokens_per_step": 512,
-            "steps": 2,
-            "init": {"config": "tiny"},
-            "optimizer": {"lr": 0.003},
-            "threads": 1,
-            "device": "cpu",
-            "packing": {"buffer_size": 8, "vit_patch_budget": 2048},
-            **extra,
-        },
-        StageConfig,
-        "stage.yaml",
-    )
+    fields = tiny_stage_fields(manifest, "ac", steps=2, **extra)
+    return validate_data(fields, StageConfig, "stage.yaml")
 
 
 def test_stage_config_spelling(tmp_path):

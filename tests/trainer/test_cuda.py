@@ -15,6 +15,7 @@ import socket
 
 import pytest
 import torch
+from dist_helpers import tiny_stage_fields
 
 from mindvl.trainer.batch import PackedBatch
 from mindvl.trainer.device.attention import apply_attention_backend, default_backend_name
@@ -147,21 +148,8 @@ def stage(tmp_path_factory):
 def stage_config(shards, **update):
     from mindvl.trainer.stage_config import StageConfig
 
-    cfg = StageConfig.model_validate(
-        {
-            "name": "cuda",
-            "data": {"manifest": str(shards), "streams": 2},
-            "seq_len": 256,
-            "tokens_per_step": 512,
-            "steps": 3,
-            "init": {"config": "tiny"},
-            "optimizer": {"lr": 0.003},
-            "threads": 2,
-            "device": "cuda",
-            "checkpoint_every": 2,
-            "packing": {"buffer_size": 8, "vit_patch_budget": 2048},
-        }
-    )
+    fields = tiny_stage_fields(shards, "cuda", threads=2, device="cuda", checkpoint_every=2)
+    cfg = StageConfig.model_validate(fields)
     return cfg.model_copy(update=update)
 
 
