@@ -45,7 +45,7 @@ from mindvl.data_engine.dedup.groups import (
 from mindvl.data_engine.dedup.rule import NearRule
 
 SLIM_ROWS_PER_PARTITION = 200_000  # shuffle partitions by data size: slim rows ~300 bytes
-SIGNATURE_BROADCAST_BYTES = 256 << 20  # ~55-110k signatures of 2.4-4.7 KB
+SIGNATURE_BROADCAST_BYTES = 256 << 20  # ~38-110k signatures of 2.4-7 KB (alpha: +2.3 KB)
 ITEMS = pa.schema(
     [("key", pa.string()), ("label", pa.string()), ("exact_key", pa.string()),
      ("pair_key", pa.string()), ("near_ok", pa.bool_()), ("low", pa.bool_()),
