@@ -1,17 +1,43 @@
-"""A Ray that fails to start is one line (exit 2) with nothing left running. (That a
-SIGKILLed build, by process group or main process alone, leaves no Ray process alive is
-checked at the kills of ``test_build_chaos.py``.)"""
+"""A Ray that fails to start is one line (exit 2) with nothing left running; every process
+of an embedded Ray carries the guard's token where the guard looks for it, retitled ones
+too. (That a SIGKILLed build, by process group or main process alone, leaves no Ray
+process alive is checked at the kills of ``test_build_chaos.py``.)"""
 
 from __future__ import annotations
 
 import os
 import signal
 import subprocess
+from pathlib import Path
 
 import pytest
-from chaos_helpers import wait_for
+from chaos_helpers import cmdline, descendants, wait_for
 
+from mindvl.data_engine.pipeline.ray_guard import TOKEN_ENV
 from mindvl.data_engine.pipeline.ray_session import RayStartError, start_embedded
+
+
+def test_retitled_ray_processes_still_show_the_guard_token(ray_local):
+    """Ray retitles its agents and workers with setproctitle, which (without SPT_NOENV)
+    zeroes what /proc/PID/environ shows: the guard's sweep then missed the agents, which
+    outlived a SIGKILLed build (the chaos test's occasional failure)."""
+
+    def pid() -> int:  # local: pickled by value (a worker cannot import this test module)
+        return os.getpid()
+
+    worker = ray_local.get(ray_local.remote(pid).remote())
+
+    def retitled() -> dict[int, str]:
+        return {p: cmdline(p) for p in descendants(os.getpid()) if cmdline(p).startswith("ray::")}
+
+    assert wait_for(lambda: worker in retitled(), 30), retitled()
+    assert any("Agent" in title for title in retitled().values()), retitled()
+    for proc, title in retitled().items():
+        try:
+            environ = Path(f"/proc/{proc}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue  # gone meanwhile
+        assert any(e.startswith(f"{TOKEN_ENV}=".encode()) for e in environ), (proc, title)
 
 
 def test_ray_start_failure_is_one_line_and_leaves_nothing(tmp_path, monkeypatch):

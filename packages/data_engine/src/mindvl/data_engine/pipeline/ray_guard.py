@@ -8,6 +8,12 @@ the workers and agents it starts), and a small guard process, in a session of it
 kill of the build's process group does not reach it, waits for the build's main process to
 go and then SIGKILLs every process that carries the token. Run as a script (by path, so
 no package import slows its start): ``python ray_guard.py OWNER_PID TOKEN``.
+
+Ray retitles its agents and workers (``ray::DashboardAgent``, ``ray::IDLE``) with
+setproctitle, which by default takes the environment's memory for the longer title and
+zeroes it: ``/proc/PID/environ`` of a retitled process no longer shows the token, and the
+guard could not find the agents (they then outlived a SIGKILLed build). ``SPT_NOENV=1``,
+set beside the token, keeps setproctitle to the argument area.
 """
 
 from __future__ import annotations
@@ -20,6 +26,11 @@ import time
 
 TOKEN_ENV = "MINDVL_RAY_OWNER"
 POLL_S = 0.2
+
+
+def marks(token: str) -> dict[str, str]:
+    """The environment every process of the embedded Ray is started with."""
+    return {TOKEN_ENV: token, "SPT_NOENV": "1"}
 
 
 def holders(token: str) -> list[int]:

@@ -94,18 +94,20 @@ def start_embedded(start, attempts: int = 3) -> None:
     ``attempts`` times in all, then reported in one line."""
     import ray
 
-    from mindvl.data_engine.pipeline.ray_guard import TOKEN_ENV, start_guard, sweep
+    from mindvl.data_engine.pipeline.ray_guard import marks, start_guard, sweep
 
     token = secrets.token_hex(8)
     start_guard(token)
-    # The auth settings stay (the driver talks to its cluster with them). The guard token
+    # The auth settings stay (the driver talks to its cluster with them). The guard's marks
     # only while the head starts: the raylet passes its environment on to the workers it
     # spawns later; other children of this process must not carry it.
     undo_auth = _token_auth_in_env()
+    mark = marks(token)
+    before = {k: os.environ.get(k) for k in mark}
     first, tried = "", 0
     for attempt in range(1, attempts + 1):
         tried = attempt
-        os.environ[TOKEN_ENV] = token
+        os.environ.update(mark)
         try:
             start()
             return
@@ -117,7 +119,11 @@ def start_embedded(start, attempts: int = 3) -> None:
             finally:
                 sweep(token)
         finally:
-            os.environ.pop(TOKEN_ENV, None)
+            for key, value in before.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
         if not any(w in first.lower() for w in ("timed out", "timeout", "deadline")):
             break  # not a start-up deadline: trying again would fail the same way
     undo_auth()
