@@ -7,6 +7,7 @@ import io
 import math
 from dataclasses import replace
 
+import numpy as np
 from dedup_helpers import RULE
 from PIL import Image, ImageDraw
 
@@ -16,6 +17,7 @@ from mindvl.data_engine.dedup.compare import PairVerifier
 from mindvl.data_engine.dedup.decontaminate import EvalIndex
 from mindvl.data_engine.dedup.fingerprint import parse_signature
 from mindvl.data_engine.dedup.local import plan_dedup
+from mindvl.data_engine.dedup.search import match_at_sizes, match_terms, sizes_in_reach, terms
 from mindvl.data_engine.ops.image_decode import image_features
 
 
@@ -239,3 +241,61 @@ def test_a_crop_of_a_full_canvas_flag_is_found_by_its_crop_keys() -> None:
     assert decisions.get("c") is None or decisions["c"].op is None
     index = EvalIndex([(fa.phash, fa.signature, fa.pixel_hash, fa.information)], RULE)
     assert index.match_row(row("b", fb)) == 0 and index.match_row(row("c", fo)) is None
+
+
+def face(colour, size: int = 48) -> Image.Image:
+    """A transparent smiley: a disc of ``colour`` with dark eyes and mouth."""
+    img = Image.new("RGBA", (size, size), (0, 0, 0, 0))
+    d = ImageDraw.Draw(img)
+    d.ellipse((2, 2, size - 3, size - 3), fill=(*colour, 255))
+    d.ellipse((14, 14, 20, 22), fill=(60, 30, 0, 255))
+    d.ellipse((28, 14, 34, 22), fill=(60, 30, 0, 255))
+    d.arc((12, 18, 36, 38), 20, 160, fill=(120, 40, 0, 255), width=3)
+    return img
+
+
+def test_colours_of_a_padded_copy_are_compared_at_the_crop():
+    """A 3 px transparent pad moves every 8x8 chroma cell's content by a third of a cell:
+    compared as they are, a blue icon and its padded copy differ in colour (0.27 > 0.25);
+    at the crop the gray search finds they agree, while the padded icon in a red of the
+    same luminance still differs in colour."""
+    blue = face((40, 120, 230))
+    assert check(blue, padded(blue, 3)) is None
+    assert check(blue, padded(face((230, 60, 60)), 3)) == "colour"
+
+
+def pixel_icon(size: int = 16) -> Image.Image:
+    """A 16 px icon in the silk style: hard-edged shapes that fill the canvas."""
+    img = Image.new("RGBA", (size, size), (0, 0, 0, 0))
+    d = ImageDraw.Draw(img)
+    d.rectangle((0, 2, 12, 15), fill=(250, 250, 250, 255), outline=(120, 120, 120, 255))
+    d.line((2, 5, 10, 5), fill=(60, 90, 200, 255))
+    d.line((2, 8, 9, 8), fill=(60, 90, 200, 255))
+    d.line((2, 11, 10, 11), fill=(60, 90, 200, 255))
+    d.ellipse((8, 0, 15, 7), fill=(230, 60, 40, 255), outline=(140, 20, 10, 255))
+    d.line((10, 3, 13, 3), fill=(255, 255, 255, 255))
+    return img
+
+
+def test_a_crop_of_a_16_px_icon_is_found_at_the_scale_its_sizes_tell():
+    """A 14 px crop of a 16 px icon is scale 1.143, beyond the search grid's 1.12, at an
+    anchor off its quarters: the grid's best crop is too far, the crop the two sizes tell
+    (``match_at_sizes``) is found; another icon cut the same way is not accepted."""
+    icon16 = pixel_icon()
+    crop = icon16.crop((1, 0, 15, 14))
+    sa, sb = (parse_signature(bytes.fromhex(features(x).signature)) for x in (icon16, crop))
+    assert match_terms(terms(sa.pixels()), terms(sb.pixels())).p99 > RULE.max_p99
+    assert (
+        match_at_sizes(terms(sa.pixels()), terms(sb.pixels()), sa.size, sb.size).p99 <= RULE.max_p99
+    )
+    assert check(icon16, crop) is None
+    other = pixel_icon()
+    ImageDraw.Draw(other).rectangle((2, 12, 6, 14), fill=(40, 160, 60, 255))
+    assert check(icon16, other.crop((1, 0, 15, 14))) is not None
+
+
+def test_sizes_in_reach_of_the_crop_the_sizes_tell():
+    pairs = [((16, 16), (14, 14)), ((48, 48), (44, 43)), ((14, 14), (16, 16)),
+             ((113, 113), (133, 133)), ((48, 48), (48, 48)), ((48, 40), (44, 44))]  # fmt: skip
+    a, b = (np.array([p[i] for p in pairs]) for i in (0, 1))
+    assert sizes_in_reach(a, b).tolist() == [True, True, True, False, False, False]

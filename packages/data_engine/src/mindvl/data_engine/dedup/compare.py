@@ -32,10 +32,12 @@ from mindvl.data_engine.dedup.search import (
     halved,
     identity_match,
     match_at,
+    match_at_sizes,
     match_terms,
     match_with_aspect,
     p99,
     search_operators,
+    sizes_in_reach,
     terms,
 )
 
@@ -155,14 +157,46 @@ def first_failing_check(
         and not content_at_one_scale(a, b, rule)
     ):
         return "trim_scale"
-    if colours_differ(a.chroma.reshape(1, -1), b.chroma.reshape(1, -1), rule)[0]:
-        return "colour"
     if a.size == b.size:  # one size: compared uncropped (a crop resized back is unlikely)
+        if colours_at(a, b, None, rule):
+            return "colour"
         if not _agrees(identity_match(get_terms(0, False), get_terms(1, False)), rule):
             return "gray"
         if (one_size_changed(a, b) > rule.one_size_levels).sum() > rule.one_size_max_pixels:
             return "one_size"
         return _last_checks(a, b, rule, get_terms, None)
+    ta, tb = get_terms(0, False), get_terms(1, False)
+    match = None
+    # first the crop (or pad) the two sizes tell: no resize, so the content keeps its size
+    if sizes_in_reach(np.array(a.size), np.array(b.size))[0] and content_at_one_scale(a, b, rule):
+        match = match_at_sizes(ta, tb, a.size, b.size)
+    if match is None or not _agrees(match, rule):
+        found = _grid_match(a, b, rule, get_terms)
+        if isinstance(found, str):
+            return found
+        match = found
+    if colours_at(a, b, match, rule):
+        return "colour"
+    return _last_checks(a, b, rule, get_terms, match)
+
+
+def colours_at(a: Signature, b: Signature, match: Match | None, rule: NearRule) -> bool:
+    """Whether the two pictures' colours differ, their chroma planes compared at the crop
+    ``match`` found on the gray thumbnails (None: as they are): a pad or crop moves every
+    8x8 cell's content, which is no change of colour."""
+    ca, cb = a.chroma, b.chroma
+    if match is not None and match.anchors is not None:
+        rows, cols = match.operators(ca.shape[-1], blur=False)
+        if match.first_cropped:
+            ca = rows @ ca @ cols.T
+        else:
+            cb = rows @ cb @ cols.T
+    return bool(colours_differ(ca.reshape(1, -1), cb.reshape(1, -1), rule)[0])
+
+
+def _grid_match(a: Signature, b: Signature, rule: NearRule, get_terms) -> Match | str:
+    """The best crop on the search's grid whose scales explain the two aspect ratios, or
+    the name of the check that rejects the pair."""
     if rule.prescreen_max is not None and a.side >= 2 * PRESCREEN_MIN_SIDE:  # noqa: SIM102
         if match_terms(get_terms(0, True), get_terms(1, True)).p99 > rule.prescreen_max:
             return "prescreen"  # far apart even at half resolution: skip the full search
@@ -178,7 +212,7 @@ def first_failing_check(
             return "sizes"
         if not _agrees(match, rule):
             return "gray"
-    return _last_checks(a, b, rule, get_terms, match)
+    return match
 
 
 def _last_checks(a: Signature, b: Signature, rule: NearRule, get_terms, match) -> str | None:
@@ -247,8 +281,9 @@ def verify_pairs(sigs: list[bytes], left, right, distance, rule: NearRule) -> np
 
 
 def screen_pairs(sigs: list[bytes], left, right, distance, rule: NearRule) -> np.ndarray:
-    """False for pairs the rule rejects by sizes (far pairs) or colour, checked for all pairs
-    at once, and for pairs whose 16x16 coarse-grid distance exceeds ``screen_max``."""
+    """False for pairs the rule rejects by sizes (far pairs) or colour (pairs of one size),
+    checked for all pairs at once, and for pairs whose 16x16 coarse-grid distance exceeds
+    ``screen_max`` (but pairs with a crop's sizes, whose crop ``match_at_sizes`` finds)."""
     left, right = np.asarray(left, dtype=np.int64), np.asarray(right, dtype=np.int64)
     keep = np.ones(left.size, dtype=bool)
     parsed = [parse_signature(s) for s in sigs]
@@ -257,9 +292,13 @@ def screen_pairs(sigs: list[bytes], left, right, distance, rule: NearRule) -> np
     if not sigs:
         return keep
     planes = np.stack([p.chroma.reshape(-1) for p in parsed])
+    # colour as it is only for pictures of one size; the others' at their crop (per pair)
+    sizes = np.array([p.size for p in parsed])
+    one_size = (sizes[left] == sizes[right]).all(1)
+    crop_sized = sizes_in_reach(sizes[left], sizes[right])
     for start in range(0, left.size, SCREEN_CHUNK * 16):
         at = slice(start, start + SCREEN_CHUNK * 16)
-        keep[at] &= ~colours_differ(planes[left[at]], planes[right[at]], rule)
+        keep[at] &= ~(colours_differ(planes[left[at]], planes[right[at]], rule) & one_size[at])
     sides = [p.side for p in parsed]
     side = Counter(sides).most_common(1)[0][0]
     small = side // SCREEN_FACTOR
@@ -270,7 +309,9 @@ def screen_pairs(sigs: list[bytes], left, right, distance, rule: NearRule) -> np
     pre = _ScreenTerms.build(parsed, small, used[shape_ok[used]])
     for start in range(0, left.size, SCREEN_CHUNK):
         lo, hi = left[start : start + SCREEN_CHUNK], right[start : start + SCREEN_CHUNK]
-        ok = shape_ok[lo] & shape_ok[hi] & keep[start : start + SCREEN_CHUNK]
+        at = slice(start, start + SCREEN_CHUNK)
+        # the crop the sizes tell is compared in full (``match_at_sizes``): no screen
+        ok = shape_ok[lo] & shape_ok[hi] & keep[at] & ~crop_sized[at]
         if not ok.any():
             continue
         lo, hi = lo[ok], hi[ok]

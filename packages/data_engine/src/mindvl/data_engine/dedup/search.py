@@ -26,23 +26,20 @@ FINE_COMBOS = tuple((s, a) for s in FINE_SCALES for a in ((0.5,) if s == 1.0 els
 BLUR_SIGMA_AT_32 = 0.7  # sub-pixel resampling of thin strokes does not count
 Z_EPS = 4.0  # added to the std: flat thumbnails stay flat instead of amplifying noise
 BORDER = 1  # edge pixels left out (clamped resampling there)
+SIZE_ANCHOR_STEPS = 16  # anchor steps per axis of the crop at the sizes' scale
 
 
-def _axis_resamplers(n: int) -> np.ndarray:
-    """(m, n, n) bilinear matrices for one axis, one per ``FINE_COMBOS``: ``M @ x`` is the
-    crop [x0, x0 + n/s] of x (x0 = anchor * (n - n/s)) resized back to n pixels."""
+def resampler(n: int, s: float, anchor: float) -> np.ndarray:
+    """(n, n) bilinear matrix for one axis: ``M @ x`` is the crop [x0, x0 + n/s] of x
+    (x0 = anchor * (n - n/s)) resized back to n pixels."""
     i = np.arange(n) + 0.5
-    rows = np.arange(n)
-    mats = []
-    for s, anchor in FINE_COMBOS:
-        u = np.clip(anchor * (1 - 1 / s) * n + i / s - 0.5, 0, n - 1)
-        lo = np.floor(u).astype(int)
-        hi = np.minimum(lo + 1, n - 1)
-        m = np.zeros((n, n))
-        m[rows, lo] += 1 - (u - lo)
-        m[rows, hi] += u - lo
-        mats.append(m)
-    return np.stack(mats)
+    u = np.clip(anchor * (1 - 1 / s) * n + i / s - 0.5, 0, n - 1)
+    lo = np.floor(u).astype(int)
+    hi = np.minimum(lo + 1, n - 1)
+    m = np.zeros((n, n))
+    m[np.arange(n), lo] += 1 - (u - lo)
+    m[np.arange(n), hi] += u - lo
+    return m
 
 
 def _blur_matrix(n: int, sigma: float) -> np.ndarray:
@@ -57,13 +54,22 @@ def search_operators(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per side n: crop-and-blur operators on the fine grid (m, n, n), the indices of the
     coarse grid among them, and the plain blur (n, n)."""
     blur = _blur_matrix(n, BLUR_SIGMA_AT_32 * n / 32)
-    crops = blur[None] @ _axis_resamplers(n)
+    crops = blur[None] @ np.stack([resampler(n, s, a) for s, a in FINE_COMBOS])
     coarse = [
         i
         for i, (s, a) in enumerate(FINE_COMBOS)
         if s in CROP_SCALES and (s == 1.0 or a in CROP_ANCHORS)
     ]
     return crops.astype(np.float32), np.array(coarse), blur.astype(np.float32)
+
+
+@lru_cache(maxsize=256)
+def crop_operators(n: int, s: float, anchors: tuple[float, ...], blur: bool = True) -> np.ndarray:
+    """(len(anchors), n, n) crop operators of one axis at scale s (blurred as the search's)."""
+    mats = np.stack([resampler(n, s, a) for a in anchors])
+    if blur:
+        mats = _blur_matrix(n, BLUR_SIGMA_AT_32 * n / 32)[None] @ mats
+    return mats.astype(np.float32)
 
 
 def zscore(x: np.ndarray) -> np.ndarray:
@@ -91,13 +97,14 @@ def _scores(
 class SearchTerms:
     """What the search needs of one signature, whichever side of a pair it is on."""
 
+    x: np.ndarray  # (n, n): the thumbnail
     rows: np.ndarray  # (m, n, n): every row crop of x on the fine grid
     coarse: np.ndarray  # (c*c, inner*inner): z-scored coarse-grid warps of x
     target: np.ndarray  # (inner*inner,): z-scored blurred x, as the other's target
 
     @property
     def nbytes(self) -> int:
-        return self.rows.nbytes + self.coarse.nbytes + self.target.nbytes
+        return self.x.nbytes + self.rows.nbytes + self.coarse.nbytes + self.target.nbytes
 
 
 def blurred_targets(x: np.ndarray) -> np.ndarray:
@@ -123,21 +130,28 @@ def coarse_warps(row_crops: np.ndarray) -> np.ndarray:
 def terms(x: np.ndarray) -> SearchTerms:
     crops, coarse, _ = search_operators(x.shape[0])
     rows = crops @ x  # cropping rows = the y axis
-    return SearchTerms(rows, coarse_warps(rows[coarse]), blurred_targets(x))
+    return SearchTerms(x, rows, coarse_warps(rows[coarse]), blurred_targets(x))
 
 
 @dataclass(frozen=True)
 class Match:
     """The best crop found: its 99th percentile and largest |z difference|, its scale per
-    axis (1 / kept fraction; 1 = not cropped) and whether the first image is the cropped
-    one."""
+    axis (1 / kept fraction; 1 = not cropped), whether the first image is the cropped one
+    and the crop's anchor per axis (None: compared uncropped)."""
 
     p99: float
     peak: float
     scale_y: float = 1.0
     scale_x: float = 1.0
     first_cropped: bool = True
-    ops: tuple[int, int] | None = None  # the crop's fine-grid operators (rows, columns)
+    anchors: tuple[float, float] | None = None  # (y, x), each 0 (left/top) .. 1
+
+    def operators(self, n: int, blur: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """The crop's (rows, columns) operators at side n: ``rows @ x @ columns.T``."""
+        assert self.anchors is not None
+        ay, ax = self.anchors
+        return (crop_operators(n, self.scale_y, (ay,), blur)[0],
+                crop_operators(n, self.scale_x, (ax,), blur)[0])  # fmt: skip
 
 
 def _coarse(tx: SearchTerms, ty: SearchTerms) -> tuple[float, float, int, int]:
@@ -179,7 +193,8 @@ def match_terms(ta: SearchTerms, tb: SearchTerms, give_up_above: float | None = 
         ab, ba = _refined(ta, tb, starts[0]), _refined(tb, ta, starts[1])
     first = ab[0] <= ba[0]
     p, peak, iy, ix = ab if first else ba
-    return Match(p, peak, FINE_COMBOS[iy][0], FINE_COMBOS[ix][0], first, (iy, ix))
+    (sy, ay), (sx, ax) = FINE_COMBOS[iy], FINE_COMBOS[ix]
+    return Match(p, peak, sy, sx, first, (ay, ax))
 
 
 def match_with_aspect(
@@ -207,7 +222,8 @@ def match_with_aspect(
             j = int(np.argmin(sc[0]))
             if best is None or sc[0, j] < best.p99:
                 found = (float(sc[0, j]), float(peak[0, j]), sy, float(scales[ok[j]]))
-                best = Match(*found, first, (iy, int(ok[j])))
+                anchors = (FINE_COMBOS[iy][1], FINE_COMBOS[ok[j]][1])
+                best = Match(*found, first, anchors)
     return best
 
 
@@ -219,17 +235,48 @@ def identity_match(ta: SearchTerms, tb: SearchTerms) -> Match:
 
 def match_at(ta: SearchTerms, tb: SearchTerms, match: Match | None) -> Match:
     """Two thumbnails' search terms compared at the crop ``match`` found for others of the
-    same pictures (None, or a match without operators: uncropped)."""
-    if match is None or match.ops is None:
+    same pictures (None, or a match without anchors: uncropped)."""
+    if match is None or match.anchors is None:
         return identity_match(ta, tb)
     tx, ty = (ta, tb) if match.first_cropped else (tb, ta)
-    side = tx.rows.shape[1]
-    crops, _, _ = search_operators(side)
-    iy, ix = match.ops
-    p, peak = _scores(
-        tx.rows[iy : iy + 1], crops[ix : ix + 1], ty.target, slice(BORDER, side - BORDER)
-    )
+    rows, cols = match.operators(tx.x.shape[0])
+    side = tx.x.shape[0]
+    p, peak = _scores((rows @ tx.x)[None], cols[None], ty.target, slice(BORDER, side - BORDER))
     return Match(float(p[0, 0]), float(peak[0, 0]))
+
+
+def sizes_in_reach(sa: np.ndarray, sb: np.ndarray) -> np.ndarray:
+    """Per pair of (width, height) rows: the smaller picture is a crop of the larger (or the
+    larger a pad of the smaller) that keeps, to a pixel, at least the share of each side the
+    grid's largest scale keeps (a 14 px crop of a 16 px icon, rounded, is in reach; a 113 px
+    picture in a 133 px one is not). The pictures :func:`match_at_sizes` compares."""
+    sa, sb = np.atleast_2d(sa), np.atleast_2d(sb)
+    a_small = (sa[:, 0] * sa[:, 1] <= sb[:, 0] * sb[:, 1])[:, None]
+    small, large = np.where(a_small, sa, sb), np.where(a_small, sb, sa)
+    fits = ((small + 1) * FINE_SCALES[-1] >= large) & (small <= large)
+    return fits.all(1) & ~(sa == sb).all(1)
+
+
+def match_at_sizes(
+    ta: SearchTerms, tb: SearchTerms, size_a: tuple[int, int], size_b: tuple[int, int]
+) -> Match:
+    """The best crop of the larger picture at the scale the two sizes give (the smaller a
+    crop of the larger, or the larger a pad of the smaller, neither resized), its anchor
+    searched per axis to ``SIZE_ANCHOR_STEPS`` steps. The grid of :func:`match_terms`
+    reaches only its scales and anchors; a 14 px crop of a 16 px icon needs 1.143."""
+    first = size_a[0] * size_a[1] >= size_b[0] * size_b[1]
+    (large, small), (tx, ty) = (
+        ((size_a, size_b), (ta, tb)) if first else ((size_b, size_a), (tb, ta))
+    )
+    side = tx.x.shape[0]
+    sy, sx = large[1] / small[1], large[0] / small[0]
+    anchors = tuple(np.linspace(0.0, 1.0, SIZE_ANCHOR_STEPS + 1).tolist())
+    rows = crop_operators(side, sy, anchors) @ tx.x
+    sc, peak = _scores(
+        rows, crop_operators(side, sx, anchors), ty.target, slice(BORDER, side - BORDER)
+    )
+    iy, ix = np.unravel_index(int(np.argmin(sc)), sc.shape)
+    return Match(float(sc[iy, ix]), float(peak[iy, ix]), sy, sx, first, (anchors[iy], anchors[ix]))
 
 
 def halved(x: np.ndarray) -> np.ndarray:
