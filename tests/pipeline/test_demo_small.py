@@ -1,10 +1,11 @@
 """The whole recipe once, end to end, at smoke size: `mindvl demo --size small`, run once
 for this module.
 
-Real components throughout: the corpus kit, four data builds on an embedded Ray, the
-trainer's three stages with averaging, recaptioning by the demo's own warm-up model,
-resolution search, evaluation and the report. (The full-size demo's claim — beating the
-majority baseline — is asserted by the opt-in `test_demo_learns.py`.)
+Real components throughout: the corpus kit, four data builds on the demo's one embedded
+Ray (`mindvl data ray-head`), the trainer's three stages with averaging, recaptioning by
+the demo's own warm-up model, resolution search, evaluation and the report. (The
+full-size demo's claim — beating the majority baseline — is asserted by the opt-in
+`test_demo_learns.py`.)
 
 The demo's warm-up build (the shipped warm-up recipe: filters, exact + near dedup and
 decontamination on, a corpus with planted faults) also serves the determinism check: rebuilt
