@@ -11,7 +11,9 @@ stage alone, on the corpus kit's scenes only (``pipelines/reduced/``), 600 steps
 fresh model, evaluated on held-out scenes against the majority-answer baseline.
 
 Every step is its own ``mindvl`` subprocess, so the demo only uses the command line of the
-installed packages (``mindvl.common`` imports neither the data engine nor the trainer).
+installed packages (``mindvl.common`` imports neither the data engine nor the trainer). The
+data builds share one embedded Ray (``mindvl data ray-head``, started at the beginning and
+stopped at the end; it goes down with the demo however the demo ends).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,6 +90,50 @@ class Steps:
     def __init__(self, log: Path) -> None:
         self.log = log
         self.timings: dict[str, float] = {}
+        self.env: dict[str, str] = {}  # added to every step's environment
+        self._head: subprocess.Popen | None = None
+        self._address: list[str] = []
+
+    @contextmanager
+    def ray_head(self) -> Iterator[None]:
+        """One embedded Ray for the demo's data builds (``mindvl data ray-head``) instead of
+        a start-up per build. It starts in the background (:meth:`ray_address` waits for
+        it) and stops when its stdin closes: at the end here, or when this process is gone
+        however it went (then its guard kills every process of that Ray)."""
+        with open(self.log, "ab") as f:
+            self._head = subprocess.Popen(self.command(["data", "ray-head"]), stdin=subprocess.PIPE,
+                                          stdout=subprocess.PIPE, stderr=f, env=child_env())  # fmt: skip
+        try:
+            yield
+        finally:
+            head, self._head, self._address, self.env = self._head, None, [], {}
+            if head.stdin:
+                head.stdin.close()
+            try:
+                head.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                head.kill()  # its guard then kills the Ray it started
+                head.wait()
+
+    def ray_address(self) -> list[str]:
+        """A build's ``--address ADDRESS`` for the demo's Ray (its auth settings go into
+        every later step's environment); waits for the Ray to be up."""
+        head = self._head
+        if head is None:
+            return []
+        if not self._address:
+            t0 = time.time()
+            line = head.stdout.readline() if head.stdout else b""
+            if not line:
+                head.wait()
+                raise UserError(
+                    f"the demo's Ray did not start (exit {head.returncode}); log in {self.log}"
+                )
+            info = json.loads(line)
+            self.env = dict(info["env"])
+            self._address = ["--address", info["address"]]
+            self.timings["wait for ray"] = round(time.time() - t0, 1)
+        return self._address
 
     def command(self, args: list[str]) -> list[str]:
         return [sys.executable, "-m", "mindvl.common.cli", *args]
@@ -100,8 +148,11 @@ class Steps:
         with open(self.log, "ab") as f:
             procs = [
                 subprocess.Popen(
-                    self.command(a), stdout=f, stderr=subprocess.STDOUT, env=child_env()
-                )
+                    self.command(a),
+                    stdout=f,
+                    stderr=subprocess.STDOUT,
+                    env={**child_env(), **self.env},
+                )  # fmt: skip
                 for a in jobs
             ]
             codes = [p.wait() for p in procs]
@@ -155,15 +206,14 @@ def _corpora(s: Steps, out: Path, size: DemoSize, seed: int) -> tuple[Path, Path
     return corpus, heldout, tok
 
 
-def run_reduced(out: Path, size: DemoSize, seed: int, pipelines: Path) -> Path:
+def run_reduced(s: Steps, out: Path, size: DemoSize, seed: int, pipelines: Path) -> Path:
     """Scenes-only multitask run; returns the evaluation report (JSON)."""
-    s = _start(out)
     corpus, heldout, tok = _corpora(s, out, size, seed)
     red = pipelines / "reduced"
     builds, run = {k: out / "builds" / k for k in ("heldout", "scenes")}, out / "runs" / "scenes"
-    s.run("build heldout", ["data", "build", "--overwrite", str(red / "heldout.yaml"), "--out", str(builds["heldout"]),
+    s.run("build heldout", ["data", "build", "--overwrite", *s.ray_address(), str(red / "heldout.yaml"), "--out", str(builds["heldout"]),
                             *_vars(heldout=heldout, tokenizer=tok)])  # fmt: skip
-    s.run("build scenes", ["data", "build", "--overwrite", str(red / "scenes.yaml"), "--out", str(builds["scenes"]),
+    s.run("build scenes", ["data", "build", "--overwrite", *s.ray_address(), str(red / "scenes.yaml"), "--out", str(builds["scenes"]),
                            *_vars(corpus=corpus, heldout=heldout, tokenizer=tok,
                                   budget=size.budgets["multitask"])])  # fmt: skip
     s.run("train", ["train", "run", str(red / "train.yaml"), "--out", str(run),
@@ -178,9 +228,8 @@ def run_reduced(out: Path, size: DemoSize, seed: int, pipelines: Path) -> Path:
 
 
 def run_demo(
-    out: Path, size: DemoSize, seed: int, pipelines: Path, model: str = "small"
+    s: Steps, out: Path, size: DemoSize, seed: int, pipelines: Path, model: str = "small"
 ) -> tuple[Path, Path]:
-    s = _start(out)
     corpus, heldout, tok = _corpora(s, out, size, seed)
     builds = {k: out / "builds" / k for k in ("heldout", "warmup", "multitask", "sft")}
     runs = {
@@ -191,14 +240,14 @@ def run_demo(
     common = {"corpus": corpus, "heldout": heldout, "tokenizer": tok}
     threads = max(1, (os.cpu_count() or 2) // 2)
 
-    s.run("build heldout", ["data", "build", "--overwrite", str(data / "heldout.yaml"), "--out", str(builds["heldout"]),
+    s.run("build heldout", ["data", "build", "--overwrite", *s.ray_address(), str(data / "heldout.yaml"), "--out", str(builds["heldout"]),
                             *_vars(heldout=heldout, tokenizer=tok)])  # fmt: skip
-    s.run("build warmup", ["data", "build", "--overwrite", str(data / "warmup.yaml"), "--out", str(builds["warmup"]),
+    s.run("build warmup", ["data", "build", "--overwrite", *s.ray_address(), str(data / "warmup.yaml"), "--out", str(builds["warmup"]),
                            *_vars(**common, budget=size.budgets["warmup"])])  # fmt: skip
     s.run("train warmup", ["train", "run", str(demo / "warmup.yaml"), "--out", str(runs["warmup"]),
                            *_vars(shards=builds["warmup"], steps=size.steps["warmup"], model=model, threads=2)])  # fmt: skip
     warm = runs["warmup"] / "model"
-    s.run("build multitask (recaptioned)", ["data", "build", "--overwrite", str(data / "multitask.yaml"), "--out",
+    s.run("build multitask (recaptioned)", ["data", "build", "--overwrite", *s.ray_address(), str(data / "multitask.yaml"), "--out",
                                             str(builds["multitask"]), *_vars(**common, budget=size.budgets["multitask"],
                                                                              captioner=warm)])  # fmt: skip
     s.run("train multitask", ["train", "run", str(demo / "multitask.yaml"), "--out", str(runs["multitask"]),
@@ -213,7 +262,7 @@ def run_demo(
     averaged = out / "runs" / "multitask_avg"
     s.run("average", ["ckpt", "average", str(runs["multitask_short"] / "model"),
                       str(runs["multitask_long"] / "model"), "-o", str(averaged)])  # fmt: skip
-    s.run("build sft", ["data", "build", "--overwrite", str(data / "sft.yaml"), "--out", str(builds["sft"]),
+    s.run("build sft", ["data", "build", "--overwrite", *s.ray_address(), str(data / "sft.yaml"), "--out", str(builds["sft"]),
                         *_vars(**common, budget=size.budgets["sft"])])  # fmt: skip
     s.run("train sft", ["train", "run", str(demo / "sft.yaml"), "--out", str(runs["sft"]),
                         *_vars(shards=builds["sft"], init=averaged, steps=size.steps["sft"], threads=2)])  # fmt: skip
@@ -247,9 +296,11 @@ def demo_command(out: Path, size: str, seed: int, model: str, pipelines: Path | 
     if not (pipes / "data" / "warmup.yaml").is_file():
         raise UserError(f"pipeline configs not found under {pipes}; pass --pipelines")
     t0 = time.time()
-    if size == "reduced":
-        report = run_reduced(out, SIZES[size], seed, pipes)
-        click.echo(f"reduced run finished in {time.time() - t0:.0f}s: {report}")
-        return
-    md, html = run_demo(out, SIZES[size], seed, pipes, model)
+    s = _start(out)
+    with s.ray_head():
+        if size == "reduced":
+            report = run_reduced(s, out, SIZES[size], seed, pipes)
+            click.echo(f"reduced run finished in {time.time() - t0:.0f}s: {report}")
+            return
+        md, html = run_demo(s, out, SIZES[size], seed, pipes, model)
     click.echo(f"demo finished in {time.time() - t0:.0f}s: {md} and {html}")

@@ -15,6 +15,7 @@ from mindvl.common.lazy_group import LazyGroup
         "synth": "mindvl.data_engine.synth.cli:synth",
         "train-quality": "mindvl.data_engine.ops.train_quality:train_quality",
         "build": "mindvl.data_engine.build_cli:build_command",
+        "ray-head": "mindvl.data_engine.ray_head_cli:ray_head_command",
     },
 )
 def data() -> None:
