@@ -14,10 +14,12 @@ Truth:
   (a theme ships the same icon under two names; colour under alpha 0 is not a pixel, so the
   check compares premultiplied RGBA: ``pixel_equal_repeats``); so are originals of one size
   that are the same drawing re-rendered (mate-icon-theme re-exports many of
-  gnome-icon-theme's icons): composited on white and on black, no pixel differs by more
-  than ``REPEAT_MAX`` levels and, allowing each pixel a shift of one pixel (a re-rendered
-  edge moves), under ``REPEAT_SHARE`` of them by more than ``REPEAT_LEVELS``
-  (``pixel_near_repeats``). Originals
+  gnome-icon-theme's icons, some moved by a pixel or two): composited on white and on
+  black and (icons up to ``MOVE_MAX_SIDE`` px) moved as a whole by some shift of at most
+  ``REPEAT_MOVE`` pixels per axis, no pixel of the overlap differs by more than ``REPEAT_MAX`` levels and, allowing each
+  pixel a shift of one pixel (a re-rendered edge moves), under ``REPEAT_SHARE`` of them by
+  more than ``REPEAT_LEVELS`` (``pixel_near_repeats``). A whole-picture move keeps
+  variants apart whose parts moved differently (justify-left vs justify-center). Originals
   equal on white but not in alpha are counted (``flat_equal_alpha_differs``) and stay
   different pictures, as do variants drawn to differ in a small part (another glyph).
 
@@ -60,6 +62,10 @@ EXACT_KINDS = ("copy", "resave")
 REPEAT_MAX = 64  # re-rendered repeats: no pixel differs by more than this (white or black)
 REPEAT_SHARE = 0.01  # ... and under this share of the pixels by more than REPEAT_LEVELS
 REPEAT_LEVELS = 24
+REPEAT_MOVE = 2  # a re-exported icon may move the whole drawing by this many pixels per axis
+MOVE_MAX_SIDE = 64  # ... an icon: pictures up to this side (the flags are one export each)
+# pairs compared: 12x12 means within this RMS (an icon of thin lines moved 2 px: 42)
+THUMB_MAX, THUMB_MAX_UNMOVED = 48, 16
 
 
 def keyed(text: str, salt: str = "") -> float:
@@ -104,7 +110,7 @@ def thumb(pixels: np.ndarray) -> np.ndarray:
 
 def near_repeats(pictures: list[np.ndarray]) -> list[tuple[int, int]]:
     """Pairs (i, j) of same-size composites that are one drawing re-rendered (module
-    docstring); candidates by the L2 distance of 12x12 means first."""
+    docstring); candidates by the RMS distance of 12x12 means first (``THUMB_MAX``)."""
     pairs, by_shape = [], {}
     for i, x in enumerate(pictures):
         by_shape.setdefault(x.shape, []).append(i)
@@ -114,14 +120,34 @@ def near_repeats(pictures: list[np.ndarray]) -> list[tuple[int, int]]:
         v = np.stack([thumb(pictures[i]) for i in ids])
         sq = (v * v).sum(1)
         d = np.sqrt(np.maximum(sq[:, None] + sq[None] - 2 * v @ v.T, 0) / v.shape[1])
-        for a, b in zip(*np.nonzero(np.triu(d < 16, 1)), strict=True):
+        icons = max(pictures[ids[0]].shape[1:3]) <= MOVE_MAX_SIDE
+        for a, b in zip(
+            *np.nonzero(np.triu(d < (THUMB_MAX if icons else THUMB_MAX_UNMOVED), 1)), strict=True
+        ):
             x, y = pictures[ids[a]], pictures[ids[b]]
-            if np.abs(x - y).max() > REPEAT_MAX:
-                continue
-            shifted = np.maximum(shift_tolerant(x, y), shift_tolerant(y, x))
-            if (shifted > REPEAT_LEVELS).mean() < REPEAT_SHARE:
+            if any(one_drawing(p, q) for p, q in (moves(x, y) if icons else [(x, y)])):
                 pairs.append((ids[a], ids[b]))
     return pairs
+
+
+def one_drawing(x: np.ndarray, y: np.ndarray) -> bool:
+    """Two composites (as placed) are one drawing re-rendered (module docstring)."""
+    if np.abs(x - y).max() > REPEAT_MAX:
+        return False
+    shifted = np.maximum(shift_tolerant(x, y), shift_tolerant(y, x))
+    return bool((shifted > REPEAT_LEVELS).mean() < REPEAT_SHARE)
+
+
+def moves(x: np.ndarray, y: np.ndarray):
+    """The overlaps of two same-size composites with y moved as a whole by each shift of at
+    most ``REPEAT_MOVE`` pixels per axis, no move first."""
+    h, w = x.shape[1:3]
+    steps = range(-REPEAT_MOVE, REPEAT_MOVE + 1)
+    for dy, dx in sorted(
+        ((dy, dx) for dy in steps for dx in steps), key=lambda m: abs(m[0]) + abs(m[1])
+    ):
+        yield (x[:, max(0, dy) : h + min(0, dy), max(0, dx) : w + min(0, dx)],
+               y[:, max(0, -dy) : h + min(0, -dy), max(0, -dx) : w + min(0, -dx)])  # fmt: skip
 
 
 def shift_tolerant(x: np.ndarray, y: np.ndarray) -> np.ndarray:
