@@ -3,10 +3,12 @@
 The checks, in order (the first that says no decides; ``first_failing_check`` names it;
 bounds and reasons in docs/DEDUP.md): ``crop_sizes`` and ``trim_scale`` (a far pair must
 have the sizes of a crop and keep its content at one scale), ``colour`` (8x8 chroma and
-hue), ``prescreen`` (the crop search at half resolution), ``gray`` (the gray thumbnails at
-their best crop), ``sizes`` / ``one_size`` (the crop explains the aspect ratios; one size:
-no glyph or emblem changed), ``content`` (the content boxes' thumbnails), ``alpha`` (two
-transparent pictures' thumbnails on black at the crop found on white).
+hue; pictures of two sizes after ``gray``, at the crop it found), ``prescreen`` (the crop
+search at half resolution), ``gray`` (the gray thumbnails at their best crop: first the
+crop two sizes tell, ``match_at_sizes``, then the search's grid), ``sizes`` / ``one_size``
+(the crop explains the aspect ratios; one size: no glyph or emblem changed), ``content``
+(the content boxes' thumbnails), ``alpha`` (two transparent pictures' thumbnails on black
+at the crop found on white).
 
 ``screen_pairs`` applies checks 1, 2 and the 16x16 coarse screen to all pairs of a bucket at
 once (numpy); ``PairVerifier`` runs the per-pair checks with each image's search terms
