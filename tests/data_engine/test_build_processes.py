@@ -14,12 +14,12 @@ import pytest
 from chaos_helpers import cmdline, descendants, wait_for
 
 from mindvl.data_engine.pipeline.ray_guard import TOKEN_ENV
-from mindvl.data_engine.pipeline.ray_session import RayStartError, start_embedded
+from mindvl.data_engine.pipeline.ray_session import AUTH_ENV, RayStartError, start_embedded
 
 
 def test_retitled_ray_processes_still_show_the_guard_token(ray_local):
     """Ray retitles its agents and workers with setproctitle, which (without SPT_NOENV)
-    zeroes what /proc/PID/environ shows: the guard's sweep then missed the agents, which
+    zeroed what /proc/PID/environ shows of the agents: the guard's sweep then missed the agents, which
     outlived a SIGKILLed build (the chaos test's occasional failure)."""
 
     def pid() -> int:  # local: pickled by value (a worker cannot import this test module)
@@ -42,7 +42,7 @@ def test_retitled_ray_processes_still_show_the_guard_token(ray_local):
 
 def test_ray_start_failure_is_one_line_and_leaves_nothing(tmp_path, monkeypatch):
     started: list[subprocess.Popen] = []
-    for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
+    for k in AUTH_ENV:
         monkeypatch.delenv(k, raising=False)  # the embedded start sets token auth itself
     # the fake start below starts no Ray, so the clean-up's ray.shutdown() has nothing of
     # its own to stop; it must not stop the folder's shared local Ray (conftest.py)

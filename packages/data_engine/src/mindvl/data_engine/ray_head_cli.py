@@ -19,9 +19,7 @@ from pathlib import Path
 
 import click
 
-from mindvl.data_engine.pipeline.ray_session import TEMP_DIR_ENV
-
-AUTH_ENV = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
+from mindvl.data_engine.pipeline.ray_session import AUTH_ENV, TEMP_DIR_ENV
 
 
 @click.command("ray-head")

@@ -239,8 +239,8 @@ def match_at(ta: SearchTerms, tb: SearchTerms, match: Match | None) -> Match:
     if match is None or match.anchors is None:
         return identity_match(ta, tb)
     tx, ty = (ta, tb) if match.first_cropped else (tb, ta)
-    rows, cols = match.operators(tx.x.shape[0])
     side = tx.x.shape[0]
+    rows, cols = match.operators(side)
     p, peak = _scores((rows @ tx.x)[None], cols[None], ty.target, slice(BORDER, side - BORDER))
     return Match(float(p[0, 0]), float(peak[0, 0]))
 

@@ -9,11 +9,12 @@ kill of the build's process group does not reach it, waits for the build's main 
 go and then SIGKILLs every process that carries the token. Run as a script (by path, so
 no package import slows its start): ``python ray_guard.py OWNER_PID TOKEN``.
 
-Ray retitles its agents and workers (``ray::DashboardAgent``, ``ray::IDLE``) with
+Ray retitles its agents (``ray::DashboardAgent``, ``ray::RuntimeEnvAgent``) with
 setproctitle, which by default takes the environment's memory for the longer title and
-zeroes it: ``/proc/PID/environ`` of a retitled process no longer shows the token, and the
-guard could not find the agents (they then outlived a SIGKILLed build). ``SPT_NOENV=1``,
-set beside the token, keeps setproctitle to the argument area.
+zeroes it: ``/proc/PID/environ`` of a retitled agent no longer showed the token, the guard
+could not find the agents, and they outlived a SIGKILLed build (its workers are started
+with ``SPT_NOENV`` already). ``SPT_NOENV=1``, set beside the token, keeps setproctitle to
+the argument area.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ from typing import Any
 from mindvl.common.errors import UserError
 
 TEMP_DIR_ENV = "MINDVL_RAY_TEMP_DIR"
+AUTH_ENV = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")  # Ray's token auth settings
 
 
 class RayStartError(UserError):
@@ -65,7 +66,7 @@ def _token_auth_in_env() -> Callable[[], None]:
     the environment (Ray would otherwise write one into the home directory). A user's own
     RAY_AUTH_* settings win. Returns what undoes it (a failed start leaves the process as
     it was, so a later Ray in the same process is not half in token mode)."""
-    if any(k in os.environ for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")):
+    if any(k in os.environ for k in AUTH_ENV):
         return lambda: None
     try:
         from ray._raylet import AuthenticationTokenLoader, Config
