@@ -153,7 +153,8 @@ def test_star_polygons_of_90_and_91_points_are_one_picture_by_design() -> None:
     """The documented decision (docs/DEDUP.md): variants finer than the 48x48 signature
     sees are one picture; coarser ones are told apart."""
     assert check(star(90), star(91)) is None
-    assert check(star(30), star(31)) == "one_size"
+    # one size: the gray thumbnails' bound for pictures compared without resampling
+    assert check(star(30), star(31)) == "gray"
     assert check(star(12), star(13)) == "gray"
 
 
@@ -299,3 +300,20 @@ def test_sizes_in_reach_of_the_crop_the_sizes_tell():
              ((113, 113), (133, 133)), ((48, 48), (48, 48)), ((48, 40), (44, 44))]  # fmt: skip
     a, b = (np.array([p[i] for p in pairs]) for i in (0, 1))
     assert sizes_in_reach(a, b).tolist() == [True, True, True, False, False, False]
+
+
+def test_crops_and_pads_of_a_16_px_icon_by_a_pixel_per_side_are_candidates():
+    """Cutting a pixel from each side of a 16 px icon (or padding one by a pixel) moves its
+    pHash past the bound, and ``CROP_KEEP`` of 16 px keeps 15: the crop keys of pictures
+    under 20 px also cut two pixels per axis, so both pairs are compared and merged."""
+    icon16 = pixel_icon()
+    pad = Image.new("RGBA", (18, 18), (0, 0, 0, 0))
+    pad.paste(icon16, (1, 1))
+    for copy in (icon16.crop((1, 1, 15, 15)), pad):
+        fa, fb = features(icon16), features(copy)
+        assert hamming(int(fa.phash, 16), int(fb.phash, 16)) > RULE.max_hamming
+        decisions, stats = plan_dedup([row("a", fa), row("b", fb)], DedupSpec())
+        assert stats.near_candidate_pairs >= 1
+        dropped, kept = ("a", "b") if copy is pad else ("b", "a")  # the larger survives
+        assert decisions[dropped].op == "near_dedup" and decisions[dropped].survivor == kept
+        assert decisions[kept].op is None

@@ -54,6 +54,8 @@ def test_layout_round_trips_and_other_bytes_are_refused() -> None:
     assert parsed.content is None
     with_box = parse_signature(pack_signature(gray, 640, 480, cbcr, (gray[::-1], 0.1)))
     assert with_box.content == gray[::-1] and abs(with_box.content_area - 0.1) < 1e-4
+    for crops in ((1, 2, 3, 4, 5), tuple(range(10, 20))):  # 10 keys for pictures under 20 px
+        assert parse_signature(pack_signature(gray, 16, 16, cbcr, crops=crops)).crops == crops
     for other in (bytes(48 * 48), bytes(192), b""):  # bare squares of old builds, nothing
         with pytest.raises(ValueError, match="not a dedup signature"):
             parse_signature(other)

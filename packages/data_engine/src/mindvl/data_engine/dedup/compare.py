@@ -162,7 +162,8 @@ def first_failing_check(
     if a.size == b.size:  # one size: compared uncropped (a crop resized back is unlikely)
         if colours_at(a, b, None, rule):
             return "colour"
-        if not _agrees(identity_match(get_terms(0, False), get_terms(1, False)), rule):
+        same = identity_match(get_terms(0, False), get_terms(1, False))
+        if same.p99 > rule.one_size_max_p99 or same.peak > rule.max_peak:
             return "gray"
         if (one_size_changed(a, b) > rule.one_size_levels).sum() > rule.one_size_max_pixels:
             return "one_size"

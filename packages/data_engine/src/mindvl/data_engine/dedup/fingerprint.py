@@ -171,13 +171,20 @@ def on_black(gray, alpha) -> bytes | None:
 
 
 def crop_keys(gray) -> tuple[int, ...]:
-    """The pHashes of a Pillow "L" image cut to CROP_KEEP of each side at CROP_ANCHORS."""
+    """The pHashes of a Pillow "L" image cut at CROP_ANCHORS to CROP_KEEP of each side and,
+    where that keeps more than all but two pixels of a side (pictures under 20 px, where
+    one pixel is more than CROP_KEEP's step), also cut by two pixels per axis."""
     import imagehash
 
     w, h = gray.size
-    cw, ch = max(1, round(w * CROP_KEEP)), max(1, round(h * CROP_KEEP))
-    boxes = ((round(ax * (w - cw)), round(ay * (h - ch))) for ax, ay in CROP_ANCHORS)
-    return tuple(int(str(imagehash.phash(gray.crop((x, y, x + cw, y + ch)))), 16) for x, y in boxes)
+    sizes = [(max(1, round(w * CROP_KEEP)), max(1, round(h * CROP_KEEP)))]
+    if w - 2 < sizes[0][0] or h - 2 < sizes[0][1]:
+        sizes.append((max(1, min(w - 2, sizes[0][0])), max(1, min(h - 2, sizes[0][1]))))
+    boxes = ((round(ax * (w - cw)), round(ay * (h - ch)), cw, ch)
+             for cw, ch in sizes for ax, ay in CROP_ANCHORS)  # fmt: skip
+    return tuple(
+        int(str(imagehash.phash(gray.crop((x, y, x + cw, y + ch)))), 16) for x, y, cw, ch in boxes
+    )
 
 
 def trim_box(gray) -> tuple[int, int, int, int] | None:
@@ -290,7 +297,7 @@ def pack_signature(
         sides = (min(t.width, 65535), min(t.height, 65535))
         out += TRIM_MAGIC + struct.pack(TRIM_FORMAT, t.phash, *sides, flags)
     if crops:
-        out += CROP_MAGIC + struct.pack(f"<{len(CROP_ANCHORS)}Q", *crops)
+        out += CROP_MAGIC + struct.pack(f"<B{len(crops)}Q", len(crops), *crops)
     if black is not None:
         out += BLACK_MAGIC + black
     return out
@@ -317,12 +324,13 @@ def _tagged_parts(sig: bytes, n: int) -> dict | None:
     bytes, or None when the bytes are not such parts, in order, to the end."""
     parts: dict = {}
     at, last, order = n + TAIL_BYTES, -1, (CONTENT_MAGIC, TRIM_MAGIC, CROP_MAGIC, BLACK_MAGIC)
-    crops = f"<{len(CROP_ANCHORS)}Q"
-    sizes = {CONTENT_MAGIC: 2 + n, TRIM_MAGIC: struct.calcsize(TRIM_FORMAT),
-             CROP_MAGIC: struct.calcsize(crops), BLACK_MAGIC: n}  # fmt: skip
+    sizes = {CONTENT_MAGIC: 2 + n, TRIM_MAGIC: struct.calcsize(TRIM_FORMAT), BLACK_MAGIC: n}
     while at < len(sig):
         tag = sig[at : at + 2]
-        if tag not in order or order.index(tag) <= last or at + 2 + sizes[tag] > len(sig):
+        if tag not in order or order.index(tag) <= last or at + 3 > len(sig):
+            return None
+        size = 1 + 8 * sig[at + 2] if tag == CROP_MAGIC else sizes[tag]  # a count, then keys
+        if at + 2 + size > len(sig):
             return None
         at, last = at + 2, order.index(tag)
         if tag == CONTENT_MAGIC:
@@ -332,8 +340,8 @@ def _tagged_parts(sig: bytes, n: int) -> dict | None:
             phash, w, h, flags = struct.unpack_from(TRIM_FORMAT, sig, at)
             parts["trimmed"] = TrimmedContent(phash, w, h, flags & 1 == 1, flags & 2 == 2)
         elif tag == CROP_MAGIC:
-            parts["crops"] = struct.unpack_from(crops, sig, at)
+            parts["crops"] = struct.unpack_from(f"<{sig[at]}Q", sig, at + 1)
         else:
             parts["black"] = sig[at : at + n]
-        at += sizes[tag]
+        at += size
     return parts

@@ -35,6 +35,9 @@ class NearRule:
     # gray thumbnails at the best crop: 99th percentile and largest |z difference|
     max_p99: float = 0.5
     max_peak: float = 1.0
+    # two pictures of one size are compared without resampling: only an encoding's noise
+    # is left, so their gray p99 has this tighter bound
+    one_size_max_p99: float = 0.35
     # two pictures of one size: their plain thumbnails, one's levels fitted linearly to the
     # other's, may differ by more than one_size_levels in at most one_size_max_pixels pixels
     # (a re-encode moves every pixel a little; another glyph or emblem moves a few a lot)
