@@ -113,15 +113,15 @@ def check_table(rows: list[dict], truth: dict[str, dict], spec) -> dict:
     import numpy as np
     import pyarrow.compute as pc
 
+    from mindvl.data_engine.dedup import local
     from mindvl.data_engine.dedup.compare import PairVerifier, screen_pairs
     from mindvl.data_engine.dedup.groups import label_key
-    from mindvl.data_engine.dedup.local import candidates, exact_items, signature_index, table_of
     from mindvl.data_engine.dedup.rule import NearRule
 
     rule = NearRule.from_spec(spec.near)
-    items = table_of(exact_items(rows, spec, rule))
-    sig_of = signature_index(items)
-    _, buckets = candidates(items, rule, len(sig_of))
+    items = local.table_of(local.exact_items(rows, spec, rule))
+    sig_of = local.signature_index(items)
+    _, buckets = local.candidate_buckets(items, rule, len(sig_of))
     labels = sorted(sig_of)
     at = {label: i for i, label in enumerate(labels)}
     left, right = (np.array([at[x] for x in pc.list_flatten(buckets[c]).to_pylist()], dtype=np.int64)

@@ -18,27 +18,9 @@ import pyarrow.compute as pc
 
 from mindvl.common.manifest import DedupStats
 from mindvl.common.recipe import DedupSpec
-from mindvl.data_engine.dedup.candidates import (
-    BandScheme,
-    bucket_pairs,
-    candidate_keys,
-    crowding_for,
-    detail_hash,
-    image_pairs,
-    scheme_for,
-)
+from mindvl.data_engine.dedup import candidates, groups
 from mindvl.data_engine.dedup.compare import verify_pairs
 from mindvl.data_engine.dedup.decontaminate import EvalIndex
-from mindvl.data_engine.dedup.groups import (
-    Decision,
-    Item,
-    apply_decision,
-    decide,
-    exact_counts,
-    exact_group,
-    near_groups,
-    view,
-)
 from mindvl.data_engine.dedup.rule import NearRule
 
 ITEMS = pa.schema(
@@ -62,11 +44,11 @@ PAIRS = pa.schema(
 SURVIVORS = pa.schema([("label", pa.string()), ("survivor", pa.string())])
 
 
-def items_of(table: pa.Table) -> list[Item]:
-    return [Item(**row) for row in table.to_pylist()]
+def items_of(table: pa.Table) -> list[groups.Item]:
+    return [groups.Item(**row) for row in table.to_pylist()]
 
 
-def table_of(items: list[Item]) -> pa.Table:
+def table_of(items: list[groups.Item]) -> pa.Table:
     return pa.Table.from_pylist([it.__dict__ for it in items], schema=ITEMS)
 
 
@@ -75,13 +57,13 @@ def near_reps(table: pa.Table) -> pa.Table:
     return table.filter(pc.and_(pc.equal(table["label"], table["rep_label"]), table["near_ok"]))
 
 
-def band_rows(table: pa.Table, scheme: BandScheme) -> pa.Table:
+def band_rows(table: pa.Table, scheme: candidates.BandScheme) -> pa.Table:
     """Each near-eligible representative once per band and candidate key
     (``candidates.candidate_keys``), keyed by (band, value), with its detail hash."""
     table = near_reps(table)
     sigs = table.column("sig").to_pylist()
-    details = [detail_hash(sig) for sig in sigs]
-    keys, owner, kind = candidate_keys(table["phash"].to_numpy(), sigs)
+    details = [candidates.detail_hash(sig) for sig in sigs]
+    keys, owner, kind = candidates.candidate_keys(table["phash"].to_numpy(), sigs)
     idx = np.repeat(owner, scheme.n_bands)
     return pa.table(
         {"bkey": scheme.keys(keys).reshape(-1),
@@ -95,7 +77,7 @@ def band_rows(table: pa.Table, scheme: BandScheme) -> pa.Table:
     )  # fmt: skip
 
 
-def bucket(table: pa.Table, scheme: BandScheme, rule: NearRule) -> pa.Table:
+def bucket(table: pa.Table, scheme: candidates.BandScheme, rule: NearRule) -> pa.Table:
     """One band bucket's candidate pairs (labels, smaller first; ``candidates.image_pairs``)
     as one row."""
     if table.num_rows < 2:
@@ -103,14 +85,14 @@ def bucket(table: pa.Table, scheme: BandScheme, rule: NearRule) -> pa.Table:
     band = scheme.band_of_key(table.column("bkey")[0].as_py())
     labels = table.column("label").to_pylist()
     detail, kinds, sizes = (table.column(c).to_numpy() for c in ("detail", "detail_kind", "size"))
-    crowding = crowding_for(rule, lambda at: (detail[at], kinds[at], sizes[at]))
+    crowding = candidates.crowding_for(rule, lambda at: (detail[at], kinds[at], sizes[at]))
     h, kind = table.column("phash").to_numpy(), table.column("kind").to_numpy()
-    found, crowded = bucket_pairs(h, np.arange(table.num_rows), band, scheme, crowding)
+    found, crowded = candidates.bucket_pairs(h, np.arange(table.num_rows), band, scheme, crowding)
     names, owner = np.unique(np.array(labels, dtype=object), return_inverse=True)
     own = np.zeros(names.size, dtype=np.uint64)
     own[owner] = table.column("own").to_numpy()
     radii = rule.crop_radius, scheme.max_hamming
-    pairs = [image_pairs(a, c, owner, own, kind, h, *radii) for a, c, _ in found]
+    pairs = [candidates.image_pairs(a, c, owner, own, kind, h, *radii) for a, c, _ in found]
     # image_pairs puts the smaller index first, and names are sorted: a < b
     i, j, d = (
         np.concatenate(col) for col in zip(*(pairs or [(np.zeros(0, int),) * 3]), strict=True)
@@ -152,7 +134,7 @@ def survivors(table: pa.Table, rule: NearRule) -> pa.Table:
     """All accepted pairs (``PAIRS``) -> every near group member's survivor (``SURVIVORS``)."""
     rows = table.to_pylist()
     sig_of = {r["a"]: r["sig_a"] for r in rows} | {r["b"]: r["sig_b"] for r in rows}
-    survivor_of = near_groups([(r["a"], r["b"]) for r in rows], sig_of, rule)
+    survivor_of = groups.near_groups([(r["a"], r["b"]) for r in rows], sig_of, rule)
     return pa.table({"label": list(survivor_of), "survivor": list(survivor_of.values())},
                     schema=SURVIVORS)  # fmt: skip
 
@@ -162,11 +144,11 @@ def survivor_index(table: pa.Table) -> dict[str, str]:
 
 
 def survivor_counts(table: pa.Table) -> dict[str, int]:
-    groups = int(pc.sum(pc.equal(table["label"], table["survivor"])).as_py() or 0)
-    return {"groups": groups, "members": table.num_rows}
+    stars = int(pc.sum(pc.equal(table["label"], table["survivor"])).as_py() or 0)
+    return {"groups": stars, "members": table.num_rows}
 
 
-def dedup_stats(exact: dict, scheme=None, buckets=None, accepted=0, groups=None) -> DedupStats:
+def dedup_stats(exact: dict, scheme=None, buckets=None, accepted=0, near=None) -> DedupStats:
     """The build's dedup counters from the steps' counts (``groups.exact_counts``; with near
     dedup: the banding, ``bucket_counts``, the accepted pairs, ``survivor_counts``)."""
     stats = DedupStats(**{k: v for k, v in exact.items() if k in DedupStats.model_fields})
@@ -175,26 +157,28 @@ def dedup_stats(exact: dict, scheme=None, buckets=None, accepted=0, groups=None)
         stats.near_candidate_pairs = buckets.get("pairs", 0)
         stats.near_crowded_buckets = buckets.get("crowded", 0)
         stats.near_rejected_by_verify = stats.near_candidate_pairs - accepted
-        stats.near_groups = groups.get("groups", 0)
-        stats.near_dropped = groups.get("members", 0) - stats.near_groups
+        stats.near_groups = near.get("groups", 0)
+        stats.near_dropped = near.get("members", 0) - stats.near_groups
     return stats
 
 
 def exact_items(rows: Sequence[dict[str, Any]], spec: DedupSpec, rule: NearRule, eval_sets=None):
     """Every row dedup takes part in, after the exact step (as ``groups.Item``)."""
     index = EvalIndex(eval_sets, rule) if eval_sets else None
-    groups: dict[str, list[Item]] = {}
+    by_key: dict[str, list[groups.Item]] = {}
     for row in rows:
-        item = view(row, spec.exact, rule, index.match_row if index else None)
+        item = groups.view(row, spec.exact, rule, index.match_row if index else None)
         if item is not None:
-            groups.setdefault(item.exact_key, []).append(item)
-    return [it for group in groups.values() for it in exact_group(group)]
+            by_key.setdefault(item.exact_key, []).append(item)
+    return [it for group in by_key.values() for it in groups.exact_group(group)]
 
 
-def candidates(items: pa.Table, rule: NearRule, n: int) -> tuple[BandScheme, pa.Table]:
+def candidate_buckets(
+    items: pa.Table, rule: NearRule, n: int
+) -> tuple[candidates.BandScheme, pa.Table]:
     """The banding for ``n`` near-eligible representatives among ``items`` and every band
     bucket's candidate pairs (``BUCKETS``), grouped by band key in this process."""
-    scheme = scheme_for(rule, n)
+    scheme = candidates.scheme_for(rule, n)
     bands = band_rows(items, scheme).sort_by("bkey")
     keys = bands["bkey"].to_numpy()
     cuts = [0, *(np.flatnonzero(keys[1:] != keys[:-1]) + 1).tolist(), keys.size]
@@ -207,22 +191,22 @@ def plan_dedup(
     spec: DedupSpec,
     eval_sets: Sequence | None = None,
     rule: NearRule | None = None,
-) -> tuple[dict[str, Decision], DedupStats]:
+) -> tuple[dict[str, groups.Decision], DedupStats]:
     """Decisions by key for every row dedup touches; rows it does not touch are absent.
     ``rule``: instead of ``spec.near``'s (e.g. ``unscreened()``, to check the screens)."""
     rule = rule or NearRule.from_spec(spec.near)
     items = exact_items(rows, spec, rule, eval_sets)
-    counts = exact_counts(items)
+    counts = groups.exact_counts(items)
     stats, survivor_of = dedup_stats(counts), {}
     if counts["near_nodes"] > 1:
         table = table_of(items)
-        scheme, buckets = candidates(table, rule, counts["near_nodes"])
+        scheme, buckets = candidate_buckets(table, rule, counts["near_nodes"])
         accepted = verify_buckets(buckets, signature_index(table), rule)
-        groups = survivors(accepted, rule)
-        survivor_of = survivor_index(groups)
-        found = bucket_counts(buckets), accepted.num_rows, survivor_counts(groups)
+        members = survivors(accepted, rule)
+        survivor_of = survivor_index(members)
+        found = bucket_counts(buckets), accepted.num_rows, survivor_counts(members)
         stats = dedup_stats(counts, scheme, *found)
-    decisions = (decide(it, survivor_of) for it in items)
+    decisions = (groups.decide(it, survivor_of) for it in items)
     return {d.key: d for d in decisions if d is not None}, stats
 
 
@@ -231,4 +215,4 @@ def dedup_rows(
 ) -> tuple[list[dict[str, Any]], DedupStats]:
     """Dedup ``Candidate.to_row()`` dicts; the same rows in the same order out."""
     decisions, stats = plan_dedup(rows, spec, eval_sets)
-    return [apply_decision(dict(r), decisions.get(r["key"])) for r in rows], stats
+    return [groups.apply_decision(dict(r), decisions.get(r["key"])) for r in rows], stats

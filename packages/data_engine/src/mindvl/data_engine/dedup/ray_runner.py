@@ -19,33 +19,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mindvl.common.recipe import DedupSpec
+from mindvl.data_engine.dedup import groups, local
 from mindvl.data_engine.dedup.candidates import scheme_for
 from mindvl.data_engine.dedup.decontaminate import EvalIndex
-from mindvl.data_engine.dedup.groups import (
-    Decision,
-    apply_decision,
-    decide,
-    exact_counts,
-    exact_group,
-    view,
-)
-from mindvl.data_engine.dedup.local import (
-    ITEMS,
-    SURVIVORS,
-    band_rows,
-    bucket,
-    bucket_counts,
-    dedup_stats,
-    items_of,
-    near_reps,
-    signature_index,
-    survivor_counts,
-    survivor_index,
-    survivors,
-    table_of,
-    verified,
-    verify_buckets,
-)
 from mindvl.data_engine.dedup.rule import NearRule
 
 SLIM_ROWS_PER_PARTITION = 200_000  # shuffle partitions by data size: slim rows ~300 bytes
@@ -78,21 +54,21 @@ def _fetched(refs: list[Any], schema: pa.Schema, derive=None) -> Any:
 
 def _views(table: pa.Table, exact: bool, rule: NearRule, index: EvalIndex | None) -> pa.Table:
     match = index.match_row if index is not None else None
-    found = (view(row, exact, rule, match) for row in table.to_pylist())
-    return table_of([it for it in found if it is not None])
+    found = (groups.view(row, exact, rule, match) for row in table.to_pylist())
+    return local.table_of([it for it in found if it is not None])
 
 
 def _exact_group(table: pa.Table) -> pa.Table:
-    return table_of(exact_group(items_of(table)))
+    return local.table_of(groups.exact_group(local.items_of(table)))
 
 
 def _exact_counts(table: pa.Table) -> dict[str, int]:
-    return exact_counts(items_of(table))
+    return groups.exact_counts(local.items_of(table))
 
 
 def _verify_broadcast(table: pa.Table, refs: list[Any], rule: NearRule) -> pa.Table:
     """Bucket rows -> accepted pairs, signatures from the broadcast exact rows."""
-    return verify_buckets(table, _fetched(refs, ITEMS, signature_index), rule)
+    return local.verify_buckets(table, _fetched(refs, local.ITEMS, local.signature_index), rule)
 
 
 def _pair_links(table: pa.Table) -> pa.Table:
@@ -102,7 +78,7 @@ def _pair_links(table: pa.Table) -> pa.Table:
 
 
 def _signature_links(table: pa.Table) -> pa.Table:
-    reps = near_reps(table)
+    reps = local.near_reps(table)
     n = reps.num_rows
     return pa.table({"key": reps["label"], "other": pa.nulls(n, pa.string()),
                      "distance": pa.nulls(n, pa.int16()), "sig": reps["sig"]}, schema=LINKS)  # fmt: skip
@@ -128,7 +104,7 @@ def _verify_group(table: pa.Table, rule: NearRule) -> pa.Table:
     sig, pairs = _split_links(table)
     a, b = pairs["other"].to_pylist(), pairs["key"].to_pylist()
     sig_of = dict(zip(a, pairs["sig"].to_pylist(), strict=True)) | dict.fromkeys(b, sig)
-    return verified(a, b, pairs["distance"].to_numpy(), sig_of, rule)
+    return local.verified(a, b, pairs["distance"].to_numpy(), sig_of, rule)
 
 
 def _accepted(exact, buckets, rule: NearRule, parts: int, signature_bytes: int):
@@ -148,9 +124,9 @@ def _accepted(exact, buckets, rule: NearRule, parts: int, signature_bytes: int):
 
 
 def _decisions(table: pa.Table, refs: list[Any]) -> pa.Table:
-    survivor_of = _fetched(refs, SURVIVORS, survivor_index) if refs else {}
-    found = [d for d in (decide(it, survivor_of) for it in items_of(table)) if d is not None]
-    return pa.Table.from_pylist([d.__dict__ for d in found], schema=DECISIONS)
+    survivor_of = _fetched(refs, local.SURVIVORS, local.survivor_index) if refs else {}
+    found = (groups.decide(it, survivor_of) for it in local.items_of(table))
+    return pa.Table.from_pylist([d.__dict__ for d in found if d is not None], schema=DECISIONS)
 
 
 def _apply(table: pa.Table, refs: list[Any], names: list[str]) -> pa.Table:
@@ -163,9 +139,9 @@ def _apply(table: pa.Table, refs: list[Any], names: list[str]) -> pa.Table:
     hit = pc.is_valid(at)
     if not pc.any(hit).as_py():
         return table
-    rows = table.filter(hit).to_pylist()
     found = decisions.take(at.filter(hit)).to_pylist()
-    changed = [apply_decision(r, Decision(**d)) for r, d in zip(rows, found, strict=True)]
+    rows = zip(table.filter(hit).to_pylist(), found, strict=True)
+    changed = [groups.apply_decision(r, groups.Decision(**d)) for r, d in rows]
     rest = table.filter(pc.invert(hit))
     return pa.concat_tables([rest, pa.Table.from_pylist(changed, schema=table.schema)])
 
@@ -203,24 +179,25 @@ def dedup_dataset(ds, spec: DedupSpec, eval_sets: Sequence[Sequence[Any]] | None
     if counts.get("decontaminated", 0) + counts.get("exact_dropped", 0) == 0 and (
         counts.get("near_nodes", 0) < 2
     ):
-        return ds, dedup_stats(counts)  # nothing to drop: rows pass through as they are
-    stats, refs = dedup_stats(counts), []
+        return ds, local.dedup_stats(counts)  # nothing to drop: rows pass through as they are
+    stats, refs = local.dedup_stats(counts), []
     if counts["near_nodes"] > 1:
         scheme = scheme_for(rule, counts["near_nodes"])
         buckets = (
-            exact.map_batches(band_rows, batch_format="pyarrow", fn_args=(scheme,))
+            exact.map_batches(local.band_rows, batch_format="pyarrow", fn_args=(scheme,))
             .groupby("bkey", num_partitions=parts)
-            .map_groups(bucket, batch_format="pyarrow", fn_args=(scheme, rule))
+            .map_groups(local.bucket, batch_format="pyarrow", fn_args=(scheme, rule))
             .materialize()
         )
         accepted = _accepted(exact, buckets, rule, parts, counts["signature_bytes"]).materialize()
-        groups = (
+        survivors = (
             accepted.repartition(1)
-            .map_batches(survivors, batch_format="pyarrow", batch_size=None, fn_args=(rule,))
+            .map_batches(local.survivors, batch_format="pyarrow", batch_size=None, fn_args=(rule,))
             .materialize()
-        )
-        found = total(buckets, bucket_counts), accepted.count(), total(groups, survivor_counts)
-        stats, refs = dedup_stats(counts, scheme, *found), groups.to_arrow_refs()
+        )  # one task: near groups span blocks
+        found = total(buckets, local.bucket_counts), accepted.count()
+        stats = local.dedup_stats(counts, scheme, *found, total(survivors, local.survivor_counts))
+        refs = survivors.to_arrow_refs()
     decisions = exact.map_batches(_decisions, batch_format="pyarrow", fn_args=(refs,))
     refs = decisions.materialize().to_arrow_refs()
     names = ds.schema().base_schema.names
