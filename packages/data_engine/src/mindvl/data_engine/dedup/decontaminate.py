@@ -65,11 +65,13 @@ class EvalIndex:
                 return hit
         return None
 
-    def _near_match(self, phash: str | None, signature: str | None, information: float):
+    def _near_match(
+        self, phash: str | None, signature: str | None, information: float
+    ) -> int | None:
         """Index of the first eval image one of whose keys is close to one of this image's
         and that the rule accepts against it, or None."""
         rule = self.rule
-        if not rule.enabled or not phash or information < rule.min_information:
+        if not rule.enabled or not phash or information < rule.min_information or not self.buckets:
             return None
         own = int(phash, 16)
         keys, _, kind = candidate_keys([own], [bytes.fromhex(signature or "")])
