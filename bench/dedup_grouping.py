@@ -2,7 +2,7 @@
 
 Each run: n random hashes, 10 % of them planted neighbours (a copy of another hash with
 1..k bits flipped); then LSH banding (numpy, sort-based), Hamming check, and connected
-components (numpy min-label propagation). Every size runs in a fresh subprocess so its
+components (``groups.components``: scipy's connected_components). Every size runs in a fresh subprocess so its
 peak RSS is its own.
 
 Two bandings (``dedup/bands.py``):

@@ -110,25 +110,36 @@ def check_table(rows: list[dict], truth: dict[str, dict], spec) -> dict:
     per check, the same-picture pairs it is the first to reject (the recall it costs) and
     the different-picture pairs (the precision it buys); and the pairs on which the
     screened rule decides otherwise (must be 0)."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    from mindvl.data_engine.dedup import local
     from mindvl.data_engine.dedup.compare import PairVerifier, screen_pairs
-    from mindvl.data_engine.dedup.local import exact_items, near_candidates
+    from mindvl.data_engine.dedup.groups import label_key
     from mindvl.data_engine.dedup.rule import NearRule
 
     rule = NearRule.from_spec(spec.near)
-    nodes, pairs = near_candidates(exact_items(rows, spec), rule)
-    sigs = [n.sig for n in nodes]
-    screened = screen_pairs(sigs, pairs.left, pairs.right, pairs.distance, rule)
+    items = local.table_of(local.exact_items(rows, spec, rule))
+    sig_of = local.signature_index(items)
+    _, buckets = local.candidate_buckets(items, rule, len(sig_of))
+    labels = sorted(sig_of)
+    at = {label: i for i, label in enumerate(labels)}
+    left, right = (np.array([at[x] for x in pc.list_flatten(buckets[c]).to_pylist()], dtype=np.int64)
+                   for c in ("a", "b"))  # fmt: skip
+    distance = pc.list_flatten(buckets["distance"]).to_numpy()
+    sigs, keys = [sig_of[label] for label in labels], [label_key(label) for label in labels]
+    screened = screen_pairs(sigs, left, right, distance, rule)
     full, fast = PairVerifier(rule.unscreened()), PairVerifier(rule)
     table: dict[str, Counter] = {}
     changed = 0
-    for p, (a, b) in enumerate(zip(pairs.left.tolist(), pairs.right.tolist(), strict=True)):
-        d = int(pairs.distance[p])
+    for p, (a, b) in enumerate(zip(left.tolist(), right.tolist(), strict=True)):
+        d = int(distance[p])
         check = full.check(sigs[a], sigs[b], d)
-        same = same_group(truth, nodes[a].key, nodes[b].key)
+        same = same_group(truth, keys[a], keys[b])
         table.setdefault(check or "accepted", Counter())["same" if same else "different"] += 1
         changed += (check is None) != bool(screened[p] and fast.agree(sigs[a], sigs[b], d))
     return {
-        "candidate_pairs": int(pairs.left.size),
+        "candidate_pairs": int(left.size),
         "first_rejecting_check": {k: dict(v) for k, v in sorted(table.items())},
         "screens_changed_decisions": changed,
     }

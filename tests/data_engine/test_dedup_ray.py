@@ -156,9 +156,10 @@ def test_ray_equals_local(ray_session, monkeypatch) -> None:
 
 
 def test_band_rows_carry_no_signature_and_both_routes_accept_the_same_pairs() -> None:
-    """The runner's table functions without Ray: band rows are slim (label, key, detail
-    hash, size; one per band and candidate key), and the label group-by route accepts the
-    pairs the local path accepts."""
+    """The steps without Ray: band rows are slim (label, key, detail hash, size; one per band
+    and candidate key), and the runner's label group-by route accepts the pairs the
+    broadcast route (and the local path) accepts."""
+    from mindvl.data_engine.dedup import local as L
     from mindvl.data_engine.dedup import ray_runner as R
     from mindvl.data_engine.dedup.candidates import candidate_keys, scheme_for
 
@@ -167,25 +168,27 @@ def test_band_rows_carry_no_signature_and_both_routes_accept_the_same_pairs() ->
     rule = NearRule.from_spec(spec.near)
     views = R._views(pa.Table.from_pylist(rows, schema=SCHEMA), spec.exact, rule, None)
     exact = pa.concat_tables([R._exact_group(g) for g in by_column(views, "exact_key")])
-    reps = R._near_reps(exact).num_rows
-    scheme = scheme_for(rule, reps)
-    bands = R._band_rows(exact, scheme)
-    reps_table = R._near_reps(exact)
-    keys, _, _ = candidate_keys(reps_table["phash"], reps_table["sig"].to_pylist())
-    assert keys.size > reps  # the icons' trimmed pHashes are keys of their own
+    reps = L.near_reps(exact)
+    scheme = scheme_for(rule, reps.num_rows)
+    bands = L.band_rows(exact, scheme)
+    keys, _, _ = candidate_keys(reps["phash"], reps["sig"].to_pylist())
+    assert keys.size > reps.num_rows  # the icons' trimmed pHashes are keys of their own
     assert "sig" not in bands.column_names and bands.num_rows == keys.size * scheme.n_bands
     assert bands.nbytes / bands.num_rows < 256  # the label ~100 bytes; a signature 2.4 KB
-    buckets = pa.concat_tables([R._bucket(g, scheme, rule) for g in by_column(bands, "bkey")])
+    buckets = pa.concat_tables([L.bucket(g, scheme, rule) for g in by_column(bands, "bkey")])
     links = pa.concat_tables([R._pair_links(buckets), R._signature_links(exact)])
     firsts = pa.concat_tables([R._attach_first(g) for g in by_column(links, "key")])
     second = pa.concat_tables([firsts, R._signature_links(exact)])
     pairs = pa.concat_tables([R._verify_group(g, rule) for g in by_column(second, "key")])
     assert all(a < b for a, b in zip(pairs["a"].to_pylist(), pairs["b"].to_pylist(), strict=True))
-    sig_of = R._signature_index(exact)
+    sig_of = L.signature_index(exact)
     assert all(
         sig_of[r["a"]] == r["sig_a"] and sig_of[r["b"]] == r["sig_b"] for r in pairs.to_pylist()
     )
+    broadcast = L.verify_buckets(buckets, sig_of, rule)
+    assert sorted(broadcast["a"].to_pylist()) == sorted(pairs["a"].to_pylist())
+    assert sorted(broadcast["b"].to_pylist()) == sorted(pairs["b"].to_pylist())
     _, expected = dedup_rows(rows, spec)
-    assert expected.near_candidate_pairs == R._bucket_counts(buckets)["pairs"][0].as_py()
+    assert expected.near_candidate_pairs == L.bucket_counts(buckets)["pairs"]
     assert expected.near_rejected_by_verify == expected.near_candidate_pairs - pairs.num_rows
     assert expected.near_rejected_by_verify > 0 and pairs.num_rows > 0

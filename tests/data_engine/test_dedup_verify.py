@@ -276,8 +276,13 @@ def test_decontamination_keeps_far_matches_to_crops_of_an_eval_image() -> None:
     feats = [image_features(png(x)) for x in (base, crop, small)]
     fake = EvalImage(feats[0].phash, feats[0].signature, "eval-pixels", 1.0)
     index = EvalIndex([fake], RULE)
+
+    def row(f, phash: str | None = None) -> dict:
+        return {"pixel_hashes": [f.pixel_hash], "phashes": [phash or f.phash],
+                "signatures": [f.signature], "information": [1.0]}  # fmt: skip
+
     for f in feats[1:]:  # both verify against the eval image when the pHash is close
-        assert index.match(f.pixel_hash, f.phash, f.signature, 1.0) == 0
+        assert index.match_row(row(f)) == 0
     far = f"{int(feats[0].phash, 16) ^ 0x7F:016x}"  # 7 bits away from the eval image's pHash
-    assert index.match(feats[1].pixel_hash, far, feats[1].signature, 1.0) == 0  # a crop
-    assert index.match(feats[2].pixel_hash, far, feats[2].signature, 1.0) is None  # a resize
+    assert index.match_row(row(feats[1], far)) == 0  # a crop
+    assert index.match_row(row(feats[2], far)) is None  # a resize

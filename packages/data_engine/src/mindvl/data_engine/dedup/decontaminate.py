@@ -33,67 +33,56 @@ class EvalIndex:
     """Lookup of training images against eval images (exact pixels, or verified pHash)."""
 
     def __init__(self, images: Sequence[Sequence], rule: NearRule) -> None:
-        self.near = near = rule
+        self.rule = rule
         self.verifier = PairVerifier(rule)
         self.images = [EvalImage(*img) for img in images]
         self.pixels = {img.pixel_hash: i for i, img in enumerate(self.images)}
-        self.radius = rule.pair_radius
-        self.scheme = BandScheme.exact(self.radius)
-        self.n_bands = self.scheme.n_bands
+        self.scheme = BandScheme.exact(rule.pair_radius)
         usable = [
             i
             for i, img in enumerate(self.images)
-            if img.phash and (img.information is None or img.information >= near.min_information)
+            if img.phash and (img.information is None or img.information >= rule.min_information)
         ]
         phashes = [int(self.images[i].phash, 16) for i in usable]
         sigs = [bytes.fromhex(self.images[i].signature) for i in usable]
-        self.hashes, owner, self.kind = candidate_keys(phashes, sigs)
-        self.near_ids = np.array(usable, dtype=np.int64)[owner]
-        self.buckets: list[dict[int, list[int]]] = [{} for _ in range(self.n_bands)]
-        for pos, row in enumerate(self.scheme.values(self.hashes).tolist()):
-            for b, v in enumerate(row):
-                self.buckets[b].setdefault(v, []).append(pos)
-
-    def __len__(self) -> int:
-        return len(self.images)
+        self.keys, owner, self.kind = candidate_keys(phashes, sigs)
+        self.owner = np.array(usable, dtype=np.int64)[owner]  # the eval image of each key
+        self.buckets: dict[int, list[int]] = {}  # band key -> positions in ``keys``
+        for pos, row in enumerate(self.scheme.keys(self.keys).tolist()):
+            for bkey in row:
+                self.buckets.setdefault(bkey, []).append(pos)
 
     def match_row(self, row: dict) -> int | None:
         """Index of the eval image any image of a ``Candidate.to_row()`` dict matches."""
         info = list(row.get("information") or [])
-        ph, sig = list(row.get("phashes") or []), list(row.get("signatures") or [])
-        for i, p in enumerate(row.get("pixel_hashes") or []):
-            hit = self.match(
-                p,
-                ph[i] if i < len(ph) else None,
-                sig[i] if i < len(sig) else None,
-                float(info[i]) if i < len(info) and info[i] is not None else None,
-            )
+        phashes, sigs = list(row.get("phashes") or []), list(row.get("signatures") or [])
+        for i, pixel_hash in enumerate(row.get("pixel_hashes") or []):
+            hit = self.pixels.get(pixel_hash)
+            if hit is None and i < len(phashes) and i < len(info) and info[i] is not None:
+                sig = sigs[i] if i < len(sigs) else None
+                hit = self._near_match(phashes[i], sig, float(info[i]))
             if hit is not None:
                 return hit
         return None
 
-    def match(
-        self, pixel_hash: str, phash: str | None, signature: str | None, information: float | None
+    def _near_match(
+        self, phash: str | None, signature: str | None, information: float
     ) -> int | None:
-        """Index of a matching eval image, or None."""
-        hit = self.pixels.get(pixel_hash)
-        if hit is not None:
-            return hit
-        near = self.near
-        if not near.enabled or not phash or information is None:
-            return None
-        if information < near.min_information or self.hashes.size == 0:
+        """Index of the first eval image one of whose keys is close to one of this image's
+        and that the rule accepts against it, or None."""
+        rule = self.rule
+        if not rule.enabled or not phash or information < rule.min_information or not self.buckets:
             return None
         own = int(phash, 16)
         keys, _, kind = candidate_keys([own], [bytes.fromhex(signature or "")])
         found: set[int] = set()
-        for key, k, values in zip(keys.tolist(), kind, self.scheme.values(keys), strict=True):
-            for b, v in enumerate(values.tolist()):
-                found.update(p for p in self.buckets[b].get(v, ()) if self._close(p, key, k))
-        for i in sorted({int(self.near_ids[p]) for p in found}):
-            distance = int(hamming(np.uint64(int(self.images[i].phash, 16)), np.uint64(own)))
+        for key, k, bkeys in zip(keys.tolist(), kind, self.scheme.keys(keys), strict=True):
+            for bkey in bkeys.tolist():
+                found.update(p for p in self.buckets.get(bkey, ()) if self._close(p, key, k))
+        for i in sorted({int(self.owner[p]) for p in found}):
+            distance = int(hamming(int(self.images[i].phash, 16), own))
             theirs = bytes.fromhex(self.images[i].signature)
-            if not near.verify or (signature and self.verifier.agree(
+            if not rule.verify or (signature and self.verifier.agree(
                 bytes.fromhex(signature), theirs, distance)):  # fmt: skip
                 return i
         return None
@@ -105,5 +94,5 @@ class EvalIndex:
         crop = KEY_CROP in (kind, self.kind[pos])
         if crop and KEY_OWN not in (kind, self.kind[pos]):
             return False
-        radius = min(self.radius, self.near.crop_radius) if crop else self.radius
-        return int(hamming(self.hashes[pos], np.uint64(key))) <= radius
+        radius = self.rule.crop_radius if crop else self.rule.pair_radius
+        return int(hamming(self.keys[pos], key)) <= radius

@@ -1,29 +1,21 @@
-"""Step 1 of dedup: the fingerprint of one decoded image, computed by ``image_decode``.
-
-A fingerprint is what every later step reads, so no step decodes again:
+"""Step 1 of dedup: the fingerprint of one decoded image, computed by ``image_decode`` so
+that no later step decodes again.
 
 - ``pixel_hash``: 128-bit xxh3 of the size, the RGB pixels flattened on white and, for a
-  picture with transparency, its alpha (the exact-dedup key: two pictures equal on white but
-  not in alpha, a white glyph on a transparent ground and the empty ground, are two;
-  colour under alpha 0 is no pixel. Not cryptographic: a crafted collision could only make
-  two samples one group);
+  picture with transparency, its alpha (the exact-dedup key: colour under alpha 0 is no
+  pixel. Not cryptographic: a crafted collision could only make two samples one group);
 - ``phash``: 64-bit perceptual hash of the <= 512 px grayscale copy (candidate search);
-- ``signature``: the bytes the near rule compares (``compare.py``), laid out as
-  ``gray (48*48) | b"SX" | width, height (2 x uint32 LE) | Cb 8x8 | Cr 8x8`` and, for a
-  picture whose content sits in a small part of it, ``| b"IK" | box area (uint16, 1/65535
-  of the picture) | content gray (48*48)``, then ``| b"TP" | trimmed pHash (uint64) | trim
-  box width, height (uint16) | touches (uint8: 1 across, 2 down) | b"CK" | crop pHashes
-  (5 x uint64)`` and, for a picture with transparency, ``| b"BK" | gray on black (48*48)``
-  (little-endian; tagged parts in order):
-
-  gray (antialiased, what the crop search compares), the size (a match must explain both),
-  area-averaged chroma (a red and a blue shape of one luminance), the content box's own
-  thumbnail (one line of text on a page), the trimmed pHash (``trimmed``: the second
-  candidate key, a padded or cropped icon keeps its content, not its canvas; the box's size
-  tells whether a pair keeps its content at one scale), the crop pHashes (``crop_keys``:
-  the third candidate key, a crop of a picture that fills its canvas keeps neither its
-  pHash nor its trimmed one) and gray on black (``on_black``: two
-  transparent pictures must agree on both grounds). Why each: docs/DEDUP.md.
+- ``signature``: the bytes the near rule compares (``compare.py``), little-endian, in order:
+  ``gray (48*48) | b"SX" | width, height (2 x uint32) | Cb 8x8 | Cr 8x8``: the antialiased
+  thumbnail the crop search compares, the size (a match must explain both), area-averaged
+  chroma (a red and a blue shape of one luminance); ``b"IK" | box area (uint16, 1/65535 of
+  the picture) | content box gray (48*48)`` for a picture whose content sits in a small
+  part of it (one line of text on a page); ``b"TP" | trimmed pHash (uint64) | trim box
+  width, height (uint16) | touches (uint8: 1 across, 2 down)``: the second candidate key (a
+  padded icon keeps its content, not its canvas; the box tells whether a pair keeps its
+  content at one scale); ``b"CK" | crop pHashes (5 x uint64)``: the third (a crop of a
+  picture that fills its canvas keeps neither of the others); ``b"BK" | gray on black
+  (48*48)`` for a picture with transparency (two such must agree on both grounds).
 """
 
 from __future__ import annotations
@@ -187,29 +179,24 @@ def crop_keys(gray) -> tuple[int, ...]:
     )
 
 
-def trim_box(gray) -> tuple[int, int, int, int] | None:
-    """The box (left, top, right, bottom) of what differs from a Pillow "L" image's border
-    tone when the border is one tone (a plain or flattened transparent ground), else None."""
+def trim_part(gray, width: int, height: int) -> TrimmedContent:
+    """The trimmed pHash of a Pillow "L" image (of a ``width`` x ``height`` picture): when its
+    border is one tone (a plain or flattened transparent ground), of the box of what differs
+    from that tone; the box's sides in picture pixels and whether it touches the border."""
+    import imagehash
+
     a = np.asarray(gray, dtype=np.int16)
     border = np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
     tone = int(np.median(border))
-    if (np.abs(border - tone) <= TRIM_CONTRAST).mean() < TRIM_MIN_BORDER:
-        return None
     mask = np.abs(a - tone) > TRIM_CONTRAST
     rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
-    if rows.size == 0 or min(rows[-1] - rows[0], cols[-1] - cols[0]) + 1 < TRIM_MIN_SIDE:
-        return None
-    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
-
-
-def trim_part(gray, width: int, height: int) -> TrimmedContent:
-    """The trimmed pHash of a Pillow "L" image (of a ``width`` x ``height`` picture) and
-    its trim box's sides in picture pixels."""
-    import imagehash
-
-    box = trim_box(gray)
-    if box is None:
+    if (
+        (np.abs(border - tone) <= TRIM_CONTRAST).mean() < TRIM_MIN_BORDER
+        or rows.size == 0
+        or min(rows[-1] - rows[0], cols[-1] - cols[0]) + 1 < TRIM_MIN_SIDE
+    ):
         return TrimmedContent(int(str(imagehash.phash(gray)), 16), width, height, True, True)
+    box = int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
     fx, fy = width / gray.width, height / gray.height
     return TrimmedContent(
         int(str(imagehash.phash(gray.crop(box))), 16),
@@ -277,10 +264,8 @@ def pack_signature(
     black: bytes | None = None,
     crops: tuple[int, ...] = (),
 ) -> bytes:
-    """``gray``: side*side bytes; ``cbcr``: the 8x8 Cb plane then the 8x8 Cr plane;
-    ``content``: the content box's thumbnail (side*side bytes) and its area share;
-    ``trimmed``: the trimmed pHash and content box; ``black``: gray on black (side*side);
-    ``crops``: the crop pHashes (``crop_keys``)."""
+    """The signature bytes (module docstring); ``gray``, the content box's thumbnail and
+    ``black`` are side*side bytes, ``cbcr`` the 8x8 Cb plane then the 8x8 Cr plane."""
     if len(cbcr) != 2 * CHROMA_SIDE * CHROMA_SIDE:
         raise ValueError(f"chroma must be 2 x {CHROMA_SIDE}x{CHROMA_SIDE} bytes, got {len(cbcr)}")
     if math.isqrt(len(gray)) ** 2 != len(gray) or len(gray) < 16 * 16:
@@ -305,17 +290,14 @@ def pack_signature(
 
 def parse_signature(sig: bytes) -> Signature:
     """The parts of a signature; ValueError for bytes ``pack_signature`` did not write."""
-    side = 16
-    while side * side + TAIL_BYTES <= len(sig):
-        n = side * side
-        if sig[n : n + len(TAIL_MAGIC)] == TAIL_MAGIC:
-            parts = _tagged_parts(sig, n)
-            if parts is not None:
-                at = n + len(TAIL_MAGIC)
-                chroma = np.frombuffer(sig, np.uint8, 2 * CHROMA_SIDE * CHROMA_SIDE, at + 8)
-                chroma = chroma.astype(np.float32).reshape(2, CHROMA_SIDE, CHROMA_SIDE)
-                return Signature(sig[:n], struct.unpack_from("<II", sig, at), chroma, **parts)
-        side += 1
+    for side in range(16, math.isqrt(max(len(sig) - TAIL_BYTES, 0)) + 1):
+        n = side * side  # the gray thumbnail's size; ``_tagged_parts`` confirms it
+        parts = _tagged_parts(sig, n) if sig[n : n + len(TAIL_MAGIC)] == TAIL_MAGIC else None
+        if parts is not None:
+            at = n + len(TAIL_MAGIC)
+            chroma = np.frombuffer(sig, np.uint8, 2 * CHROMA_SIDE * CHROMA_SIDE, at + 8)
+            chroma = chroma.astype(np.float32).reshape(2, CHROMA_SIDE, CHROMA_SIDE)
+            return Signature(sig[:n], struct.unpack_from("<II", sig, at), chroma, **parts)
     raise ValueError(f"not a dedup signature ({len(sig)} bytes); rebuild with image_decode")
 
 

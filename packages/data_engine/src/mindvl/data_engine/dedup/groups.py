@@ -20,6 +20,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from mindvl.data_engine.dedup.compare import PairVerifier, star_members
 from mindvl.data_engine.dedup.rule import NearRule
@@ -150,23 +152,11 @@ def exact_group(items: list[Item]) -> list[Item]:
 
 
 def components(n: int, left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    """Label of each node 0..n-1 = the smallest node index of its component (min-label
-    propagation with pointer jumping, each step a numpy op over the edges)."""
-    labels = np.arange(n, dtype=np.int64)
-    if left.size == 0:
-        return labels
-    while True:
-        low = np.minimum(labels[left], labels[right])
-        before = labels.copy()
-        np.minimum.at(labels, left, low)
-        np.minimum.at(labels, right, low)
-        while True:
-            jumped = labels[labels]
-            if np.array_equal(jumped, labels):
-                break
-            labels = jumped
-        if np.array_equal(before, labels):
-            return labels
+    """Label of each node 0..n-1 = the smallest node index of its component."""
+    graph = coo_matrix((np.ones(len(left), dtype=bool), (left, right)), shape=(n, n))
+    _, component = connected_components(graph, directed=False)
+    _, first = np.unique(component, return_index=True)  # the smallest node of each
+    return first[component]
 
 
 def near_groups(edges: list[tuple[str, str]], sig_of: dict[str, bytes], rule: NearRule):

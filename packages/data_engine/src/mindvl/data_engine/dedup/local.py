@@ -1,69 +1,189 @@
-"""Dedup in one process: the steps of ``groups.py``, ``candidates.py`` and ``compare.py``
-called on lists (units, benchmarks, the reference the Ray runner is tested against)."""
+"""Dedup's steps as functions over Arrow tables, and ``plan_dedup``, which runs them in one
+process. Each step takes what a Ray Data task gets (a block, or one group of a group-by);
+``ray_runner.py`` wires the same functions with Ray Data, so the two runners agree by
+construction. Tables: ``ITEMS`` (``groups.Item``, each row's view after the exact step),
+``BANDS`` (one slim row per near-eligible representative, band and candidate key: no
+signature), ``BUCKETS`` (one band bucket's candidate pairs), ``PAIRS`` (accepted pairs with
+both signatures) and ``SURVIVORS`` (each near group member's survivor label)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import pairwise
 from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from mindvl.common.manifest import DedupStats
 from mindvl.common.recipe import DedupSpec
-from mindvl.data_engine.dedup.candidates import (
-    candidate_keys,
-    candidate_pairs,
-    crowding_for,
-    image_pairs,
-    scheme_for,
-)
+from mindvl.data_engine.dedup import candidates, groups
 from mindvl.data_engine.dedup.compare import verify_pairs
 from mindvl.data_engine.dedup.decontaminate import EvalIndex
-from mindvl.data_engine.dedup.groups import (
-    Decision,
-    Item,
-    apply_decision,
-    decide,
-    exact_counts,
-    exact_group,
-    near_groups,
-    view,
-)
 from mindvl.data_engine.dedup.rule import NearRule
 
+ITEMS = pa.schema(
+    [("key", pa.string()), ("label", pa.string()), ("exact_key", pa.string()),
+     ("pair_key", pa.string()), ("near_ok", pa.bool_()), ("low", pa.bool_()),
+     ("phash", pa.uint64()), ("sig", pa.binary()), ("eval_hit", pa.int64()),
+     ("rep_label", pa.string()), ("same_pair", pa.bool_()), ("in_group", pa.bool_())]
+)  # fmt: skip
+BANDS = pa.schema(
+    [("bkey", pa.int64()), ("label", pa.string()), ("phash", pa.uint64()), ("own", pa.uint64()),
+     ("detail", pa.uint64()), ("detail_kind", pa.int8()), ("size", pa.int64()),
+     ("kind", pa.int8())]
+)  # fmt: skip
+BUCKETS = pa.schema(
+    [("a", pa.list_(pa.string())), ("b", pa.list_(pa.string())),
+     ("distance", pa.list_(pa.int16())), ("crowded", pa.bool_())]
+)  # fmt: skip
+PAIRS = pa.schema(
+    [("a", pa.string()), ("b", pa.string()), ("sig_a", pa.binary()), ("sig_b", pa.binary())]
+)
+SURVIVORS = pa.schema([("label", pa.string()), ("survivor", pa.string())])
 
-def near_candidates(items: Sequence[Item], rule: NearRule, stats: DedupStats | None = None):
-    """(the exact representatives that take part in near dedup, sorted by label; their
-    candidate pairs as ``candidates.PairResult``), or (nodes, None) with fewer than two."""
-    nodes = sorted((it for it in items if it.is_rep and it.near_ok), key=lambda it: it.label)
-    if len(nodes) < 2:
-        return nodes, None
-    scheme = scheme_for(rule, len(nodes))
-    phashes = [it.phash for it in nodes]
-    keys, owner, kind = candidate_keys(phashes, [it.sig for it in nodes])
-    sigs = [nodes[i].sig for i in owner.tolist()]
-    pairs = candidate_pairs(keys, scheme.max_hamming, scheme, crowding_for(rule, sigs))
-    found = image_pairs(
-        pairs.left, pairs.right, owner, phashes, kind, keys, rule.crop_radius, scheme.max_hamming
+
+def items_of(table: pa.Table) -> list[groups.Item]:
+    return [groups.Item(**row) for row in table.to_pylist()]
+
+
+def table_of(items: list[groups.Item]) -> pa.Table:
+    return pa.Table.from_pylist([it.__dict__ for it in items], schema=ITEMS)
+
+
+def near_reps(table: pa.Table) -> pa.Table:
+    """The exact representatives that take part in near dedup."""
+    return table.filter(pc.and_(pc.equal(table["label"], table["rep_label"]), table["near_ok"]))
+
+
+def band_rows(table: pa.Table, scheme: candidates.BandScheme) -> pa.Table:
+    """Each near-eligible representative once per band and candidate key
+    (``candidates.candidate_keys``), keyed by (band, value), with its detail hash."""
+    table = near_reps(table)
+    sigs = table.column("sig").to_pylist()
+    details = [candidates.detail_hash(sig) for sig in sigs]
+    keys, owner, kind = candidates.candidate_keys(table["phash"].to_numpy(), sigs)
+    idx = np.repeat(owner, scheme.n_bands)
+    return pa.table(
+        {"bkey": scheme.keys(keys).reshape(-1),
+         "label": table.column("label").take(idx), "phash": np.repeat(keys, scheme.n_bands),
+         "own": table.column("phash").take(idx),
+         "detail": np.array([d[0] for d in details], dtype=np.uint64)[idx],
+         "detail_kind": np.array([d[1] for d in details], dtype=np.int8)[idx],
+         "size": np.array([d[2] for d in details], dtype=np.int64)[idx],
+         "kind": np.repeat(kind, scheme.n_bands)},
+        schema=BANDS,
+    )  # fmt: skip
+
+
+def bucket(table: pa.Table, scheme: candidates.BandScheme, rule: NearRule) -> pa.Table:
+    """One band bucket's candidate pairs (labels, smaller first; ``candidates.image_pairs``)
+    as one row."""
+    if table.num_rows < 2:
+        return BUCKETS.empty_table()
+    band = scheme.band_of_key(table.column("bkey")[0].as_py())
+    labels = table.column("label").to_pylist()
+    detail, kinds, sizes = (table.column(c).to_numpy() for c in ("detail", "detail_kind", "size"))
+    crowding = candidates.crowding_for(rule, lambda at: (detail[at], kinds[at], sizes[at]))
+    h, kind = table.column("phash").to_numpy(), table.column("kind").to_numpy()
+    found, crowded = candidates.bucket_pairs(h, np.arange(table.num_rows), band, scheme, crowding)
+    names, owner = np.unique(np.array(labels, dtype=object), return_inverse=True)
+    own = np.zeros(names.size, dtype=np.uint64)
+    own[owner] = table.column("own").to_numpy()
+    radii = rule.crop_radius, scheme.max_hamming
+    pairs = [candidates.image_pairs(a, c, owner, own, kind, h, *radii) for a, c, _ in found]
+    # image_pairs puts the smaller index first, and names are sorted: a < b
+    i, j, d = (
+        np.concatenate(col) for col in zip(*(pairs or [(np.zeros(0, int),) * 3]), strict=True)
     )
-    pairs.left, pairs.right, pairs.distance = found
-    if stats is not None:
+    return pa.table({"a": [names[i].tolist()], "b": [names[j].tolist()],
+                     "distance": [d.tolist()], "crowded": [crowded]}, schema=BUCKETS)  # fmt: skip
+
+
+def bucket_counts(table: pa.Table) -> dict[str, int]:
+    pairs = int(pc.sum(pc.list_value_length(table["a"])).as_py() or 0)
+    return {"pairs": pairs, "crowded": int(pc.sum(table["crowded"]).as_py() or 0)}
+
+
+def signature_index(table: pa.Table) -> dict[str, bytes]:
+    """Signature by label of the near-eligible representatives among ``ITEMS`` rows."""
+    reps = near_reps(table)
+    return dict(zip(reps["label"].to_pylist(), reps["sig"].to_pylist(), strict=True))
+
+
+def verified(a: list[str], b: list[str], distance, sig_of: dict[str, bytes], rule) -> pa.Table:
+    """The pairs (a[p], b[p]) the rule accepts, with both signatures (``sig_of``: by label)."""
+    labels = sorted(set(a) | set(b))
+    at = {label: i for i, label in enumerate(labels)}
+    sigs = [sig_of[label] for label in labels]
+    left, right = [at[x] for x in a], [at[x] for x in b]
+    ok = np.flatnonzero(verify_pairs(sigs, left, right, distance, rule)).tolist()
+    return pa.table({"a": [a[p] for p in ok], "b": [b[p] for p in ok],
+                     "sig_a": [sigs[left[p]] for p in ok], "sig_b": [sigs[right[p]] for p in ok]},
+                    schema=PAIRS)  # fmt: skip
+
+
+def verify_buckets(table: pa.Table, sig_of: dict[str, bytes], rule: NearRule) -> pa.Table:
+    """``BUCKETS`` rows -> the pairs the rule accepts (``PAIRS``)."""
+    a, b, distance = (pc.list_flatten(table[c]) for c in ("a", "b", "distance"))
+    return verified(a.to_pylist(), b.to_pylist(), distance.to_numpy(), sig_of, rule)
+
+
+def survivors(table: pa.Table, rule: NearRule) -> pa.Table:
+    """All accepted pairs (``PAIRS``) -> every near group member's survivor (``SURVIVORS``)."""
+    rows = table.to_pylist()
+    sig_of = {r["a"]: r["sig_a"] for r in rows} | {r["b"]: r["sig_b"] for r in rows}
+    survivor_of = groups.near_groups([(r["a"], r["b"]) for r in rows], sig_of, rule)
+    return pa.table({"label": list(survivor_of), "survivor": list(survivor_of.values())},
+                    schema=SURVIVORS)  # fmt: skip
+
+
+def survivor_index(table: pa.Table) -> dict[str, str]:
+    return dict(zip(table["label"].to_pylist(), table["survivor"].to_pylist(), strict=True))
+
+
+def survivor_counts(table: pa.Table) -> dict[str, int]:
+    stars = int(pc.sum(pc.equal(table["label"], table["survivor"])).as_py() or 0)
+    return {"groups": stars, "members": table.num_rows}
+
+
+def dedup_stats(exact: dict, scheme=None, buckets=None, accepted=0, near=None) -> DedupStats:
+    """The build's dedup counters from the steps' counts (``groups.exact_counts``; with near
+    dedup: the banding, ``bucket_counts``, the accepted pairs, ``survivor_counts``)."""
+    stats = DedupStats(**{k: v for k, v in exact.items() if k in DedupStats.model_fields})
+    if scheme is not None:
         stats.near_index = scheme.describe()
-        stats.near_candidate_pairs = int(pairs.left.size)
-        stats.near_crowded_buckets = pairs.crowded_buckets
-    return nodes, pairs
+        stats.near_candidate_pairs = buckets.get("pairs", 0)
+        stats.near_crowded_buckets = buckets.get("crowded", 0)
+        stats.near_rejected_by_verify = stats.near_candidate_pairs - accepted
+        stats.near_groups = near.get("groups", 0)
+        stats.near_dropped = near.get("members", 0) - stats.near_groups
+    return stats
 
 
-def exact_items(
-    rows: Sequence[dict[str, Any]], spec: DedupSpec, eval_sets=None, rule: NearRule | None = None
-) -> list[Item]:
-    """Every row dedup takes part in, after the exact step."""
-    rule = rule or NearRule.from_spec(spec.near)
+def exact_items(rows: Sequence[dict[str, Any]], spec: DedupSpec, rule: NearRule, eval_sets=None):
+    """Every row dedup takes part in, after the exact step (as ``groups.Item``)."""
     index = EvalIndex(eval_sets, rule) if eval_sets else None
-    groups: dict[str, list[Item]] = {}
+    by_key: dict[str, list[groups.Item]] = {}
     for row in rows:
-        item = view(row, spec.exact, rule, index.match_row if index else None)
+        item = groups.view(row, spec.exact, rule, index.match_row if index else None)
         if item is not None:
-            groups.setdefault(item.exact_key, []).append(item)
-    return [it for group in groups.values() for it in exact_group(group)]
+            by_key.setdefault(item.exact_key, []).append(item)
+    return [it for group in by_key.values() for it in groups.exact_group(group)]
+
+
+def candidate_buckets(
+    items: pa.Table, rule: NearRule, n: int
+) -> tuple[candidates.BandScheme, pa.Table]:
+    """The banding for ``n`` near-eligible representatives among ``items`` and every band
+    bucket's candidate pairs (``BUCKETS``), grouped by band key in this process."""
+    scheme = candidates.scheme_for(rule, n)
+    bands = band_rows(items, scheme).sort_by("bkey")
+    keys = bands["bkey"].to_numpy()
+    cuts = [0, *(np.flatnonzero(keys[1:] != keys[:-1]) + 1).tolist(), keys.size]
+    found = [bucket(bands.slice(s, e - s), scheme, rule) for s, e in pairwise(cuts)]
+    return scheme, pa.concat_tables(found)
 
 
 def plan_dedup(
@@ -71,27 +191,22 @@ def plan_dedup(
     spec: DedupSpec,
     eval_sets: Sequence | None = None,
     rule: NearRule | None = None,
-) -> tuple[dict[str, Decision], DedupStats]:
+) -> tuple[dict[str, groups.Decision], DedupStats]:
     """Decisions by key for every row dedup touches; rows it does not touch are absent.
     ``rule``: instead of ``spec.near``'s (e.g. ``unscreened()``, to check the screens)."""
     rule = rule or NearRule.from_spec(spec.near)
-    items = exact_items(rows, spec, eval_sets, rule)
-    counts = exact_counts(items)
-    stats = DedupStats(**{k: v for k, v in counts.items() if k in DedupStats.model_fields})
-    nodes, pairs = near_candidates(items, rule, stats)
-    survivor_of: dict[str, str] = {}
-    if pairs is not None:
-        sigs = [it.sig for it in nodes]
-        ok = verify_pairs(sigs, pairs.left, pairs.right, pairs.distance, rule)
-        stats.near_rejected_by_verify = int((~ok).sum())
-        edges = [
-            (nodes[a].label, nodes[b].label)
-            for a, b in zip(pairs.left[ok].tolist(), pairs.right[ok].tolist(), strict=True)
-        ]
-        survivor_of = near_groups(edges, {it.label: it.sig for it in nodes}, rule)
-    stats.near_groups = len(set(survivor_of.values()))
-    stats.near_dropped = len(survivor_of) - stats.near_groups
-    decisions = (decide(it, survivor_of) for it in items)
+    items = exact_items(rows, spec, rule, eval_sets)
+    counts = groups.exact_counts(items)
+    stats, survivor_of = dedup_stats(counts), {}
+    if counts["near_nodes"] > 1:
+        table = table_of(items)
+        scheme, buckets = candidate_buckets(table, rule, counts["near_nodes"])
+        accepted = verify_buckets(buckets, signature_index(table), rule)
+        members = survivors(accepted, rule)
+        survivor_of = survivor_index(members)
+        found = bucket_counts(buckets), accepted.num_rows, survivor_counts(members)
+        stats = dedup_stats(counts, scheme, *found)
+    decisions = (groups.decide(it, survivor_of) for it in items)
     return {d.key: d for d in decisions if d is not None}, stats
 
 
@@ -100,4 +215,4 @@ def dedup_rows(
 ) -> tuple[list[dict[str, Any]], DedupStats]:
     """Dedup ``Candidate.to_row()`` dicts; the same rows in the same order out."""
     decisions, stats = plan_dedup(rows, spec, eval_sets)
-    return [apply_decision(dict(r), decisions.get(r["key"])) for r in rows], stats
+    return [groups.apply_decision(dict(r), decisions.get(r["key"])) for r in rows], stats

@@ -1,5 +1,5 @@
-"""``dedup_dataset``: the dedup steps wired with Ray Data. Every decision is made by the
-functions ``local.plan_dedup`` calls, so the two paths agree by construction.
+"""``dedup_dataset``: dedup's steps (the table functions of ``local.py``) wired with Ray
+Data, so the two runners agree by construction.
 
 Shuffles: the exact step groups each row's view by ``exact_key``; banding groups one slim
 row per representative, band and candidate key (no signature) by band key; a candidate pair
@@ -15,74 +15,27 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mindvl.common.manifest import DedupStats
 from mindvl.common.recipe import DedupSpec
-from mindvl.data_engine.dedup.candidates import (
-    BandScheme,
-    bucket_pairs,
-    candidate_keys,
-    crowding_for,
-    detail_hash,
-    image_pairs,
-    scheme_for,
-)
-from mindvl.data_engine.dedup.compare import verify_pairs
+from mindvl.data_engine.dedup import groups, local
+from mindvl.data_engine.dedup.candidates import scheme_for
 from mindvl.data_engine.dedup.decontaminate import EvalIndex
-from mindvl.data_engine.dedup.groups import (
-    Decision,
-    Item,
-    apply_decision,
-    decide,
-    exact_counts,
-    exact_group,
-    near_groups,
-    view,
-)
 from mindvl.data_engine.dedup.rule import NearRule
 
 SLIM_ROWS_PER_PARTITION = 200_000  # shuffle partitions by data size: slim rows ~300 bytes
 SIGNATURE_BROADCAST_BYTES = 256 << 20  # ~38-110k signatures of 2.4-7 KB (alpha: +2.3 KB)
-ITEMS = pa.schema(
-    [("key", pa.string()), ("label", pa.string()), ("exact_key", pa.string()),
-     ("pair_key", pa.string()), ("near_ok", pa.bool_()), ("low", pa.bool_()),
-     ("phash", pa.uint64()), ("sig", pa.binary()), ("eval_hit", pa.int64()),
-     ("rep_label", pa.string()), ("same_pair", pa.bool_()), ("in_group", pa.bool_())]
-)  # fmt: skip
-BANDS = pa.schema(
-    [("bkey", pa.int64()), ("label", pa.string()), ("phash", pa.uint64()), ("own", pa.uint64()),
-     ("detail", pa.uint64()), ("detail_kind", pa.int8()), ("size", pa.int64()),
-     ("kind", pa.int8())]
-)  # fmt: skip
-BUCKETS = pa.schema(
-    [("a", pa.list_(pa.string())), ("b", pa.list_(pa.string())),
-     ("distance", pa.list_(pa.int16())), ("crowded", pa.bool_())]
-)  # fmt: skip
 # a pair (key: one label, other: the other, sig: the signature joined so far, or null) or
 # a signature row (key: a label, other: null, sig: its signature), grouped by key together
 LINKS = pa.schema(
     [("key", pa.string()), ("other", pa.string()), ("distance", pa.int16()), ("sig", pa.binary())]
 )
-PAIRS = pa.schema(
-    [("a", pa.string()), ("b", pa.string()), ("sig_a", pa.binary()), ("sig_b", pa.binary())]
-)
-SURVIVORS = pa.schema([("label", pa.string()), ("survivor", pa.string())])
 DECISIONS = pa.schema(
     [("key", pa.string()), ("group", pa.string()), ("survivor", pa.string()),
      ("op", pa.string()), ("reason", pa.string())]
 )  # fmt: skip
 _FETCHED: dict[str, Any] = {}  # per worker process: one broadcast table, by token
-
-
-def _items(table: pa.Table) -> list[Item]:
-    return [Item(**row) for row in table.to_pylist()]
-
-
-def _table(items: list[Item]) -> pa.Table:
-    return pa.Table.from_pylist([it.__dict__ for it in items], schema=ITEMS)
 
 
 def _fetched(refs: list[Any], schema: pa.Schema, derive=None) -> Any:
@@ -101,93 +54,21 @@ def _fetched(refs: list[Any], schema: pa.Schema, derive=None) -> Any:
 
 def _views(table: pa.Table, exact: bool, rule: NearRule, index: EvalIndex | None) -> pa.Table:
     match = index.match_row if index is not None else None
-    found = (view(row, exact, rule, match) for row in table.to_pylist())
-    return _table([it for it in found if it is not None])
+    found = (groups.view(row, exact, rule, match) for row in table.to_pylist())
+    return local.table_of([it for it in found if it is not None])
 
 
 def _exact_group(table: pa.Table) -> pa.Table:
-    return _table(exact_group(_items(table)))
+    return local.table_of(groups.exact_group(local.items_of(table)))
 
 
-def _counts(table: pa.Table) -> pa.Table:
-    return pa.table({k: [v] for k, v in exact_counts(_items(table)).items()})
-
-
-def _near_reps(table: pa.Table) -> pa.Table:
-    return table.filter(pc.and_(pc.equal(table["label"], table["rep_label"]), table["near_ok"]))
-
-
-def _band_rows(table: pa.Table, scheme: BandScheme) -> pa.Table:
-    """Each near-eligible representative once per band and candidate key, keyed by
-    (band, value) (``candidates.candidate_keys``)."""
-    table = _near_reps(table)
-    sigs = table.column("sig").to_pylist()
-    details = [detail_hash(sig) for sig in sigs]
-    keys, owner, kind = candidate_keys(table["phash"].to_numpy(), sigs)
-    idx = np.repeat(owner, scheme.n_bands)
-    return pa.table(
-        {"bkey": scheme.keys(keys).reshape(-1),
-         "label": table.column("label").take(idx), "phash": np.repeat(keys, scheme.n_bands),
-         "own": table.column("phash").take(idx),
-         "detail": np.array([d[0] for d in details], dtype=np.uint64)[idx],
-         "detail_kind": np.array([d[1] for d in details], dtype=np.int8)[idx],
-         "size": np.array([d[2] for d in details], dtype=np.int64)[idx],
-         "kind": np.repeat(kind, scheme.n_bands)},
-        schema=BANDS,
-    )  # fmt: skip
-
-
-def _bucket(table: pa.Table, scheme: BandScheme, rule: NearRule) -> pa.Table:
-    """One band bucket's candidate pairs (labels, smaller first; ``candidates.image_pairs``)
-    as one row."""
-    if table.num_rows < 2:
-        return BUCKETS.empty_table()
-    band = scheme.band_of_key(table.column("bkey")[0].as_py())
-    labels = table.column("label").to_pylist()
-    detail, kinds, sizes = (table.column(c).to_numpy() for c in ("detail", "detail_kind", "size"))
-    crowding = crowding_for(rule, lambda at: (detail[at], kinds[at], sizes[at]))
-    h, kind = table.column("phash").to_numpy(), table.column("kind").to_numpy()
-    found, crowded = bucket_pairs(h, np.arange(table.num_rows), band, scheme, crowding)
-    names, owner = np.unique(np.array(labels, dtype=object), return_inverse=True)
-    own = np.zeros(names.size, dtype=np.uint64)
-    own[owner] = table.column("own").to_numpy()
-    radii = rule.crop_radius, scheme.max_hamming
-    pairs = [image_pairs(a, c, owner, own, kind, h, *radii) for a, c, _ in found]
-    # image_pairs puts the smaller index first, and names are sorted: a < b
-    i, j, d = (
-        np.concatenate(col) for col in zip(*(pairs or [(np.zeros(0, int),) * 3]), strict=True)
-    )
-    return pa.table({"a": [names[i].tolist()], "b": [names[j].tolist()],
-                     "distance": [d.tolist()], "crowded": [crowded]}, schema=BUCKETS)  # fmt: skip
-
-
-def _bucket_counts(table: pa.Table) -> pa.Table:
-    pairs = int(pc.sum(pc.list_value_length(table["a"])).as_py() or 0)
-    return pa.table({"pairs": [pairs], "crowded": [int(pc.sum(table["crowded"]).as_py() or 0)]})
-
-
-def _verified(a: list[str], b: list[str], distance, sig_of: dict[str, bytes], rule) -> pa.Table:
-    """The pairs (a[p], b[p]) the rule accepts, with both signatures (``sig_of``: by label)."""
-    labels = sorted(set(a) | set(b))
-    at = {label: i for i, label in enumerate(labels)}
-    sigs = [sig_of[label] for label in labels]
-    left, right = [at[x] for x in a], [at[x] for x in b]
-    ok = np.flatnonzero(verify_pairs(sigs, left, right, distance, rule)).tolist()
-    return pa.table({"a": [a[p] for p in ok], "b": [b[p] for p in ok],
-                     "sig_a": [sigs[left[p]] for p in ok], "sig_b": [sigs[right[p]] for p in ok]},
-                    schema=PAIRS)  # fmt: skip
-
-
-def _signature_index(table: pa.Table) -> dict[str, bytes]:
-    reps = _near_reps(table)
-    return dict(zip(reps["label"].to_pylist(), reps["sig"].to_pylist(), strict=True))
+def _exact_counts(table: pa.Table) -> dict[str, int]:
+    return groups.exact_counts(local.items_of(table))
 
 
 def _verify_broadcast(table: pa.Table, refs: list[Any], rule: NearRule) -> pa.Table:
     """Bucket rows -> accepted pairs, signatures from the broadcast exact rows."""
-    sig_of = _fetched(refs, ITEMS, _signature_index)
-    a, b, distance = (pc.list_flatten(table[c]) for c in ("a", "b", "distance"))
-    return _verified(a.to_pylist(), b.to_pylist(), distance.to_numpy(), sig_of, rule)
+    return local.verify_buckets(table, _fetched(refs, local.ITEMS, local.signature_index), rule)
 
 
 def _pair_links(table: pa.Table) -> pa.Table:
@@ -197,7 +78,7 @@ def _pair_links(table: pa.Table) -> pa.Table:
 
 
 def _signature_links(table: pa.Table) -> pa.Table:
-    reps = _near_reps(table)
+    reps = local.near_reps(table)
     n = reps.num_rows
     return pa.table({"key": reps["label"], "other": pa.nulls(n, pa.string()),
                      "distance": pa.nulls(n, pa.int16()), "sig": reps["sig"]}, schema=LINKS)  # fmt: skip
@@ -223,7 +104,7 @@ def _verify_group(table: pa.Table, rule: NearRule) -> pa.Table:
     sig, pairs = _split_links(table)
     a, b = pairs["other"].to_pylist(), pairs["key"].to_pylist()
     sig_of = dict(zip(a, pairs["sig"].to_pylist(), strict=True)) | dict.fromkeys(b, sig)
-    return _verified(a, b, pairs["distance"].to_numpy(), sig_of, rule)
+    return local.verified(a, b, pairs["distance"].to_numpy(), sig_of, rule)
 
 
 def _accepted(exact, buckets, rule: NearRule, parts: int, signature_bytes: int):
@@ -242,27 +123,10 @@ def _accepted(exact, buckets, rule: NearRule, parts: int, signature_bytes: int):
     )  # fmt: skip
 
 
-def _near_groups(table: pa.Table, rule: NearRule) -> pa.Table:
-    rows = table.to_pylist()
-    sig_of = {r["a"]: r["sig_a"] for r in rows} | {r["b"]: r["sig_b"] for r in rows}
-    survivor_of = near_groups([(r["a"], r["b"]) for r in rows], sig_of, rule)
-    return pa.table({"label": list(survivor_of), "survivor": list(survivor_of.values())},
-                    schema=SURVIVORS)  # fmt: skip
-
-
-def _survivor_counts(table: pa.Table) -> pa.Table:
-    groups = int(pc.sum(pc.equal(table["label"], table["survivor"])).as_py() or 0)
-    return pa.table({"groups": [groups], "members": [table.num_rows]})
-
-
-def _survivor_index(table: pa.Table) -> dict[str, str]:
-    return dict(zip(table["label"].to_pylist(), table["survivor"].to_pylist(), strict=True))
-
-
 def _decisions(table: pa.Table, refs: list[Any]) -> pa.Table:
-    survivor_of = _fetched(refs, SURVIVORS, _survivor_index) if refs else {}
-    found = [d for d in (decide(it, survivor_of) for it in _items(table)) if d is not None]
-    return pa.Table.from_pylist([d.__dict__ for d in found], schema=DECISIONS)
+    survivor_of = _fetched(refs, local.SURVIVORS, local.survivor_index) if refs else {}
+    found = (groups.decide(it, survivor_of) for it in local.items_of(table))
+    return pa.Table.from_pylist([d.__dict__ for d in found if d is not None], schema=DECISIONS)
 
 
 def _apply(table: pa.Table, refs: list[Any], names: list[str]) -> pa.Table:
@@ -275,17 +139,22 @@ def _apply(table: pa.Table, refs: list[Any], names: list[str]) -> pa.Table:
     hit = pc.is_valid(at)
     if not pc.any(hit).as_py():
         return table
-    rows = table.filter(hit).to_pylist()
     found = decisions.take(at.filter(hit)).to_pylist()
-    changed = [apply_decision(r, Decision(**d)) for r, d in zip(rows, found, strict=True)]
+    rows = zip(table.filter(hit).to_pylist(), found, strict=True)
+    changed = [groups.apply_decision(r, groups.Decision(**d)) for r, d in rows]
     rest = table.filter(pc.invert(hit))
     return pa.concat_tables([rest, pa.Table.from_pylist(changed, schema=table.schema)])
 
 
+def _counter_row(table: pa.Table, fn) -> pa.Table:
+    return pa.table({k: [v] for k, v in fn(table).items()})
+
+
 def total(ds, fn) -> dict[str, int]:
-    """Column sums of the tiny per-block counter tables ``fn`` makes from ``ds``."""
+    """Sums over the blocks of ``ds`` of the counters ``fn`` makes from each block."""
     out: dict[str, int] = {}
-    for row in ds.map_batches(fn, batch_format="pyarrow", batch_size=None).take_all():
+    blocks = ds.map_batches(_counter_row, batch_format="pyarrow", batch_size=None, fn_args=(fn,))
+    for row in blocks.take_all():
         for k, v in row.items():
             out[k] = out.get(k, 0) + int(v)
     return out
@@ -306,36 +175,30 @@ def dedup_dataset(ds, spec: DedupSpec, eval_sets: Sequence[Sequence[Any]] | None
         .map_groups(_exact_group, batch_format="pyarrow")
         .materialize()
     )
-    counts = total(exact, _counts)
-    stats = DedupStats(**{k: v for k, v in counts.items() if k in DedupStats.model_fields})
+    counts = total(exact, _exact_counts)
     if counts.get("decontaminated", 0) + counts.get("exact_dropped", 0) == 0 and (
         counts.get("near_nodes", 0) < 2
     ):
-        return ds, stats  # nothing to drop: rows pass through as they are
-    survivors: list[Any] = []
+        return ds, local.dedup_stats(counts)  # nothing to drop: rows pass through as they are
+    stats, refs = local.dedup_stats(counts), []
     if counts["near_nodes"] > 1:
         scheme = scheme_for(rule, counts["near_nodes"])
-        stats.near_index = scheme.describe()
         buckets = (
-            exact.map_batches(_band_rows, batch_format="pyarrow", fn_args=(scheme,))
+            exact.map_batches(local.band_rows, batch_format="pyarrow", fn_args=(scheme,))
             .groupby("bkey", num_partitions=parts)
-            .map_groups(_bucket, batch_format="pyarrow", fn_args=(scheme, rule))
+            .map_groups(local.bucket, batch_format="pyarrow", fn_args=(scheme, rule))
             .materialize()
         )
-        found = total(buckets, _bucket_counts)
-        stats.near_candidate_pairs, stats.near_crowded_buckets = found["pairs"], found["crowded"]
         accepted = _accepted(exact, buckets, rule, parts, counts["signature_bytes"]).materialize()
-        stats.near_rejected_by_verify = stats.near_candidate_pairs - accepted.count()
-        groups = (
+        survivors = (
             accepted.repartition(1)
-            .map_batches(_near_groups, batch_format="pyarrow", batch_size=None, fn_args=(rule,))
+            .map_batches(local.survivors, batch_format="pyarrow", batch_size=None, fn_args=(rule,))
             .materialize()
-        )
-        found = total(groups, _survivor_counts)
-        stats.near_groups = found.get("groups", 0)
-        stats.near_dropped = found.get("members", 0) - stats.near_groups
-        survivors = groups.to_arrow_refs()
-    decisions = exact.map_batches(_decisions, batch_format="pyarrow", fn_args=(survivors,))
+        )  # one task: near groups span blocks
+        found = total(buckets, local.bucket_counts), accepted.count()
+        stats = local.dedup_stats(counts, scheme, *found, total(survivors, local.survivor_counts))
+        refs = survivors.to_arrow_refs()
+    decisions = exact.map_batches(_decisions, batch_format="pyarrow", fn_args=(refs,))
     refs = decisions.materialize().to_arrow_refs()
     names = ds.schema().base_schema.names
     out = ds.map_batches(_apply, batch_format="pyarrow", batch_size=None, fn_args=(refs, names))

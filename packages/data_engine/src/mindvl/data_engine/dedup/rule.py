@@ -74,8 +74,8 @@ class NearRule:
 
     @classmethod
     def from_spec(cls, near) -> NearRule:  # noqa: ANN001 (a NearDedupSpec)
-        """The rule of a recipe's ``dedup.near``."""
-        return cls(**{k: getattr(near, k) for k in _SPEC_KEYS})
+        """The rule of a recipe's ``dedup.near``: each of its knobs is a field here."""
+        return cls(**near.model_dump())
 
     def unscreened(self) -> NearRule:
         """The same rule without its screens (every pair gets the full comparison)."""
@@ -91,16 +91,3 @@ class NearRule:
     def crop_radius(self) -> int:
         """How close a crop key and another image's pHash must be (within the pair radius)."""
         return min(self.pair_radius, self.crop_key_max_hamming)
-
-
-_SPEC_KEYS = (
-    "enabled",
-    "max_hamming",
-    "crop_only_beyond",
-    "min_information",
-    "verify",
-    "index",
-    "sampled_recall",
-    "crowded_bucket",
-    "detail_max_hamming",
-)
