@@ -12,6 +12,7 @@ from dedup_helpers import RULE
 from PIL import Image, ImageDraw
 
 from mindvl.common.recipe import DedupSpec
+from mindvl.data_engine.dedup import compare
 from mindvl.data_engine.dedup.candidates import hamming
 from mindvl.data_engine.dedup.compare import PairVerifier
 from mindvl.data_engine.dedup.decontaminate import EvalIndex
@@ -259,10 +260,11 @@ def test_colours_of_a_padded_copy_are_compared_at_the_crop():
     """A 3 px transparent pad moves every 8x8 chroma cell's content by a third of a cell:
     compared as they are, a blue icon and its padded copy differ in colour (0.27 > 0.25);
     at the crop the gray search finds they agree, while the padded icon in a red of the
-    same luminance still differs in colour."""
-    blue = face((40, 120, 230))
-    assert check(blue, padded(blue, 3)) is None
-    assert check(blue, padded(face((230, 60, 60)), 3)) == "colour"
+    same luminance still differs in colour. (At 96 px: no pixels of their own to compare.)"""
+    blue, red = (face(c).resize((96, 96), Image.Resampling.NEAREST)
+                 for c in ((40, 120, 230), (230, 60, 60)))  # fmt: skip
+    assert check(blue, padded(blue, 6)) is None
+    assert check(blue, padded(red, 6)) == "colour"
 
 
 def pixel_icon(size: int = 16) -> Image.Image:
@@ -317,3 +319,17 @@ def test_crops_and_pads_of_a_16_px_icon_by_a_pixel_per_side_are_candidates():
         dropped, kept = ("a", "b") if copy is pad else ("b", "a")  # the larger survives
         assert decisions[dropped].op == "near_dedup" and decisions[dropped].survivor == kept
         assert decisions[kept].op is None
+
+
+def test_a_padded_icon_keeps_its_pixels_and_a_look_alike_does_not(monkeypatch):
+    """Two icons whose content lies inside both canvases at one size can only be a pad or a
+    crop of each other, which keeps the smaller's own pixels (``compare.kept_pixels``): a
+    padded copy is found at its offset; the face with a 3x3 freckle (the size of the mark
+    that tells status icons apart), padded, passes the blurred 48x48 comparison at the crop
+    the sizes tell but not its pixels."""
+    smile, freckled = face((240, 160, 20)), face((240, 160, 20))
+    ImageDraw.Draw(freckled).rectangle((10, 26, 12, 28), fill=(150, 90, 10, 255))
+    assert check(smile, padded(smile, 2)) is None
+    assert check(smile, padded(freckled, 2)) == "pixels"
+    monkeypatch.setattr(compare, "kept_pixels", lambda a, b, rule: False)
+    assert check(smile, padded(freckled, 2)) is None  # what the thumbnails alone decide

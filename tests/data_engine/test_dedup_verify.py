@@ -56,6 +56,13 @@ def test_layout_round_trips_and_other_bytes_are_refused() -> None:
     assert with_box.content == gray[::-1] and abs(with_box.content_area - 0.1) < 1e-4
     for crops in ((1, 2, 3, 4, 5), tuple(range(10, 20))):  # 10 keys for pictures under 20 px
         assert parse_signature(pack_signature(gray, 16, 16, cbcr, crops=crops)).crops == crops
+    rgb = np.arange(3 * 4 * 3, dtype=np.uint8).reshape(3, 4, 3)
+    alpha = np.full((3, 4), 255, np.uint8)
+    alpha[0, 0] = 0
+    opaque = parse_signature(pack_signature(gray, 4, 3, cbcr, native=(rgb, None)))
+    assert len(opaque.native) == 1 and (opaque.native[0] == rgb).all()
+    white, black = parse_signature(pack_signature(gray, 4, 3, cbcr, native=(rgb, alpha))).native
+    assert (white == rgb).all() and (black[1:] == rgb[1:]).all() and black[0, 0].max() == 0
     for other in (bytes(48 * 48), bytes(192), b""):  # bare squares of old builds, nothing
         with pytest.raises(ValueError, match="not a dedup signature"):
             parse_signature(other)

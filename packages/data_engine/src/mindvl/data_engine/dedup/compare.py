@@ -2,7 +2,9 @@
 
 The checks, in order (the first that says no decides; ``first_failing_check`` names it;
 bounds and reasons in docs/DEDUP.md): ``crop_sizes`` and ``trim_scale`` (a far pair must
-have the sizes of a crop and keep its content at one scale), ``colour`` (8x8 chroma and
+have the sizes of a crop and keep its content at one scale), ``pixels`` (two icons whose
+content lies inside both at one size: a pad or crop keeps the smaller's own pixels,
+``kept_pixels``), ``colour`` (8x8 chroma and
 hue; pictures of two sizes after ``gray``, at the crop it found), ``prescreen`` (the crop
 search at half resolution), ``gray`` (the gray thumbnails at their best crop: first the
 crop two sizes tell, ``match_at_sizes``, then the search's grid), ``sizes`` / ``one_size``
@@ -116,6 +118,39 @@ def content_at_one_scale(a: Signature, b: Signature, rule: NearRule) -> bool:
     return True
 
 
+def kept_pixels(a: Signature, b: Signature, rule: NearRule) -> bool:
+    """Both pictures carry their own pixels (icons, ``fingerprint.NATIVE_MAX_SIDE``) and their
+    content lies inside both canvases at one size: the smaller can only be a pad or a crop
+    of the larger (a resize would change the content's size), which keeps its pixels."""
+    ta, tb = a.trimmed, b.trimmed
+    if not (a.native and b.native) or ta is None or tb is None:
+        return False
+    small, large = sorted((a.size, b.size), key=lambda wh: wh[0] * wh[1])
+    inside = not (ta.touches_x or ta.touches_y or tb.touches_x or tb.touches_y)
+    fits = small[0] <= large[0] and small[1] <= large[1]
+    return inside and fits and content_at_one_scale(a, b, rule)
+
+
+def pixels_fit(a: Signature, b: Signature, rule: NearRule) -> bool:
+    """The smaller picture's own pixels are found in the larger's at some whole-pixel offset:
+    on every ground both carry (white, and black when both are transparent), at most
+    ``one_size_max_pixels`` differ by more than ``one_size_levels`` in a colour channel.
+    Levels are not fitted: a pad or crop keeps the pixels themselves (with a fit, Tango's
+    idle network icon, its screens dimmed, would be its busy one)."""
+    small, large = sorted((a, b), key=lambda s: s.size[0] * s.size[1])
+    grounds = min(len(small.native), len(large.native))
+    (w, h), (big_w, big_h) = small.size, large.size
+    for dy in range(big_h - h + 1):
+        for dx in range(big_w - w + 1):
+            if all(
+                (np.abs(small.native[g] - large.native[g][dy : dy + h, dx : dx + w]).max(-1)
+                 > rule.one_size_levels).sum() <= rule.one_size_max_pixels
+                for g in range(grounds)
+            ):  # fmt: skip
+                return True
+    return False
+
+
 def _agrees(match: Match, rule: NearRule, content: bool = False) -> bool:
     if content:
         return match.p99 <= rule.content_max_p99 and match.peak <= rule.content_max_peak
@@ -168,6 +203,8 @@ def first_failing_check(
         if (one_size_changed(a, b) > rule.one_size_levels).sum() > rule.one_size_max_pixels:
             return "one_size"
         return _last_checks(a, b, rule, get_terms, None)
+    if kept_pixels(a, b, rule) and not pixels_fit(a, b, rule):
+        return "pixels"
     ta, tb = get_terms(0, False), get_terms(1, False)
     match = None
     # first the crop (or pad) the two sizes tell: no resize, so the content keeps its size

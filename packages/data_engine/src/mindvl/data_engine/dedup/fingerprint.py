@@ -13,9 +13,14 @@ that no later step decodes again.
   part of it (one line of text on a page); ``b"TP" | trimmed pHash (uint64) | trim box
   width, height (uint16) | touches (uint8: 1 across, 2 down)``: the second candidate key (a
   padded icon keeps its content, not its canvas; the box tells whether a pair keeps its
-  content at one scale); ``b"CK" | crop pHashes (5 x uint64)``: the third (a crop of a
-  picture that fills its canvas keeps neither of the others); ``b"BK" | gray on black
-  (48*48)`` for a picture with transparency (two such must agree on both grounds).
+  content at one scale); ``b"CK" | count (uint8) | crop pHashes (count x uint64)``: the
+  third (a crop of a picture that fills its canvas keeps neither of the others);
+  ``b"BK" | gray on black (48*48)`` for a picture with transparency (two such must agree
+  on both grounds); ``b"NP" | width, height (2 x uint16) | planes (uint8: 3 or 4) | RGB on
+  white (height*width*3) | alpha (height*width, with transparency)`` for a picture of at
+  most ``NATIVE_MAX_SIDE`` px a side: its own pixels, so a pad or crop of an icon is
+  compared pixel for pixel, in colour, instead of through two differently resampled
+  thumbnails.
 """
 
 from __future__ import annotations
@@ -59,6 +64,9 @@ TRIM_MIN_SIDE = 8
 CROP_MAGIC = b"CK"
 CROP_KEEP = 0.925
 CROP_ANCHORS = ((0.0, 0.0), (1.0, 0.0), (0.0, 1.0), (1.0, 1.0), (0.5, 0.5))
+NATIVE_MAGIC = b"NP"
+NATIVE_FORMAT = "<HHB"  # width, height, planes (3: RGB on white; 4: and alpha)
+NATIVE_MAX_SIDE = 64  # an icon: at most 16 KB
 
 
 @dataclass(frozen=True)
@@ -101,6 +109,8 @@ class Signature:
     trimmed: TrimmedContent | None = None
     crops: tuple[int, ...] = ()  # crop pHashes (``crop_keys``)
     black: bytes | None = None  # gray thumbnail composited on black (with transparency)
+    # the picture's own (height, width, 3) float32 pixels on white[, on black]
+    native: tuple[np.ndarray, ...] = ()
 
     @property
     def trim_phash(self) -> int | None:
@@ -136,6 +146,10 @@ def fingerprint(rgb, gray, alpha=None, *, size=None, pixel_hash: str | None = No
     width, height = size or rgb.size
     chroma = rgb.resize((CHROMA_SIDE, CHROMA_SIDE), Image.Resampling.BOX, reducing_gap=1.0)
     _, cb, cr = chroma.convert("YCbCr").split()
+    black = on_black(gray, alpha)
+    native = None
+    if max(width, height) <= NATIVE_MAX_SIDE and rgb.size == (width, height):
+        native = np.asarray(rgb), None if black is None else np.asarray(alpha)
     signature = pack_signature(
         thumbnail(gray, SIGNATURE_SIDE).tobytes(),
         width,
@@ -143,23 +157,24 @@ def fingerprint(rgb, gray, alpha=None, *, size=None, pixel_hash: str | None = No
         cb.tobytes() + cr.tobytes(),
         content_thumbnail(gray, SIGNATURE_SIDE),
         trim_part(gray, width, height),
-        on_black(gray, alpha),
+        None if black is None else thumbnail(black, SIGNATURE_SIDE).tobytes(),
         crop_keys(gray),
+        native,
     )
     return Fingerprint(pixel_hash, str(imagehash.phash(gray)), signature.hex())
 
 
-def on_black(gray, alpha) -> bytes | None:
-    """The gray thumbnail of the picture composited on black, from its "L" copy flattened on
-    white and its alpha (None without transparency): on white a pixel is c*a + 255*(1 - a),
-    on black c*a, and the box reduction to the gray copy's size is linear."""
+def on_black(gray, alpha):
+    """The "L" copy of the picture composited on black, from its "L" copy flattened on white
+    and its alpha (None without transparency): on white a pixel is c*a + 255*(1 - a), on
+    black c*a, and the box reduction to the gray copy's size is linear."""
     from PIL import Image
 
     if alpha is None or alpha.getextrema()[0] == 255:
         return None
     a = np.asarray(alpha.resize(gray.size, Image.Resampling.BOX), dtype=np.int16)
     black = np.clip(np.asarray(gray, dtype=np.int16) - (255 - a), 0, 255).astype(np.uint8)
-    return thumbnail(Image.fromarray(black, "L"), SIGNATURE_SIDE).tobytes()
+    return Image.fromarray(black, "L")
 
 
 def crop_keys(gray) -> tuple[int, ...]:
@@ -263,9 +278,12 @@ def pack_signature(
     trimmed: TrimmedContent | None = None,
     black: bytes | None = None,
     crops: tuple[int, ...] = (),
+    native: tuple[np.ndarray, np.ndarray | None] | None = None,
 ) -> bytes:
     """The signature bytes (module docstring); ``gray``, the content box's thumbnail and
-    ``black`` are side*side bytes, ``cbcr`` the 8x8 Cb plane then the 8x8 Cr plane."""
+    ``black`` are side*side bytes, ``cbcr`` the 8x8 Cb plane then the 8x8 Cr plane,
+    ``native`` uint8 arrays: (height, width, 3) RGB on white and the (height, width) alpha
+    or None."""
     if len(cbcr) != 2 * CHROMA_SIDE * CHROMA_SIDE:
         raise ValueError(f"chroma must be 2 x {CHROMA_SIDE}x{CHROMA_SIDE} bytes, got {len(cbcr)}")
     if math.isqrt(len(gray)) ** 2 != len(gray) or len(gray) < 16 * 16:
@@ -285,6 +303,12 @@ def pack_signature(
         out += CROP_MAGIC + struct.pack(f"<B{len(crops)}Q", len(crops), *crops)
     if black is not None:
         out += BLACK_MAGIC + black
+    if native is not None:
+        white, alpha = native
+        h, w = white.shape[:2]
+        out += NATIVE_MAGIC + struct.pack(NATIVE_FORMAT, w, h, 3 if alpha is None else 4)
+        out += b"".join(np.ascontiguousarray(x, dtype=np.uint8).tobytes()
+                        for x in (white, alpha) if x is not None)  # fmt: skip
     return out
 
 
@@ -305,13 +329,20 @@ def _tagged_parts(sig: bytes, n: int) -> dict | None:
     """The optional parts after the fixed tail of a signature whose gray thumbnail has n
     bytes, or None when the bytes are not such parts, in order, to the end."""
     parts: dict = {}
-    at, last, order = n + TAIL_BYTES, -1, (CONTENT_MAGIC, TRIM_MAGIC, CROP_MAGIC, BLACK_MAGIC)
+    order = (CONTENT_MAGIC, TRIM_MAGIC, CROP_MAGIC, BLACK_MAGIC, NATIVE_MAGIC)
+    at, last, head = n + TAIL_BYTES, -1, struct.calcsize(NATIVE_FORMAT)
     sizes = {CONTENT_MAGIC: 2 + n, TRIM_MAGIC: struct.calcsize(TRIM_FORMAT), BLACK_MAGIC: n}
     while at < len(sig):
         tag = sig[at : at + 2]
-        if tag not in order or order.index(tag) <= last or at + 3 > len(sig):
+        if tag not in order or order.index(tag) <= last or at + 2 + head > len(sig):
             return None
-        size = 1 + 8 * sig[at + 2] if tag == CROP_MAGIC else sizes[tag]  # a count, then keys
+        if tag == CROP_MAGIC:  # a count, then the keys
+            size = 1 + 8 * sig[at + 2]
+        elif tag == NATIVE_MAGIC:  # width, height, planes, then the pixels
+            w, h, planes = struct.unpack_from(NATIVE_FORMAT, sig, at + 2)
+            size = head + w * h * planes
+        else:
+            size = sizes[tag]
         if at + 2 + size > len(sig):
             return None
         at, last = at + 2, order.index(tag)
@@ -323,7 +354,19 @@ def _tagged_parts(sig: bytes, n: int) -> dict | None:
             parts["trimmed"] = TrimmedContent(phash, w, h, flags & 1 == 1, flags & 2 == 2)
         elif tag == CROP_MAGIC:
             parts["crops"] = struct.unpack_from(f"<{sig[at]}Q", sig, at + 1)
+        elif tag == NATIVE_MAGIC:
+            parts["native"] = _native_grounds(sig, at + head, w, h, planes)
         else:
             parts["black"] = sig[at : at + n]
         at += size
     return parts
+
+
+def _native_grounds(sig: bytes, at: int, w: int, h: int, planes: int) -> tuple[np.ndarray, ...]:
+    """The native part's RGB on white and, with alpha, on black (on white a pixel is
+    c*a + 255*(1 - a), on black c*a)."""
+    white = np.frombuffer(sig, np.uint8, h * w * 3, at).astype(np.float32).reshape(h, w, 3)
+    if planes == 3:
+        return (white,)
+    alpha = np.frombuffer(sig, np.uint8, h * w, at + h * w * 3).astype(np.float32)
+    return white, np.clip(white - (255.0 - alpha.reshape(h, w, 1)), 0.0, 255.0)
