@@ -2,9 +2,10 @@
 
 The checks, in order (the first that says no decides; ``first_failing_check`` names it;
 bounds and reasons in docs/DEDUP.md): ``crop_sizes`` and ``trim_scale`` (a far pair must
-have the sizes of a crop and keep its content at one scale), ``pixels`` (two icons whose
-content lies inside both at one size: a pad or crop keeps the smaller's own pixels,
-``kept_pixels``), ``colour`` (8x8 chroma and
+have the sizes of a crop and keep its content at one scale), ``pixels`` (two icons, one
+within the other's size: found pixel for pixel at some offset, the pair is a pad or crop
+and accepted; when their content lies inside both at one size, nothing else could be, so
+it is rejected otherwise), ``colour`` (8x8 chroma and
 hue; pictures of two sizes after ``gray``, at the crop it found), ``prescreen`` (the crop
 search at half resolution), ``gray`` (the gray thumbnails at their best crop: first the
 crop two sizes tell, ``match_at_sizes``, then the search's grid), ``sizes`` / ``one_size``
@@ -118,17 +119,24 @@ def content_at_one_scale(a: Signature, b: Signature, rule: NearRule) -> bool:
     return True
 
 
-def kept_pixels(a: Signature, b: Signature, rule: NearRule) -> bool:
-    """Both pictures carry their own pixels (icons, ``fingerprint.NATIVE_MAX_SIDE``) and their
-    content lies inside both canvases at one size: the smaller can only be a pad or a crop
-    of the larger (a resize would change the content's size), which keeps its pixels."""
+def nested_icons(sa: np.ndarray, sb: np.ndarray, na, nb) -> np.ndarray:
+    """Per pair of (width, height) rows and whether each carries its own pixels
+    (``fingerprint.NATIVE_MAX_SIDE``): both do, the sizes differ and the smaller fits
+    inside the larger (its pixels may be found there, ``pixels_fit``)."""
+    sa, sb = np.atleast_2d(sa), np.atleast_2d(sb)
+    a_small = (sa[:, 0] * sa[:, 1] <= sb[:, 0] * sb[:, 1])[:, None]
+    small, large = np.where(a_small, sa, sb), np.where(a_small, sb, sa)
+    return np.asarray(na) & np.asarray(nb) & (small <= large).all(1) & (sa != sb).any(1)
+
+
+def only_pad_or_crop(a: Signature, b: Signature, rule: NearRule) -> bool:
+    """The content lies inside both canvases (no trim box touches a border) at one size: the
+    smaller picture can only be a pad or a crop of the larger, not a resize (that would
+    change the content's size), so it must keep its pixels."""
     ta, tb = a.trimmed, b.trimmed
-    if not (a.native and b.native) or ta is None or tb is None:
+    if ta is None or tb is None or ta.touches_x or ta.touches_y or tb.touches_x or tb.touches_y:
         return False
-    small, large = sorted((a.size, b.size), key=lambda wh: wh[0] * wh[1])
-    inside = not (ta.touches_x or ta.touches_y or tb.touches_x or tb.touches_y)
-    fits = small[0] <= large[0] and small[1] <= large[1]
-    return inside and fits and content_at_one_scale(a, b, rule)
+    return content_at_one_scale(a, b, rule)
 
 
 def pixels_fit(a: Signature, b: Signature, rule: NearRule) -> bool:
@@ -203,8 +211,11 @@ def first_failing_check(
         if (one_size_changed(a, b) > rule.one_size_levels).sum() > rule.one_size_max_pixels:
             return "one_size"
         return _last_checks(a, b, rule, get_terms, None)
-    if kept_pixels(a, b, rule) and not pixels_fit(a, b, rule):
-        return "pixels"
+    if nested_icons(np.array(a.size), np.array(b.size), bool(a.native), bool(b.native))[0]:
+        if pixels_fit(a, b, rule):
+            return None  # a pad or crop that kept every pixel, in colour, on both grounds
+        if only_pad_or_crop(a, b, rule):
+            return "pixels"
     ta, tb = get_terms(0, False), get_terms(1, False)
     match = None
     # first the crop (or pad) the two sizes tell: no resize, so the content keeps its size
@@ -323,7 +334,8 @@ def verify_pairs(sigs: list[bytes], left, right, distance, rule: NearRule) -> np
 def screen_pairs(sigs: list[bytes], left, right, distance, rule: NearRule) -> np.ndarray:
     """False for pairs the rule rejects by sizes (far pairs) or colour (pairs of one size),
     checked for all pairs at once, and for pairs whose 16x16 coarse-grid distance exceeds
-    ``screen_max`` (but pairs with a crop's sizes, whose crop ``match_at_sizes`` finds)."""
+    ``screen_max`` (but pairs with a crop's sizes, whose crop ``match_at_sizes`` finds, and
+    icons nested by size, whose pixels ``pixels_fit`` compares)."""
     left, right = np.asarray(left, dtype=np.int64), np.asarray(right, dtype=np.int64)
     keep = np.ones(left.size, dtype=bool)
     parsed = [parse_signature(s) for s in sigs]
@@ -335,7 +347,11 @@ def screen_pairs(sigs: list[bytes], left, right, distance, rule: NearRule) -> np
     # colour as it is only for pictures of one size; the others' at their crop (per pair)
     sizes = np.array([p.size for p in parsed])
     one_size = (sizes[left] == sizes[right]).all(1)
-    crop_sized = sizes_in_reach(sizes[left], sizes[right])
+    native = np.array([bool(p.native) for p in parsed])
+    # the crop the sizes tell and an icon's own pixels are compared in full: no screen
+    exempt = sizes_in_reach(sizes[left], sizes[right]) | nested_icons(
+        sizes[left], sizes[right], native[left], native[right]
+    )
     for start in range(0, left.size, SCREEN_CHUNK * 16):
         at = slice(start, start + SCREEN_CHUNK * 16)
         keep[at] &= ~(colours_differ(planes[left[at]], planes[right[at]], rule) & one_size[at])
@@ -350,8 +366,7 @@ def screen_pairs(sigs: list[bytes], left, right, distance, rule: NearRule) -> np
     for start in range(0, left.size, SCREEN_CHUNK):
         lo, hi = left[start : start + SCREEN_CHUNK], right[start : start + SCREEN_CHUNK]
         at = slice(start, start + SCREEN_CHUNK)
-        # the crop the sizes tell is compared in full (``match_at_sizes``): no screen
-        ok = shape_ok[lo] & shape_ok[hi] & keep[at] & ~crop_sized[at]
+        ok = shape_ok[lo] & shape_ok[hi] & keep[at] & ~exempt[at]
         if not ok.any():
             continue
         lo, hi = lo[ok], hi[ok]
