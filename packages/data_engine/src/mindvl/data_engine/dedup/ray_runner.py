@@ -176,11 +176,10 @@ def dedup_dataset(ds, spec: DedupSpec, eval_sets: Sequence[Sequence[Any]] | None
         .materialize()
     )
     counts = total(exact, _exact_counts)
-    if counts.get("decontaminated", 0) + counts.get("exact_dropped", 0) == 0 and (
-        counts.get("near_nodes", 0) < 2
-    ):
-        return ds, local.dedup_stats(counts)  # nothing to drop: rows pass through as they are
     stats, refs = local.dedup_stats(counts), []
+    drops = counts.get("decontaminated", 0) + counts.get("exact_dropped", 0)
+    if drops == 0 and counts.get("near_nodes", 0) < 2:
+        return ds, stats  # nothing to drop: rows pass through as they are
     if counts["near_nodes"] > 1:
         scheme = scheme_for(rule, counts["near_nodes"])
         buckets = (
