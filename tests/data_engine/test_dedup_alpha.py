@@ -323,7 +323,7 @@ def test_crops_and_pads_of_a_16_px_icon_by_a_pixel_per_side_are_candidates():
 
 def test_a_padded_icon_keeps_its_pixels_and_a_look_alike_does_not(monkeypatch):
     """Two icons whose content lies inside both canvases at one size can only be a pad or a
-    crop of each other, which keeps the smaller's own pixels (``compare.kept_pixels``): a
+    crop of each other, which keeps the smaller's own pixels (``compare.only_pad_or_crop``): a
     padded copy is found at its offset; the face with a 3x3 freckle (the size of the mark
     that tells status icons apart), padded, passes the blurred 48x48 comparison at the crop
     the sizes tell but not its pixels."""
@@ -331,5 +331,15 @@ def test_a_padded_icon_keeps_its_pixels_and_a_look_alike_does_not(monkeypatch):
     ImageDraw.Draw(freckled).rectangle((10, 26, 12, 28), fill=(150, 90, 10, 255))
     assert check(smile, padded(smile, 2)) is None
     assert check(smile, padded(freckled, 2)) == "pixels"
-    monkeypatch.setattr(compare, "kept_pixels", lambda a, b, rule: False)
+    monkeypatch.setattr(compare, "only_pad_or_crop", lambda a, b, rule: False)
     assert check(smile, padded(freckled, 2)) is None  # what the thumbnails alone decide
+
+
+def test_a_pad_of_a_16_px_icon_is_found_by_its_pixels_where_thumbnails_miss(monkeypatch):
+    """A 2 px pad of a hard-edged 16 px icon: its 48x48 thumbnail resamples every edge at
+    another phase (3x and 2.4x), so the thumbnails alone reject it; its own pixels are
+    found at offset (2, 2), and that accepts it."""
+    icon16 = pixel_icon()
+    assert check(icon16, padded(icon16, 2)) is None
+    monkeypatch.setattr(compare, "pixels_fit", lambda a, b, rule: False)
+    assert check(icon16, padded(icon16, 2)) == "prescreen"

@@ -299,17 +299,15 @@ def crowding_for(rule: NearRule, detail) -> Crowding | None:
     return Crowding(rule.crowded_bucket, rule.detail_max_hamming, detail)
 
 
-def _filtered(a, c, h, band, scheme, max_hamming, count_all=False):
-    """Pairs within the pHash bound that share no earlier band than ``band``, as (a, c, d)
-    (and, with ``count_all``, how many were within the bound before the band check)."""
+def _filtered(a, c, h, band, scheme, max_hamming):
+    """Pairs within the pHash bound that share no earlier band than ``band``, as (a, c, d)."""
     d = hamming(h[a], h[c])
     ok = d <= max_hamming
     a, c, d = a[ok], c[ok], d[ok]
-    within = a.size
     if band and a.size:  # emitted by an earlier band already?
         first = ~(scheme.values(h[a], band) == scheme.values(h[c], band)).any(axis=1)
         a, c, d = a[first], c[first], d[first]
-    return (a, c, d, within) if count_all else (a, c, d)
+    return a, c, d
 
 
 def _run_bounds(n: int, *sorted_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -360,23 +358,28 @@ def bucket_pairs(
     band: int,
     scheme: BandScheme,
     crowding: Crowding | None = None,
+    pairable: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
 ) -> tuple[list[tuple[np.ndarray, np.ndarray, np.ndarray]], bool]:
     """The pairs of one band bucket (``members``: indices into ``h``) as ``candidate_pairs``
     emits them, in (a, c, d) chunks, and whether the bucket was crowded: more than
     m(m-1)/2 of its pairs within the pHash bound, m = ``crowding.max_bucket`` (as many as
-    m mutually alike images). Counting stops as soon as that is exceeded, so a crowd costs
-    one chunk of distances before ``crowd_pairs`` takes over; a big bucket of unrelated
-    hashes (large builds, narrow bands) is not crowded by its size alone."""
+    m mutually alike images), counting only pairs that can become candidates
+    (``pairable(a, c)``: not two keys of one image, nor two crop keys; all without it).
+    Counting stops as soon as that is exceeded, so a crowd costs one chunk of distances
+    before ``crowd_pairs`` takes over; a big bucket of unrelated hashes (large builds,
+    narrow bands) is not crowded by its size alone."""
     members = np.asarray(members, dtype=np.int64)
     m = crowding.max_bucket if crowding is not None else 0
     limit = m * (m - 1) // 2 if m else None
     out, within = [], 0
     for a, c in _run_pairs(members, np.array([0]), np.array([members.size])):
-        found = _filtered(a, c, h, band, scheme, scheme.max_hamming, count_all=True)
-        within += found[3]
-        if limit is not None and within > limit:
-            return list(crowd_pairs(h, members, band, scheme, crowding)), True
-        out.append(found[:3])
+        found = _filtered(a, c, h, band, scheme, scheme.max_hamming)
+        if limit is not None:
+            close = hamming(h[a], h[c]) <= scheme.max_hamming
+            within += int((close & pairable(a, c)).sum() if pairable else close.sum())
+            if within > limit:
+                return list(crowd_pairs(h, members, band, scheme, crowding)), True
+        out.append(found)
     return out, False
 
 

@@ -87,8 +87,15 @@ def bucket(table: pa.Table, scheme: candidates.BandScheme, rule: NearRule) -> pa
     detail, kinds, sizes = (table.column(c).to_numpy() for c in ("detail", "detail_kind", "size"))
     crowding = candidates.crowding_for(rule, lambda at: (detail[at], kinds[at], sizes[at]))
     h, kind = table.column("phash").to_numpy(), table.column("kind").to_numpy()
-    found, crowded = candidates.bucket_pairs(h, np.arange(table.num_rows), band, scheme, crowding)
     names, owner = np.unique(np.array(labels, dtype=object), return_inverse=True)
+    crop = kind == candidates.KEY_CROP
+
+    def pairable(a: np.ndarray, c: np.ndarray) -> np.ndarray:
+        return (owner[a] != owner[c]) & ~(crop[a] & crop[c])
+
+    found, crowded = candidates.bucket_pairs(
+        h, np.arange(table.num_rows), band, scheme, crowding, pairable
+    )
     own = np.zeros(names.size, dtype=np.uint64)
     own[owner] = table.column("own").to_numpy()
     radii = rule.crop_radius, scheme.max_hamming
