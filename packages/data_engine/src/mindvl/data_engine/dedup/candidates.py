@@ -363,8 +363,8 @@ def bucket_pairs(
     """The pairs of one band bucket (``members``: indices into ``h``) as ``candidate_pairs``
     emits them, in (a, c, d) chunks, and whether the bucket was crowded: more than
     m(m-1)/2 of its pairs within the pHash bound, m = ``crowding.max_bucket`` (as many as
-    m mutually alike images), counting only pairs that can become candidates
-    (``pairable(a, c)``: not two keys of one image, nor two crop keys; all without it).
+    m mutually alike images), counting only key pairs that become image pairs
+    (``pairable(a, c)``, e.g. ``candidates.pairable``; all without it).
     Counting stops as soon as that is exceeded, so a crowd costs one chunk of distances
     before ``crowd_pairs`` takes over; a big bucket of unrelated hashes (large builds,
     narrow bands) is not crowded by its size alone."""
@@ -414,6 +414,17 @@ def image_pairs(
     out, and a crop key (``kind``) paired with anything but another image's own pHash,
     further from it than ``crop_radius`` (``keys``: the key of each index), or between
     images whose own pHashes are within ``radius`` (the banding's: found by those)."""
+    keep, a, c, d = _pairing(a, c, owner, phashes, kind, keys, crop_radius, radius)
+    return np.minimum(a, c)[keep], np.maximum(a, c)[keep], d[keep]
+
+
+def pairable(a, c, owner, phashes, kind, keys, crop_radius: int, radius: int) -> np.ndarray:
+    """Which key pairs ``image_pairs`` turns into image pairs (same arguments)."""
+    return _pairing(a, c, owner, phashes, kind, keys, crop_radius, radius)[0]
+
+
+def _pairing(a, c, owner, phashes, kind, keys, crop_radius: int, radius: int):
+    """(kept, image of a, image of c, their own pHash distance) of key pairs (a, c)."""
     kind, keys = np.asarray(kind), np.asarray(keys, dtype=np.uint64)
     ka, kc = kind[a], kind[c]
     crop = (ka == KEY_CROP) | (kc == KEY_CROP)
@@ -423,7 +434,7 @@ def image_pairs(
     a, c = np.asarray(owner)[a], np.asarray(owner)[c]
     d = hamming(np.asarray(phashes, dtype=np.uint64)[a], np.asarray(phashes, dtype=np.uint64)[c])
     keep &= (a != c) & (~crop | (d > radius))
-    return np.minimum(a, c)[keep], np.maximum(a, c)[keep], d[keep]
+    return keep, a, c, d
 
 
 def candidate_pairs(

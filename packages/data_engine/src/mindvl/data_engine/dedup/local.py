@@ -88,17 +88,16 @@ def bucket(table: pa.Table, scheme: candidates.BandScheme, rule: NearRule) -> pa
     crowding = candidates.crowding_for(rule, lambda at: (detail[at], kinds[at], sizes[at]))
     h, kind = table.column("phash").to_numpy(), table.column("kind").to_numpy()
     names, owner = np.unique(np.array(labels, dtype=object), return_inverse=True)
-    crop = kind == candidates.KEY_CROP
+    own = np.zeros(names.size, dtype=np.uint64)
+    own[owner] = table.column("own").to_numpy()
+    radii = rule.crop_radius, scheme.max_hamming
 
     def pairable(a: np.ndarray, c: np.ndarray) -> np.ndarray:
-        return (owner[a] != owner[c]) & ~(crop[a] & crop[c])
+        return candidates.pairable(a, c, owner, own, kind, h, *radii)
 
     found, crowded = candidates.bucket_pairs(
         h, np.arange(table.num_rows), band, scheme, crowding, pairable
     )
-    own = np.zeros(names.size, dtype=np.uint64)
-    own[owner] = table.column("own").to_numpy()
-    radii = rule.crop_radius, scheme.max_hamming
     pairs = [candidates.image_pairs(a, c, owner, own, kind, h, *radii) for a, c, _ in found]
     # image_pairs puts the smaller index first, and names are sorted: a < b
     i, j, d = (
