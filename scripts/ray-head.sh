@@ -32,6 +32,9 @@ start)
     # this head's own token: Ray 2.60 authenticates jobs; ~/.ray/auth_token stays untouched
     [[ -s "$dir/auth_token" ]] || python3 -c "import secrets; print(secrets.token_hex(32), end='')" >"$dir/auth_token"
     export RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH="$dir/auth_token"
+    # on SIGTERM Ray 2.60 first drains the node for Serve, up to 30 s, which a head of
+    # data builds only waits out: no drain unless the caller asks for one
+    export RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S=${RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S:-0}
     env -u VIRTUAL_ENV setsid "$root/.venv/bin/ray" start --head --block --temp-dir "$dir" \
         --port $((6379 + off)) --ray-client-server-port $((10001 - off)) \
         --dashboard-host 127.0.0.1 --dashboard-port $((8265 + off)) \

@@ -2,9 +2,9 @@
 
 corpus kit (train + held-out) → tokenizer → data builds on local Ray (held-out eval set,
 warm-up) → warm-up training (projector only) → multitask build, recaptioned by the warm-up
-model → multitask training, then two continuations of it at different sequence lengths (in
-parallel) → weight averaging → SFT
-build and training → resolution search + evaluation → report.md / report.html.
+model, and SFT build → multitask training, then two continuations of it at different
+sequence lengths (in parallel) → weight averaging → SFT training → resolution search +
+evaluation → report.md / report.html.
 
 ``--size reduced`` is the check that the recipe learns, small enough for CI: the multitask
 stage alone, on the corpus kit's scenes only (``pipelines/reduced/``), 600 steps from a
@@ -13,7 +13,8 @@ fresh model, evaluated on held-out scenes against the majority-answer baseline.
 Every step is its own ``mindvl`` subprocess, so the demo only uses the command line of the
 installed packages (``mindvl.common`` imports neither the data engine nor the trainer). The
 data builds share one embedded Ray (``mindvl data ray-head``, started at the beginning and
-stopped at the end; it goes down with the demo however the demo ends).
+stopped after the last build, before the long training steps; it goes down with the demo
+however the demo ends).
 """
 
 from __future__ import annotations
@@ -92,6 +93,7 @@ class Steps:
         self.timings: dict[str, float] = {}
         self.env: dict[str, str] = {}  # added to every step's environment
         self._head: subprocess.Popen | None = None
+        self._stopping: subprocess.Popen | None = None  # a head told to stop
         self._address: list[str] = []
 
     @contextmanager
@@ -106,14 +108,24 @@ class Steps:
         try:
             yield
         finally:
-            head, self._head, self._address, self.env = self._head, None, [], {}
-            if head.stdin:
-                head.stdin.close()
-            try:
-                head.wait(timeout=120)
-            except subprocess.TimeoutExpired:
-                head.kill()  # its guard then kills the Ray it started
-                head.wait()
+            self.stop_ray_head()
+            head, self._stopping = self._stopping, None
+            if head is not None:
+                try:
+                    head.wait(timeout=120)
+                except subprocess.TimeoutExpired:
+                    head.kill()  # its guard then kills the Ray it started
+                    head.wait()
+
+    def stop_ray_head(self) -> None:
+        """Let the demo's Ray go once its last build is done: it shuts down while the next
+        step starts (the end of :meth:`ray_head` waits for it). Training on two torch
+        threads stalls whenever one of Ray's idle processes takes a core, so no training
+        step runs beside it."""
+        head, self._head, self._address, self.env = self._head, None, [], {}
+        if head is not None and head.stdin:
+            head.stdin.close()
+        self._stopping = self._stopping or head
 
     def ray_address(self) -> list[str]:
         """A build's ``--address ADDRESS`` for the demo's Ray (its auth settings go into
@@ -216,6 +228,7 @@ def run_reduced(s: Steps, out: Path, size: DemoSize, seed: int, pipelines: Path)
     s.run("build scenes", ["data", "build", "--overwrite", *s.ray_address(), str(red / "scenes.yaml"), "--out", str(builds["scenes"]),
                            *_vars(corpus=corpus, heldout=heldout, tokenizer=tok,
                                   budget=size.budgets["multitask"])])  # fmt: skip
+    s.stop_ray_head()
     s.run("train", ["train", "run", str(red / "train.yaml"), "--out", str(run),
                     *_vars(shards=builds["scenes"], steps=size.steps["multitask"], seed=seed,
                            threads=max(1, os.cpu_count() or 1))])  # fmt: skip
@@ -250,6 +263,9 @@ def run_demo(
     s.run("build multitask (recaptioned)", ["data", "build", "--overwrite", *s.ray_address(), str(data / "multitask.yaml"), "--out",
                                             str(builds["multitask"]), *_vars(**common, budget=size.budgets["multitask"],
                                                                              captioner=warm)])  # fmt: skip
+    s.run("build sft", ["data", "build", "--overwrite", *s.ray_address(), str(data / "sft.yaml"), "--out", str(builds["sft"]),
+                        *_vars(**common, budget=size.budgets["sft"])])  # fmt: skip
+    s.stop_ray_head()  # the last build
     s.run("train multitask", ["train", "run", str(demo / "multitask.yaml"), "--out", str(runs["multitask"]),
                               *_vars(shards=builds["multitask"], init=warm, seq_len=1024, tokens_per_step=2048,
                                      steps=size.steps["multitask"], threads=2)])  # fmt: skip
@@ -262,8 +278,6 @@ def run_demo(
     averaged = out / "runs" / "multitask_avg"
     s.run("average", ["ckpt", "average", str(runs["multitask_short"] / "model"),
                       str(runs["multitask_long"] / "model"), "-o", str(averaged)])  # fmt: skip
-    s.run("build sft", ["data", "build", "--overwrite", *s.ray_address(), str(data / "sft.yaml"), "--out", str(builds["sft"]),
-                        *_vars(**common, budget=size.budgets["sft"])])  # fmt: skip
     s.run("train sft", ["train", "run", str(demo / "sft.yaml"), "--out", str(runs["sft"]),
                         *_vars(shards=builds["sft"], init=averaged, steps=size.steps["sft"], threads=2)])  # fmt: skip
     eval_report = out / "eval_report.json"
