@@ -343,3 +343,15 @@ def test_a_pad_of_a_16_px_icon_is_found_by_its_pixels_where_thumbnails_miss(monk
     assert check(icon16, padded(icon16, 2)) is None
     monkeypatch.setattr(compare, "pixels_fit", lambda a, b, rule: False)
     assert check(icon16, padded(icon16, 2)) == "prescreen"
+
+
+def test_icons_are_nested_as_a_crop_would_be():
+    """The pixel check looks for the smaller icon inside the larger only where it could be a
+    crop of it (``crop_min_kept`` of each side): a 10 px patch found in a 48 px icon is no
+    copy of it."""
+    sizes = [((48, 48), (52, 52)), ((16, 16), (14, 15)), ((48, 48), (10, 10)),
+             ((48, 40), (40, 48)), ((32, 32), (32, 32)), ((48, 48), (44, 44))]  # fmt: skip
+    a, b = (np.array([s[i] for s in sizes]) for i in (0, 1))
+    native = np.array([True, True, True, True, True, False])
+    got = compare.nested_icons(a, b, native, np.ones(len(sizes), bool), RULE)
+    assert got.tolist() == [True, True, False, False, False, False]

@@ -119,14 +119,16 @@ def content_at_one_scale(a: Signature, b: Signature, rule: NearRule) -> bool:
     return True
 
 
-def nested_icons(sa: np.ndarray, sb: np.ndarray, na, nb) -> np.ndarray:
+def nested_icons(sa: np.ndarray, sb: np.ndarray, na, nb, rule: NearRule) -> np.ndarray:
     """Per pair of (width, height) rows and whether each carries its own pixels
     (``fingerprint.NATIVE_MAX_SIDE``): both do, the sizes differ and the smaller fits
-    inside the larger (its pixels may be found there, ``pixels_fit``)."""
+    inside the larger as a crop would (``crop_min_kept`` of each side), so its pixels may
+    be found there (``pixels_fit``)."""
     sa, sb = np.atleast_2d(sa), np.atleast_2d(sb)
     a_small = (sa[:, 0] * sa[:, 1] <= sb[:, 0] * sb[:, 1])[:, None]
     small, large = np.where(a_small, sa, sb), np.where(a_small, sb, sa)
-    return np.asarray(na) & np.asarray(nb) & (small <= large).all(1) & (sa != sb).any(1)
+    crop = ((small <= large) & (small >= rule.crop_min_kept * large)).all(1)
+    return np.asarray(na) & np.asarray(nb) & crop & (sa != sb).any(1)
 
 
 def only_pad_or_crop(a: Signature, b: Signature, rule: NearRule) -> bool:
@@ -211,7 +213,7 @@ def first_failing_check(
         if (one_size_changed(a, b) > rule.one_size_levels).sum() > rule.one_size_max_pixels:
             return "one_size"
         return _last_checks(a, b, rule, get_terms, None)
-    if nested_icons(np.array(a.size), np.array(b.size), bool(a.native), bool(b.native))[0]:
+    if nested_icons(np.array(a.size), np.array(b.size), bool(a.native), bool(b.native), rule)[0]:
         if pixels_fit(a, b, rule):
             return None  # a pad or crop that kept every pixel, in colour, on both grounds
         if only_pad_or_crop(a, b, rule):
@@ -350,7 +352,7 @@ def screen_pairs(sigs: list[bytes], left, right, distance, rule: NearRule) -> np
     native = np.array([bool(p.native) for p in parsed])
     # the crop the sizes tell and an icon's own pixels are compared in full: no screen
     exempt = sizes_in_reach(sizes[left], sizes[right]) | nested_icons(
-        sizes[left], sizes[right], native[left], native[right]
+        sizes[left], sizes[right], native[left], native[right], rule
     )
     for start in range(0, left.size, SCREEN_CHUNK * 16):
         at = slice(start, start + SCREEN_CHUNK * 16)
