@@ -12,7 +12,7 @@ from PIL import Image, ImageDraw, ImageEnhance
 
 from mindvl.data_engine.dedup import compare
 from mindvl.data_engine.dedup.fingerprint import pack_signature, parse_signature
-from mindvl.data_engine.dedup.search import Match, match_terms, terms
+from mindvl.data_engine.dedup.search import Match, crop_sized, match_terms, terms
 from mindvl.data_engine.ops.image_decode import image_features
 
 
@@ -264,9 +264,9 @@ def test_far_phash_matches_are_kept_only_when_their_sizes_are_a_crop() -> None:
     crop = base.crop((8, 6, 310, 232))  # 94-95% of each side
     sigs = [sig(base), sig(crop), sig(base.resize((200, 150))), sig(base)]
     parsed = [parse_signature(s) for s in sigs]
-    assert compare.sizes_of_a_crop(parsed[0], parsed[1], RULE)
-    assert not compare.sizes_of_a_crop(parsed[0], parsed[2], RULE)  # a resize: 62% per side
-    assert not compare.sizes_of_a_crop(parsed[0], parsed[3], RULE)  # one size is no crop
+    sizes = np.array([p.size for p in parsed])
+    crop = crop_sized(sizes[[0, 0, 0]], sizes[[1, 2, 3]], RULE.crop_min_kept)
+    assert crop.tolist() == [True, False, False]  # a crop; a resize (62% a side); one size
     left, right = np.array([0, 0, 0]), np.array([1, 2, 3])
     near = compare.screen_pairs(sigs, left, right, np.array([4, 4, 4]), RULE)
     far = compare.screen_pairs(sigs, left, right, np.array([8, 8, 8]), RULE)

@@ -301,10 +301,19 @@ def crowding_for(rule: NearRule, detail) -> Crowding | None:
 
 def _filtered(a, c, h, band, scheme, max_hamming):
     """Pairs within the pHash bound that share no earlier band than ``band``, as (a, c, d)."""
+    return _first_in(band, scheme, h, *_within(a, c, h, max_hamming))
+
+
+def _within(a, c, h, max_hamming):
+    """The pairs within the pHash bound, as (a, c, d)."""
     d = hamming(h[a], h[c])
     ok = d <= max_hamming
-    a, c, d = a[ok], c[ok], d[ok]
-    if band and a.size:  # emitted by an earlier band already?
+    return a[ok], c[ok], d[ok]
+
+
+def _first_in(band, scheme, h, a, c, d):
+    """The pairs (a, c, d) that share no earlier band than ``band`` (emitted there)."""
+    if band and a.size:
         first = ~(scheme.values(h[a], band) == scheme.values(h[c], band)).any(axis=1)
         a, c, d = a[first], c[first], d[first]
     return a, c, d
@@ -373,13 +382,12 @@ def bucket_pairs(
     limit = m * (m - 1) // 2 if m else None
     out, within = [], 0
     for a, c in _run_pairs(members, np.array([0]), np.array([members.size])):
-        found = _filtered(a, c, h, band, scheme, scheme.max_hamming)
+        close = _within(a, c, h, scheme.max_hamming)
         if limit is not None:
-            close = hamming(h[a], h[c]) <= scheme.max_hamming
-            within += int((close & pairable(a, c)).sum() if pairable else close.sum())
+            within += int(pairable(*close[:2]).sum()) if pairable else close[0].size
             if within > limit:
                 return list(crowd_pairs(h, members, band, scheme, crowding)), True
-        out.append(found)
+        out.append(_first_in(band, scheme, h, *close))
     return out, False
 
 

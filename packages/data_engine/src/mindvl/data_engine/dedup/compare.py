@@ -25,6 +25,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from mindvl.data_engine.dedup.fingerprint import Signature, parse_signature
 from mindvl.data_engine.dedup.rule import NearRule
@@ -34,6 +35,7 @@ from mindvl.data_engine.dedup.search import (
     SearchTerms,
     blurred_targets,
     coarse_warps,
+    crop_sized,
     halved,
     identity_match,
     match_at,
@@ -96,14 +98,6 @@ def _aspect_change(a: Signature, b: Signature) -> float:
     return (b.size[0] / b.size[1]) / (a.size[0] / a.size[1])
 
 
-def sizes_of_a_crop(a: Signature, b: Signature, rule: NearRule) -> bool:
-    """One image's size is that of a crop of the other (``crop_min_kept`` of each side)."""
-    if a.size == b.size:
-        return False
-    small, large = sorted((a.size, b.size), key=lambda wh: wh[0] * wh[1])
-    return all(large[i] * rule.crop_min_kept <= small[i] <= large[i] for i in (0, 1))
-
-
 def content_at_one_scale(a: Signature, b: Signature, rule: NearRule) -> bool:
     """The trim boxes have one size (within ``trim_max_change`` and a pixel) along each axis
     where neither touches its picture's border (a crop may cut into the content there)."""
@@ -121,14 +115,9 @@ def content_at_one_scale(a: Signature, b: Signature, rule: NearRule) -> bool:
 
 def nested_icons(sa: np.ndarray, sb: np.ndarray, na, nb, rule: NearRule) -> np.ndarray:
     """Per pair of (width, height) rows and whether each carries its own pixels
-    (``fingerprint.NATIVE_MAX_SIDE``): both do, the sizes differ and the smaller fits
-    inside the larger as a crop would (``crop_min_kept`` of each side), so its pixels may
-    be found there (``pixels_fit``)."""
-    sa, sb = np.atleast_2d(sa), np.atleast_2d(sb)
-    a_small = (sa[:, 0] * sa[:, 1] <= sb[:, 0] * sb[:, 1])[:, None]
-    small, large = np.where(a_small, sa, sb), np.where(a_small, sb, sa)
-    crop = ((small <= large) & (small >= rule.crop_min_kept * large)).all(1)
-    return np.asarray(na) & np.asarray(nb) & crop & (sa != sb).any(1)
+    (``fingerprint.NATIVE_MAX_SIDE``): both do and the smaller fits inside the larger as a
+    crop would (``crop_min_kept`` of each side), so its pixels may be found there."""
+    return np.asarray(na) & np.asarray(nb) & crop_sized(sa, sb, rule.crop_min_kept)
 
 
 def only_pad_or_crop(a: Signature, b: Signature, rule: NearRule) -> bool:
@@ -149,16 +138,13 @@ def pixels_fit(a: Signature, b: Signature, rule: NearRule) -> bool:
     idle network icon, its screens dimmed, would be its busy one)."""
     small, large = sorted((a, b), key=lambda s: s.size[0] * s.size[1])
     grounds = min(len(small.native), len(large.native))
-    (w, h), (big_w, big_h) = small.size, large.size
-    for dy in range(big_h - h + 1):
-        for dx in range(big_w - w + 1):
-            if all(
-                (np.abs(small.native[g] - large.native[g][dy : dy + h, dx : dx + w]).max(-1)
-                 > rule.one_size_levels).sum() <= rule.one_size_max_pixels
-                for g in range(grounds)
-            ):  # fmt: skip
-                return True
-    return False
+    h, w = small.native[0].shape[:2]
+    changed = np.zeros(1, dtype=np.int64)  # per offset, the worst ground's count
+    for g in range(grounds):
+        windows = sliding_window_view(large.native[g], (h, w, 3))[:, :, 0]  # (dy, dx, h, w, 3)
+        diff = np.abs(windows - small.native[g]).max(-1) > rule.one_size_levels
+        changed = np.maximum(changed, diff.sum((-2, -1)))
+    return bool((changed <= rule.one_size_max_pixels).any())
 
 
 def _agrees(match: Match, rule: NearRule, content: bool = False) -> bool:
@@ -196,7 +182,7 @@ def first_failing_check(
     if len(a.gray) != len(b.gray):
         return "gray"
     far = distance is not None and distance > rule.crop_only_beyond
-    if far and not sizes_of_a_crop(a, b, rule):
+    if far and not crop_sized(np.array(a.size), np.array(b.size), rule.crop_min_kept)[0]:
         return "crop_sizes"
     if (
         distance is not None
@@ -213,7 +199,8 @@ def first_failing_check(
         if (one_size_changed(a, b) > rule.one_size_levels).sum() > rule.one_size_max_pixels:
             return "one_size"
         return _last_checks(a, b, rule, get_terms, None)
-    if nested_icons(np.array(a.size), np.array(b.size), bool(a.native), bool(b.native), rule)[0]:
+    has = a.native_part is not None, b.native_part is not None
+    if nested_icons(np.array(a.size), np.array(b.size), *has, rule)[0]:
         if pixels_fit(a, b, rule):
             return None  # a pad or crop that kept every pixel, in colour, on both grounds
         if only_pad_or_crop(a, b, rule):
@@ -341,15 +328,15 @@ def screen_pairs(sigs: list[bytes], left, right, distance, rule: NearRule) -> np
     left, right = np.asarray(left, dtype=np.int64), np.asarray(right, dtype=np.int64)
     keep = np.ones(left.size, dtype=bool)
     parsed = [parse_signature(s) for s in sigs]
-    for p in np.flatnonzero(np.asarray(distance) > rule.crop_only_beyond).tolist():
-        keep[p] = sizes_of_a_crop(parsed[left[p]], parsed[right[p]], rule)
     if not sigs:
         return keep
+    sizes = np.array([p.size for p in parsed])
+    far = np.asarray(distance) > rule.crop_only_beyond
+    keep &= ~far | crop_sized(sizes[left], sizes[right], rule.crop_min_kept)
     planes = np.stack([p.chroma.reshape(-1) for p in parsed])
     # colour as it is only for pictures of one size; the others' at their crop (per pair)
-    sizes = np.array([p.size for p in parsed])
     one_size = (sizes[left] == sizes[right]).all(1)
-    native = np.array([bool(p.native) for p in parsed])
+    native = np.array([p.native_part is not None for p in parsed])
     # the crop the sizes tell and an icon's own pixels are compared in full: no screen
     exempt = sizes_in_reach(sizes[left], sizes[right]) | nested_icons(
         sizes[left], sizes[right], native[left], native[right], rule

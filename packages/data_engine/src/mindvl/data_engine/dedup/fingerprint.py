@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 import struct
 from dataclasses import dataclass
+from functools import cached_property
 from typing import NamedTuple
 
 import numpy as np
@@ -109,8 +110,23 @@ class Signature:
     trimmed: TrimmedContent | None = None
     crops: tuple[int, ...] = ()  # crop pHashes (``crop_keys``)
     black: bytes | None = None  # gray thumbnail composited on black (with transparency)
-    # the picture's own (height, width, 3) float32 pixels on white[, on black]
-    native: tuple[np.ndarray, ...] = ()
+    native_part: bytes | None = None  # the ``NP`` part after its tag (``native``)
+
+    @cached_property
+    def native(self) -> tuple[np.ndarray, ...]:
+        """The picture's own (height, width, 3) float32 pixels on white and, with alpha, on
+        black (on white a pixel is c*a + 255*(1 - a), on black c*a); () for none. Decoded on
+        first use: most comparisons never look at them."""
+        if self.native_part is None:
+            return ()
+        w, h, planes = struct.unpack_from(NATIVE_FORMAT, self.native_part)
+        at = struct.calcsize(NATIVE_FORMAT)
+        pixels = np.frombuffer(self.native_part, np.uint8, h * w * planes, at)
+        white = pixels[: h * w * 3].astype(np.float32).reshape(h, w, 3)
+        if planes == 3:
+            return (white,)
+        alpha = pixels[h * w * 3 :].astype(np.float32).reshape(h, w, 1)
+        return white, np.clip(white - (255.0 - alpha), 0.0, 255.0)
 
     @property
     def trim_phash(self) -> int | None:
@@ -355,18 +371,8 @@ def _tagged_parts(sig: bytes, n: int) -> dict | None:
         elif tag == CROP_MAGIC:
             parts["crops"] = struct.unpack_from(f"<{sig[at]}Q", sig, at + 1)
         elif tag == NATIVE_MAGIC:
-            parts["native"] = _native_grounds(sig, at + head, w, h, planes)
+            parts["native_part"] = sig[at : at + size]
         else:
             parts["black"] = sig[at : at + n]
         at += size
     return parts
-
-
-def _native_grounds(sig: bytes, at: int, w: int, h: int, planes: int) -> tuple[np.ndarray, ...]:
-    """The native part's RGB on white and, with alpha, on black (on white a pixel is
-    c*a + 255*(1 - a), on black c*a)."""
-    white = np.frombuffer(sig, np.uint8, h * w * 3, at).astype(np.float32).reshape(h, w, 3)
-    if planes == 3:
-        return (white,)
-    alpha = np.frombuffer(sig, np.uint8, h * w, at + h * w * 3).astype(np.float32)
-    return white, np.clip(white - (255.0 - alpha.reshape(h, w, 1)), 0.0, 255.0)

@@ -245,16 +245,28 @@ def match_at(ta: SearchTerms, tb: SearchTerms, match: Match | None) -> Match:
     return Match(float(p[0, 0]), float(peak[0, 0]))
 
 
+def _small_large(sa: np.ndarray, sb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per pair of (width, height) rows: the smaller by area, the larger (the first of equal
+    areas counts as smaller), and whether the two sizes differ."""
+    sa, sb = np.atleast_2d(sa), np.atleast_2d(sb)
+    a_small = (sa[:, 0] * sa[:, 1] <= sb[:, 0] * sb[:, 1])[:, None]
+    return np.where(a_small, sa, sb), np.where(a_small, sb, sa), (sa != sb).any(1)
+
+
+def crop_sized(sa: np.ndarray, sb: np.ndarray, keep: float) -> np.ndarray:
+    """Per pair of (width, height) rows: two sizes, the smaller that of a crop of the larger
+    keeping at least ``keep`` of each side."""
+    small, large, differ = _small_large(sa, sb)
+    return ((small <= large) & (small >= keep * large)).all(1) & differ
+
+
 def sizes_in_reach(sa: np.ndarray, sb: np.ndarray) -> np.ndarray:
     """Per pair of (width, height) rows: the smaller picture is a crop of the larger (or the
     larger a pad of the smaller) that keeps, to a pixel, at least the share of each side the
     grid's largest scale keeps (a 14 px crop of a 16 px icon, rounded, is in reach; a 113 px
     picture in a 133 px one is not). The pictures :func:`match_at_sizes` compares."""
-    sa, sb = np.atleast_2d(sa), np.atleast_2d(sb)
-    a_small = (sa[:, 0] * sa[:, 1] <= sb[:, 0] * sb[:, 1])[:, None]
-    small, large = np.where(a_small, sa, sb), np.where(a_small, sb, sa)
-    fits = ((small + 1) * FINE_SCALES[-1] >= large) & (small <= large)
-    return fits.all(1) & ~(sa == sb).all(1)
+    small, large, differ = _small_large(sa, sb)
+    return (((small + 1) * FINE_SCALES[-1] >= large) & (small <= large)).all(1) & differ
 
 
 def match_at_sizes(
