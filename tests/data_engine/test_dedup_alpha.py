@@ -199,15 +199,20 @@ def diamond(canvas: int, side: int) -> Image.Image:
     return img
 
 
-def test_one_shape_drawn_at_two_scales_is_not_a_pad_of_itself() -> None:
+def test_one_shape_drawn_at_two_scales_is_not_a_pad_of_itself(monkeypatch) -> None:
     """Two diamonds of 64 and 60 px on 74 and 80 px canvases (as the kit draws two shapes):
-    the gray comparison finds a crop that fits, but a pad or crop keeps the content's
-    pixels, so the trim boxes of a pair found only by the trimmed key must agree."""
+    the grid search finds a crop that fits, but a pad or crop keeps the content's pixels,
+    so the trim boxes of a pair found only by the trimmed key must agree. With the boxes
+    taken to agree, the pair can only be a pad or crop, and the match at the sizes told
+    rejects it."""
     fa, fb = features(diamond(74, 64)), features(diamond(80, 60))
     far = RULE.max_hamming + 1
     sigs = bytes.fromhex(fa.signature), bytes.fromhex(fb.signature)
     assert PairVerifier(RULE).check(*sigs, far) == "trim_scale"
-    assert PairVerifier(replace(RULE, trim_max_change=1.0)).check(*sigs, far) is None
+    loose = PairVerifier(replace(RULE, trim_max_change=1.0))
+    assert loose.check(*sigs, far) == "gray"
+    monkeypatch.setattr(compare, "only_pad_or_crop", lambda a, b, rule: False)
+    assert loose.check(*sigs, far) is None
     pad = bytes.fromhex(features(padded(diamond(74, 64), 3)).signature)
     assert PairVerifier(RULE).check(sigs[0], pad, far) is None
 
@@ -355,3 +360,64 @@ def test_icons_are_nested_as_a_crop_would_be():
     native = np.array([True, True, True, True, True, False])
     got = compare.nested_icons(a, b, native, np.ones(len(sizes), bool), RULE)
     assert got.tolist() == [True, True, False, False, False, False]
+
+
+def tinted(img: Image.Image, levels: int) -> Image.Image:
+    """``img`` with ``levels`` added to every colour channel (alpha kept)."""
+    x = np.asarray(img).astype(np.int16)
+    x[..., :3] = np.clip(x[..., :3] + levels, 0, 255)
+    return Image.fromarray(x.astype(np.uint8), "RGBA")
+
+
+def test_a_recoloured_icon_of_one_size_is_another_icon(monkeypatch):
+    """A folder icon 40 levels lighter in every channel (oxygen's folder-blue beside
+    inode-directory): its gray thumbnail's levels are fitted away and its chroma is the
+    same, so only the icon's own pixels tell the two apart (``compare.icons_differ``); 20
+    levels lighter is within ``icon_levels`` and stays one picture."""
+    blue = face((60, 110, 190))
+    assert check(blue, tinted(blue, 20)) is None
+    assert check(blue, tinted(blue, 40)) == "pixels"
+    monkeypatch.setattr(compare, "icons_differ", lambda a, b, rule: False)
+    assert check(blue, tinted(blue, 40)) is None  # what the thumbnails alone decide
+
+
+def moved_changes_share(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    return compare._moved_changes(x, y, 2, RULE.icon_levels).mean((-2, -1))
+
+
+def test_an_icon_moved_as_a_whole_is_found_at_its_move():
+    """Per whole move of up to 2 px: an icon moved by (1, -2) px changes no
+    pixel at that move (index 2 + move) but most at moves far from it."""
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (48, 48, 3)).astype(np.float32)
+    y = np.roll(x, (1, -2), (0, 1))  # y[i, j] = x[i - 1, j + 2]
+    share = moved_changes_share(x, y)
+    assert share.shape == (5, 5)
+    assert share[3, 0] < 0.07 and share[0, 4] > 0.8  # edges wrap: a few pixels differ
+
+
+def card(lines: tuple[int, ...]) -> Image.Image:
+    """A 400x300 flag card: a tricolour and a paragraph of six text lines (their lengths)."""
+    img = Image.new("RGB", (400, 300), (250, 240, 220))
+    d = ImageDraw.Draw(img)
+    for i, c in enumerate([(255, 150, 50), (255, 255, 255), (20, 140, 60)]):
+        d.rectangle((40, 60 + i * 40, 220, 99 + i * 40), fill=c)
+    d.ellipse((116, 106, 144, 134), fill=(230, 120, 20))
+    for k, short in enumerate(lines):
+        d.line((250, 70 + k * 16, 370 - short, 70 + k * 16), fill=(60, 60, 60), width=3)
+    return img
+
+
+def test_a_padded_card_with_other_text_is_held_to_the_bound_of_one_size(monkeypatch):
+    """Two 400 px cards whose content lies inside both canvases can only be a pad or crop
+    of each other: no resampling but the thumbnails' own, so the match at the sizes told is
+    held to ``one_size_max_p99`` (the Niger card beside India's padded one). The padded
+    card with other text lines passes the looser bound of a resize (0.47 <= 0.5)."""
+    text, other = (0, 20, 40, 0, 20, 40), (0, 0, 0, 0, 0, 0)
+    pad = Image.new("RGB", (420, 320), (250, 240, 220))
+    pad.paste(card(text), (10, 10))
+    assert check(card(text), pad) is None
+    pad.paste(card(other), (10, 10))
+    assert check(card(text), pad) == "gray"
+    monkeypatch.setattr(compare, "only_pad_or_crop", lambda a, b, rule: False)
+    assert check(card(text), pad) is None

@@ -8,10 +8,12 @@ and accepted; when their content lies inside both at one size, nothing else coul
 it is rejected otherwise), ``colour`` (8x8 chroma and
 hue; pictures of two sizes after ``gray``, at the crop it found), ``prescreen`` (the crop
 search at half resolution), ``gray`` (the gray thumbnails at their best crop: first the
-crop two sizes tell, ``match_at_sizes``, then the search's grid), ``sizes`` / ``one_size``
-(the crop explains the aspect ratios; one size: no glyph or emblem changed), ``content``
-(the content boxes' thumbnails), ``alpha`` (two transparent pictures' thumbnails on black
-at the crop found on white).
+crop two sizes tell, ``match_at_sizes``, then the search's grid; where only a pad or crop
+explains two pictures too large to carry their pixels, that crop alone, at the one-size
+bound), ``sizes`` / ``one_size`` (the crop explains the aspect ratios; one size: no glyph
+or emblem changed), ``content`` (the content boxes' thumbnails), ``alpha`` (two
+transparent pictures' thumbnails on black at the crop found on white), and ``pixels``
+again for two icons of one size (``icons_differ``: their own pixels at their best move).
 
 ``screen_pairs`` applies checks 1, 2 and the 16x16 coarse screen to all pairs of a bucket at
 once (numpy); ``PairVerifier`` runs the per-pair checks with each image's search terms
@@ -147,10 +149,41 @@ def pixels_fit(a: Signature, b: Signature, rule: NearRule) -> bool:
     return bool((changed <= rule.one_size_max_pixels).any())
 
 
+def _moved_changes(x: np.ndarray, y: np.ndarray, move: int, levels: float) -> np.ndarray:
+    """Per whole move of y by up to ``move`` pixels per axis (edges repeated), per pixel of
+    x: whether every pixel of y's moved 3x3 neighbourhood differs by more than ``levels``
+    in some channel."""
+    r = move + 1
+    padded = np.pad(y, ((r, r), (r, r), (0, 0)), mode="edge")
+    diff = np.abs(sliding_window_view(padded, x.shape)[:, :, 0] - x).max(-1)
+    return sliding_window_view(diff, (3, 3), axis=(0, 1)).min((-2, -1)) > levels
+
+
+def icons_differ(a: Signature, b: Signature, rule: NearRule) -> bool:
+    """Two icons of one size, by their own pixels (``icon_*`` bounds of the rule): at every
+    move more than ``icon_max_share`` of the pixels changed beyond a one-pixel shift, on
+    either ground both carry. Levels are not fitted: a recoloured icon is another icon.
+    Unmoved first: most copies fit there, and it costs a fifth of every move."""
+    for move in sorted({0, rule.icon_move}):
+        changed = np.zeros(1, dtype=bool)
+        for g in range(min(len(a.native), len(b.native))):
+            x, y = a.native[g], b.native[g]
+            changed = changed | _moved_changes(x, y, move, rule.icon_levels)
+            changed = changed | _moved_changes(y, x, move, rule.icon_levels)[::-1, ::-1]
+        if changed.mean((-2, -1)).min() <= rule.icon_max_share:
+            return False
+    return True
+
+
 def _agrees(match: Match, rule: NearRule, content: bool = False) -> bool:
     if content:
         return match.p99 <= rule.content_max_p99 and match.peak <= rule.content_max_peak
     return match.p99 <= rule.max_p99 and match.peak <= rule.max_peak
+
+
+def _agrees_unresized(match: Match, rule: NearRule) -> bool:
+    """The gray bound of two pictures compared without resizing them."""
+    return match.p99 <= rule.one_size_max_p99 and match.peak <= rule.max_peak
 
 
 def one_size_changed(a: Signature, b: Signature) -> np.ndarray:
@@ -193,12 +226,14 @@ def first_failing_check(
     if a.size == b.size:  # one size: compared uncropped (a crop resized back is unlikely)
         if colours_at(a, b, None, rule):
             return "colour"
-        same = identity_match(get_terms(0, False), get_terms(1, False))
-        if same.p99 > rule.one_size_max_p99 or same.peak > rule.max_peak:
+        if not _agrees_unresized(identity_match(get_terms(0, False), get_terms(1, False)), rule):
             return "gray"
         if (one_size_changed(a, b) > rule.one_size_levels).sum() > rule.one_size_max_pixels:
             return "one_size"
-        return _last_checks(a, b, rule, get_terms, None)
+        found = _last_checks(a, b, rule, get_terms, None)
+        if found is None and a.native_part is not None and b.native_part is not None:
+            return "pixels" if icons_differ(a, b, rule) else None
+        return found
     has = a.native_part is not None, b.native_part is not None
     if nested_icons(np.array(a.size), np.array(b.size), *has, rule)[0]:
         if pixels_fit(a, b, rule):
@@ -210,6 +245,11 @@ def first_failing_check(
     # first the crop (or pad) the two sizes tell: no resize, so the content keeps its size
     if sizes_in_reach(np.array(a.size), np.array(b.size))[0] and content_at_one_scale(a, b, rule):
         match = match_at_sizes(ta, tb, a.size, b.size)
+        # nothing but a pad or crop explains the pair, and neither picture is small enough
+        # for resampling to blur its thumbnail: held to the bound of one size, no grid
+        unresized = not any(has) and only_pad_or_crop(a, b, rule)
+        if unresized and not _agrees_unresized(match, rule):
+            return "gray"
     if match is None or not _agrees(match, rule):
         found = _grid_match(a, b, rule, get_terms)
         if isinstance(found, str):

@@ -43,6 +43,13 @@ class NearRule:
     # (a re-encode moves every pixel a little; another glyph or emblem moves a few a lot)
     one_size_levels: float = 40.0
     one_size_max_pixels: int = 2
+    # two icons of one size, by their own pixels in colour, levels not fitted (a recoloured
+    # icon is another icon): at their best whole move of up to icon_move pixels per axis,
+    # each pixel allowed a shift of one (a re-rendered edge moves), at most icon_max_share
+    # of the pixels differ by more than icon_levels in a channel on either ground
+    icon_move: int = 2
+    icon_levels: float = 32.0
+    icon_max_share: float = 0.05
     # content boxes, when both pictures have one of similar area (within the ratio)
     content_max_area_ratio: float = 1.5
     content_max_p99: float = 0.55
