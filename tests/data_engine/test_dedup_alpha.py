@@ -408,12 +408,12 @@ def card(lines: tuple[int, ...]) -> Image.Image:
     return img
 
 
-def test_a_padded_card_with_other_text_is_held_to_the_bound_of_one_size(monkeypatch):
+def test_a_padded_card_with_a_shorter_text_line_is_another_card(monkeypatch):
     """Two 400 px cards whose content lies inside both canvases can only be a pad or crop
-    of each other: no resampling but the thumbnails' own, so the match at the sizes told is
-    held to ``one_size_max_p99`` (the Niger card beside India's padded one). The padded
-    card with other text lines passes the looser bound of a resize (0.47 <= 0.5)."""
-    text, other = (0, 20, 40, 0, 20, 40), (0, 0, 0, 0, 0, 0)
+    of each other, so they are compared at the crop their sizes tell, not resized on the
+    grid, and held to ``pad_max_peak`` there (the Niger card beside India's padded one): a
+    text line 60 px shorter is a peak of 0.79 there, within the bound of a resize (1.0)."""
+    text, other = (0, 20, 40, 0, 20, 40), (60, 20, 40, 0, 20, 40)
     pad = Image.new("RGB", (420, 320), (250, 240, 220))
     pad.paste(card(text), (10, 10))
     assert check(card(text), pad) is None

@@ -181,11 +181,6 @@ def _agrees(match: Match, rule: NearRule, content: bool = False) -> bool:
     return match.p99 <= rule.max_p99 and match.peak <= rule.max_peak
 
 
-def _agrees_unresized(match: Match, rule: NearRule) -> bool:
-    """The gray bound of two pictures compared without resizing them."""
-    return match.p99 <= rule.one_size_max_p99 and match.peak <= rule.max_peak
-
-
 def one_size_changed(a: Signature, b: Signature) -> np.ndarray:
     """|b - (s a + t)| per pixel of two same-size gray thumbnails, s and t the least-squares
     fit of a's levels to b's (a brightness or contrast change is not a difference)."""
@@ -226,7 +221,8 @@ def first_failing_check(
     if a.size == b.size:  # one size: compared uncropped (a crop resized back is unlikely)
         if colours_at(a, b, None, rule):
             return "colour"
-        if not _agrees_unresized(identity_match(get_terms(0, False), get_terms(1, False)), rule):
+        same = identity_match(get_terms(0, False), get_terms(1, False))
+        if same.p99 > rule.one_size_max_p99 or same.peak > rule.max_peak:
             return "gray"
         if (one_size_changed(a, b) > rule.one_size_levels).sum() > rule.one_size_max_pixels:
             return "one_size"
@@ -246,9 +242,10 @@ def first_failing_check(
     if sizes_in_reach(np.array(a.size), np.array(b.size))[0] and content_at_one_scale(a, b, rule):
         match = match_at_sizes(ta, tb, a.size, b.size)
         # nothing but a pad or crop explains the pair, and neither picture is small enough
-        # for resampling to blur its thumbnail: held to the bound of one size, no grid
+        # for its thumbnail to resample every edge: compared at that crop only (no grid),
+        # where a changed glyph or emblem stands out as a peak
         unresized = not any(has) and only_pad_or_crop(a, b, rule)
-        if unresized and not _agrees_unresized(match, rule):
+        if unresized and not (_agrees(match, rule) and match.peak <= rule.pad_max_peak):
             return "gray"
     if match is None or not _agrees(match, rule):
         found = _grid_match(a, b, rule, get_terms)

@@ -38,6 +38,9 @@ class NearRule:
     # two pictures of one size are compared without resampling: only an encoding's noise
     # is left, so their gray p99 has this tighter bound
     one_size_max_p99: float = 0.35
+    # two pictures over 64 px a side that only a pad or crop explains, at the crop their
+    # sizes tell (no resize: only the thumbnails' own resampling and an encoding's noise)
+    pad_max_peak: float = 0.7
     # two pictures of one size: their plain thumbnails, one's levels fitted linearly to the
     # other's, may differ by more than one_size_levels in at most one_size_max_pixels pixels
     # (a re-encode moves every pixel a little; another glyph or emblem moves a few a lot)
