@@ -12,7 +12,6 @@ pairs only images also close in ``detail_hash`` or of one size (``crowd_pairs``)
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from math import ceil, comb, log1p, log2
@@ -296,32 +295,46 @@ def crowd_pairs(h: np.ndarray, band: int, scheme: BandScheme, rule: NearRule, de
 
 
 def bucket_pairs(
-    h: np.ndarray,
+    keys: np.ndarray,
+    owner: np.ndarray,
+    own: np.ndarray,
+    kind: np.ndarray,
     band: int,
     scheme: BandScheme,
     rule: NearRule,
     details,
-    pairable: Callable[[np.ndarray, np.ndarray], np.ndarray],
-) -> tuple[list[tuple[np.ndarray, np.ndarray, np.ndarray]], bool]:
-    """The pairs of one band bucket (``h``: the hashes of its members) within the pHash
-    bound that share no earlier band, in (a, c, d) chunks, and whether the bucket was
-    crowded (with verification only): more than m(m-1)/2 of its pairs within the bound,
-    m = ``rule.crowded_bucket`` (as many as m mutually alike images: equations, blank
-    pages), counting only key pairs that become image pairs (``pairable(a, c)``, e.g.
-    ``candidates.pairable``). Counting stops as soon as that is exceeded, so a crowd costs
-    one chunk of distances before ``crowd_pairs`` (``details``: its argument) takes over; a
-    big bucket of unrelated hashes (large builds, narrow bands) is not crowded by its size
-    alone."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+    """The image pairs of one band bucket, from its keys (``candidate_keys``: the ``keys``,
+    the image of each, ``owner``, and its ``kind``; ``own``: each image's own pHash) within
+    the pHash bound that share no earlier band: (i, j, d, crowded), i < j image indices,
+    d their own pHash distance (which the rule judges: a pair found by a trimmed or crop key
+    and far in the pHash must have the sizes of a crop), and whether the bucket was crowded
+    (with verification only): more than m(m-1)/2 pairs within the bound, m =
+    ``rule.crowded_bucket`` (as many as m mutually alike images: equations, blank pages),
+    counting only key pairs that become image pairs. Counting stops as soon as that is
+    exceeded, so a crowd costs one chunk of distances before ``crowd_pairs`` (``details``:
+    its argument) takes over; a big bucket of unrelated hashes (large builds, narrow bands)
+    is not crowded by its size alone."""
     m = rule.crowded_bucket if rule.verify else 0
-    out, within = [], 0
-    for a, c in _run_pairs(np.arange(h.size), np.array([0]), np.array([h.size])):
-        close = _within(a, c, h, scheme.max_hamming)
+
+    def images(a, c):
+        return _image_pairs(a, c, owner, own, kind, keys, rule.crop_radius, scheme.max_hamming)
+
+    found, within, crowded = [], 0, False
+    for a, c in _run_pairs(np.arange(keys.size), np.array([0]), np.array([keys.size])):
+        close = _within(a, c, keys, scheme.max_hamming)
         if m:
-            within += int(pairable(*close[:2]).sum())
+            within += int(images(*close[:2])[0].sum())
             if within > m * (m - 1) // 2:
-                return list(crowd_pairs(h, band, scheme, rule, details)), True
-        out.append(_first_in(band, scheme, h, *close))
-    return out, False
+                found, crowded = list(crowd_pairs(keys, band, scheme, rule, details)), True
+                break
+        found.append(_first_in(band, scheme, keys, *close))
+    pairs = [images(a, c) for a, c, _ in found]
+    if not pairs:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, empty, crowded
+    keep, i, j, d = (np.concatenate(x) for x in zip(*pairs, strict=True))
+    return np.minimum(i, j)[keep], np.maximum(i, j)[keep], d[keep], crowded
 
 
 KEY_OWN, KEY_TRIM, KEY_CROP = 0, 1, 2  # kinds of candidate key (``candidate_keys``)
@@ -331,8 +344,9 @@ def candidate_keys(phashes, sigs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The keys n images are banded by: every pHash, then each trimmed pHash that differs
     from its image's pHash, then the crop pHashes (``fingerprint.crop_keys``) of each
     signature (``sigs``: bytes, or b"" for none); as (uint64 keys, the image index of each
-    key, its kind: KEY_OWN, KEY_TRIM or KEY_CROP). A pair of images can come out once per pair of their
-    keys within the bound (``image_pairs`` drops an image's own and crop key pairs)."""
+    key, its kind: KEY_OWN, KEY_TRIM or KEY_CROP). A pair of images can come out once per
+    pair of their keys within the bound (``bucket_pairs`` drops an image's own and crop key
+    pairs)."""
     phashes = np.asarray(phashes, dtype=np.uint64)
     parsed = [parse_signature(s) if s else None for s in sigs]
     trim = np.array([p.trim_phash or 0 if p else 0 for p in parsed], dtype=np.uint64)
@@ -345,27 +359,12 @@ def candidate_keys(phashes, sigs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return keys, owner.astype(np.int64), kind.astype(np.int8)
 
 
-def image_pairs(
-    a, c, owner, phashes, kind, keys, crop_radius: int, radius: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pairs of keys ``a[p]``, ``c[p]`` (``candidate_keys``) as pairs of their images
-    (``owner``: the image of each key; smaller index first) with the images' own pHash
-    distance, which the rule judges (a pair found by a trimmed or crop key and far in the
-    pHash must have the sizes of a crop); a key paired with another key of its image left
-    out, and a crop key (``kind``) paired with anything but another image's own pHash,
-    further from it than ``crop_radius`` (``keys``: the key of each index), or between
-    images whose own pHashes are within ``radius`` (the banding's: found by those)."""
-    keep, a, c, d = _pairing(a, c, owner, phashes, kind, keys, crop_radius, radius)
-    return np.minimum(a, c)[keep], np.maximum(a, c)[keep], d[keep]
-
-
-def pairable(a, c, owner, phashes, kind, keys, crop_radius: int, radius: int) -> np.ndarray:
-    """Which key pairs ``image_pairs`` turns into image pairs (same arguments)."""
-    return _pairing(a, c, owner, phashes, kind, keys, crop_radius, radius)[0]
-
-
-def _pairing(a, c, owner, phashes, kind, keys, crop_radius: int, radius: int):
-    """(kept, image of a, image of c, their own pHash distance) of key pairs (a, c)."""
+def _image_pairs(a, c, owner, phashes, kind, keys, crop_radius: int, radius: int):
+    """Key pairs (a, c) as pairs of their images: (kept, image of a, image of c, their own
+    pHash distance). Left out: a key paired with another key of its image, and a crop key
+    paired with anything but another image's own pHash, further from it than
+    ``crop_radius``, or between images whose own pHashes are within ``radius`` (the
+    banding's: found by those)."""
     kind, keys = np.asarray(kind), np.asarray(keys, dtype=np.uint64)
     ka, kc = kind[a], kind[c]
     crop = (ka == KEY_CROP) | (kc == KEY_CROP)

@@ -78,7 +78,7 @@ def band_rows(table: pa.Table, scheme: candidates.BandScheme) -> pa.Table:
 
 
 def bucket(table: pa.Table, scheme: candidates.BandScheme, rule: NearRule) -> pa.Table:
-    """One band bucket's candidate pairs (labels, smaller first; ``candidates.image_pairs``)
+    """One band bucket's candidate pairs (labels, smaller first; ``candidates.bucket_pairs``)
     as one row."""
     if table.num_rows < 2:
         return BUCKETS.empty_table()
@@ -89,17 +89,8 @@ def bucket(table: pa.Table, scheme: candidates.BandScheme, rule: NearRule) -> pa
     names, owner = np.unique(np.array(labels, dtype=object), return_inverse=True)
     own = np.zeros(names.size, dtype=np.uint64)
     own[owner] = table.column("own").to_numpy()
-    radii = rule.crop_radius, scheme.max_hamming
-
-    def pairable(a: np.ndarray, c: np.ndarray) -> np.ndarray:
-        return candidates.pairable(a, c, owner, own, kind, h, *radii)
-
-    found, crowded = candidates.bucket_pairs(h, band, scheme, rule, details, pairable)
-    pairs = [candidates.image_pairs(a, c, owner, own, kind, h, *radii) for a, c, _ in found]
-    # image_pairs puts the smaller index first, and names are sorted: a < b
-    i, j, d = (
-        np.concatenate(col) for col in zip(*(pairs or [(np.zeros(0, int),) * 3]), strict=True)
-    )
+    i, j, d, crowded = candidates.bucket_pairs(h, owner, own, kind, band, scheme, rule, details)
+    # the smaller image index first, and names are sorted: a < b
     return pa.table({"a": [names[i].tolist()], "b": [names[j].tolist()],
                      "distance": [d.tolist()], "crowded": [crowded]}, schema=BUCKETS)  # fmt: skip
 
