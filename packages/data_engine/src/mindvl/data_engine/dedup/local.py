@@ -156,14 +156,18 @@ def dedup_stats(exact: dict, scheme=None, buckets=None, accepted=0, near=None) -
     return stats
 
 
+def views(rows: Sequence[dict[str, Any]], exact: bool, rule: NearRule, match) -> list[groups.Item]:
+    """The views (``groups.view``) of the rows dedup takes part in."""
+    found = (groups.view(row, exact, rule, match) for row in rows)
+    return [it for it in found if it is not None]
+
+
 def exact_items(rows: Sequence[dict[str, Any]], spec: DedupSpec, rule: NearRule, eval_sets=None):
     """Every row dedup takes part in, after the exact step (as ``groups.Item``)."""
-    index = EvalIndex(eval_sets, rule) if eval_sets else None
+    match = EvalIndex(eval_sets, rule).match_row if eval_sets else None
     by_key: dict[str, list[groups.Item]] = {}
-    for row in rows:
-        item = groups.view(row, spec.exact, rule, index.match_row if index else None)
-        if item is not None:
-            by_key.setdefault(item.exact_key, []).append(item)
+    for item in views(rows, spec.exact, rule, match):
+        by_key.setdefault(item.exact_key, []).append(item)
     return [it for group in by_key.values() for it in groups.exact_group(group)]
 
 
