@@ -78,6 +78,7 @@ def test_crowded_buckets_pair_exactly_by_the_detail_and_size_rule() -> None:
     assert {(i, i + 20) for i in range(100, 120)} <= expected
     everything = hash_pairs(h, scheme, NearRule(max_hamming=6, crowded_bucket=0), details)
     assert crowded == n_crowded > 0 and len(pairs) < everything[0].size / 2
+    assert everything[3] == 0  # crowded_bucket 0: no bucket is crowded
     assert {(i, i + 35) for i in range(60, 65)} <= set(pairs)  # whatever their details
     unverified = hash_pairs(h, scheme, NearRule(max_hamming=6, verify=False), details)
     assert unverified[0].size == everything[0].size and unverified[3] == 0  # no crowding
