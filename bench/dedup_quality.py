@@ -114,6 +114,7 @@ def check_table(rows: list[dict], truth: dict[str, dict], spec) -> dict:
     import pyarrow.compute as pc
 
     from mindvl.data_engine.dedup import local
+    from mindvl.data_engine.dedup.candidates import scheme_for
     from mindvl.data_engine.dedup.compare import PairVerifier, screen_pairs
     from mindvl.data_engine.dedup.groups import label_key
     from mindvl.data_engine.dedup.rule import NearRule
@@ -121,7 +122,8 @@ def check_table(rows: list[dict], truth: dict[str, dict], spec) -> dict:
     rule = NearRule.from_spec(spec.near)
     items = local.table_of(local.exact_items(rows, spec, rule))
     sig_of = local.signature_index(items)
-    _, buckets = local.candidate_buckets(items, rule, len(sig_of))
+    scheme = scheme_for(rule, len(sig_of))
+    buckets = local.buckets_of(local.band_rows(items, scheme), scheme, rule)
     labels = sorted(sig_of)
     at = {label: i for i, label in enumerate(labels)}
     left, right = (np.array([at[x] for x in pc.list_flatten(buckets[c]).to_pylist()], dtype=np.int64)

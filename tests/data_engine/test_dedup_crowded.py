@@ -7,6 +7,7 @@ import io
 from collections import Counter
 
 import numpy as np
+from dedup_helpers import hash_pairs
 from PIL import Image, ImageDraw, ImageFont
 
 from mindvl.common.recipe import DedupSpec
@@ -15,17 +16,17 @@ from mindvl.data_engine.dedup.candidates import (
     DETAIL_CONTENT,
     DETAIL_GRAY,
     BandScheme,
-    Crowding,
-    candidate_pairs,
     detail_hash,
     hamming,
 )
+from mindvl.data_engine.dedup.rule import NearRule
 from mindvl.data_engine.ops.image_decode import ImageDecode, image_features
 from mindvl.data_engine.record import Candidate
 
 
 def reference_pairs(h, detail, kinds, sizes, k, k2, cap) -> tuple[set, int]:
-    """The rule of ``candidates.Crowding``, pair by pair, and the number of crowded buckets."""
+    """The rule of ``candidates.crowd_pairs``, pair by pair, and the number of crowded
+    buckets."""
     scheme = BandScheme.exact(k)
     vals = scheme.values(h)
     close = hamming(h[:, None], h[None, :]) <= k
@@ -67,18 +68,20 @@ def test_crowded_buckets_pair_exactly_by_the_detail_and_size_rule() -> None:
     kinds[120:140] = kinds[100:120]
     sizes = rng.integers(1, 6, n).astype(np.int64)  # some sizes shared by many, some by few
     sizes[np.isin(sizes, (2, 3))] = rng.choice([7, 8, 9], int(np.isin(sizes, (2, 3)).sum()))
-    crowding = Crowding(30, 8, lambda idx: (detail[idx], kinds[idx], sizes[idx]))
-    got = candidate_pairs(h, 6, None, crowding)
-    pairs = list(zip(got.left.tolist(), got.right.tolist(), strict=True))
+    scheme, details = BandScheme.exact(6), (detail, kinds, sizes)
+    rule = NearRule(max_hamming=6, crowded_bucket=30, detail_max_hamming=8)
+    left, right, _, crowded = hash_pairs(h, scheme, rule, details)
+    pairs = list(zip(left.tolist(), right.tolist(), strict=True))
     assert len(pairs) == len(set(pairs))  # each pair once
     expected, n_crowded = reference_pairs(h, detail, kinds, sizes, 6, 8, 30)
     assert set(pairs) == expected
     assert {(i, i + 20) for i in range(100, 120)} <= expected
-    everything = candidate_pairs(h, 6)
-    assert got.crowded_buckets == n_crowded > 0 and len(pairs) < everything.left.size / 2
+    everything = hash_pairs(h, scheme, NearRule(max_hamming=6, crowded_bucket=0), details)
+    assert crowded == n_crowded > 0 and len(pairs) < everything[0].size / 2
+    assert everything[3] == 0  # crowded_bucket 0: no bucket is crowded
     assert {(i, i + 35) for i in range(60, 65)} <= set(pairs)  # whatever their details
-    off = candidate_pairs(h, 6, None, Crowding(0, 8, crowding.detail))
-    assert off.left.size == everything.left.size and off.crowded_buckets == 0
+    unverified = hash_pairs(h, scheme, NearRule(max_hamming=6, verify=False), details)
+    assert unverified[0].size == everything[0].size and unverified[3] == 0  # no crowding
 
 
 def equation(text: str, size: tuple[int, int], at: tuple[int, int]) -> Image.Image:

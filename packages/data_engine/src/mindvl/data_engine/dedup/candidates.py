@@ -3,16 +3,15 @@
 Banding (``BandScheme``, chosen by ``scheme_for``): ``exact``, ``max_hamming + 1`` contiguous
 bands (pigeonhole: recall 1, work ~ n^2 / 2^width), or ``sampled``, bit-sampling LSH with
 the fewest random tables of ceil(log2 n) bits that find a pair at ``max_hamming`` with
-probability ``sampled_recall`` (near-linear). Per band equal values are paired, the true
-distance checked, and a pair emitted by the first band its hashes share only; one band at
-a time, pairs in bounded chunks. A crowded bucket (more than m(m-1)/2 close pairs, m =
-``crowded_bucket``: equations, blank pages) pairs only images also close in ``detail_hash``
-or of one size (``Crowding``).
+probability ``sampled_recall`` (near-linear). The keys of one band value (a bucket: one
+group of the runners' group-by) are paired, the true distance checked, and a pair emitted
+by the first band its hashes share only, in bounded chunks (``bucket_pairs``). A crowded
+bucket (more than m(m-1)/2 close pairs, m = ``crowded_bucket``: equations, blank pages)
+pairs only images also close in ``detail_hash`` or of one size (``crowd_pairs``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from math import ceil, comb, log1p, log2
@@ -31,11 +30,11 @@ def hamming(a: np.ndarray | int, b: np.ndarray | int) -> np.ndarray:
     return np.bitwise_count(np.bitwise_xor(np.asarray(a, np.uint64), np.asarray(b, np.uint64)))
 
 
-def band_layout(n_bands: int, bits: int = HASH_BITS) -> list[tuple[int, int]]:
+def band_layout(n_bands: int) -> list[tuple[int, int]]:
     """(shift, width) per band; widths differ by at most one bit and cover all bits."""
-    if not 1 <= n_bands <= bits:
-        raise ValueError(f"need 1..{bits} bands, got {n_bands}")
-    base, extra = divmod(bits, n_bands)
+    if not 1 <= n_bands <= HASH_BITS:
+        raise ValueError(f"need 1..{HASH_BITS} bands, got {n_bands}")
+    base, extra = divmod(HASH_BITS, n_bands)
     layout, shift = [], 0
     for i in range(n_bands):
         width = base + (1 if i < extra else 0)
@@ -53,11 +52,11 @@ MIN_SAMPLED_WIDTH = 10
 EXACT_COLLISION_BUDGET = 3e8
 
 
-def hit_probability(distance: int, width: int, bits: int = HASH_BITS) -> float:
+def hit_probability(distance: int, width: int) -> float:
     """Chance that ``width`` random bit positions avoid all ``distance`` differing bits."""
-    if distance + width > bits:
+    if distance + width > HASH_BITS:
         return 0.0
-    return comb(bits - distance, width) / comb(bits, width)
+    return comb(HASH_BITS - distance, width) / comb(HASH_BITS, width)
 
 
 @dataclass(frozen=True)
@@ -89,12 +88,11 @@ class BandScheme:
         )
         return cls("sampled", max_hamming, tables, width, pos)
 
-    def expected_recall(self, distance: int | None = None) -> float:
-        """Probability that a pair at ``distance`` (default: max_hamming) shares a band."""
-        d = self.max_hamming if distance is None else distance
+    def expected_recall(self) -> float:
+        """Probability that a pair at distance ``max_hamming`` shares a band."""
         if self.kind == "exact":
-            return 1.0 if d <= self.max_hamming else float("nan")
-        return 1 - (1 - hit_probability(d, self.width)) ** self.n_bands
+            return 1.0
+        return 1 - (1 - hit_probability(self.max_hamming, self.width)) ** self.n_bands
 
     def describe(self) -> str:
         if self.kind == "exact":
@@ -114,9 +112,6 @@ class BandScheme:
                 byte, bit = divmod(p, 8)
                 luts[t, byte] |= ((v >> np.uint64(bit)) & np.uint64(1)) << np.uint64(out_bit)
         return luts
-
-    def band_bits(self, b: int) -> int:
-        return band_layout(self.n_bands)[b][1] if self.kind == "exact" else self.width
 
     def band(self, hashes: np.ndarray, b: int) -> np.ndarray:
         """Value of band ``b`` of every hash (uint64)."""
@@ -210,32 +205,7 @@ def detail_hash(signature: bytes) -> tuple[int, int, int]:
     return hash_thumbnail(pixels), kind, size
 
 
-def cached_details(signatures: list[bytes]):
-    """``Crowding.detail`` over ``signatures``: each computed once, on first use (only
-    members of crowded buckets ever need one)."""
-    hashes = np.zeros(len(signatures), dtype=np.uint64)
-    kinds = np.full(len(signatures), -1, dtype=np.int8)
-    sizes = np.zeros(len(signatures), dtype=np.int64)
-
-    def detail(indices: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        indices = np.asarray(indices, dtype=np.int64)
-        for i in np.unique(indices[kinds[indices] < 0]).tolist():
-            hashes[i], kinds[i], sizes[i] = detail_hash(signatures[i])
-        return hashes[indices], kinds[indices], sizes[indices]
-
-    return detail
-
-
 PAIR_CHUNK = 1 << 22  # candidate pairs materialised at once (bounds memory)
-
-
-@dataclass
-class PairResult:
-    left: np.ndarray  # int64 indices, left < right
-    right: np.ndarray
-    distance: np.ndarray  # Hamming distance of each pair
-    band_collisions: int  # pairs that shared a band, before the distance check
-    crowded_buckets: int = 0  # buckets paired by the detail hash (``Crowding``)
 
 
 def _run_pairs(order: np.ndarray, starts: np.ndarray, ends: np.ndarray):
@@ -260,48 +230,6 @@ def _run_pairs(order: np.ndarray, starts: np.ndarray, ends: np.ndarray):
         second = first + 1 + offset
         yield order[first], order[second]
         lo = hi
-
-
-def _sorted_band(col: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
-    """(order, col[order]) with ties in index order; one plain sort of ``value << i | i``
-    when value and index fit in 64 bits (about half the time of a stable argsort)."""
-    ib = max(1, int(col.size - 1).bit_length())
-    if bits + ib > 64:
-        order = np.argsort(col, kind="stable")
-        return order, col[order]
-    packed = np.sort((col << np.uint64(ib)) | np.arange(col.size, dtype=np.uint64))
-    return (packed & np.uint64((1 << ib) - 1)).astype(np.int64), packed >> np.uint64(ib)
-
-
-@dataclass(frozen=True)
-class Crowding:
-    """How crowded band buckets are paired (see ``detail_hash``). A bucket is crowded when
-    more than m(m-1)/2 of its pairs are within the pHash bound, m = ``max_bucket`` (as many
-    as m images all alike). There only images that are also close in the detail hash (of
-    one kind, within ``max_hamming`` bits; found by pigeonhole banding of the detail hashes
-    inside the bucket) or of exactly one size (when at most ``max_bucket`` members share
-    it: re-encodes, colour changes and alpha flattening keep the size, and they move the
-    detail hash of thin text most) are paired. ``detail(indices)`` gives the (uint64
-    hashes, int8 kinds, int64 size keys) of the images at ``indices``."""
-
-    max_bucket: int
-    max_hamming: int
-    detail: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
-
-
-def crowding_for(rule: NearRule, detail) -> Crowding | None:
-    """The rule's crowding (with verification only); ``detail``: ``Crowding.detail``, or the
-    signatures, each detail hash then computed on first use (``cached_details``)."""
-    if not (rule.verify and rule.crowded_bucket):
-        return None
-    if isinstance(detail, list):
-        detail = cached_details(detail)
-    return Crowding(rule.crowded_bucket, rule.detail_max_hamming, detail)
-
-
-def _filtered(a, c, h, band, scheme, max_hamming):
-    """Pairs within the pHash bound that share no earlier band than ``band``, as (a, c, d)."""
-    return _first_in(band, scheme, h, *_within(a, c, h, max_hamming))
 
 
 def _within(a, c, h, max_hamming):
@@ -330,65 +258,83 @@ def _run_bounds(n: int, *sorted_keys: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return starts, ends
 
 
-def crowd_pairs(
-    h: np.ndarray, members: np.ndarray, band: int, scheme: BandScheme, crowding: Crowding
-):
-    """Pairs of one crowded bucket (``members``: indices into ``h``) within the pHash bound
-    and close in detail or of one size, each once, as (a, c, d) chunks."""
-    detail, kinds, sizes = (np.asarray(x) for x in crowding.detail(members))
+def crowd_pairs(h: np.ndarray, band: int, scheme: BandScheme, rule: NearRule, details):
+    """Pairs of one crowded bucket (``h``: the hashes of its members) within the pHash bound
+    that are also close in the detail hash (of one kind, within ``detail_max_hamming`` bits;
+    found by pigeonhole banding of the detail hashes) or of exactly one size (when at most
+    ``crowded_bucket`` members share it: re-encodes, colour changes and alpha flattening
+    keep the size, and they move the detail hash of thin text most), each once, as
+    (a, c, d) chunks; ``details``: the members' (uint64 detail hashes, int8 kinds, int64
+    size keys), as ``detail_hash`` gives them."""
+    detail, kinds, sizes = (np.asarray(x) for x in details)
     detail = detail.astype(np.uint64)
-    bound = crowding.max_hamming
+    bound = rule.detail_max_hamming
     sub = BandScheme.exact(bound)
 
     def close(x, y):
         return (kinds[x] == kinds[y]) & (hamming(detail[x], detail[y]) <= bound)
 
+    def emitted(x, y):
+        return _first_in(band, scheme, h, *_within(x, y, h, scheme.max_hamming))
+
     for db in range(sub.n_bands):
         vals = sub.band(detail, db)
-        by_key = np.lexsort((vals, kinds))
-        order = by_key
-        starts, ends = _run_bounds(order.size, kinds[order], vals[by_key])
+        order = np.lexsort((vals, kinds))
+        starts, ends = _run_bounds(order.size, kinds[order], vals[order])
         for x, y in _run_pairs(order, starts, ends):
             ok = close(x, y)
             if db:
                 ok &= ~(sub.values(detail[x], db) == sub.values(detail[y], db)).any(axis=1)
-            yield _filtered(members[x[ok]], members[y[ok]], h, band, scheme, scheme.max_hamming)
+            yield emitted(x[ok], y[ok])
     order = np.argsort(sizes, kind="stable")
     starts, ends = _run_bounds(order.size, sizes[order])
-    small = (ends - starts) <= crowding.max_bucket
+    small = (ends - starts) <= rule.crowded_bucket
     for x, y in _run_pairs(order, starts[small], ends[small]):
         ok = ~close(x, y)  # the detail bands emitted those already
-        yield _filtered(members[x[ok]], members[y[ok]], h, band, scheme, scheme.max_hamming)
+        yield emitted(x[ok], y[ok])
 
 
 def bucket_pairs(
-    h: np.ndarray,
-    members: np.ndarray,
+    keys: np.ndarray,
+    owner: np.ndarray,
+    own: np.ndarray,
+    kind: np.ndarray,
     band: int,
     scheme: BandScheme,
-    crowding: Crowding | None = None,
-    pairable: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
-) -> tuple[list[tuple[np.ndarray, np.ndarray, np.ndarray]], bool]:
-    """The pairs of one band bucket (``members``: indices into ``h``) as ``candidate_pairs``
-    emits them, in (a, c, d) chunks, and whether the bucket was crowded: more than
-    m(m-1)/2 of its pairs within the pHash bound, m = ``crowding.max_bucket`` (as many as
-    m mutually alike images), counting only key pairs that become image pairs
-    (``pairable(a, c)``, e.g. ``candidates.pairable``; all without it).
-    Counting stops as soon as that is exceeded, so a crowd costs one chunk of distances
-    before ``crowd_pairs`` takes over; a big bucket of unrelated hashes (large builds,
-    narrow bands) is not crowded by its size alone."""
-    members = np.asarray(members, dtype=np.int64)
-    m = crowding.max_bucket if crowding is not None else 0
-    limit = m * (m - 1) // 2 if m else None
-    out, within = [], 0
-    for a, c in _run_pairs(members, np.array([0]), np.array([members.size])):
-        close = _within(a, c, h, scheme.max_hamming)
-        if limit is not None:
-            within += int(pairable(*close[:2]).sum()) if pairable else close[0].size
-            if within > limit:
-                return list(crowd_pairs(h, members, band, scheme, crowding)), True
-        out.append(_first_in(band, scheme, h, *close))
-    return out, False
+    rule: NearRule,
+    details,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+    """The image pairs of one band bucket, from its keys (``candidate_keys``: the ``keys``,
+    the image of each, ``owner``, and its ``kind``; ``own``: each image's own pHash) within
+    the pHash bound that share no earlier band: (i, j, d, crowded), i < j image indices,
+    d their own pHash distance (which the rule judges: a pair found by a trimmed or crop key
+    and far in the pHash must have the sizes of a crop), and whether the bucket was crowded
+    (with verification only): more than m(m-1)/2 pairs within the bound, m =
+    ``rule.crowded_bucket`` (as many as m mutually alike images: equations, blank pages),
+    counting only key pairs that become image pairs. Counting stops as soon as that is
+    exceeded, so a crowd costs one chunk of distances before ``crowd_pairs`` (``details``:
+    its argument) takes over; a big bucket of unrelated hashes (large builds, narrow bands)
+    is not crowded by its size alone."""
+    m = rule.crowded_bucket if rule.verify else 0
+
+    def images(a, c):
+        return _image_pairs(a, c, owner, own, kind, keys, rule.crop_radius, scheme.max_hamming)
+
+    found, within, crowded = [], 0, False
+    for a, c in _run_pairs(np.arange(keys.size), np.array([0]), np.array([keys.size])):
+        close = _within(a, c, keys, scheme.max_hamming)
+        if m:
+            within += int(images(*close[:2])[0].sum())
+            if within > m * (m - 1) // 2:
+                found, crowded = list(crowd_pairs(keys, band, scheme, rule, details)), True
+                break
+        found.append(_first_in(band, scheme, keys, *close))
+    pairs = [images(a, c) for a, c, _ in found]
+    if not pairs:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, empty, crowded
+    keep, i, j, d = (np.concatenate(x) for x in zip(*pairs, strict=True))
+    return np.minimum(i, j)[keep], np.maximum(i, j)[keep], d[keep], crowded
 
 
 KEY_OWN, KEY_TRIM, KEY_CROP = 0, 1, 2  # kinds of candidate key (``candidate_keys``)
@@ -398,8 +344,9 @@ def candidate_keys(phashes, sigs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The keys n images are banded by: every pHash, then each trimmed pHash that differs
     from its image's pHash, then the crop pHashes (``fingerprint.crop_keys``) of each
     signature (``sigs``: bytes, or b"" for none); as (uint64 keys, the image index of each
-    key, its kind: KEY_OWN, KEY_TRIM or KEY_CROP). A pair of images can come out once per pair of their
-    keys within the bound (``image_pairs`` drops an image's own and crop key pairs)."""
+    key, its kind: KEY_OWN, KEY_TRIM or KEY_CROP). A pair of images can come out once per
+    pair of their keys within the bound (``bucket_pairs`` drops an image's own and crop key
+    pairs)."""
     phashes = np.asarray(phashes, dtype=np.uint64)
     parsed = [parse_signature(s) if s else None for s in sigs]
     trim = np.array([p.trim_phash or 0 if p else 0 for p in parsed], dtype=np.uint64)
@@ -412,27 +359,12 @@ def candidate_keys(phashes, sigs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return keys, owner.astype(np.int64), kind.astype(np.int8)
 
 
-def image_pairs(
-    a, c, owner, phashes, kind, keys, crop_radius: int, radius: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pairs of keys ``a[p]``, ``c[p]`` (``candidate_keys``) as pairs of their images
-    (``owner``: the image of each key; smaller index first) with the images' own pHash
-    distance, which the rule judges (a pair found by a trimmed or crop key and far in the
-    pHash must have the sizes of a crop); a key paired with another key of its image left
-    out, and a crop key (``kind``) paired with anything but another image's own pHash,
-    further from it than ``crop_radius`` (``keys``: the key of each index), or between
-    images whose own pHashes are within ``radius`` (the banding's: found by those)."""
-    keep, a, c, d = _pairing(a, c, owner, phashes, kind, keys, crop_radius, radius)
-    return np.minimum(a, c)[keep], np.maximum(a, c)[keep], d[keep]
-
-
-def pairable(a, c, owner, phashes, kind, keys, crop_radius: int, radius: int) -> np.ndarray:
-    """Which key pairs ``image_pairs`` turns into image pairs (same arguments)."""
-    return _pairing(a, c, owner, phashes, kind, keys, crop_radius, radius)[0]
-
-
-def _pairing(a, c, owner, phashes, kind, keys, crop_radius: int, radius: int):
-    """(kept, image of a, image of c, their own pHash distance) of key pairs (a, c)."""
+def _image_pairs(a, c, owner, phashes, kind, keys, crop_radius: int, radius: int):
+    """Key pairs (a, c) as pairs of their images: (kept, image of a, image of c, their own
+    pHash distance). Left out: a key paired with another key of its image, and a crop key
+    paired with anything but another image's own pHash, further from it than
+    ``crop_radius``, or between images whose own pHashes are within ``radius`` (the
+    banding's: found by those)."""
     kind, keys = np.asarray(kind), np.asarray(keys, dtype=np.uint64)
     ka, kc = kind[a], kind[c]
     crop = (ka == KEY_CROP) | (kc == KEY_CROP)
@@ -443,50 +375,3 @@ def _pairing(a, c, owner, phashes, kind, keys, crop_radius: int, radius: int):
     d = hamming(np.asarray(phashes, dtype=np.uint64)[a], np.asarray(phashes, dtype=np.uint64)[c])
     keep &= (a != c) & (~crop | (d > radius))
     return keep, a, c, d
-
-
-def candidate_pairs(
-    hashes: np.ndarray,
-    max_hamming: int,
-    scheme: BandScheme | None = None,
-    crowding: Crowding | None = None,
-) -> PairResult:
-    """Pairs (i < j) with Hamming(hashes[i], hashes[j]) <= max_hamming that share a band of
-    ``scheme`` (default: exact banding, i.e. every such pair), each exactly once; in buckets
-    crowded by ``crowding``'s rule only the pairs also close in the detail hash or of one
-    size (``bucket_pairs``)."""
-    h = np.asarray(hashes, dtype=np.uint64)
-    scheme = scheme or BandScheme.exact(max_hamming)
-    lefts, rights, dists = [], [], []
-    collisions = crowded = 0
-    for b in range(scheme.n_bands):
-        order, sorted_col = _sorted_band(scheme.band(h, b), scheme.band_bits(b))
-        starts, ends = _run_bounds(h.size, sorted_col)
-        del sorted_col
-        chunks = []
-        if crowding is not None and crowding.max_bucket:
-            big = (ends - starts) > crowding.max_bucket
-            for s, e in zip(starts[big].tolist(), ends[big].tolist(), strict=True):
-                collisions += (e - s) * (e - s - 1) // 2
-                found, was_crowded = bucket_pairs(h, order[s:e], b, scheme, crowding)
-                crowded += was_crowded
-                chunks.append(found)
-            starts, ends = starts[~big], ends[~big]
-        for a, c in _run_pairs(order, starts, ends):
-            collisions += a.size
-            chunks.append([_filtered(a, c, h, b, scheme, max_hamming)])
-        for chunk in chunks:
-            for a, c, d in chunk:
-                lefts.append(np.minimum(a, c))
-                rights.append(np.maximum(a, c))
-                dists.append(d)
-    if not lefts:
-        empty = np.zeros(0, dtype=np.int64)
-        return PairResult(empty, empty, empty.astype(np.uint8), collisions, crowded)
-    return PairResult(
-        np.concatenate(lefts).astype(np.int64),
-        np.concatenate(rights).astype(np.int64),
-        np.concatenate(dists),
-        collisions,
-        crowded,
-    )

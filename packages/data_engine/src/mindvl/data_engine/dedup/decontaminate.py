@@ -90,7 +90,7 @@ class EvalIndex:
     def _close(self, pos: int, key: int, kind: int) -> bool:
         """Key ``pos`` is within the radius of a query key of ``kind`` (a crop key pairs
         with the other image's own pHash only, within ``crop_radius``: as in
-        ``candidates.image_pairs``)."""
+        ``candidates.bucket_pairs``)."""
         crop = KEY_CROP in (kind, self.kind[pos])
         if crop and KEY_OWN not in (kind, self.kind[pos]):
             return False

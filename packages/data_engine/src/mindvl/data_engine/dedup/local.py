@@ -78,31 +78,19 @@ def band_rows(table: pa.Table, scheme: candidates.BandScheme) -> pa.Table:
 
 
 def bucket(table: pa.Table, scheme: candidates.BandScheme, rule: NearRule) -> pa.Table:
-    """One band bucket's candidate pairs (labels, smaller first; ``candidates.image_pairs``)
+    """One band bucket's candidate pairs (labels, smaller first; ``candidates.bucket_pairs``)
     as one row."""
     if table.num_rows < 2:
         return BUCKETS.empty_table()
     band = scheme.band_of_key(table.column("bkey")[0].as_py())
     labels = table.column("label").to_pylist()
-    detail, kinds, sizes = (table.column(c).to_numpy() for c in ("detail", "detail_kind", "size"))
-    crowding = candidates.crowding_for(rule, lambda at: (detail[at], kinds[at], sizes[at]))
+    details = [table.column(c).to_numpy() for c in ("detail", "detail_kind", "size")]
     h, kind = table.column("phash").to_numpy(), table.column("kind").to_numpy()
     names, owner = np.unique(np.array(labels, dtype=object), return_inverse=True)
     own = np.zeros(names.size, dtype=np.uint64)
     own[owner] = table.column("own").to_numpy()
-    radii = rule.crop_radius, scheme.max_hamming
-
-    def pairable(a: np.ndarray, c: np.ndarray) -> np.ndarray:
-        return candidates.pairable(a, c, owner, own, kind, h, *radii)
-
-    found, crowded = candidates.bucket_pairs(
-        h, np.arange(table.num_rows), band, scheme, crowding, pairable
-    )
-    pairs = [candidates.image_pairs(a, c, owner, own, kind, h, *radii) for a, c, _ in found]
-    # image_pairs puts the smaller index first, and names are sorted: a < b
-    i, j, d = (
-        np.concatenate(col) for col in zip(*(pairs or [(np.zeros(0, int),) * 3]), strict=True)
-    )
+    i, j, d, crowded = candidates.bucket_pairs(h, owner, own, kind, band, scheme, rule, details)
+    # the smaller image index first, and names are sorted: a < b
     return pa.table({"a": [names[i].tolist()], "b": [names[j].tolist()],
                      "distance": [d.tolist()], "crowded": [crowded]}, schema=BUCKETS)  # fmt: skip
 
@@ -168,28 +156,29 @@ def dedup_stats(exact: dict, scheme=None, buckets=None, accepted=0, near=None) -
     return stats
 
 
+def views(rows: Sequence[dict[str, Any]], exact: bool, rule: NearRule, match) -> list[groups.Item]:
+    """The views (``groups.view``) of the rows dedup takes part in."""
+    found = (groups.view(row, exact, rule, match) for row in rows)
+    return [it for it in found if it is not None]
+
+
 def exact_items(rows: Sequence[dict[str, Any]], spec: DedupSpec, rule: NearRule, eval_sets=None):
     """Every row dedup takes part in, after the exact step (as ``groups.Item``)."""
-    index = EvalIndex(eval_sets, rule) if eval_sets else None
+    match = EvalIndex(eval_sets, rule).match_row if eval_sets else None
     by_key: dict[str, list[groups.Item]] = {}
-    for row in rows:
-        item = groups.view(row, spec.exact, rule, index.match_row if index else None)
-        if item is not None:
-            by_key.setdefault(item.exact_key, []).append(item)
+    for item in views(rows, spec.exact, rule, match):
+        by_key.setdefault(item.exact_key, []).append(item)
     return [it for group in by_key.values() for it in groups.exact_group(group)]
 
 
-def candidate_buckets(
-    items: pa.Table, rule: NearRule, n: int
-) -> tuple[candidates.BandScheme, pa.Table]:
-    """The banding for ``n`` near-eligible representatives among ``items`` and every band
-    bucket's candidate pairs (``BUCKETS``), grouped by band key in this process."""
-    scheme = candidates.scheme_for(rule, n)
-    bands = band_rows(items, scheme).sort_by("bkey")
+def buckets_of(bands: pa.Table, scheme: candidates.BandScheme, rule: NearRule) -> pa.Table:
+    """Every band bucket's candidate pairs (``BUCKETS``) of ``BANDS`` rows, grouped by band
+    key in this process (a bucket of one row has none)."""
+    bands = bands.sort_by("bkey")
     keys = bands["bkey"].to_numpy()
     cuts = [0, *(np.flatnonzero(keys[1:] != keys[:-1]) + 1).tolist(), keys.size]
-    found = [bucket(bands.slice(s, e - s), scheme, rule) for s, e in pairwise(cuts)]
-    return scheme, pa.concat_tables(found)
+    found = [bucket(bands.slice(s, e - s), scheme, rule) for s, e in pairwise(cuts) if e - s > 1]
+    return pa.concat_tables([BUCKETS.empty_table(), *found])
 
 
 def plan_dedup(
@@ -206,7 +195,8 @@ def plan_dedup(
     stats, survivor_of = dedup_stats(counts), {}
     if counts["near_nodes"] > 1:
         table = table_of(items)
-        scheme, buckets = candidate_buckets(table, rule, counts["near_nodes"])
+        scheme = candidates.scheme_for(rule, counts["near_nodes"])
+        buckets = buckets_of(band_rows(table, scheme), scheme, rule)
         accepted = verify_buckets(buckets, signature_index(table), rule)
         members = survivors(accepted, rule)
         survivor_of = survivor_index(members)

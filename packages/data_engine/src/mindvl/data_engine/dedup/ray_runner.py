@@ -52,10 +52,8 @@ def _fetched(refs: list[Any], schema: pa.Schema, derive=None) -> Any:
     return _FETCHED[token]
 
 
-def _views(table: pa.Table, exact: bool, rule: NearRule, index: EvalIndex | None) -> pa.Table:
-    match = index.match_row if index is not None else None
-    found = (groups.view(row, exact, rule, match) for row in table.to_pylist())
-    return local.table_of([it for it in found if it is not None])
+def _views(table: pa.Table, exact: bool, rule: NearRule, match) -> pa.Table:
+    return local.table_of(local.views(table.to_pylist(), exact, rule, match))
 
 
 def _exact_group(table: pa.Table) -> pa.Table:
@@ -166,11 +164,11 @@ def dedup_dataset(ds, spec: DedupSpec, eval_sets: Sequence[Sequence[Any]] | None
     if spec.decontaminate and not eval_sets:
         raise ValueError("dedup.decontaminate names eval sets but no eval fingerprints were given")
     rule = NearRule.from_spec(spec.near)
-    index = EvalIndex(eval_sets, rule) if eval_sets else None
+    match = EvalIndex(eval_sets, rule).match_row if eval_sets else None
     ds = ds.materialize()
     parts = max(1, min(256, math.ceil(ds.count() / SLIM_ROWS_PER_PARTITION)))
     exact = (
-        ds.map_batches(_views, batch_format="pyarrow", fn_args=(spec.exact, rule, index))
+        ds.map_batches(_views, batch_format="pyarrow", fn_args=(spec.exact, rule, match))
         .groupby("exact_key", num_partitions=parts)
         .map_groups(_exact_group, batch_format="pyarrow")
         .materialize()

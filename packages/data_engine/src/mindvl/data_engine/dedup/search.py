@@ -83,10 +83,11 @@ def p99(diff: np.ndarray) -> np.ndarray:
 
 
 def _scores(
-    rows: np.ndarray, cols: np.ndarray, target: np.ndarray, inner: slice
+    rows: np.ndarray, cols: np.ndarray, target: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """(len(rows), len(cols)) robust differences, 99th percentile of |z(warp) - z(target)|,
     and the largest |z(warp) - z(target)| of each warp."""
+    inner = slice(BORDER, rows.shape[-1] - BORDER)
     warped = (rows[:, None] @ cols.transpose(0, 2, 1)[None])[:, :, inner, inner]
     diff = np.abs(zscore(warped.reshape(-1, target.size)) - target)
     shape = (rows.shape[0], cols.shape[0])
@@ -168,14 +169,11 @@ def _coarse(tx: SearchTerms, ty: SearchTerms) -> tuple[float, float, int, int]:
 def _refined(tx: SearchTerms, ty: SearchTerms, start: tuple) -> tuple[float, float, int, int]:
     """From the coarse best ``start``, each axis refined on the fine grid with the other
     held at its best (cheap coordinate descent instead of the full fine product)."""
-    side = tx.rows.shape[1]
-    crops, _, _ = search_operators(side)
-    inner = slice(BORDER, side - BORDER)
-    target = ty.target
+    crops, _, _ = search_operators(tx.rows.shape[1])
     iy = start[2]
-    fine_x, peak_x = _scores(tx.rows[iy : iy + 1], crops, target, inner)
+    fine_x, peak_x = _scores(tx.rows[iy : iy + 1], crops, ty.target)
     ix = int(np.argmin(fine_x[0]))
-    fine_y, peak_y = _scores(tx.rows, crops[ix : ix + 1], target, inner)
+    fine_y, peak_y = _scores(tx.rows, crops[ix : ix + 1], ty.target)
     j = int(np.argmin(fine_y[:, 0]))
     found = [start, (float(fine_x[0, ix]), float(peak_x[0, ix]), iy, ix)]
     found.append((float(fine_y[j, 0]), float(peak_y[j, 0]), j, ix))
@@ -205,9 +203,7 @@ def match_with_aspect(
     ``aspect_change`` is b's aspect ratio over a's. Slower than :func:`match_terms` (up to
     the whole grid): for the few pairs whose best crop does not explain their sizes. None
     when no crop of the grid does."""
-    side = ta.rows.shape[1]
-    crops, _, _ = search_operators(side)
-    inner = slice(BORDER, side - BORDER)
+    crops, _, _ = search_operators(ta.rows.shape[1])
     scales = np.array([s for s, _ in FINE_COMBOS])
     best = None
     for first, tx, ty, change in (
@@ -218,7 +214,7 @@ def match_with_aspect(
             ok = np.flatnonzero(np.abs(np.log(sy / scales / change)) <= tolerance)
             if ok.size == 0:
                 continue
-            sc, peak = _scores(tx.rows[iy : iy + 1], crops[ok], ty.target, inner)
+            sc, peak = _scores(tx.rows[iy : iy + 1], crops[ok], ty.target)
             j = int(np.argmin(sc[0]))
             if best is None or sc[0, j] < best.p99:
                 found = (float(sc[0, j]), float(peak[0, j]), sy, float(scales[ok[j]]))
@@ -239,9 +235,8 @@ def match_at(ta: SearchTerms, tb: SearchTerms, match: Match | None) -> Match:
     if match is None or match.anchors is None:
         return identity_match(ta, tb)
     tx, ty = (ta, tb) if match.first_cropped else (tb, ta)
-    side = tx.x.shape[0]
-    rows, cols = match.operators(side)
-    p, peak = _scores((rows @ tx.x)[None], cols[None], ty.target, slice(BORDER, side - BORDER))
+    rows, cols = match.operators(tx.x.shape[0])
+    p, peak = _scores((rows @ tx.x)[None], cols[None], ty.target)
     return Match(float(p[0, 0]), float(peak[0, 0]))
 
 
@@ -284,9 +279,7 @@ def match_at_sizes(
     sy, sx = large[1] / small[1], large[0] / small[0]
     anchors = tuple(np.linspace(0.0, 1.0, SIZE_ANCHOR_STEPS + 1).tolist())
     rows = crop_operators(side, sy, anchors) @ tx.x
-    sc, peak = _scores(
-        rows, crop_operators(side, sx, anchors), ty.target, slice(BORDER, side - BORDER)
-    )
+    sc, peak = _scores(rows, crop_operators(side, sx, anchors), ty.target)
     iy, ix = np.unravel_index(int(np.argmin(sc)), sc.shape)
     return Match(float(sc[iy, ix]), float(peak[iy, ix]), sy, sx, first, (anchors[iy], anchors[ix]))
 
