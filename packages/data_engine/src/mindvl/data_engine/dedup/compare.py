@@ -9,8 +9,8 @@ it is rejected otherwise), ``colour`` (8x8 chroma and
 hue; pictures of two sizes after ``gray``, at the crop it found), ``prescreen`` (the crop
 search at half resolution), ``gray`` (the gray thumbnails at their best crop: first the
 crop two sizes tell, ``match_at_sizes``, then the search's grid; where only a pad or crop
-explains two pictures too large to carry their pixels, that crop alone, at the one-size
-bound), ``sizes`` / ``one_size`` (the crop explains the aspect ratios; one size: no glyph
+explains two pictures too large to carry their pixels, that crop alone, with a tighter
+peak bound), ``sizes`` / ``one_size`` (the crop explains the aspect ratios; one size: no glyph
 or emblem changed), ``content`` (the content boxes' thumbnails), ``alpha`` (two
 transparent pictures' thumbnails on black at the crop found on white), and ``pixels``
 again for two icons of one size (``icons_differ``: their own pixels at their best move).
