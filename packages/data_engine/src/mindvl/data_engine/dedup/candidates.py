@@ -233,18 +233,16 @@ def _run_pairs(order: np.ndarray, starts: np.ndarray, ends: np.ndarray):
 
 
 def _within(a, c, h, max_hamming):
-    """The pairs within the pHash bound, as (a, c, d)."""
-    d = hamming(h[a], h[c])
-    ok = d <= max_hamming
-    return a[ok], c[ok], d[ok]
+    """The key pairs (a, c) within the pHash bound."""
+    ok = hamming(h[a], h[c]) <= max_hamming
+    return a[ok], c[ok]
 
 
-def _first_in(band, scheme, h, a, c, d):
-    """The pairs (a, c, d) that share no earlier band than ``band`` (emitted there)."""
-    if band and a.size:
-        first = ~(scheme.values(h[a], band) == scheme.values(h[c], band)).any(axis=1)
-        a, c, d = a[first], c[first], d[first]
-    return a, c, d
+def _first_in(band, scheme, h, a, c) -> np.ndarray:
+    """Per key pair (a, c): it shares no earlier band than ``band`` (it is emitted there)."""
+    if not band or not a.size:
+        return np.ones(a.size, dtype=bool)
+    return ~(scheme.values(h[a], band) == scheme.values(h[c], band)).any(axis=1)
 
 
 def _run_bounds(n: int, *sorted_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -264,7 +262,7 @@ def crowd_pairs(h: np.ndarray, band: int, scheme: BandScheme, rule: NearRule, de
     found by pigeonhole banding of the detail hashes) or of exactly one size (when at most
     ``crowded_bucket`` members share it: re-encodes, colour changes and alpha flattening
     keep the size, and they move the detail hash of thin text most), each once, as
-    (a, c, d) chunks; ``details``: the members' (uint64 detail hashes, int8 kinds, int64
+    (a, c) key-pair chunks; ``details``: the members' (uint64 detail hashes, int8 kinds, int64
     size keys), as ``detail_hash`` gives them."""
     detail, kinds, sizes = (np.asarray(x) for x in details)
     detail = detail.astype(np.uint64)
@@ -275,7 +273,9 @@ def crowd_pairs(h: np.ndarray, band: int, scheme: BandScheme, rule: NearRule, de
         return (kinds[x] == kinds[y]) & (hamming(detail[x], detail[y]) <= bound)
 
     def emitted(x, y):
-        return _first_in(band, scheme, h, *_within(x, y, h, scheme.max_hamming))
+        x, y = _within(x, y, h, scheme.max_hamming)
+        first = _first_in(band, scheme, h, x, y)
+        return x[first], y[first]
 
     for db in range(sub.n_bands):
         vals = sub.band(detail, db)
@@ -320,16 +320,16 @@ def bucket_pairs(
     def images(a, c):
         return _image_pairs(a, c, owner, own, kind, keys, rule.crop_radius, scheme.max_hamming)
 
-    found, within, crowded = [], 0, False
+    pairs, within, crowded = [], 0, False
     for a, c in _run_pairs(np.arange(keys.size), np.array([0]), np.array([keys.size])):
-        close = _within(a, c, keys, scheme.max_hamming)
-        if m:
-            within += int(images(*close[:2])[0].sum())
-            if within > m * (m - 1) // 2:
-                found, crowded = list(crowd_pairs(keys, band, scheme, rule, details)), True
-                break
-        found.append(_first_in(band, scheme, keys, *close))
-    pairs = [images(a, c) for a, c, _ in found]
+        a, c = _within(a, c, keys, scheme.max_hamming)
+        keep, i, j, d = images(a, c)
+        within += int(keep.sum())
+        if m and within > m * (m - 1) // 2:
+            pairs = [images(x, y) for x, y in crowd_pairs(keys, band, scheme, rule, details)]
+            crowded = True
+            break
+        pairs.append((keep & _first_in(band, scheme, keys, a, c), i, j, d))
     if not pairs:
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty, empty, crowded

@@ -218,6 +218,7 @@ def first_failing_check(
         and not content_at_one_scale(a, b, rule)
     ):
         return "trim_scale"
+    has = a.native_part is not None, b.native_part is not None  # icons: their own pixels
     if a.size == b.size:  # one size: compared uncropped (a crop resized back is unlikely)
         if colours_at(a, b, None, rule):
             return "colour"
@@ -227,10 +228,9 @@ def first_failing_check(
         if (one_size_changed(a, b) > rule.one_size_levels).sum() > rule.one_size_max_pixels:
             return "one_size"
         found = _last_checks(a, b, rule, get_terms, None)
-        if found is None and a.native_part is not None and b.native_part is not None:
+        if found is None and all(has):
             return "pixels" if icons_differ(a, b, rule) else None
         return found
-    has = a.native_part is not None, b.native_part is not None
     if nested_icons(np.array(a.size), np.array(b.size), *has, rule)[0]:
         if pixels_fit(a, b, rule):
             return None  # a pad or crop that kept every pixel, in colour, on both grounds
