@@ -11,7 +11,7 @@ from dedup_helpers import RULE, agree
 from PIL import Image, ImageDraw, ImageEnhance
 
 from mindvl.data_engine.dedup import compare
-from mindvl.data_engine.dedup.fingerprint import pack_signature, parse_signature
+from mindvl.data_engine.dedup.fingerprint import TrimmedContent, pack_signature, parse_signature
 from mindvl.data_engine.dedup.search import Match, crop_sized, match_terms, terms
 from mindvl.data_engine.ops.image_decode import image_features
 
@@ -63,7 +63,12 @@ def test_layout_round_trips_and_other_bytes_are_refused() -> None:
     assert len(opaque.native) == 1 and (opaque.native[0] == rgb).all()
     white, black = parse_signature(pack_signature(gray, 4, 3, cbcr, native=(rgb, alpha))).native
     assert (white == rgb).all() and (black[1:] == rgb[1:]).all() and black[0, 0].max() == 0
-    for other in (bytes(48 * 48), bytes(192), b""):  # bare squares of old builds, nothing
+    trim = TrimmedContent(2**64 - 1, 300, 70000, False, True)  # a side past uint16 is capped
+    full = pack_signature(gray, 640, 480, cbcr, (gray, 0.2), trim, gray[::-1], (9,), (rgb, alpha))
+    every = parse_signature(full)
+    assert every.trimmed == trim._replace(height=65535) and every.black == gray[::-1]
+    assert (every.crops, every.content, len(every.native)) == ((9,), gray, 2)
+    for other in (bytes(48 * 48), bytes(192), b"", full[:-1], full + b"\0"):  # old, cut, longer
         with pytest.raises(ValueError, match="not a dedup signature"):
             parse_signature(other)
     with pytest.raises(ValueError, match="chroma"):

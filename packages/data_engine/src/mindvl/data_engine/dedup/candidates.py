@@ -13,7 +13,7 @@ pairs only images also close in ``detail_hash`` or of one size (``crowd_pairs``)
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cached_property, lru_cache
+from functools import lru_cache
 from math import ceil, comb, log1p, log2
 
 import numpy as np
@@ -34,13 +34,7 @@ def band_layout(n_bands: int) -> list[tuple[int, int]]:
     """(shift, width) per band; widths differ by at most one bit and cover all bits."""
     if not 1 <= n_bands <= HASH_BITS:
         raise ValueError(f"need 1..{HASH_BITS} bands, got {n_bands}")
-    base, extra = divmod(HASH_BITS, n_bands)
-    layout, shift = [], 0
-    for i in range(n_bands):
-        width = base + (1 if i < extra else 0)
-        layout.append((shift, width))
-        shift += width
-    return layout
+    return [(int(bits[0]), bits.size) for bits in np.array_split(np.arange(HASH_BITS), n_bands)]
 
 
 KEY_SHIFT = 56  # band keys: band index in the top 8 bits, band value below
@@ -102,28 +96,15 @@ class BandScheme:
             f"recall {self.expected_recall():.3f} at distance {self.max_hamming}"
         )
 
-    @cached_property
-    def _luts(self) -> np.ndarray:
-        """(n_bands, 8, 256) uint64: the band bits each byte value of each hash byte gives."""
-        luts = np.zeros((self.n_bands, 8, 256), dtype=np.uint64)
-        v = np.arange(256, dtype=np.uint64)
-        for t, pos in enumerate(self.positions):
-            for out_bit, p in enumerate(pos):
-                byte, bit = divmod(p, 8)
-                luts[t, byte] |= ((v >> np.uint64(bit)) & np.uint64(1)) << np.uint64(out_bit)
-        return luts
-
     def band(self, hashes: np.ndarray, b: int) -> np.ndarray:
         """Value of band ``b`` of every hash (uint64)."""
         h = np.asarray(hashes, dtype=np.uint64)
         if self.kind == "exact":
             shift, width = band_layout(self.n_bands)[b]
             return (h >> np.uint64(shift)) & np.uint64((1 << width) - 1)
-        lut = self._luts[b]
-        out = lut[0][(h & np.uint64(255)).astype(np.intp)]
-        for byte in range(1, 8):
-            out |= lut[byte][((h >> np.uint64(8 * byte)) & np.uint64(255)).astype(np.intp)]
-        return out
+        pos = np.array(self.positions[b], dtype=np.uint64)  # sampled: these bits, in order
+        bits = (h[..., None] >> pos) & np.uint64(1)
+        return (bits << np.arange(pos.size, dtype=np.uint64)).sum(-1, dtype=np.uint64)
 
     def values(self, hashes: np.ndarray, upto: int | None = None) -> np.ndarray:
         """(n, upto or n_bands) uint64: bands 0..upto-1 of every hash."""
@@ -359,18 +340,23 @@ def candidate_keys(phashes, sigs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return keys, owner.astype(np.int64), kind.astype(np.int8)
 
 
+def keys_pair(ka, kc, distance, crop_radius: int):
+    """Whether two candidate keys of kinds ``ka``, ``kc`` (of two images) at pHash
+    ``distance`` within the pair radius make a candidate pair: a crop key pairs only with
+    the other image's own pHash, and only within ``crop_radius``."""
+    ka, kc = np.asarray(ka), np.asarray(kc)
+    crop = (ka == KEY_CROP) | (kc == KEY_CROP)
+    return ~crop | (((ka == KEY_OWN) | (kc == KEY_OWN)) & (np.asarray(distance) <= crop_radius))
+
+
 def _image_pairs(a, c, owner, phashes, kind, keys, crop_radius: int, radius: int):
     """Key pairs (a, c) as pairs of their images: (kept, image of a, image of c, their own
-    pHash distance). Left out: a key paired with another key of its image, and a crop key
-    paired with anything but another image's own pHash, further from it than
-    ``crop_radius``, or between images whose own pHashes are within ``radius`` (the
-    banding's: found by those)."""
+    pHash distance). Left out: a key paired with another key of its image, key pairs that
+    ``keys_pair`` refuses, and crop key pairs between images whose own pHashes are within
+    ``radius`` (the banding's: found by those)."""
     kind, keys = np.asarray(kind), np.asarray(keys, dtype=np.uint64)
-    ka, kc = kind[a], kind[c]
-    crop = (ka == KEY_CROP) | (kc == KEY_CROP)
-    keep = ~crop | (
-        ((ka == KEY_OWN) | (kc == KEY_OWN)) & (hamming(keys[a], keys[c]) <= crop_radius)
-    )
+    crop = (kind[a] == KEY_CROP) | (kind[c] == KEY_CROP)
+    keep = keys_pair(kind[a], kind[c], hamming(keys[a], keys[c]), crop_radius)
     a, c = np.asarray(owner)[a], np.asarray(owner)[c]
     d = hamming(np.asarray(phashes, dtype=np.uint64)[a], np.asarray(phashes, dtype=np.uint64)[c])
     keep &= (a != c) & (~crop | (d > radius))

@@ -95,11 +95,6 @@ def colours_differ(ca: np.ndarray, cb: np.ndarray, rule: NearRule) -> np.ndarray
     )
 
 
-def _aspect_change(a: Signature, b: Signature) -> float:
-    """b's aspect ratio over a's."""
-    return (b.size[0] / b.size[1]) / (a.size[0] / a.size[1])
-
-
 def content_at_one_scale(a: Signature, b: Signature, rule: NearRule) -> bool:
     """The trim boxes have one size (within ``trim_max_change`` and a pixel) along each axis
     where neither touches its picture's border (a crop may cut into the content there)."""
@@ -175,9 +170,7 @@ def icons_differ(a: Signature, b: Signature, rule: NearRule) -> bool:
     return True
 
 
-def _agrees(match: Match, rule: NearRule, content: bool = False) -> bool:
-    if content:
-        return match.p99 <= rule.content_max_p99 and match.peak <= rule.content_max_peak
+def _agrees(match: Match, rule: NearRule) -> bool:
     return match.p99 <= rule.max_p99 and match.peak <= rule.max_peak
 
 
@@ -197,7 +190,7 @@ def contents_agree(a: Signature, b: Signature, rule: NearRule) -> bool:
     if large > rule.content_max_area_ratio * small:
         return True  # the detection saw different things: no verdict
     match = match_terms(terms(a.pixels("content")), terms(b.pixels("content")))
-    return _agrees(match, rule, content=True)
+    return match.p99 <= rule.content_max_p99 and match.peak <= rule.content_max_peak
 
 
 def first_failing_check(
@@ -281,7 +274,7 @@ def _grid_match(a: Signature, b: Signature, rule: NearRule, get_terms) -> Match 
     match = match_terms(ta, tb, give_up_above=rule.give_up_above)
     if not _agrees(match, rule):
         return "gray"
-    change = _aspect_change(a, b)
+    change = (b.size[0] / b.size[1]) / (a.size[0] / a.size[1])  # b's aspect ratio over a's
     needed = change if match.first_cropped else 1 / change
     if abs(math.log(match.scale_y / match.scale_x / needed)) > rule.max_aspect_log:
         match = match_with_aspect(ta, tb, change, rule.max_aspect_log)
@@ -437,7 +430,7 @@ class _ScreenTerms:
         )
 
 
-def star_members(labels: list[str], sig_of, verifier: PairVerifier, pairs=None) -> list[list[str]]:
+def star_members(labels: list[str], sig_of, verifier: PairVerifier, pairs) -> list[list[str]]:
     """A component of accepted pairs as stars: the smallest label survives with the members
     that the rule accepts against it themselves; the rest is split the same way again
     (accepted pairs chain: A~B and B~C while A and C differ). A member whose gray thumbnail
@@ -445,7 +438,7 @@ def star_members(labels: list[str], sig_of, verifier: PairVerifier, pairs=None) 
     labels of its accepted pairs) that the survivor is not accepted with waits for a later
     star (a crop can fit two pictures the rule tells apart; it goes with the clearly
     closer). Stars of two or more members, each sorted."""
-    rest, stars, pairs = sorted(labels), [], pairs or {}
+    rest, stars = sorted(labels), []
     while len(rest) > 1:
         top = sig_of[rest[0]]
         agree = [lab for lab in rest[1:] if verifier.agree(sig_of[lab], top)]

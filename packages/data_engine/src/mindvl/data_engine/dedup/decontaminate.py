@@ -17,13 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from mindvl.data_engine.dedup.candidates import (
-    KEY_CROP,
-    KEY_OWN,
-    BandScheme,
-    candidate_keys,
-    hamming,
-)
+from mindvl.data_engine.dedup.candidates import BandScheme, candidate_keys, hamming, keys_pair
 from mindvl.data_engine.dedup.compare import PairVerifier
 from mindvl.data_engine.dedup.fingerprint import EvalImage
 from mindvl.data_engine.dedup.rule import NearRule
@@ -88,11 +82,7 @@ class EvalIndex:
         return None
 
     def _close(self, pos: int, key: int, kind: int) -> bool:
-        """Key ``pos`` is within the radius of a query key of ``kind`` (a crop key pairs
-        with the other image's own pHash only, within ``crop_radius``: as in
-        ``candidates.bucket_pairs``)."""
-        crop = KEY_CROP in (kind, self.kind[pos])
-        if crop and KEY_OWN not in (kind, self.kind[pos]):
-            return False
-        radius = self.rule.crop_radius if crop else self.rule.pair_radius
-        return int(hamming(self.keys[pos], key)) <= radius
+        """Eval key ``pos`` and a query key of ``kind`` make a candidate pair (as in dedup)."""
+        d = int(hamming(self.keys[pos], key))
+        rule = self.rule
+        return d <= rule.pair_radius and bool(keys_pair(kind, self.kind[pos], d, rule.crop_radius))

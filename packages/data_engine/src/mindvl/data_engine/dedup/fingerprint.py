@@ -5,22 +5,17 @@ that no later step decodes again.
   picture with transparency, its alpha (the exact-dedup key: colour under alpha 0 is no
   pixel. Not cryptographic: a crafted collision could only make two samples one group);
 - ``phash``: 64-bit perceptual hash of the <= 512 px grayscale copy (candidate search);
-- ``signature``: the bytes the near rule compares (``compare.py``), little-endian, in order:
-  ``gray (48*48) | b"SX" | width, height (2 x uint32) | Cb 8x8 | Cr 8x8``: the antialiased
-  thumbnail the crop search compares, the size (a match must explain both), area-averaged
-  chroma (a red and a blue shape of one luminance); ``b"IK" | box area (uint16, 1/65535 of
-  the picture) | content box gray (48*48)`` for a picture whose content sits in a small
-  part of it (one line of text on a page); ``b"TP" | trimmed pHash (uint64) | trim box
-  width, height (uint16) | touches (uint8: 1 across, 2 down)``: the second candidate key (a
-  padded icon keeps its content, not its canvas; the box tells whether a pair keeps its
-  content at one scale); ``b"CK" | count (uint8) | crop pHashes (count x uint64)``: the
-  third (a crop of a picture that fills its canvas keeps neither of the others);
-  ``b"BK" | gray on black (48*48)`` for a picture with transparency (two such must agree
-  on both grounds); ``b"NP" | width, height (2 x uint16) | planes (uint8: 3 or 4) | RGB on
-  white (height*width*3) | alpha (height*width, with transparency)`` for a picture of at
-  most ``NATIVE_MAX_SIDE`` px a side: its own pixels, so a pad or crop of an icon is
-  compared pixel for pixel, in colour, instead of through two differently resampled
-  thumbnails.
+- ``signature``: the bytes the near rule compares (``compare.py``; ``pack_signature``): the
+  antialiased 48x48 gray thumbnail the crop search compares, the size (a match must explain
+  both), area-averaged 8x8 chroma (a red and a blue shape of one luminance); the content
+  box's thumbnail for a picture whose content sits in a small part of it (one line of text
+  on a page); the trimmed pHash and trim box, the second candidate key (a padded icon keeps
+  its content, not its canvas; the box tells whether a pair keeps its content at one
+  scale); the crop pHashes, the third (a crop of a picture that fills its canvas keeps
+  neither of the others); the thumbnail on black for a picture with transparency (two such
+  must agree on both grounds); and the own pixels of a picture of at most
+  ``NATIVE_MAX_SIDE`` px a side, so a pad or crop of an icon is compared pixel for pixel,
+  in colour, instead of through two differently resampled thumbnails.
 """
 
 from __future__ import annotations
@@ -29,6 +24,7 @@ import math
 import struct
 from dataclasses import dataclass
 from functools import cached_property
+from itertools import accumulate, pairwise
 from typing import NamedTuple
 
 import numpy as np
@@ -36,12 +32,15 @@ import numpy as np
 SIGNATURE_SIDE = 48
 CHROMA_SIDE = 8
 ALPHA_TAG = b"alpha:"  # the pixel hash's alpha part follows it (see fingerprint)
-TAIL_MAGIC = b"SX"
-TAIL_BYTES = len(TAIL_MAGIC) + 8 + 2 * CHROMA_SIDE * CHROMA_SIDE
-CONTENT_MAGIC = b"IK"
-TRIM_MAGIC = b"TP"
-TRIM_FORMAT = "<QHHB"  # trimmed pHash, trim box width and height, touches x | y << 1
-BLACK_MAGIC = b"BK"
+# The signature: HEAD (tag, thumbnail side, width, height, content box area in 1/65535 of
+# the picture, trimmed pHash, trim box width and height, flags, crop key count), then the
+# gray thumbnail, the Cb and Cr 8x8 planes, the content box's and the on-black thumbnails
+# (where the flags say), the crop pHashes (uint64) and, to the end, the own pixels: NATIVE
+# (width, height, planes: 3 RGB on white, 4 and alpha) and the planes. Little-endian.
+HEAD = struct.Struct("<2sBIIHQHHBB")
+SIGNATURE_TAG = b"S2"
+NATIVE = struct.Struct("<HHB")
+TOUCH_X, TOUCH_Y, HAS_TRIM, HAS_CONTENT, HAS_BLACK = 1, 2, 4, 8, 16
 # Content box detection on a <= 192 px BOX-filtered copy (JPEG noise averages out): content
 # is what is further from the border's median than max(12 levels, 25% of the largest
 # deviation); a box covering 30% of the picture or more gets no content part (the whole
@@ -62,11 +61,8 @@ TRIM_MIN_SIDE = 8
 # Crop keys: the pHashes of the picture cut to CROP_KEEP of each side at its four corners
 # and its centre, which a crop keeping ~90-95% of each side matches within the pair radius
 # more often than the whole picture's pHash (docs/DEDUP.md).
-CROP_MAGIC = b"CK"
 CROP_KEEP = 0.925
 CROP_ANCHORS = ((0.0, 0.0), (1.0, 0.0), (0.0, 1.0), (1.0, 1.0), (0.5, 0.5))
-NATIVE_MAGIC = b"NP"
-NATIVE_FORMAT = "<HHB"  # width, height, planes (3: RGB on white; 4: and alpha)
 NATIVE_MAX_SIDE = 64  # an icon: at most 16 KB
 
 
@@ -110,7 +106,7 @@ class Signature:
     trimmed: TrimmedContent | None = None
     crops: tuple[int, ...] = ()  # crop pHashes (``crop_keys``)
     black: bytes | None = None  # gray thumbnail composited on black (with transparency)
-    native_part: bytes | None = None  # the ``NP`` part after its tag (``native``)
+    native_part: bytes | None = None  # NATIVE and the planes (``native``)
 
     @cached_property
     def native(self) -> tuple[np.ndarray, ...]:
@@ -119,9 +115,8 @@ class Signature:
         first use: most comparisons never look at them."""
         if self.native_part is None:
             return ()
-        w, h, planes = struct.unpack_from(NATIVE_FORMAT, self.native_part)
-        at = struct.calcsize(NATIVE_FORMAT)
-        pixels = np.frombuffer(self.native_part, np.uint8, h * w * planes, at)
+        w, h, planes = NATIVE.unpack_from(self.native_part)
+        pixels = np.frombuffer(self.native_part, np.uint8, h * w * planes, NATIVE.size)
         white = pixels[: h * w * 3].astype(np.float32).reshape(h, w, 3)
         if planes == 3:
             return (white,)
@@ -296,83 +291,56 @@ def pack_signature(
     crops: tuple[int, ...] = (),
     native: tuple[np.ndarray, np.ndarray | None] | None = None,
 ) -> bytes:
-    """The signature bytes (module docstring); ``gray``, the content box's thumbnail and
-    ``black`` are side*side bytes, ``cbcr`` the 8x8 Cb plane then the 8x8 Cr plane,
-    ``native`` uint8 arrays: (height, width, 3) RGB on white and the (height, width) alpha
-    or None."""
+    """The signature bytes (``HEAD``); ``gray``, the content box's thumbnail and ``black``
+    are side*side bytes, ``cbcr`` the 8x8 Cb plane then the 8x8 Cr plane, ``native`` uint8
+    arrays: (height, width, 3) RGB on white and the (height, width) alpha or None."""
     if len(cbcr) != 2 * CHROMA_SIDE * CHROMA_SIDE:
         raise ValueError(f"chroma must be 2 x {CHROMA_SIDE}x{CHROMA_SIDE} bytes, got {len(cbcr)}")
-    if math.isqrt(len(gray)) ** 2 != len(gray) or len(gray) < 16 * 16:
-        raise ValueError(f"the gray thumbnail must be square and at least 16x16, got {len(gray)}")
+    side = math.isqrt(len(gray))
+    if side * side != len(gray) or not 16 <= side <= 255:
+        raise ValueError(f"the gray thumbnail must be square, 16x16 to 255x255, got {len(gray)}")
     if any(x is not None and len(x) != len(gray) for x in (content and content[0], black)):
         raise ValueError("a thumbnail part must have the gray thumbnail's size")
-    out = gray + TAIL_MAGIC + struct.pack("<II", width, height) + cbcr
-    if content is not None:
-        box, area = content
-        out += CONTENT_MAGIC + struct.pack("<H", round(min(max(area, 0.0), 1.0) * 65535)) + box
-    if trimmed is not None:
-        t = trimmed
-        flags = int(t.touches_x) | int(t.touches_y) << 1
-        sides = (min(t.width, 65535), min(t.height, 65535))
-        out += TRIM_MAGIC + struct.pack(TRIM_FORMAT, t.phash, *sides, flags)
-    if crops:
-        out += CROP_MAGIC + struct.pack(f"<B{len(crops)}Q", len(crops), *crops)
-    if black is not None:
-        out += BLACK_MAGIC + black
+    t = trimmed or TrimmedContent(0, 0, 0, False, False)
+    flags = (TOUCH_X * t.touches_x | TOUCH_Y * t.touches_y | HAS_TRIM * (trimmed is not None)
+             | HAS_CONTENT * (content is not None) | HAS_BLACK * (black is not None))  # fmt: skip
+    area = 0 if content is None else round(min(max(content[1], 0.0), 1.0) * 65535)
+    sides = min(t.width, 65535), min(t.height, 65535)
+    out = [HEAD.pack(SIGNATURE_TAG, side, width, height, area, t.phash, *sides, flags, len(crops)),
+           gray, cbcr, content[0] if content else b"", black or b"",
+           struct.pack(f"<{len(crops)}Q", *crops)]  # fmt: skip
     if native is not None:
         white, alpha = native
-        h, w = white.shape[:2]
-        out += NATIVE_MAGIC + struct.pack(NATIVE_FORMAT, w, h, 3 if alpha is None else 4)
-        out += b"".join(np.ascontiguousarray(x, dtype=np.uint8).tobytes()
-                        for x in (white, alpha) if x is not None)  # fmt: skip
-    return out
+        out.append(NATIVE.pack(white.shape[1], white.shape[0], 3 if alpha is None else 4))
+        out += [np.ascontiguousarray(x, dtype=np.uint8).tobytes() for x in native if x is not None]
+    return b"".join(out)
 
 
 def parse_signature(sig: bytes) -> Signature:
     """The parts of a signature; ValueError for bytes ``pack_signature`` did not write."""
-    for side in range(16, math.isqrt(max(len(sig) - TAIL_BYTES, 0)) + 1):
-        n = side * side  # the gray thumbnail's size; ``_tagged_parts`` confirms it
-        parts = _tagged_parts(sig, n) if sig[n : n + len(TAIL_MAGIC)] == TAIL_MAGIC else None
-        if parts is not None:
-            at = n + len(TAIL_MAGIC)
-            chroma = np.frombuffer(sig, np.uint8, 2 * CHROMA_SIDE * CHROMA_SIDE, at + 8)
-            chroma = chroma.astype(np.float32).reshape(2, CHROMA_SIDE, CHROMA_SIDE)
-            return Signature(sig[:n], struct.unpack_from("<II", sig, at), chroma, **parts)
-    raise ValueError(f"not a dedup signature ({len(sig)} bytes); rebuild with image_decode")
-
-
-def _tagged_parts(sig: bytes, n: int) -> dict | None:
-    """The optional parts after the fixed tail of a signature whose gray thumbnail has n
-    bytes, or None when the bytes are not such parts, in order, to the end."""
-    parts: dict = {}
-    order = (CONTENT_MAGIC, TRIM_MAGIC, CROP_MAGIC, BLACK_MAGIC, NATIVE_MAGIC)
-    at, last, head = n + TAIL_BYTES, -1, struct.calcsize(NATIVE_FORMAT)
-    sizes = {CONTENT_MAGIC: 2 + n, TRIM_MAGIC: struct.calcsize(TRIM_FORMAT), BLACK_MAGIC: n}
-    while at < len(sig):
-        tag = sig[at : at + 2]
-        if tag not in order or order.index(tag) <= last or at + 2 + head > len(sig):
-            return None
-        if tag == CROP_MAGIC:  # a count, then the keys
-            size = 1 + 8 * sig[at + 2]
-        elif tag == NATIVE_MAGIC:  # width, height, planes, then the pixels
-            w, h, planes = struct.unpack_from(NATIVE_FORMAT, sig, at + 2)
-            size = head + w * h * planes
-        else:
-            size = sizes[tag]
-        if at + 2 + size > len(sig):
-            return None
-        at, last = at + 2, order.index(tag)
-        if tag == CONTENT_MAGIC:
-            (area,) = struct.unpack_from("<H", sig, at)
-            parts.update(content=sig[at + 2 : at + 2 + n], content_area=area / 65535)
-        elif tag == TRIM_MAGIC:
-            phash, w, h, flags = struct.unpack_from(TRIM_FORMAT, sig, at)
-            parts["trimmed"] = TrimmedContent(phash, w, h, flags & 1 == 1, flags & 2 == 2)
-        elif tag == CROP_MAGIC:
-            parts["crops"] = struct.unpack_from(f"<{sig[at]}Q", sig, at + 1)
-        elif tag == NATIVE_MAGIC:
-            parts["native_part"] = sig[at : at + size]
-        else:
-            parts["black"] = sig[at : at + n]
-        at += size
-    return parts
+    try:
+        tag, side, width, height, area, phash, tw, th, flags, count = HEAD.unpack_from(sig)
+        n = side * side
+        sizes = n, 2 * CHROMA_SIDE**2, n * bool(flags & HAS_CONTENT), n * bool(flags & HAS_BLACK)
+        at = list(accumulate((HEAD.size, *sizes, 8 * count)))
+        native = sig[at[-1] :]
+        w, h, planes = NATIVE.unpack_from(native) if native else (0, 0, 0)
+        ok = tag == SIGNATURE_TAG and at[-1] + len(native) == len(sig)
+        ok = ok and len(native) == (NATIVE.size + w * h * planes if native else 0)
+    except struct.error:
+        ok = False
+    if not ok:
+        raise ValueError(f"not a dedup signature ({len(sig)} bytes); rebuild with image_decode")
+    gray, cbcr, content, black, crops = (sig[i:j] for i, j in pairwise(at))
+    touches = bool(flags & TOUCH_X), bool(flags & TOUCH_Y)
+    return Signature(
+        gray,
+        (width, height),
+        np.frombuffer(cbcr, np.uint8).astype(np.float32).reshape(2, CHROMA_SIDE, CHROMA_SIDE),
+        content or None,
+        area / 65535 if content else 1.0,
+        TrimmedContent(phash, tw, th, *touches) if flags & HAS_TRIM else None,
+        struct.unpack(f"<{count}Q", crops),
+        black or None,
+        native or None,
+    )
