@@ -4,10 +4,22 @@ and stars, survivor rule, the screens against the rule."""
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from dedup_helpers import RULE, agree, hash_pairs, packed
 
-from mindvl.data_engine.dedup.candidates import BandScheme, band_layout, hamming, scheme_for
+from mindvl.data_engine.dedup import local
+from mindvl.data_engine.dedup.candidates import (
+    KEY_CROP,
+    KEY_OWN,
+    KEY_TRIM,
+    BandScheme,
+    band_layout,
+    hamming,
+    run_bounds,
+    scheme_for,
+)
 from mindvl.data_engine.dedup.groups import components, label_key, near_groups, survivor_label
 from mindvl.data_engine.dedup.rule import NearRule
 
@@ -179,7 +191,7 @@ def test_band_keys_carry_their_band_index() -> None:
         keys = scheme.keys(h)
         assert keys.shape == (50, scheme.n_bands)
         for b in (0, scheme.n_bands - 1):
-            assert {scheme.band_of_key(k) for k in keys[:, b].tolist()} == {b}
+            assert set(scheme.bands_of_keys(keys[:, b]).tolist()) == {b}
             np.testing.assert_array_equal(scheme.values(h)[:, b], scheme.band(h, b))
     assert BandScheme.sampled(6, 10**6).n_bands > 32  # keys with the sign bit set still work
 
@@ -292,3 +304,47 @@ def test_without_verification_far_phash_matches_are_not_paired() -> None:
     assert scheme_for(NearRule(verify=False), 100).max_hamming == 6
     sampled = NearRule(verify=False, index="sampled", max_hamming=4)
     assert scheme_for(sampled, 100).max_hamming == 4
+
+
+@pytest.mark.parametrize("index", ["exact", "sampled"])
+def test_buckets_paired_together_give_what_each_gives_alone(index: str) -> None:
+    """``local.buckets_of`` pairs the buckets that cannot be crowded together, vectorised
+    across them; they must give exactly the pairs each gives alone (``local.bucket``), with
+    own, trimmed and crop keys, and beside a crowded bucket paired on its own."""
+    rng = np.random.default_rng(5)
+    own = planted_hashes(rng, 300, 3)
+    own[230:300] = own[0]  # 71 copies: a bucket past crowded_bucket in every band
+
+    def near(h: np.ndarray, most: int) -> np.ndarray:
+        flips = [rng.choice(64, int(rng.integers(1, most + 1)), replace=False) for _ in h]
+        return h ^ np.array([sum(1 << int(b) for b in f) for f in flips], dtype=np.uint64)
+
+    keys = np.concatenate([own, near(own[:100], 2), near(own, 5), near(own, 5)])
+    image = np.concatenate([np.arange(300), np.arange(100), np.arange(300), np.arange(300)])
+    kind = np.repeat(
+        np.array([KEY_OWN, KEY_TRIM, KEY_CROP, KEY_CROP], np.int8), [300, 100, 300, 300]
+    )
+    rule = NearRule(max_hamming=6, crop_key_max_hamming=4)
+    scheme = BandScheme.exact(6) if index == "exact" else BandScheme.sampled(6, keys.size)
+    at = np.repeat(np.arange(keys.size), scheme.n_bands)
+    zero = np.zeros(at.size)
+    bands = pa.table(
+        {"bkey": scheme.keys(keys).reshape(-1), "label": [f"{i:04d}" for i in image[at].tolist()],
+         "phash": keys[at], "own": own[image[at]], "detail": zero.astype(np.uint64),
+         "detail_kind": zero.astype(np.int8), "size": zero.astype(np.int64), "kind": kind[at]},
+        schema=local.BANDS,
+    )  # fmt: skip
+    together = local.buckets_of(bands, scheme, rule)
+    ordered = bands.sort_by("bkey")
+    starts, ends = run_bounds(ordered.num_rows, ordered["bkey"].to_numpy())
+    alone = pa.concat_tables([local.bucket(ordered.slice(s, e - s), scheme, rule)
+                              for s, e in zip(starts.tolist(), ends.tolist(), strict=True)])  # fmt: skip
+
+    def pairs(t: pa.Table) -> list:
+        cols = (pc.list_flatten(t[c]).to_pylist() for c in ("a", "b", "distance"))
+        return sorted(zip(*cols, strict=True))
+
+    assert pairs(together) == pairs(alone) and len(pairs(alone)) > 300
+    assert local.bucket_counts(together) == local.bucket_counts(alone)
+    assert local.bucket_counts(alone)["crowded"] >= 1
+    assert together.num_rows < alone.num_rows / 10  # the small buckets came out together

@@ -30,6 +30,7 @@ def hamming(a: np.ndarray | int, b: np.ndarray | int) -> np.ndarray:
     return np.bitwise_count(np.bitwise_xor(np.asarray(a, np.uint64), np.asarray(b, np.uint64)))
 
 
+@lru_cache(maxsize=64)
 def band_layout(n_bands: int) -> list[tuple[int, int]]:
     """(shift, width) per band; widths differ by at most one bit and cover all bits."""
     if not 1 <= n_bands <= HASH_BITS:
@@ -123,8 +124,11 @@ class BandScheme:
         idx = np.arange(self.n_bands, dtype=np.uint64) << np.uint64(KEY_SHIFT)
         return (vals | idx[None, :]).view(np.int64)
 
-    def band_of_key(self, key: int) -> int:
-        return 0 if self.n_bands == 1 else (int(key) >> KEY_SHIFT) & 0xFF
+    def bands_of_keys(self, keys: np.ndarray) -> np.ndarray:
+        """The band of each key (``keys``)."""
+        if self.n_bands == 1:
+            return np.zeros(np.shape(keys), dtype=np.int64)
+        return ((np.asarray(keys).view(np.uint64) >> np.uint64(KEY_SHIFT)) & 0xFF).astype(np.int64)
 
 
 def exact_collisions(n: int, max_hamming: int) -> float:
@@ -220,13 +224,16 @@ def _within(a, c, h, max_hamming):
 
 
 def _first_in(band, scheme, h, a, c) -> np.ndarray:
-    """Per key pair (a, c): it shares no earlier band than ``band`` (it is emitted there)."""
-    if not band or not a.size:
-        return np.ones(a.size, dtype=bool)
-    return ~(scheme.values(h[a], band) == scheme.values(h[c], band)).any(axis=1)
+    """Per key pair (a, c) found in ``band`` (one for all, or one per pair): it shares no
+    earlier band (it is emitted there)."""
+    band, first = np.broadcast_to(band, a.shape), np.ones(a.size, dtype=bool)
+    for b in np.unique(band[band > 0]).tolist():
+        at = np.flatnonzero(band == b)
+        first[at] = ~(scheme.values(h[a[at]], b) == scheme.values(h[c[at]], b)).any(axis=1)
+    return first
 
 
-def _run_bounds(n: int, *sorted_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def run_bounds(n: int, *sorted_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(starts, ends) of the runs of equal keys in sorted key arrays of length n."""
     change = np.zeros(max(n - 1, 0), dtype=bool)
     for k in sorted_keys:
@@ -261,14 +268,14 @@ def crowd_pairs(h: np.ndarray, band: int, scheme: BandScheme, rule: NearRule, de
     for db in range(sub.n_bands):
         vals = sub.band(detail, db)
         order = np.lexsort((vals, kinds))
-        starts, ends = _run_bounds(order.size, kinds[order], vals[order])
+        starts, ends = run_bounds(order.size, kinds[order], vals[order])
         for x, y in _run_pairs(order, starts, ends):
             ok = close(x, y)
             if db:
                 ok &= ~(sub.values(detail[x], db) == sub.values(detail[y], db)).any(axis=1)
             yield emitted(x[ok], y[ok])
     order = np.argsort(sizes, kind="stable")
-    starts, ends = _run_bounds(order.size, sizes[order])
+    starts, ends = run_bounds(order.size, sizes[order])
     small = (ends - starts) <= rule.crowded_bucket
     for x, y in _run_pairs(order, starts[small], ends[small]):
         ok = ~close(x, y)  # the detail bands emitted those already
@@ -316,6 +323,19 @@ def bucket_pairs(
         return empty, empty, empty, crowded
     keep, i, j, d = (np.concatenate(x) for x in zip(*pairs, strict=True))
     return np.minimum(i, j)[keep], np.maximum(i, j)[keep], d[keep], crowded
+
+
+def runs_pairs(keys, owner, own, kind, band, starts, ends, scheme: BandScheme, rule: NearRule):
+    """The image pairs of many buckets at once, each the rows ``starts[r]:ends[r]`` of the
+    arguments of ``bucket_pairs`` (``band``: each row's), as it gives them for a bucket
+    that is not crowded: (i, j, d) chunks. For buckets that cannot be crowded (within
+    ``rule.crowded_bucket`` rows, or no crowding), vectorised across them."""
+    radius = scheme.max_hamming
+    for a, c in _run_pairs(np.arange(keys.size), starts, ends):
+        a, c = _within(a, c, keys, radius)
+        keep, i, j, d = _image_pairs(a, c, owner, own, kind, keys, rule.crop_radius, radius)
+        keep &= _first_in(band[a], scheme, keys, a, c)
+        yield np.minimum(i, j)[keep], np.maximum(i, j)[keep], d[keep]
 
 
 KEY_OWN, KEY_TRIM, KEY_CROP = 0, 1, 2  # kinds of candidate key (``candidate_keys``)

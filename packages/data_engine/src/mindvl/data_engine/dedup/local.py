@@ -9,7 +9,6 @@ both signatures) and ``SURVIVORS`` (each near group member's survivor label)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -82,14 +81,28 @@ def bucket(table: pa.Table, scheme: candidates.BandScheme, rule: NearRule) -> pa
     as one row."""
     if table.num_rows < 2:
         return BUCKETS.empty_table()
-    band = scheme.band_of_key(table.column("bkey")[0].as_py())
-    labels = table.column("label").to_pylist()
+    names, (h, owner, own, kind) = _images(table)
+    band = int(scheme.bands_of_keys(table["bkey"].to_numpy()[:1])[0])
     details = [table.column(c).to_numpy() for c in ("detail", "detail_kind", "size")]
-    h, kind = table.column("phash").to_numpy(), table.column("kind").to_numpy()
-    names, owner = np.unique(np.array(labels, dtype=object), return_inverse=True)
+    i, j, d, crowded = candidates.bucket_pairs(h, owner, own, kind, band, scheme, rule, details)
+    return _bucket_row(names, i, j, d, crowded)
+
+
+def _images(table: pa.Table) -> tuple[np.ndarray, tuple]:
+    """``BANDS`` rows' images, sorted labels, and per row (pHash key, image, image's own
+    pHash by image, key kind)."""
+    labels = pc.dictionary_encode(table["label"].combine_chunks())
+    order = pc.array_sort_indices(labels.dictionary).to_numpy()  # by code point, as Python
+    names = np.array(labels.dictionary.take(order).to_pylist(), dtype=object)
+    rank = np.empty(order.size, dtype=np.int64)
+    rank[order] = np.arange(order.size)
+    owner = rank[labels.indices.to_numpy()]
     own = np.zeros(names.size, dtype=np.uint64)
     own[owner] = table.column("own").to_numpy()
-    i, j, d, crowded = candidates.bucket_pairs(h, owner, own, kind, band, scheme, rule, details)
+    return names, (table["phash"].to_numpy(), owner, own, table["kind"].to_numpy())
+
+
+def _bucket_row(names, i, j, d, crowded: bool = False) -> pa.Table:
     # the smaller image index first, and names are sorted: a < b
     return pa.table({"a": [names[i].tolist()], "b": [names[j].tolist()],
                      "distance": [d.tolist()], "crowded": [crowded]}, schema=BUCKETS)  # fmt: skip
@@ -172,12 +185,25 @@ def exact_items(rows: Sequence[dict[str, Any]], spec: DedupSpec, rule: NearRule,
 
 
 def buckets_of(bands: pa.Table, scheme: candidates.BandScheme, rule: NearRule) -> pa.Table:
-    """Every band bucket's candidate pairs (``BUCKETS``) of ``BANDS`` rows, grouped by band
-    key in this process (a bucket of one row has none)."""
+    """The candidate pairs (``BUCKETS``) of every band bucket among ``BANDS`` rows (whole
+    buckets: all of a build here, a shuffle partition on Ray). A bucket that may be crowded
+    (more than ``crowded_bucket`` rows, with verification) gets a row of its own
+    (``bucket``); all others are paired together, vectorised, one row per chunk of pairs
+    (``candidates.runs_pairs``): most buckets of sampled banding hold two or three rows."""
     bands = bands.sort_by("bkey")
     keys = bands["bkey"].to_numpy()
-    cuts = [0, *(np.flatnonzero(keys[1:] != keys[:-1]) + 1).tolist(), keys.size]
-    found = [bucket(bands.slice(s, e - s), scheme, rule) for s, e in pairwise(cuts) if e - s > 1]
+    starts, ends = candidates.run_bounds(keys.size, keys)
+    m = rule.crowded_bucket if rule.verify else 0
+    alone = (ends - starts > m) if m else np.zeros(starts.size, dtype=bool)
+    whole = zip(starts[alone].tolist(), ends[alone].tolist(), strict=True)
+    found = [bucket(bands.slice(s, e - s), scheme, rule) for s, e in whole]
+    few = ~alone & (ends - starts > 1)
+    if few.any():
+        names, (h, owner, own, kind) = _images(bands)
+        band = scheme.bands_of_keys(keys)
+        runs = starts[few], ends[few]
+        found += [_bucket_row(names, i, j, d)
+                  for i, j, d in candidates.runs_pairs(h, owner, own, kind, band, *runs, scheme, rule)]  # fmt: skip
     return pa.concat_tables([BUCKETS.empty_table(), *found])
 
 

@@ -2,7 +2,8 @@
 Data, so the two runners agree by construction.
 
 Shuffles: the exact step groups each row's view by ``exact_key``; banding groups one slim
-row per representative, band and candidate key (no signature) by band key; a candidate pair
+row per representative, band and candidate key (no signature) into partitions by band key
+(``local.buckets_of`` pairs each partition's buckets: most are two or three rows); a candidate pair
 gets both signatures from a broadcast of the exact rows while these fit in
 ``SIGNATURE_BROADCAST_BYTES``, beyond by two group-bys on its labels. Near groups are built
 in one task. The input is materialised once; decisions reach it by a broadcast join on
@@ -25,6 +26,7 @@ from mindvl.data_engine.dedup.decontaminate import EvalIndex
 from mindvl.data_engine.dedup.rule import NearRule
 
 SLIM_ROWS_PER_PARTITION = 200_000  # shuffle partitions by data size: slim rows ~300 bytes
+KEYS_PER_IMAGE = 8  # band rows per image and band, as partitions reckon: own, trim, crops
 SIGNATURE_BROADCAST_BYTES = 256 << 20  # ~38-110k signatures of 2.4-7 KB (alpha: +2.3 KB)
 # a pair (key: one label, other: the other, sig: the signature joined so far, or null) or
 # a signature row (key: a label, other: null, sig: its signature), grouped by key together
@@ -67,6 +69,12 @@ def _exact_counts(table: pa.Table) -> dict[str, int]:
 def _verify_broadcast(table: pa.Table, refs: list[Any], rule: NearRule) -> pa.Table:
     """Bucket rows -> accepted pairs, signatures from the broadcast exact rows."""
     return local.verify_buckets(table, _fetched(refs, local.ITEMS, local.signature_index), rule)
+
+
+def _band_rows(table: pa.Table, scheme, parts: int) -> pa.Table:
+    """``local.band_rows`` with each row's partition: its band key modulo ``parts``."""
+    bands = local.band_rows(table, scheme)
+    return bands.append_column("part", pa.array(bands["bkey"].to_numpy() % parts))
 
 
 def _pair_links(table: pa.Table) -> pa.Table:
@@ -180,10 +188,12 @@ def dedup_dataset(ds, spec: DedupSpec, eval_sets: Sequence[Sequence[Any]] | None
         return ds, stats  # nothing to drop: rows pass through as they are
     if counts["near_nodes"] > 1:
         scheme = scheme_for(rule, counts["near_nodes"])
+        rows = counts["near_nodes"] * scheme.n_bands * KEYS_PER_IMAGE
+        band_parts = max(1, min(256, math.ceil(rows / SLIM_ROWS_PER_PARTITION)))
         buckets = (
-            exact.map_batches(local.band_rows, batch_format="pyarrow", fn_args=(scheme,))
-            .groupby("bkey", num_partitions=parts)
-            .map_groups(local.bucket, batch_format="pyarrow", fn_args=(scheme, rule))
+            exact.map_batches(_band_rows, batch_format="pyarrow", fn_args=(scheme, band_parts))
+            .groupby("part", num_partitions=band_parts)
+            .map_groups(local.buckets_of, batch_format="pyarrow", fn_args=(scheme, rule))
             .materialize()
         )
         accepted = _accepted(exact, buckets, rule, parts, counts["signature_bytes"]).materialize()
