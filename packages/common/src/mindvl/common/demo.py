@@ -14,19 +14,23 @@ Every step is its own ``mindvl`` subprocess, so the demo only uses the command l
 installed packages (``mindvl.common`` imports neither the data engine nor the trainer). The
 data builds share one embedded Ray (``mindvl data ray-head``, started at the beginning and
 stopped after the last build, before the long training steps; it goes down with the demo
-however the demo ends).
+however the demo ends). So does every step: killed with the demo's process group (Ctrl-C),
+and on Linux also when the demo alone is killed, even by SIGKILL (``die_with_parent``).
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import click
@@ -83,6 +87,19 @@ def child_env() -> dict[str, str]:
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     env.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
     return env
+
+
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent is gone
+
+
+def die_with_parent(parent: int) -> None:
+    """``preexec_fn`` of a step: on Linux it gets SIGKILL when the demo is gone (its own
+    children are the step's to stop: a build's Ray has its guard); a demo already gone
+    before this ran ends the step at once."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 class Steps:
@@ -164,6 +181,7 @@ class Steps:
                     stdout=f,
                     stderr=subprocess.STDOUT,
                     env={**child_env(), **self.env},
+                    preexec_fn=partial(die_with_parent, os.getpid()),  # one thread: safe
                 )  # fmt: skip
                 for a in jobs
             ]
