@@ -2,8 +2,9 @@
 
 Each run: n random hashes, 10 % of them planted neighbours (a copy of another hash with
 1..k bits flipped); then the local runner's banding and buckets (``local.buckets_of``: one
-``BANDS`` row per hash and band, sorted by band key, ``local.bucket`` per bucket of two or
-more rows, with the Hamming check; every hash its image's only key, no crowding) and
+``BANDS`` row per hash and band, sorted by band key, every bucket of two or more rows paired
+in one vectorised pass, with the Hamming check; every hash its image's only key, no
+crowding) and
 connected components (``groups.components``: scipy's connected_components). Every size runs
 in a fresh subprocess so its peak RSS is its own.
 

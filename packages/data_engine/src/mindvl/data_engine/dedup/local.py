@@ -120,12 +120,16 @@ def signature_index(table: pa.Table) -> dict[str, bytes]:
 
 
 def verified(a: list[str], b: list[str], distance, sig_of: dict[str, bytes], rule) -> pa.Table:
-    """The pairs (a[p], b[p]) the rule accepts, with both signatures (``sig_of``: by label)."""
+    """The pairs (a[p], b[p]) the rule accepts, with both signatures (``sig_of``: by label).
+    A pair of pictures that several pairs of their keys found is compared once."""
     labels = sorted(set(a) | set(b))
     at = {label: i for i, label in enumerate(labels)}
     sigs = [sig_of[label] for label in labels]
     left, right = [at[x] for x in a], [at[x] for x in b]
-    ok = np.flatnonzero(verify_pairs(sigs, left, right, distance, rule)).tolist()
+    found = np.array([left, right, np.asarray(distance)], dtype=np.int64).reshape(3, -1)
+    pairs, seen = np.unique(found, axis=1, return_inverse=True)
+    ok = verify_pairs(sigs, *pairs, rule)[seen.reshape(-1)]
+    ok = np.flatnonzero(ok).tolist()
     return pa.table({"a": [a[p] for p in ok], "b": [b[p] for p in ok],
                      "sig_a": [sigs[left[p]] for p in ok], "sig_b": [sigs[right[p]] for p in ok]},
                     schema=PAIRS)  # fmt: skip
