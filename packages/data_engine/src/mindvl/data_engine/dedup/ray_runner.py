@@ -3,8 +3,8 @@ Data, so the two runners agree by construction.
 
 Shuffles: the exact step groups each row's view by ``exact_key``; banding groups one slim
 row per representative, band and candidate key (no signature) into partitions by band key
-(``local.buckets_of`` pairs each partition's buckets: most are two or three rows); a candidate pair
-gets both signatures from a broadcast of the exact rows while these fit in
+(``local.buckets_of`` pairs each partition's buckets: most hold two or three rows); a
+candidate pair gets both signatures from a broadcast of the exact rows while these fit in
 ``SIGNATURE_BROADCAST_BYTES``, beyond by two group-bys on its labels. Near groups are built
 in one task. The input is materialised once; decisions reach it by a broadcast join on
 ``key``, so the image-carrying rows are never shuffled.
