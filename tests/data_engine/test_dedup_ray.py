@@ -108,7 +108,8 @@ def by_column(table: pa.Table, column: str) -> list[pa.Table]:
 def test_ray_equals_local(ray_session, monkeypatch) -> None:
     """The Ray runner calls the local path's steps, so both decide alike for any
     parallelism, block size and row order, on every route: both ways a candidate pair gets
-    its signatures, sampled banding with crowded buckets, and no verification."""
+    its signatures, sampled banding with crowded buckets in several partitions, and no
+    verification."""
     from mindvl.data_engine.dedup import ray_runner
 
     rows, evals = corpus()
@@ -133,8 +134,10 @@ def test_ray_equals_local(ray_session, monkeypatch) -> None:
         assert summary(got) == expected and stats == expected_stats
         untouched = next(r for r in rows if r["key"] == "p1")
         assert got["p1"] == untouched  # rows without a decision pass through as they were
-    # pairs get their signatures by two group-bys on their labels; sampled, crowded buckets
+    # pairs get their signatures by two group-bys on their labels; sampled, crowded buckets,
+    # the band rows in several partitions
     monkeypatch.setattr(ray_runner, "SIGNATURE_BROADCAST_BYTES", 0)
+    monkeypatch.setattr(ray_runner, "SLIM_ROWS_PER_PARTITION", 2000)
     crowded = {"min_information": 0.05, "crowded_bucket": 1, "index": "sampled"}
     spec = DedupSpec.model_validate({**base, "near": crowded})
     expected_rows, expected_stats = dedup_rows(rows, spec, evals)
