@@ -41,10 +41,10 @@ start)
         --dashboard-agent-listen-port $((52365 + off)) ${RAY_HEAD_ARGS:-} \
         >"$dir/head.log" 2>&1 &
     echo $! >"$dir/head.pid"
-    for _ in $(seq 180); do
+    for _ in $(seq 900); do  # 180 s in 0.2 s polls
         grep -q "block forever" "$dir/head.log" && break
         kill -0 "$(cat "$dir/head.pid")" 2>/dev/null || { tail -5 "$dir/head.log" >&2; exit 1; }
-        sleep 1
+        sleep 0.2
     done
     grep -q "block forever" "$dir/head.log" || { echo "ray-head: not up after 180 s, see $dir/head.log" >&2; exit 1; }
     echo "export RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH=$dir/auth_token"
@@ -54,7 +54,7 @@ stop)
     pid=$(cat "$dir/head.pid" 2>/dev/null) || { echo "ray-head: no head.pid in $dir" >&2; exit 2; }
     kill "$pid" 2>/dev/null || true
     # the head is the leader of its own process group (setsid): wait for the whole group
-    for _ in $(seq 60); do kill -0 -- "-$pid" 2>/dev/null || break; sleep 1; done
+    for _ in $(seq 300); do kill -0 -- "-$pid" 2>/dev/null || break; sleep 0.2; done
     # anything of this head still alive after a minute: by force
     if kill -0 -- "-$pid" 2>/dev/null; then kill -KILL -- "-$pid" 2>/dev/null || true; fi
     rm -f "$dir/head.pid"

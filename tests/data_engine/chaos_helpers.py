@@ -84,15 +84,17 @@ def run_build(
     )  # fmt: skip
 
 
-def build_here(recipe: Path, out: Path) -> None:
-    """The same build in this process, on the Ray it is connected to (a reference build
-    without a Ray start of its own)."""
+def build_here(recipe: Path, out: Path) -> list[str]:
+    """The same build in this process, on the Ray it is connected to (without a Ray start
+    of its own); the lines it printed."""
     from mindvl.common.recipe import load_recipe
     from mindvl.data_engine.pipeline.run import recipe_record, run_build
 
     text = recipe.read_text(encoding="utf-8")
     spec = load_recipe(recipe, {})
-    run_build(spec, recipe_record(text, {}), out, source=str(recipe), echo=lambda _line: None)
+    lines: list[str] = []
+    run_build(spec, recipe_record(text, {}), out, source=str(recipe), echo=lines.append)
+    return lines
 
 
 def outputs(build: Path) -> dict[str, str]:

@@ -214,13 +214,15 @@ def _start(out: Path) -> Steps:
 def _corpora(s: Steps, out: Path, size: DemoSize, seed: int) -> tuple[Path, Path, Path]:
     """Corpus kit (train + held-out) and the tokenizer trained on the train corpus."""
     corpus, heldout, tok = out / "corpus", out / "heldout", out / "tokenizer"
-    s.run("corpus", ["data", "synth", "--out", str(corpus), "--n", str(size.corpus), "--format", "webdataset",
-                     "--faults", "0.1", "--seed", str(seed), "--max-side", str(size.max_side),
-                     "--text-only", str(size.text_only), "--qa-turns", str(size.qa_turns),
-                     *(["--describe"] if size.describe else [])])  # fmt: skip
-    s.run("heldout corpus", ["data", "synth", "--out", str(heldout), "--n", str(size.heldout), "--format",
-                             "webdataset", "--seed", str(seed), "--max-side", str(size.max_side), "--heldout",
-                             "--qa-turns", str(size.heldout_qa_turns)])  # fmt: skip
+    s.parallel("corpus + heldout corpus", [
+        ["data", "synth", "--out", str(corpus), "--n", str(size.corpus), "--format", "webdataset",
+         "--faults", "0.1", "--seed", str(seed), "--max-side", str(size.max_side),
+         "--text-only", str(size.text_only), "--qa-turns", str(size.qa_turns),
+         *(["--describe"] if size.describe else [])],
+        ["data", "synth", "--out", str(heldout), "--n", str(size.heldout), "--format",
+         "webdataset", "--seed", str(seed), "--max-side", str(size.max_side), "--heldout",
+         "--qa-turns", str(size.heldout_qa_turns)],
+    ])  # fmt: skip
     s.run(
         "tokenizer",
         [
@@ -241,15 +243,18 @@ def run_reduced(s: Steps, out: Path, size: DemoSize, seed: int, pipelines: Path)
     corpus, heldout, tok = _corpora(s, out, size, seed)
     red = pipelines / "reduced"
     builds, run = {k: out / "builds" / k for k in ("heldout", "scenes")}, out / "runs" / "scenes"
-    s.run("build heldout", ["data", "build", "--overwrite", *s.ray_address(), str(red / "heldout.yaml"), "--out", str(builds["heldout"]),
-                            *_vars(heldout=heldout, tokenizer=tok)])  # fmt: skip
-    s.run("build scenes", ["data", "build", "--overwrite", *s.ray_address(), str(red / "scenes.yaml"), "--out", str(builds["scenes"]),
-                           *_vars(corpus=corpus, heldout=heldout, tokenizer=tok,
-                                  budget=size.budgets["multitask"])])  # fmt: skip
+    s.parallel("build heldout + scenes", [
+        ["data", "build", "--overwrite", *s.ray_address(), str(red / "heldout.yaml"), "--out", str(builds["heldout"]),
+         *_vars(heldout=heldout, tokenizer=tok)],
+        ["data", "build", "--overwrite", *s.ray_address(), str(red / "scenes.yaml"), "--out", str(builds["scenes"]),
+         *_vars(corpus=corpus, heldout=heldout, tokenizer=tok, budget=size.budgets["multitask"])],
+    ])  # fmt: skip
     s.stop_ray_head()
+    # one CPU for the loader worker (train.yaml), the others for torch: on 2 CPUs this is
+    # also what keeps a step from stalling when anything else takes a core (docs/DEMO.md)
     s.run("train", ["train", "run", str(red / "train.yaml"), "--out", str(run),
                     *_vars(shards=builds["scenes"], steps=size.steps["multitask"], seed=seed,
-                           threads=max(1, os.cpu_count() or 1))])  # fmt: skip
+                           threads=max(1, (os.cpu_count() or 2) - 1))])  # fmt: skip
     report = out / "eval_report.json"
     s.run("eval", ["eval", str(run / "model"), "--data", str(builds["heldout"]), "--tasks",
                    str(pipelines / "eval" / "tasks.yaml"), "--max-pixels", "25088", "--out",
@@ -271,18 +276,21 @@ def run_demo(
     common = {"corpus": corpus, "heldout": heldout, "tokenizer": tok}
     threads = max(1, (os.cpu_count() or 2) // 2)
 
-    s.run("build heldout", ["data", "build", "--overwrite", *s.ray_address(), str(data / "heldout.yaml"), "--out", str(builds["heldout"]),
-                            *_vars(heldout=heldout, tokenizer=tok)])  # fmt: skip
-    s.run("build warmup", ["data", "build", "--overwrite", *s.ray_address(), str(data / "warmup.yaml"), "--out", str(builds["warmup"]),
-                           *_vars(**common, budget=size.budgets["warmup"])])  # fmt: skip
+    s.parallel("build heldout + warmup", [
+        ["data", "build", "--overwrite", *s.ray_address(), str(data / "heldout.yaml"), "--out", str(builds["heldout"]),
+         *_vars(heldout=heldout, tokenizer=tok)],
+        ["data", "build", "--overwrite", *s.ray_address(), str(data / "warmup.yaml"), "--out", str(builds["warmup"]),
+         *_vars(**common, budget=size.budgets["warmup"])],
+    ])  # fmt: skip
     s.run("train warmup", ["train", "run", str(demo / "warmup.yaml"), "--out", str(runs["warmup"]),
                            *_vars(shards=builds["warmup"], steps=size.steps["warmup"], model=model, threads=2)])  # fmt: skip
     warm = runs["warmup"] / "model"
-    s.run("build multitask (recaptioned)", ["data", "build", "--overwrite", *s.ray_address(), str(data / "multitask.yaml"), "--out",
-                                            str(builds["multitask"]), *_vars(**common, budget=size.budgets["multitask"],
-                                                                             captioner=warm)])  # fmt: skip
-    s.run("build sft", ["data", "build", "--overwrite", *s.ray_address(), str(data / "sft.yaml"), "--out", str(builds["sft"]),
-                        *_vars(**common, budget=size.budgets["sft"])])  # fmt: skip
+    s.parallel("build multitask (recaptioned) + sft", [
+        ["data", "build", "--overwrite", *s.ray_address(), str(data / "multitask.yaml"), "--out", str(builds["multitask"]),
+         *_vars(**common, budget=size.budgets["multitask"], captioner=warm)],
+        ["data", "build", "--overwrite", *s.ray_address(), str(data / "sft.yaml"), "--out", str(builds["sft"]),
+         *_vars(**common, budget=size.budgets["sft"])],
+    ])  # fmt: skip
     s.stop_ray_head()  # the last build
     s.run("train multitask", ["train", "run", str(demo / "multitask.yaml"), "--out", str(runs["multitask"]),
                               *_vars(shards=builds["multitask"], init=warm, seq_len=1024, tokens_per_step=2048,
