@@ -11,7 +11,12 @@ from dedup_helpers import RULE, agree
 from PIL import Image, ImageDraw, ImageEnhance
 
 from mindvl.data_engine.dedup import compare
-from mindvl.data_engine.dedup.fingerprint import TrimmedContent, pack_signature, parse_signature
+from mindvl.data_engine.dedup.fingerprint import (
+    HEAD,
+    TrimmedContent,
+    pack_signature,
+    parse_signature,
+)
 from mindvl.data_engine.dedup.search import Match, crop_sized, match_terms, terms
 from mindvl.data_engine.ops.image_decode import image_features
 
@@ -68,7 +73,9 @@ def test_layout_round_trips_and_other_bytes_are_refused() -> None:
     every = parse_signature(full)
     assert every.trimmed == trim._replace(height=65535) and every.black == gray[::-1]
     assert (every.crops, every.content, len(every.native)) == ((9,), gray, 2)
-    for other in (bytes(48 * 48), bytes(192), b"", full[:-1], full + b"\0"):  # old, cut, longer
+    no_thumbnail = HEAD.pack(b"S2", 0, 1, 1, 0, 0, 0, 0, 0, 0) + cbcr
+    bad = (bytes(48 * 48), bytes(192), b"", full[:-1], full + b"\0", no_thumbnail)
+    for other in bad:  # bare squares of old builds, nothing, cut, longer, no thumbnail
         with pytest.raises(ValueError, match="not a dedup signature"):
             parse_signature(other)
     with pytest.raises(ValueError, match="chroma"):

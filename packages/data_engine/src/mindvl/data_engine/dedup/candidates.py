@@ -309,15 +309,16 @@ def bucket_pairs(
         return _image_pairs(a, c, owner, own, kind, keys, rule.crop_radius, scheme.max_hamming)
 
     pairs, within, crowded = [], 0, False
-    for a, c in _run_pairs(np.arange(keys.size), np.array([0]), np.array([keys.size])):
-        a, c = _within(a, c, keys, scheme.max_hamming)
-        keep, i, j, d = images(a, c)
-        within += int(keep.sum())
+    whole = np.array([0]), np.array([keys.size])
+    for pairable, emitted, i, j, d in _key_chunks(
+        keys, owner, own, kind, band, *whole, scheme, rule
+    ):
+        within += int(pairable.sum())
         if m and within > m * (m - 1) // 2:
             pairs = [images(x, y) for x, y in crowd_pairs(keys, band, scheme, rule, details)]
             crowded = True
             break
-        pairs.append((keep & _first_in(band, scheme, keys, a, c), i, j, d))
+        pairs.append((emitted, i, j, d))
     if not pairs:
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty, empty, crowded
@@ -330,12 +331,23 @@ def runs_pairs(keys, owner, own, kind, band, starts, ends, scheme: BandScheme, r
     arguments of ``bucket_pairs`` (``band``: each row's), as it gives them for a bucket
     that is not crowded: (i, j, d) chunks. For buckets that cannot be crowded (within
     ``rule.crowded_bucket`` rows, or no crowding), vectorised across them."""
+    for _, emitted, i, j, d in _key_chunks(
+        keys, owner, own, kind, band, starts, ends, scheme, rule
+    ):
+        yield np.minimum(i, j)[emitted], np.maximum(i, j)[emitted], d[emitted]
+
+
+def _key_chunks(keys, owner, own, kind, band, starts, ends, scheme: BandScheme, rule: NearRule):
+    """Per chunk of the key pairs of the runs ``starts[r]:ends[r]`` within the pHash bound:
+    (pairable, emitted, i, j, d): the key pairs that become image pairs (``_image_pairs``),
+    those of them found in no earlier band than their own (``band``: the bucket's, or each
+    row's), their images and the images' own pHash distance."""
     radius = scheme.max_hamming
     for a, c in _run_pairs(np.arange(keys.size), starts, ends):
         a, c = _within(a, c, keys, radius)
-        keep, i, j, d = _image_pairs(a, c, owner, own, kind, keys, rule.crop_radius, radius)
-        keep &= _first_in(band[a], scheme, keys, a, c)
-        yield np.minimum(i, j)[keep], np.maximum(i, j)[keep], d[keep]
+        pairable, i, j, d = _image_pairs(a, c, owner, own, kind, keys, rule.crop_radius, radius)
+        found_in = band[a] if np.ndim(band) else band
+        yield pairable, pairable & _first_in(found_in, scheme, keys, a, c), i, j, d
 
 
 KEY_OWN, KEY_TRIM, KEY_CROP = 0, 1, 2  # kinds of candidate key (``candidate_keys``)

@@ -325,7 +325,7 @@ def parse_signature(sig: bytes) -> Signature:
         at = list(accumulate((HEAD.size, *sizes, 8 * count)))
         native = sig[at[-1] :]
         w, h, planes = NATIVE.unpack_from(native) if native else (0, 0, 0)
-        ok = tag == SIGNATURE_TAG and at[-1] + len(native) == len(sig)
+        ok = tag == SIGNATURE_TAG and side >= 16 and at[-1] <= len(sig)
         ok = ok and len(native) == (NATIVE.size + w * h * planes if native else 0)
     except struct.error:
         ok = False
