@@ -7,7 +7,9 @@ alone."""
 from __future__ import annotations
 
 import os
+import random
 import shutil
+import socket
 import subprocess
 import tempfile
 from pathlib import Path
@@ -47,16 +49,17 @@ def test_build_runs_as_a_uv_job_on_its_own_head_which_stops_completely(tmp_path)
     (tmp_path / "r.yaml").write_text(RECIPE)
     out = tmp_path / "out"
     head = Path(tempfile.mkdtemp(prefix="rh", dir="/tmp"))  # short: Ray's socket paths
+    offset = free_offset()
     try:
         started = subprocess.run(
-            [str(SCRIPT), "start", str(head), "37"],
+            [str(SCRIPT), "start", str(head), str(offset)],
             capture_output=True, text=True, timeout=300,
             env={**_env(), "RAY_HEAD_ARGS": "--num-cpus 2"},
         )  # fmt: skip
         assert started.returncode == 0, started.stderr
         env_lines = [line.split(" ", 1)[1] for line in started.stdout.splitlines()]
         job_env = dict(kv.split("=", 1) for line in env_lines for kv in line.split())
-        assert job_env["RAY_ADDRESS"] == "http://127.0.0.1:8302"
+        assert job_env["RAY_ADDRESS"] == f"http://127.0.0.1:{8265 + offset}"
         job = subprocess.run(
             ["uv", "run", "--no-sync", "ray", "job", "submit", "--working-dir", ".", "--",
              "uv", "run", "mindvl", "data", "build", str(tmp_path / "r.yaml"), "--out", str(out),
@@ -81,6 +84,25 @@ def test_build_runs_as_a_uv_job_on_its_own_head_which_stops_completely(tmp_path)
     rejects = pq.read_table(out / "rejects.parquet")
     assert len(kept) + len(rejects) == len(pq.read_table(tmp_path / "c" / "truth.parquet"))
     assert (out / "manifest.json").is_file()
+
+
+def free_offset() -> int:
+    """A port offset whose four fixed ports (``ray-head.sh``: GCS, client server, dashboard,
+    dashboard agent) nothing listens on now: a fixed one collided with another Ray here."""
+    for offset in random.Random().sample(range(20, 400), 50):
+        ports = (6379 + offset, 10001 - offset, 8265 + offset, 52365 + offset)
+        if all(_port_free(p) for p in ports):
+            return offset
+    pytest.fail("no free port offset for a Ray head")
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("0.0.0.0", port))
+        except OSError:
+            return False
+    return True
 
 
 def _env() -> dict[str, str]:
