@@ -9,7 +9,7 @@ import pyarrow.compute as pc
 import pytest
 from dedup_helpers import RULE, agree, hash_pairs, packed
 
-from mindvl.data_engine.dedup import local
+from mindvl.data_engine.dedup import candidates, local
 from mindvl.data_engine.dedup.candidates import (
     KEY_CROP,
     KEY_OWN,
@@ -41,6 +41,27 @@ def planted_hashes(rng: np.random.Generator, n: int, flips: int) -> np.ndarray:
         mask = np.uint64(sum(1 << int(b) for b in bits))
         h[i] = h[src] ^ mask
     return h
+
+
+def test_close_pairs_of_long_and_short_runs_are_every_pair_within_the_radius(
+    monkeypatch,
+) -> None:
+    """A long run (exact banding's buckets on a large build) is compared block by block,
+    short ones pair by pair: both give every pair of a run within the radius, once."""
+    monkeypatch.setattr(candidates, "PAIR_CHUNK", 5000)  # several blocks of the long run
+    rng = np.random.default_rng(3)
+    h = planted_hashes(rng, 900, flips=6)
+    starts, ends = np.array([0, 600, 610, 700]), np.array([600, 610, 700, 900])
+    found = [
+        (int(a), int(c))
+        for x, y in candidates._close_pairs(h, starts, ends, 5)
+        for a, c in zip(x, y, strict=True)
+    ]
+    expected = set()
+    for s, e in zip(starts, ends, strict=True):
+        expected |= {(s + i, s + j) for i, j in brute_force_pairs(h[s:e], 5)}
+    assert len(found) == len(set(found)) and set(found) == expected
+    assert sum(a < 600 for a, _ in found) > 50  # the long run has planted pairs
 
 
 @pytest.mark.parametrize("k", [0, 1, 3, 6, 10])

@@ -217,6 +217,28 @@ def _run_pairs(order: np.ndarray, starts: np.ndarray, ends: np.ndarray):
         lo = hi
 
 
+LONG_RUN = 256  # runs longer than this are compared block by block (no index pairs first)
+
+
+def _close_pairs(keys: np.ndarray, starts: np.ndarray, ends: np.ndarray, radius: int):
+    """The index pairs (a, c), a < c, within each run ``keys[starts[r]:ends[r]]`` whose keys
+    are within ``radius`` bits, in bounded chunks. A long run (a bucket of exact banding on
+    a large build) is compared as blocks of rows against the rest of the run, so only the
+    close pairs get indices."""
+    h = np.asarray(keys, dtype=np.uint64)
+    long = ends - starts > LONG_RUN
+    for a, c in _run_pairs(np.arange(h.size), starts[~long], ends[~long]):
+        yield _within(a, c, h, radius)
+    for s, e in zip(starts[long].tolist(), ends[long].tolist(), strict=True):
+        step = max(1, PAIR_CHUNK // (e - s))
+        for r0 in range(s, e - 1, step):
+            r1 = min(r0 + step, e - 1)  # rows r0..r1-1 against keys r0+1..e-1
+            close = np.bitwise_count(h[r0:r1, None] ^ h[None, r0 + 1 : e]) <= radius
+            close &= np.arange(e - r0 - 1)[None, :] >= np.arange(r1 - r0)[:, None]
+            i, j = np.nonzero(close)
+            yield r0 + i, r0 + 1 + j
+
+
 def _within(a, c, h, max_hamming):
     """The key pairs (a, c) within the pHash bound."""
     ok = hamming(h[a], h[c]) <= max_hamming
@@ -269,11 +291,12 @@ def crowd_pairs(h: np.ndarray, band: int, scheme: BandScheme, rule: NearRule, de
         vals = sub.band(detail, db)
         order = np.lexsort((vals, kinds))
         starts, ends = run_bounds(order.size, kinds[order], vals[order])
-        for x, y in _run_pairs(order, starts, ends):
-            ok = close(x, y)
+        for x, y in _close_pairs(detail[order], starts, ends, bound):  # runs: one kind
+            x, y = order[x], order[y]
             if db:
-                ok &= ~(sub.values(detail[x], db) == sub.values(detail[y], db)).any(axis=1)
-            yield emitted(x[ok], y[ok])
+                ok = ~(sub.values(detail[x], db) == sub.values(detail[y], db)).any(axis=1)
+                x, y = x[ok], y[ok]
+            yield emitted(x, y)
     order = np.argsort(sizes, kind="stable")
     starts, ends = run_bounds(order.size, sizes[order])
     small = (ends - starts) <= rule.crowded_bucket
@@ -343,8 +366,7 @@ def _key_chunks(keys, owner, own, kind, band, starts, ends, scheme: BandScheme, 
     those of them found in no earlier band than their own (``band``: the bucket's, or each
     row's), their images and the images' own pHash distance."""
     radius = scheme.max_hamming
-    for a, c in _run_pairs(np.arange(keys.size), starts, ends):
-        a, c = _within(a, c, keys, radius)
+    for a, c in _close_pairs(keys, starts, ends, radius):
         pairable, i, j, d = _image_pairs(a, c, owner, own, kind, keys, rule.crop_radius, radius)
         found_in = band[a] if np.ndim(band) else band
         yield pairable, pairable & _first_in(found_in, scheme, keys, a, c), i, j, d

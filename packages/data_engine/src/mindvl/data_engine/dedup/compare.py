@@ -232,11 +232,10 @@ def first_failing_check(
             return None  # a pad or crop that kept every pixel, in colour, on both grounds
         if only_pad_or_crop(a, b, rule):
             return "pixels"
-    ta, tb = get_terms(0, False), get_terms(1, False)
     match = None
     # first the crop (or pad) the two sizes tell: no resize, so the content keeps its size
     if sizes_in_reach(np.array(a.size), np.array(b.size))[0] and content_at_one_scale(a, b, rule):
-        match = match_at_sizes(ta, tb, a.size, b.size)
+        match = match_at_sizes(get_terms(0, False), get_terms(1, False), a.size, b.size)
         # nothing but a pad or crop explains the pair, and neither picture is small enough
         # for its thumbnail to resample every edge: compared at that crop only (no grid),
         # where a changed glyph or emblem stands out as a peak
