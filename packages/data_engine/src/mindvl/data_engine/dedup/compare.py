@@ -301,7 +301,7 @@ def _last_checks(a: Signature, b: Signature, rule: NearRule, get_terms, match) -
 class PairVerifier:
     """The rule's decision for many pairs over the same images: each signature's search
     terms (crops, coarse warps and target, per resolution and thumbnail part) are computed
-    once and kept, up to ``max_bytes`` (then the cache starts over)."""
+    once and kept, up to ``max_bytes`` (least recently used first out)."""
 
     def __init__(self, rule: NearRule, max_bytes: int = 256 << 20) -> None:
         self.rule = rule
@@ -310,15 +310,15 @@ class PairVerifier:
         self._bytes = 0
 
     def _get(self, sig: bytes, parsed: Signature, half: bool, part: str = "gray") -> SearchTerms:
-        found = self._cache.get((sig, half, part))
+        key = sig, half, part
+        found = self._cache.pop(key, None)
         if found is None:
             x = parsed.pixels(part)
             found = terms(halved(x) if half else x)
-            if self._bytes + found.nbytes > self.max_bytes:
-                self._cache.clear()
-                self._bytes = 0
-            self._cache[sig, half, part] = found
             self._bytes += found.nbytes
+            while self._bytes > self.max_bytes and self._cache:  # the least recently used go
+                self._bytes -= self._cache.pop(next(iter(self._cache))).nbytes
+        self._cache[key] = found  # the most recently used last
         return found
 
     def check(self, a: bytes, b: bytes, distance: int | None = None) -> str | None:
