@@ -158,6 +158,7 @@ def fingerprint(rgb, gray, alpha=None, *, size=None, pixel_hash: str | None = No
     chroma = rgb.resize((CHROMA_SIDE, CHROMA_SIDE), Image.Resampling.BOX, reducing_gap=1.0)
     _, cb, cr = chroma.convert("YCbCr").split()
     black = on_black(gray, alpha)
+    phash = imagehash.phash(gray)
     native = None
     if max(width, height) <= NATIVE_MAX_SIDE and rgb.size == (width, height):
         native = np.asarray(rgb), None if black is None else np.asarray(alpha)
@@ -167,12 +168,12 @@ def fingerprint(rgb, gray, alpha=None, *, size=None, pixel_hash: str | None = No
         height,
         cb.tobytes() + cr.tobytes(),
         content_thumbnail(gray, SIGNATURE_SIDE),
-        trim_part(gray, width, height),
+        trim_part(gray, width, height, int(str(phash), 16)),
         None if black is None else thumbnail(black, SIGNATURE_SIDE).tobytes(),
         crop_keys(gray),
         native,
     )
-    return Fingerprint(pixel_hash, str(imagehash.phash(gray)), signature.hex())
+    return Fingerprint(pixel_hash, str(phash), signature.hex())
 
 
 def on_black(gray, alpha):
@@ -205,10 +206,11 @@ def crop_keys(gray) -> tuple[int, ...]:
     )
 
 
-def trim_part(gray, width: int, height: int) -> TrimmedContent:
-    """The trimmed pHash of a Pillow "L" image (of a ``width`` x ``height`` picture): when its
-    border is one tone (a plain or flattened transparent ground), of the box of what differs
-    from that tone; the box's sides in picture pixels and whether it touches the border."""
+def trim_part(gray, width: int, height: int, phash: int) -> TrimmedContent:
+    """The trimmed pHash of a Pillow "L" image (of a ``width`` x ``height`` picture, whose
+    own pHash is ``phash``): when its border is one tone (a plain or flattened transparent
+    ground), of the box of what differs from that tone; the box's sides in picture pixels
+    and whether it touches the border."""
     import imagehash
 
     a = np.asarray(gray, dtype=np.int16)
@@ -221,7 +223,7 @@ def trim_part(gray, width: int, height: int) -> TrimmedContent:
         or rows.size == 0
         or min(rows[-1] - rows[0], cols[-1] - cols[0]) + 1 < TRIM_MIN_SIDE
     ):
-        return TrimmedContent(int(str(imagehash.phash(gray)), 16), width, height, True, True)
+        return TrimmedContent(phash, width, height, True, True)
     box = int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
     fx, fy = width / gray.width, height / gray.height
     return TrimmedContent(
