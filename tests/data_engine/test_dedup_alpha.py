@@ -12,7 +12,7 @@ from dedup_helpers import RULE
 from PIL import Image, ImageDraw
 
 from mindvl.common.recipe import DedupSpec
-from mindvl.data_engine.dedup import compare
+from mindvl.data_engine.dedup import compare, fingerprint
 from mindvl.data_engine.dedup.candidates import hamming
 from mindvl.data_engine.dedup.compare import PairVerifier
 from mindvl.data_engine.dedup.decontaminate import EvalIndex
@@ -248,6 +248,22 @@ def test_a_crop_of_a_full_canvas_flag_is_found_by_its_crop_keys() -> None:
     assert decisions.get("c") is None or decisions["c"].op is None
     index = EvalIndex([(fa.phash, fa.signature, fa.pixel_hash, fa.information)], RULE)
     assert index.match_row(row("b", fb)) == 0 and index.match_row(row("c", fo)) is None
+
+
+def test_crop_keys_are_the_phashes_of_the_cuts(monkeypatch) -> None:
+    """Without the box reduce a crop key is exactly imagehash's pHash of its cut; with it
+    (the default) the keys of a detailed picture stay within two bits of those."""
+    import imagehash
+
+    img = banner("disc").convert("L")
+    w, h = img.size
+    cw, ch = round(w * fingerprint.CROP_KEEP), round(h * fingerprint.CROP_KEEP)
+    cuts = [(round(ax * (w - cw)), round(ay * (h - ch))) for ax, ay in fingerprint.CROP_ANCHORS]
+    plain = [int(str(imagehash.phash(img.crop((x, y, x + cw, y + ch)))), 16) for x, y in cuts]
+    reduced = fingerprint.crop_keys(img)
+    monkeypatch.setattr(fingerprint, "CROP_KEY_GAP", None)
+    assert list(fingerprint.crop_keys(img)) == plain
+    assert all(hamming(a, b) <= 2 for a, b in zip(reduced, plain, strict=True))
 
 
 def face(colour, size: int = 48) -> Image.Image:
