@@ -63,7 +63,7 @@ TRIM_MIN_SIDE = 8
 # more often than the whole picture's pHash (docs/DEDUP.md).
 CROP_KEEP = 0.925
 CROP_ANCHORS = ((0.0, 0.0), (1.0, 0.0), (0.0, 1.0), (1.0, 1.0), (0.5, 0.5))
-CROP_KEY_GAP = 3.0
+CROP_KEY_GAP = 3.0  # a cut is box-reduced to within this many times 32 px before its pHash
 NATIVE_MAX_SIDE = 64  # an icon: at most 16 KB
 
 
