@@ -23,7 +23,6 @@ from mindvl.trainer.model.config import MindVLConfig
 from mindvl.trainer.model.loss import next_token_targets, summed_target_loss
 from mindvl.trainer.model.moe import RouterTap, moe_layout
 from mindvl.trainer.model.moe_loss import RouterStats, router_stats
-from mindvl.trainer.model.patch_embed import use_matmul_patch_embed
 from mindvl.trainer.model.projector import MergeView, Projector
 
 PARTS = ("vision", "projector", "llm")
@@ -78,7 +77,6 @@ class MindVL(nn.Module):
         super().__init__()
         self.config = config
         self.vision = vision if vision is not None else build_vision(config.vision)
-        use_matmul_patch_embed(self.vision)
         self.llm = llm if llm is not None else build_llm(config.llm)
         vocab = self.llm.get_input_embeddings().num_embeddings
         if not 0 <= config.image_pad_token_id < vocab:
