@@ -2,8 +2,8 @@
 
 The multitask stage alone, on the corpus kit's scenes (`pipelines/reduced/`): corpus kit,
 two data builds on an embedded Ray (held-out scenes, and training scenes decontaminated
-against them), 600 steps of a fresh small MindVL on 2 CPU threads, evaluation on the
-held-out questions. About 3 minutes here. The trained model must clearly beat the
+against them), 600 steps of a fresh small MindVL (CPUs - 1 torch threads, one loader
+worker), evaluation on the held-out questions. About 3 minutes here. The trained model must clearly beat the
 majority-answer baseline on at least two tasks: at least 50 scored questions and a margin
 of at least 0.1 (measured 2026-11-25, seed 0: background 1.00 vs 0.38, total count 0.34 vs
 0.21; colour 0.35 vs 0.28 and count 0.44 vs 0.38 are above the baseline too but by less

@@ -119,8 +119,13 @@ def test_resolution_search_refuses_to_choose_at_or_below_baseline(built, tmp_pat
     out = tmp_path / "report.json"
     args = ["eval", str(ckpt), "--data", str(root / "data"), "--resolution-search",
             "--max-pixels", "12544,3136,6272", "--out", str(out), "--seq-len", "256",
-            "--device", "cpu", "--limit", "6", "--tasks", str(TASKS)]  # fmt: skip
-    main(args)
+            "--device", "cpu", "--limit", "6", "--tasks", str(TASKS), "--threads", "1"]  # fmt: skip
+    threads = torch.get_num_threads()
+    try:
+        main(args)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
     report = json.loads(out.read_text())
     settings = report["settings"]
     assert [s["image_tokens"]["max_pixels"] for s in settings] == [3136, 6272, 12544]

@@ -51,6 +51,9 @@ class DemoSize:
     qa_turns: int = 1  # questions per training scene (4 measured no better; docs/DEMO.md)
     describe: bool = True  # training scenes also ask for their caption
     heldout_qa_turns: int = 8  # questions per held-out scene, each scored on its own
+    # torch threads of the single training stages (None: torch_threads()); the full demo
+    # keeps the two its learning claim was measured with (docs/DEMO.md)
+    train_threads: int | None = None
 
 
 SIZES = {
@@ -61,6 +64,7 @@ SIZES = {
         max_side=320,
         budgets={"warmup": 80_000, "multitask": 300_000, "sft": 3000},
         steps={"warmup": 30, "multitask": 1200, "multitask_seq": 150, "sft": 150},
+        train_threads=2,
     ),  # fmt: skip
     "small": DemoSize(
         corpus=240,
@@ -136,9 +140,8 @@ class Steps:
 
     def stop_ray_head(self) -> None:
         """Let the demo's Ray go once its last build is done: it shuts down while the next
-        step starts (the end of :meth:`ray_head` waits for it). Training on two torch
-        threads stalls whenever one of Ray's idle processes takes a core, so no training
-        step runs beside it."""
+        step starts (the end of :meth:`ray_head` waits for it). Ray's idle processes take
+        CPU time a training step would wait for, so no training step runs beside them."""
         head, self._head, self._address, self.env = self._head, None, [], {}
         if head is not None and head.stdin:
             head.stdin.close()
@@ -197,6 +200,13 @@ class Steps:
         click.echo(f"  {name}: {self.timings[name]:.1f}s")
 
 
+def torch_threads() -> int:
+    """Torch threads of a demo step that has the machine to itself: one CPU fewer than
+    there are. Torch's threads wait for each other at every operator, so with one per core
+    a step stalls whenever anything else takes a core (on 2 CPUs: one thread; docs/DEMO.md)."""
+    return max(1, (os.cpu_count() or 2) - 1)
+
+
 def _vars(**kw: object) -> list[str]:
     out: list[str] = []
     for k, v in kw.items():
@@ -250,15 +260,15 @@ def run_reduced(s: Steps, out: Path, size: DemoSize, seed: int, pipelines: Path)
          *_vars(corpus=corpus, heldout=heldout, tokenizer=tok, budget=size.budgets["multitask"])],
     ])  # fmt: skip
     s.stop_ray_head()
-    # one CPU for the loader worker (train.yaml), the others for torch: on 2 CPUs this is
-    # also what keeps a step from stalling when anything else takes a core (docs/DEMO.md)
+    # one CPU for the loader worker (train.yaml), the others for torch
     s.run("train", ["train", "run", str(red / "train.yaml"), "--out", str(run),
                     *_vars(shards=builds["scenes"], steps=size.steps["multitask"], seed=seed,
-                           threads=max(1, (os.cpu_count() or 2) - 1))])  # fmt: skip
+                           threads=torch_threads())])  # fmt: skip
     report = out / "eval_report.json"
     s.run("eval", ["eval", str(run / "model"), "--data", str(builds["heldout"]), "--tasks",
                    str(pipelines / "eval" / "tasks.yaml"), "--max-pixels", "25088", "--out",
-                   str(report), "--seq-len", "1024", "--max-patches", "8192"])  # fmt: skip
+                   str(report), "--seq-len", "1024", "--max-patches", "8192",
+                   "--threads", str(torch_threads())])  # fmt: skip
     (out / "timings.json").write_text(json.dumps(s.timings, indent=2) + "\n")
     return report
 
@@ -274,7 +284,8 @@ def run_demo(
     }
     data, demo = pipelines / "data", pipelines / "demo"
     common = {"corpus": corpus, "heldout": heldout, "tokenizer": tok}
-    threads = max(1, (os.cpu_count() or 2) // 2)
+    threads = max(1, (os.cpu_count() or 2) // 2)  # each of two stages side by side
+    single = size.train_threads or torch_threads()
 
     s.parallel("build heldout + warmup", [
         ["data", "build", "--overwrite", *s.ray_address(), str(data / "heldout.yaml"), "--out", str(builds["heldout"]),
@@ -283,7 +294,7 @@ def run_demo(
          *_vars(**common, budget=size.budgets["warmup"])],
     ])  # fmt: skip
     s.run("train warmup", ["train", "run", str(demo / "warmup.yaml"), "--out", str(runs["warmup"]),
-                           *_vars(shards=builds["warmup"], steps=size.steps["warmup"], model=model, threads=2)])  # fmt: skip
+                           *_vars(shards=builds["warmup"], steps=size.steps["warmup"], model=model, threads=single)])  # fmt: skip
     warm = runs["warmup"] / "model"
     s.parallel("build multitask (recaptioned) + sft", [
         ["data", "build", "--overwrite", *s.ray_address(), str(data / "multitask.yaml"), "--out", str(builds["multitask"]),
@@ -294,7 +305,7 @@ def run_demo(
     s.stop_ray_head()  # the last build
     s.run("train multitask", ["train", "run", str(demo / "multitask.yaml"), "--out", str(runs["multitask"]),
                               *_vars(shards=builds["multitask"], init=warm, seq_len=1024, tokens_per_step=2048,
-                                     steps=size.steps["multitask"], threads=2)])  # fmt: skip
+                                     steps=size.steps["multitask"], threads=single)])  # fmt: skip
     s.parallel("train multitask x2 seq lengths", [
         ["train", "run", str(demo / "multitask_seq.yaml"), "--out", str(runs[name]),
          *_vars(shards=builds["multitask"], init=runs["multitask"] / "model", seq_len=seq,
@@ -305,12 +316,13 @@ def run_demo(
     s.run("average", ["ckpt", "average", str(runs["multitask_short"] / "model"),
                       str(runs["multitask_long"] / "model"), "-o", str(averaged)])  # fmt: skip
     s.run("train sft", ["train", "run", str(demo / "sft.yaml"), "--out", str(runs["sft"]),
-                        *_vars(shards=builds["sft"], init=averaged, steps=size.steps["sft"], threads=2)])  # fmt: skip
+                        *_vars(shards=builds["sft"], init=averaged, steps=size.steps["sft"], threads=single)])  # fmt: skip
     eval_report = out / "eval_report.json"
     s.run("resolution search + eval", ["eval", str(runs["sft"] / "model"), "--data", str(builds["heldout"]),
                                        "--tasks", str(pipelines / "eval" / "tasks.yaml"), "--resolution-search",
                                        "--max-pixels", "12544,25088,50176", "--out", str(eval_report),
-                                       "--seq-len", "1024", "--max-patches", "8192"])  # fmt: skip
+                                       "--seq-len", "1024", "--max-patches", "8192",
+                                       "--threads", str(torch_threads())])  # fmt: skip
     from mindvl.common.report import write_demo_report
 
     runs_for_report = {**runs, "multitask_avg": averaged}

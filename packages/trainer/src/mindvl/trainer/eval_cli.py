@@ -49,6 +49,8 @@ def _pixels(text: str | None) -> list[int] | None:
 @click.option("--max-new-tokens", type=click.IntRange(min=1), default=None,
               help="default: the checkpoint's inference.json")  # fmt: skip
 @click.option("--device", default="auto", show_default=True, help="auto | npu | cuda | cpu")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="torch CPU threads (default: torch's, one per core)")  # fmt: skip
 @click.option("--quiet", is_flag=True, help="no progress or per-setting lines")
 @click.option("--json", "as_json", is_flag=True, help="print the JSON report instead of the table")
 def eval_command(
@@ -65,6 +67,7 @@ def eval_command(
     batch_size: int,
     max_new_tokens: int | None,
     device: str,
+    threads: int | None,
     quiet: bool,
     as_json: bool,
 ) -> None:
@@ -76,7 +79,9 @@ def eval_command(
     if not checkpoint.is_dir():
         raise UserError(f"not a checkpoint directory: {checkpoint}")
     mode = choose_mode(quiet or as_json)
-    opts = EvalOptions(seq_len, max_patches, batch_size, max_new_tokens, limit, device, mode)
+    opts = EvalOptions(
+        seq_len, max_patches, batch_size, max_new_tokens, limit, device, mode, threads
+    )
     quiet = quiet or as_json
     report = evaluate_checkpoint(
         checkpoint,

@@ -46,6 +46,7 @@ class EvalOptions:
     limit: int | None = None  # read only the first N samples
     device: str = "auto"
     progress: Mode = "off"  # per-setting bars on a terminal
+    threads: int | None = None  # torch CPU threads (None: torch's default)
 
 
 def load_checkpoint(path: Path, device: str):
@@ -133,6 +134,10 @@ def evaluate_checkpoint(
 ) -> EvalReport:
     """Evaluate; with ``resolution_search`` also rewrite the checkpoint's inference rule."""
     opts = opts or EvalOptions()
+    if opts.threads:
+        import torch
+
+        torch.set_num_threads(opts.threads)
     checkpoint = Path(checkpoint)
     tasks = load_tasks(tasks_file)
     model, tokenizer, inference = load_checkpoint(checkpoint, opts.device)
