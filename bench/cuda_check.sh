@@ -5,7 +5,7 @@
 # common scientific stack: the project's other pure-Python/abi3 dependencies travel as
 # wheels in .whl/ (pip download --no-deps --only-binary=:all: --python-version 3.12 ...:
 # transformers, tokenizers, pydantic, pydantic-core, annotated-types, typing-inspection,
-# typing-extensions, webdataset, braceexpand, imagehash, pywavelets) and the project itself
+# typing-extensions, webdataset, braceexpand) and the project itself
 # is used from packages/*/src. With the project's own environment instead, run
 #   uv run pytest tests/trainer/test_cuda.py tests/data_engine/test_cuda_models.py
 #   uv run python bench/trainer.py --device cuda [--precision bf16] --wide 2048

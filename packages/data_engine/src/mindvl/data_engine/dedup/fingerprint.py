@@ -145,7 +145,6 @@ def fingerprint(rgb, gray, alpha=None, *, size=None, pixel_hash: str | None = No
     counts as none, so an opaque RGBA picture and its RGB re-save stay exact copies).
     A picture too large to flatten whole passes its reduced copy as ``rgb`` with its own
     ``size`` and the ``pixel_hash`` taken strip by strip (``ops/image_decode.py``)."""
-    import imagehash
     import xxhash
     from PIL import Image
 
@@ -159,7 +158,7 @@ def fingerprint(rgb, gray, alpha=None, *, size=None, pixel_hash: str | None = No
     chroma = rgb.resize((CHROMA_SIDE, CHROMA_SIDE), Image.Resampling.BOX, reducing_gap=1.0)
     _, cb, cr = chroma.convert("YCbCr").split()
     black = on_black(gray, alpha)
-    phash = imagehash.phash(gray)
+    phash = phash_of(gray)
     native = None
     if max(width, height) <= NATIVE_MAX_SIDE and rgb.size == (width, height):
         native = np.asarray(rgb), None if black is None else np.asarray(alpha)
@@ -169,12 +168,26 @@ def fingerprint(rgb, gray, alpha=None, *, size=None, pixel_hash: str | None = No
         height,
         cb.tobytes() + cr.tobytes(),
         content_thumbnail(gray, SIGNATURE_SIDE),
-        trim_part(gray, width, height, int(str(phash), 16)),
+        trim_part(gray, width, height, phash),
         None if black is None else thumbnail(black, SIGNATURE_SIDE).tobytes(),
         crop_keys(gray),
         native,
     )
-    return Fingerprint(pixel_hash, str(phash), signature.hex())
+    return Fingerprint(pixel_hash, f"{phash:016x}", signature.hex())
+
+
+def phash_of(gray, reducing_gap: float | None = None) -> int:
+    """The 64-bit pHash of a Pillow "L" image as imagehash computes it (a 32x32 Lanczos
+    resample, its 2-D DCT, the 8x8 lowest frequencies against their median, row by row,
+    first bit highest); ``reducing_gap``: Pillow's, a box reduce by whole steps to within
+    that many times 32 px before the resample."""
+    import scipy.fft
+    from PIL import Image
+
+    small = gray.resize((32, 32), Image.Resampling.LANCZOS, reducing_gap=reducing_gap)
+    dct = scipy.fft.dct(scipy.fft.dct(np.asarray(small, np.float64), axis=0), axis=1)
+    low = dct[:8, :8]
+    return int.from_bytes(np.packbits(low > np.median(low)).tobytes(), "big")
 
 
 def on_black(gray, alpha):
@@ -195,11 +208,7 @@ def crop_keys(gray) -> tuple[int, ...]:
     where that keeps more than all but two pixels of a side (pictures under 20 px, where
     one pixel is more than CROP_KEEP's step), also cut by two pixels per axis; each cut
     reduced by whole box steps to within ``CROP_KEY_GAP`` times the hash's 32 px first
-    (Pillow's ``reducing_gap``: a third of a full Lanczos resample's cost, keys within a
-    bit or two of its)."""
-    import scipy.fft
-    from PIL import Image
-
+    (a third of a full Lanczos resample's cost; keys 0.2 bits from its on average)."""
     w, h = gray.size
     sizes = [(max(1, round(w * CROP_KEEP)), max(1, round(h * CROP_KEEP)))]
     if w - 2 < sizes[0][0] or h - 2 < sizes[0][1]:
@@ -208,11 +217,7 @@ def crop_keys(gray) -> tuple[int, ...]:
     for cw, ch in sizes:
         for ax, ay in CROP_ANCHORS:
             x, y = round(ax * (w - cw)), round(ay * (h - ch))
-            cut = gray.crop((x, y, x + cw, y + ch))
-            small = cut.resize((32, 32), Image.Resampling.LANCZOS, reducing_gap=CROP_KEY_GAP)
-            dct = scipy.fft.dct(scipy.fft.dct(np.asarray(small, np.float64), axis=0), axis=1)
-            low = dct[:8, :8]  # imagehash's pHash of the resampled cut
-            keys.append(int.from_bytes(np.packbits(low > np.median(low)).tobytes(), "big"))
+            keys.append(phash_of(gray.crop((x, y, x + cw, y + ch)), CROP_KEY_GAP))
     return tuple(keys)
 
 
@@ -221,8 +226,6 @@ def trim_part(gray, width: int, height: int, phash: int) -> TrimmedContent:
     own pHash is ``phash``): when its border is one tone (a plain or flattened transparent
     ground), of the box of what differs from that tone; the box's sides in picture pixels
     and whether it touches the border."""
-    import imagehash
-
     a = np.asarray(gray, dtype=np.int16)
     border = np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
     tone = int(np.median(border))
@@ -237,7 +240,7 @@ def trim_part(gray, width: int, height: int, phash: int) -> TrimmedContent:
     box = int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
     fx, fy = width / gray.width, height / gray.height
     return TrimmedContent(
-        int(str(imagehash.phash(gray.crop(box))), 16),
+        phash_of(gray.crop(box)),
         round((box[2] - box[0]) * fx),
         round((box[3] - box[1]) * fy),
         box[0] == 0 or box[2] == gray.width,
