@@ -27,7 +27,11 @@ Steps: ``apt-get download`` (no root needed), ``dpkg-deb -x``, select, plant. Th
 to ``--out`` (default ``bench/data/real_images``, git-ignored) as ``images/`` plus
 ``truth.json``; the same package versions give the same corpus.
 
-Usage: uv run python bench/real_images_set.py [--work /tmp/real_images_debs]
+``--set b`` builds a second corpus the same way from other packages (``SOURCES_B``: other
+icon themes, 16x11 flags, toolbar and window-manager icons, emoticons), which no setting of
+the rule was tuned on, into ``bench/data/real_images_b``.
+
+Usage: uv run python bench/real_images_set.py [--set a|b] [--work /tmp/real_images_debs]
         [--out bench/data/real_images] [--cap 650] [--plant-share 0.25]
 """
 
@@ -56,6 +60,21 @@ SOURCES = {
     "lxde-icon-theme": "usr/share/icons/nuoveXT2/48x48/*/*.png",
     "gnome-colors-common": "usr/share/icons/gnome-colors-common/24x24/*/*.png",
 }
+# A second set that no dedup setting was tuned on (``--set b``): other themes, flags at 16x11,
+# toolbar and window-manager icons (XPM, TIFF), emoticons, GIMP's legacy icons.
+SOURCES_B = {
+    "famfamfam-flag-png": "usr/share/flags/countries/16x11/*.png",
+    "adwaita-icon-theme": "usr/share/icons/Adwaita/48x48/legacy/*.png",
+    "elementary-xfce-icon-theme": "usr/share/icons/elementary-xfce/*/48/*.png",
+    "faenza-icon-theme": "usr/share/icons/Faenza/*/32/*.png",
+    "gnome-brave-icon-theme": "usr/share/icons/gnome-brave/32x32/*/*.png",
+    "gimp-data": "usr/share/gimp/2.0/icons/Legacy/16x16/*/*.png",
+    "pidgin-data": "usr/share/pixmaps/pidgin/emotes/default/*.png",
+    "icewm-common": "usr/share/icewm/icons/*_32x32.xpm",
+    "emacs-common": "usr/share/emacs/*/etc/images/**/*.xpm",
+    "wmaker-common": "usr/share/WindowMaker/Icons/*.*",
+}
+SETS = {"a": SOURCES, "b": SOURCES_B}
 EXCLUDED = ("tuxpaint", "openclipart")
 NEAR_KINDS = ("resize", "jpeg_white", "pad", "crop")
 EXACT_KINDS = ("copy", "resave")
@@ -73,15 +92,15 @@ def keyed(text: str, salt: str = "") -> float:
     return int.from_bytes(hashlib.sha256(f"{salt}:{text}".encode()).digest()[:8], "big") / 2**64
 
 
-def fetch(work: Path) -> dict[str, str]:
-    """Download and unpack every package of ``SOURCES``; their versions by name."""
+def fetch(work: Path, sources: dict[str, str]) -> dict[str, str]:
+    """Download and unpack every package of ``sources``; their versions by name."""
     work.mkdir(parents=True, exist_ok=True)
-    assert not any(x in p for p in SOURCES for x in EXCLUDED)
-    missing = [p for p in SOURCES if not list(work.glob(f"{p}_*.deb"))]
+    assert not any(x in p for p in sources for x in EXCLUDED)
+    missing = [p for p in sources if not list(work.glob(f"{p}_*.deb"))]
     if missing:
         subprocess.run(["apt-get", "download", *missing], cwd=work, check=True)
     versions = {}
-    for p in SOURCES:
+    for p in sources:
         deb = sorted(work.glob(f"{p}_*.deb"))[-1]
         versions[p] = deb.name.split("_")[1].replace("%3a", ":")
         if not (work / "x" / p).is_dir():
@@ -163,12 +182,12 @@ def has_transparency(img: Image.Image) -> bool:
     return img.convert("RGBA").getextrema()[3][0] < 255
 
 
-def originals(work: Path, cap: int) -> list[tuple[str, str, bytes]]:
+def originals(work: Path, cap: int, sources: dict[str, str]) -> list[tuple[str, str, bytes]]:
     """(package, relative path, encoded bytes): each package's real files (symlinks and
-    repeated realpaths skipped), capped by a keyed hash; XPM re-saved as PNG (no reader
-    decodes XPM; the pixels are unchanged)."""
+    repeated realpaths skipped), capped by a keyed hash; XPM and TIFF re-saved as PNG (the
+    readers take neither; the pixels are unchanged)."""
     out = []
-    for package, pattern in SOURCES.items():
+    for package, pattern in sources.items():
         root = work / "x" / package
         seen, files = set(), []
         for f in sorted(root.glob(pattern)):
@@ -184,7 +203,7 @@ def originals(work: Path, cap: int) -> list[tuple[str, str, bytes]]:
                 img.load()
             except Exception:  # noqa: BLE001 (a broken file in a package: not a picture)
                 continue
-            if f.suffix == ".xpm":
+            if img.format not in ("PNG", "GIF"):
                 buf = io.BytesIO()
                 img.save(buf, "PNG")
                 data = buf.getvalue()
@@ -243,13 +262,13 @@ def union_groups(groups: list[int], pairs: list[tuple[int, int]]) -> dict[int, i
     return {g: root(g) for g in parent}
 
 
-def build(work: Path, out: Path, cap: int, share: float) -> dict:
-    versions = fetch(work)
+def build(work: Path, out: Path, cap: int, share: float, sources: dict[str, str]) -> dict:
+    versions = fetch(work, sources)
     images = out / "images"
     shutil.rmtree(images, ignore_errors=True)
     images.mkdir(parents=True)
     truth, group_of_pixels, flat_groups, pictures = {}, {}, {}, []
-    for package, rel, data in originals(work, cap):
+    for package, rel, data in originals(work, cap, sources):
         img = Image.open(io.BytesIO(data))
         img.load()
         pictures.append(composites(img))
@@ -298,11 +317,15 @@ def build(work: Path, out: Path, cap: int, share: float) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=Path("/tmp/real_images_debs"))
-    parser.add_argument("--out", type=Path, default=Path("bench/data/real_images"))
+    parser.add_argument("--set", choices=sorted(SETS), default="a",
+                        help="a: the packages dedup was tuned on; b: a second set it was not")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="default bench/data/real_images (set a), real_images_b (set b)")
     parser.add_argument("--cap", type=int, default=650, help="pictures per package at most")
     parser.add_argument("--plant-share", type=float, default=0.25)
     args = parser.parse_args()
-    print(json.dumps(build(args.work, args.out, args.cap, args.plant_share), indent=1))
+    out = args.out or Path("bench/data/real_images" + ("" if args.set == "a" else f"_{args.set}"))
+    print(json.dumps(build(args.work, out, args.cap, args.plant_share, SETS[args.set]), indent=1))
 
 
 if __name__ == "__main__":
