@@ -317,10 +317,18 @@ def build(work: Path, out: Path, cap: int, share: float, sources: dict[str, str]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=Path("/tmp/real_images_debs"))
-    parser.add_argument("--set", choices=sorted(SETS), default="a",
-                        help="a: the packages dedup was tuned on; b: a second set it was not")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="default bench/data/real_images (set a), real_images_b (set b)")
+    parser.add_argument(
+        "--set",
+        choices=sorted(SETS),
+        default="a",
+        help="a: the packages dedup was tuned on; b: a second set it was not",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="default bench/data/real_images (set a), real_images_b (set b)",
+    )
     parser.add_argument("--cap", type=int, default=650, help="pictures per package at most")
     parser.add_argument("--plant-share", type=float, default=0.25)
     args = parser.parse_args()
