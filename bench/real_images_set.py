@@ -29,7 +29,9 @@ to ``--out`` (default ``bench/data/real_images``, git-ignored) as ``images/`` pl
 
 ``--set b`` builds a second corpus the same way from other packages (``SOURCES_B``: other
 icon themes, 16x11 flags, toolbar and window-manager icons, emoticons), which no setting of
-the rule was tuned on, into ``bench/data/real_images_b``.
+the rule was tuned on, into ``bench/data/real_images_b``; ``--set c`` a third
+(``SOURCES_C``: nation flags, game sprites, two more icon themes) into
+``bench/data/real_images_c``.
 
 Usage: uv run python bench/real_images_set.py [--set a|b] [--work /tmp/real_images_debs]
         [--out bench/data/real_images] [--cap 650] [--plant-share 0.25]
@@ -74,7 +76,16 @@ SOURCES_B = {
     "emacs-common": "usr/share/emacs/*/etc/images/**/*.xpm",
     "wmaker-common": "usr/share/WindowMaker/Icons/*.*",
 }
-SETS = {"a": SOURCES, "b": SOURCES_B}
+# A third (``--set c``): game sprites and flags, two more icon themes.
+SOURCES_C = {
+    "freeciv-data": "usr/share/games/freeciv/flags/*-large.png",
+    "moka-icon-theme": "usr/share/icons/Moka/48x48/*/*.png",
+    "paper-icon-theme": "usr/share/icons/Paper/32x32/*/*.png",
+    "pingus-data": "usr/share/games/pingus/data/images/**/*.png",
+    "frozen-bubble-data": "usr/share/games/frozen-bubble/gfx/*.png",
+    "blueman": "usr/share/blueman/pixmaps/*.png",
+}
+SETS = {"a": SOURCES, "b": SOURCES_B, "c": SOURCES_C}
 EXCLUDED = ("tuxpaint", "openclipart")
 NEAR_KINDS = ("resize", "jpeg_white", "pad", "crop")
 EXACT_KINDS = ("copy", "resave")
@@ -321,13 +332,13 @@ def main() -> None:
         "--set",
         choices=sorted(SETS),
         default="a",
-        help="a: the packages dedup was tuned on; b: a second set it was not",
+        help="a: the packages dedup was tuned on; b, c: sets it was not",
     )
     parser.add_argument(
         "--out",
         type=Path,
         default=None,
-        help="default bench/data/real_images (set a), real_images_b (set b)",
+        help="default bench/data/real_images (set a), real_images_b, real_images_c",
     )
     parser.add_argument("--cap", type=int, default=650, help="pictures per package at most")
     parser.add_argument("--plant-share", type=float, default=0.25)
