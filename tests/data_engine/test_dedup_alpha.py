@@ -445,3 +445,19 @@ def test_a_padded_card_with_a_shorter_text_line_is_another_card(monkeypatch):
     assert check(card(text), pad) == "gray"
     monkeypatch.setattr(compare, "only_pad_or_crop", lambda a, b, rule: False)
     assert check(card(text), pad) is None
+
+
+def test_a_resized_icon_far_in_the_phash_is_still_compared():
+    """A small icon's pHash (its 32x32 resample is an upsample of simple content) moves 7-10
+    bits under a resize or a JPEG (the second real set's Adwaita, elementary and Faenza
+    icons), so two icons are held to a crop's sizes only beyond ``icon_crop_only_beyond``;
+    larger pictures beyond ``crop_only_beyond``."""
+    small, large = icon(), icon().resize((29, 29), Image.Resampling.LANCZOS)
+    sa, sb = (bytes.fromhex(features(x).signature) for x in (small, large))
+    assert PairVerifier(RULE).check(sa, sb, distance=8) is None
+    assert PairVerifier(replace(RULE, icon_crop_only_beyond=6)).check(sa, sb, 8) == "crop_sizes"
+    big, resized = (x.resize((x.width * 4, x.height * 4), Image.Resampling.LANCZOS)
+                    for x in (small, large))  # fmt: skip
+    sa, sb = (bytes.fromhex(features(x).signature) for x in (big, resized))
+    assert PairVerifier(RULE).check(sa, sb, distance=8) == "crop_sizes"
+    assert PairVerifier(RULE).check(sa, sb, distance=6) is None

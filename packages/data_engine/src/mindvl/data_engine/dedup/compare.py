@@ -205,7 +205,9 @@ def first_failing_check(
     distance (None: no crop-size check)."""
     if len(a.gray) != len(b.gray):
         return "gray"
-    far = distance is not None and distance > rule.crop_only_beyond
+    has = a.native_part is not None, b.native_part is not None  # icons: their own pixels
+    beyond = rule.icon_crop_only_beyond if all(has) else rule.crop_only_beyond
+    far = distance is not None and distance > beyond
     if far and not crop_sized(np.array(a.size), np.array(b.size), rule.crop_min_kept)[0]:
         return "crop_sizes"
     if (
@@ -214,7 +216,6 @@ def first_failing_check(
         and not content_at_one_scale(a, b, rule)
     ):
         return "trim_scale"
-    has = a.native_part is not None, b.native_part is not None  # icons: their own pixels
     if a.size == b.size:  # one size: compared uncropped (a crop resized back is unlikely)
         if colours_at(a, b, None, rule):
             return "colour"
@@ -363,12 +364,14 @@ def screen_pairs(sigs: list[bytes], left, right, distance, rule: NearRule) -> np
     if not sigs:
         return keep
     sizes = np.array([p.size for p in parsed])
-    far = np.asarray(distance) > rule.crop_only_beyond
+    native = np.array([p.native_part is not None for p in parsed])
+    icons = native[left] & native[right]
+    beyond = np.where(icons, rule.icon_crop_only_beyond, rule.crop_only_beyond)
+    far = np.asarray(distance) > beyond
     keep &= ~far | crop_sized(sizes[left], sizes[right], rule.crop_min_kept)
     planes = np.stack([p.chroma.reshape(-1) for p in parsed])
     # colour as it is only for pictures of one size; the others' at their crop (per pair)
     one_size = (sizes[left] == sizes[right]).all(1)
-    native = np.array([p.native_part is not None for p in parsed])
     # the crop the sizes tell and an icon's own pixels are compared in full: no screen
     exempt = sizes_in_reach(sizes[left], sizes[right]) | nested_icons(
         sizes[left], sizes[right], native[left], native[right], rule

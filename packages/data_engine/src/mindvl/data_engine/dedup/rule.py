@@ -22,6 +22,9 @@ class NearRule:
     enabled: bool = True
     max_hamming: int = 10  # pHash bits a candidate pair may differ by
     crop_only_beyond: int = 6  # further pairs must have the sizes of a crop
+    # two icons (each with its own pixels, ``fingerprint.NATIVE_MAX_SIDE``): their pHash, an
+    # upsample to 32x32 of simple content, moves further under a resize or a JPEG
+    icon_crop_only_beyond: int = 10
     min_information: float = 0.0  # flatter images get exact dedup only
     verify: bool = True  # compare candidate pairs (else every candidate pair is a duplicate)
     index: Literal["auto", "exact", "sampled"] = "auto"
