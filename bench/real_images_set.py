@@ -33,7 +33,7 @@ the rule was tuned on, into ``bench/data/real_images_b``; ``--set c`` a third
 (``SOURCES_C``: nation flags, game sprites, two more icon themes) into
 ``bench/data/real_images_c``.
 
-Usage: uv run python bench/real_images_set.py [--set a|b] [--work /tmp/real_images_debs]
+Usage: uv run python bench/real_images_set.py [--set a|b|c] [--work /tmp/real_images_debs]
         [--out bench/data/real_images] [--cap 650] [--plant-share 0.25]
 """
 

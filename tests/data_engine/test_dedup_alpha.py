@@ -456,6 +456,8 @@ def test_a_resized_icon_far_in_the_phash_is_still_compared():
     sa, sb = (bytes.fromhex(features(x).signature) for x in (small, large))
     assert PairVerifier(RULE).check(sa, sb, distance=8) is None
     assert PairVerifier(replace(RULE, icon_crop_only_beyond=6)).check(sa, sb, 8) == "crop_sizes"
+    wide = replace(RULE, crop_only_beyond=9, icon_crop_only_beyond=7)  # a recipe's wider
+    assert PairVerifier(wide).check(sa, sb, 8) is None  # bound holds for icons too
     big, resized = (x.resize((x.width * 4, x.height * 4), Image.Resampling.LANCZOS)
                     for x in (small, large))  # fmt: skip
     sa, sb = (bytes.fromhex(features(x).signature) for x in (big, resized))

@@ -101,6 +101,12 @@ class NearRule:
         return self.max_hamming if self.verify else min(self.max_hamming, self.crop_only_beyond)
 
     @property
+    def icon_beyond(self) -> int:
+        """Where two icons' pairs start to need a crop's sizes: ``icon_crop_only_beyond``, but
+        never nearer than a recipe's ``crop_only_beyond``."""
+        return max(self.icon_crop_only_beyond, self.crop_only_beyond)
+
+    @property
     def crop_radius(self) -> int:
         """How close a crop key and another image's pHash must be (within the pair radius)."""
         return min(self.pair_radius, self.crop_key_max_hamming)
