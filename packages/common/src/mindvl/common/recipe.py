@@ -44,7 +44,8 @@ class NearDedupSpec(StrictModel):
         ge=0,
         le=24,
         description="pHash matches further apart than this are verified only when their "
-        "sizes are those of a crop (a crop moves pHash most; resizes and re-encodes little)",
+        "sizes are those of a crop (a crop moves pHash most; resizes and re-encodes little); "
+        "two icons of at most 64 px only beyond 10 bits, or this when wider",
     )
     min_information: float = Field(
         default=0.0, ge=0, description="images below this information score get exact dedup only"
