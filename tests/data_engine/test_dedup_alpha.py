@@ -463,3 +463,19 @@ def test_a_resized_icon_far_in_the_phash_is_still_compared():
     sa, sb = (bytes.fromhex(features(x).signature) for x in (big, resized))
     assert PairVerifier(RULE).check(sa, sb, distance=8) == "crop_sizes"
     assert PairVerifier(RULE).check(sa, sb, distance=6) is None
+
+
+def test_a_pad_of_a_framed_icon_keeps_its_content_at_one_scale():
+    """A flag icon with a one-pixel dark frame, padded with white: the original's trim takes
+    the frame for its ground (a box 2 px smaller), the pad's trim keeps it, so two icons'
+    trim boxes may differ by ``icon_trim_pixels``; the pixels then find the pad."""
+    framed = flag([(0, 90, 170), (250, 250, 250), (200, 20, 40)], size=(44, 30)).convert("RGB")
+    ImageDraw.Draw(framed).rectangle((0, 0, 43, 29), outline=(20, 20, 20))
+    pad = Image.new("RGB", (48, 34), (255, 255, 255))
+    pad.paste(framed, (2, 2))
+    sa, sb = (bytes.fromhex(features(x).signature) for x in (framed, pad))
+    ta, tb = parse_signature(sa).trimmed, parse_signature(sb).trimmed
+    assert (ta.width, ta.height, tb.width, tb.height) == (42, 28, 44, 30)
+    assert PairVerifier(RULE).check(sa, sb, distance=12) is None
+    strict = replace(RULE, icon_trim_pixels=1)
+    assert PairVerifier(strict).check(sa, sb, distance=12) == "trim_scale"

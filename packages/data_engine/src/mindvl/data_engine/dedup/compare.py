@@ -95,17 +95,20 @@ def colours_differ(ca: np.ndarray, cb: np.ndarray, rule: NearRule) -> np.ndarray
     )
 
 
-def content_at_one_scale(a: Signature, b: Signature, rule: NearRule) -> bool:
-    """The trim boxes have one size (within ``trim_max_change`` and a pixel) along each axis
-    where neither touches its picture's border (a crop may cut into the content there)."""
+def content_at_one_scale(a: Signature, b: Signature, rule: NearRule, strict: bool = False) -> bool:
+    """The trim boxes have one size (within ``trim_max_change`` and a pixel; two icons within
+    ``icon_trim_pixels`` unless ``strict``) along each axis where neither touches its
+    picture's border (a crop may cut into the content there)."""
     ta, tb = a.trimmed, b.trimmed
     if ta is None or tb is None:
         return True
+    icons = a.native_part is not None and b.native_part is not None
+    slack = rule.icon_trim_pixels if icons and not strict else 1
     for x, y, cut in (
         (ta.width, tb.width, ta.touches_x or tb.touches_x),
         (ta.height, tb.height, ta.touches_y or tb.touches_y),
     ):
-        if not cut and abs(x - y) > 1 + rule.trim_max_change * max(x, y):
+        if not cut and abs(x - y) > slack + rule.trim_max_change * max(x, y):
             return False
     return True
 
@@ -124,7 +127,7 @@ def only_pad_or_crop(a: Signature, b: Signature, rule: NearRule) -> bool:
     ta, tb = a.trimmed, b.trimmed
     if ta is None or tb is None or ta.touches_x or ta.touches_y or tb.touches_x or tb.touches_y:
         return False
-    return content_at_one_scale(a, b, rule)
+    return content_at_one_scale(a, b, rule, strict=True)  # a resize ruled out to a pixel
 
 
 def pixels_fit(a: Signature, b: Signature, rule: NearRule) -> bool:
