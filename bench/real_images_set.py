@@ -195,8 +195,8 @@ def has_transparency(img: Image.Image) -> bool:
 
 def originals(work: Path, cap: int, sources: dict[str, str]) -> list[tuple[str, str, bytes]]:
     """(package, relative path, encoded bytes): each package's real files (symlinks and
-    repeated realpaths skipped), capped by a keyed hash; XPM and TIFF re-saved as PNG (the
-    readers take neither; the pixels are unchanged)."""
+    repeated realpaths skipped), capped by a keyed hash; anything but PNG and GIF (XPM,
+    TIFF) re-saved as PNG (the readers take neither; the pixels are unchanged)."""
     out = []
     for package, pattern in sources.items():
         root = work / "x" / package

@@ -209,8 +209,7 @@ def first_failing_check(
     if len(a.gray) != len(b.gray):
         return "gray"
     has = a.native_part is not None, b.native_part is not None  # icons: their own pixels
-    beyond = rule.icon_beyond if all(has) else rule.crop_only_beyond
-    far = distance is not None and distance > beyond
+    far = distance is not None and distance > rule.crop_only_beyond_for(all(has))
     if far and not crop_sized(np.array(a.size), np.array(b.size), rule.crop_min_kept)[0]:
         return "crop_sizes"
     if (
@@ -368,9 +367,7 @@ def screen_pairs(sigs: list[bytes], left, right, distance, rule: NearRule) -> np
         return keep
     sizes = np.array([p.size for p in parsed])
     native = np.array([p.native_part is not None for p in parsed])
-    icons = native[left] & native[right]
-    beyond = np.where(icons, rule.icon_beyond, rule.crop_only_beyond)
-    far = np.asarray(distance) > beyond
+    far = np.asarray(distance) > rule.crop_only_beyond_for(native[left] & native[right])
     keep &= ~far | crop_sized(sizes[left], sizes[right], rule.crop_min_kept)
     planes = np.stack([p.chroma.reshape(-1) for p in parsed])
     # colour as it is only for pictures of one size; the others' at their crop (per pair)

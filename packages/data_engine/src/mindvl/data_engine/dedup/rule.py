@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Literal
 
+import numpy as np
+
 
 @dataclass(frozen=True)
 class NearRule:
@@ -103,11 +105,12 @@ class NearRule:
         kept only when the comparison sees a crop's sizes, so without it the radius stops."""
         return self.max_hamming if self.verify else min(self.max_hamming, self.crop_only_beyond)
 
-    @property
-    def icon_beyond(self) -> int:
-        """Where two icons' pairs start to need a crop's sizes: ``icon_crop_only_beyond``, but
+    def crop_only_beyond_for(self, icons: bool | np.ndarray) -> np.ndarray:
+        """The pHash distance beyond which a pair must have a crop's sizes, per pair (``icons``:
+        both pictures carry their own pixels): ``icon_crop_only_beyond`` for two icons, but
         never nearer than a recipe's ``crop_only_beyond``."""
-        return max(self.icon_crop_only_beyond, self.crop_only_beyond)
+        icon = max(self.icon_crop_only_beyond, self.crop_only_beyond)
+        return np.where(icons, icon, self.crop_only_beyond)
 
     @property
     def crop_radius(self) -> int:
