@@ -12,7 +12,7 @@ from dedup_helpers import RULE
 from PIL import Image, ImageDraw
 
 from mindvl.common.recipe import DedupSpec
-from mindvl.data_engine.dedup import compare, fingerprint
+from mindvl.data_engine.dedup import candidates, compare, fingerprint
 from mindvl.data_engine.dedup.candidates import hamming
 from mindvl.data_engine.dedup.compare import PairVerifier
 from mindvl.data_engine.dedup.decontaminate import EvalIndex
@@ -479,3 +479,42 @@ def test_a_pad_of_a_framed_icon_keeps_its_content_at_one_scale():
     assert PairVerifier(RULE).check(sa, sb, distance=12) is None
     strict = replace(RULE, icon_trim_pixels=1)
     assert PairVerifier(strict).check(sa, sb, distance=12) == "trim_scale"
+
+
+def cross(size: int = 32) -> Image.Image:
+    """A small simple transparent icon: a green cross."""
+    img = Image.new("RGBA", (size, size), (0, 0, 0, 0))
+    d, s = ImageDraw.Draw(img), size
+    d.rectangle((s * 0.42, s * 0.15, s * 0.58, s * 0.85), fill=(30, 120, 30, 255))
+    d.rectangle((s * 0.15, s * 0.42, s * 0.85, s * 0.58), fill=(30, 120, 30, 255))
+    return img
+
+
+def test_a_simple_icon_and_its_small_jpeg_are_found_by_the_icon_key(monkeypatch):
+    """A 32 px cross and its JPEG on white at 22 px: the low DCT terms of simple symmetric
+    content sit near their median, so the pHashes are 26 bits apart (the other keys as far);
+    the average hashes of the icons' own content (``fingerprint.icon_key``) are equal, and a
+    pair of icon keys is judged as a near pair (``candidates.judged_distance``): merged, in
+    dedup and in decontamination. Without icon keys it is never compared."""
+    small = cross().resize((22, 22), Image.Resampling.LANCZOS)
+    flat = Image.new("RGB", small.size, (255, 255, 255))
+    flat.paste(small, mask=small.getchannel("A"))
+    fa, fb, fo = features(cross()), features(flat, "JPEG", quality=85), features(icon("x", 32))
+    sa, sb = (parse_signature(bytes.fromhex(f.signature)) for f in (fa, fb))
+    assert hamming(int(fa.phash, 16), int(fb.phash, 16)) > RULE.max_hamming
+    assert hamming(fingerprint.icon_key(sa), fingerprint.icon_key(sb)) == 0
+    rows = [row("a", fa), row("b", fb), row("c", fo)]
+    decisions, _ = plan_dedup(rows, DedupSpec())
+    assert decisions["b"].op == "near_dedup" and decisions["b"].survivor == "a"
+    assert decisions.get("c") is None or decisions["c"].op is None
+    index = EvalIndex([(fa.phash, fa.signature, fa.pixel_hash, fa.information)], RULE)
+    assert index.match_row(row("b", fb)) == 0 and index.match_row(row("c", fo)) is None
+    monkeypatch.setattr(candidates, "icon_key", lambda sig: 0)
+    decisions, _ = plan_dedup(rows, DedupSpec())
+    assert decisions.get("b") is None or decisions["b"].op is None
+    assert (
+        EvalIndex([(fa.phash, fa.signature, fa.pixel_hash, fa.information)], RULE).match_row(
+            row("b", fb)
+        )
+        is None
+    )

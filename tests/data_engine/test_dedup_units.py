@@ -3,6 +3,8 @@ and stars, survivor rule, the screens against the rule."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -12,9 +14,11 @@ from dedup_helpers import RULE, agree, hash_pairs, packed
 from mindvl.data_engine.dedup import candidates, local
 from mindvl.data_engine.dedup.candidates import (
     KEY_CROP,
+    KEY_ICON,
     KEY_OWN,
     KEY_TRIM,
     BandScheme,
+    band_keys,
     band_layout,
     hamming,
     run_bounds,
@@ -331,7 +335,7 @@ def test_without_verification_far_phash_matches_are_not_paired() -> None:
 def test_buckets_paired_together_give_what_each_gives_alone(index: str) -> None:
     """``local.buckets_of`` pairs the buckets that cannot be crowded together, vectorised
     across them; they must give exactly the pairs each gives alone (``local.bucket``), with
-    own, trimmed and crop keys, and beside a crowded bucket paired on its own."""
+    own, trimmed, crop and icon keys, and beside a crowded bucket paired on its own."""
     rng = np.random.default_rng(5)
     own = planted_hashes(rng, 300, 3)
     own[230:300] = own[0]  # 71 copies: a bucket past crowded_bucket in every band
@@ -340,17 +344,18 @@ def test_buckets_paired_together_give_what_each_gives_alone(index: str) -> None:
         flips = [rng.choice(64, int(rng.integers(1, most + 1)), replace=False) for _ in h]
         return h ^ np.array([sum(1 << int(b) for b in f) for f in flips], dtype=np.uint64)
 
-    keys = np.concatenate([own, near(own[:100], 2), near(own, 5), near(own, 5)])
-    image = np.concatenate([np.arange(300), np.arange(100), np.arange(300), np.arange(300)])
+    keys = np.concatenate([own, near(own[:100], 2), near(own, 5), near(own, 5), near(own, 4)])
+    image = np.concatenate([np.arange(300), np.arange(100), *[np.arange(300)] * 3])
     kind = np.repeat(
-        np.array([KEY_OWN, KEY_TRIM, KEY_CROP, KEY_CROP], np.int8), [300, 100, 300, 300]
+        np.array([KEY_OWN, KEY_TRIM, KEY_CROP, KEY_CROP, KEY_ICON], np.int8),
+        [300, 100, 300, 300, 300],
     )
     rule = NearRule(max_hamming=6, crop_key_max_hamming=4)
     scheme = BandScheme.exact(6) if index == "exact" else BandScheme.sampled(6, keys.size)
     at = np.repeat(np.arange(keys.size), scheme.n_bands)
     zero = np.zeros(at.size)
     bands = pa.table(
-        {"bkey": scheme.keys(keys).reshape(-1), "label": [f"{i:04d}" for i in image[at].tolist()],
+        {"bkey": band_keys(scheme, keys, kind).reshape(-1), "label": [f"{i:04d}" for i in image[at].tolist()],
          "phash": keys[at], "own": own[image[at]], "detail": zero.astype(np.uint64),
          "detail_kind": zero.astype(np.int8), "size": zero.astype(np.int64), "kind": kind[at]},
         schema=local.BANDS,
@@ -369,3 +374,23 @@ def test_buckets_paired_together_give_what_each_gives_alone(index: str) -> None:
     assert local.bucket_counts(together) == local.bucket_counts(alone)
     assert local.bucket_counts(alone)["crowded"] >= 1
     assert together.num_rows < alone.num_rows / 10  # the small buckets came out together
+
+
+def test_icon_keys_crowd_a_bucket_at_their_own_bound() -> None:
+    """100 icons whose icon keys are one value (simple icons' content means collide): their
+    bucket holds 4,950 close pairs, past ``crowded_bucket`` (64: 2,016) but within
+    ``icon_crowded_bucket`` (256), so every pair is kept; own pHash keys as close crowd."""
+    n = 100
+    keys, owner = np.full(n, 0x0F0F_0F0F_0F0F_0F0F, np.uint64), np.arange(n)
+    # own pHashes and detail hashes far apart, sizes all different: only the icon keys pair
+    own, detail = np.random.default_rng(3).integers(0, 2**63, (2, n)).astype(np.uint64)
+    for h, bound in ((own, RULE.max_hamming), (detail, RULE.detail_max_hamming)):
+        assert (hamming(h[:, None], h[None]) + 64 * np.eye(n, dtype=np.int64)).min() > bound
+    details = detail, np.zeros(n, np.int8), np.arange(n, dtype=np.int64)
+    scheme = BandScheme.exact(RULE.max_hamming)
+    for kind, bound, crowded in ((KEY_ICON, RULE.icon_crowded_bucket, False),
+                                 (KEY_ICON, 64, True), (KEY_OWN, RULE.icon_crowded_bucket, True)):  # fmt: skip
+        rule = replace(RULE, icon_crowded_bucket=bound)
+        kinds = np.full(n, kind, np.int8)
+        i, _, _, was = candidates.bucket_pairs(keys, owner, own, kinds, 0, scheme, rule, details)
+        assert was is crowded and i.size == (0 if crowded else n * (n - 1) // 2)

@@ -6,8 +6,10 @@ the fewest random tables of ceil(log2 n) bits that find a pair at ``max_hamming`
 probability ``sampled_recall`` (near-linear). The keys of one band value (a bucket: one
 group of the runners' group-by) are paired, the true distance checked, and a pair emitted
 by the first band its hashes share only, in bounded chunks (``bucket_pairs``). A crowded
-bucket (more than m(m-1)/2 close pairs, m = ``crowded_bucket``: equations, blank pages)
-pairs only images also close in ``detail_hash`` or of one size (``crowd_pairs``).
+bucket (more than m(m-1)/2 close pairs, m = ``crowded_bucket``: equations, blank pages;
+``icon_crowded_bucket`` for a bucket of icon keys) pairs only images also close in
+``detail_hash`` or of one size (``crowd_pairs``). The keys: each image's pHash, trimmed
+pHash, crop pHashes and, for an icon, its icon key (``candidate_keys``).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from math import ceil, comb, log1p, log2
 import numpy as np
 from scipy.fft import dctn
 
-from mindvl.data_engine.dedup.fingerprint import parse_signature
+from mindvl.data_engine.dedup.fingerprint import icon_key, parse_signature
 from mindvl.data_engine.dedup.rule import NearRule
 
 HASH_BITS = 64
@@ -318,8 +320,9 @@ def bucket_pairs(
     """The image pairs of one band bucket, from its keys (``candidate_keys``: the ``keys``,
     the image of each, ``owner``, and its ``kind``; ``own``: each image's own pHash) within
     the pHash bound that share no earlier band: (i, j, d, crowded), i < j image indices,
-    d their own pHash distance (which the rule judges: a pair found by a trimmed or crop key
-    and far in the pHash must have the sizes of a crop), and whether the bucket was crowded
+    d the pHash distance the rule judges them at (``judged_distance``: a pair found by a
+    trimmed or crop key and far in the pHash must have the sizes of a crop), and whether
+    the bucket was crowded
     (with verification only): more than m(m-1)/2 pairs within the bound, m =
     ``rule.crowded_bucket`` (as many as m mutually alike images: equations, blank pages),
     counting only key pairs that become image pairs. Counting stops as soon as that is
@@ -327,9 +330,11 @@ def bucket_pairs(
     its argument) takes over; a big bucket of unrelated hashes (large builds, narrow bands)
     is not crowded by its size alone."""
     m = rule.crowded_bucket if rule.verify else 0
+    if m and kind.size and (np.asarray(kind) == KEY_ICON).all():
+        m = rule.icon_crowded_bucket
 
     def images(a, c):
-        return _image_pairs(a, c, owner, own, kind, keys, rule.crop_radius, scheme.max_hamming)
+        return _image_pairs(a, c, owner, own, kind, keys, rule, scheme.max_hamming)
 
     pairs, within, crowded = [], 0, False
     whole = np.array([0]), np.array([keys.size])
@@ -364,54 +369,80 @@ def _key_chunks(keys, owner, own, kind, band, starts, ends, scheme: BandScheme, 
     """Per chunk of the key pairs of the runs ``starts[r]:ends[r]`` within the pHash bound:
     (pairable, emitted, i, j, d): the key pairs that become image pairs (``_image_pairs``),
     those of them found in no earlier band than their own (``band``: the bucket's, or each
-    row's), their images and the images' own pHash distance."""
+    row's), their images and the pHash distance the rule judges them at."""
     radius = scheme.max_hamming
     for a, c in _close_pairs(keys, starts, ends, radius):
-        pairable, i, j, d = _image_pairs(a, c, owner, own, kind, keys, rule.crop_radius, radius)
+        pairable, i, j, d = _image_pairs(a, c, owner, own, kind, keys, rule, radius)
         found_in = band[a] if np.ndim(band) else band
         yield pairable, pairable & _first_in(found_in, scheme, keys, a, c), i, j, d
 
 
-KEY_OWN, KEY_TRIM, KEY_CROP = 0, 1, 2  # kinds of candidate key (``candidate_keys``)
+KEY_OWN, KEY_TRIM, KEY_CROP, KEY_ICON = 0, 1, 2, 3  # kinds of candidate key (``candidate_keys``)
+ICON_BUCKETS = np.int64(1 << (KEY_SHIFT - 1))  # set in an icon key's band keys: buckets apart
 
 
 def candidate_keys(phashes, sigs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The keys n images are banded by: every pHash, then each trimmed pHash that differs
     from its image's pHash, then the crop pHashes (``fingerprint.crop_keys``) of each
-    signature (``sigs``: bytes, or b"" for none); as (uint64 keys, the image index of each
-    key, its kind: KEY_OWN, KEY_TRIM or KEY_CROP). A pair of images can come out once per
-    pair of their keys within the bound (``bucket_pairs`` drops an image's own and crop key
-    pairs)."""
+    signature (``sigs``: bytes, or b"" for none), then the icon keys (``fingerprint.icon_key``)
+    of the icons; as (uint64 keys, the image index of each key, its kind: KEY_OWN, KEY_TRIM,
+    KEY_CROP or KEY_ICON). A pair of images can come out once per pair of their keys within
+    the bound (``bucket_pairs`` drops an image's own and crop key pairs)."""
     phashes = np.asarray(phashes, dtype=np.uint64)
     parsed = [parse_signature(s) if s else None for s in sigs]
     trim = np.array([p.trim_phash or 0 if p else 0 for p in parsed], dtype=np.uint64)
     extra = np.flatnonzero((trim != 0) & (trim != phashes))
     crops = [(i, k) for i, p in enumerate(parsed) if p for k in dict.fromkeys(p.crops)
              if k != phashes[i]]  # fmt: skip
-    owner = np.concatenate([np.arange(phashes.size), extra, [i for i, _ in crops]])
-    keys = np.concatenate([phashes, trim[extra], np.array([k for _, k in crops], np.uint64)])
-    kind = np.repeat([KEY_OWN, KEY_TRIM, KEY_CROP], [phashes.size, extra.size, len(crops)])
+    icons = [(i, k) for i, p in enumerate(parsed) if p and (k := icon_key(p))]
+    owner = np.concatenate(
+        [np.arange(phashes.size), extra, *([i for i, _ in x] for x in (crops, icons))]
+    )
+    more = [np.array([k for _, k in x], np.uint64) for x in (crops, icons)]
+    keys = np.concatenate([phashes, trim[extra], *more])
+    counts = [phashes.size, extra.size, len(crops), len(icons)]
+    kind = np.repeat([KEY_OWN, KEY_TRIM, KEY_CROP, KEY_ICON], counts)
     return keys, owner.astype(np.int64), kind.astype(np.int8)
 
 
-def keys_pair(ka, kc, distance, crop_radius: int):
-    """Whether two candidate keys of kinds ``ka``, ``kc`` (of two images) at pHash
-    ``distance`` within the pair radius make a candidate pair: a crop key pairs only with
-    the other image's own pHash, and only within ``crop_radius``."""
-    ka, kc = np.asarray(ka), np.asarray(kc)
+def band_keys(scheme: BandScheme, keys: np.ndarray, kind: np.ndarray) -> np.ndarray:
+    """``scheme.keys`` of candidate keys, an icon key's in buckets apart from the others
+    (sharing the pHash buckets, icons' keys crowd them)."""
+    out = scheme.keys(keys)
+    out[np.asarray(kind) == KEY_ICON] |= ICON_BUCKETS
+    return out
+
+
+def keys_pair(ka, kc, distance, rule: NearRule):
+    """Whether two candidate keys of kinds ``ka``, ``kc`` (of two images) at ``distance``
+    (bits between the keys) make a candidate pair: a crop key pairs only with the other
+    image's own pHash, and only within ``rule.crop_radius``; an icon key only with an icon
+    key, within ``rule.icon_key_max_hamming``, and only when pairs are compared."""
+    ka, kc, distance = np.asarray(ka), np.asarray(kc), np.asarray(distance)
     crop = (ka == KEY_CROP) | (kc == KEY_CROP)
-    return ~crop | (((ka == KEY_OWN) | (kc == KEY_OWN)) & (np.asarray(distance) <= crop_radius))
+    ok = ~crop | (((ka == KEY_OWN) | (kc == KEY_OWN)) & (distance <= rule.crop_radius))
+    icons = (ka == KEY_ICON) & (kc == KEY_ICON) & (distance <= rule.icon_key_max_hamming)
+    return np.where((ka == KEY_ICON) | (kc == KEY_ICON), icons & rule.verify, ok)
 
 
-def _image_pairs(a, c, owner, phashes, kind, keys, crop_radius: int, radius: int):
-    """Key pairs (a, c) as pairs of their images: (kept, image of a, image of c, their own
-    pHash distance). Left out: a key paired with another key of its image, key pairs that
-    ``keys_pair`` refuses, and crop key pairs between images whose own pHashes are within
-    ``radius`` (the banding's: found by those)."""
+def judged_distance(ka, kc, distance, rule: NearRule):
+    """The pHash distance the rule judges a pair found by keys of kinds ``ka``, ``kc`` at
+    (``distance``: the images' own pHashes'): that, but a pair of icon keys at most the icons'
+    far-pair bound (their contents agree; an icon's pHash is no measure of that)."""
+    icons = (np.asarray(ka) == KEY_ICON) & (np.asarray(kc) == KEY_ICON)
+    return np.where(icons, np.minimum(distance, rule.crop_only_beyond_for(True)), distance)
+
+
+def _image_pairs(a, c, owner, phashes, kind, keys, rule: NearRule, radius: int):
+    """Key pairs (a, c) as pairs of their images: (kept, image of a, image of c, the pHash
+    distance the rule judges them at). Left out: a key paired with another key of its
+    image, key pairs that ``keys_pair`` refuses, and crop and icon key pairs between images
+    whose own pHashes are within ``radius`` (the banding's: found by those)."""
     kind, keys = np.asarray(kind), np.asarray(keys, dtype=np.uint64)
-    crop = (kind[a] == KEY_CROP) | (kind[c] == KEY_CROP)
-    keep = keys_pair(kind[a], kind[c], hamming(keys[a], keys[c]), crop_radius)
+    ka, kc = kind[a], kind[c]
+    keep = keys_pair(ka, kc, hamming(keys[a], keys[c]), rule)
     a, c = np.asarray(owner)[a], np.asarray(owner)[c]
     d = hamming(np.asarray(phashes, dtype=np.uint64)[a], np.asarray(phashes, dtype=np.uint64)[c])
-    keep &= (a != c) & (~crop | (d > radius))
-    return keep, a, c, d
+    other = (ka == KEY_CROP) | (kc == KEY_CROP) | (ka == KEY_ICON)
+    keep &= (a != c) & (~other | (d > radius))
+    return keep, a, c, judged_distance(ka, kc, d, rule)

@@ -5,10 +5,11 @@ passes every eval image's fingerprint (``ops.image_decode.eval_hashes_from_image
 build's own features) as ``EvalImage`` or a plain ``(phash, signature, pixel_hash[,
 information])`` tuple to dedup. A training image matches an eval image when its pixel hash
 is equal, or, when both carry enough information (``min_information``; an eval image
-without a score is taken to have enough), one of its candidate keys (pHash, trimmed pHash, crop
-pHashes: ``candidates.candidate_keys``) is within the rule's pair radius of one of the eval image's
-and the rule accepts the pair (``compare.PairVerifier``, with the pictures' own pHash
-distance, as in dedup). The index is small (eval sets are) and is shipped to every worker.
+without a score is taken to have enough), one of its candidate keys (pHash, trimmed pHash,
+crop pHashes, icon key: ``candidates.candidate_keys``) pairs with one of the eval image's
+(``candidates.keys_pair``) and the rule accepts the pair (``compare.PairVerifier``, at the
+distance dedup judges it at: ``candidates.judged_distance``). The index is small (eval sets
+are) and is shipped to every worker.
 """
 
 from __future__ import annotations
@@ -17,7 +18,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from mindvl.data_engine.dedup.candidates import BandScheme, candidate_keys, hamming, keys_pair
+from mindvl.data_engine.dedup.candidates import (
+    BandScheme,
+    candidate_keys,
+    hamming,
+    judged_distance,
+    keys_pair,
+)
 from mindvl.data_engine.dedup.compare import PairVerifier
 from mindvl.data_engine.dedup.fingerprint import EvalImage
 from mindvl.data_engine.dedup.rule import NearRule
@@ -69,12 +76,15 @@ class EvalIndex:
             return None
         own = int(phash, 16)
         keys, _, kind = candidate_keys([own], [bytes.fromhex(signature or "")])
-        found: set[int] = set()
+        found: dict[int, int] = {}  # eval image -> the least distance the rule judges it at
         for key, k, bkeys in zip(keys.tolist(), kind, self.scheme.keys(keys), strict=True):
-            for bkey in bkeys.tolist():
-                found.update(p for p in self.buckets.get(bkey, ()) if self._close(p, key, k))
-        for i in sorted({int(self.owner[p]) for p in found}):
-            distance = int(hamming(int(self.images[i].phash, 16), own))
+            for p in {p for bkey in bkeys.tolist() for p in self.buckets.get(bkey, ())}:
+                if self._close(p, key, k):
+                    i = int(self.owner[p])
+                    d = int(hamming(int(self.images[i].phash, 16), own))
+                    d = int(judged_distance(k, self.kind[p], d, rule))
+                    found[i] = min(found.get(i, d), d)
+        for i, distance in sorted(found.items()):
             theirs = bytes.fromhex(self.images[i].signature)
             if not rule.verify or (signature and self.verifier.agree(
                 bytes.fromhex(signature), theirs, distance)):  # fmt: skip
@@ -85,4 +95,4 @@ class EvalIndex:
         """Eval key ``pos`` and a query key of ``kind`` make a candidate pair (as in dedup)."""
         d = int(hamming(self.keys[pos], key))
         rule = self.rule
-        return d <= rule.pair_radius and bool(keys_pair(kind, self.kind[pos], d, rule.crop_radius))
+        return d <= rule.pair_radius and bool(keys_pair(kind, self.kind[pos], d, rule))

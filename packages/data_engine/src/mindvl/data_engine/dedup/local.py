@@ -65,7 +65,7 @@ def band_rows(table: pa.Table, scheme: candidates.BandScheme) -> pa.Table:
     keys, owner, kind = candidates.candidate_keys(table["phash"].to_numpy(), sigs)
     idx = np.repeat(owner, scheme.n_bands)
     return pa.table(
-        {"bkey": scheme.keys(keys).reshape(-1),
+        {"bkey": candidates.band_keys(scheme, keys, kind).reshape(-1),
          "label": table.column("label").take(idx), "phash": np.repeat(keys, scheme.n_bands),
          "own": table.column("phash").take(idx),
          "detail": np.array([d[0] for d in details], dtype=np.uint64)[idx],
