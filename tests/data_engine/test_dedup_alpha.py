@@ -367,10 +367,13 @@ def test_a_padded_icon_keeps_its_pixels_and_a_look_alike_does_not(monkeypatch):
 def test_a_pad_of_a_16_px_icon_is_found_by_its_pixels_where_thumbnails_miss(monkeypatch):
     """A 2 px pad of a hard-edged 16 px icon: its 48x48 thumbnail resamples every edge at
     another phase (3x and 2.4x), so the thumbnails alone reject it; its own pixels are
-    found at offset (2, 2), and that accepts it."""
+    found at offset (2, 2), and that accepts it (not found, the pair is rejected as only a
+    pad could explain it)."""
     icon16 = pixel_icon()
     assert check(icon16, padded(icon16, 2)) is None
     monkeypatch.setattr(compare, "pixels_fit", lambda a, b, rule: False)
+    assert check(icon16, padded(icon16, 2)) == "pixels"
+    monkeypatch.setattr(compare, "only_pad_or_crop", lambda a, b, rule: False)
     assert check(icon16, padded(icon16, 2)) == "prescreen"
 
 
@@ -518,3 +521,21 @@ def test_a_simple_icon_and_its_small_jpeg_are_found_by_the_icon_key(monkeypatch)
         )
         is None
     )
+
+
+def test_a_flag_is_not_a_padded_flag_of_other_colours():
+    """16x11 flags fill their canvas: a flag of the same stripes with its top stripe 58
+    levels bluer, padded by a pixel a side, has a trim box of the smaller flag's size inside
+    its canvas. Only a pad explains that (a resize of a padded flag would shrink the
+    content), so the smaller flag's pixels must be found there: they are not (`pixels`);
+    the thumbnails alone agree. The flag's own pad is found."""
+
+    def stripes(top) -> Image.Image:
+        img = Image.new("RGBA", (16, 11), top)
+        d = ImageDraw.Draw(img)
+        d.rectangle((0, 5, 16, 11), fill=(0, 56, 147))
+        d.rectangle((0, 9, 16, 11), fill=(206, 17, 38))
+        return img
+
+    flag_, other = stripes((252, 209, 22)), padded(stripes((252, 209, 80)), 1)
+    assert check(flag_, other) == "pixels" and check(flag_, padded(flag_, 1)) is None

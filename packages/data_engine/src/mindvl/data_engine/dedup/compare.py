@@ -121,13 +121,21 @@ def nested_icons(sa: np.ndarray, sb: np.ndarray, na, nb, rule: NearRule) -> np.n
 
 
 def only_pad_or_crop(a: Signature, b: Signature, rule: NearRule) -> bool:
-    """The content lies inside both canvases (no trim box touches a border) at one size: the
-    smaller picture can only be a pad or a crop of the larger, not a resize (that would
-    change the content's size), so it must keep its pixels."""
-    ta, tb = a.trimmed, b.trimmed
-    if ta is None or tb is None or ta.touches_x or ta.touches_y or tb.touches_x or tb.touches_y:
+    """Nothing but a pad or a crop explains the pair, not a resize (which would change the
+    content's size), so the smaller picture must keep its pixels: the content lies inside
+    both canvases (no trim box touches a border) at one size; or the smaller picture is all
+    content (its trim box is its canvas: a flag) and the larger's content, inside its
+    canvas, has that size (the smaller padded)."""
+    small, large = sorted((a, b), key=lambda s: s.size[0] * s.size[1])
+    ts, tl = small.trimmed, large.trimmed
+    if ts is None or tl is None or tl.touches_x or tl.touches_y:
         return False
-    return content_at_one_scale(a, b, rule, strict=True)  # a resize ruled out to a pixel
+    if not (ts.touches_x or ts.touches_y):
+        return content_at_one_scale(a, b, rule, strict=True)  # a resize ruled out to a pixel
+    return (ts.width, ts.height) == small.size and all(
+        abs(x - y) <= 1 + rule.trim_max_change * max(x, y)
+        for x, y in ((ts.width, tl.width), (ts.height, tl.height))
+    )
 
 
 def pixels_fit(a: Signature, b: Signature, rule: NearRule) -> bool:
