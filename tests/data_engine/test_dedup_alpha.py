@@ -539,3 +539,24 @@ def test_a_flag_is_not_a_padded_flag_of_other_colours():
 
     flag_, other = stripes((252, 209, 22)), padded(stripes((252, 209, 80)), 1)
     assert check(flag_, other) == "pixels" and check(flag_, padded(flag_, 1)) is None
+
+
+def test_a_padded_icon_with_another_glow_is_another_icon():
+    """Two 48 px icons, one on white, whose white glows (alpha 60 and 140) differ on black
+    only; the second padded by 2 px a side. The first's content touches its bottom edge
+    (the trim box may have been cut there), but along x both boxes are 22 px, inside both
+    canvases, where a resize by 52 / 48 would make 23.8: only a pad explains the sizes, so
+    the first's pixels must be found in the pad, on black too. They are not (`pixels`);
+    its own pad is found."""
+
+    def bar(glow: int) -> Image.Image:
+        img = Image.new("RGBA", (48, 48), (0, 0, 0, 0))
+        d = ImageDraw.Draw(img)
+        d.rectangle((12, 3, 35, 44), fill=(255, 255, 255, glow))
+        d.rectangle((13, 4, 34, 44), fill=(60, 60, 70, 255))
+        d.rectangle((20, 45, 27, 47), fill=(60, 60, 70, 255))  # a stand to the bottom edge
+        d.rectangle((17, 10, 30, 20), fill=(250, 220, 60, 255))
+        return img
+
+    assert check(bar(60), padded(bar(140), 2)) == "pixels"
+    assert check(bar(60), padded(bar(60), 2)) is None

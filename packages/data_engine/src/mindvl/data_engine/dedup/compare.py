@@ -125,17 +125,25 @@ def only_pad_or_crop(a: Signature, b: Signature, rule: NearRule) -> bool:
     content's size), so the smaller picture must keep its pixels: the content lies inside
     both canvases (no trim box touches a border) at one size; or the smaller picture is all
     content (its trim box is its canvas: a flag) and the larger's content, inside its
-    canvas, has that size (the smaller padded)."""
+    canvas, has that size (the smaller padded); or the trim boxes have one size along an
+    axis where neither touches a border (a crop may cut into the content along the other)
+    and a resize by the two sizes' ratio along it would change that size by more than a
+    pixel and ``trim_max_change``."""
     small, large = sorted((a, b), key=lambda s: s.size[0] * s.size[1])
     ts, tl = small.trimmed, large.trimmed
-    if ts is None or tl is None or tl.touches_x or tl.touches_y:
+    if ts is None or tl is None or not content_at_one_scale(a, b, rule, strict=True):
         return False
-    if not (ts.touches_x or ts.touches_y):
-        return content_at_one_scale(a, b, rule, strict=True)  # a resize ruled out to a pixel
-    return (ts.width, ts.height) == small.size and all(
-        abs(x - y) <= 1 + rule.trim_max_change * max(x, y)
-        for x, y in ((ts.width, tl.width), (ts.height, tl.height))
+    axes = (
+        (small.size[0], large.size[0], ts.width, tl.width, ts.touches_x or tl.touches_x),
+        (small.size[1], large.size[1], ts.height, tl.height, ts.touches_y or tl.touches_y),
     )
+    if not any(cut for *_, cut in axes):
+        return True  # a resize ruled out to a pixel
+    slack = [1 + rule.trim_max_change * max(x, y) for _, _, x, y, _ in axes]
+    if (ts.width, ts.height) == small.size and not (tl.touches_x or tl.touches_y):
+        return all(abs(x - y) <= e for (_, _, x, y, _), e in zip(axes, slack, strict=True))
+    return any(not cut and abs(x * (cl / cs - 1)) > e
+               for (cs, cl, x, _, cut), e in zip(axes, slack, strict=True))  # fmt: skip
 
 
 def pixels_fit(a: Signature, b: Signature, rule: NearRule) -> bool:
