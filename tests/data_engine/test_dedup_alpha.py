@@ -560,3 +560,26 @@ def test_a_padded_icon_with_another_glow_is_another_icon():
 
     assert check(bar(60), padded(bar(140), 2)) == "pixels"
     assert check(bar(60), padded(bar(60), 2)) is None
+
+
+def test_a_crop_of_a_framed_flag_that_keeps_its_pixels_is_found_whatever_its_trim_box():
+    """A 44x30 flag with a one-pixel frame (its trim box: inside the frame, 42x28) cut to
+    41x28, which takes the frame off: the cut's border is the flag's field, so its trim box
+    is the 8x8 emblem, and trim boxes of two sizes would call it another drawing at another
+    scale (`trim_scale`). Its pixels are found in the flag, which settles it first; the
+    same cut of a flag with another emblem colour is not found."""
+
+    def framed(emblem) -> Image.Image:
+        img = Image.new("RGB", (44, 30), (65, 137, 221))
+        d = ImageDraw.Draw(img)
+        d.rectangle((18, 11, 25, 18), fill=emblem)
+        d.rectangle((0, 0, 43, 29), outline=(20, 20, 20))
+        return img
+
+    flag_ = framed((255, 255, 255))
+    crop, other = (x.crop((2, 1, 43, 29)) for x in (flag_, framed((250, 200, 0))))
+    sa, sb, so = (bytes.fromhex(features(x).signature) for x in (flag_, crop, other))
+    assert (parse_signature(sb).trimmed.width, parse_signature(sa).trimmed.width) == (8, 42)
+    far = RULE.max_hamming + 2
+    assert PairVerifier(RULE).check(sa, sb, far) is None
+    assert PairVerifier(RULE).check(sa, so, far) == "trim_scale"

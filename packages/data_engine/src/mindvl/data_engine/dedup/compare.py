@@ -228,6 +228,9 @@ def first_failing_check(
     far = distance is not None and distance > rule.crop_only_beyond_for(all(has))
     if far and not crop_sized(np.array(a.size), np.array(b.size), rule.crop_min_kept)[0]:
         return "crop_sizes"
+    nested = a.size != b.size and nested_icons(np.array(a.size), np.array(b.size), *has, rule)[0]
+    if nested and pixels_fit(a, b, rule):
+        return None  # a pad or crop that kept every pixel, in colour, on both grounds
     if (
         distance is not None
         and distance > rule.max_hamming
@@ -246,11 +249,8 @@ def first_failing_check(
         if found is None and all(has):
             return "pixels" if icons_differ(a, b, rule) else None
         return found
-    if nested_icons(np.array(a.size), np.array(b.size), *has, rule)[0]:
-        if pixels_fit(a, b, rule):
-            return None  # a pad or crop that kept every pixel, in colour, on both grounds
-        if only_pad_or_crop(a, b, rule):
-            return "pixels"
+    if nested and only_pad_or_crop(a, b, rule):
+        return "pixels"
     match = None
     # first the crop (or pad) the two sizes tell: no resize, so the content keeps its size
     if sizes_in_reach(np.array(a.size), np.array(b.size))[0] and content_at_one_scale(a, b, rule):
