@@ -95,20 +95,17 @@ def colours_differ(ca: np.ndarray, cb: np.ndarray, rule: NearRule) -> np.ndarray
     )
 
 
-def content_at_one_scale(a: Signature, b: Signature, rule: NearRule, strict: bool = False) -> bool:
-    """The trim boxes have one size (within ``trim_max_change`` and a pixel; two icons within
-    ``icon_trim_pixels`` unless ``strict``) along each axis where neither touches its
-    picture's border (a crop may cut into the content there)."""
+def content_at_one_scale(a: Signature, b: Signature, rule: NearRule) -> bool:
+    """The trim boxes have one size (within ``trim_max_change`` and a pixel) along each axis
+    where neither touches its picture's border (a crop may cut into the content there)."""
     ta, tb = a.trimmed, b.trimmed
     if ta is None or tb is None:
         return True
-    icons = a.native_part is not None and b.native_part is not None
-    slack = rule.icon_trim_pixels if icons and not strict else 1
     for x, y, cut in (
         (ta.width, tb.width, ta.touches_x or tb.touches_x),
         (ta.height, tb.height, ta.touches_y or tb.touches_y),
     ):
-        if not cut and abs(x - y) > slack + rule.trim_max_change * max(x, y):
+        if not cut and abs(x - y) > 1 + rule.trim_max_change * max(x, y):
             return False
     return True
 
@@ -131,7 +128,7 @@ def only_pad_or_crop(a: Signature, b: Signature, rule: NearRule) -> bool:
     pixel and ``trim_max_change``."""
     small, large = sorted((a, b), key=lambda s: s.size[0] * s.size[1])
     ts, tl = small.trimmed, large.trimmed
-    if ts is None or tl is None or not content_at_one_scale(a, b, rule, strict=True):
+    if ts is None or tl is None or not content_at_one_scale(a, b, rule):
         return False
     axes = (
         (small.size[0], large.size[0], ts.width, tl.width, ts.touches_x or tl.touches_x),

@@ -76,11 +76,8 @@ class NearRule:
     # a far pair's smaller image must keep at least this share of each side
     max_aspect_log: float = 0.05
     crop_min_kept: float = 0.8
-    # a pair found by the trimmed pHash only: trim box sides may differ by this share + 1 px;
-    # two icons' by icon_trim_pixels (a pad of an icon shows a one-pixel frame that the
-    # original's own trim took for its ground: a pixel a side)
+    # a pair found by the trimmed pHash only: trim box sides may differ by this share + 1 px
     trim_max_change: float = 0.02
-    icon_trim_pixels: int = 2
     # screens (None: off): 16x16 coarse grid over all pairs of a bucket, 24x24 full
     # search per pair, and the 48x48 coarse grid's best above which refinement is skipped
     screen_max: float | None = 1.4
