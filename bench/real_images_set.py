@@ -85,7 +85,20 @@ SOURCES_C = {
     "frozen-bubble-data": "usr/share/games/frozen-bubble/gfx/*.png",
     "blueman": "usr/share/blueman/pixmaps/*.png",
 }
-SETS = {"a": SOURCES, "b": SOURCES_B, "c": SOURCES_C}
+# A fourth (``--set d``), built after the changes that sets b and c led to, to check them:
+# another icon theme and a recolour of set a's gnome-colors, widget assets, game sprites,
+# hats and flags, isometric city tiles.
+SOURCES_D = {
+    "yaru-theme-icon": "usr/share/icons/Yaru/48x48/*/*.png",
+    "gnome-dust-icon-theme": "usr/share/icons/gnome-dust/32x32/*/*.png",
+    "greybird-gtk-theme": "usr/share/themes/Greybird/gtk-3.0/assets/*.png",
+    "tuxmath-data": "usr/share/tuxmath/images/**/*.png",
+    "neverball-data": "usr/share/games/neverball/**/*.png",
+    "xpenguins": "usr/share/xpenguins/themes/**/*.xpm",
+    "hedgewars-data": "usr/share/games/hedgewars/Data/Graphics/*/*.png",
+    "lincity-ng-data": "usr/share/games/lincity-ng/images/tiles/*.png",
+}
+SETS = {"a": SOURCES, "b": SOURCES_B, "c": SOURCES_C, "d": SOURCES_D}
 EXCLUDED = ("tuxpaint", "openclipart")
 NEAR_KINDS = ("resize", "jpeg_white", "pad", "crop")
 EXACT_KINDS = ("copy", "resave")
@@ -332,13 +345,14 @@ def main() -> None:
         "--set",
         choices=sorted(SETS),
         default="a",
-        help="a: the packages dedup was tuned on; b, c: sets it was not",
+        help="a: the packages dedup was tuned on; b, c: sets it was not; d: a check of the "
+        "changes b and c led to",
     )
     parser.add_argument(
         "--out",
         type=Path,
         default=None,
-        help="default bench/data/real_images (set a), real_images_b, real_images_c",
+        help="default bench/data/real_images (set a), real_images_b, _c, _d",
     )
     parser.add_argument("--cap", type=int, default=650, help="pictures per package at most")
     parser.add_argument("--plant-share", type=float, default=0.25)
