@@ -584,3 +584,21 @@ def test_a_crop_of_a_framed_flag_that_keeps_its_pixels_is_found_whatever_its_tri
     far = RULE.max_hamming + 2
     assert PairVerifier(RULE).check(sa, sb, far) is None
     assert PairVerifier(RULE).check(sa, so, far) == "trim_scale"
+
+
+def test_a_small_drawing_on_a_large_canvas_is_judged_on_the_drawing():
+    """Two 64 px transparent icons whose 26x18 drawing (11% of the canvas) differs in a
+    10x8 panel of another colour: 2% of the canvas, 17% of the drawing. The share of
+    changed pixels is counted against the content (pixels away from the ground), so the
+    pair is two icons (`pixels`); the same icon drawn again is one."""
+
+    def gadget(colour) -> Image.Image:
+        img = Image.new("RGBA", (64, 64), (0, 0, 0, 0))
+        d = ImageDraw.Draw(img)
+        d.rectangle((19, 23, 44, 40), fill=(90, 90, 100, 255))
+        d.rectangle((27, 28, 36, 35), fill=colour)
+        return img
+
+    magenta = gadget((200, 40, 160, 255))
+    assert check(magenta, gadget((60, 160, 60, 255))) == "pixels"
+    assert check(magenta, gadget((200, 40, 160, 255))) is None

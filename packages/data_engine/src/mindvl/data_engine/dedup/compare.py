@@ -175,16 +175,23 @@ def _moved_changes(x: np.ndarray, y: np.ndarray, move: int, levels: float) -> np
 
 def icons_differ(a: Signature, b: Signature, rule: NearRule) -> bool:
     """Two icons of one size, by their own pixels (``icon_*`` bounds of the rule): at every
-    move more than ``icon_max_share`` of the pixels changed beyond a one-pixel shift, on
-    either ground both carry. Levels are not fitted: a recoloured icon is another icon.
+    move more than ``icon_max_share`` of their content changed beyond a one-pixel shift, on
+    either ground both carry. Content: the pixels further than ``icon_levels`` from the
+    ground in either icon on either ground (a small drawing on a large empty canvas is
+    judged on the drawing). Levels are not fitted: a recoloured icon is another icon.
     Unmoved first: most copies fit there, and it costs a fifth of every move."""
+    grounds = range(min(len(a.native), len(b.native)))
+    content = np.zeros(a.native[0].shape[:2], dtype=bool)
+    for g, ground in zip(grounds, (255.0, 0.0), strict=False):
+        for x in (a.native[g], b.native[g]):
+            content |= np.abs(x - ground).max(-1) > rule.icon_levels
     for move in sorted({0, rule.icon_move}):
         changed = np.zeros(1, dtype=bool)
-        for g in range(min(len(a.native), len(b.native))):
+        for g in grounds:
             x, y = a.native[g], b.native[g]
             changed = changed | _moved_changes(x, y, move, rule.icon_levels)
             changed = changed | _moved_changes(y, x, move, rule.icon_levels)[::-1, ::-1]
-        if changed.mean((-2, -1)).min() <= rule.icon_max_share:
+        if changed.sum((-2, -1)).min() <= rule.icon_max_share * max(int(content.sum()), 1):
             return False
     return True
 

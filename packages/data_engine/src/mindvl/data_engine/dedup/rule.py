@@ -58,7 +58,8 @@ class NearRule:
     # two icons of one size, by their own pixels in colour, levels not fitted (a recoloured
     # icon is another icon): at their best whole move of up to icon_move pixels per axis,
     # each pixel allowed a shift of one (a re-rendered edge moves), at most icon_max_share
-    # of the pixels differ by more than icon_levels in a channel on either ground
+    # of their content (pixels further than icon_levels from the ground) differ by more
+    # than icon_levels in a channel on either ground
     icon_move: int = 2
     icon_levels: float = 32.0
     icon_max_share: float = 0.05
