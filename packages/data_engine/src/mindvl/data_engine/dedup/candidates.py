@@ -443,6 +443,6 @@ def _image_pairs(a, c, owner, phashes, kind, keys, rule: NearRule, radius: int):
     keep = keys_pair(ka, kc, hamming(keys[a], keys[c]), rule)
     a, c = np.asarray(owner)[a], np.asarray(owner)[c]
     d = hamming(np.asarray(phashes, dtype=np.uint64)[a], np.asarray(phashes, dtype=np.uint64)[c])
-    other = (ka == KEY_CROP) | (kc == KEY_CROP) | (ka == KEY_ICON)
-    keep &= (a != c) & (~other | (d > radius))
+    extra = (ka == KEY_CROP) | (kc == KEY_CROP) | (ka == KEY_ICON) | (kc == KEY_ICON)
+    keep &= (a != c) & (~extra | (d > radius))
     return keep, a, c, judged_distance(ka, kc, d, rule)
