@@ -327,3 +327,44 @@ def test_a_small_drawing_on_a_large_canvas_is_judged_on_the_drawing():
     magenta = gadget((200, 40, 160, 255))
     assert check(magenta, gadget((60, 160, 60, 255))) == "pixels"
     assert check(magenta, gadget((200, 40, 160, 255))) is None
+
+
+def page_icon(short_line: int | None = None) -> Image.Image:
+    """A 32 px document icon: a page of 1 px text lines (one shortened: another glyph) and a
+    green badge."""
+    img = Image.new("RGBA", (32, 32), (0, 0, 0, 0))
+    d = ImageDraw.Draw(img)
+    d.rectangle((5, 1, 26, 30), fill=(250, 250, 250, 255), outline=(110, 110, 110, 255))
+    for i, y in enumerate(range(5, 27, 3)):
+        d.line((8, y, 14 if i == short_line else 23, y), fill=(70, 70, 70, 255))
+    d.ellipse((17, 17, 30, 30), fill=(40, 140, 60, 255), outline=(20, 80, 30, 255))
+    return img
+
+
+def test_a_strong_downscale_of_an_icon_is_found_by_its_pixels(monkeypatch):
+    """A 32 px icon of thin lines resized to 18 px (alpha kept): the 48x48 thumbnails of the
+    two (an upsample of each) disagree, but the larger's own pixels resized to 18 px by a
+    common filter are the smaller's (``compare.resized_pixels_fit``). A look-alike whose
+    one line is shorter, resized the same way, moves more pixels than the bound and stays
+    apart."""
+    large = page_icon()
+    for how in (Image.Resampling.LANCZOS, Image.Resampling.BILINEAR):
+        assert check(large, large.resize((18, 18), how)) is None
+    other = page_icon(short_line=3).resize((18, 18), Image.Resampling.LANCZOS)
+    assert check(large, other) == "gray"
+    sigs = [parse_signature(bytes.fromhex(features(x).signature)) for x in (large, other)]
+    assert not compare.resized_pixels_fit(*sigs, RULE)
+    monkeypatch.setattr(compare, "resized_pixels_fit", lambda a, b, rule: False)
+    assert check(large, large.resize((18, 18), Image.Resampling.LANCZOS)) == "gray"
+
+
+def test_icons_are_compared_resized_only_where_a_resize_explains_their_sizes():
+    """One factor for both sides (to a pixel's rounding), down to ``resize_min_scale``: a
+    4 px picture beside a 20 px one is no resize the pixels could check (any two simple
+    drawings agree at 4 px)."""
+    sizes = [((32, 32), (18, 18)), ((44, 30), (27, 18)), ((16, 11), (30, 20)),
+             ((32, 32), (18, 20)), ((20, 20), (4, 4)), ((48, 48), (48, 48)), ((48, 48), (40, 40))]  # fmt: skip
+    a, b = (np.array([s[i] for s in sizes]) for i in (0, 1))
+    native = np.array([True] * 6 + [False])
+    got = compare.resized_icons(a, b, native, np.ones(len(sizes), bool), RULE)
+    assert got.tolist() == [True, True, True, False, False, False, False]

@@ -4,8 +4,9 @@ The checks, in order (the first that says no decides; ``first_failing_check`` na
 bounds and reasons in docs/DEDUP.md): ``crop_sizes`` and ``trim_scale`` (a far pair must
 have the sizes of a crop and keep its content at one scale), ``pixels`` (two icons, one
 within the other's size: found pixel for pixel at some offset, the pair is a pad or crop
-and accepted; when their content lies inside both at one size, nothing else could be, so
-it is rejected otherwise), ``colour`` (8x8 chroma and
+and accepted; sizes of a resize: one resized to the other's size by a common filter and
+found pixel for pixel, accepted; when their content lies inside both at one size, nothing
+but a pad or crop could explain them, so it is rejected otherwise), ``colour`` (8x8 chroma and
 hue; pictures of two sizes after ``gray``, at the crop it found), ``prescreen`` (the crop
 search at half resolution), ``gray`` (the gray thumbnails at their best crop: first the
 crop two sizes tell, ``match_at_sizes``, then the search's grid; where only a pad or crop
@@ -45,6 +46,7 @@ from mindvl.data_engine.dedup.search import (
     match_terms,
     match_with_aspect,
     p99,
+    resize_sized,
     search_operators,
     sizes_in_reach,
     terms,
@@ -54,6 +56,7 @@ PRESCREEN_MIN_SIDE = 16  # the screens need thumbnails of at least this side
 SCREEN_FACTOR = 3  # the batch screen works at a third of the resolution (16x16 from 48x48)
 SCREEN_CHUNK = 512  # pairs per vectorised screen step (~80 KB of warps per pair and side)
 SCREEN_MAX_BYTES = 512 << 20  # screen terms kept for all images of a call up to this size
+RESIZE_FILTERS = ("BILINEAR", "BICUBIC", "LANCZOS")  # Pillow's names of the common resizes
 
 
 def _scaled_chroma(x: np.ndarray, y: np.ndarray, rule: NearRule) -> np.ndarray:
@@ -117,6 +120,13 @@ def nested_icons(sa: np.ndarray, sb: np.ndarray, na, nb, rule: NearRule) -> np.n
     return np.asarray(na) & np.asarray(nb) & crop_sized(sa, sb, rule.crop_min_kept)
 
 
+def resized_icons(sa: np.ndarray, sb: np.ndarray, na, nb, rule: NearRule) -> np.ndarray:
+    """Per pair of (width, height) rows and whether each carries its own pixels: both do and
+    the smaller's size is a resize of the larger's by at least ``resize_min_scale``, so one
+    resized to the other's size may reproduce its pixels."""
+    return np.asarray(na) & np.asarray(nb) & resize_sized(sa, sb, rule.resize_min_scale)
+
+
 def only_pad_or_crop(a: Signature, b: Signature, rule: NearRule) -> bool:
     """Nothing but a pad or a crop explains the pair, not a resize (which would change the
     content's size), so the smaller picture must keep its pixels: the content lies inside
@@ -161,6 +171,32 @@ def pixels_fit(a: Signature, b: Signature, rule: NearRule) -> bool:
             over = np.abs(windows - small.native[g][rows]).max(-1) > rule.one_size_levels
             at = at[over.sum((-2, -1)) <= rule.one_size_max_pixels]
     return bool(at.size)
+
+
+def _pixels_over(x: np.ndarray, y: np.ndarray, rule: NearRule) -> int:
+    """How many pixels of two (height, width, 3) planes differ by more than
+    ``one_size_levels`` in a colour channel."""
+    return int((np.abs(x - y).max(-1) > rule.one_size_levels).sum())
+
+
+def resized_pixels_fit(a: Signature, b: Signature, rule: NearRule) -> bool:
+    """One picture's own pixels, resized to the other's size by one of ``RESIZE_FILTERS``,
+    are the other's: on every ground both carry, at most ``one_size_max_pixels`` differ
+    by more than ``one_size_levels`` in a colour channel (a resize by that filter, or one
+    near it, reproduces them to a few levels; another glyph or emblem, even a small one,
+    moves more pixels than that). Levels are not fitted, as in ``pixels_fit``."""
+    from PIL import Image
+
+    grounds = range(min(len(a.native), len(b.native)))
+    for src, dst in ((a, b), (b, a)):
+        planes = [Image.fromarray(src.native[g].astype(np.uint8), "RGB") for g in grounds]
+        for name in RESIZE_FILTERS:
+            how = Image.Resampling[name]
+            resized = (np.asarray(p.resize(dst.size, how), np.float32) for p in planes)
+            if all(_pixels_over(x, dst.native[g], rule) <= rule.one_size_max_pixels
+                   for g, x in zip(grounds, resized, strict=True)):  # fmt: skip
+                return True
+    return False
 
 
 def _moved_changes(x: np.ndarray, y: np.ndarray, move: int, levels: float) -> np.ndarray:
@@ -232,9 +268,12 @@ def first_failing_check(
     far = distance is not None and distance > rule.crop_only_beyond_for(all(has))
     if far and not crop_sized(np.array(a.size), np.array(b.size), rule.crop_min_kept)[0]:
         return "crop_sizes"
-    nested = a.size != b.size and nested_icons(np.array(a.size), np.array(b.size), *has, rule)[0]
+    sizes = np.array(a.size), np.array(b.size)
+    nested = a.size != b.size and nested_icons(*sizes, *has, rule)[0]
     if nested and pixels_fit(a, b, rule):
         return None  # a pad or crop that kept every pixel, in colour, on both grounds
+    if a.size != b.size and resized_icons(*sizes, *has, rule)[0] and resized_pixels_fit(a, b, rule):
+        return None  # a resize, found pixel for pixel
     if (
         distance is not None
         and distance > rule.max_hamming
@@ -379,7 +418,8 @@ def screen_pairs(sigs: list[bytes], left, right, distance, rule: NearRule) -> np
     """False for pairs the rule rejects by sizes (far pairs) or colour (pairs of one size),
     checked for all pairs at once, and for pairs whose 16x16 coarse-grid distance exceeds
     ``screen_max`` (but pairs with a crop's sizes, whose crop ``match_at_sizes`` finds, and
-    icons nested by size, whose pixels ``pixels_fit`` compares)."""
+    icons nested or resized by size, whose pixels ``pixels_fit`` and ``resized_pixels_fit``
+    compare)."""
     left, right = np.asarray(left, dtype=np.int64), np.asarray(right, dtype=np.int64)
     keep = np.ones(left.size, dtype=bool)
     parsed = [parse_signature(s) for s in sigs]
@@ -393,9 +433,9 @@ def screen_pairs(sigs: list[bytes], left, right, distance, rule: NearRule) -> np
     # colour as it is only for pictures of one size; the others' at their crop (per pair)
     one_size = (sizes[left] == sizes[right]).all(1)
     # the crop the sizes tell and an icon's own pixels are compared in full: no screen
-    exempt = sizes_in_reach(sizes[left], sizes[right]) | nested_icons(
-        sizes[left], sizes[right], native[left], native[right], rule
-    )
+    pair_sizes, pair_native = (sizes[left], sizes[right]), (native[left], native[right])
+    exempt = sizes_in_reach(*pair_sizes) | nested_icons(*pair_sizes, *pair_native, rule)
+    exempt |= resized_icons(*pair_sizes, *pair_native, rule)
     for start in range(0, left.size, SCREEN_CHUNK * 16):
         at = slice(start, start + SCREEN_CHUNK * 16)
         keep[at] &= ~(colours_differ(planes[left[at]], planes[right[at]], rule) & one_size[at])

@@ -55,6 +55,10 @@ class NearRule:
     # (a re-encode moves every pixel a little; another glyph or emblem moves a few a lot)
     one_size_levels: float = 40.0
     one_size_max_pixels: int = 2
+    # two icons whose sizes a resize explains are compared by their own pixels, one resized
+    # to the other's size, down to this scale (below, every pixel averages four or more and
+    # any two simple drawings agree)
+    resize_min_scale: float = 0.5
     # two icons of one size, by their own pixels in colour, levels not fitted (a recoloured
     # icon is another icon): at their best whole move of up to icon_move pixels per axis,
     # each pixel allowed a shift of one (a re-rendered edge moves), at most icon_max_share

@@ -255,6 +255,17 @@ def crop_sized(sa: np.ndarray, sb: np.ndarray, keep: float) -> np.ndarray:
     return ((small <= large) & (small >= keep * large)).all(1) & differ
 
 
+def resize_sized(sa: np.ndarray, sb: np.ndarray, min_scale: float) -> np.ndarray:
+    """Per pair of (width, height) rows: two sizes, the smaller that of a resize of the
+    larger (both sides scaled by one factor, each rounded to a pixel) by at least
+    ``min_scale``."""
+    small, large, differ = _small_large(sa, sb)
+    scale = small / large
+    rounding = (0.5 / large).sum(1)
+    fits = (np.abs(scale[:, 0] - scale[:, 1]) <= rounding) & (scale >= min_scale).all(1)
+    return fits & (small <= large).all(1) & differ
+
+
 def sizes_in_reach(sa: np.ndarray, sb: np.ndarray) -> np.ndarray:
     """Per pair of (width, height) rows: the smaller picture is a crop of the larger (or the
     larger a pad of the smaller) that keeps, to a pixel, at least the share of each side the
