@@ -179,15 +179,20 @@ def test_a_resized_icon_far_in_the_phash_is_still_compared():
     """A small icon's pHash (its 32x32 resample is an upsample of simple content) moves 7-10
     bits under a resize or a JPEG (the second real set's Adwaita, elementary and Faenza
     icons), so two icons are held to a crop's sizes only beyond ``icon_crop_only_beyond``;
-    larger pictures beyond ``crop_only_beyond``."""
-    small, large = icon(), icon().resize((29, 29), Image.Resampling.LANCZOS)
-    sa, sb = (bytes.fromhex(features(x).signature) for x in (small, large))
+    larger pictures beyond ``crop_only_beyond``. A resize whose pixels are found
+    (``compare.resized_pixels_fit``) is one whatever its pHash; its JPEG on white is not
+    found pixel for pixel and is held to the bound."""
+    small, resize = icon(), icon().resize((29, 29), Image.Resampling.LANCZOS)
+    on_white = Image.alpha_composite(Image.new("RGBA", (29, 29), (255,) * 4), resize)
+    sa, sr = (bytes.fromhex(features(x).signature) for x in (small, resize))
+    sb = bytes.fromhex(features(on_white.convert("RGB"), "JPEG", quality=90).signature)
     assert PairVerifier(RULE).check(sa, sb, distance=8) is None
     assert PairVerifier(replace(RULE, icon_crop_only_beyond=6)).check(sa, sb, 8) == "crop_sizes"
+    assert PairVerifier(replace(RULE, icon_crop_only_beyond=6)).check(sa, sr, 8) is None
     wide = replace(RULE, crop_only_beyond=9, icon_crop_only_beyond=7)  # a recipe's wider
     assert PairVerifier(wide).check(sa, sb, 8) is None  # bound holds for icons too
     big, resized = (x.resize((x.width * 4, x.height * 4), Image.Resampling.LANCZOS)
-                    for x in (small, large))  # fmt: skip
+                    for x in (small, resize))  # fmt: skip
     sa, sb = (bytes.fromhex(features(x).signature) for x in (big, resized))
     assert PairVerifier(RULE).check(sa, sb, distance=8) == "crop_sizes"
     assert PairVerifier(RULE).check(sa, sb, distance=6) is None
@@ -368,3 +373,18 @@ def test_icons_are_compared_resized_only_where_a_resize_explains_their_sizes():
     native = np.array([True] * 6 + [False])
     got = compare.resized_icons(a, b, native, np.ones(len(sizes), bool), RULE)
     assert got.tolist() == [True, True, True, False, False, False, False]
+
+
+def test_a_resize_far_in_the_phash_is_screened_by_its_pixels_not_its_sizes():
+    """The batch screen drops far pairs without a crop's sizes, except two icons whose sizes
+    a resize explains: their pixels decide (``first_failing_check`` looks for them before
+    the sizes), so the screen never rejects a pair the comparison accepts."""
+    small = icon()
+    resize, squeezed = (
+        small.resize(size, Image.Resampling.LANCZOS) for size in ((29, 29), (29, 40))
+    )
+    sigs = [bytes.fromhex(features(x).signature) for x in (small, resize, squeezed)]
+    tight = replace(RULE, icon_crop_only_beyond=6)
+    assert compare.screen_pairs(sigs, [0, 0], [1, 2], [8, 8], tight).tolist() == [True, False]
+    assert PairVerifier(tight).check(sigs[0], sigs[1], 8) is None
+    assert PairVerifier(tight).check(sigs[0], sigs[2], 8) == "crop_sizes"

@@ -1,12 +1,13 @@
 """Step 3 of dedup: compare a candidate pair's signatures under the near rule.
 
 The checks, in order (the first that says no decides; ``first_failing_check`` names it;
-bounds and reasons in docs/DEDUP.md): ``crop_sizes`` and ``trim_scale`` (a far pair must
-have the sizes of a crop and keep its content at one scale), ``pixels`` (two icons, one
-within the other's size: found pixel for pixel at some offset, the pair is a pad or crop
-and accepted; sizes of a resize: one resized to the other's size by a common filter and
-found pixel for pixel, accepted; when their content lies inside both at one size, nothing
-but a pad or crop could explain them, so it is rejected otherwise), ``colour`` (8x8 chroma and
+bounds and reasons in docs/DEDUP.md): first, two icons whose sizes a resize explains are
+accepted when one, resized to the other's size by a common filter, is the other pixel for
+pixel (``resized_pixels_fit``, whatever their pHash distance); ``crop_sizes`` and
+``trim_scale`` (a far pair must have the sizes of a crop and keep its content at one
+scale), ``pixels`` (two icons, one within the other's size: found pixel for pixel at some
+offset, the pair is a pad or crop and accepted; when their content lies inside both at one
+size, nothing else could be, so it is rejected otherwise), ``colour`` (8x8 chroma and
 hue; pictures of two sizes after ``gray``, at the crop it found), ``prescreen`` (the crop
 search at half resolution), ``gray`` (the gray thumbnails at their best crop: first the
 crop two sizes tell, ``match_at_sizes``, then the search's grid; where only a pad or crop
@@ -56,7 +57,7 @@ PRESCREEN_MIN_SIDE = 16  # the screens need thumbnails of at least this side
 SCREEN_FACTOR = 3  # the batch screen works at a third of the resolution (16x16 from 48x48)
 SCREEN_CHUNK = 512  # pairs per vectorised screen step (~80 KB of warps per pair and side)
 SCREEN_MAX_BYTES = 512 << 20  # screen terms kept for all images of a call up to this size
-RESIZE_FILTERS = ("BILINEAR", "BICUBIC", "LANCZOS")  # Pillow's names of the common resizes
+RESIZE_FILTERS = ("BILINEAR", "BICUBIC", "LANCZOS", "BOX")  # Pillow names: common resizes
 
 
 def _scaled_chroma(x: np.ndarray, y: np.ndarray, rule: NearRule) -> np.ndarray:
@@ -265,15 +266,15 @@ def first_failing_check(
     if len(a.gray) != len(b.gray):
         return "gray"
     has = a.native_part is not None, b.native_part is not None  # icons: their own pixels
-    far = distance is not None and distance > rule.crop_only_beyond_for(all(has))
-    if far and not crop_sized(np.array(a.size), np.array(b.size), rule.crop_min_kept)[0]:
-        return "crop_sizes"
     sizes = np.array(a.size), np.array(b.size)
+    if a.size != b.size and resized_icons(*sizes, *has, rule)[0] and resized_pixels_fit(a, b, rule):
+        return None  # a resize, found pixel for pixel (whatever the pHash says)
+    far = distance is not None and distance > rule.crop_only_beyond_for(all(has))
+    if far and not crop_sized(*sizes, rule.crop_min_kept)[0]:
+        return "crop_sizes"
     nested = a.size != b.size and nested_icons(*sizes, *has, rule)[0]
     if nested and pixels_fit(a, b, rule):
         return None  # a pad or crop that kept every pixel, in colour, on both grounds
-    if a.size != b.size and resized_icons(*sizes, *has, rule)[0] and resized_pixels_fit(a, b, rule):
-        return None  # a resize, found pixel for pixel
     if (
         distance is not None
         and distance > rule.max_hamming
@@ -415,11 +416,11 @@ def verify_pairs(sigs: list[bytes], left, right, distance, rule: NearRule) -> np
 
 
 def screen_pairs(sigs: list[bytes], left, right, distance, rule: NearRule) -> np.ndarray:
-    """False for pairs the rule rejects by sizes (far pairs) or colour (pairs of one size),
-    checked for all pairs at once, and for pairs whose 16x16 coarse-grid distance exceeds
-    ``screen_max`` (but pairs with a crop's sizes, whose crop ``match_at_sizes`` finds, and
-    icons nested or resized by size, whose pixels ``pixels_fit`` and ``resized_pixels_fit``
-    compare)."""
+    """False for pairs the rule rejects by sizes (far pairs, but two icons whose sizes a
+    resize explains) or colour (pairs of one size), checked for all pairs at once, and for
+    pairs whose 16x16 coarse-grid distance exceeds ``screen_max`` (but pairs with a crop's
+    sizes, whose crop ``match_at_sizes`` finds, and icons nested or resized by size, whose
+    pixels ``pixels_fit`` and ``resized_pixels_fit`` compare)."""
     left, right = np.asarray(left, dtype=np.int64), np.asarray(right, dtype=np.int64)
     keep = np.ones(left.size, dtype=bool)
     parsed = [parse_signature(s) for s in sigs]
@@ -427,15 +428,15 @@ def screen_pairs(sigs: list[bytes], left, right, distance, rule: NearRule) -> np
         return keep
     sizes = np.array([p.size for p in parsed])
     native = np.array([p.native_part is not None for p in parsed])
+    pair_sizes, pair_native = (sizes[left], sizes[right]), (native[left], native[right])
+    resized = resized_icons(*pair_sizes, *pair_native, rule)
     far = np.asarray(distance) > rule.crop_only_beyond_for(native[left] & native[right])
-    keep &= ~far | crop_sized(sizes[left], sizes[right], rule.crop_min_kept)
+    keep &= ~far | crop_sized(*pair_sizes, rule.crop_min_kept) | resized
     planes = np.stack([p.chroma.reshape(-1) for p in parsed])
     # colour as it is only for pictures of one size; the others' at their crop (per pair)
     one_size = (sizes[left] == sizes[right]).all(1)
     # the crop the sizes tell and an icon's own pixels are compared in full: no screen
-    pair_sizes, pair_native = (sizes[left], sizes[right]), (native[left], native[right])
-    exempt = sizes_in_reach(*pair_sizes) | nested_icons(*pair_sizes, *pair_native, rule)
-    exempt |= resized_icons(*pair_sizes, *pair_native, rule)
+    exempt = sizes_in_reach(*pair_sizes) | nested_icons(*pair_sizes, *pair_native, rule) | resized
     for start in range(0, left.size, SCREEN_CHUNK * 16):
         at = slice(start, start + SCREEN_CHUNK * 16)
         keep[at] &= ~(colours_differ(planes[left[at]], planes[right[at]], rule) & one_size[at])
