@@ -14,6 +14,11 @@ Measured against the truth:
   under ``DESIGN_SHARE`` of the pixels at their best small move (variants drawn or
   re-exported to be near-identical, finer than the 48x48 signature: counted, not excused).
 
+- ``same_size_jpeg``: a pair check, not a build: the first ``REENCODE_ICONS`` originals of at
+  most 64 px a side (by key), each flattened on white and saved as a JPEG of its own size
+  at quality 75 and 90 (no planted kind keeps the size), and how many of those pairs the
+  rule accepts (``PairVerifier``, the pair alone).
+
 The same corpus is also grouped by pHash alone within 10 bits (imagededup's PHash default
 threshold, via imagehash's pHash), without any verification, for comparison.
 
@@ -24,6 +29,7 @@ Usage: uv run python bench/dedup_real.py [--corpus bench/data/real_images]
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import time
 from collections import Counter
@@ -37,6 +43,7 @@ from real_images_set import composites, moves
 NEAR_KINDS = ("resize", "jpeg_white", "pad", "crop")
 EXACT_KINDS = ("copy", "resave")
 DESIGN_SHARE = 0.02  # at most this share of pixels differ (by > 32 in a channel)
+REENCODE_ICONS = 400  # icons re-encoded as JPEGs of their own size (``same_size_jpeg``)
 
 
 def rows_of(corpus: Path, truth: dict) -> list[dict]:
@@ -61,6 +68,33 @@ def by_design(corpus: Path, truth: dict, a: str, b: str) -> bool:
     if x.shape != y.shape:
         return False
     return any((np.abs(p - q).max(-1).max(0) > 32).mean() < DESIGN_SHARE for p, q in moves(x, y))
+
+
+def same_size_jpeg(corpus: Path, truth: dict) -> dict[str, str]:
+    """Per JPEG quality, the share of same-size JPEG re-encodes of icons the rule accepts
+    against their originals (module docstring)."""
+    from mindvl.data_engine.dedup.compare import PairVerifier
+    from mindvl.data_engine.dedup.rule import NearRule
+    from mindvl.data_engine.ops.image_decode import image_features
+
+    verifier, accepted, n = PairVerifier(NearRule()), Counter(), 0
+    for _, t in sorted(truth.items()):
+        data = (corpus / "images" / t["file"]).read_bytes() if t["kind"] == "original" else b""
+        img = Image.open(io.BytesIO(data)) if data else None
+        if img is None or max(img.size) > 64:
+            continue
+        rgba = img.convert("RGBA")
+        flat = Image.alpha_composite(Image.new("RGBA", rgba.size, (255,) * 4), rgba)
+        own = bytes.fromhex(image_features(data, blur=False).signature)
+        for q in (75, 90):
+            buf = io.BytesIO()
+            flat.convert("RGB").save(buf, "JPEG", quality=q)
+            copy = bytes.fromhex(image_features(buf.getvalue(), blur=False).signature)
+            accepted[q] += verifier.agree(own, copy)
+        n += 1
+        if n == REENCODE_ICONS:
+            break
+    return {f"q{q}": f"{accepted[q]}/{n}" for q in (75, 90)}
 
 
 def transparent(truth: dict, name: str) -> bool:
@@ -145,7 +179,8 @@ def main() -> None:
     drops = [(d.key, d.survivor) for d in decisions.values() if d.op]
     m = measure(args.corpus, truth, keys, cluster, drops)
     m.update(images=len(rows), features_s=round(t1 - t0, 1), dedup_s=round(t2 - t1, 1),
-             candidate_pairs=stats.near_candidate_pairs)  # fmt: skip
+             candidate_pairs=stats.near_candidate_pairs,
+             same_size_jpeg=same_size_jpeg(args.corpus, truth))  # fmt: skip
     p_cluster, p_drops = phash_only(rows)
     ph = measure(args.corpus, truth, keys, p_cluster, p_drops)
     result = {"corpus": data["summary"], "dedup": m,

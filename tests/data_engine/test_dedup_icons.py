@@ -180,12 +180,11 @@ def test_a_resized_icon_far_in_the_phash_is_still_compared():
     bits under a resize or a JPEG (the second real set's Adwaita, elementary and Faenza
     icons), so two icons are held to a crop's sizes only beyond ``icon_crop_only_beyond``;
     larger pictures beyond ``crop_only_beyond``. A resize whose pixels are found
-    (``compare.resized_pixels_fit``) is one whatever its pHash; its JPEG on white is not
-    found pixel for pixel and is held to the bound."""
+    (``compare.resized_pixels_fit``) is one whatever its pHash; a nearest-neighbour resize,
+    which no filter there reproduces, is held to the bound."""
     small, resize = icon(), icon().resize((29, 29), Image.Resampling.LANCZOS)
-    on_white = Image.alpha_composite(Image.new("RGBA", (29, 29), (255,) * 4), resize)
-    sa, sr = (bytes.fromhex(features(x).signature) for x in (small, resize))
-    sb = bytes.fromhex(features(on_white.convert("RGB"), "JPEG", quality=90).signature)
+    nearest = icon().resize((29, 29), Image.Resampling.NEAREST)  # no filter reproduces it
+    sa, sr, sb = (bytes.fromhex(features(x).signature) for x in (small, resize, nearest))
     assert PairVerifier(RULE).check(sa, sb, distance=8) is None
     assert PairVerifier(replace(RULE, icon_crop_only_beyond=6)).check(sa, sb, 8) == "crop_sizes"
     assert PairVerifier(replace(RULE, icon_crop_only_beyond=6)).check(sa, sr, 8) is None
@@ -388,3 +387,35 @@ def test_a_resize_far_in_the_phash_is_screened_by_its_pixels_not_its_sizes():
     assert compare.screen_pairs(sigs, [0, 0], [1, 2], [8, 8], tight).tolist() == [True, False]
     assert PairVerifier(tight).check(sigs[0], sigs[1], 8) is None
     assert PairVerifier(tight).check(sigs[0], sigs[2], 8) == "crop_sizes"
+
+
+def on_white(img: Image.Image) -> Image.Image:
+    return Image.alpha_composite(Image.new("RGBA", img.size, (255,) * 4), img).convert("RGB")
+
+
+def test_a_jpeg_of_an_icon_is_found_by_encoding_the_icon_as_a_jpeg(monkeypatch):
+    """A JPEG of a transparent icon at its own size (quality 83, none of
+    ``compare.JPEG_QUALITIES``): ringing and chroma bleed move more than 5% of the icon's
+    content by more than 32 levels, so its own pixels reject it; the icon on white, encoded
+    as a JPEG at the nearest of those qualities, is the copy pixel for pixel. So is a JPEG
+    of the icon resized to 20 px, once the resize is encoded too. A JPEG of a look-alike
+    (one line shorter) is not, at its own size or resized."""
+    smile = face((240, 160, 20))
+    small = on_white(smile.resize((20, 20), Image.Resampling.LANCZOS))
+    page, other = page_icon(), page_icon(short_line=3)
+    raw = {name: bytes.fromhex(features(img, fmt, **kw).signature)
+           for name, img, fmt, kw in (
+               ("smile", smile, "PNG", {}),
+               ("copy", on_white(smile), "JPEG", {"quality": 83}),
+               ("resized", small, "JPEG", {"quality": 87}),
+               ("page", page, "PNG", {}),
+               ("other", on_white(other), "JPEG", {"quality": 83}),
+               ("other_resized", on_white(other.resize((20, 20))), "JPEG", {"quality": 87}))}  # fmt: skip
+    sigs = {name: parse_signature(sig) for name, sig in raw.items()}
+    assert PairVerifier(RULE).check(raw["smile"], raw["copy"]) is None
+    assert compare.resized_pixels_fit(sigs["smile"], sigs["resized"], RULE)
+    assert not compare.reencoded(sigs["page"], sigs["other"], RULE)
+    assert not compare.resized_pixels_fit(sigs["page"], sigs["other_resized"], RULE)
+    monkeypatch.setattr(compare, "JPEG_QUALITIES", ())
+    assert PairVerifier(RULE).check(raw["smile"], raw["copy"]) == "pixels"
+    assert not compare.resized_pixels_fit(sigs["smile"], sigs["resized"], RULE)

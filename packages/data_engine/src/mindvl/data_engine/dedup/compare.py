@@ -15,7 +15,10 @@ explains two pictures too large to carry their pixels, that crop alone, with a t
 peak bound), ``sizes`` / ``one_size`` (the crop explains the aspect ratios; one size: no glyph
 or emblem changed), ``content`` (the content boxes' thumbnails), ``alpha`` (two
 transparent pictures' thumbnails on black at the crop found on white), and ``pixels``
-again for two icons of one size (``icons_differ``: their own pixels at their best move).
+again for two icons of one size (``icons_differ``: their own pixels at their best move;
+an opaque one that is a JPEG of the other is found by encoding the other: ``reencoded``).
+Where a picture may be a JPEG (opaque), every pixel comparison also tries the other
+picture encoded as one (``is_plane``).
 
 ``screen_pairs`` applies checks 1, 2 and the 16x16 coarse screen to all pairs of a bucket at
 once (numpy); ``PairVerifier`` runs the per-pair checks with each image's search terms
@@ -24,6 +27,7 @@ cached; ``star_members`` splits a component of accepted pairs around its survivo
 
 from __future__ import annotations
 
+import io
 import math
 from collections import Counter
 from dataclasses import dataclass
@@ -58,6 +62,7 @@ SCREEN_FACTOR = 3  # the batch screen works at a third of the resolution (16x16 
 SCREEN_CHUNK = 512  # pairs per vectorised screen step (~80 KB of warps per pair and side)
 SCREEN_MAX_BYTES = 512 << 20  # screen terms kept for all images of a call up to this size
 RESIZE_FILTERS = ("BILINEAR", "BICUBIC", "LANCZOS", "BOX")  # Pillow names: common resizes
+JPEG_QUALITIES = (75, 80, 85, 90, 95)  # re-encodes simulated (``is_plane``)
 
 
 def _scaled_chroma(x: np.ndarray, y: np.ndarray, rule: NearRule) -> np.ndarray:
@@ -180,12 +185,36 @@ def _pixels_over(x: np.ndarray, y: np.ndarray, rule: NearRule) -> int:
     return int((np.abs(x - y).max(-1) > rule.one_size_levels).sum())
 
 
+def _jpeg(x: np.ndarray, quality: int) -> np.ndarray:
+    """A (height, width, 3) plane after a JPEG encode (Pillow's libjpeg, 4:2:0 chroma) and
+    decode at ``quality``."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(x.astype(np.uint8), "RGB").save(buf, "JPEG", quality=quality)
+    return np.asarray(Image.open(buf).convert("RGB"), np.float32)
+
+
+def is_plane(x: np.ndarray, dst: Signature, rule: NearRule, ground: int = 0) -> bool:
+    """Plane ``x`` (another picture's pixels on ``dst``'s ground ``ground``, at its size) is
+    ``dst``'s: at most ``one_size_max_pixels`` differ by more than ``one_size_levels`` in a
+    colour channel, as they are or, ``dst`` opaque (a JPEG keeps no alpha) and on white,
+    after a JPEG encode at one of ``JPEG_QUALITIES`` (a JPEG at any quality between them
+    is within the bound of one at the nearest; the encode's ringing and chroma bleed move
+    far more pixels than that, so a re-encode is told from its original only this way)."""
+    if _pixels_over(x, dst.native[ground], rule) <= rule.one_size_max_pixels:
+        return True
+    if ground or len(dst.native) > 1:
+        return False
+    return any(_pixels_over(_jpeg(x, q), dst.native[0], rule) <= rule.one_size_max_pixels
+               for q in JPEG_QUALITIES)  # fmt: skip
+
+
 def resized_pixels_fit(a: Signature, b: Signature, rule: NearRule) -> bool:
     """One picture's own pixels, resized to the other's size by one of ``RESIZE_FILTERS``,
-    are the other's: on every ground both carry, at most ``one_size_max_pixels`` differ
-    by more than ``one_size_levels`` in a colour channel (a resize by that filter, or one
-    near it, reproduces them to a few levels; another glyph or emblem, even a small one,
-    moves more pixels than that). Levels are not fitted, as in ``pixels_fit``."""
+    are the other's (``is_plane``, on every ground both carry): a resize by that filter, or
+    one near it, reproduces them to a few levels; another glyph or emblem, even a small
+    one, moves more pixels than that. Levels are not fitted, as in ``pixels_fit``."""
     from PIL import Image
 
     grounds = range(min(len(a.native), len(b.native)))
@@ -194,10 +223,16 @@ def resized_pixels_fit(a: Signature, b: Signature, rule: NearRule) -> bool:
         for name in RESIZE_FILTERS:
             how = Image.Resampling[name]
             resized = (np.asarray(p.resize(dst.size, how), np.float32) for p in planes)
-            if all(_pixels_over(x, dst.native[g], rule) <= rule.one_size_max_pixels
-                   for g, x in zip(grounds, resized, strict=True)):  # fmt: skip
+            if all(is_plane(x, dst, rule, g) for g, x in zip(grounds, resized, strict=True)):
                 return True
     return False
+
+
+def reencoded(a: Signature, b: Signature, rule: NearRule) -> bool:
+    """Two icons of one size, one opaque, the other's pixels on white a JPEG of which is
+    the opaque one's (``is_plane``)."""
+    return any(len(dst.native) == 1 and is_plane(src.native[0], dst, rule)
+               for src, dst in ((a, b), (b, a)))  # fmt: skip
 
 
 def _moved_changes(x: np.ndarray, y: np.ndarray, move: int, levels: float) -> np.ndarray:
@@ -291,7 +326,7 @@ def first_failing_check(
             return "one_size"
         found = _last_checks(a, b, rule, get_terms, None)
         if found is None and all(has):
-            return "pixels" if icons_differ(a, b, rule) else None
+            return "pixels" if icons_differ(a, b, rule) and not reencoded(a, b, rule) else None
         return found
     if nested and only_pad_or_crop(a, b, rule):
         return "pixels"
