@@ -419,3 +419,20 @@ def test_a_jpeg_of_an_icon_is_found_by_encoding_the_icon_as_a_jpeg(monkeypatch):
     monkeypatch.setattr(compare, "JPEG_QUALITIES", ())
     assert PairVerifier(RULE).check(raw["smile"], raw["copy"]) == "pixels"
     assert not compare.resized_pixels_fit(sigs["smile"], sigs["resized"], RULE)
+
+
+def test_the_resize_screen_skips_far_pairs_and_is_a_screen():
+    """``resize_screen_levels`` spares the filter and JPEG trials for two icons whose mean
+    levels are far apart after one bicubic resize; ``unscreened()`` turns it off, like the
+    rule's other screens (the real sets and kit seeds: no decision changes)."""
+    large = page_icon()
+    small, other = (
+        x.resize((18, 18), Image.Resampling.LANCZOS) for x in (large, face((60, 110, 190)))
+    )
+    sigs = [parse_signature(bytes.fromhex(features(x).signature)) for x in (large, small, other)]
+    assert compare._mean_apart(sigs[0], sigs[2]) > RULE.resize_screen_levels
+    assert compare._mean_apart(sigs[0], sigs[1]) < RULE.resize_screen_levels
+    assert compare.resized_pixels_fit(sigs[0], sigs[1], RULE)
+    strict = replace(RULE, resize_screen_levels=0.0)
+    assert not compare.resized_pixels_fit(sigs[0], sigs[1], strict)
+    assert compare.resized_pixels_fit(sigs[0], sigs[1], strict.unscreened())

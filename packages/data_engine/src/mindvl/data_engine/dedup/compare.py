@@ -195,36 +195,60 @@ def _jpeg(x: np.ndarray, quality: int) -> np.ndarray:
     return np.asarray(Image.open(buf).convert("RGB"), np.float32)
 
 
-def is_plane(x: np.ndarray, dst: Signature, rule: NearRule, ground: int = 0) -> bool:
-    """Plane ``x`` (another picture's pixels on ``dst``'s ground ``ground``, at its size) is
-    ``dst``'s: at most ``one_size_max_pixels`` differ by more than ``one_size_levels`` in a
-    colour channel, as they are or, ``dst`` opaque (a JPEG keeps no alpha) and on white,
-    after a JPEG encode at one of ``JPEG_QUALITIES`` (a JPEG at any quality between them
-    is within the bound of one at the nearest; the encode's ringing and chroma bleed move
-    far more pixels than that, so a re-encode is told from its original only this way)."""
-    if _pixels_over(x, dst.native[ground], rule) <= rule.one_size_max_pixels:
-        return True
-    if ground or len(dst.native) > 1:
-        return False
+def is_plane(x: np.ndarray, dst: Signature, rule: NearRule) -> bool:
+    """Plane ``x`` (another picture's pixels on white at ``dst``'s size) is ``dst``'s: at
+    most ``one_size_max_pixels`` differ by more than ``one_size_levels`` in a colour
+    channel, as they are or, ``dst`` opaque (a JPEG keeps no alpha), after a JPEG encode at
+    one of ``JPEG_QUALITIES`` (a JPEG at any quality between them is within the bound of
+    one at the nearest; the encode's ringing and chroma bleed move far more pixels than
+    that, so a re-encode is told from its original only this way)."""
+    fits = _pixels_over(x, dst.native[0], rule) <= rule.one_size_max_pixels
+    return fits or (len(dst.native) == 1 and _encoded_fits(x, dst, rule))
+
+
+def _encoded_fits(x: np.ndarray, dst: Signature, rule: NearRule) -> bool:
     return any(_pixels_over(_jpeg(x, q), dst.native[0], rule) <= rule.one_size_max_pixels
                for q in JPEG_QUALITIES)  # fmt: skip
 
 
+def _mean_apart(src: Signature, dst: Signature) -> float:
+    """The mean level difference on white between ``dst`` and ``src`` resized to its size by
+    bicubic (the screen of ``resized_pixels_fit``)."""
+    from PIL import Image
+
+    x = Image.fromarray(src.native[0].astype(np.uint8), "RGB")
+    x = np.asarray(x.resize(dst.size, Image.Resampling.BICUBIC), np.float32)
+    return float(np.abs(x - dst.native[0]).mean())
+
+
 def resized_pixels_fit(a: Signature, b: Signature, rule: NearRule) -> bool:
     """One picture's own pixels, resized to the other's size by one of ``RESIZE_FILTERS``,
-    are the other's (``is_plane``, on every ground both carry): a resize by that filter, or
-    one near it, reproduces them to a few levels; another glyph or emblem, even a small
+    are the other's on every ground both carry (``is_plane``'s bound; an opaque one may be
+    a JPEG of the resize, tried on the filter that came nearest): a resize by that filter,
+    or one near it, reproduces them to a few levels; another glyph or emblem, even a small
     one, moves more pixels than that. Levels are not fitted, as in ``pixels_fit``."""
     from PIL import Image
 
+    if rule.resize_screen_levels is not None:
+        apart = min(_mean_apart(a, b), _mean_apart(b, a))
+        if apart > rule.resize_screen_levels:
+            return False
     grounds = range(min(len(a.native), len(b.native)))
     for src, dst in ((a, b), (b, a)):
         planes = [Image.fromarray(src.native[g].astype(np.uint8), "RGB") for g in grounds]
+        nearest = None
         for name in RESIZE_FILTERS:
             how = Image.Resampling[name]
-            resized = (np.asarray(p.resize(dst.size, how), np.float32) for p in planes)
-            if all(is_plane(x, dst, rule, g) for g, x in zip(grounds, resized, strict=True)):
+            resized = [np.asarray(p.resize(dst.size, how), np.float32) for p in planes]
+            over = max(
+                _pixels_over(x, dst.native[g], rule) for g, x in zip(grounds, resized, strict=True)
+            )
+            if over <= rule.one_size_max_pixels:
                 return True
+            if nearest is None or over < nearest[0]:
+                nearest = over, resized[0]
+        if len(dst.native) == 1 and _encoded_fits(nearest[1], dst, rule):
+            return True
     return False
 
 

@@ -7,7 +7,9 @@ the full comparison, each bounding a relaxation of it (a coarser grid of crops o
 resolution finds a best crop no better than the full search, up to resampling noise), so a
 screen bound above ``max_p99`` rejects only pairs the full search rejects too;
 ``unscreened()`` turns them off (``tests/data_engine/test_dedup_corpus.py`` checks that
-this changes no decision).
+this changes no decision). ``resize_screen_levels`` is measured, not derived: the icon
+resizes and JPEGs of resizes whose pixels are found on the real sets are within 18 mean
+levels of each other after one bicubic resize (docs/DEDUP.md).
 """
 
 from __future__ import annotations
@@ -88,6 +90,10 @@ class NearRule:
     screen_max: float | None = 1.4
     prescreen_max: float | None = 1.2
     give_up_above: float | None = 0.8
+    # two icons are tried as a resize of each other (``compare.resized_pixels_fit``: four
+    # filters, both ways, JPEG encodes) only when one, resized by bicubic to the other's
+    # size, is within this mean level difference of it on white
+    resize_screen_levels: float | None = 30.0
 
     def __post_init__(self) -> None:
         for name in ("screen_max", "prescreen_max", "give_up_above"):
@@ -103,7 +109,8 @@ class NearRule:
 
     def unscreened(self) -> NearRule:
         """The same rule without its screens (every pair gets the full comparison)."""
-        return replace(self, screen_max=None, prescreen_max=None, give_up_above=None)
+        return replace(self, screen_max=None, prescreen_max=None, give_up_above=None,
+                       resize_screen_levels=None)  # fmt: skip
 
     @property
     def pair_radius(self) -> int:
