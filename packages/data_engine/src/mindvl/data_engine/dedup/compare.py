@@ -17,8 +17,8 @@ or emblem changed), ``content`` (the content boxes' thumbnails), ``alpha`` (two
 transparent pictures' thumbnails on black at the crop found on white), and ``pixels``
 again for two icons of one size (``icons_differ``: their own pixels at their best move;
 an opaque one that is a JPEG of the other is found by encoding the other: ``reencoded``).
-Where a picture may be a JPEG (opaque), every pixel comparison also tries the other
-picture encoded as one (``is_plane``).
+Where a picture may be a JPEG (opaque), the resize and one-size comparisons of pixels also
+try the other picture encoded as one (``is_plane``); the pad and crop search does not.
 
 ``screen_pairs`` applies checks 1, 2 and the 16x16 coarse screen to all pairs of a bucket at
 once (numpy); ``PairVerifier`` runs the per-pair checks with each image's search terms

@@ -8,8 +8,8 @@ resolution finds a best crop no better than the full search, up to resampling no
 screen bound above ``max_p99`` rejects only pairs the full search rejects too;
 ``unscreened()`` turns them off (``tests/data_engine/test_dedup_corpus.py`` checks that
 this changes no decision). ``resize_screen_levels`` is measured, not derived: the icon
-resizes and JPEGs of resizes whose pixels are found on the real sets are within 18 mean
-levels of each other after one bicubic resize (docs/DEDUP.md).
+resizes and JPEGs of resizes whose pixels are found on real sets b and c are within 18.3
+mean levels of each other after one bicubic resize (docs/DEDUP.md).
 """
 
 from __future__ import annotations
