@@ -226,7 +226,7 @@ def cross(size: int = 32) -> Image.Image:
 def test_a_simple_icon_and_its_small_jpeg_are_found_by_the_icon_key(monkeypatch):
     """A 32 px cross and its JPEG on white at 22 px: the low DCT terms of simple symmetric
     content sit near their median, so the pHashes are 26 bits apart (the other keys as far);
-    the average hashes of the icons' own content (``fingerprint.icon_key``) are equal, and a
+    the average hashes of the icons' own content (``fingerprint.icon_keys``) are equal, and a
     pair of icon keys is judged as a near pair (``candidates.judged_distance``): merged, in
     dedup and in decontamination. Without icon keys it is never compared."""
     small = cross().resize((22, 22), Image.Resampling.LANCZOS)
@@ -235,14 +235,14 @@ def test_a_simple_icon_and_its_small_jpeg_are_found_by_the_icon_key(monkeypatch)
     fa, fb, fo = features(cross()), features(flat, "JPEG", quality=85), features(icon("x", 32))
     sa, sb = (parse_signature(bytes.fromhex(f.signature)) for f in (fa, fb))
     assert hamming(int(fa.phash, 16), int(fb.phash, 16)) > RULE.max_hamming
-    assert hamming(fingerprint.icon_key(sa), fingerprint.icon_key(sb)) == 0
+    assert hamming(fingerprint.icon_keys(sa)[0], fingerprint.icon_keys(sb)[0]) == 0
     rows = [row("a", fa), row("b", fb), row("c", fo)]
     decisions, _ = plan_dedup(rows, DedupSpec())
     assert decisions["b"].op == "near_dedup" and decisions["b"].survivor == "a"
     assert decisions.get("c") is None or decisions["c"].op is None
     index = EvalIndex([(fa.phash, fa.signature, fa.pixel_hash, fa.information)], RULE)
     assert index.match_row(row("b", fb)) == 0 and index.match_row(row("c", fo)) is None
-    monkeypatch.setattr(candidates, "icon_key", lambda sig: 0)
+    monkeypatch.setattr(candidates, "icon_keys", lambda sig: (0, 0))
     decisions, _ = plan_dedup(rows, DedupSpec())
     assert decisions.get("b") is None or decisions["b"].op is None
     assert (
@@ -436,3 +436,32 @@ def test_the_resize_screen_skips_far_pairs_and_is_a_screen():
     strict = replace(RULE, resize_screen_levels=0.0)
     assert not compare.resized_pixels_fit(sigs[0], sigs[1], strict)
     assert compare.resized_pixels_fit(sigs[0], sigs[1], strict.unscreened())
+
+
+def test_an_icons_canvas_key_finds_its_jpeg_where_the_content_key_moves(monkeypatch):
+    """The canvas key (``fingerprint.icon_keys``' second: the whole canvas's average hash)
+    pairs only with canvas keys, within ``canvas_key_max_hamming``; a JPEG of a resize
+    keeps it within a few bits, and with the content keys gone the pair is still found
+    (by it) and its pixels accept it."""
+    ka = np.array([candidates.KEY_CANVAS] * 4 + [candidates.KEY_ICON])
+    kc = np.array([candidates.KEY_CANVAS, candidates.KEY_CANVAS, candidates.KEY_ICON,
+                   candidates.KEY_OWN, candidates.KEY_CANVAS])  # fmt: skip
+    d = np.array([4, 5, 0, 0, 0])
+    assert candidates.keys_pair(ka, kc, d, RULE).tolist() == [True, False, False, False, False]
+    assert not candidates.keys_pair(ka[:1], kc[:1], d[:1], replace(RULE, verify=False))[0]
+    copy = on_white(cross().resize((22, 22), Image.Resampling.LANCZOS))
+    fa, fb, fo = features(cross()), features(copy, "JPEG", quality=85), features(icon("x", 32))
+    sa, sb = (parse_signature(bytes.fromhex(f.signature)) for f in (fa, fb))
+    canvas = [fingerprint.icon_keys(x)[1] for x in (sa, sb)]
+    assert hamming(*canvas) <= RULE.canvas_key_max_hamming
+    white = sa.native[0] @ fingerprint.LUMA
+    assert canvas[0] == fingerprint.average_hash(white)
+    keys_of = fingerprint.icon_keys
+    monkeypatch.setattr(candidates, "icon_keys", lambda sig: (0, keys_of(sig)[1]))
+    rows = [row("a", fa), row("b", fb), row("c", fo)]
+    decisions, _ = plan_dedup(rows, DedupSpec())
+    assert decisions["b"].op == "near_dedup" and decisions["b"].survivor == "a"
+    assert decisions.get("c") is None or decisions["c"].op is None
+    monkeypatch.setattr(candidates, "icon_keys", lambda sig: (0, 0))
+    decisions, _ = plan_dedup(rows, DedupSpec())
+    assert decisions.get("b") is None or decisions["b"].op is None

@@ -21,7 +21,7 @@ from math import ceil, comb, log1p, log2
 import numpy as np
 from scipy.fft import dctn
 
-from mindvl.data_engine.dedup.fingerprint import icon_key, parse_signature
+from mindvl.data_engine.dedup.fingerprint import icon_keys, parse_signature
 from mindvl.data_engine.dedup.rule import NearRule
 
 HASH_BITS = 64
@@ -330,7 +330,7 @@ def bucket_pairs(
     its argument) takes over; a big bucket of unrelated hashes (large builds, narrow bands)
     is not crowded by its size alone."""
     m = rule.crowded_bucket if rule.verify else 0
-    if m and kind.size and (np.asarray(kind) == KEY_ICON).all():
+    if m and kind.size and np.isin(kind, ICON_KINDS).all():
         m = rule.icon_crowded_bucket
 
     def images(a, c):
@@ -377,58 +377,69 @@ def _key_chunks(keys, owner, own, kind, band, starts, ends, scheme: BandScheme, 
         yield pairable, pairable & _first_in(found_in, scheme, keys, a, c), i, j, d
 
 
-KEY_OWN, KEY_TRIM, KEY_CROP, KEY_ICON = 0, 1, 2, 3  # kinds of candidate key (``candidate_keys``)
-ICON_BUCKETS = np.int64(1 << (KEY_SHIFT - 1))  # set in an icon key's band keys: buckets apart
+KEY_OWN, KEY_TRIM, KEY_CROP, KEY_ICON, KEY_CANVAS = 0, 1, 2, 3, 4  # kinds (``candidate_keys``)
+ICON_KINDS = (KEY_ICON, KEY_CANVAS)  # an icon's keys: each pairs only with its own kind
+# set in the band keys of an icon's content and canvas keys: buckets apart from the others
+KIND_BUCKETS = {
+    KEY_ICON: np.int64(1 << (KEY_SHIFT - 1)),
+    KEY_CANVAS: np.int64(1 << (KEY_SHIFT - 2)),
+}
 
 
 def candidate_keys(phashes, sigs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The keys n images are banded by: every pHash, then each trimmed pHash that differs
     from its image's pHash, then the crop pHashes (``fingerprint.crop_keys``) of each
-    signature (``sigs``: bytes, or b"" for none), then the icon keys (``fingerprint.icon_key``)
-    of the icons; as (uint64 keys, the image index of each key, its kind: KEY_OWN, KEY_TRIM,
-    KEY_CROP or KEY_ICON). A pair of images can come out once per pair of their keys within
-    the bound (``bucket_pairs`` drops an image's own and crop key pairs)."""
+    signature (``sigs``: bytes, or b"" for none), then the icons' content and canvas keys
+    (``fingerprint.icon_keys``); as (uint64 keys, the image index of each key, its kind:
+    KEY_OWN, KEY_TRIM, KEY_CROP, KEY_ICON or KEY_CANVAS). A pair of images can come out once
+    per pair of their keys within the bound (``bucket_pairs`` drops an image's own and
+    crop key pairs)."""
     phashes = np.asarray(phashes, dtype=np.uint64)
     parsed = [parse_signature(s) if s else None for s in sigs]
     trim = np.array([p.trim_phash or 0 if p else 0 for p in parsed], dtype=np.uint64)
     extra = np.flatnonzero((trim != 0) & (trim != phashes))
     crops = [(i, k) for i, p in enumerate(parsed) if p for k in dict.fromkeys(p.crops)
              if k != phashes[i]]  # fmt: skip
-    icons = [(i, k) for i, p in enumerate(parsed) if p and (k := icon_key(p))]
-    owner = np.concatenate(
-        [np.arange(phashes.size), extra, *([i for i, _ in x] for x in (crops, icons))]
-    )
-    more = [np.array([k for _, k in x], np.uint64) for x in (crops, icons)]
+    both = [(i, icon_keys(p)) for i, p in enumerate(parsed) if p and p.native_part is not None]
+    icons, canvases = ([(i, k[n]) for i, k in both if k[n]] for n in (0, 1))
+    found = (crops, icons, canvases)
+    owner = np.concatenate([np.arange(phashes.size), extra, *([i for i, _ in x] for x in found)])
+    more = [np.array([k for _, k in x], np.uint64) for x in found]
     keys = np.concatenate([phashes, trim[extra], *more])
-    counts = [phashes.size, extra.size, len(crops), len(icons)]
-    kind = np.repeat([KEY_OWN, KEY_TRIM, KEY_CROP, KEY_ICON], counts)
+    counts = [phashes.size, extra.size, *map(len, found)]
+    kind = np.repeat([KEY_OWN, KEY_TRIM, KEY_CROP, KEY_ICON, KEY_CANVAS], counts)
     return keys, owner.astype(np.int64), kind.astype(np.int8)
 
 
 def band_keys(scheme: BandScheme, keys: np.ndarray, kind: np.ndarray) -> np.ndarray:
-    """``scheme.keys`` of candidate keys, an icon key's in buckets apart from the others
-    (sharing the pHash buckets, icons' keys crowd them)."""
+    """``scheme.keys`` of candidate keys, an icon's content and canvas keys each in buckets
+    apart from the others (sharing the pHash buckets, icons' keys crowd them)."""
     out = scheme.keys(keys)
-    out[np.asarray(kind) == KEY_ICON] |= ICON_BUCKETS
+    for k, bit in KIND_BUCKETS.items():
+        out[np.asarray(kind) == k] |= bit
     return out
 
 
 def keys_pair(ka, kc, distance, rule: NearRule):
     """Whether two candidate keys of kinds ``ka``, ``kc`` (of two images) at ``distance``
     (bits between the keys) make a candidate pair: a crop key pairs only with the other
-    image's own pHash, and only within ``rule.crop_radius``; an icon key only with an icon
-    key, within ``rule.icon_key_max_hamming``, and only when pairs are compared."""
+    image's own pHash, and only within ``rule.crop_radius``; an icon's content or canvas
+    key only with a key of its kind, within ``rule.icon_key_max_hamming`` or
+    ``rule.canvas_key_max_hamming``, and only when pairs are compared."""
     ka, kc, distance = np.asarray(ka), np.asarray(kc), np.asarray(distance)
     crop = (ka == KEY_CROP) | (kc == KEY_CROP)
     ok = ~crop | (((ka == KEY_OWN) | (kc == KEY_OWN)) & (distance <= rule.crop_radius))
-    icons = (ka == KEY_ICON) & (kc == KEY_ICON) & (distance <= rule.icon_key_max_hamming)
-    return np.where((ka == KEY_ICON) | (kc == KEY_ICON), icons & rule.verify, ok)
+    radius = np.where(ka == KEY_CANVAS, rule.canvas_key_max_hamming, rule.icon_key_max_hamming)
+    icons = (ka == kc) & (distance <= radius)
+    return np.where(np.isin(ka, ICON_KINDS) | np.isin(kc, ICON_KINDS), icons & rule.verify, ok)
 
 
 def judged_distance(ka, kc, distance, rule: NearRule):
     """The pHash distance the rule judges a pair found by keys of kinds ``ka``, ``kc`` at
-    (``distance``: the images' own pHashes'): that, but a pair of icon keys at most the icons'
-    far-pair bound (their contents agree; an icon's pHash is no measure of that)."""
+    (``distance``: the images' own pHashes'): that, but a pair of icon content keys at most
+    the icons' far-pair bound (their contents agree; an icon's pHash is no measure of
+    that). A pair of canvas keys keeps its distance: far, it must be a resize found pixel
+    for pixel or have a crop's sizes (``compare.first_failing_check``)."""
     icons = (np.asarray(ka) == KEY_ICON) & (np.asarray(kc) == KEY_ICON)
     return np.where(icons, np.minimum(distance, rule.crop_only_beyond_for(True)), distance)
 
@@ -443,6 +454,6 @@ def _image_pairs(a, c, owner, phashes, kind, keys, rule: NearRule, radius: int):
     keep = keys_pair(ka, kc, hamming(keys[a], keys[c]), rule)
     a, c = np.asarray(owner)[a], np.asarray(owner)[c]
     d = hamming(np.asarray(phashes, dtype=np.uint64)[a], np.asarray(phashes, dtype=np.uint64)[c])
-    extra = (ka == KEY_CROP) | (kc == KEY_CROP) | (ka == KEY_ICON) | (kc == KEY_ICON)
+    extra = np.isin(ka, (KEY_CROP, *ICON_KINDS)) | np.isin(kc, (KEY_CROP, *ICON_KINDS))
     keep &= (a != c) & (~extra | (d > radius))
     return keep, a, c, judged_distance(ka, kc, d, rule)

@@ -16,7 +16,7 @@ that no later step decodes again.
   must agree on both grounds); and the own pixels of a picture of at most
   ``NATIVE_MAX_SIDE`` px a side, so a pad or crop of an icon is compared pixel for pixel,
   in colour, instead of through two differently resampled thumbnails (and, at candidate
-  time, keyed by ``icon_key``).
+  time, keyed by ``icon_keys``).
 """
 
 from __future__ import annotations
@@ -193,25 +193,36 @@ def phash_of(gray, reducing_gap: float | None = None) -> int:
     return int.from_bytes(np.packbits(low > np.median(low)).tobytes(), "big")
 
 
-def icon_key(sig: Signature) -> int:
-    """The fourth candidate key, of an icon (a signature with its own pixels): the 64-bit
-    average hash of its gray pixels on white cut to what differs from its border's median tone
-    by more than ``ICON_KEY_CONTRAST`` (8x8 box means, fractional footprints, each bit a
-    mean above the mean of all 64, row by row); 0 for none (no own pixels, no content).
-    The pHash of a small simple icon is a 32x32 upsample's: a resize, a JPEG or a crop moves
-    it by 12-36 bits; the means of its content box move far less."""
-    from PIL import Image
-
+def icon_keys(sig: Signature) -> tuple[int, int]:
+    """The fourth and fifth candidate keys, of an icon (a signature with its own pixels): the
+    64-bit average hashes (``average_hash``) of its gray pixels on white cut to what differs
+    from its border's median tone by more than ``ICON_KEY_CONTRAST`` (its content, which a
+    pad or a crop keeps), and of the whole canvas (which a resize or a JPEG keeps, where
+    the content box may grow by the encode's noise); (0, 0) for no own pixels, a content
+    key 0 for no content. The pHash of a small simple icon is a 32x32 upsample's: a resize,
+    a JPEG or a crop moves it by 12-36 bits; the means move far less."""
     if sig.native_part is None:
-        return 0
+        return 0, 0
     g = sig.native[0] @ LUMA
     border = np.concatenate([g[0], g[-1], g[:, 0], g[:, -1]])
     mask = np.abs(g - np.median(border)) > ICON_KEY_CONTRAST
     rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
-    if rows.size == 0:
-        return 0
-    box = np.ascontiguousarray(g[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1])
-    cells = np.asarray(Image.fromarray(box, "F").resize((8, 8), Image.Resampling.BOX))
+    content = (
+        0 if rows.size == 0 else average_hash(g[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1])
+    )
+    return content, average_hash(g)
+
+
+def average_hash(g: np.ndarray) -> int:
+    """The 64-bit average hash of a float gray array: 8x8 box means (fractional footprints),
+    each bit a mean above the mean of all 64, row by row."""
+    from PIL import Image
+
+    cells = np.asarray(
+        Image.fromarray(np.ascontiguousarray(g, np.float32), "F").resize(
+            (8, 8), Image.Resampling.BOX
+        )
+    )
     return int.from_bytes(np.packbits(cells > cells.mean()).tobytes(), "big")
 
 
