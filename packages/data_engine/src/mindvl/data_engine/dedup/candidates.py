@@ -9,7 +9,7 @@ by the first band its hashes share only, in bounded chunks (``bucket_pairs``). A
 bucket (more than m(m-1)/2 close pairs, m = ``crowded_bucket``: equations, blank pages;
 ``icon_crowded_bucket`` for a bucket of icon keys) pairs only images also close in
 ``detail_hash`` or of one size (``crowd_pairs``). The keys: each image's pHash, trimmed
-pHash, crop pHashes and, for an icon, its icon key (``candidate_keys``).
+pHash, crop pHashes and, for an icon, its content and canvas keys (``candidate_keys``).
 """
 
 from __future__ import annotations
