@@ -12,7 +12,7 @@ from dedup_pictures import check, face, features, flag, icon, padded, row
 from PIL import Image, ImageDraw
 
 from mindvl.common.recipe import DedupSpec
-from mindvl.data_engine.dedup import candidates, compare, fingerprint
+from mindvl.data_engine.dedup import candidates, compare, fingerprint, pixels
 from mindvl.data_engine.dedup.candidates import hamming
 from mindvl.data_engine.dedup.compare import PairVerifier
 from mindvl.data_engine.dedup.decontaminate import EvalIndex
@@ -110,7 +110,7 @@ def test_icons_are_nested_as_a_crop_would_be():
              ((48, 40), (40, 48)), ((32, 32), (32, 32)), ((48, 48), (44, 44))]  # fmt: skip
     a, b = (np.array([s[i] for s in sizes]) for i in (0, 1))
     native = np.array([True, True, True, True, True, False])
-    got = compare.nested_icons(a, b, native, np.ones(len(sizes), bool), RULE)
+    got = pixels.nested_icons(a, b, native, np.ones(len(sizes), bool), RULE)
     assert got.tolist() == [True, True, False, False, False, False]
 
 
@@ -124,7 +124,7 @@ def tinted(img: Image.Image, levels: int) -> Image.Image:
 def test_a_recoloured_icon_of_one_size_is_another_icon(monkeypatch):
     """A folder icon 40 levels lighter in every channel (oxygen's folder-blue beside
     inode-directory): its gray thumbnail's levels are fitted away and its chroma is the
-    same, so only the icon's own pixels tell the two apart (``compare.icons_differ``); 20
+    same, so only the icon's own pixels tell the two apart (``pixels.icons_differ``); 20
     levels lighter is within ``icon_levels`` and stays one picture."""
     blue = face((60, 110, 190))
     assert check(blue, tinted(blue, 20)) is None
@@ -134,7 +134,7 @@ def test_a_recoloured_icon_of_one_size_is_another_icon(monkeypatch):
 
 
 def moved_changes_share(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    return compare._moved_changes(x, y, 2, RULE.icon_levels).mean((-2, -1))
+    return pixels._moved_changes(x, y, 2, RULE.icon_levels).mean((-2, -1))
 
 
 def test_an_icon_moved_as_a_whole_is_found_at_its_move():
@@ -180,7 +180,7 @@ def test_a_resized_icon_far_in_the_phash_is_still_compared():
     bits under a resize or a JPEG (the second real set's Adwaita, elementary and Faenza
     icons), so two icons are held to a crop's sizes only beyond ``icon_crop_only_beyond``;
     larger pictures beyond ``crop_only_beyond``. A resize whose pixels are found
-    (``compare.resized_pixels_fit``) is one whatever its pHash; a nearest-neighbour resize,
+    (``pixels.resized_pixels_fit``) is one whatever its pHash; a nearest-neighbour resize,
     which no filter there reproduces, is held to the bound."""
     small, resize = icon(), icon().resize((29, 29), Image.Resampling.LANCZOS)
     nearest = icon().resize((29, 29), Image.Resampling.NEAREST)  # no filter reproduces it
@@ -348,7 +348,7 @@ def page_icon(short_line: int | None = None) -> Image.Image:
 def test_a_strong_downscale_of_an_icon_is_found_by_its_pixels(monkeypatch):
     """A 32 px icon of thin lines resized to 18 px (alpha kept): the 48x48 thumbnails of the
     two (an upsample of each) disagree, but the larger's own pixels resized to 18 px by a
-    common filter are the smaller's (``compare.resized_pixels_fit``). A look-alike whose
+    common filter are the smaller's (``pixels.resized_pixels_fit``). A look-alike whose
     one line is shorter, resized the same way, moves more pixels than the bound and stays
     apart."""
     large = page_icon()
@@ -357,7 +357,7 @@ def test_a_strong_downscale_of_an_icon_is_found_by_its_pixels(monkeypatch):
     other = page_icon(short_line=3).resize((18, 18), Image.Resampling.LANCZOS)
     assert check(large, other) == "gray"
     sigs = [parse_signature(bytes.fromhex(features(x).signature)) for x in (large, other)]
-    assert not compare.resized_pixels_fit(*sigs, RULE)
+    assert not pixels.resized_pixels_fit(*sigs, RULE)
     monkeypatch.setattr(compare, "resized_pixels_fit", lambda a, b, rule: False)
     assert check(large, large.resize((18, 18), Image.Resampling.LANCZOS)) == "gray"
 
@@ -370,7 +370,7 @@ def test_icons_are_compared_resized_only_where_a_resize_explains_their_sizes():
              ((32, 32), (18, 20)), ((20, 20), (4, 4)), ((48, 48), (48, 48)), ((48, 48), (40, 40))]  # fmt: skip
     a, b = (np.array([s[i] for s in sizes]) for i in (0, 1))
     native = np.array([True] * 6 + [False])
-    got = compare.resized_icons(a, b, native, np.ones(len(sizes), bool), RULE)
+    got = pixels.resized_icons(a, b, native, np.ones(len(sizes), bool), RULE)
     assert got.tolist() == [True, True, True, False, False, False, False]
 
 
@@ -395,7 +395,7 @@ def on_white(img: Image.Image) -> Image.Image:
 
 def test_a_jpeg_of_an_icon_is_found_by_encoding_the_icon_as_a_jpeg(monkeypatch):
     """A JPEG of a transparent icon at its own size (quality 83, none of
-    ``compare.JPEG_QUALITIES``): ringing and chroma bleed move more than 5% of the icon's
+    ``pixels.JPEG_QUALITIES``): ringing and chroma bleed move more than 5% of the icon's
     content by more than 32 levels, so its own pixels reject it; the icon on white, encoded
     as a JPEG at the nearest of those qualities, is the copy pixel for pixel. So is a JPEG
     of the icon resized to 20 px, once the resize is encoded too. A JPEG of a look-alike
@@ -413,12 +413,12 @@ def test_a_jpeg_of_an_icon_is_found_by_encoding_the_icon_as_a_jpeg(monkeypatch):
                ("other_resized", on_white(other.resize((20, 20))), "JPEG", {"quality": 87}))}  # fmt: skip
     sigs = {name: parse_signature(sig) for name, sig in raw.items()}
     assert PairVerifier(RULE).check(raw["smile"], raw["copy"]) is None
-    assert compare.resized_pixels_fit(sigs["smile"], sigs["resized"], RULE)
-    assert not compare.reencoded(sigs["page"], sigs["other"], RULE)
-    assert not compare.resized_pixels_fit(sigs["page"], sigs["other_resized"], RULE)
-    monkeypatch.setattr(compare, "JPEG_QUALITIES", ())
+    assert pixels.resized_pixels_fit(sigs["smile"], sigs["resized"], RULE)
+    assert not pixels.reencoded(sigs["page"], sigs["other"], RULE)
+    assert not pixels.resized_pixels_fit(sigs["page"], sigs["other_resized"], RULE)
+    monkeypatch.setattr(pixels, "JPEG_QUALITIES", ())
     assert PairVerifier(RULE).check(raw["smile"], raw["copy"]) == "pixels"
-    assert not compare.resized_pixels_fit(sigs["smile"], sigs["resized"], RULE)
+    assert not pixels.resized_pixels_fit(sigs["smile"], sigs["resized"], RULE)
 
 
 def test_the_resize_screen_skips_far_pairs_and_is_a_screen():
@@ -430,12 +430,12 @@ def test_the_resize_screen_skips_far_pairs_and_is_a_screen():
         x.resize((18, 18), Image.Resampling.LANCZOS) for x in (large, face((60, 110, 190)))
     )
     sigs = [parse_signature(bytes.fromhex(features(x).signature)) for x in (large, small, other)]
-    assert compare._mean_apart(sigs[0], sigs[2]) > RULE.resize_screen_levels
-    assert compare._mean_apart(sigs[0], sigs[1]) < RULE.resize_screen_levels
-    assert compare.resized_pixels_fit(sigs[0], sigs[1], RULE)
+    assert pixels._mean_apart(sigs[0], sigs[2]) > RULE.resize_screen_levels
+    assert pixels._mean_apart(sigs[0], sigs[1]) < RULE.resize_screen_levels
+    assert pixels.resized_pixels_fit(sigs[0], sigs[1], RULE)
     strict = replace(RULE, resize_screen_levels=0.0)
-    assert not compare.resized_pixels_fit(sigs[0], sigs[1], strict)
-    assert compare.resized_pixels_fit(sigs[0], sigs[1], strict.unscreened())
+    assert not pixels.resized_pixels_fit(sigs[0], sigs[1], strict)
+    assert pixels.resized_pixels_fit(sigs[0], sigs[1], strict.unscreened())
 
 
 def test_an_icons_canvas_key_finds_its_jpeg_where_the_content_key_moves(monkeypatch):

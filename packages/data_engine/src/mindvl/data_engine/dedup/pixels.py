@@ -1,0 +1,168 @@
+"""Icons compared by their own pixels (a picture of at most ``fingerprint.NATIVE_MAX_SIDE``
+px a side carries them): a pad or crop found at a whole-pixel offset (``pixels_fit``), a
+resize reproduced by a common filter (``resized_pixels_fit``), two icons of one size at
+their best move (``icons_differ``), and a JPEG told from its original by encoding the
+original (``is_plane``, ``reencoded``). Where and in which order the near rule asks for
+each: ``compare.first_failing_check``; bounds: ``rule.NearRule``; measured: docs/DEDUP.md.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from mindvl.data_engine.dedup.fingerprint import Signature
+from mindvl.data_engine.dedup.rule import NearRule
+from mindvl.data_engine.dedup.search import crop_sized, resize_sized
+
+RESIZE_FILTERS = ("BILINEAR", "BICUBIC", "LANCZOS", "BOX")  # Pillow names: common resizes
+JPEG_QUALITIES = (75, 80, 85, 90, 95)  # re-encodes simulated (``is_plane``)
+
+
+def nested_icons(sa: np.ndarray, sb: np.ndarray, na, nb, rule: NearRule) -> np.ndarray:
+    """Per pair of (width, height) rows and whether each carries its own pixels
+    (``fingerprint.NATIVE_MAX_SIDE``): both do and the smaller fits inside the larger as a
+    crop would (``crop_min_kept`` of each side), so its pixels may be found there."""
+    return np.asarray(na) & np.asarray(nb) & crop_sized(sa, sb, rule.crop_min_kept)
+
+
+def resized_icons(sa: np.ndarray, sb: np.ndarray, na, nb, rule: NearRule) -> np.ndarray:
+    """Per pair of (width, height) rows and whether each carries its own pixels: both do and
+    the smaller's size is a resize of the larger's by at least ``resize_min_scale``, so one
+    resized to the other's size may reproduce its pixels."""
+    return np.asarray(na) & np.asarray(nb) & resize_sized(sa, sb, rule.resize_min_scale)
+
+
+def pixels_fit(a: Signature, b: Signature, rule: NearRule) -> bool:
+    """The smaller picture's own pixels are found in the larger's at some whole-pixel offset:
+    on every ground both carry (white, and black when both are transparent), at most
+    ``one_size_max_pixels`` differ by more than ``one_size_levels`` in a colour channel.
+    Levels are not fitted: a pad or crop keeps the pixels themselves (with a fit, Tango's
+    idle network icon, its screens dimmed, would be its busy one)."""
+    small, large = sorted((a, b), key=lambda s: s.size[0] * s.size[1])
+    h, w = small.native[0].shape[:2]
+    grounds = range(min(len(small.native), len(large.native)))
+    views = [sliding_window_view(large.native[g], (h, w, 3))[:, :, 0] for g in grounds]
+    at = np.argwhere(np.ones(views[0].shape[:2], dtype=bool))  # the offsets still possible
+    # every fourth row first: its count bounds the whole count from below
+    for rows in (slice(None, None, 4), slice(None)):
+        for g in grounds:
+            windows = views[g][:, :, rows][at[:, 0], at[:, 1]]  # (offsets, rows, w, 3)
+            over = np.abs(windows - small.native[g][rows]).max(-1) > rule.one_size_levels
+            at = at[over.sum((-2, -1)) <= rule.one_size_max_pixels]
+    return bool(at.size)
+
+
+def _pixels_over(x: np.ndarray, y: np.ndarray, rule: NearRule) -> int:
+    """How many pixels of two (height, width, 3) planes differ by more than
+    ``one_size_levels`` in a colour channel."""
+    return int((np.abs(x - y).max(-1) > rule.one_size_levels).sum())
+
+
+def _jpeg(x: np.ndarray, quality: int) -> np.ndarray:
+    """A (height, width, 3) plane after a JPEG encode (Pillow's libjpeg, 4:2:0 chroma) and
+    decode at ``quality``."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(x.astype(np.uint8), "RGB").save(buf, "JPEG", quality=quality)
+    return np.asarray(Image.open(buf).convert("RGB"), np.float32)
+
+
+def is_plane(x: np.ndarray, dst: Signature, rule: NearRule) -> bool:
+    """Plane ``x`` (another picture's pixels on white at ``dst``'s size) is ``dst``'s: at
+    most ``one_size_max_pixels`` differ by more than ``one_size_levels`` in a colour
+    channel, as they are or, ``dst`` opaque (a JPEG keeps no alpha), after a JPEG encode at
+    one of ``JPEG_QUALITIES`` (a JPEG at any quality between them is within the bound of
+    one at the nearest; the encode's ringing and chroma bleed move far more pixels than
+    that, so a re-encode is told from its original only this way)."""
+    fits = _pixels_over(x, dst.native[0], rule) <= rule.one_size_max_pixels
+    return fits or (len(dst.native) == 1 and _encoded_fits(x, dst, rule))
+
+
+def _encoded_fits(x: np.ndarray, dst: Signature, rule: NearRule) -> bool:
+    return any(_pixels_over(_jpeg(x, q), dst.native[0], rule) <= rule.one_size_max_pixels
+               for q in JPEG_QUALITIES)  # fmt: skip
+
+
+def _mean_apart(src: Signature, dst: Signature) -> float:
+    """The mean level difference on white between ``dst`` and ``src`` resized to its size by
+    bicubic (the screen of ``resized_pixels_fit``)."""
+    from PIL import Image
+
+    x = Image.fromarray(src.native[0].astype(np.uint8), "RGB")
+    x = np.asarray(x.resize(dst.size, Image.Resampling.BICUBIC), np.float32)
+    return float(np.abs(x - dst.native[0]).mean())
+
+
+def resized_pixels_fit(a: Signature, b: Signature, rule: NearRule) -> bool:
+    """One picture's own pixels, resized to the other's size by one of ``RESIZE_FILTERS``,
+    are the other's on every ground both carry (``is_plane``'s bound; an opaque one may be
+    a JPEG of the resize, tried on the filter that came nearest): a resize by that filter,
+    or one near it, reproduces them to a few levels; another glyph or emblem, even a small
+    one, moves more pixels than that. Levels are not fitted, as in ``pixels_fit``."""
+    from PIL import Image
+
+    if rule.resize_screen_levels is not None:
+        apart = min(_mean_apart(a, b), _mean_apart(b, a))
+        if apart > rule.resize_screen_levels:
+            return False
+    grounds = range(min(len(a.native), len(b.native)))
+    for src, dst in ((a, b), (b, a)):
+        planes = [Image.fromarray(src.native[g].astype(np.uint8), "RGB") for g in grounds]
+        nearest = None
+        for name in RESIZE_FILTERS:
+            how = Image.Resampling[name]
+            resized = [np.asarray(p.resize(dst.size, how), np.float32) for p in planes]
+            over = max(
+                _pixels_over(x, dst.native[g], rule) for g, x in zip(grounds, resized, strict=True)
+            )
+            if over <= rule.one_size_max_pixels:
+                return True
+            if nearest is None or over < nearest[0]:
+                nearest = over, resized[0]
+        if len(dst.native) == 1 and _encoded_fits(nearest[1], dst, rule):
+            return True
+    return False
+
+
+def reencoded(a: Signature, b: Signature, rule: NearRule) -> bool:
+    """Two icons of one size, one opaque, the other's pixels on white a JPEG of which is
+    the opaque one's (``is_plane``)."""
+    return any(len(dst.native) == 1 and is_plane(src.native[0], dst, rule)
+               for src, dst in ((a, b), (b, a)))  # fmt: skip
+
+
+def _moved_changes(x: np.ndarray, y: np.ndarray, move: int, levels: float) -> np.ndarray:
+    """Per whole move of y by up to ``move`` pixels per axis (edges repeated), per pixel of
+    x: whether every pixel of y's moved 3x3 neighbourhood differs by more than ``levels``
+    in some channel."""
+    r = move + 1
+    padded = np.pad(y, ((r, r), (r, r), (0, 0)), mode="edge")
+    diff = np.abs(sliding_window_view(padded, x.shape)[:, :, 0] - x).max(-1)
+    return sliding_window_view(diff, (3, 3), axis=(0, 1)).min((-2, -1)) > levels
+
+
+def icons_differ(a: Signature, b: Signature, rule: NearRule) -> bool:
+    """Two icons of one size, by their own pixels (``icon_*`` bounds of the rule): at every
+    move more than ``icon_max_share`` of their content changed beyond a one-pixel shift, on
+    either ground both carry. Content: the pixels further than ``icon_levels`` from the
+    ground in either icon on either ground (a small drawing on a large empty canvas is
+    judged on the drawing). Levels are not fitted: a recoloured icon is another icon.
+    Unmoved first: most copies fit there, and it costs a fifth of every move."""
+    grounds = range(min(len(a.native), len(b.native)))
+    content = np.zeros(a.native[0].shape[:2], dtype=bool)
+    for g, ground in zip(grounds, (255.0, 0.0), strict=False):
+        for x in (a.native[g], b.native[g]):
+            content |= np.abs(x - ground).max(-1) > rule.icon_levels
+    for move in sorted({0, rule.icon_move}):
+        changed = np.zeros(1, dtype=bool)
+        for g in grounds:
+            x, y = a.native[g], b.native[g]
+            changed = changed | _moved_changes(x, y, move, rule.icon_levels)
+            changed = changed | _moved_changes(y, x, move, rule.icon_levels)[::-1, ::-1]
+        if changed.sum((-2, -1)).min() <= rule.icon_max_share * max(int(content.sum()), 1):
+            return False
+    return True
