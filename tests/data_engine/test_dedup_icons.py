@@ -465,3 +465,26 @@ def test_an_icons_canvas_key_finds_its_jpeg_where_the_content_key_moves(monkeypa
     monkeypatch.setattr(candidates, "icon_keys", lambda sig: (0, 0))
     decisions, _ = plan_dedup(rows, DedupSpec())
     assert decisions.get("b") is None or decisions["b"].op is None
+
+
+def test_a_straight_alpha_resize_by_opencv_is_found_by_its_pixels(monkeypatch):
+    """``cv2.resize`` on an RGBA array resizes colour and alpha apart (straight alpha, no
+    antialiasing for its cubic), so the colour under alpha 0 bleeds into the edges and no
+    Pillow filter reproduces it; ``pixels.resized_pixels_fit`` tries OpenCV's resamplers,
+    premultiplied and on straight alpha with that colour as black or white. The same resize
+    of a look-alike (the other glyph) is not taken."""
+    import cv2
+
+    def cv_resized(img: Image.Image) -> Image.Image:
+        x = np.asarray(img, np.float32)  # colour under alpha 0 is black, as Pillow draws it
+        out = cv2.resize(x, (34, 34), interpolation=cv2.INTER_CUBIC)
+        return Image.fromarray(np.rint(np.clip(out, 0, 255)).astype(np.uint8), "RGBA")
+
+    original, other = icon("!"), icon("x")
+    sigs = [parse_signature(bytes.fromhex(features(x).signature))
+            for x in (original, cv_resized(original), cv_resized(other))]  # fmt: skip
+    assert pixels.resized_pixels_fit(sigs[0], sigs[1], RULE)
+    assert not pixels.resized_pixels_fit(sigs[0], sigs[2], RULE)
+    monkeypatch.setattr(pixels, "CV_RESIZES", ())
+    monkeypatch.setattr(pixels, "STRAIGHT_ALPHA", False)
+    assert not pixels.resized_pixels_fit(sigs[0], sigs[1], RULE)

@@ -1,6 +1,6 @@
 """Icons compared by their own pixels (a picture of at most ``fingerprint.NATIVE_MAX_SIDE``
 px a side carries them): a pad or crop found at a whole-pixel offset (``pixels_fit``), a
-resize reproduced by a common filter (``resized_pixels_fit``), two icons of one size at
+resize reproduced by a common resampler (``resized_pixels_fit``), two icons of one size at
 their best move (``icons_differ``), and a JPEG told from its original by encoding the
 original (``is_plane``, ``reencoded``). Where and in which order the near rule asks for
 each: ``compare.first_failing_check``; bounds: ``rule.NearRule``; measured: docs/DEDUP.md.
@@ -9,6 +9,7 @@ each: ``compare.first_failing_check``; bounds: ``rule.NearRule``; measured: docs
 from __future__ import annotations
 
 import io
+import math
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -17,7 +18,14 @@ from mindvl.data_engine.dedup.fingerprint import Signature
 from mindvl.data_engine.dedup.rule import NearRule
 from mindvl.data_engine.dedup.search import crop_sized, resize_sized
 
-RESIZE_FILTERS = ("BILINEAR", "BICUBIC", "LANCZOS", "BOX")  # Pillow names: common resizes
+# the resamplers a resize is tried with: Pillow's, which widen their support on a
+# downscale, and OpenCV's linear and cubic, which do not (its area is Pillow's box; its
+# Lanczos-4 found nothing more on the real sets), each on the composited grounds (a
+# premultiplied resize) and, for a transparent picture, on its colour and alpha apart (a
+# straight-alpha resize, as OpenCV and many tools do: ``_straight``)
+RESIZE_FILTERS = ("BILINEAR", "BICUBIC", "LANCZOS", "BOX")  # Pillow names
+CV_RESIZES = ("INTER_LINEAR", "INTER_CUBIC")  # OpenCV names
+STRAIGHT_ALPHA = True
 JPEG_QUALITIES = (75, 80, 85, 90, 95)  # re-encodes simulated (``is_plane``)
 
 
@@ -98,34 +106,101 @@ def _mean_apart(src: Signature, dst: Signature) -> float:
 
 
 def resized_pixels_fit(a: Signature, b: Signature, rule: NearRule) -> bool:
-    """One picture's own pixels, resized to the other's size by one of ``RESIZE_FILTERS``,
+    """One picture's own pixels, resized to the other's size by one of the common
+    resamplers (``RESIZE_FILTERS``, ``CV_RESIZES``; premultiplied, then straight alpha),
     are the other's on every ground both carry (``is_plane``'s bound; an opaque one may be
-    a JPEG of the resize, tried on the filter that came nearest): a resize by that filter,
-    or one near it, reproduces them to a few levels; another glyph or emblem, even a small
-    one, moves more pixels than that. Levels are not fitted, as in ``pixels_fit``."""
-    from PIL import Image
-
+    a JPEG of the resize, tried on the nearest of Pillow's and the nearest of all): a
+    resize by that resampler, or one near it, reproduces them to a few levels; another
+    glyph or emblem, even a small one, moves more pixels than that. Levels are not fitted,
+    as in ``pixels_fit``."""
     if rule.resize_screen_levels is not None:
         apart = min(_mean_apart(a, b), _mean_apart(b, a))
         if apart > rule.resize_screen_levels:
             return False
     grounds = range(min(len(a.native), len(b.native)))
+    resamplers = RESIZE_FILTERS + CV_RESIZES
     for src, dst in ((a, b), (b, a)):
-        planes = [Image.fromarray(src.native[g].astype(np.uint8), "RGB") for g in grounds]
-        nearest = None
-        for name in RESIZE_FILTERS:
-            how = Image.Resampling[name]
-            resized = [np.asarray(p.resize(dst.size, how), np.float32) for p in planes]
-            over = max(
-                _pixels_over(x, dst.native[g], rule) for g, x in zip(grounds, resized, strict=True)
-            )
+        edges = _edges(src, dst.size)
+        trials = [(how, False) for how in resamplers]
+        trials += [(how, True) for how in resamplers if edges is not None]
+        nearest, interior = {}, {}  # interior: per resampler, pixels off away from the edges
+        for how, straight in trials:
+            if straight and interior[how] > rule.one_size_max_pixels:
+                continue  # straight alpha changes only the edges: it cannot fit either
+            resized = (_straight(src, dst, how, len(grounds)) if straight else
+                       [_resize(src.native[g], dst.size, how) for g in grounds])  # fmt: skip
+            off = [_off(x, dst.native[g], rule) for g, x in zip(grounds, resized, strict=True)]
+            over = max(np.count_nonzero(o) for o in off)
             if over <= rule.one_size_max_pixels:
                 return True
-            if nearest is None or over < nearest[0]:
-                nearest = over, resized[0]
-        if len(dst.native) == 1 and _encoded_fits(nearest[1], dst, rule):
+            if edges is not None and not straight:
+                interior[how] = max(np.count_nonzero(o & ~edges) for o in off)
+            # the nearest of Pillow's filters (the common encoders' resize) and of all
+            for family in ("pillow", "all") if how in RESIZE_FILTERS and not straight else ("all",):
+                if family not in nearest or over < nearest[family][0]:
+                    nearest[family] = over, (how, straight), resized[0]
+        tried = {key: x for _, key, x in nearest.values()}.values()
+        if len(dst.native) == 1 and any(_encoded_fits(x, dst, rule) for x in tried):
             return True
     return False
+
+
+def _off(x: np.ndarray, y: np.ndarray, rule: NearRule) -> np.ndarray:
+    """The pixels of two (height, width, 3) planes more than ``one_size_levels`` apart in a
+    colour channel."""
+    return np.abs(x - y).max(-1) > rule.one_size_levels
+
+
+def _edges(src: Signature, size: tuple[int, int]) -> np.ndarray | None:
+    """The pixels at ``size`` whose value any resampler of ``resized_pixels_fit`` draws from a
+    pixel of transparent ``src`` that is not opaque (where straight and premultiplied alpha
+    differ: within the widest support, a Lanczos-3 downscale's or 4 source pixels, of
+    one); None for an opaque ``src`` or without straight-alpha trials."""
+    from PIL import Image
+    from scipy.ndimage import maximum_filter
+
+    if not STRAIGHT_ALPHA or len(src.native) < 2:
+        return None
+    white, black = src.native
+    clear = (white - black).max(-1) > 0  # not opaque
+    reach = math.ceil(max(4.0, 3.0 * src.size[0] / size[0], 3.0 * src.size[1] / size[1])) + 1
+    near = maximum_filter(clear, size=2 * reach + 1).astype(np.float32)
+    return np.asarray(Image.fromarray(near, "F").resize(size, Image.Resampling.BOX)) > 0
+
+
+def _resize(x: np.ndarray, size: tuple[int, int], how: str) -> np.ndarray:
+    """A float (height, width, channels) plane resized to ``size`` (width, height) by a
+    Pillow filter or an OpenCV interpolation (``CV_RESIZES``), in 0..255."""
+    import cv2
+    from PIL import Image
+
+    w, h = size
+    if how in CV_RESIZES:
+        out = cv2.resize(np.ascontiguousarray(x, np.float32), size, interpolation=getattr(cv2, how))
+        return np.clip(out, 0.0, 255.0).reshape(h, w, -1)
+    levels = np.rint(x).astype(np.uint8)
+    img = Image.fromarray(levels[..., 0], "L") if x.shape[-1] == 1 else Image.fromarray(levels)
+    return np.asarray(img.resize(size, Image.Resampling[how]), np.float32).reshape(h, w, -1)
+
+
+def _straight(src: Signature, dst: Signature, how: str, grounds: int) -> list[np.ndarray]:
+    """A straight-alpha resize of transparent ``src`` to ``dst``'s size: its colour and
+    alpha resized apart, so the colour under alpha 0 (which a signature does not keep: a
+    colour key such as magenta, black, white) bleeds into the edges. That colour enters
+    linearly, so it is fitted, one per channel, by least squares to ``dst``'s edges."""
+    white, black = src.native
+    alpha = np.clip(255.0 - (white - black).max(-1, keepdims=True), 0.0, 255.0)
+    seen = alpha > 0
+    colour = np.where(seen, np.clip(black * 255.0 / np.where(seen, alpha, 1.0), 0, 255), 0.0)
+    c = _resize(colour, dst.size, how)
+    a = _resize(alpha, dst.size, how) / 255.0
+    weight = _resize(255.0 * ~seen, dst.size, how) / 255.0 * a  # the hidden colour's share
+    bases = [c * a + 255.0 * (1.0 - a), c * a]  # on white, on black, without that colour
+    pairs = list(zip(dst.native, bases, strict=False))
+    num = sum(((y - base) * weight).sum((0, 1)) for y, base in pairs)
+    den = len(pairs) * float((weight * weight).sum())
+    hidden = np.clip(num / den, 0.0, 255.0) if den > 0 else 0.0
+    return [base + hidden * weight for base in bases[:grounds]]
 
 
 def reencoded(a: Signature, b: Signature, rule: NearRule) -> bool:
