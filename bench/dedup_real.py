@@ -19,6 +19,13 @@ Measured against the truth:
   at quality 75 and 90 (no planted kind keeps the size), and how many of those pairs the
   rule accepts (``PairVerifier``, the pair alone).
 
+- ``other_resizers``: a pair check too: the first ``RESIZE_ICONS`` originals of 12-64 px a
+  side (by key), each resized to 0.6, 0.75 and 0.9 of its size by resamplers other than
+  the Pillow Lanczos the planted copies use (``RESAMPLERS``: OpenCV's cubic and area on
+  straight, not premultiplied, alpha, as ``cv2.resize`` does on an RGBA array; a
+  Mitchell-Netravali cubic on straight alpha; the same in linear light, premultiplied, as
+  GIMP does), saved as PNG, and how many of those pairs the rule accepts.
+
 The same corpus is also grouped by pHash alone within 10 bits (imagededup's PHash default
 threshold, via imagehash's pHash), without any verification, for comparison.
 
@@ -44,6 +51,9 @@ NEAR_KINDS = ("resize", "jpeg_white", "pad", "crop")
 EXACT_KINDS = ("copy", "resave")
 DESIGN_SHARE = 0.02  # at most this share of pixels differ (by > 32 in a channel)
 REENCODE_ICONS = 400  # icons re-encoded as JPEGs of their own size (``same_size_jpeg``)
+RESIZE_ICONS = 200  # icons resized by other tools (``other_resizers``)
+RESAMPLERS = ("opencv_cubic_straight", "opencv_area_straight", "mitchell_straight",
+              "mitchell_linear_light")  # fmt: skip
 
 
 def rows_of(corpus: Path, truth: dict) -> list[dict]:
@@ -95,6 +105,67 @@ def same_size_jpeg(corpus: Path, truth: dict) -> dict[str, str]:
         if n == REENCODE_ICONS:
             break
     return {f"q{q}": f"{accepted[q]}/{n}" for q in (75, 90)}
+
+
+def _mitchell(n_in: int, n_out: int) -> np.ndarray:
+    """(n_out, n_in) Mitchell-Netravali (B = C = 1/3) resampling matrix, its support widened
+    by the downscale (antialiased, as ImageMagick's and GIMP's cubics are)."""
+    s = min(n_out / n_in, 1.0)
+    x = np.abs(
+        ((np.arange(n_in)[None] + 0.5) - (np.arange(n_out)[:, None] + 0.5) * n_in / n_out) * s
+    )
+    w = np.where(x < 1, (7 * x**3 - 12 * x**2 + 16 / 3) / 6,
+                 np.where(x < 2, (-7 / 3 * x**3 + 12 * x**2 - 20 * x + 32 / 3) / 6, 0.0))  # fmt: skip
+    return w / w.sum(1, keepdims=True)
+
+
+def resampled(rgba: np.ndarray, size: tuple[int, int], how: str) -> np.ndarray:
+    """A float (h, w, 4) straight-alpha RGBA picture resized to ``size`` by ``how``
+    (``RESAMPLERS``), as uint8 RGBA."""
+    import cv2
+
+    if how.startswith("opencv"):
+        flag = cv2.INTER_CUBIC if "cubic" in how else cv2.INTER_AREA
+        out = cv2.resize(rgba, size, interpolation=flag)
+    else:
+        my, mx = _mitchell(rgba.shape[0], size[1]), _mitchell(rgba.shape[1], size[0])
+        if how == "mitchell_straight":
+            out = np.einsum("ij,jkc,lk->ilc", my, rgba, mx)
+        else:  # linear light, premultiplied
+            a = rgba[..., 3:] / 255.0
+            lin = np.concatenate([(rgba[..., :3] / 255.0) ** 2.2 * a, a], -1)
+            r = np.clip(np.einsum("ij,jkc,lk->ilc", my, lin, mx), 0, 1)
+            alpha = r[..., 3:]
+            colour = np.where(alpha > 0, r[..., :3] / np.maximum(alpha, 1e-6), 0.0)
+            out = np.concatenate([np.clip(colour, 0, 1) ** (1 / 2.2), alpha], -1) * 255
+    return np.rint(np.clip(out, 0, 255)).astype(np.uint8)
+
+
+def other_resizers(corpus: Path, truth: dict) -> dict[str, str]:
+    """Per resampler, the share of resizes of icons by tools other than Pillow that the rule
+    accepts against their originals (module docstring)."""
+    from mindvl.data_engine.dedup.compare import PairVerifier
+    from mindvl.data_engine.dedup.rule import NearRule
+    from mindvl.data_engine.ops.image_decode import image_features
+
+    verifier, accepted, n = PairVerifier(NearRule()), Counter(), 0
+    for _, t in sorted(truth.items()):
+        if t["kind"] != "original" or not 12 <= min(t["size"]) <= max(t["size"]) <= 64:
+            continue
+        data = (corpus / "images" / t["file"]).read_bytes()
+        rgba = np.asarray(Image.open(io.BytesIO(data)).convert("RGBA"), np.float32)
+        own = bytes.fromhex(image_features(data, blur=False).signature)
+        for scale in (0.6, 0.75, 0.9):
+            size = (round(rgba.shape[1] * scale), round(rgba.shape[0] * scale))
+            for how in RESAMPLERS:
+                buf = io.BytesIO()
+                Image.fromarray(resampled(rgba, size, how), "RGBA").save(buf, "PNG")
+                copy = bytes.fromhex(image_features(buf.getvalue(), blur=False).signature)
+                accepted[how] += verifier.agree(own, copy)
+        n += 1
+        if n == RESIZE_ICONS:
+            break
+    return {how: f"{accepted[how]}/{3 * n}" for how in RESAMPLERS}
 
 
 def transparent(truth: dict, name: str) -> bool:
@@ -180,7 +251,8 @@ def main() -> None:
     m = measure(args.corpus, truth, keys, cluster, drops)
     m.update(images=len(rows), features_s=round(t1 - t0, 1), dedup_s=round(t2 - t1, 1),
              candidate_pairs=stats.near_candidate_pairs,
-             same_size_jpeg=same_size_jpeg(args.corpus, truth))  # fmt: skip
+             same_size_jpeg=same_size_jpeg(args.corpus, truth),
+             other_resizers=other_resizers(args.corpus, truth))  # fmt: skip
     p_cluster, p_drops = phash_only(rows)
     ph = measure(args.corpus, truth, keys, p_cluster, p_drops)
     result = {"corpus": data["summary"], "dedup": m,
