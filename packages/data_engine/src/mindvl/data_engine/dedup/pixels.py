@@ -22,10 +22,13 @@ from mindvl.data_engine.dedup.search import crop_sized, resize_sized
 # downscale, and OpenCV's linear and cubic, which do not (its area is Pillow's box; its
 # Lanczos-4 found nothing more on the real sets), each on the composited grounds (a
 # premultiplied resize) and, for a transparent picture, on its colour and alpha apart (a
-# straight-alpha resize, as OpenCV and many tools do: ``_straight``)
+# straight-alpha resize, as OpenCV and many tools do: ``_straight``); and Pillow's bilinear
+# and bicubic in linear light (as GIMP resizes: ``_linear``; its Lanczos and box found
+# nothing more on the real sets)
 RESIZE_FILTERS = ("BILINEAR", "BICUBIC", "LANCZOS", "BOX")  # Pillow names
 CV_RESIZES = ("INTER_LINEAR", "INTER_CUBIC")  # OpenCV names
 STRAIGHT_ALPHA = True
+LINEAR_FILTERS = ("BILINEAR", "BICUBIC")  # Pillow names
 JPEG_QUALITIES = (75, 80, 85, 90, 95)  # re-encodes simulated (``is_plane``)
 
 
@@ -107,12 +110,12 @@ def _mean_apart(src: Signature, dst: Signature) -> float:
 
 def resized_pixels_fit(a: Signature, b: Signature, rule: NearRule) -> bool:
     """One picture's own pixels, resized to the other's size by one of the common
-    resamplers (``RESIZE_FILTERS``, ``CV_RESIZES``; premultiplied, then straight alpha),
-    are the other's on every ground both carry (``is_plane``'s bound; an opaque one may be
-    a JPEG of the resize, tried on the nearest of Pillow's and the nearest of all): a
-    resize by that resampler, or one near it, reproduces them to a few levels; another
-    glyph or emblem, even a small one, moves more pixels than that. Levels are not fitted,
-    as in ``pixels_fit``."""
+    resamplers (``RESIZE_FILTERS``, ``CV_RESIZES``: premultiplied, then straight alpha;
+    ``LINEAR_FILTERS`` in linear light), are the other's on every ground both carry
+    (``is_plane``'s bound; an opaque one may be a JPEG of the resize, tried on the nearest
+    of Pillow's and the nearest of all): a resize by that resampler, or one near it,
+    reproduces them to a few levels; another glyph or emblem, even a small one, moves more
+    pixels than that. Levels are not fitted, as in ``pixels_fit``."""
     if rule.resize_screen_levels is not None:
         apart = min(_mean_apart(a, b), _mean_apart(b, a))
         if apart > rule.resize_screen_levels:
@@ -121,24 +124,32 @@ def resized_pixels_fit(a: Signature, b: Signature, rule: NearRule) -> bool:
     resamplers = RESIZE_FILTERS + CV_RESIZES
     for src, dst in ((a, b), (b, a)):
         edges = _edges(src, dst.size)
-        trials = [(how, False) for how in resamplers]
-        trials += [(how, True) for how in resamplers if edges is not None]
+        trials = [(how, "premultiplied") for how in resamplers]
+        trials += [(how, "straight") for how in resamplers if edges is not None]
+        trials += [(how, "linear") for how in LINEAR_FILTERS]
         nearest, interior = {}, {}  # interior: per resampler, pixels off away from the edges
-        for how, straight in trials:
-            if straight and interior[how] > rule.one_size_max_pixels:
+        light = None  # src in linear light, once a trial there is reached
+        for how, kind in trials:
+            if kind == "straight" and interior[how] > rule.one_size_max_pixels:
                 continue  # straight alpha changes only the edges: it cannot fit either
-            resized = (_straight(src, dst, how, len(grounds)) if straight else
-                       [_resize(src.native[g], dst.size, how) for g in grounds])  # fmt: skip
+            if kind == "premultiplied":
+                resized = [_resize(src.native[g], dst.size, how) for g in grounds]
+            elif kind == "straight":
+                resized = _straight(src, dst, how, len(grounds))
+            else:
+                light = _in_linear_light(src) if light is None else light
+                resized = _linear(light, dst.size, how, len(grounds))
             off = [_off(x, dst.native[g], rule) for g, x in zip(grounds, resized, strict=True)]
             over = max(np.count_nonzero(o) for o in off)
             if over <= rule.one_size_max_pixels:
                 return True
-            if edges is not None and not straight:
+            if edges is not None and kind == "premultiplied":
                 interior[how] = max(np.count_nonzero(o & ~edges) for o in off)
             # the nearest of Pillow's filters (the common encoders' resize) and of all
-            for family in ("pillow", "all") if how in RESIZE_FILTERS and not straight else ("all",):
+            pillow = how in RESIZE_FILTERS and kind == "premultiplied"
+            for family in ("pillow", "all") if pillow else ("all",):
                 if family not in nearest or over < nearest[family][0]:
-                    nearest[family] = over, (how, straight), resized[0]
+                    nearest[family] = over, (how, kind), resized[0]
         tried = {key: x for _, key, x in nearest.values()}.values()
         if len(dst.native) == 1 and any(_encoded_fits(x, dst, rule) for x in tried):
             return True
@@ -181,6 +192,49 @@ def _resize(x: np.ndarray, size: tuple[int, int], how: str) -> np.ndarray:
     levels = np.rint(x).astype(np.uint8)
     img = Image.fromarray(levels[..., 0], "L") if x.shape[-1] == 1 else Image.fromarray(levels)
     return np.asarray(img.resize(size, Image.Resampling[how]), np.float32).reshape(h, w, -1)
+
+
+def _srgb_decoded(x: np.ndarray) -> np.ndarray:
+    """sRGB levels (0..255) as linear light (0..1)."""
+    x = x / 255.0
+    return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
+
+
+def _srgb_encoded(y: np.ndarray) -> np.ndarray:
+    """Linear light (0..1) as sRGB levels (0..255)."""
+    y = np.clip(y, 0.0, 1.0)
+    return 255.0 * np.where(y <= 0.0031308, 12.92 * y, 1.055 * y ** (1 / 2.4) - 0.055)
+
+
+def _in_linear_light(src: Signature) -> np.ndarray:
+    """``src``'s colour sRGB-decoded and, for a transparent picture, weighted by its alpha,
+    which follows as a fourth channel: (height, width, 3 or 4), what a resize in linear
+    light (as GIMP and libvips do) resamples."""
+    if len(src.native) == 1:
+        return _srgb_decoded(src.native[0])
+    white, black = src.native
+    alpha = np.clip(255.0 - (white - black).max(-1, keepdims=True), 0.0, 255.0) / 255.0
+    seen = alpha > 0
+    colour = np.where(seen, np.clip(black / np.where(seen, alpha, 1.0), 0, 255), 0.0)
+    return np.concatenate([_srgb_decoded(colour) * alpha, alpha], -1)
+
+
+def _linear(light: np.ndarray, size: tuple[int, int], how: str, grounds: int) -> list[np.ndarray]:
+    """A picture in linear light (``_in_linear_light``) resized to ``size`` by Pillow's
+    filter ``how``, divided by its alpha and encoded again, on the first ``grounds``
+    grounds."""
+    from PIL import Image
+
+    filt = Image.Resampling[how]
+    bands = [
+        Image.fromarray(np.ascontiguousarray(light[..., i]), "F") for i in range(light.shape[-1])
+    ]
+    out = np.stack([np.asarray(band.resize(size, filt)) for band in bands], -1)
+    if light.shape[-1] == 3:
+        return [_srgb_encoded(out)][:grounds]
+    a = np.clip(out[..., 3:], 0.0, 1.0)
+    c = _srgb_encoded(np.where(a > 0, out[..., :3] / np.maximum(a, 1e-6), 0.0))
+    return [c * a + 255.0 * (1.0 - a), c * a][:grounds]
 
 
 def _straight(src: Signature, dst: Signature, how: str, grounds: int) -> list[np.ndarray]:

@@ -94,9 +94,9 @@ class NearRule:
     prescreen_max: float | None = 1.2
     give_up_above: float | None = 0.8
     # two icons are tried as a resize of each other (``pixels.resized_pixels_fit``: six
-    # resamplers, premultiplied and straight alpha, both ways, JPEG encodes) only when one,
-    # resized by bicubic to the other's size, is within this mean level difference of it
-    # on white
+    # resamplers, premultiplied and on straight alpha, two in linear light, both ways,
+    # JPEG encodes) only when one, resized by bicubic to the other's size, is within this
+    # mean level difference of it on white
     resize_screen_levels: float | None = 30.0
 
     def __post_init__(self) -> None:
