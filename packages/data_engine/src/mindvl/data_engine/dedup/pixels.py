@@ -194,6 +194,16 @@ def _resize(x: np.ndarray, size: tuple[int, int], how: str) -> np.ndarray:
     return np.asarray(img.resize(size, Image.Resampling[how]), np.float32).reshape(h, w, -1)
 
 
+def _colour_and_alpha(src: Signature) -> tuple[np.ndarray, np.ndarray]:
+    """A transparent picture's straight colour (0 under alpha 0, where its grounds do not
+    tell it) and its (height, width, 1) alpha, from its pixels on white (c a + 255 (1 - a))
+    and on black (c a), in 0..255."""
+    white, black = src.native
+    alpha = np.clip(255.0 - (white - black).max(-1, keepdims=True), 0.0, 255.0)
+    seen = alpha > 0
+    return np.where(seen, np.clip(black * 255.0 / np.where(seen, alpha, 1.0), 0, 255), 0.0), alpha
+
+
 def _srgb_decoded(x: np.ndarray) -> np.ndarray:
     """sRGB levels (0..255) as linear light (0..1)."""
     x = x / 255.0
@@ -212,11 +222,8 @@ def _in_linear_light(src: Signature) -> np.ndarray:
     light (as GIMP and libvips do) resamples."""
     if len(src.native) == 1:
         return _srgb_decoded(src.native[0])
-    white, black = src.native
-    alpha = np.clip(255.0 - (white - black).max(-1, keepdims=True), 0.0, 255.0) / 255.0
-    seen = alpha > 0
-    colour = np.where(seen, np.clip(black / np.where(seen, alpha, 1.0), 0, 255), 0.0)
-    return np.concatenate([_srgb_decoded(colour) * alpha, alpha], -1)
+    colour, alpha = _colour_and_alpha(src)
+    return np.concatenate([_srgb_decoded(colour) * alpha / 255.0, alpha / 255.0], -1)
 
 
 def _linear(light: np.ndarray, size: tuple[int, int], how: str, grounds: int) -> list[np.ndarray]:
@@ -242,13 +249,10 @@ def _straight(src: Signature, dst: Signature, how: str, grounds: int) -> list[np
     alpha resized apart, so the colour under alpha 0 (which a signature does not keep: a
     colour key such as magenta, black, white) bleeds into the edges. That colour enters
     linearly, so it is fitted, one per channel, by least squares to ``dst``'s edges."""
-    white, black = src.native
-    alpha = np.clip(255.0 - (white - black).max(-1, keepdims=True), 0.0, 255.0)
-    seen = alpha > 0
-    colour = np.where(seen, np.clip(black * 255.0 / np.where(seen, alpha, 1.0), 0, 255), 0.0)
+    colour, alpha = _colour_and_alpha(src)
     c = _resize(colour, dst.size, how)
     a = _resize(alpha, dst.size, how) / 255.0
-    weight = _resize(255.0 * ~seen, dst.size, how) / 255.0 * a  # the hidden colour's share
+    weight = _resize(255.0 * (alpha == 0), dst.size, how) / 255.0 * a  # hidden colour's share
     bases = [c * a + 255.0 * (1.0 - a), c * a]  # on white, on black, without that colour
     pairs = list(zip(dst.native, bases, strict=False))
     num = sum(((y - base) * weight).sum((0, 1)) for y, base in pairs)
