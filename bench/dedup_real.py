@@ -109,7 +109,7 @@ def same_size_jpeg(corpus: Path, truth: dict) -> dict[str, str]:
 
 def _mitchell(n_in: int, n_out: int) -> np.ndarray:
     """(n_out, n_in) Mitchell-Netravali (B = C = 1/3) resampling matrix, its support widened
-    by the downscale (antialiased, as ImageMagick's and GIMP's cubics are)."""
+    by the downscale (antialiased, as ImageMagick's resize is)."""
     s = min(n_out / n_in, 1.0)
     x = np.abs(
         ((np.arange(n_in)[None] + 0.5) - (np.arange(n_out)[:, None] + 0.5) * n_in / n_out) * s
