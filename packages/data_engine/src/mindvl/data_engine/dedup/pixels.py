@@ -19,8 +19,8 @@ from mindvl.data_engine.dedup.rule import NearRule
 from mindvl.data_engine.dedup.search import crop_sized, resize_sized
 
 # the resamplers a resize is tried with: Pillow's, which widen their support on a
-# downscale, and OpenCV's linear and cubic, which do not (its area is Pillow's box; its
-# Lanczos-4 found nothing more on the real sets), each on the composited grounds (a
+# downscale, and OpenCV's linear and cubic, which do not (its area and Lanczos-4 found
+# nothing more on the real sets), each on the composited grounds (a
 # premultiplied resize) and, for a transparent picture, on its colour and alpha apart (a
 # straight-alpha resize, as OpenCV and many tools do: ``_straight``); and Pillow's bilinear
 # and bicubic in linear light (as GIMP resizes: ``_linear``; its Lanczos and box found
