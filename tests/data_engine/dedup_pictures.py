@@ -78,3 +78,8 @@ def face(colour, size: int = 48) -> Image.Image:
     d.ellipse((28, 14, 34, 22), fill=(60, 30, 0, 255))
     d.arc((12, 18, 36, 38), 20, 160, fill=(120, 40, 0, 255), width=3)
     return img
+
+
+def on_white(img: Image.Image) -> Image.Image:
+    """A transparent picture flattened on white (as a JPEG of it is)."""
+    return Image.alpha_composite(Image.new("RGBA", img.size, (255,) * 4), img).convert("RGB")

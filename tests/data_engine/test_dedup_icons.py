@@ -1,6 +1,7 @@
 """Dedup of icons (pictures of at most 64 px, which carry their own pixels): the icon
-candidate key, pads and crops found pixel for pixel, what only a pad or crop explains,
-and two icons of one size compared by their own pixels."""
+candidate keys, pads and crops found pixel for pixel, what only a pad or crop explains,
+and two icons of one size compared by their own pixels. Resizes and JPEGs of icons:
+``test_dedup_resize.py``."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from dataclasses import replace
 
 import numpy as np
 from dedup_helpers import RULE
-from dedup_pictures import check, face, features, flag, icon, padded, row
+from dedup_pictures import check, face, features, flag, icon, on_white, padded, row
 from PIL import Image, ImageDraw
 
 from mindvl.common.recipe import DedupSpec
@@ -175,28 +176,6 @@ def test_a_padded_card_with_a_shorter_text_line_is_another_card(monkeypatch):
     assert check(card(text), pad) is None
 
 
-def test_a_resized_icon_far_in_the_phash_is_still_compared():
-    """A small icon's pHash (its 32x32 resample is an upsample of simple content) moves 7-10
-    bits under a resize or a JPEG (the second real set's Adwaita, elementary and Faenza
-    icons), so two icons are held to a crop's sizes only beyond ``icon_crop_only_beyond``;
-    larger pictures beyond ``crop_only_beyond``. A resize whose pixels are found
-    (``pixels.resized_pixels_fit``) is one whatever its pHash; a nearest-neighbour resize,
-    which no filter there reproduces, is held to the bound."""
-    small, resize = icon(), icon().resize((29, 29), Image.Resampling.LANCZOS)
-    nearest = icon().resize((29, 29), Image.Resampling.NEAREST)  # no filter reproduces it
-    sa, sr, sb = (bytes.fromhex(features(x).signature) for x in (small, resize, nearest))
-    assert PairVerifier(RULE).check(sa, sb, distance=8) is None
-    assert PairVerifier(replace(RULE, icon_crop_only_beyond=6)).check(sa, sb, 8) == "crop_sizes"
-    assert PairVerifier(replace(RULE, icon_crop_only_beyond=6)).check(sa, sr, 8) is None
-    wide = replace(RULE, crop_only_beyond=9, icon_crop_only_beyond=7)  # a recipe's wider
-    assert PairVerifier(wide).check(sa, sb, 8) is None  # bound holds for icons too
-    big, resized = (x.resize((x.width * 4, x.height * 4), Image.Resampling.LANCZOS)
-                    for x in (small, resize))  # fmt: skip
-    sa, sb = (bytes.fromhex(features(x).signature) for x in (big, resized))
-    assert PairVerifier(RULE).check(sa, sb, distance=8) == "crop_sizes"
-    assert PairVerifier(RULE).check(sa, sb, distance=6) is None
-
-
 def test_a_pad_of_a_framed_icon_is_found_by_its_pixels_before_its_trim_box(monkeypatch):
     """A flag icon with a one-pixel dark frame, padded with white: the original's trim takes
     the frame for its ground (a box 2 px smaller), the pad's trim keeps it, so the trim
@@ -333,111 +312,6 @@ def test_a_small_drawing_on_a_large_canvas_is_judged_on_the_drawing():
     assert check(magenta, gadget((200, 40, 160, 255))) is None
 
 
-def page_icon(short_line: int | None = None) -> Image.Image:
-    """A 32 px document icon: a page of 1 px text lines (one shortened: another glyph) and a
-    green badge."""
-    img = Image.new("RGBA", (32, 32), (0, 0, 0, 0))
-    d = ImageDraw.Draw(img)
-    d.rectangle((5, 1, 26, 30), fill=(250, 250, 250, 255), outline=(110, 110, 110, 255))
-    for i, y in enumerate(range(5, 27, 3)):
-        d.line((8, y, 14 if i == short_line else 23, y), fill=(70, 70, 70, 255))
-    d.ellipse((17, 17, 30, 30), fill=(40, 140, 60, 255), outline=(20, 80, 30, 255))
-    return img
-
-
-def test_a_strong_downscale_of_an_icon_is_found_by_its_pixels(monkeypatch):
-    """A 32 px icon of thin lines resized to 18 px (alpha kept): the 48x48 thumbnails of the
-    two (an upsample of each) disagree, but the larger's own pixels resized to 18 px by a
-    common filter are the smaller's (``pixels.resized_pixels_fit``). A look-alike whose
-    one line is shorter, resized the same way, moves more pixels than the bound and stays
-    apart."""
-    large = page_icon()
-    for how in (Image.Resampling.LANCZOS, Image.Resampling.BILINEAR):
-        assert check(large, large.resize((18, 18), how)) is None
-    other = page_icon(short_line=3).resize((18, 18), Image.Resampling.LANCZOS)
-    assert check(large, other) == "gray"
-    sigs = [parse_signature(bytes.fromhex(features(x).signature)) for x in (large, other)]
-    assert not pixels.resized_pixels_fit(*sigs, RULE)
-    monkeypatch.setattr(compare, "resized_pixels_fit", lambda a, b, rule: False)
-    assert check(large, large.resize((18, 18), Image.Resampling.LANCZOS)) == "gray"
-
-
-def test_icons_are_compared_resized_only_where_a_resize_explains_their_sizes():
-    """One factor for both sides (to a pixel's rounding), down to ``resize_min_scale``: a
-    4 px picture beside a 20 px one is no resize the pixels could check (any two simple
-    drawings agree at 4 px)."""
-    sizes = [((32, 32), (18, 18)), ((44, 30), (27, 18)), ((16, 11), (30, 20)),
-             ((32, 32), (18, 20)), ((20, 20), (4, 4)), ((48, 48), (48, 48)), ((48, 48), (40, 40))]  # fmt: skip
-    a, b = (np.array([s[i] for s in sizes]) for i in (0, 1))
-    native = np.array([True] * 6 + [False])
-    got = pixels.resized_icons(a, b, native, np.ones(len(sizes), bool), RULE)
-    assert got.tolist() == [True, True, True, False, False, False, False]
-
-
-def test_a_resize_far_in_the_phash_is_screened_by_its_pixels_not_its_sizes():
-    """The batch screen drops far pairs without a crop's sizes, except two icons whose sizes
-    a resize explains: their pixels decide (``first_failing_check`` looks for them before
-    the sizes), so the screen never rejects a pair the comparison accepts."""
-    small = icon()
-    resize, squeezed = (
-        small.resize(size, Image.Resampling.LANCZOS) for size in ((29, 29), (29, 40))
-    )
-    sigs = [bytes.fromhex(features(x).signature) for x in (small, resize, squeezed)]
-    tight = replace(RULE, icon_crop_only_beyond=6)
-    assert compare.screen_pairs(sigs, [0, 0], [1, 2], [8, 8], tight).tolist() == [True, False]
-    assert PairVerifier(tight).check(sigs[0], sigs[1], 8) is None
-    assert PairVerifier(tight).check(sigs[0], sigs[2], 8) == "crop_sizes"
-
-
-def on_white(img: Image.Image) -> Image.Image:
-    return Image.alpha_composite(Image.new("RGBA", img.size, (255,) * 4), img).convert("RGB")
-
-
-def test_a_jpeg_of_an_icon_is_found_by_encoding_the_icon_as_a_jpeg(monkeypatch):
-    """A JPEG of a transparent icon at its own size (quality 83, none of
-    ``pixels.JPEG_QUALITIES``): ringing and chroma bleed move more than 5% of the icon's
-    content by more than 32 levels, so its own pixels reject it; the icon on white, encoded
-    as a JPEG at the nearest of those qualities, is the copy pixel for pixel. So is a JPEG
-    of the icon resized to 20 px, once the resize is encoded too. A JPEG of a look-alike
-    (one line shorter) is not, at its own size or resized."""
-    smile = face((240, 160, 20))
-    small = on_white(smile.resize((20, 20), Image.Resampling.LANCZOS))
-    page, other = page_icon(), page_icon(short_line=3)
-    raw = {name: bytes.fromhex(features(img, fmt, **kw).signature)
-           for name, img, fmt, kw in (
-               ("smile", smile, "PNG", {}),
-               ("copy", on_white(smile), "JPEG", {"quality": 83}),
-               ("resized", small, "JPEG", {"quality": 87}),
-               ("page", page, "PNG", {}),
-               ("other", on_white(other), "JPEG", {"quality": 83}),
-               ("other_resized", on_white(other.resize((20, 20))), "JPEG", {"quality": 87}))}  # fmt: skip
-    sigs = {name: parse_signature(sig) for name, sig in raw.items()}
-    assert PairVerifier(RULE).check(raw["smile"], raw["copy"]) is None
-    assert pixels.resized_pixels_fit(sigs["smile"], sigs["resized"], RULE)
-    assert not pixels.reencoded(sigs["page"], sigs["other"], RULE)
-    assert not pixels.resized_pixels_fit(sigs["page"], sigs["other_resized"], RULE)
-    monkeypatch.setattr(pixels, "JPEG_QUALITIES", ())
-    assert PairVerifier(RULE).check(raw["smile"], raw["copy"]) == "pixels"
-    assert not pixels.resized_pixels_fit(sigs["smile"], sigs["resized"], RULE)
-
-
-def test_the_resize_screen_skips_far_pairs_and_is_a_screen():
-    """``resize_screen_levels`` spares the filter and JPEG trials for two icons whose mean
-    levels are far apart after one bicubic resize; ``unscreened()`` turns it off, like the
-    rule's other screens (the real sets and kit seeds: no decision changes)."""
-    large = page_icon()
-    small, other = (
-        x.resize((18, 18), Image.Resampling.LANCZOS) for x in (large, face((60, 110, 190)))
-    )
-    sigs = [parse_signature(bytes.fromhex(features(x).signature)) for x in (large, small, other)]
-    assert pixels._mean_apart(sigs[0], sigs[2]) > RULE.resize_screen_levels
-    assert pixels._mean_apart(sigs[0], sigs[1]) < RULE.resize_screen_levels
-    assert pixels.resized_pixels_fit(sigs[0], sigs[1], RULE)
-    strict = replace(RULE, resize_screen_levels=0.0)
-    assert not pixels.resized_pixels_fit(sigs[0], sigs[1], strict)
-    assert pixels.resized_pixels_fit(sigs[0], sigs[1], strict.unscreened())
-
-
 def test_an_icons_canvas_key_finds_its_jpeg_where_the_content_key_moves(monkeypatch):
     """The canvas key (``fingerprint.icon_keys``' second: the whole canvas's average hash)
     pairs only with canvas keys, within ``canvas_key_max_hamming``; a JPEG of a resize
@@ -465,55 +339,3 @@ def test_an_icons_canvas_key_finds_its_jpeg_where_the_content_key_moves(monkeypa
     monkeypatch.setattr(candidates, "icon_keys", lambda sig: (0, 0))
     decisions, _ = plan_dedup(rows, DedupSpec())
     assert decisions.get("b") is None or decisions["b"].op is None
-
-
-def test_a_straight_alpha_resize_by_opencv_is_found_by_its_pixels(monkeypatch):
-    """``cv2.resize`` on an RGBA array resizes colour and alpha apart (straight alpha, no
-    antialiasing for its cubic), so the colour under alpha 0 bleeds into the edges and no
-    Pillow filter reproduces it; ``pixels.resized_pixels_fit`` tries OpenCV's resamplers,
-    premultiplied and on straight alpha with that colour as black or white. The same resize
-    of a look-alike (the other glyph) is not taken."""
-    import cv2
-
-    def cv_resized(img: Image.Image) -> Image.Image:
-        x = np.asarray(img, np.float32)  # colour under alpha 0 is black, as Pillow draws it
-        out = cv2.resize(x, (34, 34), interpolation=cv2.INTER_CUBIC)
-        return Image.fromarray(np.rint(np.clip(out, 0, 255)).astype(np.uint8), "RGBA")
-
-    original, other = icon("!"), icon("x")
-    sigs = [parse_signature(bytes.fromhex(features(x).signature))
-            for x in (original, cv_resized(original), cv_resized(other))]  # fmt: skip
-    assert pixels.resized_pixels_fit(sigs[0], sigs[1], RULE)
-    assert not pixels.resized_pixels_fit(sigs[0], sigs[2], RULE)
-    monkeypatch.setattr(pixels, "CV_RESIZES", ())
-    monkeypatch.setattr(pixels, "STRAIGHT_ALPHA", False)
-    assert not pixels.resized_pixels_fit(sigs[0], sigs[1], RULE)
-
-
-def test_a_resize_in_linear_light_is_found_by_its_pixels(monkeypatch):
-    """GIMP resizes in linear light: colour decoded from its gamma, weighted by alpha,
-    resampled, encoded again. Thin dark lines come out lighter than Pillow's resize of the
-    levels makes them; ``pixels.resized_pixels_fit`` also resizes in linear light (with
-    the sRGB curve; here a plain 2.2 gamma and Pillow's Hamming filter, which it does not
-    try). The same resize of a look-alike (one line shorter) is not taken."""
-
-    def linear_resized(img: Image.Image) -> Image.Image:
-        x = np.asarray(img, np.float64) / 255.0
-        a = x[..., 3:]
-        light = np.concatenate([x[..., :3] ** 2.2 * a, a], -1)
-        bands = [Image.fromarray(light[..., i].astype(np.float32), "F") for i in range(4)]
-        out = np.stack(
-            [np.asarray(b.resize((20, 20), Image.Resampling.HAMMING)) for b in bands], -1
-        )
-        alpha = out[..., 3:]
-        colour = np.where(alpha > 0, out[..., :3] / np.maximum(alpha, 1e-9), 0.0) ** (1 / 2.2)
-        rgba = np.concatenate([colour, alpha], -1) * 255
-        return Image.fromarray(np.rint(rgba).astype(np.uint8), "RGBA")
-
-    original, other = page_icon(), page_icon(short_line=3)
-    sigs = [parse_signature(bytes.fromhex(features(x).signature))
-            for x in (original, linear_resized(original), linear_resized(other))]  # fmt: skip
-    assert pixels.resized_pixels_fit(sigs[0], sigs[1], RULE)
-    assert not pixels.resized_pixels_fit(sigs[0], sigs[2], RULE)
-    monkeypatch.setattr(pixels, "LINEAR_FILTERS", ())
-    assert not pixels.resized_pixels_fit(sigs[0], sigs[1], RULE)
