@@ -159,7 +159,7 @@ def test_a_straight_alpha_resize_by_opencv_is_found_by_its_pixels(monkeypatch):
     assert pixels.resized_pixels_fit(sigs[0], sigs[1], RULE)
     assert not pixels.resized_pixels_fit(sigs[0], sigs[2], RULE)
     monkeypatch.setattr(pixels, "CV_RESIZES", ())
-    monkeypatch.setattr(pixels, "STRAIGHT_ALPHA", False)
+    monkeypatch.setattr(pixels, "STRAIGHT_RESIZES", ())
     assert not pixels.resized_pixels_fit(sigs[0], sigs[1], RULE)
 
 

@@ -3,8 +3,9 @@
 The checks, in order (the first that says no decides; ``first_failing_check`` names it;
 bounds and reasons in docs/DEDUP.md; the comparisons of icons' own pixels: ``pixels.py``):
 first, two icons whose sizes a resize explains are
-accepted when one, resized to the other's size by a common filter, is the other pixel for
-pixel (``resized_pixels_fit``, whatever their pHash distance); ``crop_sizes`` and
+accepted when one, resized to the other's size by a common resampler (premultiplied, on
+straight alpha or in linear light), is the other pixel for pixel (``resized_pixels_fit``,
+whatever their pHash distance); ``crop_sizes`` and
 ``trim_scale`` (a far pair must have the sizes of a crop and keep its content at one
 scale), ``pixels`` (two icons, one within the other's size: found pixel for pixel at some
 offset, the pair is a pad or crop and accepted; when their content lies inside both at one

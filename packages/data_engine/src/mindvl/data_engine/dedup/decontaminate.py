@@ -6,10 +6,11 @@ build's own features) as ``EvalImage`` or a plain ``(phash, signature, pixel_has
 information])`` tuple to dedup. A training image matches an eval image when its pixel hash
 is equal, or, when both carry enough information (``min_information``; an eval image
 without a score is taken to have enough), one of its candidate keys (pHash, trimmed pHash,
-crop pHashes, icon content and canvas keys: ``candidates.candidate_keys``) pairs with one of the eval image's
-(``candidates.keys_pair``) and the rule accepts the pair (``compare.PairVerifier``, at the
-distance dedup judges it at: ``candidates.judged_distance``). The index is small (eval sets
-are) and is shipped to every worker.
+crop pHashes, icon content and canvas keys: ``candidates.candidate_keys``) pairs with one
+of the eval image's (``candidates.keys_pair``) and the rule accepts the pair
+(``compare.PairVerifier``, at the distance dedup judges it at:
+``candidates.judged_distance``). The index is small (eval sets are) and is shipped to
+every worker.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ from mindvl.data_engine.dedup.search import crop_sized, resize_sized
 # nothing more on the real sets)
 RESIZE_FILTERS = ("BILINEAR", "BICUBIC", "LANCZOS", "BOX")  # Pillow names
 CV_RESIZES = ("INTER_LINEAR", "INTER_CUBIC")  # OpenCV names
-STRAIGHT_ALPHA = True
+STRAIGHT_RESIZES = RESIZE_FILTERS + CV_RESIZES  # also tried on straight alpha
 LINEAR_FILTERS = ("BILINEAR", "BICUBIC")  # Pillow names
 JPEG_QUALITIES = (75, 80, 85, 90, 95)  # re-encodes simulated (``is_plane``)
 
@@ -69,7 +69,7 @@ def pixels_fit(a: Signature, b: Signature, rule: NearRule) -> bool:
 def _pixels_over(x: np.ndarray, y: np.ndarray, rule: NearRule) -> int:
     """How many pixels of two (height, width, 3) planes differ by more than
     ``one_size_levels`` in a colour channel."""
-    return int((np.abs(x - y).max(-1) > rule.one_size_levels).sum())
+    return int(np.count_nonzero(_off(x, y, rule)))
 
 
 def _jpeg(x: np.ndarray, quality: int) -> np.ndarray:
@@ -78,7 +78,9 @@ def _jpeg(x: np.ndarray, quality: int) -> np.ndarray:
     from PIL import Image
 
     buf = io.BytesIO()
-    Image.fromarray(x.astype(np.uint8), "RGB").save(buf, "JPEG", quality=quality)
+    Image.fromarray(np.rint(np.clip(x, 0, 255)).astype(np.uint8), "RGB").save(
+        buf, "JPEG", quality=quality
+    )
     return np.asarray(Image.open(buf).convert("RGB"), np.float32)
 
 
@@ -101,11 +103,7 @@ def _encoded_fits(x: np.ndarray, dst: Signature, rule: NearRule) -> bool:
 def _mean_apart(src: Signature, dst: Signature) -> float:
     """The mean level difference on white between ``dst`` and ``src`` resized to its size by
     bicubic (the screen of ``resized_pixels_fit``)."""
-    from PIL import Image
-
-    x = Image.fromarray(src.native[0].astype(np.uint8), "RGB")
-    x = np.asarray(x.resize(dst.size, Image.Resampling.BICUBIC), np.float32)
-    return float(np.abs(x - dst.native[0]).mean())
+    return float(np.abs(_resize(src.native[0], dst.size, "BICUBIC") - dst.native[0]).mean())
 
 
 def resized_pixels_fit(a: Signature, b: Signature, rule: NearRule) -> bool:
@@ -121,39 +119,44 @@ def resized_pixels_fit(a: Signature, b: Signature, rule: NearRule) -> bool:
         if apart > rule.resize_screen_levels:
             return False
     grounds = range(min(len(a.native), len(b.native)))
-    resamplers = RESIZE_FILTERS + CV_RESIZES
-    for src, dst in ((a, b), (b, a)):
-        edges = _edges(src, dst.size)
-        trials = [(how, "premultiplied") for how in resamplers]
-        trials += [(how, "straight") for how in resamplers if edges is not None]
-        trials += [(how, "linear") for how in LINEAR_FILTERS]
-        nearest, interior = {}, {}  # interior: per resampler, pixels off away from the edges
-        light = None  # src in linear light, once a trial there is reached
-        for how, kind in trials:
-            if kind == "straight" and interior[how] > rule.one_size_max_pixels:
-                continue  # straight alpha changes only the edges: it cannot fit either
-            if kind == "premultiplied":
-                resized = [_resize(src.native[g], dst.size, how) for g in grounds]
-            elif kind == "straight":
-                resized = _straight(src, dst, how, len(grounds))
-            else:
-                light = _in_linear_light(src) if light is None else light
-                resized = _linear(light, dst.size, how, len(grounds))
-            off = [_off(x, dst.native[g], rule) for g, x in zip(grounds, resized, strict=True)]
-            over = max(np.count_nonzero(o) for o in off)
-            if over <= rule.one_size_max_pixels:
-                return True
-            if edges is not None and kind == "premultiplied":
-                interior[how] = max(np.count_nonzero(o & ~edges) for o in off)
-            # the nearest of Pillow's filters (the common encoders' resize) and of all
-            pillow = how in RESIZE_FILTERS and kind == "premultiplied"
-            for family in ("pillow", "all") if pillow else ("all",):
-                if family not in nearest or over < nearest[family][0]:
-                    nearest[family] = over, (how, kind), resized[0]
-        tried = {key: x for _, key, x in nearest.values()}.values()
-        if len(dst.native) == 1 and any(_encoded_fits(x, dst, rule) for x in tried):
+    return _resize_fits(a, b, grounds, rule) or _resize_fits(b, a, grounds, rule)
+
+
+def _resize_fits(src: Signature, dst: Signature, grounds: range, rule: NearRule) -> bool:
+    """``resized_pixels_fit`` one way: ``src`` resized to ``dst``'s size."""
+    found = []  # per trial: (pixels off on each ground, the plane on white)
+
+    def fits(resized: list[np.ndarray]) -> bool:
+        off = [_off(x, dst.native[g], rule) for g, x in zip(grounds, resized, strict=True)]
+        found.append((off, resized[0]))
+        return _count_off(found[-1]) <= rule.one_size_max_pixels
+
+    premultiplied = RESIZE_FILTERS + CV_RESIZES
+    if any(fits([_resize(src.native[g], dst.size, how) for g in grounds]) for how in premultiplied):
+        return True
+    pillow = found[: len(RESIZE_FILTERS)]  # the common encoders' resize, for the JPEGs
+    edges = _edges(src, dst.size)
+    for how, (off, _) in zip(premultiplied, found[: len(premultiplied)], strict=True):
+        if edges is None or how not in STRAIGHT_RESIZES:
+            continue
+        # straight alpha changes only the edges: off away from them, it cannot fit either
+        if max(np.count_nonzero(o & ~edges) for o in off) > rule.one_size_max_pixels:
+            continue
+        if fits(_straight(src, dst, how, len(grounds))):
             return True
-    return False
+    light = _in_linear_light(src) if LINEAR_FILTERS else None
+    if any(fits(_linear(light, dst.size, how, len(grounds))) for how in LINEAR_FILTERS):
+        return True
+    if len(dst.native) > 1:
+        return False
+    # an opaque one may be a JPEG of the resize: tried on the nearest of Pillow's and of all
+    nearest = {id(x): x for x in (min(t, key=_count_off)[1] for t in (pillow, found))}
+    return any(_encoded_fits(x, dst, rule) for x in nearest.values())
+
+
+def _count_off(trial: tuple[list[np.ndarray], np.ndarray]) -> int:
+    """The pixels off of a trial of ``resized_pixels_fit``: on its worst ground."""
+    return max(np.count_nonzero(o) for o in trial[0])
 
 
 def _off(x: np.ndarray, y: np.ndarray, rule: NearRule) -> np.ndarray:
@@ -170,7 +173,7 @@ def _edges(src: Signature, size: tuple[int, int]) -> np.ndarray | None:
     from PIL import Image
     from scipy.ndimage import maximum_filter
 
-    if not STRAIGHT_ALPHA or len(src.native) < 2:
+    if not STRAIGHT_RESIZES or len(src.native) < 2:
         return None
     white, black = src.native
     clear = (white - black).max(-1) > 0  # not opaque
