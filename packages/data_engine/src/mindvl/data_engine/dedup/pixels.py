@@ -20,11 +20,11 @@ from mindvl.data_engine.dedup.search import crop_sized, resize_sized
 
 # the resamplers a resize is tried with: Pillow's, which widen their support on a
 # downscale, and OpenCV's linear and cubic, which do not (its area and Lanczos-4 found
-# nothing more on the real sets), each on the composited grounds (a
+# nothing more on real sets b and c), each on the composited grounds (a
 # premultiplied resize) and, for a transparent picture, on its colour and alpha apart (a
 # straight-alpha resize, as OpenCV and many tools do: ``_straight``); and Pillow's bilinear
 # and bicubic in linear light (as GIMP resizes: ``_linear``; its Lanczos and box found
-# nothing more on the real sets)
+# nothing more on real sets b and c)
 RESIZE_FILTERS = ("BILINEAR", "BICUBIC", "LANCZOS", "BOX")  # Pillow names
 CV_RESIZES = ("INTER_LINEAR", "INTER_CUBIC")  # OpenCV names
 STRAIGHT_RESIZES = RESIZE_FILTERS + CV_RESIZES  # also tried on straight alpha
