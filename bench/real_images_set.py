@@ -31,9 +31,11 @@ to ``--out`` (default ``bench/data/real_images``, git-ignored) as ``images/`` pl
 icon themes, 16x11 flags, toolbar and window-manager icons, emoticons), which no setting of
 the rule was tuned on, into ``bench/data/real_images_b``; ``--set c`` a third
 (``SOURCES_C``: nation flags, game sprites, two more icon themes) into
-``bench/data/real_images_c``.
+``bench/data/real_images_c``; ``--set d`` a fourth (``SOURCES_D``: an icon theme, a recolour
+of set a's gnome-colors, widget assets, game sprites, city tiles) into
+``bench/data/real_images_d``.
 
-Usage: uv run python bench/real_images_set.py [--set a|b|c] [--work /tmp/real_images_debs]
+Usage: uv run python bench/real_images_set.py [--set a|b|c|d] [--work /tmp/real_images_debs]
         [--out bench/data/real_images] [--cap 650] [--plant-share 0.25]
 """
 
