@@ -9,12 +9,13 @@ from dataclasses import replace
 
 import numpy as np
 from dedup_helpers import RULE
-from dedup_pictures import check, face, features, icon, on_white
+from dedup_pictures import check, face, features, icon, on_white, padded
 from PIL import Image, ImageDraw
 
 from mindvl.data_engine.dedup import compare, pixels
 from mindvl.data_engine.dedup.compare import PairVerifier
 from mindvl.data_engine.dedup.fingerprint import parse_signature
+from mindvl.data_engine.dedup.search import match_terms, terms
 
 
 def test_a_resized_icon_far_in_the_phash_is_still_compared():
@@ -190,3 +191,43 @@ def test_a_resize_in_linear_light_is_found_by_its_pixels(monkeypatch):
     assert not pixels.resized_pixels_fit(sigs[0], sigs[2], RULE)
     monkeypatch.setattr(pixels, "LINEAR_FILTERS", ())
     assert not pixels.resized_pixels_fit(sigs[0], sigs[1], RULE)
+
+
+def document(size: int, step: int, lines: tuple[int, int] = (8, 23)) -> Image.Image:
+    """A document icon drawn at its own size, as a theme draws each size apart: a page, text
+    lines every ``step`` px from ``lines[0]`` to ``lines[1]`` (in 32ths), a badge."""
+    img = Image.new("RGBA", (size, size), (0, 0, 0, 0))
+    d = ImageDraw.Draw(img)
+    at = [round(v * size / 32) for v in (5, 1, 26, 30, *lines, 5, 27, 17)]
+    d.rectangle(at[:4], fill=(250, 250, 250, 255), outline=(110, 110, 110, 255))
+    for y in range(at[6], at[7], step):
+        d.line((at[4], y, at[5], y), fill=(70, 70, 70, 255))
+    d.ellipse((at[8], at[8], at[3], at[3]), fill=(40, 140, 60, 255), outline=(20, 80, 30, 255))
+    return img
+
+
+def test_two_sizes_no_resize_reproduces_are_held_to_a_tighter_gray_bound():
+    """Two icons whose sizes a resize explains, but whose pixels no resize reproduces, are
+    left to their gray thumbnails and held there to ``resized_unfit_max_p99`` (0.45, not
+    ``max_p99`` 0.5): a document drawn at 48 px and at 32 px with its lines redrawn
+    (another theme's drawing of the icon; on real set a, Tango's and gnome's
+    ``mail-mark-junk`` come within 0.45-0.49) is split by it, while a pad of a resized
+    copy, which no resize alone reproduces either, is still found. A plain resize is
+    found by its pixels whatever the bound."""
+    big = document(48, 3)
+    redrawn, copy = document(32, 2, lines=(7, 22)), padded(big.resize((36, 36)), 2)
+    raw = [bytes.fromhex(features(x).signature) for x in (big, redrawn, copy)]
+    sigs = [parse_signature(x) for x in raw]
+    assert not pixels.resized_pixels_fit(sigs[0], sigs[1], RULE)
+    p99 = match_terms(*(terms(s.pixels()) for s in sigs[:2])).p99
+    assert RULE.resized_unfit_max_p99 < p99 < RULE.max_p99
+    assert PairVerifier(RULE).check(raw[0], raw[1], 4) == "gray"
+    assert (
+        PairVerifier(replace(RULE, resized_unfit_max_p99=p99 + 0.01)).check(raw[0], raw[1], 4)
+        is None
+    )
+    assert PairVerifier(RULE).check(raw[0], raw[2], 4) is None
+    tight = replace(RULE, resized_unfit_max_p99=0.0)
+    assert PairVerifier(tight).check(raw[0], raw[2], 4) == "gray"
+    resized = bytes.fromhex(features(big.resize((32, 32), Image.Resampling.LANCZOS)).signature)
+    assert PairVerifier(tight).check(raw[0], resized, 4) is None

@@ -14,7 +14,8 @@ hue; pictures of two sizes after ``gray``, at the crop it found), ``prescreen`` 
 search at half resolution), ``gray`` (the gray thumbnails at their best crop: first the
 crop two sizes tell, ``match_at_sizes``, then the search's grid; where only a pad or crop
 explains two pictures too large to carry their pixels, that crop alone, with a tighter
-peak bound), ``sizes`` / ``one_size`` (the crop explains the aspect ratios; one size: no glyph
+peak bound; two icons whose sizes a resize explains but whose pixels it does not, a
+tighter p99 bound), ``sizes`` / ``one_size`` (the crop explains the aspect ratios; one size: no glyph
 or emblem changed), ``content`` (the content boxes' thumbnails), ``alpha`` (two
 transparent pictures' thumbnails on black at the crop found on white), and ``pixels``
 again for two icons of one size (``icons_differ``: their own pixels at their best move;
@@ -184,7 +185,8 @@ def first_failing_check(
         return "gray"
     has = a.native_part is not None, b.native_part is not None  # icons: their own pixels
     sizes = np.array(a.size), np.array(b.size)
-    if a.size != b.size and resized_icons(*sizes, *has, rule)[0] and resized_pixels_fit(a, b, rule):
+    resized = a.size != b.size and resized_icons(*sizes, *has, rule)[0]
+    if resized and resized_pixels_fit(a, b, rule):
         return None  # a resize, found pixel for pixel (whatever the pHash says)
     far = distance is not None and distance > rule.crop_only_beyond_for(all(has))
     if far and not crop_sized(*sizes, rule.crop_min_kept)[0]:
@@ -227,6 +229,8 @@ def first_failing_check(
         if isinstance(found, str):
             return found
         match = found
+    if resized and match.p99 > rule.resized_unfit_max_p99:
+        return "gray"  # sizes a resize explains, pixels no resize reproduces
     if colours_at(a, b, match, rule):
         return "colour"
     return _last_checks(a, b, rule, get_terms, match)

@@ -64,6 +64,11 @@ class NearRule:
     # to the other's size, down to this scale (below, every pixel averages four or more and
     # any two simple drawings agree)
     resize_min_scale: float = 0.5
+    # two such icons whose pixels no resize reproduces are left to their gray thumbnails,
+    # held there to this p99 at their best crop instead of max_p99: what may still make them
+    # one picture is a change on top of a resize (a pad or crop of a resized copy), while
+    # two themes' drawings of one icon at two sizes come within 0.45-0.49
+    resized_unfit_max_p99: float = 0.45
     # two icons of one size, by their own pixels in colour, levels not fitted (a recoloured
     # icon is another icon): at their best whole move of up to icon_move pixels per axis,
     # each pixel allowed a shift of one (a re-rendered edge moves), at most icon_max_share
