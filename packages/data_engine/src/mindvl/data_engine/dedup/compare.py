@@ -1,31 +1,33 @@
 """Step 3 of dedup: compare a candidate pair's signatures under the near rule.
 
-The checks, in order (the first that says no decides; ``first_failing_check`` names it;
-bounds and reasons in docs/DEDUP.md; the comparisons of icons' own pixels: ``pixels.py``):
-first, two icons whose sizes a resize explains are
-accepted when one, resized to the other's size by a common resampler (premultiplied, on
-straight alpha or in linear light), is the other pixel for pixel (``resized_pixels_fit``,
-whatever their pHash distance); ``crop_sizes`` and
-``trim_scale`` (a far pair must have the sizes of a crop and keep its content at one
-scale), ``pixels`` (two icons, one within the other's size: found pixel for pixel at some
-offset, the pair is a pad or crop and accepted; when their content lies inside both at one
-size, nothing else could be, so it is rejected otherwise), ``colour`` (8x8 chroma and
-hue; pictures of two sizes after ``gray``, at the crop it found), ``prescreen`` (the crop
-search at half resolution), ``gray`` (the gray thumbnails at their best crop: first the
-crop two sizes tell, ``match_at_sizes``, then the search's grid; where only a pad or crop
-explains two pictures too large to carry their pixels, that crop alone, with a tighter
-peak bound; two icons whose sizes a resize explains but whose pixels it does not, a
-tighter p99 bound), ``sizes`` / ``one_size`` (the crop explains the aspect ratios; one size: no glyph
-or emblem changed), ``content`` (the content boxes' thumbnails), ``alpha`` (two
-transparent pictures' thumbnails on black at the crop found on white), and ``pixels``
-again for two icons of one size (``icons_differ``: their own pixels at their best move;
-an opaque one that is a JPEG of the other is found by encoding the other: ``reencoded``).
-Where a picture may be a JPEG (opaque), the resize and one-size comparisons of pixels also
-try the other picture encoded as one (``is_plane``); the pad and crop search does not.
+``first_failing_check`` runs the checks in order and names the first that says no (bounds
+and reasons: docs/DEDUP.md, "The rule"; icons' own pixels: ``pixels.py``):
 
-``screen_pairs`` applies checks 1, 2 and the 16x16 coarse screen to all pairs of a bucket at
-once (numpy); ``PairVerifier`` runs the per-pair checks with each image's search terms
-cached; ``star_members`` splits a component of accepted pairs around its survivors.
+0. two icons whose sizes a resize explains are accepted when a common resampler reproduces
+   one from the other pixel for pixel (``resized_pixels_fit``), whatever their pHash;
+1. ``crop_sizes`` / ``trim_scale``: a far pair must have a crop's sizes and keep its
+   content at one scale; ``pixels``: two icons, one within the other's size, found pixel
+   for pixel at some offset are a pad or crop (accepted), and where nothing else could
+   explain them, not found, they are rejected;
+2. ``colour``: 8x8 chroma and hue (two sizes: after ``gray``, at the crop it found);
+3. ``prescreen``: the crop search at half resolution;
+4. ``gray``: the gray thumbnails at their best crop, the crop two sizes tell first
+   (``match_at_sizes``), then the search's grid; tighter where only a pad or crop explains
+   two pictures too large to carry their pixels (a peak bound, that crop alone) and for
+   two icons whose sizes a resize explains but whose pixels it does not (a p99 bound);
+5. ``sizes`` / ``one_size``: the crop explains the aspect ratios; one size: no glyph or
+   emblem changed;
+6. ``content``: the content boxes' thumbnails;
+7. ``alpha``: two transparent pictures' thumbnails on black at the crop found on white;
+   then ``pixels`` again for two icons of one size (``icons_differ``), unless one is a
+   JPEG of the other (``reencoded``).
+
+A picture that may be a JPEG (opaque) is also compared with the other encoded as one in
+the resize and one-size comparisons of pixels (``is_plane``), not in the pad and crop
+search. ``screen_pairs`` applies the sizes and one-size colour checks and a 16x16 coarse
+screen to all pairs of a bucket at once (numpy); ``PairVerifier`` runs the per-pair checks
+with each image's search terms cached; ``star_members`` splits a component of accepted
+pairs around its survivors.
 """
 
 from __future__ import annotations
