@@ -11,7 +11,7 @@ from dataclasses import replace
 
 import numpy as np
 from dedup_helpers import RULE
-from dedup_pictures import check, encoded, face, features, flag, icon, padded, row
+from dedup_pictures import check, encoded, face, features, flag, icon, on_white, padded, row
 from PIL import Image, ImageDraw
 
 from mindvl.common.recipe import DedupSpec
@@ -49,7 +49,7 @@ def test_the_exact_key_sees_alpha_but_not_colour_under_alpha_zero() -> None:
 
 def test_a_transparent_icon_and_its_jpeg_on_white_copy_are_one_picture() -> None:
     img = icon()
-    white = Image.alpha_composite(Image.new("RGBA", img.size, (255,) * 4), img).convert("RGB")
+    white = on_white(img)
     copy = Image.open(io.BytesIO(encoded(white.resize((40, 40), Image.Resampling.LANCZOS),
                                          "JPEG", quality=85)))  # fmt: skip
     assert check(img, copy) is None
@@ -74,7 +74,7 @@ def test_pictures_alike_on_white_but_not_in_alpha_are_two_pictures() -> None:
     assert parse_signature(bytes.fromhex(features(shadow).signature)).black is not None
     assert check(glow, glow.resize((40, 40), Image.Resampling.LANCZOS)) is None
     assert check(glow, padded(glow, 2)) is None
-    white = Image.alpha_composite(Image.new("RGBA", glow.size, (255,) * 4), glow).convert("RGB")
+    white = on_white(glow)
     assert parse_signature(bytes.fromhex(features(white).signature)).black is None
     assert check(glow, white) is None and check(shadow, white) is None
 
