@@ -5,11 +5,12 @@ screen in front of those trials."""
 
 from __future__ import annotations
 
+import io
 from dataclasses import replace
 
 import numpy as np
 from dedup_helpers import RULE
-from dedup_pictures import check, face, features, icon, on_white, padded
+from dedup_pictures import check, encoded, face, features, icon, on_white, padded
 from PIL import Image, ImageDraw
 
 from mindvl.data_engine.dedup import compare, pixels
@@ -231,3 +232,37 @@ def test_two_sizes_no_resize_reproduces_are_held_to_a_tighter_gray_bound():
     assert PairVerifier(tight).check(raw[0], raw[2], 4) == "gray"
     resized = bytes.fromhex(features(big.resize((32, 32), Image.Resampling.LANCZOS)).signature)
     assert PairVerifier(tight).check(raw[0], resized, 4) is None
+
+
+def test_a_member_goes_with_the_survivor_its_pixels_are_found_in():
+    """A JPEG of a resized icon is found by its pixels in its original (``closeness`` 0 ...),
+    not in a look-alike (1 ...). In a star, a member that two survivors the rule tells apart
+    both accept goes with the one its pixels are found in, even when the other's thumbnail
+    is closer (mate's resized JPEG of ``software-update-available`` beside gnome's padded
+    icon on real set a); found in both or neither, the clearly closer thumbnail decides."""
+    page, other = page_icon(), page_icon(short_line=3)
+    jpeg = Image.open(io.BytesIO(encoded(on_white(page.resize((20, 20), Image.Resampling.LANCZOS)),
+                                         "JPEG", quality=87)))  # fmt: skip
+    raw = [bytes.fromhex(features(x).signature) for x in (page, other, jpeg)]
+    verifier = PairVerifier(RULE)
+    assert verifier.closeness(raw[2], raw[0])[0] == 0
+    assert verifier.closeness(raw[2], raw[1])[0] == 1
+
+    class Stub:  # the survivors "a" and "b" apart, the member "m" accepted by both
+        rule = RULE
+
+        def __init__(self, close: dict[str, tuple[int, float]]) -> None:
+            self.close = close
+
+        def agree(self, x: bytes, y: bytes) -> bool:
+            return {x, y} != {b"a", b"b"}
+
+        def closeness(self, x: bytes, y: bytes) -> tuple[int, float]:
+            return self.close[(x + y).decode().replace("m", "")]
+
+    sig_of, pairs = {k: k.encode() for k in "abm"}, {"m": {"a", "b"}}
+    stars = lambda close: compare.star_members(list("abm"), sig_of, Stub(close), pairs)  # noqa: E731
+    assert stars({"a": (1, 0.25), "b": (0, 0.30)}) == [["b", "m"]]  # found in b
+    assert stars({"a": (0, 0.25), "b": (1, 0.19)}) == [["a", "m"]]  # found in a
+    assert stars({"a": (1, 0.25), "b": (1, 0.19)}) == [["b", "m"]]  # b closer by > 0.05
+    assert stars({"a": (0, 0.22), "b": (0, 0.19)}) == [["a", "m"]]  # within the margin

@@ -176,6 +176,18 @@ def contents_agree(a: Signature, b: Signature, rule: NearRule) -> bool:
     return match.p99 <= rule.content_max_p99 and match.peak <= rule.content_max_peak
 
 
+def found_in_pixels(a: Signature, b: Signature, rule: NearRule) -> bool:
+    """Two icons of two sizes, each carrying its own pixels, one found in the other pixel for
+    pixel: a resize (their sizes a resize explains: ``resized_pixels_fit``) or a pad or crop
+    that kept every pixel (one within the other's size: ``pixels_fit``)."""
+    if a.size == b.size or a.native_part is None or b.native_part is None:
+        return False
+    sizes = np.array(a.size), np.array(b.size)
+    if resized_icons(*sizes, True, True, rule)[0] and resized_pixels_fit(a, b, rule):
+        return True
+    return bool(nested_icons(*sizes, True, True, rule)[0] and pixels_fit(a, b, rule))
+
+
 def first_failing_check(
     a: Signature, b: Signature, rule: NearRule, get_terms, distance: int | None = None
 ) -> str | None:
@@ -185,17 +197,15 @@ def first_failing_check(
     distance (None: no crop-size check)."""
     if len(a.gray) != len(b.gray):
         return "gray"
+    if found_in_pixels(a, b, rule):
+        return None  # a resize, pad or crop, found pixel for pixel (whatever the pHash says)
     has = a.native_part is not None, b.native_part is not None  # icons: their own pixels
     sizes = np.array(a.size), np.array(b.size)
     resized = a.size != b.size and resized_icons(*sizes, *has, rule)[0]
-    if resized and resized_pixels_fit(a, b, rule):
-        return None  # a resize, found pixel for pixel (whatever the pHash says)
     far = distance is not None and distance > rule.crop_only_beyond_for(all(has))
     if far and not crop_sized(*sizes, rule.crop_min_kept)[0]:
         return "crop_sizes"
     nested = a.size != b.size and nested_icons(*sizes, *has, rule)[0]
-    if nested and pixels_fit(a, b, rule):
-        return None  # a pad or crop that kept every pixel, in colour, on both grounds
     if (
         distance is not None
         and distance > rule.max_hamming
@@ -317,11 +327,13 @@ class PairVerifier:
     def agree(self, a: bytes, b: bytes, distance: int | None = None) -> bool:
         return self.check(a, b, distance) is None
 
-    def score(self, a: bytes, b: bytes) -> float:
-        """The 99th percentile |z difference| of two signatures' gray thumbnails at their best
-        crop (lower: closer)."""
-        ta, tb = (self._get(s, parse_signature(s), False) for s in (a, b))
-        return match_terms(ta, tb).p99
+    def closeness(self, a: bytes, b: bytes) -> tuple[int, float]:
+        """How close two signatures are (lower: closer): 0 when one is found in the other by
+        its pixels (``found_in_pixels``), else 1; then the 99th percentile |z difference| of
+        their gray thumbnails at their best crop."""
+        pa, pb = parse_signature(a), parse_signature(b)
+        ta, tb = self._get(a, pa, False), self._get(b, pb, False)
+        return int(not found_in_pixels(pa, pb, self.rule)), match_terms(ta, tb).p99
 
 
 def verify_pairs(sigs: list[bytes], left, right, distance, rule: NearRule) -> np.ndarray:
@@ -422,11 +434,21 @@ class _ScreenTerms:
 def star_members(labels: list[str], sig_of, verifier: PairVerifier, pairs) -> list[list[str]]:
     """A component of accepted pairs as stars: the smallest label survives with the members
     that the rule accepts against it themselves; the rest is split the same way again
-    (accepted pairs chain: A~B and B~C while A and C differ). A member whose gray thumbnail
-    is closer (by ``closer_margin``) to one it was paired with (``pairs``: label -> the
-    labels of its accepted pairs) that the survivor is not accepted with waits for a later
-    star (a crop can fit two pictures the rule tells apart; it goes with the clearly
-    closer). Stars of two or more members, each sorted."""
+    (accepted pairs chain: A~B and B~C while A and C differ). A member waits for a later
+    star when one it was paired with (``pairs``: label -> the labels of its accepted pairs)
+    that the survivor is not accepted with is clearly closer to it (``closeness``): found
+    in it by its pixels while the survivor is not, or, both or neither, with a gray p99
+    lower by more than ``closer_margin`` (a crop or a resized JPEG can fit two pictures the
+    rule tells apart; it goes with the closer). Stars of two or more members, each sorted."""
+
+    def stays(member: str, top: bytes, other: str) -> bool:
+        (found, p99), (found_other, p99_other) = (
+            verifier.closeness(sig_of[member], sig) for sig in (top, sig_of[other])
+        )
+        if found != found_other:
+            return found < found_other
+        return p99 <= p99_other + verifier.rule.closer_margin
+
     rest, stars = sorted(labels), []
     while len(rest) > 1:
         top = sig_of[rest[0]]
@@ -436,9 +458,7 @@ def star_members(labels: list[str], sig_of, verifier: PairVerifier, pairs) -> li
             lab
             for lab in agree
             if all(
-                verifier.score(sig_of[lab], top)
-                <= verifier.score(sig_of[lab], sig_of[other]) + verifier.rule.closer_margin
-                for other in sorted(apart.intersection(pairs.get(lab, ())))
+                stays(lab, top, other) for other in sorted(apart.intersection(pairs.get(lab, ())))
             )
         ]
         if len(star) > 1:
