@@ -52,6 +52,7 @@ VARIANTS = {
                             "    if False:"),
     "resized_unfit_bound": ("compare.py", "    if resized and match.p99 > "
                             "rule.resized_unfit_max_p99:", "    if False:"),
+    "stars_pixels_first": ("compare.py", "        if found != found_other:", "        if False:"),
     "trimmed_phash_key": ("candidates.py", "    extra = np.flatnonzero((trim != 0) & "
                           "(trim != phashes))", "    extra = np.flatnonzero(trim != trim)"),
     "crop_keys": ("candidates.py", "    crops = [(i, k) for i, p in enumerate(parsed) if p for k "
