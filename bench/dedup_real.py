@@ -17,7 +17,7 @@ Measured against the truth:
 - ``same_size_jpeg``: a pair check, not a build: the first ``REENCODE_ICONS`` originals of at
   most 64 px a side (by key), each flattened on white and saved as a JPEG of its own size
   at quality 75 and 90 (no planted kind keeps the size), and how many of those pairs the
-  rule accepts (``PairVerifier``, the pair alone).
+  rule's comparison accepts (``accepts``: the pair alone, without its pHash distance).
 
 - ``other_resizers``: a pair check too: the first ``RESIZE_ICONS`` originals of 12-64 px a
   side (by key), each resized to 0.6, 0.75 and 0.9 of its size by resamplers other than
@@ -80,6 +80,17 @@ def by_design(corpus: Path, truth: dict, a: str, b: str) -> bool:
     return any((np.abs(p - q).max(-1).max(0) > 32).mean() < DESIGN_SHARE for p, q in moves(x, y))
 
 
+def accepts(verifier, own, copy: bytes) -> bool:
+    """Whether the rule's comparison accepts ``copy`` (encoded bytes) against a picture whose
+    features are ``own``, the pair alone: no pHash distance, so neither whether a build
+    pairs them at all nor the far-pair checks at the distance it would judge them at
+    (``candidates.judged_distance``) is asked."""
+    from mindvl.data_engine.ops.image_decode import image_features
+
+    f = image_features(copy, blur=False)
+    return verifier.agree(bytes.fromhex(own.signature), bytes.fromhex(f.signature))
+
+
 def same_size_jpeg(corpus: Path, truth: dict) -> dict[str, str]:
     """Per JPEG quality, the share of same-size JPEG re-encodes of icons the rule accepts
     against their originals (module docstring)."""
@@ -95,12 +106,11 @@ def same_size_jpeg(corpus: Path, truth: dict) -> dict[str, str]:
             continue
         rgba = img.convert("RGBA")
         flat = Image.alpha_composite(Image.new("RGBA", rgba.size, (255,) * 4), rgba)
-        own = bytes.fromhex(image_features(data, blur=False).signature)
+        own = image_features(data, blur=False)
         for q in (75, 90):
             buf = io.BytesIO()
             flat.convert("RGB").save(buf, "JPEG", quality=q)
-            copy = bytes.fromhex(image_features(buf.getvalue(), blur=False).signature)
-            accepted[q] += verifier.agree(own, copy)
+            accepted[q] += accepts(verifier, own, buf.getvalue())
         n += 1
         if n == REENCODE_ICONS:
             break
@@ -154,14 +164,13 @@ def other_resizers(corpus: Path, truth: dict) -> dict[str, str]:
             continue
         data = (corpus / "images" / t["file"]).read_bytes()
         rgba = np.asarray(Image.open(io.BytesIO(data)).convert("RGBA"), np.float32)
-        own = bytes.fromhex(image_features(data, blur=False).signature)
+        own = image_features(data, blur=False)
         for scale in (0.6, 0.75, 0.9):
             size = (round(rgba.shape[1] * scale), round(rgba.shape[0] * scale))
             for how in RESAMPLERS:
                 buf = io.BytesIO()
                 Image.fromarray(resampled(rgba, size, how), "RGBA").save(buf, "PNG")
-                copy = bytes.fromhex(image_features(buf.getvalue(), blur=False).signature)
-                accepted[how] += verifier.agree(own, copy)
+                accepted[how] += accepts(verifier, own, buf.getvalue())
         n += 1
         if n == RESIZE_ICONS:
             break

@@ -441,13 +441,17 @@ def star_members(labels: list[str], sig_of, verifier: PairVerifier, pairs) -> li
     lower by more than ``closer_margin`` (a crop or a resized JPEG can fit two pictures the
     rule tells apart; it goes with the closer). Stars of two or more members, each sorted."""
 
-    def stays(member: str, top: bytes, other: str) -> bool:
-        (found, p99), (found_other, p99_other) = (
-            verifier.closeness(sig_of[member], sig) for sig in (top, sig_of[other])
-        )
-        if found != found_other:
-            return found < found_other
-        return p99 <= p99_other + verifier.rule.closer_margin
+    def stays(member: str, top: bytes, others: list[str]) -> bool:
+        if not others:
+            return True
+        found, p99 = verifier.closeness(sig_of[member], top)  # once, not per other
+        for other in others:
+            found_other, p99_other = verifier.closeness(sig_of[member], sig_of[other])
+            if found > found_other or (
+                found == found_other and p99 > p99_other + verifier.rule.closer_margin
+            ):
+                return False
+        return True
 
     rest, stars = sorted(labels), []
     while len(rest) > 1:
@@ -455,11 +459,7 @@ def star_members(labels: list[str], sig_of, verifier: PairVerifier, pairs) -> li
         agree = [lab for lab in rest[1:] if verifier.agree(sig_of[lab], top)]
         apart = set(rest[1:]).difference(agree)
         star = [rest[0]] + [
-            lab
-            for lab in agree
-            if all(
-                stays(lab, top, other) for other in sorted(apart.intersection(pairs.get(lab, ())))
-            )
+            lab for lab in agree if stays(lab, top, sorted(apart.intersection(pairs.get(lab, ()))))
         ]
         if len(star) > 1:
             stars.append(star)

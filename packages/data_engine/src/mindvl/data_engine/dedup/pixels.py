@@ -114,10 +114,9 @@ def resized_pixels_fit(a: Signature, b: Signature, rule: NearRule) -> bool:
     of Pillow's and the nearest of all): a resize by that resampler, or one near it,
     reproduces them to a few levels; another glyph or emblem, even a small one, moves more
     pixels than that. Levels are not fitted, as in ``pixels_fit``."""
-    if rule.resize_screen_levels is not None:
-        apart = min(_mean_apart(a, b), _mean_apart(b, a))
-        if apart > rule.resize_screen_levels:
-            return False
+    screen = rule.resize_screen_levels
+    if screen is not None and all(_mean_apart(x, y) > screen for x, y in ((a, b), (b, a))):
+        return False
     grounds = range(min(len(a.native), len(b.native)))
     return _resize_fits(a, b, grounds, rule) or _resize_fits(b, a, grounds, rule)
 
@@ -135,16 +134,17 @@ def _resize_fits(src: Signature, dst: Signature, grounds: range, rule: NearRule)
     if any(fits([_resize(src.native[g], dst.size, how) for g in grounds]) for how in premultiplied):
         return True
     pillow = found[: len(RESIZE_FILTERS)]  # the common encoders' resize, for the JPEGs
-    edges = _edges(src, dst.size)
+    parts = _colour_and_alpha(src) if len(src.native) > 1 else None  # transparent
+    edges = _edges(parts[1], dst.size) if parts is not None and STRAIGHT_RESIZES else None
     for how, (off, _) in zip(premultiplied, found[: len(premultiplied)], strict=True):
         if edges is None or how not in STRAIGHT_RESIZES:
             continue
         # straight alpha changes only the edges: off away from them, it cannot fit either
         if max(np.count_nonzero(o & ~edges) for o in off) > rule.one_size_max_pixels:
             continue
-        if fits(_straight(src, dst, how, len(grounds))):
+        if fits(_straight(parts, dst, how, len(grounds))):
             return True
-    light = _in_linear_light(src) if LINEAR_FILTERS else None
+    light = _in_linear_light(src, parts) if LINEAR_FILTERS else None
     if any(fits(_linear(light, dst.size, how, len(grounds))) for how in LINEAR_FILTERS):
         return True
     if len(dst.native) > 1:
@@ -165,19 +165,17 @@ def _off(x: np.ndarray, y: np.ndarray, rule: NearRule) -> np.ndarray:
     return np.abs(x - y).max(-1) > rule.one_size_levels
 
 
-def _edges(src: Signature, size: tuple[int, int]) -> np.ndarray | None:
+def _edges(alpha: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """The pixels at ``size`` whose value any resampler of ``resized_pixels_fit`` draws from a
-    pixel of transparent ``src`` that is not opaque (where straight and premultiplied alpha
-    differ: within the widest support, a Lanczos-3 downscale's or 4 source pixels, of
-    one); None for an opaque ``src`` or without straight-alpha trials."""
+    pixel that is not opaque (``alpha``: a transparent picture's, ``_colour_and_alpha``;
+    where straight and premultiplied alpha differ: within the widest support, a Lanczos-3
+    downscale's or 4 source pixels, of one)."""
     from PIL import Image
     from scipy.ndimage import maximum_filter
 
-    if not STRAIGHT_RESIZES or len(src.native) < 2:
-        return None
-    white, black = src.native
-    clear = (white - black).max(-1) > 0  # not opaque
-    reach = math.ceil(max(4.0, 3.0 * src.size[0] / size[0], 3.0 * src.size[1] / size[1])) + 1
+    clear = alpha[..., 0] < 255.0  # not opaque
+    height, width = clear.shape
+    reach = math.ceil(max(4.0, 3.0 * width / size[0], 3.0 * height / size[1])) + 1
     near = maximum_filter(clear, size=2 * reach + 1).astype(np.float32)
     return np.asarray(Image.fromarray(near, "F").resize(size, Image.Resampling.BOX)) > 0
 
@@ -219,13 +217,14 @@ def _srgb_encoded(y: np.ndarray) -> np.ndarray:
     return 255.0 * np.where(y <= 0.0031308, 12.92 * y, 1.055 * y ** (1 / 2.4) - 0.055)
 
 
-def _in_linear_light(src: Signature) -> np.ndarray:
-    """``src``'s colour sRGB-decoded and, for a transparent picture, weighted by its alpha,
-    which follows as a fourth channel: (height, width, 3 or 4), what a resize in linear
-    light (as GIMP and libvips do) resamples."""
-    if len(src.native) == 1:
+def _in_linear_light(src: Signature, parts: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
+    """``src``'s colour sRGB-decoded and, for a transparent picture (``parts``: its
+    ``_colour_and_alpha``), weighted by its alpha, which follows as a fourth channel:
+    (height, width, 3 or 4), what a resize in linear light (as GIMP and libvips do)
+    resamples."""
+    if parts is None:
         return _srgb_decoded(src.native[0])
-    colour, alpha = _colour_and_alpha(src)
+    colour, alpha = parts
     return np.concatenate([_srgb_decoded(colour) * alpha / 255.0, alpha / 255.0], -1)
 
 
@@ -247,12 +246,13 @@ def _linear(light: np.ndarray, size: tuple[int, int], how: str, grounds: int) ->
     return [c * a + 255.0 * (1.0 - a), c * a][:grounds]
 
 
-def _straight(src: Signature, dst: Signature, how: str, grounds: int) -> list[np.ndarray]:
-    """A straight-alpha resize of transparent ``src`` to ``dst``'s size: its colour and
-    alpha resized apart, so the colour under alpha 0 (which a signature does not keep: a
-    colour key such as magenta, black, white) bleeds into the edges. That colour enters
-    linearly, so it is fitted, one per channel, by least squares to ``dst``'s edges."""
-    colour, alpha = _colour_and_alpha(src)
+def _straight(parts, dst: Signature, how: str, grounds: int) -> list[np.ndarray]:
+    """A straight-alpha resize of a transparent picture (``parts``: its
+    ``_colour_and_alpha``) to ``dst``'s size: its colour and alpha resized apart, so the
+    colour under alpha 0 (which a signature does not keep: a colour key such as magenta,
+    black, white) bleeds into the edges. That colour enters linearly, so it is fitted, one
+    per channel, by least squares to ``dst``'s edges."""
+    colour, alpha = parts
     c = _resize(colour, dst.size, how)
     a = _resize(alpha, dst.size, how) / 255.0
     weight = _resize(255.0 * (alpha == 0), dst.size, how) / 255.0 * a  # hidden colour's share
