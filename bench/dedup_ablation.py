@@ -52,14 +52,17 @@ VARIANTS = {
                             "    if False:"),
     "resized_unfit_bound": ("compare.py", "    if resized and match.p99 > "
                             "rule.resized_unfit_max_p99:", "    if False:"),
-    "stars_pixels_first": ("compare.py", "        if found != found_other:", "        if False:"),
+    "stars_pixels_first": ("compare.py", "            if found > found_other or (\n"
+                           "                found == found_other and ", "            if (\n"
+                           "                "),
     "trimmed_phash_key": ("candidates.py", "    extra = np.flatnonzero((trim != 0) & "
                           "(trim != phashes))", "    extra = np.flatnonzero(trim != trim)"),
     "crop_keys": ("candidates.py", "    crops = [(i, k) for i, p in enumerate(parsed) if p for k "
                   "in dict.fromkeys(p.crops)\n             if k != phashes[i]]  # fmt: skip",
                   "    crops = []"),
-    "canvas_key": ("candidates.py", "    icons, canvases = ([(i, k[n]) for i, k in both if k[n]] "
-                   "for n in (0, 1))", "    icons, canvases = [(i, k[0]) for i, k in both if k[0]], []"),
+    "canvas_keys": ("candidates.py", "    found = (crops, *([(i, k[n]) for i, k in both if k[n]] "
+                    "for n in (0, 1, 2)))",
+                    "    found = (crops, [(i, k[0]) for i, k in both if k[0]], [], [])"),
 }  # fmt: skip
 
 

@@ -16,15 +16,15 @@ Measured against the truth:
 
 - ``same_size_jpeg``: a pair check, not a build: the first ``REENCODE_ICONS`` originals of at
   most 64 px a side (by key), each flattened on white and saved as a JPEG of its own size
-  at quality 75 and 90 (no planted kind keeps the size), and how many of those pairs the
-  rule's comparison accepts (``accepts``: the pair alone, without its pHash distance).
+  at quality 75 and 90 (no planted kind keeps the size), and how many of those pairs a
+  build pairs and the rule accepts (``accepts``: at the distance the build judges them at).
 
 - ``other_resizers``: a pair check too: the first ``RESIZE_ICONS`` originals of 12-64 px a
   side (by key), each resized to 0.6, 0.75 and 0.9 of its size by resamplers other than
   the Pillow Lanczos the planted copies use (``RESAMPLERS``: OpenCV's cubic and area on
   straight, not premultiplied, alpha, as ``cv2.resize`` does on an RGBA array; a
   Mitchell-Netravali cubic on straight alpha; the same in linear light, premultiplied, as
-  GIMP does), saved as PNG, and how many of those pairs the rule accepts.
+  GIMP does), saved as PNG, and how many of those pairs a build pairs and the rule accepts.
 
 The same corpus is also grouped by pHash alone within 10 bits (imagededup's PHash default
 threshold, via imagehash's pHash), without any verification, for comparison.
@@ -81,14 +81,19 @@ def by_design(corpus: Path, truth: dict, a: str, b: str) -> bool:
 
 
 def accepts(verifier, own, copy: bytes) -> bool:
-    """Whether the rule's comparison accepts ``copy`` (encoded bytes) against a picture whose
-    features are ``own``, the pair alone: no pHash distance, so neither whether a build
-    pairs them at all nor the far-pair checks at the distance it would judge them at
-    (``candidates.judged_distance``) is asked."""
+    """Whether a build pairs ``copy`` (encoded bytes) with a picture whose features are
+    ``own`` and the rule accepts the pair at the pHash distance the build judges it at: the
+    least over the pairs of their candidate keys that exact banding finds
+    (``candidates.pair_distance``); not paired at all counts as not accepted."""
+    from mindvl.data_engine.dedup.candidates import candidate_keys, pair_distance
     from mindvl.data_engine.ops.image_decode import image_features
 
-    f = image_features(copy, blur=False)
-    return verifier.agree(bytes.fromhex(own.signature), bytes.fromhex(f.signature))
+    found = own, image_features(copy, blur=False)
+    sigs = [bytes.fromhex(f.signature) for f in found]
+    keys = [(int(f.phash, 16), *candidate_keys([int(f.phash, 16)], [s])[::2])
+            for f, s in zip(found, sigs, strict=True)]  # fmt: skip
+    distance = pair_distance(*keys, verifier.rule)
+    return distance is not None and verifier.agree(*sigs, distance)
 
 
 def same_size_jpeg(corpus: Path, truth: dict) -> dict[str, str]:

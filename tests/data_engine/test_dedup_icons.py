@@ -5,11 +5,12 @@ and two icons of one size compared by their own pixels. Resizes and JPEGs of ico
 
 from __future__ import annotations
 
+import io
 from dataclasses import replace
 
 import numpy as np
 from dedup_helpers import RULE
-from dedup_pictures import check, face, features, flag, icon, on_white, padded, row
+from dedup_pictures import check, encoded, face, features, flag, icon, on_white, padded, row
 from PIL import Image, ImageDraw
 
 from mindvl.common.recipe import DedupSpec
@@ -221,7 +222,7 @@ def test_a_simple_icon_and_its_small_jpeg_are_found_by_the_icon_key(monkeypatch)
     assert decisions.get("c") is None or decisions["c"].op is None
     index = EvalIndex([(fa.phash, fa.signature, fa.pixel_hash, fa.information)], RULE)
     assert index.match_row(row("b", fb)) == 0 and index.match_row(row("c", fo)) is None
-    monkeypatch.setattr(candidates, "icon_keys", lambda sig: (0, 0))
+    monkeypatch.setattr(candidates, "icon_keys", lambda sig: (0, 0, 0))
     decisions, _ = plan_dedup(rows, DedupSpec())
     assert decisions.get("b") is None or decisions["b"].op is None
     assert (
@@ -331,11 +332,67 @@ def test_an_icons_canvas_key_finds_its_jpeg_where_the_content_key_moves(monkeypa
     white = sa.native[0] @ fingerprint.LUMA
     assert canvas[0] == fingerprint.average_hash(white)
     keys_of = fingerprint.icon_keys
-    monkeypatch.setattr(candidates, "icon_keys", lambda sig: (0, keys_of(sig)[1]))
+    monkeypatch.setattr(candidates, "icon_keys", lambda sig: (0, keys_of(sig)[1], 0))
     rows = [row("a", fa), row("b", fb), row("c", fo)]
     decisions, _ = plan_dedup(rows, DedupSpec())
     assert decisions["b"].op == "near_dedup" and decisions["b"].survivor == "a"
     assert decisions.get("c") is None or decisions["c"].op is None
-    monkeypatch.setattr(candidates, "icon_keys", lambda sig: (0, 0))
+    monkeypatch.setattr(candidates, "icon_keys", lambda sig: (0, 0, 0))
+    decisions, _ = plan_dedup(rows, DedupSpec())
+    assert decisions.get("b") is None or decisions["b"].op is None
+
+
+def test_two_icons_of_one_size_are_judged_by_their_pixels_whatever_their_phash():
+    """A JPEG of an icon at its own size moves its pHash (a 32x32 upsample of simple
+    content) by up to 30 bits on real set c, far beyond ``icon_crop_only_beyond``: two
+    icons of one size are not held to a crop's sizes (nor their trim boxes to one scale),
+    their own pixels decide, in the batch screen as in the per-pair checks. Another drawing
+    of one size is still told apart by them; two pictures of one size too large to carry
+    their pixels are held to a crop's sizes."""
+
+    def jpeg(img: Image.Image) -> Image.Image:
+        return Image.open(io.BytesIO(encoded(on_white(img), "JPEG", quality=75)))
+
+    other = pixel_icon()
+    ImageDraw.Draw(other).rectangle((2, 9, 7, 13), fill=(40, 160, 60, 255))  # an emblem
+    big = pixel_icon().resize((96, 96), Image.Resampling.NEAREST)
+    found = [bytes.fromhex(features(x).signature)
+             for x in (pixel_icon(), jpeg(pixel_icon()), other, big, jpeg(big))]  # fmt: skip
+    verifier = PairVerifier(RULE)
+    assert verifier.check(found[0], found[1], distance=30) is None
+    assert verifier.check(found[0], found[2], distance=30) not in (None, "crop_sizes")
+    assert verifier.check(found[3], found[4]) is None
+    assert verifier.check(found[3], found[4], distance=30) == "crop_sizes"
+    kept = compare.screen_pairs(found, [0, 3], [1, 4], [30, 30], RULE)
+    assert kept.tolist() == [True, False]
+
+
+def test_a_transparent_icons_canvas_key_on_black_finds_its_straight_alpha_resize(monkeypatch):
+    """A straight-alpha resize (OpenCV's of an RGBA array) draws the colour under alpha 0,
+    black here, into a white ring's edges: on white the ring turns dark (its pHash 21 bits
+    away, the content and canvas keys 40 and 24), on black it stays. The third icon key
+    (``fingerprint.icon_keys``: the canvas on black, of a transparent icon only) pairs the
+    two within ``canvas_key_max_hamming``, and the resize is found by its pixels; without
+    that key no key pairs them."""
+    import cv2
+
+    ring = Image.new("RGBA", (32, 32), (0, 0, 0, 0))
+    ImageDraw.Draw(ring).ellipse((2, 2, 29, 29), outline=(250, 250, 250, 255), width=3)
+    ImageDraw.Draw(ring).line((8, 16, 23, 16), fill=(240, 240, 240, 255), width=2)
+    rgba = cv2.resize(np.asarray(ring, np.float32), (19, 19), interpolation=cv2.INTER_CUBIC)
+    resized = Image.fromarray(np.rint(np.clip(rgba, 0, 255)).astype(np.uint8), "RGBA")
+    fa, fb = features(ring), features(resized)
+    keys = [fingerprint.icon_keys(parse_signature(bytes.fromhex(f.signature))) for f in (fa, fb)]
+    apart = [int(hamming(x, y)) for x, y in zip(*keys, strict=True)]
+    assert apart[0] > RULE.icon_key_max_hamming and apart[1] > RULE.canvas_key_max_hamming
+    assert apart[2] <= RULE.canvas_key_max_hamming
+    assert hamming(int(fa.phash, 16), int(fb.phash, 16)) > RULE.max_hamming
+    opaque = parse_signature(bytes.fromhex(features(on_white(ring)).signature))
+    assert fingerprint.icon_keys(opaque)[2] == 0
+    rows = [row("a", fa), row("b", fb)]
+    decisions, _ = plan_dedup(rows, DedupSpec())
+    assert decisions["b"].op == "near_dedup" and decisions["b"].survivor == "a"
+    keys_of = fingerprint.icon_keys
+    monkeypatch.setattr(candidates, "icon_keys", lambda sig: (*keys_of(sig)[:2], 0))
     decisions, _ = plan_dedup(rows, DedupSpec())
     assert decisions.get("b") is None or decisions["b"].op is None

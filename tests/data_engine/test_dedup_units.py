@@ -394,3 +394,22 @@ def test_icon_keys_crowd_a_bucket_at_their_own_bound() -> None:
         kinds = np.full(n, kind, np.int8)
         i, _, _, was = candidates.bucket_pairs(keys, owner, own, kinds, 0, scheme, rule, details)
         assert was is crowded and i.size == (0 if crowded else n * (n - 1) // 2)
+
+
+def test_pair_distance_is_the_least_the_rule_judges_over_the_key_pairs_a_build_finds():
+    """``candidates.pair_distance``: over the two images' key pairs within the banding's
+    radius that ``keys_pair`` accepts, the least ``judged_distance`` (an icon content key
+    pair caps the pHash distance, a canvas key pair keeps it); None when none pairs."""
+    own_a, own_b = 0, (1 << 20) - 1  # 20 bits apart: beyond the radius
+    key = 0x0F0F_0F0F_0F0F_0F0F
+
+    def image(own, kinds, near):
+        return own, np.array([own, key ^ near], np.uint64), np.array(kinds, np.int8)
+
+    icon = [candidates.KEY_OWN, candidates.KEY_ICON]
+    canvas = [candidates.KEY_OWN, candidates.KEY_CANVAS]
+    cap = int(RULE.crop_only_beyond_for(True))
+    assert candidates.pair_distance(image(own_a, icon, 0), image(own_b, icon, 1), RULE) == cap
+    assert candidates.pair_distance(image(own_a, canvas, 0), image(own_b, canvas, 1), RULE) == 20
+    assert candidates.pair_distance(image(own_a, icon, 0), image(own_b, canvas, 1), RULE) is None
+    assert candidates.pair_distance(image(own_a, icon, 0), image(3, icon, 0), RULE) == 2

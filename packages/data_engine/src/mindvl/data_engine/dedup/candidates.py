@@ -9,7 +9,8 @@ by the first band its hashes share only, in bounded chunks (``bucket_pairs``). A
 bucket (more than m(m-1)/2 close pairs, m = ``crowded_bucket``: equations, blank pages;
 ``icon_crowded_bucket`` for a bucket of icon keys) pairs only images also close in
 ``detail_hash`` or of one size (``crowd_pairs``). The keys: each image's pHash, trimmed
-pHash, crop pHashes and, for an icon, its content and canvas keys (``candidate_keys``).
+pHash, crop pHashes and, for an icon, its content and canvas keys, the canvas on black
+too for a transparent one (``candidate_keys``).
 """
 
 from __future__ import annotations
@@ -377,23 +378,24 @@ def _key_chunks(keys, owner, own, kind, band, starts, ends, scheme: BandScheme, 
         yield pairable, pairable & _first_in(found_in, scheme, keys, a, c), i, j, d
 
 
-KEY_OWN, KEY_TRIM, KEY_CROP, KEY_ICON, KEY_CANVAS = 0, 1, 2, 3, 4  # kinds (``candidate_keys``)
-ICON_KINDS = (KEY_ICON, KEY_CANVAS)  # an icon's keys: each pairs only with its own kind
-# set in the band keys of an icon's content and canvas keys: buckets apart from the others
+KEY_OWN, KEY_TRIM, KEY_CROP, KEY_ICON, KEY_CANVAS, KEY_BLACK = range(6)  # ``candidate_keys``
+ICON_KINDS = (KEY_ICON, KEY_CANVAS, KEY_BLACK)  # an icon's keys: each pairs with its kind only
+# set in the band keys of an icon's content and canvas keys: buckets apart from the others'
 KIND_BUCKETS = {
     KEY_ICON: np.int64(1 << (KEY_SHIFT - 1)),
     KEY_CANVAS: np.int64(1 << (KEY_SHIFT - 2)),
+    KEY_BLACK: np.int64(1 << (KEY_SHIFT - 3)),
 }
 
 
 def candidate_keys(phashes, sigs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The keys n images are banded by: every pHash, then each trimmed pHash that differs
     from its image's pHash, then the crop pHashes (``fingerprint.crop_keys``) of each
-    signature (``sigs``: bytes, or b"" for none), then the icons' content and canvas keys
-    (``fingerprint.icon_keys``); as (uint64 keys, the image index of each key, its kind:
-    KEY_OWN, KEY_TRIM, KEY_CROP, KEY_ICON or KEY_CANVAS). A pair of images can come out once
-    per pair of their keys within the bound (``bucket_pairs`` drops an image's own and
-    crop key pairs)."""
+    signature (``sigs``: bytes, or b"" for none), then the icons' content, canvas and
+    canvas-on-black keys (``fingerprint.icon_keys``); as (uint64 keys, the image index of
+    each key, its kind: KEY_OWN, KEY_TRIM, KEY_CROP, KEY_ICON, KEY_CANVAS or KEY_BLACK).
+    A pair of images can come out once per pair of their keys within the bound
+    (``bucket_pairs`` drops an image's own and crop key pairs)."""
     phashes = np.asarray(phashes, dtype=np.uint64)
     parsed = [parse_signature(s) if s else None for s in sigs]
     trim = np.array([p.trim_phash or 0 if p else 0 for p in parsed], dtype=np.uint64)
@@ -401,18 +403,17 @@ def candidate_keys(phashes, sigs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     crops = [(i, k) for i, p in enumerate(parsed) if p for k in dict.fromkeys(p.crops)
              if k != phashes[i]]  # fmt: skip
     both = [(i, icon_keys(p)) for i, p in enumerate(parsed) if p and p.native_part is not None]
-    icons, canvases = ([(i, k[n]) for i, k in both if k[n]] for n in (0, 1))
-    found = (crops, icons, canvases)
+    found = (crops, *([(i, k[n]) for i, k in both if k[n]] for n in (0, 1, 2)))
     owner = np.concatenate([np.arange(phashes.size), extra, *([i for i, _ in x] for x in found)])
     more = [np.array([k for _, k in x], np.uint64) for x in found]
     keys = np.concatenate([phashes, trim[extra], *more])
     counts = [phashes.size, extra.size, *map(len, found)]
-    kind = np.repeat([KEY_OWN, KEY_TRIM, KEY_CROP, KEY_ICON, KEY_CANVAS], counts)
+    kind = np.repeat([KEY_OWN, KEY_TRIM, KEY_CROP, KEY_ICON, KEY_CANVAS, KEY_BLACK], counts)
     return keys, owner.astype(np.int64), kind.astype(np.int8)
 
 
 def band_keys(scheme: BandScheme, keys: np.ndarray, kind: np.ndarray) -> np.ndarray:
-    """``scheme.keys`` of candidate keys, an icon's content and canvas keys each in buckets
+    """``scheme.keys`` of candidate keys, each kind of an icon's keys in buckets of its own,
     apart from the others (sharing the pHash buckets, icons' keys crowd them)."""
     out = scheme.keys(keys)
     for k, bit in KIND_BUCKETS.items():
@@ -423,13 +424,14 @@ def band_keys(scheme: BandScheme, keys: np.ndarray, kind: np.ndarray) -> np.ndar
 def keys_pair(ka, kc, distance, rule: NearRule):
     """Whether two candidate keys of kinds ``ka``, ``kc`` (of two images) at ``distance``
     (bits between the keys) make a candidate pair: a crop key pairs only with the other
-    image's own pHash, and only within ``rule.crop_radius``; an icon's content or canvas
-    key only with a key of its kind, within ``rule.icon_key_max_hamming`` or
-    ``rule.canvas_key_max_hamming``, and only when pairs are compared."""
+    image's own pHash, and only within ``rule.crop_radius``; an icon's key only with a key
+    of its kind, a content key within ``rule.icon_key_max_hamming``, a canvas key (on
+    white or on black) within ``rule.canvas_key_max_hamming``, and only when pairs are
+    compared."""
     ka, kc, distance = np.asarray(ka), np.asarray(kc), np.asarray(distance)
     crop = (ka == KEY_CROP) | (kc == KEY_CROP)
     ok = ~crop | (((ka == KEY_OWN) | (kc == KEY_OWN)) & (distance <= rule.crop_radius))
-    radius = np.where(ka == KEY_CANVAS, rule.canvas_key_max_hamming, rule.icon_key_max_hamming)
+    radius = np.where(ka == KEY_ICON, rule.icon_key_max_hamming, rule.canvas_key_max_hamming)
     icons = (ka == kc) & (distance <= radius)
     return np.where(np.isin(ka, ICON_KINDS) | np.isin(kc, ICON_KINDS), icons & rule.verify, ok)
 
@@ -438,10 +440,24 @@ def judged_distance(ka, kc, distance, rule: NearRule):
     """The pHash distance the rule judges a pair found by keys of kinds ``ka``, ``kc`` at
     (``distance``: the images' own pHashes'): that, but a pair of icon content keys at most
     the icons' far-pair bound (their contents agree; an icon's pHash is no measure of
-    that). A pair of canvas keys keeps its distance: far, it must be a resize found pixel
-    for pixel or have a crop's sizes (``compare.first_failing_check``)."""
+    that). A pair of canvas keys (either ground) keeps its distance: far, it must be a
+    resize found pixel for pixel or have a crop's sizes (``compare.first_failing_check``)."""
     icons = (np.asarray(ka) == KEY_ICON) & (np.asarray(kc) == KEY_ICON)
     return np.where(icons, np.minimum(distance, rule.crop_only_beyond_for(True)), distance)
+
+
+def pair_distance(a: tuple, b: tuple, rule: NearRule) -> int | None:
+    """The least pHash distance the rule judges two images at (``judged_distance``) over
+    the pairs of their candidate keys that make a candidate pair within ``rule.pair_radius``
+    (``keys_pair``: the pairs exact banding finds), or None when none does; ``a``, ``b``:
+    each image's (own pHash, its keys, their kinds), as ``candidate_keys`` gives them."""
+    (own_a, keys_a, kind_a), (own_b, keys_b, kind_b) = a, b
+    d = hamming(np.asarray(keys_a)[:, None], np.asarray(keys_b)[None, :])
+    ka, kb = np.broadcast_arrays(np.asarray(kind_a)[:, None], np.asarray(kind_b)[None, :])
+    ok = (d <= rule.pair_radius) & keys_pair(ka, kb, d, rule)
+    if not ok.any():
+        return None
+    return int(judged_distance(ka[ok], kb[ok], hamming(own_a, own_b), rule).min())
 
 
 def _image_pairs(a, c, owner, phashes, kind, keys, rule: NearRule, radius: int):

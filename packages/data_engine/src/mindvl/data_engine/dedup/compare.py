@@ -6,9 +6,11 @@ and reasons: docs/DEDUP.md, "The rule"; icons' own pixels: ``pixels.py``):
 0. two icons whose sizes a resize explains are accepted when a common resampler reproduces
    one from the other pixel for pixel (``resized_pixels_fit``), whatever their pHash;
 1. ``crop_sizes`` / ``trim_scale``: a far pair must have a crop's sizes and keep its
-   content at one scale; ``pixels``: two icons, one within the other's size, found pixel
-   for pixel at some offset are a pad or crop (accepted), and where nothing else could
-   explain them, not found, they are rejected;
+   content at one scale (not two icons of one size: their pixels decide, step 7, and a
+   JPEG moves a small icon's pHash, an upsample of simple content, by up to 30 bits);
+   ``pixels``: two icons, one within the other's size, found pixel for pixel at some
+   offset are a pad or crop (accepted), and where nothing else could explain them, not
+   found, they are rejected;
 2. ``colour``: 8x8 chroma and hue (two sizes: after ``gray``, at the crop it found);
 3. ``prescreen``: the crop search at half resolution;
 4. ``gray``: the gray thumbnails at their best crop, the crop two sizes tell first
@@ -200,6 +202,8 @@ def first_failing_check(
     if found_in_pixels(a, b, rule):
         return None  # a resize, pad or crop, found pixel for pixel (whatever the pHash says)
     has = a.native_part is not None, b.native_part is not None  # icons: their own pixels
+    if all(has) and a.size == b.size:
+        distance = None  # two icons of one size: their own pixels decide, not their pHash
     sizes = np.array(a.size), np.array(b.size)
     resized = a.size != b.size and resized_icons(*sizes, *has, rule)[0]
     far = distance is not None and distance > rule.crop_only_beyond_for(all(has))
@@ -352,10 +356,10 @@ def verify_pairs(sigs: list[bytes], left, right, distance, rule: NearRule) -> np
 
 def screen_pairs(sigs: list[bytes], left, right, distance, rule: NearRule) -> np.ndarray:
     """False for pairs the rule rejects by sizes (far pairs, but two icons whose sizes a
-    resize explains) or colour (pairs of one size), checked for all pairs at once, and for
-    pairs whose 16x16 coarse-grid distance exceeds ``screen_max`` (but pairs with a crop's
-    sizes, whose crop ``match_at_sizes`` finds, and icons nested or resized by size, whose
-    pixels ``pixels_fit`` and ``resized_pixels_fit`` compare)."""
+    resize explains or of one size) or colour (pairs of one size), checked for all pairs at
+    once, and for pairs whose 16x16 coarse-grid distance exceeds ``screen_max`` (but pairs
+    with a crop's sizes, whose crop ``match_at_sizes`` finds, and icons nested or resized
+    by size, whose pixels ``pixels_fit`` and ``resized_pixels_fit`` compare)."""
     left, right = np.asarray(left, dtype=np.int64), np.asarray(right, dtype=np.int64)
     keep = np.ones(left.size, dtype=bool)
     parsed = [parse_signature(s) for s in sigs]
@@ -365,7 +369,9 @@ def screen_pairs(sigs: list[bytes], left, right, distance, rule: NearRule) -> np
     native = np.array([p.native_part is not None for p in parsed])
     pair_sizes, pair_native = (sizes[left], sizes[right]), (native[left], native[right])
     resized = resized_icons(*pair_sizes, *pair_native, rule)
-    far = np.asarray(distance) > rule.crop_only_beyond_for(native[left] & native[right])
+    icons = native[left] & native[right]
+    far = np.asarray(distance) > rule.crop_only_beyond_for(icons)
+    far &= ~(icons & (sizes[left] == sizes[right]).all(1))  # as ``first_failing_check``
     keep &= ~far | crop_sized(*pair_sizes, rule.crop_min_kept) | resized
     planes = np.stack([p.chroma.reshape(-1) for p in parsed])
     # colour as it is only for pictures of one size; the others' at their crop (per pair)

@@ -6,11 +6,10 @@ build's own features) as ``EvalImage`` or a plain ``(phash, signature, pixel_has
 information])`` tuple to dedup. A training image matches an eval image when its pixel hash
 is equal, or, when both carry enough information (``min_information``; an eval image
 without a score is taken to have enough), one of its candidate keys (pHash, trimmed pHash,
-crop pHashes, icon content and canvas keys: ``candidates.candidate_keys``) pairs with one
-of the eval image's (``candidates.keys_pair``) and the rule accepts the pair
-(``compare.PairVerifier``, at the distance dedup judges it at:
-``candidates.judged_distance``). The index is small (eval sets are) and is shipped to
-every worker.
+crop pHashes, icon keys: ``candidates.candidate_keys``) pairs with one of the eval
+image's and the rule accepts the pair (``compare.PairVerifier``) at the distance dedup
+judges it at (``candidates.pair_distance``). The index is small (eval sets are) and is
+shipped to every worker.
 """
 
 from __future__ import annotations
@@ -19,13 +18,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from mindvl.data_engine.dedup.candidates import (
-    BandScheme,
-    candidate_keys,
-    hamming,
-    judged_distance,
-    keys_pair,
-)
+from mindvl.data_engine.dedup.candidates import BandScheme, candidate_keys, pair_distance
 from mindvl.data_engine.dedup.compare import PairVerifier
 from mindvl.data_engine.dedup.fingerprint import EvalImage
 from mindvl.data_engine.dedup.rule import NearRule
@@ -47,12 +40,17 @@ class EvalIndex:
         ]
         phashes = [int(self.images[i].phash, 16) for i in usable]
         sigs = [bytes.fromhex(self.images[i].signature) for i in usable]
-        self.keys, owner, self.kind = candidate_keys(phashes, sigs)
-        self.owner = np.array(usable, dtype=np.int64)[owner]  # the eval image of each key
-        self.buckets: dict[int, list[int]] = {}  # band key -> positions in ``keys``
-        for pos, row in enumerate(self.scheme.keys(self.keys).tolist()):
+        keys, owner, kind = candidate_keys(phashes, sigs)
+        order = np.argsort(owner, kind="stable")
+        cut = np.searchsorted(owner[order], np.arange(len(usable) + 1)).tolist()
+        self.keys = {  # eval image -> (its pHash, its keys, their kinds)
+            i: (phashes[n], keys[order[cut[n] : cut[n + 1]]], kind[order[cut[n] : cut[n + 1]]])
+            for n, i in enumerate(usable)
+        }
+        self.buckets: dict[int, set[int]] = {}  # band key -> the eval images with a key there
+        for n, row in zip(owner.tolist(), self.scheme.keys(keys).tolist(), strict=True):
             for bkey in row:
-                self.buckets.setdefault(bkey, []).append(pos)
+                self.buckets.setdefault(bkey, set()).add(usable[n])
 
     def match_row(self, row: dict) -> int | None:
         """Index of the eval image any image of a ``Candidate.to_row()`` dict matches."""
@@ -77,23 +75,14 @@ class EvalIndex:
             return None
         own = int(phash, 16)
         keys, _, kind = candidate_keys([own], [bytes.fromhex(signature or "")])
-        found: dict[int, int] = {}  # eval image -> the least distance the rule judges it at
-        for key, k, bkeys in zip(keys.tolist(), kind, self.scheme.keys(keys), strict=True):
-            for p in {p for bkey in bkeys.tolist() for p in self.buckets.get(bkey, ())}:
-                if self._close(p, key, k):
-                    i = int(self.owner[p])
-                    d = int(hamming(int(self.images[i].phash, 16), own))
-                    d = int(judged_distance(k, self.kind[p], d, rule))
-                    found[i] = min(found.get(i, d), d)
-        for i, distance in sorted(found.items()):
+        near = {i for bkey in self.scheme.keys(keys).reshape(-1).tolist()
+                for i in self.buckets.get(bkey, ())}  # fmt: skip
+        for i in sorted(near):
+            distance = pair_distance((own, keys, kind), self.keys[i], rule)
+            if distance is None:
+                continue
             theirs = bytes.fromhex(self.images[i].signature)
             if not rule.verify or (signature and self.verifier.agree(
                 bytes.fromhex(signature), theirs, distance)):  # fmt: skip
                 return i
         return None
-
-    def _close(self, pos: int, key: int, kind: int) -> bool:
-        """Eval key ``pos`` and a query key of ``kind`` make a candidate pair (as in dedup)."""
-        d = int(hamming(self.keys[pos], key))
-        rule = self.rule
-        return d <= rule.pair_radius and bool(keys_pair(kind, self.kind[pos], d, rule))

@@ -193,16 +193,19 @@ def phash_of(gray, reducing_gap: float | None = None) -> int:
     return int.from_bytes(np.packbits(low > np.median(low)).tobytes(), "big")
 
 
-def icon_keys(sig: Signature) -> tuple[int, int]:
-    """The fourth and fifth candidate keys, of an icon (a signature with its own pixels): the
+def icon_keys(sig: Signature) -> tuple[int, int, int]:
+    """The fourth to sixth candidate keys, of an icon (a signature with its own pixels): the
     64-bit average hashes (``average_hash``) of its gray pixels on white cut to what differs
     from its border's median tone by more than ``ICON_KEY_CONTRAST`` (its content, which a
-    pad or a crop keeps), and of the whole canvas (which a resize or a JPEG keeps, where
-    the content box may grow by the encode's noise); (0, 0) for no own pixels, a content
-    key 0 for no content. The pHash of a small simple icon is a 32x32 upsample's: a resize,
-    a JPEG or a crop moves it by 12-36 bits; the means move far less."""
+    pad or a crop keeps), of the whole canvas (which a resize or a JPEG keeps, where the
+    content box may grow by the encode's noise) and, for a transparent icon, of the whole
+    canvas on black (a straight-alpha resize, as OpenCV's of an RGBA array, draws the
+    colour under alpha 0, mostly black, into the edges: on white they darken, on black
+    they stay); (0, 0, 0) for no own pixels, a key 0 for no content or no transparency.
+    The pHash of a small simple icon is a 32x32 upsample's: a resize, a JPEG or a crop
+    moves it by 12-36 bits; the means move far less."""
     if sig.native_part is None:
-        return 0, 0
+        return 0, 0, 0
     g = sig.native[0] @ LUMA
     border = np.concatenate([g[0], g[-1], g[:, 0], g[:, -1]])
     mask = np.abs(g - np.median(border)) > ICON_KEY_CONTRAST
@@ -210,7 +213,8 @@ def icon_keys(sig: Signature) -> tuple[int, int]:
     content = (
         0 if rows.size == 0 else average_hash(g[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1])
     )
-    return content, average_hash(g)
+    black = average_hash(sig.native[1] @ LUMA) if len(sig.native) > 1 else 0
+    return content, average_hash(g), black
 
 
 def average_hash(g: np.ndarray) -> int:

@@ -26,7 +26,7 @@ from mindvl.data_engine.dedup.decontaminate import EvalIndex
 from mindvl.data_engine.dedup.rule import NearRule
 
 SLIM_ROWS_PER_PARTITION = 200_000  # shuffle partitions by data size: slim rows ~300 bytes
-KEYS_PER_IMAGE = 9  # band rows per image and band as partitions reckon: own, trim, 5 crops, 2 icon
+KEYS_PER_IMAGE = 10  # band rows per image and band as partitions reckon: own, trim, 5 crops, 3 icon
 SIGNATURE_BROADCAST_BYTES = 256 << 20  # ~38-110k signatures of 2.4-7 KB (alpha: +2.3 KB)
 # a pair (key: one label, other: the other, sig: the signature joined so far, or null) or
 # a signature row (key: a label, other: null, sig: its signature), grouped by key together

@@ -36,10 +36,10 @@ class NearRule:
     crowded_bucket: int = 64  # m: a bucket with > m(m-1)/2 close pairs is crowded
     detail_max_hamming: int = 8  # in a crowded bucket pairs must be this close in detail
     crop_key_max_hamming: int = 8  # a crop key (``fingerprint.crop_keys``) pairs this close
-    # an icon's content key (``fingerprint.icon_keys``) pairs this close, its canvas key
-    # (the whole canvas's average hash, which a resize or a JPEG keeps within a few bits)
-    # this close; each kind in buckets of its own, crowded beyond icon_crowded_bucket
-    # (simple icons' means collide more)
+    # an icon's content key (``fingerprint.icon_keys``) pairs this close, its canvas keys
+    # (the whole canvas's average hash on white and, transparent, on black, which a resize
+    # or a JPEG keeps within a few bits) this close; each kind in buckets of its own,
+    # crowded beyond icon_crowded_bucket (simple icons' means collide more)
     icon_key_max_hamming: int = 8
     canvas_key_max_hamming: int = 4
     icon_crowded_bucket: int = 256
