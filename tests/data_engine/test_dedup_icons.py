@@ -396,3 +396,28 @@ def test_a_transparent_icons_canvas_key_on_black_finds_its_straight_alpha_resize
     monkeypatch.setattr(candidates, "icon_keys", lambda sig: (*keys_of(sig)[:2], 0))
     decisions, _ = plan_dedup(rows, DedupSpec())
     assert decisions.get("b") is None or decisions["b"].op is None
+
+
+def test_an_icon_and_its_jpeg_of_one_size_are_found_by_encoding_it_first():
+    """A light glyph on transparency, flattened on white and saved as a JPEG at quality 75
+    at its own 16 px: on white its thumbnails have little contrast and the z-scoring
+    magnifies the encode's noise past ``one_size_max_p99``, but the original encoded as a
+    JPEG is the copy (``pixels.jpeg_of``), tried first for two icons of one size of at
+    least ``jpeg_min_pixels``; below that bound the thumbnails decide (``gray``). Only the
+    encoded trial counts there: a flag and the same flag with a one-pixel star fit as they
+    are, and are no JPEG of each other."""
+    glyph = Image.new("RGBA", (16, 16), (0, 0, 0, 0))
+    ImageDraw.Draw(glyph).line((4, 4, 11, 11), fill=(225, 225, 225, 255), width=2)
+    ImageDraw.Draw(glyph).line((11, 4, 4, 11), fill=(225, 225, 225, 255), width=2)
+    jpeg = Image.open(io.BytesIO(encoded(on_white(glyph), "JPEG", quality=75)))
+    found = [bytes.fromhex(features(x).signature) for x in (glyph, jpeg)]
+    assert compare.verify_pairs(found, [0], [1], [0], RULE).tolist() == [True]
+    assert PairVerifier(replace(RULE, jpeg_min_pixels=257)).check(*found) == "gray"
+    tricolour = Image.new("RGB", (22, 15), (0, 0, 0))
+    ImageDraw.Draw(tricolour).rectangle((0, 5, 21, 9), fill=(255, 255, 255))
+    ImageDraw.Draw(tricolour).rectangle((0, 10, 21, 14), fill=(0, 122, 61))
+    ImageDraw.Draw(tricolour).polygon([(0, 0), (9, 7), (0, 14)], fill=(206, 17, 38))
+    starred = tricolour.copy()
+    starred.putpixel((3, 7), (255, 255, 255))
+    flags = [parse_signature(bytes.fromhex(features(x).signature)) for x in (tricolour, starred)]
+    assert pixels.reencoded(*flags, RULE) and not pixels.jpeg_of(*flags, RULE)

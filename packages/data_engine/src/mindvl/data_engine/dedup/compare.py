@@ -4,7 +4,9 @@
 and reasons: docs/DEDUP.md, "The rule"; icons' own pixels: ``pixels.py``):
 
 0. two icons whose sizes a resize explains are accepted when a common resampler reproduces
-   one from the other pixel for pixel (``resized_pixels_fit``), whatever their pHash;
+   one from the other pixel for pixel (``resized_pixels_fit``), whatever their pHash, and
+   two icons of one size (at least ``jpeg_min_pixels``) when one is a JPEG of the other
+   (``jpeg_of``; ``found_in_pixels``);
 1. ``crop_sizes`` / ``trim_scale``: a far pair must have a crop's sizes and keep its
    content at one scale (not two icons of one size: their pixels decide, step 7, and a
    JPEG moves a small icon's pHash, an upsample of simple content, by up to 30 bits);
@@ -43,6 +45,7 @@ import numpy as np
 from mindvl.data_engine.dedup.fingerprint import Signature, parse_signature
 from mindvl.data_engine.dedup.pixels import (
     icons_differ,
+    jpeg_of,
     nested_icons,
     pixels_fit,
     reencoded,
@@ -179,11 +182,14 @@ def contents_agree(a: Signature, b: Signature, rule: NearRule) -> bool:
 
 
 def found_in_pixels(a: Signature, b: Signature, rule: NearRule) -> bool:
-    """Two icons of two sizes, each carrying its own pixels, one found in the other pixel for
-    pixel: a resize (their sizes a resize explains: ``resized_pixels_fit``) or a pad or crop
-    that kept every pixel (one within the other's size: ``pixels_fit``)."""
-    if a.size == b.size or a.native_part is None or b.native_part is None:
+    """Two icons, each carrying its own pixels, one found in the other pixel for pixel: of
+    one size, one a JPEG of the other (``jpeg_of``; at least ``jpeg_min_pixels`` pixels);
+    of two, a resize (their sizes a resize explains: ``resized_pixels_fit``) or a
+    pad or crop that kept every pixel (one within the other's size: ``pixels_fit``)."""
+    if a.native_part is None or b.native_part is None:
         return False
+    if a.size == b.size:
+        return a.size[0] * a.size[1] >= rule.jpeg_min_pixels and jpeg_of(a, b, rule)
     sizes = np.array(a.size), np.array(b.size)
     if resized_icons(*sizes, True, True, rule)[0] and resized_pixels_fit(a, b, rule):
         return True
@@ -378,6 +384,11 @@ def screen_pairs(sigs: list[bytes], left, right, distance, rule: NearRule) -> np
     one_size = (sizes[left] == sizes[right]).all(1)
     # the crop the sizes tell and an icon's own pixels are compared in full: no screen
     exempt = sizes_in_reach(*pair_sizes) | nested_icons(*pair_sizes, *pair_native, rule) | resized
+    opaque = np.array([p.black is None for p in parsed])
+    jpeg = icons & one_size & (opaque[left] | opaque[right])  # ``jpeg_of`` may find them
+    jpeg &= sizes[left].prod(1) >= rule.jpeg_min_pixels
+    exempt |= jpeg
+    one_size &= ~jpeg
     for start in range(0, left.size, SCREEN_CHUNK * 16):
         at = slice(start, start + SCREEN_CHUNK * 16)
         keep[at] &= ~(colours_differ(planes[left[at]], planes[right[at]], rule) & one_size[at])

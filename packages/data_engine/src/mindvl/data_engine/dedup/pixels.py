@@ -2,8 +2,9 @@
 px a side carries them): a pad or crop found at a whole-pixel offset (``pixels_fit``), a
 resize reproduced by a common resampler (``resized_pixels_fit``), two icons of one size at
 their best move (``icons_differ``), and a JPEG told from its original by encoding the
-original (``is_plane``, ``reencoded``). Where and in which order the near rule asks for
-each: ``compare.first_failing_check``; bounds: ``rule.NearRule``; measured: docs/DEDUP.md.
+original (``is_plane``, ``jpeg_of``, ``reencoded``). Where and in which order the near rule
+asks for each: ``compare.first_failing_check``; bounds: ``rule.NearRule``; measured:
+docs/DEDUP.md.
 """
 
 from __future__ import annotations
@@ -262,6 +263,19 @@ def _straight(parts, dst: Signature, how: str, grounds: int) -> list[np.ndarray]
     den = len(pairs) * float((weight * weight).sum())
     hidden = np.clip(num / den, 0.0, 255.0) if den > 0 else 0.0
     return [base + hidden * weight for base in bases[:grounds]]
+
+
+def jpeg_of(a: Signature, b: Signature, rule: NearRule) -> bool:
+    """Two icons of one size, one opaque and a JPEG of the other: the other's pixels on
+    white, encoded at one of ``JPEG_QUALITIES``, are it (``is_plane``'s bound). Only the
+    encoded trial: two drawings a pixel or two apart (hedgewars' Jordan and Palestine, a
+    one-pixel star) fit as they are, while encoding moves dozens of a small flag's pixels.
+    Screened by their mean level difference on white (``jpeg_screen_levels``)."""
+    screen = rule.jpeg_screen_levels
+    if screen is not None and float(np.abs(a.native[0] - b.native[0]).mean()) > screen:
+        return False
+    return any(len(dst.native) == 1 and _encoded_fits(src.native[0], dst, rule)
+               for src, dst in ((a, b), (b, a)))  # fmt: skip
 
 
 def reencoded(a: Signature, b: Signature, rule: NearRule) -> bool:

@@ -7,9 +7,10 @@ the full comparison, each bounding a relaxation of it (a coarser grid of crops o
 resolution finds a best crop no better than the full search, up to resampling noise), so a
 screen bound above ``max_p99`` rejects only pairs the full search rejects too;
 ``unscreened()`` turns them off (``tests/data_engine/test_dedup_corpus.py`` checks that
-this changes no decision). ``resize_screen_levels`` is measured, not derived: the icon
-resizes and JPEGs of resizes whose pixels are found on real sets b and c are within 18.3
-mean levels of each other after one bicubic resize (docs/DEDUP.md).
+this changes no decision). ``resize_screen_levels`` and ``jpeg_screen_levels`` are
+measured, not derived: the icon resizes and JPEGs of resizes whose pixels are found on
+real sets b and c are within 18.3 mean levels of each other after one bicubic resize, and
+JPEGs of icons at their own size within 32.6 of their originals (docs/DEDUP.md).
 """
 
 from __future__ import annotations
@@ -78,6 +79,12 @@ class NearRule:
     icon_move: int = 2
     icon_levels: float = 32.0
     icon_max_share: float = 0.05
+    # two icons of one size, one opaque, are one picture when a JPEG of the other is it to
+    # the one_size bounds (``pixels.jpeg_of``), before any other check, when they have at
+    # least this many pixels (16x16): the two pixels allowed off are then under 1% of them
+    # (kit seed 13's 8x8 charts of two equations are 2 of 64 apart), and the thumbnails of
+    # so small a picture are an upsample that magnifies the encode's noise
+    jpeg_min_pixels: int = 256
     # content boxes, when both pictures have one of similar area (within the ratio)
     content_max_area_ratio: float = 1.5
     content_max_p99: float = 0.55
@@ -104,6 +111,10 @@ class NearRule:
     # JPEG encodes) only when one, resized by bicubic to the other's size, is within this
     # mean level difference of it on white
     resize_screen_levels: float | None = 30.0
+    # two icons of one size are tried as a JPEG of each other first (``pixels.jpeg_of``)
+    # only within this mean level difference on white (JPEGs at quality 75 of the first 400
+    # icons of each real set: at most 32.6)
+    jpeg_screen_levels: float | None = 40.0
 
     def __post_init__(self) -> None:
         for name in ("screen_max", "prescreen_max", "give_up_above"):
@@ -120,7 +131,7 @@ class NearRule:
     def unscreened(self) -> NearRule:
         """The same rule without its screens (every pair gets the full comparison)."""
         return replace(self, screen_max=None, prescreen_max=None, give_up_above=None,
-                       resize_screen_levels=None)  # fmt: skip
+                       resize_screen_levels=None, jpeg_screen_levels=None)  # fmt: skip
 
     @property
     def pair_radius(self) -> int:
