@@ -80,20 +80,26 @@ def by_design(corpus: Path, truth: dict, a: str, b: str) -> bool:
     return any((np.abs(p - q).max(-1).max(0) > 32).mean() < DESIGN_SHARE for p, q in moves(x, y))
 
 
-def accepts(verifier, own, copy: bytes) -> bool:
-    """Whether a build pairs ``copy`` (encoded bytes) with a picture whose features are
-    ``own`` and the rule accepts the pair at the pHash distance the build judges it at: the
-    least over the pairs of their candidate keys that exact banding finds
+def as_built(features) -> tuple[bytes, tuple]:
+    """A picture's signature and its (pHash, candidate keys, their kinds), as a build bands
+    them (``candidates.candidate_keys``); ``features``: its ``image_features``."""
+    from mindvl.data_engine.dedup.candidates import candidate_keys
+
+    sig, phash = bytes.fromhex(features.signature), int(features.phash, 16)
+    return sig, (phash, *candidate_keys([phash], [sig])[::2])
+
+
+def accepts(verifier, own: tuple[bytes, tuple], copy: bytes) -> bool:
+    """Whether a build pairs ``copy`` (encoded bytes) with a picture (``own``: its
+    ``as_built``) and the rule accepts the pair at the pHash distance the build judges it
+    at: the least over the pairs of their candidate keys that exact banding finds
     (``candidates.pair_distance``); not paired at all counts as not accepted."""
-    from mindvl.data_engine.dedup.candidates import candidate_keys, pair_distance
+    from mindvl.data_engine.dedup.candidates import pair_distance
     from mindvl.data_engine.ops.image_decode import image_features
 
-    found = own, image_features(copy, blur=False)
-    sigs = [bytes.fromhex(f.signature) for f in found]
-    keys = [(int(f.phash, 16), *candidate_keys([int(f.phash, 16)], [s])[::2])
-            for f, s in zip(found, sigs, strict=True)]  # fmt: skip
-    distance = pair_distance(*keys, verifier.rule)
-    return distance is not None and verifier.agree(*sigs, distance)
+    sig, keys = as_built(image_features(copy, blur=False))
+    distance = pair_distance(own[1], keys, verifier.rule)
+    return distance is not None and verifier.agree(own[0], sig, distance)
 
 
 def same_size_jpeg(corpus: Path, truth: dict) -> dict[str, str]:
@@ -111,7 +117,7 @@ def same_size_jpeg(corpus: Path, truth: dict) -> dict[str, str]:
             continue
         rgba = img.convert("RGBA")
         flat = Image.alpha_composite(Image.new("RGBA", rgba.size, (255,) * 4), rgba)
-        own = image_features(data, blur=False)
+        own = as_built(image_features(data, blur=False))
         for q in (75, 90):
             buf = io.BytesIO()
             flat.convert("RGB").save(buf, "JPEG", quality=q)
@@ -169,7 +175,7 @@ def other_resizers(corpus: Path, truth: dict) -> dict[str, str]:
             continue
         data = (corpus / "images" / t["file"]).read_bytes()
         rgba = np.asarray(Image.open(io.BytesIO(data)).convert("RGBA"), np.float32)
-        own = image_features(data, blur=False)
+        own = as_built(image_features(data, blur=False))
         for scale in (0.6, 0.75, 0.9):
             size = (round(rgba.shape[1] * scale), round(rgba.shape[0] * scale))
             for how in RESAMPLERS:

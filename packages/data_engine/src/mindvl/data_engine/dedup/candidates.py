@@ -380,7 +380,7 @@ def _key_chunks(keys, owner, own, kind, band, starts, ends, scheme: BandScheme, 
 
 KEY_OWN, KEY_TRIM, KEY_CROP, KEY_ICON, KEY_CANVAS, KEY_BLACK = range(6)  # ``candidate_keys``
 ICON_KINDS = (KEY_ICON, KEY_CANVAS, KEY_BLACK)  # an icon's keys: each pairs with its kind only
-# set in the band keys of an icon's content and canvas keys: buckets apart from the others'
+# set in the band keys of each kind of an icon's keys: buckets apart from the others'
 KIND_BUCKETS = {
     KEY_ICON: np.int64(1 << (KEY_SHIFT - 1)),
     KEY_CANVAS: np.int64(1 << (KEY_SHIFT - 2)),

@@ -9,7 +9,7 @@ and reasons: docs/DEDUP.md, "The rule"; icons' own pixels: ``pixels.py``):
    (``jpeg_of``; ``found_in_pixels``);
 1. ``crop_sizes`` / ``trim_scale``: a far pair must have a crop's sizes and keep its
    content at one scale (not two icons of one size: their pixels decide, step 7, and a
-   JPEG moves a small icon's pHash, an upsample of simple content, by up to 30 bits);
+   JPEG moves a small icon's pHash, an upsample of simple content, by up to 38 bits);
    ``pixels``: two icons, one within the other's size, found pixel for pixel at some
    offset are a pad or crop (accepted), and where nothing else could explain them, not
    found, they are rejected;
@@ -27,8 +27,8 @@ and reasons: docs/DEDUP.md, "The rule"; icons' own pixels: ``pixels.py``):
    JPEG of the other (``reencoded``).
 
 A picture that may be a JPEG (opaque) is also compared with the other encoded as one in
-the resize and one-size comparisons of pixels (``is_plane``), not in the pad and crop
-search. ``screen_pairs`` applies the sizes and one-size colour checks and a 16x16 coarse
+the resize and one-size comparisons of pixels (``pixels._encoded_fits``), not in the pad
+and crop search. ``screen_pairs`` applies the sizes and one-size colour checks and a 16x16 coarse
 screen to all pairs of a bucket at once (numpy); ``PairVerifier`` runs the per-pair checks
 with each image's search terms cached; ``star_members`` splits a component of accepted
 pairs around its survivors.
@@ -181,6 +181,11 @@ def contents_agree(a: Signature, b: Signature, rule: NearRule) -> bool:
     return match.p99 <= rule.content_max_p99 and match.peak <= rule.content_max_peak
 
 
+def _jpeg_first(a: Signature, rule: NearRule) -> bool:
+    """Two icons of ``a``'s size are tried as a JPEG of each other first (``jpeg_of``)."""
+    return a.size[0] * a.size[1] >= rule.jpeg_min_pixels
+
+
 def found_in_pixels(a: Signature, b: Signature, rule: NearRule) -> bool:
     """Two icons, each carrying its own pixels, one found in the other pixel for pixel: of
     one size, one a JPEG of the other (``jpeg_of``; at least ``jpeg_min_pixels`` pixels);
@@ -189,7 +194,7 @@ def found_in_pixels(a: Signature, b: Signature, rule: NearRule) -> bool:
     if a.native_part is None or b.native_part is None:
         return False
     if a.size == b.size:
-        return a.size[0] * a.size[1] >= rule.jpeg_min_pixels and jpeg_of(a, b, rule)
+        return _jpeg_first(a, rule) and jpeg_of(a, b, rule)
     sizes = np.array(a.size), np.array(b.size)
     if resized_icons(*sizes, True, True, rule)[0] and resized_pixels_fit(a, b, rule):
         return True
@@ -231,8 +236,9 @@ def first_failing_check(
         if (one_size_changed(a, b) > rule.one_size_levels).sum() > rule.one_size_max_pixels:
             return "one_size"
         found = _last_checks(a, b, rule, get_terms, None)
-        if found is None and all(has):
-            return "pixels" if icons_differ(a, b, rule) and not reencoded(a, b, rule) else None
+        if found is None and all(has) and icons_differ(a, b, rule):
+            # as they are, or a JPEG where ``found_in_pixels`` did not try that first
+            return None if reencoded(a, b, rule, not _jpeg_first(a, rule)) else "pixels"
         return found
     if nested and only_pad_or_crop(a, b, rule):
         return "pixels"
@@ -376,18 +382,18 @@ def screen_pairs(sigs: list[bytes], left, right, distance, rule: NearRule) -> np
     pair_sizes, pair_native = (sizes[left], sizes[right]), (native[left], native[right])
     resized = resized_icons(*pair_sizes, *pair_native, rule)
     icons = native[left] & native[right]
+    one_size = (sizes[left] == sizes[right]).all(1)
     far = np.asarray(distance) > rule.crop_only_beyond_for(icons)
-    far &= ~(icons & (sizes[left] == sizes[right]).all(1))  # as ``first_failing_check``
+    far &= ~(icons & one_size)  # as ``first_failing_check``
     keep &= ~far | crop_sized(*pair_sizes, rule.crop_min_kept) | resized
     planes = np.stack([p.chroma.reshape(-1) for p in parsed])
-    # colour as it is only for pictures of one size; the others' at their crop (per pair)
-    one_size = (sizes[left] == sizes[right]).all(1)
     # the crop the sizes tell and an icon's own pixels are compared in full: no screen
     exempt = sizes_in_reach(*pair_sizes) | nested_icons(*pair_sizes, *pair_native, rule) | resized
     opaque = np.array([p.black is None for p in parsed])
     jpeg = icons & one_size & (opaque[left] | opaque[right])  # ``jpeg_of`` may find them
-    jpeg &= sizes[left].prod(1) >= rule.jpeg_min_pixels
+    jpeg &= sizes[left].prod(1) >= rule.jpeg_min_pixels  # ``_jpeg_first``
     exempt |= jpeg
+    # colour as it is only for pictures of one size; the others' at their crop (per pair)
     one_size &= ~jpeg
     for start in range(0, left.size, SCREEN_CHUNK * 16):
         at = slice(start, start + SCREEN_CHUNK * 16)

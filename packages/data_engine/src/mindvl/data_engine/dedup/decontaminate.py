@@ -42,11 +42,9 @@ class EvalIndex:
         sigs = [bytes.fromhex(self.images[i].signature) for i in usable]
         keys, owner, kind = candidate_keys(phashes, sigs)
         order = np.argsort(owner, kind="stable")
-        cut = np.searchsorted(owner[order], np.arange(len(usable) + 1)).tolist()
-        self.keys = {  # eval image -> (its pHash, its keys, their kinds)
-            i: (phashes[n], keys[order[cut[n] : cut[n + 1]]], kind[order[cut[n] : cut[n + 1]]])
-            for n, i in enumerate(usable)
-        }
+        at = np.split(order, np.searchsorted(owner[order], np.arange(1, len(usable))))
+        # eval image -> (its pHash, its keys, their kinds)
+        self.keys = {i: (phashes[n], keys[at[n]], kind[at[n]]) for n, i in enumerate(usable)}
         self.buckets: dict[int, set[int]] = {}  # band key -> the eval images with a key there
         for n, row in zip(owner.tolist(), self.scheme.keys(keys).tolist(), strict=True):
             for bkey in row:

@@ -2,7 +2,7 @@
 px a side carries them): a pad or crop found at a whole-pixel offset (``pixels_fit``), a
 resize reproduced by a common resampler (``resized_pixels_fit``), two icons of one size at
 their best move (``icons_differ``), and a JPEG told from its original by encoding the
-original (``is_plane``, ``jpeg_of``, ``reencoded``). Where and in which order the near rule
+original (``jpeg_of``, ``reencoded``). Where and in which order the near rule
 asks for each: ``compare.first_failing_check``; bounds: ``rule.NearRule``; measured:
 docs/DEDUP.md.
 """
@@ -30,7 +30,7 @@ RESIZE_FILTERS = ("BILINEAR", "BICUBIC", "LANCZOS", "BOX")  # Pillow names
 CV_RESIZES = ("INTER_LINEAR", "INTER_CUBIC")  # OpenCV names
 STRAIGHT_RESIZES = RESIZE_FILTERS + CV_RESIZES  # also tried on straight alpha
 LINEAR_FILTERS = ("BILINEAR", "BICUBIC")  # Pillow names
-JPEG_QUALITIES = (75, 80, 85, 90, 95)  # re-encodes simulated (``is_plane``)
+JPEG_QUALITIES = (75, 80, 85, 90, 95)  # re-encodes simulated (``_encoded_fits``)
 
 
 def nested_icons(sa: np.ndarray, sb: np.ndarray, na, nb, rule: NearRule) -> np.ndarray:
@@ -85,18 +85,13 @@ def _jpeg(x: np.ndarray, quality: int) -> np.ndarray:
     return np.asarray(Image.open(buf).convert("RGB"), np.float32)
 
 
-def is_plane(x: np.ndarray, dst: Signature, rule: NearRule) -> bool:
-    """Plane ``x`` (another picture's pixels on white at ``dst``'s size) is ``dst``'s: at
-    most ``one_size_max_pixels`` differ by more than ``one_size_levels`` in a colour
-    channel, as they are or, ``dst`` opaque (a JPEG keeps no alpha), after a JPEG encode at
-    one of ``JPEG_QUALITIES`` (a JPEG at any quality between them is within the bound of
-    one at the nearest; the encode's ringing and chroma bleed move far more pixels than
-    that, so a re-encode is told from its original only this way)."""
-    fits = _pixels_over(x, dst.native[0], rule) <= rule.one_size_max_pixels
-    return fits or (len(dst.native) == 1 and _encoded_fits(x, dst, rule))
-
-
 def _encoded_fits(x: np.ndarray, dst: Signature, rule: NearRule) -> bool:
+    """Plane ``x`` (another picture's pixels on white at opaque ``dst``'s size), after a JPEG
+    encode at one of ``JPEG_QUALITIES``, is ``dst``'s: at most ``one_size_max_pixels``
+    differ by more than ``one_size_levels`` in a colour channel (a JPEG at any quality
+    between them is within the bound of one at the nearest; the encode's ringing and chroma
+    bleed move far more pixels than that, so a re-encode is told from its original only
+    this way)."""
     return any(_pixels_over(_jpeg(x, q), dst.native[0], rule) <= rule.one_size_max_pixels
                for q in JPEG_QUALITIES)  # fmt: skip
 
@@ -110,9 +105,9 @@ def _mean_apart(src: Signature, dst: Signature) -> float:
 def resized_pixels_fit(a: Signature, b: Signature, rule: NearRule) -> bool:
     """One picture's own pixels, resized to the other's size by one of the common
     resamplers (``RESIZE_FILTERS``, ``CV_RESIZES``: premultiplied, then straight alpha;
-    ``LINEAR_FILTERS`` in linear light), are the other's on every ground both carry
-    (``is_plane``'s bound; an opaque one may be a JPEG of the resize, tried on the nearest
-    of Pillow's and the nearest of all): a resize by that resampler, or one near it,
+    ``LINEAR_FILTERS`` in linear light), are the other's on every ground both carry (at
+    most ``one_size_max_pixels`` over ``one_size_levels``; an opaque one may be a JPEG of
+    the resize, ``_encoded_fits``, tried on the nearest of Pillow's and the nearest of all): a resize by that resampler, or one near it,
     reproduces them to a few levels; another glyph or emblem, even a small one, moves more
     pixels than that. Levels are not fitted, as in ``pixels_fit``."""
     screen = rule.resize_screen_levels
@@ -267,10 +262,10 @@ def _straight(parts, dst: Signature, how: str, grounds: int) -> list[np.ndarray]
 
 def jpeg_of(a: Signature, b: Signature, rule: NearRule) -> bool:
     """Two icons of one size, one opaque and a JPEG of the other: the other's pixels on
-    white, encoded at one of ``JPEG_QUALITIES``, are it (``is_plane``'s bound). Only the
-    encoded trial: two drawings a pixel or two apart (hedgewars' Jordan and Palestine, a
-    one-pixel star) fit as they are, while encoding moves dozens of a small flag's pixels.
-    Screened by their mean level difference on white (``jpeg_screen_levels``)."""
+    white, encoded, are it (``_encoded_fits``). Only the encoded trial: two drawings a pixel
+    or two apart (hedgewars' Jordan and Palestine, a one-pixel star) fit as they are, while
+    encoding moves dozens of a small flag's pixels. Screened by their mean level difference
+    on white (``jpeg_screen_levels``)."""
     screen = rule.jpeg_screen_levels
     if screen is not None and float(np.abs(a.native[0] - b.native[0]).mean()) > screen:
         return False
@@ -278,11 +273,14 @@ def jpeg_of(a: Signature, b: Signature, rule: NearRule) -> bool:
                for src, dst in ((a, b), (b, a)))  # fmt: skip
 
 
-def reencoded(a: Signature, b: Signature, rule: NearRule) -> bool:
-    """Two icons of one size, one opaque, the other's pixels on white a JPEG of which is
-    the opaque one's (``is_plane``)."""
-    return any(len(dst.native) == 1 and is_plane(src.native[0], dst, rule)
-               for src, dst in ((a, b), (b, a)))  # fmt: skip
+def reencoded(a: Signature, b: Signature, rule: NearRule, encoded: bool = True) -> bool:
+    """Two icons of one size, one opaque (a JPEG keeps no alpha), the other's pixels on
+    white that one's to ``_encoded_fits``' bound as they are or, with ``encoded``, a JPEG of
+    them (``jpeg_of``)."""
+    if all(len(x.native) > 1 for x in (a, b)):
+        return False
+    as_is = _pixels_over(a.native[0], b.native[0], rule) <= rule.one_size_max_pixels
+    return as_is or (encoded and jpeg_of(a, b, rule))
 
 
 def _moved_changes(x: np.ndarray, y: np.ndarray, move: int, levels: float) -> np.ndarray:
