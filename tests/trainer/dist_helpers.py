@@ -18,6 +18,20 @@ from mindvl.trainer.loop import run_stage
 from mindvl.trainer.model import MindVL
 from mindvl.trainer.stage_config import StageConfig
 
+# native threads Ray's driver keeps after ray.shutdown() (gRPC, the GCS client)
+RAY_THREADS = ("grpc", "event_engine", "gcs_client", "worker.io")
+
+
+def assert_fork_safe() -> None:
+    """Fail if this process ran Ray: ranks forked from it could abort at random in glibc's
+    heap checks (tests/conftest.py runs the tests that start Ray after all others)."""
+    tasks = Path("/proc/self/task")
+    names = [(t / "comm").read_text().strip() for t in tasks.iterdir()] if tasks.is_dir() else []
+    ray = sorted({n for n in names if n.startswith(RAY_THREADS)})
+    assert not ray, (
+        f"forking ranks from a process that ran Ray (threads {ray}); see tests/conftest.py"
+    )
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -52,6 +66,7 @@ def spawn(cfg: StageConfig, out, world: int, resume: bool = False) -> list[dict]
     # whose GC would wait on the group's threads, which a fork does not copy
     gc.collect()
     forget_process_groups()
+    assert_fork_safe()
     mp.start_processes(
         _rank_main,
         args=(world, cfg.model_dump_json(), str(out), free_port(), resume),
@@ -178,6 +193,7 @@ def start_blocked_save(cfg: StageConfig, out, world: int, step: int):
     """Start ``world`` forked ranks that hang in the save of ``step`` (the test SIGKILLs
     them there); returns torch's process context (``.processes``)."""
     gc.collect()  # see spawn
+    assert_fork_safe()
     return mp.start_processes(
         _blocked_rank_main,
         args=(world, cfg.model_dump_json(), str(out), free_port(), step),

@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from dist_helpers import free_port
+from dist_helpers import assert_fork_safe, free_port
 from test_model_packing import PAD_ID, VOCAB, make_sample, pack
 
 from mindvl.common.errors import UserError
@@ -37,6 +37,7 @@ LAYER = SimpleNamespace(
 def run_ranks(fn, *args) -> None:
     """``fn(rank, *args)`` on CP gloo ranks; an assertion in a rank fails the test."""
     gc.collect()  # see dist_helpers.spawn
+    assert_fork_safe()
     mp.start_processes(
         _rank, args=(fn, free_port(), *args), nprocs=CP, start_method="fork", join=True
     )

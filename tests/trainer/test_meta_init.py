@@ -10,7 +10,12 @@ import os
 import pytest
 import torch
 import torch.multiprocessing as mp
-from dist_helpers import assert_only_shards_materialised, free_port, log_materialisations
+from dist_helpers import (
+    assert_fork_safe,
+    assert_only_shards_materialised,
+    free_port,
+    log_materialisations,
+)
 
 from mindvl.common.errors import UserError
 from mindvl.trainer.device.materialize import build_on_meta, materialise
@@ -100,6 +105,7 @@ def test_ranks_load_their_slices_and_init_like_one_process(
     plain = MindVL.from_config(cfg)
     plain.save_pretrained(tmp_path / "m")
     gc.collect()  # see dist_helpers.spawn
+    assert_fork_safe()
     log_materialisations(monkeypatch, tmp_path / "to_empty.log")
     mp.start_processes(
         _rank, args=(world, free_port(), llm, ep, tp, str(tmp_path / "m"), str(tmp_path)),

@@ -16,6 +16,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 from dist_helpers import (
+    assert_fork_safe,
     assert_only_shards_materialised,
     assert_same_run,
     free_port,
@@ -146,6 +147,7 @@ def test_tp2_gradients_equal_one_process(tmp_path, llm_type):
     ref = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
     ref_norm = torch.nn.utils.get_total_norm(list(ref.values())).item()
     gc.collect()  # see dist_helpers.spawn
+    assert_fork_safe()
     out = tmp_path / "rank0.pt"
     mp.start_processes(
         _grads_rank, args=(2, free_port(), llm_type, str(out)), nprocs=2,
