@@ -12,7 +12,10 @@ Measured against the truth:
 - ``transparent_wrong``: wrong drops where either picture has transparency;
 - ``by_design``: wrong drops between pictures whose originals have one size and differ in
   under ``DESIGN_SHARE`` of the pixels at their best small move (variants drawn or
-  re-exported to be near-identical, finer than the 48x48 signature: counted, not excused).
+  re-exported to be near-identical, finer than the 48x48 signature: counted, not excused);
+- ``two_sizes``: wrong drops between pictures whose originals have two sizes (none is by
+  design, which asks for one): mostly one drawing a package ships at two scales, two
+  pictures to the truth, which joins originals of one size only.
 
 - ``same_size_jpeg``: a pair check, not a build: the first ``REENCODE_ICONS`` originals of at
   most 64 px a side (by key), each flattened on white and saved as a JPEG of its own size
@@ -69,11 +72,16 @@ def rows_of(corpus: Path, truth: dict) -> list[dict]:
     return rows
 
 
+def original(truth: dict, name: str) -> dict:
+    """The truth of a picture's original (itself when it is one)."""
+    return truth[truth[name].get("of", name)]
+
+
 def by_design(corpus: Path, truth: dict, a: str, b: str) -> bool:
     """The originals of a and b (each itself when it is one) have one size and, at the best
     whole-picture move of up to ``real_images_set.REPEAT_MOVE`` pixels (the truth's), differ
     by more than 32 levels on white or on black in under ``DESIGN_SHARE`` of the pixels."""
-    ta, tb = (truth[truth[k].get("of", k)] for k in (a, b))
+    ta, tb = (original(truth, k) for k in (a, b))
     x, y = (composites(Image.open(corpus / "images" / t["file"])) for t in (ta, tb))
     if x.shape != y.shape:
         return False
@@ -189,8 +197,7 @@ def other_resizers(corpus: Path, truth: dict) -> dict[str, str]:
 
 
 def transparent(truth: dict, name: str) -> bool:
-    t = truth[name]
-    return truth[t.get("of", name)]["transparent"]
+    return original(truth, name)["transparent"]
 
 
 def is_found(truth: dict, cluster: dict, copy: str) -> bool:
@@ -217,6 +224,7 @@ def measure(corpus: Path, truth: dict, keys: set, cluster: dict, drops: list) ->
         **rates(found, total, len(drops), len(wrong)),
         "transparent_wrong": sum(transparent(truth, a) or transparent(truth, b) for a, b in wrong),
         "by_design": len(design),
+        "two_sizes": sum(original(truth, a)["size"] != original(truth, b)["size"] for a, b in wrong),
         "recall_by_transform": {k: f"{found[k]}/{total[k]}" for k in EXACT_KINDS + NEAR_KINDS},
         "near_missed": [k for k, t in truth.items() if t["kind"] in NEAR_KINDS and k in keys
                         and not is_found(truth, cluster, k)],
