@@ -8,6 +8,9 @@ stream list is rotated so that the worker asked first holds the stream that is n
 
 from __future__ import annotations
 
+import atexit
+import os
+import sys
 from collections.abc import Iterator
 
 import torch
@@ -43,6 +46,23 @@ def _iterate(
                 live.remove(s)
                 continue
             yield build_batch(pack, cfg.budget.seq_len, pad_id, rule), s.id, s.state()
+
+
+def leave_without_finalizing(_worker_id: int = 0) -> None:
+    """A dataloader worker's ``worker_init_fn``: once Python starts shutting the worker down,
+    it leaves at once (``os._exit``, stdio flushed). The loader stops its workers mid-stream
+    (a stage reaches its steps, a loader is dropped); a worker's queue thread may then still
+    be pickling a batch, inside torch's C++ with the GIL released, and Python 3.11 ends such
+    a daemon thread by unwinding it through those frames: ``std::terminate``, and the parent
+    reports "DataLoader worker ... is killed by signal: Aborted" (a core file where they are
+    on). A worker leaves only when the loader stops it: nothing in flight is wanted then."""
+
+    def leave() -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+
+    atexit.register(leave)
 
 
 class _WorkerStreams(torch.utils.data.IterableDataset):
@@ -94,6 +114,7 @@ class PackedLoader:
                 # not fork: a forked worker inherits locks held by the parent's other
                 # threads (a gRPC client from Ray, an accelerator runtime) and can hang
                 multiprocessing_context="spawn",
+                worker_init_fn=leave_without_finalizing,
             )
         else:
             source = _iterate(self.data, rotated, self.states, self.cfg, self.n_streams)
