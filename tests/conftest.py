@@ -2,11 +2,11 @@
 ``ray_local``, tests/data_engine/conftest.py) runs after every other test.
 
 Ray leaves native threads in the driver after ``ray.shutdown()`` (gRPC's event engine and
-timers, the GCS client's io thread). A process forked from it (a gloo rank, a DataLoader
-worker) inherits their half-done state; such children aborted now and then in glibc's heap
-checks (``malloc(): unaligned fastbin chunk detected``) in a full run, never alone (the
-likely cause; docs/BENCHMARKS.md). The
-trainer's fork sites check that no such thread is present (``dist_helpers.assert_fork_safe``).
+timers, the GCS client's io thread). A gloo rank forked from it inherits their half-done
+state; such ranks aborted now and then in glibc's heap checks (``malloc(): unaligned
+fastbin chunk detected``) in a full run, never alone (the likely cause, not a proven one:
+docs/BENCHMARKS.md). The trainer tests' fork sites check that no such thread is present
+(``dist_helpers.assert_fork_safe``).
 """
 
 from __future__ import annotations
