@@ -9,6 +9,7 @@ stream list is rotated so that the worker asked first holds the stream that is n
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import sys
 from collections.abc import Iterator
@@ -58,8 +59,9 @@ def leave_without_finalizing(_worker_id: int = 0) -> None:
     on). A worker leaves only when the loader stops it: nothing in flight is wanted then."""
 
     def leave() -> None:
-        sys.stdout.flush()
-        sys.stderr.flush()
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(AttributeError, OSError, ValueError):  # None, or closed
+                stream.flush()
         os._exit(0)
 
     atexit.register(leave)
