@@ -55,6 +55,7 @@ VARIANTS = {
     "stars_pixels_first": ("compare.py", "            if found > found_other or (\n"
                            "                found == found_other and ", "            if (\n"
                            "                "),
+    "told_apart": ("compare.py", "        star = _told_apart_leave(star, sig_of, verifier)\n", ""),
     "trimmed_phash_key": ("candidates.py", "    extra = np.flatnonzero((trim != 0) & "
                           "(trim != phashes))", "    extra = np.flatnonzero(trim != trim)"),
     "crop_keys": ("candidates.py", "    crops = [(i, k) for i, p in enumerate(parsed) if p for k "

@@ -227,3 +227,28 @@ def test_colours_of_a_padded_copy_are_compared_at_the_crop():
                  for c in ((40, 120, 230), (230, 60, 60)))  # fmt: skip
     assert check(blue, padded(blue, 6)) is None
     assert check(blue, padded(red, 6)) == "colour"
+
+
+def test_a_pad_does_not_join_two_frames_the_rule_tells_apart_at_their_size() -> None:
+    """A flag and the same flag with a small emblem (two frames of one drawing) differ at
+    their own size (``one_size``), yet a pad of the plain one is accepted against both: a
+    star around the pad keeps the plain flag, its closer member, and lets the other go (a
+    survivor of its own). Real sets c and d: lincity's padded tiles beside their animation
+    frames."""
+    from mindvl.data_engine.dedup.groups import near_groups
+
+    plain = flag([(0, 120, 60), (240, 240, 240), (200, 30, 40)], size=(270, 180)).convert("RGBA")
+    framed = plain.copy()
+    ImageDraw.Draw(framed).ellipse((128, 83, 142, 97), fill=(200, 160, 0))
+    pad = padded(plain, 2)
+    sig = {
+        k: bytes.fromhex(features(x).signature)
+        for k, x in zip("abc", (pad, plain, framed), strict=True)
+    }
+    assert check(framed, plain) == "one_size"
+    assert check(pad, plain) is None and check(pad, framed) is None
+    verifier = PairVerifier(RULE)  # the plain flag is the clearly closer member
+    assert (
+        verifier.closeness(sig["b"], sig["a"])[1] + 0.03 < verifier.closeness(sig["c"], sig["a"])[1]
+    )
+    assert near_groups([("a", "b"), ("a", "c")], sig, RULE) == {"a": "a", "b": "a"}

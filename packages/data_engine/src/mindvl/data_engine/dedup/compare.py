@@ -462,7 +462,9 @@ def star_members(labels: list[str], sig_of, verifier: PairVerifier, pairs) -> li
     that the survivor is not accepted with is clearly closer to it (``closeness``): found
     in it by its pixels while the survivor is not, or, both or neither, with a gray p99
     lower by more than ``closer_margin`` (a crop or a resized JPEG can fit two pictures the
-    rule tells apart; it goes with the closer). Stars of two or more members, each sorted."""
+    rule tells apart; it goes with the closer). Two members of one size that the rule finds
+    to differ in a detail cannot stay together (``_told_apart_leave``). Stars of two or more
+    members, each sorted."""
 
     def stays(member: str, top: bytes, others: list[str]) -> bool:
         if not others:
@@ -484,8 +486,33 @@ def star_members(labels: list[str], sig_of, verifier: PairVerifier, pairs) -> li
         star = [rest[0]] + [
             lab for lab in agree if stays(lab, top, sorted(apart.intersection(pairs.get(lab, ()))))
         ]
+        star = _told_apart_leave(star, sig_of, verifier)
         if len(star) > 1:
             stars.append(star)
         chosen = set(star)
         rest = [lab for lab in rest if lab not in chosen]
     return stars
+
+
+# the checks that find two pictures of one size to differ in a detail (a glyph, an emblem,
+# a frame's change), not merely to be far apart (``gray``: two lossy copies, say a JPEG of
+# one picture and a crop of its near-identical sibling, can be that)
+TOLD_APART = ("one_size", "pixels")
+
+
+def _told_apart_leave(star: list[str], sig_of, verifier: PairVerifier) -> list[str]:
+    """The star without members that differ in a detail from a closer member of their size:
+    members join in order of closeness to the survivor (``closeness``), and one that
+    ``first_failing_check`` tells apart (``TOLD_APART``) from a member already in leaves
+    for a later star. A pad or crop can fit two frames of one drawing the rule tells apart
+    at their own size (a padded tile beside its animation frames); only the closer stays."""
+    if len(star) < 3:
+        return star
+    top, sizes = sig_of[star[0]], {lab: parse_signature(sig_of[lab]).size for lab in star}
+    order = sorted(star[1:], key=lambda lab: (verifier.closeness(sig_of[lab], top), lab))
+    kept: list[str] = []
+    for lab in order:
+        if all(sizes[k] != sizes[lab] or verifier.check(sig_of[lab], sig_of[k]) not in TOLD_APART
+               for k in kept):  # fmt: skip
+            kept.append(lab)
+    return [star[0], *sorted(kept)]
