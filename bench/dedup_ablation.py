@@ -52,10 +52,10 @@ VARIANTS = {
                             "    if False:"),
     "resized_unfit_bound": ("compare.py", "    if resized and match.p99 > "
                             "rule.resized_unfit_max_p99:", "    if False:"),
-    "stars_pixels_first": ("compare.py", "            if found > found_other or (\n"
+    "stars_pixels_first": ("groups.py", "            if found > found_other or (\n"
                            "                found == found_other and ", "            if (\n"
                            "                "),
-    "told_apart": ("compare.py", "        star = _told_apart_leave(star, sig_of, verifier)\n", ""),
+    "told_apart": ("groups.py", "        star = _told_apart_leave(star, sig_of, verifier)\n", ""),
     "trimmed_phash_key": ("candidates.py", "    extra = np.flatnonzero((trim != 0) & "
                           "(trim != phashes))", "    extra = np.flatnonzero(trim != trim)"),
     "crop_keys": ("candidates.py", "    crops = [(i, k) for i, p in enumerate(parsed) if p for k "

@@ -13,7 +13,7 @@ from dedup_helpers import RULE
 from dedup_pictures import check, encoded, face, features, icon, on_white, padded
 from PIL import Image, ImageDraw
 
-from mindvl.data_engine.dedup import compare, pixels
+from mindvl.data_engine.dedup import compare, groups, pixels
 from mindvl.data_engine.dedup.compare import PairVerifier
 from mindvl.data_engine.dedup.fingerprint import parse_signature
 from mindvl.data_engine.dedup.search import match_terms, terms
@@ -261,7 +261,7 @@ def test_a_member_goes_with_the_survivor_its_pixels_are_found_in():
             return self.close[(x + y).decode().replace("m", "")]
 
     sig_of, pairs = {k: k.encode() for k in "abm"}, {"m": {"a", "b"}}
-    stars = lambda close: compare.star_members(list("abm"), sig_of, Stub(close), pairs)  # noqa: E731
+    stars = lambda close: groups.star_members(list("abm"), sig_of, Stub(close), pairs)  # noqa: E731
     assert stars({"a": (1, 0.25), "b": (0, 0.30)}) == [["b", "m"]]  # found in b
     assert stars({"a": (0, 0.25), "b": (1, 0.19)}) == [["a", "m"]]  # found in a
     assert stars({"a": (1, 0.25), "b": (1, 0.19)}) == [["b", "m"]]  # b closer by > 0.05

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from mindvl.common.chat import END_OF_TEXT
@@ -165,9 +168,6 @@ def test_a_worker_stopped_while_sharing_a_batch_exits_cleanly():
     queue thread is still inside torch's C++ leaves with code 0 and its output, instead of
     aborting in ``std::terminate`` (Python 3.11 unwinds such a daemon thread at shutdown;
     without the init this process dies of SIGABRT)."""
-    import subprocess
-    import sys
-
     run = subprocess.run([sys.executable, "-c", _SHARING_AT_EXIT, "init"],
                          capture_output=True, text=True, timeout=120)  # fmt: skip
     assert run.returncode == 0, run.stderr[-2000:]

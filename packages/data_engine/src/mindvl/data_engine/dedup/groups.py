@@ -23,7 +23,8 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from mindvl.data_engine.dedup.compare import PairVerifier, star_members
+from mindvl.data_engine.dedup.compare import PairVerifier
+from mindvl.data_engine.dedup.fingerprint import parse_signature
 from mindvl.data_engine.dedup.rule import NearRule
 
 STAGE = "dedup"
@@ -157,6 +158,70 @@ def components(n: int, left: np.ndarray, right: np.ndarray) -> np.ndarray:
     _, component = connected_components(graph, directed=False)
     _, first = np.unique(component, return_index=True)  # the smallest node of each
     return first[component]
+
+
+def star_members(labels: list[str], sig_of, verifier: PairVerifier, pairs) -> list[list[str]]:
+    """A component of accepted pairs as stars: the smallest label survives with the members
+    that the rule accepts against it themselves; the rest is split the same way again
+    (accepted pairs chain: A~B and B~C while A and C differ). A member waits for a later
+    star when one it was paired with (``pairs``: label -> the labels of its accepted pairs)
+    that the survivor is not accepted with is clearly closer to it (``closeness``): found
+    in it by its pixels while the survivor is not, or, both or neither, with a gray p99
+    lower by more than ``closer_margin`` (a crop or a resized JPEG can fit two pictures the
+    rule tells apart; it goes with the closer). Two members of one size that the rule finds
+    to differ in a detail cannot stay together (``_told_apart_leave``). Stars of two or more
+    members, each sorted."""
+
+    def stays(member: str, top: bytes, others: list[str]) -> bool:
+        if not others:
+            return True
+        found, p99 = verifier.closeness(sig_of[member], top)  # once, not per other
+        for other in others:
+            found_other, p99_other = verifier.closeness(sig_of[member], sig_of[other])
+            if found > found_other or (
+                found == found_other and p99 > p99_other + verifier.rule.closer_margin
+            ):
+                return False
+        return True
+
+    rest, stars = sorted(labels), []
+    while len(rest) > 1:
+        top = sig_of[rest[0]]
+        agree = [lab for lab in rest[1:] if verifier.agree(sig_of[lab], top)]
+        apart = set(rest[1:]).difference(agree)
+        star = [rest[0]] + [
+            lab for lab in agree if stays(lab, top, sorted(apart.intersection(pairs.get(lab, ()))))
+        ]
+        star = _told_apart_leave(star, sig_of, verifier)
+        if len(star) > 1:
+            stars.append(star)
+        chosen = set(star)
+        rest = [lab for lab in rest if lab not in chosen]
+    return stars
+
+
+# the checks that find two pictures of one size to differ in a detail (a glyph, an emblem,
+# a frame's change), not merely to be far apart (``gray``: two lossy copies, say a JPEG of
+# one picture and a crop of its near-identical sibling, can be that)
+TOLD_APART = ("one_size", "pixels")
+
+
+def _told_apart_leave(star: list[str], sig_of, verifier: PairVerifier) -> list[str]:
+    """The star without members that differ in a detail from a closer member of their size:
+    members join in order of closeness to the survivor (``closeness``), and one that
+    ``first_failing_check`` tells apart (``TOLD_APART``) from a member already in leaves
+    for a later star. A pad or crop can fit two frames of one drawing the rule tells apart
+    at their own size (a padded tile beside its animation frames); only the closer stays."""
+    if len(star) < 3:
+        return star
+    top, sizes = sig_of[star[0]], {lab: parse_signature(sig_of[lab]).size for lab in star}
+    order = sorted(star[1:], key=lambda lab: (verifier.closeness(sig_of[lab], top), lab))
+    kept: list[str] = []
+    for lab in order:
+        if all(sizes[k] != sizes[lab] or verifier.check(sig_of[lab], sig_of[k]) not in TOLD_APART
+               for k in kept):  # fmt: skip
+            kept.append(lab)
+    return [star[0], *sorted(kept)]
 
 
 def near_groups(edges: list[tuple[str, str]], sig_of: dict[str, bytes], rule: NearRule):

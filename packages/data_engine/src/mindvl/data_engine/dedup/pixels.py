@@ -107,9 +107,10 @@ def resized_pixels_fit(a: Signature, b: Signature, rule: NearRule) -> bool:
     resamplers (``RESIZE_FILTERS``, ``CV_RESIZES``: premultiplied, then straight alpha;
     ``LINEAR_FILTERS`` in linear light), are the other's on every ground both carry (at
     most ``one_size_max_pixels`` over ``one_size_levels``; an opaque one may be a JPEG of
-    the resize, ``_encoded_fits``, tried on the nearest of Pillow's and the nearest of all): a resize by that resampler, or one near it,
-    reproduces them to a few levels; another glyph or emblem, even a small one, moves more
-    pixels than that. Levels are not fitted, as in ``pixels_fit``."""
+    the resize, ``_encoded_fits``, tried on the nearest of Pillow's and the nearest of
+    all): a resize by that resampler, or one near it, reproduces them to a few levels;
+    another glyph or emblem, even a small one, moves more pixels than that. Levels are not
+    fitted, as in ``pixels_fit``."""
     screen = rule.resize_screen_levels
     if screen is not None and all(_mean_apart(x, y) > screen for x, y in ((a, b), (b, a))):
         return False

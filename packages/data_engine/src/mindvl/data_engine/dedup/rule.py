@@ -45,7 +45,7 @@ class NearRule:
     canvas_key_max_hamming: int = 4
     icon_crowded_bucket: int = 256
     # a member of two survivors' pairs goes with the one its pixels are found in, or (both
-    # or neither) the one whose gray p99 is lower by more than this (``compare.star_members``;
+    # or neither) the one whose gray p99 is lower by more than this (``groups.star_members``;
     # less is the crop grid's resampling noise)
     closer_margin: float = 0.05
     # gray thumbnails at the best crop: 99th percentile and largest |z difference|
