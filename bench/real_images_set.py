@@ -16,12 +16,17 @@ Truth:
   that are the same drawing re-rendered (mate-icon-theme re-exports many of
   gnome-icon-theme's icons, some moved by a pixel or two): composited on white and on
   black and (icons up to ``MOVE_MAX_SIDE`` px) moved as a whole by some shift of at most
-  ``REPEAT_MOVE`` pixels per axis, no pixel of the overlap differs by more than ``REPEAT_MAX`` levels and, allowing each
-  pixel a shift of one pixel (a re-rendered edge moves), under ``REPEAT_SHARE`` of them by
-  more than ``REPEAT_LEVELS`` (``pixel_near_repeats``). A whole-picture move keeps
+  ``REPEAT_MOVE`` pixels (and ``MOVE_MAX_SHARE`` of the side) per axis, no pixel of the
+  overlap differs by more than ``REPEAT_MAX`` levels and, allowing each pixel a shift of
+  one pixel (a re-rendered edge moves), under ``REPEAT_SHARE`` of them by more than
+  ``REPEAT_LEVELS`` (``pixel_near_repeats``). A whole-picture move keeps
   variants apart whose parts moved differently (justify-left vs justify-center). Originals
   equal on white but not in alpha are counted (``flat_equal_alpha_differs``) and stay
-  different pictures, as do variants drawn to differ in a small part (another glyph).
+  different pictures, as do variants drawn to differ in a small part (another glyph). And
+  originals of two sizes, the smaller found pixel for pixel, on both composites, inside the
+  larger and keeping at least ``NEST_KEEP`` of each of its sides, are one picture, as a
+  planted crop or pad is (``pixel_nested_repeats``: emacs ships an empty 6x21 tree-widget
+  canvas as a 6x22 one too).
 
 Steps: ``apt-get download`` (no root needed), ``dpkg-deb -x``, select, plant. The corpus goes
 to ``--out`` (default ``bench/data/real_images``, git-ignored) as ``images/`` plus
@@ -44,12 +49,14 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
+import itertools
 import json
 import shutil
 import subprocess
 from pathlib import Path
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 from PIL import Image
 
 # package -> glob of the pictures taken from it (one icon size per theme)
@@ -108,9 +115,12 @@ REPEAT_MAX = 64  # re-rendered repeats: no pixel differs by more than this (whit
 REPEAT_SHARE = 0.01  # ... and under this share of the pixels by more than REPEAT_LEVELS
 REPEAT_LEVELS = 24
 REPEAT_MOVE = 2  # a re-exported icon may move the whole drawing by this many pixels per axis
+MOVE_MAX_SHARE = 0.15  # ... and by at most this share of the side
 MOVE_MAX_SIDE = 64  # ... an icon: pictures up to this side (the flags are one export each)
 # pairs compared: 12x12 means within this RMS (an icon of thin lines moved 2 px: 42)
 THUMB_MAX, THUMB_MAX_UNMOVED = 48, 16
+# the least share of each side a planted crop (0.90) or pad (1 / 1.12) keeps
+NEST_KEEP = 0.89
 
 
 def keyed(text: str, salt: str = "") -> float:
@@ -175,6 +185,35 @@ def near_repeats(pictures: list[np.ndarray]) -> list[tuple[int, int]]:
     return pairs
 
 
+def nested_repeats(pictures: list[np.ndarray]) -> list[tuple[int, int]]:
+    """Pairs (i, j) of composites of two sizes, the smaller found pixel for pixel inside the
+    larger, keeping at least ``NEST_KEEP`` of each side (module docstring)."""
+    by_size: dict[tuple[int, int], list[int]] = {}
+    for i, x in enumerate(pictures):
+        by_size.setdefault(x.shape[1:3], []).append(i)
+    pairs = []
+    for small, large in itertools.permutations(by_size, 2):
+        fits = all(NEST_KEEP * b <= a <= b for a, b in zip(small, large, strict=True))
+        if not fits:
+            continue
+        for i, j in itertools.product(by_size[small], by_size[large]):
+            if found_inside(pictures[i], pictures[j]):
+                pairs.append((i, j))
+    return pairs
+
+
+def found_inside(small: np.ndarray, large: np.ndarray) -> bool:
+    """Whether composites ``small`` equal ``large``'s at some offset (the offsets where the
+    small's middle row matches are checked whole)."""
+    h, w = small.shape[1:3]
+    r = h // 2
+    rows = large[:, r : large.shape[1] - h + r + 1]  # the rows small's row r may be at
+    windows = np.moveaxis(sliding_window_view(rows, w, axis=2), -1, -2)
+    hits = (windows == small[:, r][:, None, None]).all((0, 3, 4))
+    return any(np.array_equal(large[:, dy : dy + h, dx : dx + w], small)
+               for dy, dx in zip(*np.nonzero(hits), strict=True))  # fmt: skip
+
+
 def one_drawing(x: np.ndarray, y: np.ndarray) -> bool:
     """Two composites (as placed) are one drawing re-rendered (module docstring)."""
     if np.abs(x - y).max() > REPEAT_MAX:
@@ -185,11 +224,13 @@ def one_drawing(x: np.ndarray, y: np.ndarray) -> bool:
 
 def moves(x: np.ndarray, y: np.ndarray):
     """The overlaps of two same-size composites with y moved as a whole by each shift of at
-    most ``REPEAT_MOVE`` pixels per axis, no move first."""
+    most ``REPEAT_MOVE`` pixels per axis and ``MOVE_MAX_SHARE`` of that side, no move first
+    (a 2 px move of a 6 px wide picture would leave a third of it out)."""
     h, w = x.shape[1:3]
-    steps = range(-REPEAT_MOVE, REPEAT_MOVE + 1)
+    ry, rx = (min(REPEAT_MOVE, int(MOVE_MAX_SHARE * side)) for side in (h, w))
     for dy, dx in sorted(
-        ((dy, dx) for dy in steps for dx in steps), key=lambda m: abs(m[0]) + abs(m[1])
+        ((dy, dx) for dy in range(-ry, ry + 1) for dx in range(-rx, rx + 1)),
+        key=lambda m: abs(m[0]) + abs(m[1]),
     ):
         yield (x[:, max(0, dy) : h + min(0, dy), max(0, dx) : w + min(0, dx)],
                y[:, max(0, -dy) : h + min(0, -dy), max(0, -dx) : w + min(0, -dx)])  # fmt: skip
@@ -318,7 +359,10 @@ def build(work: Path, out: Path, cap: int, share: float, sources: dict[str, str]
         truth[cname] = {"file": f"{cname}.{ext}", "group": group, "kind": kind,
                         "package": package, "path": rel, "of": name}  # fmt: skip
     repeats = near_repeats(pictures)  # indices of originals, in the order they were added
-    merged = union_groups([t["group"] for t in truth.values() if t["kind"] == "original"], repeats)
+    nested = nested_repeats(pictures)
+    merged = union_groups(
+        [t["group"] for t in truth.values() if t["kind"] == "original"], repeats + nested
+    )
     for t in truth.values():
         t["group"] = merged[t["group"]]
     summary = {
@@ -327,6 +371,7 @@ def build(work: Path, out: Path, cap: int, share: float, sources: dict[str, str]
         "planted": {k: sum(t["kind"] == k for t in truth.values()) for k in EXACT_KINDS + NEAR_KINDS},
         "pixel_equal_repeats": sum(t["kind"] == "original" for t in truth.values()) - len(group_of_pixels),
         "pixel_near_repeats": len(repeats),
+        "pixel_nested_repeats": len(nested),
         "flat_equal_alpha_differs": sum(len(g) - 1 for g in flat_groups.values()),
         "modes": {},
     }  # fmt: skip
