@@ -56,6 +56,8 @@ VARIANTS = {
                            "                found == found_other and ", "            if (\n"
                            "                "),
     "told_apart": ("groups.py", "        star = _told_apart_leave(star, sig_of, verifier)\n", ""),
+    "icon_max_levels": ("pixels.py", "        if fits.any() and len(grounds) > 1:\n",
+                        "        if False:\n"),
     "trimmed_phash_key": ("candidates.py", "    extra = np.flatnonzero((trim != 0) & "
                           "(trim != phashes))", "    extra = np.flatnonzero(trim != trim)"),
     "crop_keys": ("candidates.py", "    crops = [(i, k) for i, p in enumerate(parsed) if p for k "

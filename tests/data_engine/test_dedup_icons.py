@@ -134,6 +134,41 @@ def test_a_recoloured_icon_of_one_size_is_another_icon(monkeypatch):
     assert check(blue, tinted(blue, 40)) is None  # what the thumbnails alone decide
 
 
+def emoticon(inner: float) -> Image.Image:
+    """A 24 px transparent emoticon, drawn at 4x and reduced as icons are rendered, its
+    brows' inner ends at row ``inner`` (their outer ends at row 7)."""
+    k, n = 4, 96
+    img = Image.new("RGBA", (n, n), (0, 0, 0, 0))
+    d = ImageDraw.Draw(img)
+    d.ellipse((k, k, n - k, n - k), fill=(250, 190, 40, 255), outline=(150, 90, 20, 255), width=k)
+    for cx in (8, 16):
+        d.ellipse(((cx - 1.5) * k, 9 * k, (cx + 1.5) * k, 13 * k), fill=(70, 50, 30, 255))
+    d.arc((6 * k, 12 * k, 18 * k, 20 * k), 20, 160, fill=(120, 40, 0, 255), width=k)
+    for outer, x in ((5.5, 10), (18.5, 14)):
+        d.line((outer * k, 7 * k, x * k, inner * k), fill=(80, 50, 20, 255), width=k)
+    return img.resize((24, 24), Image.Resampling.LANCZOS)
+
+
+def test_two_transparent_icons_a_turned_brow_apart_are_two_icons():
+    """Pidgin's ``excited`` / ``sinister``: the brows turned. Every pixel the turn changes
+    has one of its colour within a pixel in the other icon, so the share of content
+    changed beyond a one-pixel shift is nil; but at their best whole move the two are over
+    ``icon_max_levels`` apart where a brow crosses the face, and a re-rendered drawing (moved
+    a pixel, a few levels lighter) is not. Opaque, one may be a JPEG, whose ringing exceeds
+    that bound at a small icon's edges: the bound is asked of transparent pairs only."""
+
+    def sig(img: Image.Image):
+        return parse_signature(bytes.fromhex(features(img).signature))
+
+    calm, cross = sig(emoticon(7)), sig(emoticon(8))
+    assert pixels.icons_differ(calm, cross, RULE)
+    assert not pixels.icons_differ(calm, cross, replace(RULE, icon_max_levels=255.0))
+    moved = Image.new("RGBA", (24, 24), (0, 0, 0, 0))
+    moved.paste(tinted(emoticon(7), 15), (1, 1))
+    assert not pixels.icons_differ(calm, sig(moved), RULE)
+    assert not pixels.icons_differ(sig(on_white(emoticon(7))), sig(on_white(emoticon(8))), RULE)
+
+
 def moved_changes_share(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return pixels._moved_changes(x, y, 2, RULE.icon_levels).mean((-2, -1))
 

@@ -299,8 +299,10 @@ def icons_differ(a: Signature, b: Signature, rule: NearRule) -> bool:
     move more than ``icon_max_share`` of their content changed beyond a one-pixel shift, on
     either ground both carry. Content: the pixels further than ``icon_levels`` from the
     ground in either icon on either ground (a small drawing on a large empty canvas is
-    judged on the drawing). Levels are not fitted: a recoloured icon is another icon.
-    Unmoved first: most copies fit there, and it costs a fifth of every move."""
+    judged on the drawing). Levels are not fitted: a recoloured icon is another icon. Two
+    transparent icons must also be within ``icon_max_levels`` everywhere at that move
+    (``_largest_differences``). Unmoved first: most copies fit there, and it costs a fifth
+    of every move."""
     grounds = range(min(len(a.native), len(b.native)))
     content = np.zeros(a.native[0].shape[:2], dtype=bool)
     for g, ground in zip(grounds, (255.0, 0.0), strict=False):
@@ -312,6 +314,25 @@ def icons_differ(a: Signature, b: Signature, rule: NearRule) -> bool:
             x, y = a.native[g], b.native[g]
             changed = changed | _moved_changes(x, y, move, rule.icon_levels)
             changed = changed | _moved_changes(y, x, move, rule.icon_levels)[::-1, ::-1]
-        if changed.sum((-2, -1)).min() <= rule.icon_max_share * max(int(content.sum()), 1):
+        fits = changed.sum((-2, -1)) <= rule.icon_max_share * max(int(content.sum()), 1)
+        if fits.any() and len(grounds) > 1:
+            fits &= _largest_differences(a, b, move) <= rule.icon_max_levels
+        if fits.any():
             return False
     return True
+
+
+def _largest_differences(a: Signature, b: Signature, move: int) -> np.ndarray:
+    """Per whole move (dy, dx) of up to ``move`` pixels per axis, indexed as
+    ``_moved_changes`` indexes it (a[k] beside b[k + (dy, dx)]), the largest channel
+    difference of two icons' overlap there on the grounds both carry."""
+    h, w = a.native[0].shape[:2]
+    n = 2 * move + 1
+    out = np.zeros((n, n), dtype=np.float32)
+    for i, j in np.ndindex(n, n):
+        dy, dx = i - move, j - move
+        y0, y1, x0, x1 = max(0, -dy), min(h, h - dy), max(0, -dx), min(w, w - dx)
+        for x, y in zip(a.native, b.native, strict=False):
+            apart = np.abs(x[y0:y1, x0:x1] - y[y0 + dy : y1 + dy, x0 + dx : x1 + dx])
+            out[i, j] = max(out[i, j], float(apart.max(initial=0.0)))
+    return out

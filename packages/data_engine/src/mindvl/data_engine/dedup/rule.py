@@ -79,6 +79,11 @@ class NearRule:
     icon_move: int = 2
     icon_levels: float = 32.0
     icon_max_share: float = 0.05
+    # two transparent icons of one size (neither a JPEG: it keeps no alpha) must also be
+    # within this many levels everywhere at that move, as the real sets' truth asks of a
+    # re-rendered drawing: another eyebrow or frame puts a colour where the other has none,
+    # and the one-pixel shift hides it (a JPEG's ringing exceeds it at a small icon's edges)
+    icon_max_levels: float = 64.0
     # two icons of one size, one opaque, are one picture when a JPEG of the other is it to
     # the one_size bounds (``pixels.jpeg_of``), before any other check, when they have at
     # least this many pixels (16x16): the two pixels allowed off are then under 1% of them
