@@ -19,8 +19,9 @@ Measured against the truth:
 
 - ``same_size_jpeg``: a pair check, not a build: the first ``REENCODE_ICONS`` originals of at
   most 64 px a side (by key), each flattened on white and saved as a JPEG of its own size
-  at quality 75 and 90 (no planted kind keeps the size), and how many of those pairs a
-  build pairs and the rule accepts (``accepts``: at the distance the build judges them at).
+  at each of ``REENCODE_QUALITIES`` (no planted kind keeps the size), and how many of those
+  pairs a build pairs and the rule accepts (``accepts``: at the distance the build judges
+  them at).
 
 - ``other_resizers``: a pair check too: the first ``RESIZE_ICONS`` originals of 12-64 px a
   side (by key), each resized to 0.6, 0.75 and 0.9 of its size by resamplers other than
@@ -54,6 +55,7 @@ NEAR_KINDS = ("resize", "jpeg_white", "pad", "crop")
 EXACT_KINDS = ("copy", "resave")
 DESIGN_SHARE = 0.02  # at most this share of pixels differ (by > 32 in a channel)
 REENCODE_ICONS = 400  # icons re-encoded as JPEGs of their own size (``same_size_jpeg``)
+REENCODE_QUALITIES = (40, 60, 75, 90)
 RESIZE_ICONS = 200  # icons resized by other tools (``other_resizers``)
 RESAMPLERS = ("opencv_cubic_straight", "opencv_area_straight", "mitchell_straight",
               "mitchell_linear_light")  # fmt: skip
@@ -126,14 +128,14 @@ def same_size_jpeg(corpus: Path, truth: dict) -> dict[str, str]:
         rgba = img.convert("RGBA")
         flat = Image.alpha_composite(Image.new("RGBA", rgba.size, (255,) * 4), rgba)
         own = as_built(image_features(data, blur=False))
-        for q in (75, 90):
+        for q in REENCODE_QUALITIES:
             buf = io.BytesIO()
             flat.convert("RGB").save(buf, "JPEG", quality=q)
             accepted[q] += accepts(verifier, own, buf.getvalue())
         n += 1
         if n == REENCODE_ICONS:
             break
-    return {f"q{q}": f"{accepted[q]}/{n}" for q in (75, 90)}
+    return {f"q{q}": f"{accepted[q]}/{n}" for q in REENCODE_QUALITIES}
 
 
 def _mitchell(n_in: int, n_out: int) -> np.ndarray:

@@ -125,6 +125,28 @@ def test_a_jpeg_of_an_icon_is_found_by_encoding_the_icon_as_a_jpeg(monkeypatch):
     assert not pixels.resized_pixels_fit(sigs["smile"], sigs["resized"], RULE)
 
 
+def test_a_low_quality_jpeg_of_an_icon_is_found_at_the_nearest_quality(monkeypatch):
+    """JPEGs of an icon at its own size at qualities 43 and 57 (between those of
+    ``pixels.JPEG_QUALITIES``, which go down to 40): the icon encoded at the nearest is the
+    copy pixel for pixel. Tried at 75-95 only, neither is found. A look-alike's JPEG at 43
+    (one line shorter) is not."""
+    smile, page, other = face((240, 160, 20)), page_icon(), page_icon(short_line=3)
+    raw = {name: bytes.fromhex(features(img, fmt, **kw).signature)
+           for name, img, fmt, kw in (
+               ("smile", smile, "PNG", {}),
+               ("q43", on_white(smile), "JPEG", {"quality": 43}),
+               ("q57", on_white(smile), "JPEG", {"quality": 57}),
+               ("page", page, "PNG", {}),
+               ("other", on_white(other), "JPEG", {"quality": 43}))}  # fmt: skip
+    verifier = PairVerifier(RULE)
+    assert verifier.check(raw["smile"], raw["q43"]) is None
+    assert verifier.check(raw["smile"], raw["q57"]) is None
+    assert verifier.check(raw["page"], raw["other"]) is not None
+    monkeypatch.setattr(pixels, "JPEG_QUALITIES", (75, 80, 85, 90, 95))
+    assert PairVerifier(RULE).check(raw["smile"], raw["q43"]) is not None
+    assert PairVerifier(RULE).check(raw["smile"], raw["q57"]) is not None
+
+
 def test_the_resize_screen_skips_far_pairs_and_is_a_screen():
     """``resize_screen_levels`` spares the filter and JPEG trials for two icons whose mean
     levels are far apart after one bicubic resize; ``unscreened()`` turns it off, like the

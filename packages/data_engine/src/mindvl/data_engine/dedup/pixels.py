@@ -30,7 +30,9 @@ RESIZE_FILTERS = ("BILINEAR", "BICUBIC", "LANCZOS", "BOX")  # Pillow names
 CV_RESIZES = ("INTER_LINEAR", "INTER_CUBIC")  # OpenCV names
 STRAIGHT_RESIZES = RESIZE_FILTERS + CV_RESIZES  # also tried on straight alpha
 LINEAR_FILTERS = ("BILINEAR", "BICUBIC")  # Pillow names
-JPEG_QUALITIES = (75, 80, 85, 90, 95)  # re-encodes simulated (``_encoded_fits``)
+# re-encodes simulated (``_encoded_fits``): a JPEG at a quality between two of these is
+# within the two-pixel bound of one at the nearest (at steps of 10 below 75, not always)
+JPEG_QUALITIES = tuple(range(40, 100, 5))
 
 
 def nested_icons(sa: np.ndarray, sb: np.ndarray, na, nb, rule: NearRule) -> np.ndarray:
