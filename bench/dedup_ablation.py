@@ -63,6 +63,8 @@ VARIANTS = {
     "crop_keys": ("candidates.py", "    crops = [(i, k) for i, p in enumerate(parsed) if p for k "
                   "in dict.fromkeys(p.crops)\n             if k != phashes[i]]  # fmt: skip",
                   "    crops = []"),
+    "crop_to_crop": ("candidates.py", "    ok |= (ka == KEY_CROP) & (kc == KEY_CROP) & (distance <= "
+                     "rule.crop_to_crop_radius)\n", ""),
     "canvas_keys": ("candidates.py", "    found = (crops, *([(i, k[n]) for i, k in both if k[n]] "
                     "for n in (0, 1, 2)))",
                     "    found = (crops, [(i, k[0]) for i, k in both if k[0]], [], [])"),

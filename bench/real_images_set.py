@@ -38,9 +38,10 @@ the rule was tuned on, into ``bench/data/real_images_b``; ``--set c`` a third
 (``SOURCES_C``: nation flags, game sprites, two more icon themes) into
 ``bench/data/real_images_c``; ``--set d`` a fourth (``SOURCES_D``: an icon theme, a recolour
 of set a's gnome-colors, widget assets, game sprites, city tiles) into
-``bench/data/real_images_d``.
+``bench/data/real_images_d``; ``--set e`` a fifth, clip art (``SOURCES_E``: Scratch's
+costumes and backgrounds) into ``bench/data/real_images_e``.
 
-Usage: uv run python bench/real_images_set.py [--set a|b|c|d] [--work /tmp/real_images_debs]
+Usage: uv run python bench/real_images_set.py [--set a|b|c|d|e] [--work /tmp/real_images_debs]
         [--out bench/data/real_images] [--cap 650] [--plant-share 0.25]
 """
 
@@ -107,7 +108,10 @@ SOURCES_D = {
     "hedgewars-data": "usr/share/games/hedgewars/Data/Graphics/*/*.png",
     "lincity-ng-data": "usr/share/games/lincity-ng/images/tiles/*.png",
 }
-SETS = {"a": SOURCES, "b": SOURCES_B, "c": SOURCES_C, "d": SOURCES_D}
+# A fifth (``--set e``), clip art: Scratch 1.4's costumes and backgrounds (animals, people,
+# things, letters in ten styles, scenes; GIFs with a transparent index, PNGs, JPEGs).
+SOURCES_E = {"scratch": "usr/share/scratch/Media/[BC]*/**/*.*"}
+SETS = {"a": SOURCES, "b": SOURCES_B, "c": SOURCES_C, "d": SOURCES_D, "e": SOURCES_E}
 EXCLUDED = ("tuxpaint", "openclipart")
 NEAR_KINDS = ("resize", "jpeg_white", "pad", "crop")
 EXACT_KINDS = ("copy", "resave")

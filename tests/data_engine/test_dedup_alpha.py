@@ -12,7 +12,7 @@ from dataclasses import replace
 import numpy as np
 from dedup_helpers import RULE
 from dedup_pictures import check, encoded, face, features, flag, icon, on_white, padded, row
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from mindvl.common.recipe import DedupSpec
 from mindvl.data_engine.dedup import compare, fingerprint
@@ -190,6 +190,33 @@ def test_a_crop_of_a_full_canvas_flag_is_found_by_its_crop_keys() -> None:
     decisions, stats = plan_dedup([row("a", fa), row("b", fb), row("c", fo)], DedupSpec())
     assert decisions["b"].op == "near_dedup" and decisions["b"].survivor == "a"
     assert decisions.get("c") is None or decisions["c"].op is None
+    index = EvalIndex([(fa.phash, fa.signature, fa.pixel_hash, fa.information)], RULE)
+    assert index.match_row(row("b", fb)) == 0 and index.match_row(row("c", fo)) is None
+
+
+def letter(ch: str) -> Image.Image:
+    """A 100 px letter filling its canvas, as Scratch's letter costumes do."""
+    img = Image.new("RGB", (100, 100), (255, 255, 255))
+    font = ImageFont.load_default(size=120)
+    ImageDraw.Draw(img).text((50, 50), ch, fill=(30, 60, 160), font=font, anchor="mm")
+    return img
+
+
+def test_a_crop_cutting_into_a_letter_is_found_by_two_crop_keys() -> None:
+    """A 90% crop cutting into a letter that fills its canvas moves its pHash, and every
+    crop key of the letter, beyond the radii of the letter's own pHash; a cut of each stays
+    within ``crop_to_crop_max_hamming`` of the other's, and the rule accepts the pair at the
+    distance it judges it at. Without crop keys pairing with crop keys the crop is kept.
+    Another letter is not merged, and decontamination finds the crop the same way."""
+    a, crop, other = letter("A"), letter("A").crop((6, 4, 96, 94)), letter("R")
+    fa, fb, fo = features(a), features(crop), features(other)
+    rows = [row("a", fa), row("b", fb), row("c", fo)]
+    decisions, _ = plan_dedup(rows, DedupSpec())
+    assert decisions["b"].op == "near_dedup" and decisions["b"].survivor == "a"
+    assert decisions.get("c") is None or decisions["c"].op is None
+    apart = replace(RULE, crop_to_crop_max_hamming=-1)
+    decisions, _ = plan_dedup(rows, DedupSpec(), rule=apart)
+    assert decisions.get("b") is None or decisions["b"].op is None
     index = EvalIndex([(fa.phash, fa.signature, fa.pixel_hash, fa.information)], RULE)
     assert index.match_row(row("b", fb)) == 0 and index.match_row(row("c", fo)) is None
 

@@ -239,10 +239,12 @@ def cross(size: int = 32) -> Image.Image:
 
 def test_a_simple_icon_and_its_small_jpeg_are_found_by_the_icon_key(monkeypatch):
     """A 32 px cross and its JPEG on white at 22 px: the low DCT terms of simple symmetric
-    content sit near their median, so the pHashes are 26 bits apart (the other keys as far);
+    content sit near their median, so the pHashes are 26 bits apart (each one's crop keys as
+    far from the other's pHash);
     the average hashes of the icons' own content (``fingerprint.icon_keys``) are equal, and a
     pair of icon keys is judged as a near pair (``candidates.judged_distance``): merged, in
-    dedup and in decontamination. Without icon keys it is never compared."""
+    dedup and in decontamination. Without icon keys (and crop keys pairing with crop keys,
+    which find it too) it is never compared."""
     small = cross().resize((22, 22), Image.Resampling.LANCZOS)
     flat = Image.new("RGB", small.size, (255, 255, 255))
     flat.paste(small, mask=small.getchannel("A"))
@@ -257,10 +259,11 @@ def test_a_simple_icon_and_its_small_jpeg_are_found_by_the_icon_key(monkeypatch)
     index = EvalIndex([(fa.phash, fa.signature, fa.pixel_hash, fa.information)], RULE)
     assert index.match_row(row("b", fb)) == 0 and index.match_row(row("c", fo)) is None
     monkeypatch.setattr(candidates, "icon_keys", lambda sig: (0, 0, 0))
-    decisions, _ = plan_dedup(rows, DedupSpec())
+    apart = replace(RULE, crop_to_crop_max_hamming=-1)
+    decisions, _ = plan_dedup(rows, DedupSpec(), rule=apart)
     assert decisions.get("b") is None or decisions["b"].op is None
     assert (
-        EvalIndex([(fa.phash, fa.signature, fa.pixel_hash, fa.information)], RULE).match_row(
+        EvalIndex([(fa.phash, fa.signature, fa.pixel_hash, fa.information)], apart).match_row(
             row("b", fb)
         )
         is None
@@ -351,7 +354,8 @@ def test_an_icons_canvas_key_finds_its_jpeg_where_the_content_key_moves(monkeypa
     """The canvas key (``fingerprint.icon_keys``' second: the whole canvas's average hash)
     pairs only with canvas keys, within ``canvas_key_max_hamming``; a JPEG of a resize
     keeps it within a few bits, and with the content keys gone the pair is still found
-    (by it) and its pixels accept it."""
+    (by it) and its pixels accept it; with the canvas keys gone too (and crop keys pairing
+    with crop keys) it is not."""
     ka = np.array([candidates.KEY_CANVAS] * 4 + [candidates.KEY_ICON])
     kc = np.array([candidates.KEY_CANVAS, candidates.KEY_CANVAS, candidates.KEY_ICON,
                    candidates.KEY_OWN, candidates.KEY_CANVAS])  # fmt: skip
@@ -372,7 +376,8 @@ def test_an_icons_canvas_key_finds_its_jpeg_where_the_content_key_moves(monkeypa
     assert decisions["b"].op == "near_dedup" and decisions["b"].survivor == "a"
     assert decisions.get("c") is None or decisions["c"].op is None
     monkeypatch.setattr(candidates, "icon_keys", lambda sig: (0, 0, 0))
-    decisions, _ = plan_dedup(rows, DedupSpec())
+    apart = replace(RULE, crop_to_crop_max_hamming=-1)
+    decisions, _ = plan_dedup(rows, DedupSpec(), rule=apart)
     assert decisions.get("b") is None or decisions["b"].op is None
 
 

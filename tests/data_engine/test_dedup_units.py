@@ -413,3 +413,15 @@ def test_pair_distance_is_the_least_the_rule_judges_over_the_key_pairs_a_build_f
     assert candidates.pair_distance(image(own_a, canvas, 0), image(own_b, canvas, 1), RULE) == 20
     assert candidates.pair_distance(image(own_a, icon, 0), image(own_b, canvas, 1), RULE) is None
     assert candidates.pair_distance(image(own_a, icon, 0), image(3, icon, 0), RULE) == 2
+
+
+def test_crop_keys_pair_with_own_pHashes_and_closely_with_crop_keys() -> None:
+    """A crop key pairs with another image's own pHash within ``crop_radius`` and with its
+    crop keys within ``crop_to_crop_radius`` (never without comparison), not with its
+    trimmed pHash."""
+    ka = np.array([KEY_CROP, KEY_CROP, KEY_CROP, KEY_CROP, KEY_CROP], np.int8)
+    kc = np.array([KEY_OWN, KEY_OWN, KEY_CROP, KEY_CROP, KEY_TRIM], np.int8)
+    d = np.array([8, 9, 4, 5, 0])
+    assert candidates.keys_pair(ka, kc, d, RULE).tolist() == [True, False, True, False, False]
+    unverified = replace(RULE, verify=False)
+    assert not candidates.keys_pair(ka[2:3], kc[2:3], d[2:3], unverified)[0]

@@ -423,14 +423,16 @@ def band_keys(scheme: BandScheme, keys: np.ndarray, kind: np.ndarray) -> np.ndar
 
 def keys_pair(ka, kc, distance, rule: NearRule):
     """Whether two candidate keys of kinds ``ka``, ``kc`` (of two images) at ``distance``
-    (bits between the keys) make a candidate pair: a crop key pairs only with the other
-    image's own pHash, and only within ``rule.crop_radius``; an icon's key only with a key
+    (bits between the keys) make a candidate pair: a crop key pairs with the other image's
+    own pHash within ``rule.crop_radius`` and with its crop keys within
+    ``rule.crop_to_crop_radius``, not with its trimmed pHash; an icon's key only with a key
     of its kind, a content key within ``rule.icon_key_max_hamming``, a canvas key (on
     white or on black) within ``rule.canvas_key_max_hamming``, and only when pairs are
     compared."""
     ka, kc, distance = np.asarray(ka), np.asarray(kc), np.asarray(distance)
     crop = (ka == KEY_CROP) | (kc == KEY_CROP)
     ok = ~crop | (((ka == KEY_OWN) | (kc == KEY_OWN)) & (distance <= rule.crop_radius))
+    ok |= (ka == KEY_CROP) & (kc == KEY_CROP) & (distance <= rule.crop_to_crop_radius)
     radius = np.where(ka == KEY_ICON, rule.icon_key_max_hamming, rule.canvas_key_max_hamming)
     icons = (ka == kc) & (distance <= radius)
     return np.where(np.isin(ka, ICON_KINDS) | np.isin(kc, ICON_KINDS), icons & rule.verify, ok)

@@ -37,6 +37,10 @@ class NearRule:
     crowded_bucket: int = 64  # m: a bucket with > m(m-1)/2 close pairs is crowded
     detail_max_hamming: int = 8  # in a crowded bucket pairs must be this close in detail
     crop_key_max_hamming: int = 8  # a crop key (``fingerprint.crop_keys``) pairs this close
+    # two pictures' crop keys pair this close (compared pairs only): a crop that cuts into a
+    # drawing filling its canvas (a letter) moves both own pHashes and every crop key's
+    # distance to them beyond the radii, while a cut of each can stay within a few bits
+    crop_to_crop_max_hamming: int = 4
     # an icon's content key (``fingerprint.icon_keys``) pairs this close, its canvas keys
     # (the whole canvas's average hash on white and, transparent, on black, which a resize
     # or a JPEG keeps within a few bits) this close; each kind in buckets of its own,
@@ -155,3 +159,9 @@ class NearRule:
     def crop_radius(self) -> int:
         """How close a crop key and another image's pHash must be (within the pair radius)."""
         return min(self.pair_radius, self.crop_key_max_hamming)
+
+    @property
+    def crop_to_crop_radius(self) -> int:
+        """How close two images' crop keys must be (within the pair radius; never without
+        comparison, which must confirm such a pair)."""
+        return min(self.pair_radius, self.crop_to_crop_max_hamming) if self.verify else -1
