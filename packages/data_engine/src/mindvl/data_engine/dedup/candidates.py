@@ -323,13 +323,12 @@ def bucket_pairs(
     the pHash bound that share no earlier band: (i, j, d, crowded), i < j image indices,
     d the pHash distance the rule judges them at (``judged_distance``: a pair found by a
     trimmed or crop key and far in the pHash must have the sizes of a crop), and whether
-    the bucket was crowded
-    (with verification only): more than m(m-1)/2 pairs within the bound, m =
-    ``rule.crowded_bucket`` (as many as m mutually alike images: equations, blank pages),
-    counting only key pairs that become image pairs. Counting stops as soon as that is
-    exceeded, so a crowd costs one chunk of distances before ``crowd_pairs`` (``details``:
-    its argument) takes over; a big bucket of unrelated hashes (large builds, narrow bands)
-    is not crowded by its size alone."""
+    the bucket was crowded (with verification only): more than m(m-1)/2 pairs within the
+    bound, m = ``rule.crowded_bucket`` (as many as m mutually alike images: equations, blank
+    pages), counting only key pairs that become image pairs, but two crop keys'. Counting
+    stops as soon as that is exceeded, so a crowd costs one chunk of distances before
+    ``crowd_pairs`` (``details``: its argument) takes over; a big bucket of unrelated hashes
+    (large builds, narrow bands) is not crowded by its size alone."""
     m = rule.crowded_bucket if rule.verify else 0
     if m and kind.size and np.isin(kind, ICON_KINDS).all():
         m = rule.icon_crowded_bucket
@@ -339,10 +338,10 @@ def bucket_pairs(
 
     pairs, within, crowded = [], 0, False
     whole = np.array([0]), np.array([keys.size])
-    for pairable, emitted, i, j, d in _key_chunks(
+    for counted, emitted, i, j, d in _key_chunks(
         keys, owner, own, kind, band, *whole, scheme, rule
     ):
-        within += int(pairable.sum())
+        within += int(counted.sum())
         if m and within > m * (m - 1) // 2:
             pairs = [images(x, y) for x, y in crowd_pairs(keys, band, scheme, rule, details)]
             crowded = True
@@ -368,14 +367,18 @@ def runs_pairs(keys, owner, own, kind, band, starts, ends, scheme: BandScheme, r
 
 def _key_chunks(keys, owner, own, kind, band, starts, ends, scheme: BandScheme, rule: NearRule):
     """Per chunk of the key pairs of the runs ``starts[r]:ends[r]`` within the pHash bound:
-    (pairable, emitted, i, j, d): the key pairs that become image pairs (``_image_pairs``),
-    those of them found in no earlier band than their own (``band``: the bucket's, or each
-    row's), their images and the pHash distance the rule judges them at."""
+    (counted, emitted, i, j, d): the key pairs that become image pairs (``_image_pairs``)
+    but two crop keys' (what crowding counts: a crop's many cuts of alike pictures do not
+    make a bucket crowded), those that become image pairs found in no earlier band than
+    their own (``band``: the bucket's, or each row's), their images and the pHash distance
+    the rule judges them at."""
     radius = scheme.max_hamming
+    kind = np.asarray(kind)
     for a, c in _close_pairs(keys, starts, ends, radius):
         pairable, i, j, d = _image_pairs(a, c, owner, own, kind, keys, rule, radius)
         found_in = band[a] if np.ndim(band) else band
-        yield pairable, pairable & _first_in(found_in, scheme, keys, a, c), i, j, d
+        crops = (kind[a] == KEY_CROP) & (kind[c] == KEY_CROP)
+        yield pairable & ~crops, pairable & _first_in(found_in, scheme, keys, a, c), i, j, d
 
 
 KEY_OWN, KEY_TRIM, KEY_CROP, KEY_ICON, KEY_CANVAS, KEY_BLACK = range(6)  # ``candidate_keys``
