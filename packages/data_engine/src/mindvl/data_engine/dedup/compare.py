@@ -320,6 +320,7 @@ class PairVerifier:
         self.max_bytes = max_bytes
         self._cache: dict[tuple, SearchTerms] = {}
         self._bytes = 0
+        self._closeness: dict[tuple[bytes, bytes], tuple[int, float]] = {}
 
     def _get(self, sig: bytes, parsed: Signature, half: bool, part: str = "gray") -> SearchTerms:
         key = sig, half, part
@@ -346,10 +347,15 @@ class PairVerifier:
     def closeness(self, a: bytes, b: bytes) -> tuple[int, float]:
         """How close two signatures are (lower: closer): 0 when one is found in the other by
         its pixels (``found_in_pixels``), else 1; then the 99th percentile |z difference| of
-        their gray thumbnails at their best crop."""
-        pa, pb = parse_signature(a), parse_signature(b)
-        ta, tb = self._get(a, pa, False), self._get(b, pb, False)
-        return int(not found_in_pixels(pa, pb, self.rule)), match_terms(ta, tb).p99
+        their gray thumbnails at their best crop. Kept per pair: the stars ask it of a
+        member and its survivor twice (``groups.star_members``, ``_told_apart_leave``)."""
+        found = self._closeness.get((a, b))
+        if found is None:
+            pa, pb = parse_signature(a), parse_signature(b)
+            ta, tb = self._get(a, pa, False), self._get(b, pb, False)
+            found = int(not found_in_pixels(pa, pb, self.rule)), match_terms(ta, tb).p99
+            self._closeness[a, b] = found
+        return found
 
 
 def verify_pairs(sigs: list[bytes], left, right, distance, rule: NearRule) -> np.ndarray:
