@@ -16,6 +16,10 @@ Measured against the truth:
 - ``two_sizes``: wrong drops between pictures whose originals have two sizes (none is by
   design, which asks for one): mostly one drawing a package ships at two scales, two
   pictures to the truth, which joins originals of one size only.
+- ``by_kind``: drops, wrong drops (by design; two sizes) and precision per kind of the
+  dropped picture's package (``real_images_set.KINDS``: icons, flags, clip art, game
+  sprites, widget assets), so that the kinds issue #18 names are read apart from the
+  animation frames and building stages of game sprites.
 
 - ``same_size_jpeg``: a pair check, not a build: the first ``REENCODE_ICONS`` originals of at
   most 64 px a side (by key), each flattened on white and saved as a JPEG of its own size
@@ -49,7 +53,7 @@ from pathlib import Path
 import numpy as np
 from dedup_quality import feature_row, rates, spec_of
 from PIL import Image
-from real_images_set import composites, moves
+from real_images_set import composites, kind_of, moves
 
 NEAR_KINDS = ("resize", "jpeg_white", "pad", "crop")
 EXACT_KINDS = ("copy", "resave")
@@ -222,15 +226,32 @@ def measure(corpus: Path, truth: dict, keys: set, cluster: dict, drops: list) ->
             found[kind] += is_found(truth, cluster, k)
     wrong = [(a, b) for a, b in drops if truth[a]["group"] != truth[b]["group"]]
     design = [(a, b) for a, b in wrong if by_design(corpus, truth, a, b)]
+    two = [(a, b) for a, b in wrong if original(truth, a)["size"] != original(truth, b)["size"]]
     return {
         **rates(found, total, len(drops), len(wrong)),
         "transparent_wrong": sum(transparent(truth, a) or transparent(truth, b) for a, b in wrong),
         "by_design": len(design),
-        "two_sizes": sum(original(truth, a)["size"] != original(truth, b)["size"] for a, b in wrong),
+        "two_sizes": len(two),
+        "by_kind": by_kind(truth, drops, wrong, design, two),
         "recall_by_transform": {k: f"{found[k]}/{total[k]}" for k in EXACT_KINDS + NEAR_KINDS},
         "near_missed": [k for k, t in truth.items() if t["kind"] in NEAR_KINDS and k in keys
                         and not is_found(truth, cluster, k)],
         "wrong": [[a, b] for a, b in wrong],
+    }  # fmt: skip
+
+
+def by_kind(truth: dict, drops: list, *wrong_lists: list) -> dict[str, dict]:
+    """Per kind of the dropped picture's package: drops, then each of ``wrong_lists`` (wrong
+    drops, by design, two sizes) counted, and precision."""
+
+    def count(pairs: list) -> Counter:
+        return Counter(kind_of(truth[a]["package"]) for a, _ in pairs)
+
+    counts = [count(drops), *map(count, wrong_lists)]
+    return {
+        kind: {"drops": n, "wrong": counts[1][kind], "by_design": counts[2][kind],
+               "two_sizes": counts[3][kind], "precision": round(1 - counts[1][kind] / n, 4)}
+        for kind, n in sorted(counts[0].items())
     }  # fmt: skip
 
 

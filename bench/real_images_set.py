@@ -112,6 +112,16 @@ SOURCES_D = {
 # things, letters in ten styles, scenes; GIFs with a transparent index, PNGs, JPEGs).
 SOURCES_E = {"scratch": "usr/share/scratch/Media/[BC]*/**/*.*"}
 SETS = {"a": SOURCES, "b": SOURCES_B, "c": SOURCES_C, "d": SOURCES_D, "e": SOURCES_E}
+# What each package's pictures are, for figures per kind (``dedup_real.py``'s ``by_kind``):
+# the kinds issue #18 names (icons, flags, clip art) apart from game sprites and tiles
+# (animation frames, building stages) and a GTK theme's widget assets (one glyph in shades).
+KINDS = {
+    "flags": ("gnome-screensaver-flags", "famfamfam-flag-png", "freeciv-data"),
+    "clip art": ("scratch",),
+    "sprites": ("pingus-data", "frozen-bubble-data", "tuxmath-data", "neverball-data",
+                "xpenguins", "hedgewars-data", "lincity-ng-data"),
+    "widgets": ("greybird-gtk-theme",),
+}  # every other package: "icons" (themes, toolbar and window-manager icons, emoticons)  # fmt: skip
 EXCLUDED = ("tuxpaint", "openclipart")
 NEAR_KINDS = ("resize", "jpeg_white", "pad", "crop")
 EXACT_KINDS = ("copy", "resave")
@@ -125,6 +135,10 @@ MOVE_MAX_SIDE = 64  # ... an icon: pictures up to this side (the flags are one e
 THUMB_MAX, THUMB_MAX_UNMOVED = 48, 16
 # the least share of each side a planted crop (0.90) or pad (1 / 1.12) keeps
 NEST_KEEP = 0.89
+
+
+def kind_of(package: str) -> str:
+    return next((k for k, packages in KINDS.items() if package in packages), "icons")
 
 
 def keyed(text: str, salt: str = "") -> float:
