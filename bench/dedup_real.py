@@ -17,9 +17,10 @@ Measured against the truth:
   design, which asks for one): mostly one drawing a package ships at two scales, two
   pictures to the truth, which joins originals of one size only.
 - ``by_kind``: drops, wrong drops (by design; two sizes) and precision per kind of the
-  dropped picture's package (``real_images_set.KINDS``: icons, flags, clip art, game
-  sprites, widget assets), so that the kinds issue #18 names are read apart from the
-  animation frames and building stages of game sprites.
+  dropped picture, and near recall per kind of the copy's original
+  (``real_images_set.kind_of``: its package's, or for pysiogame its folder's: icons,
+  flags, clip art, game sprites, widget assets), so that the kinds issue #18 names are
+  read apart from game sprites' animation frames and controls' states.
 
 - ``same_size_jpeg``: a pair check, not a build: the first ``REENCODE_ICONS`` originals of at
   most 64 px a side (by key), each flattened on white and saved as a JPEG of its own size
@@ -221,7 +222,8 @@ def measure(corpus: Path, truth: dict, keys: set, cluster: dict, drops: list) ->
     for k, t in truth.items():
         if t["kind"] == "original" or k not in keys or t["of"] not in keys:
             continue
-        for kind in ("exact" if t["kind"] in EXACT_KINDS else "near", t["kind"]):
+        near = "exact" if t["kind"] in EXACT_KINDS else "near"
+        for kind in (near, t["kind"], (near, kind_of(t["package"], t["path"]))):
             total[kind] += 1
             found[kind] += is_found(truth, cluster, k)
     wrong = [(a, b) for a, b in drops if truth[a]["group"] != truth[b]["group"]]
@@ -232,7 +234,7 @@ def measure(corpus: Path, truth: dict, keys: set, cluster: dict, drops: list) ->
         "transparent_wrong": sum(transparent(truth, a) or transparent(truth, b) for a, b in wrong),
         "by_design": len(design),
         "two_sizes": len(two),
-        "by_kind": by_kind(truth, drops, wrong, design, two),
+        "by_kind": by_kind(truth, drops, wrong, design, two, found, total),
         "recall_by_transform": {k: f"{found[k]}/{total[k]}" for k in EXACT_KINDS + NEAR_KINDS},
         "near_missed": [k for k, t in truth.items() if t["kind"] in NEAR_KINDS and k in keys
                         and not is_found(truth, cluster, k)],
@@ -240,19 +242,24 @@ def measure(corpus: Path, truth: dict, keys: set, cluster: dict, drops: list) ->
     }  # fmt: skip
 
 
-def by_kind(truth: dict, drops: list, *wrong_lists: list) -> dict[str, dict]:
-    """Per kind of the dropped picture's package: drops, then each of ``wrong_lists`` (wrong
-    drops, by design, two sizes) counted, and precision."""
+def by_kind(truth: dict, drops: list, wrong: list, design: list, two: list, found: Counter,
+            total: Counter) -> dict[str, dict]:  # fmt: skip
+    """Per kind of picture (``kind_of``): drops, wrong drops, by design, of two sizes (each
+    counted by the dropped picture's kind) and precision; planted near copies found (by
+    their original's kind) and near recall."""
 
     def count(pairs: list) -> Counter:
-        return Counter(kind_of(truth[a]["package"]) for a, _ in pairs)
+        return Counter(kind_of(truth[a]["package"], truth[a]["path"]) for a, _ in pairs)
 
-    counts = [count(drops), *map(count, wrong_lists)]
-    return {
-        kind: {"drops": n, "wrong": counts[1][kind], "by_design": counts[2][kind],
-               "two_sizes": counts[3][kind], "precision": round(1 - counts[1][kind] / n, 4)}
-        for kind, n in sorted(counts[0].items())
-    }  # fmt: skip
+    n, w, d, t = map(count, (drops, wrong, design, two))
+    kinds = sorted(set(n) | {x[1] for x in total if isinstance(x, tuple)})
+    out = {}
+    for kind in kinds:
+        f, m = found["near", kind], total["near", kind]
+        out[kind] = {"drops": n[kind], "wrong": w[kind], "by_design": d[kind],
+                     "two_sizes": t[kind], "precision": round(1 - w[kind] / max(1, n[kind]), 4),
+                     "near_found": f"{f}/{m}", "near_recall": round(f / max(1, m), 4)}  # fmt: skip
+    return out
 
 
 def phash_only(rows: list[dict], max_bits: int = 10) -> tuple[dict, list]:

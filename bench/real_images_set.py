@@ -39,9 +39,11 @@ the rule was tuned on, into ``bench/data/real_images_b``; ``--set c`` a third
 ``bench/data/real_images_c``; ``--set d`` a fourth (``SOURCES_D``: an icon theme, a recolour
 of set a's gnome-colors, widget assets, game sprites, city tiles) into
 ``bench/data/real_images_d``; ``--set e`` a fifth, clip art (``SOURCES_E``: Scratch's
-costumes and backgrounds) into ``bench/data/real_images_e``.
+costumes and backgrounds) into ``bench/data/real_images_e``; ``--set f`` a sixth, clip art
+again (``SOURCES_F``: pysiogame's Art4Apps clip art, cards, shapes) into
+``bench/data/real_images_f``.
 
-Usage: uv run python bench/real_images_set.py [--set a|b|c|d|e] [--work /tmp/real_images_debs]
+Usage: uv run python bench/real_images_set.py [--set a|b|c|d|e|f] [--work /tmp/real_images_debs]
         [--out bench/data/real_images] [--cap 650] [--plant-share 0.25]
 """
 
@@ -52,6 +54,7 @@ import hashlib
 import io
 import itertools
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -111,17 +114,26 @@ SOURCES_D = {
 # A fifth (``--set e``), clip art: Scratch 1.4's costumes and backgrounds (animals, people,
 # things, letters in ten styles, scenes; GIFs with a transparent index, PNGs, JPEGs).
 SOURCES_E = {"scratch": "usr/share/scratch/Media/[BC]*/**/*.*"}
-SETS = {"a": SOURCES, "b": SOURCES_B, "c": SOURCES_C, "d": SOURCES_D, "e": SOURCES_E}
+# A sixth (``--set f``), clip art again, built to check set e's figures: pysiogame's pictures
+# (Art4Apps clip art as JPEGs on white, memory and matching cards in two colour schemes,
+# one shape in eight colours, flashcards, backgrounds).
+SOURCES_F = {"pysiogame": "usr/share/games/pysiogame/res/images/**/*.*"}
+SETS = {"a": SOURCES, "b": SOURCES_B, "c": SOURCES_C, "d": SOURCES_D, "e": SOURCES_E,
+        "f": SOURCES_F}  # fmt: skip
 # What each package's pictures are, for figures per kind (``dedup_real.py``'s ``by_kind``):
 # the kinds issue #18 names (icons, flags, clip art) apart from game sprites and tiles
 # (animation frames, building stages) and a GTK theme's widget assets (one glyph in shades).
 KINDS = {
     "flags": ("gnome-screensaver-flags", "famfamfam-flag-png", "freeciv-data"),
-    "clip art": ("scratch",),
+    "clip art": ("scratch", "pysiogame"),
     "sprites": ("pingus-data", "frozen-bubble-data", "tuxmath-data", "neverball-data",
                 "xpenguins", "hedgewars-data", "lincity-ng-data"),
     "widgets": ("greybird-gtk-theme",),
 }  # every other package: "icons" (themes, toolbar and window-manager icons, emoticons)  # fmt: skip
+# ... but pysiogame's controls (buttons in their states, panels, decor), beside its clip art
+WIDGET_PATHS = {
+    "pysiogame": ("res/images/[^/]+$", "/(dialog|home_icons|info_bar|score_bar|unit_bg)/")
+}
 EXCLUDED = ("tuxpaint", "openclipart")
 NEAR_KINDS = ("resize", "jpeg_white", "pad", "crop")
 EXACT_KINDS = ("copy", "resave")
@@ -137,7 +149,9 @@ THUMB_MAX, THUMB_MAX_UNMOVED = 48, 16
 NEST_KEEP = 0.89
 
 
-def kind_of(package: str) -> str:
+def kind_of(package: str, path: str = "") -> str:
+    if any(re.search(p, path) for p in WIDGET_PATHS.get(package, ())):
+        return "widgets"
     return next((k for k, packages in KINDS.items() if package in packages), "icons")
 
 
@@ -411,13 +425,13 @@ def main() -> None:
         choices=sorted(SETS),
         default="a",
         help="a: the packages dedup was tuned on; b, c: sets it was not; d: a check of the "
-        "changes b and c led to",
+        "changes b and c led to; e, f: clip art",
     )
     parser.add_argument(
         "--out",
         type=Path,
         default=None,
-        help="default bench/data/real_images (set a), real_images_b, _c, _d",
+        help="default bench/data/real_images (set a), real_images_b, ... _f",
     )
     parser.add_argument("--cap", type=int, default=650, help="pictures per package at most")
     parser.add_argument("--plant-share", type=float, default=0.25)

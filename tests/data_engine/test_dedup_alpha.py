@@ -12,7 +12,7 @@ from dataclasses import replace
 import numpy as np
 from dedup_helpers import RULE
 from dedup_pictures import check, encoded, face, features, flag, icon, on_white, padded, row
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageEnhance, ImageFont
 
 from mindvl.common.recipe import DedupSpec
 from mindvl.data_engine.dedup import compare, fingerprint
@@ -31,7 +31,7 @@ def test_the_exact_key_sees_alpha_but_not_colour_under_alpha_zero() -> None:
     sg, se = (parse_signature(bytes.fromhex(features(x).signature)) for x in (glyph, empty))
     assert (sg.gray, sg.size, sg.chroma.tolist()) == (se.gray, se.size, se.chroma.tolist())
     assert features(glyph).pixel_hash != features(empty).pixel_hash
-    assert check(glyph, empty) == "alpha"  # on black they differ
+    assert check(glyph, empty) == "levels"  # on black they differ (a quarter of it white)
     hidden = Image.new("RGBA", (32, 32), (90, 10, 200, 0))  # colour under alpha 0
     assert features(hidden).pixel_hash == features(empty).pixel_hash
     opaque = icon().convert("RGB").convert("RGBA")  # alpha all 255: the RGB picture
@@ -70,7 +70,7 @@ def test_pictures_alike_on_white_but_not_in_alpha_are_two_pictures() -> None:
         return img
 
     shadow, glow = disc(False), disc(True)
-    assert check(shadow, glow) == "alpha"
+    assert check(shadow, glow) == "levels"  # the glow brightens it on black
     assert parse_signature(bytes.fromhex(features(shadow).signature)).black is not None
     assert check(glow, glow.resize((40, 40), Image.Resampling.LANCZOS)) is None
     assert check(glow, padded(glow, 2)) is None
@@ -279,3 +279,49 @@ def test_a_pad_does_not_join_two_frames_the_rule_tells_apart_at_their_size() -> 
         verifier.closeness(sig["b"], sig["a"])[1] + 0.03 < verifier.closeness(sig["c"], sig["a"])[1]
     )
     assert near_groups([("a", "b"), ("a", "c")], sig, RULE) == {"a": "a", "b": "a"}
+
+
+WHITE = (255, 255, 255, 255)
+
+
+def white_drawing(glyph: str, size: int = 96) -> Image.Image:
+    """A white drawing on a transparent canvas (a control's decor: blank on white)."""
+    img = Image.new("RGBA", (size, size), (0, 0, 0, 0))
+    d = ImageDraw.Draw(img)
+    d.ellipse((8, 8, size - 9, size - 9), outline=WHITE, width=size // 12)
+    a, b = size // 3, 2 * size // 3
+    if glyph == "|":
+        d.rectangle((size // 2 - 4, 4, size // 2 + 4, size // 2), fill=WHITE)
+    else:
+        d.line((a, a, b, b), fill=WHITE, width=8)
+        d.line((a, b, b, a), fill=WHITE, width=8)
+    return img
+
+
+def test_a_white_drawing_on_transparency_is_compared_on_black() -> None:
+    """On white a white drawing is blank, so the crop found there means nothing: two such
+    pictures are compared on black, where a transparent pad of one is found and another
+    glyph is not."""
+    power = white_drawing("|")
+    gray = parse_signature(bytes.fromhex(features(power).signature)).gray
+    assert np.ptp(np.frombuffer(gray, np.uint8)) == 0
+    assert check(power, padded(power, 6)) is None  # "alpha" at the crop found on white
+    assert check(power, power.resize((72, 72), Image.Resampling.LANCZOS)) is None
+    assert check(power, white_drawing("x")) is not None
+    assert check(power, padded(white_drawing("x"), 6)) is not None
+
+
+def test_flat_veils_of_other_levels_are_two_pictures() -> None:
+    """The gray comparison fits levels (a brightness change is no difference), which makes
+    any two flat pictures one; their mean levels, on each ground both carry, may differ by
+    at most ``max_level_shift``: a white veil and a grey one, or two white veils of other
+    opacities, are two pictures, while a picture a little brighter is still its copy."""
+    white25, white28, white63 = (
+        Image.new("RGBA", (220, 220), (255, 255, 255, a)) for a in (64, 70, 160)
+    )
+    black50 = Image.new("RGBA", (220, 220), (0, 0, 0, 128))
+    assert check(black50, white25) == "levels"  # on white 128 levels apart
+    assert check(white63, white25) == "levels"  # one on white, 96 levels apart on black
+    assert check(white25, white28) is None  # 6 levels apart on black
+    photo = flag(((0, 35, 149), (255, 255, 255), (237, 41, 57)), emblem=True).convert("RGB")
+    assert check(photo, ImageEnhance.Brightness(photo).enhance(0.92)) is None

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -230,6 +230,8 @@ def first_failing_check(
     if a.size == b.size:  # one size: compared uncropped (a crop resized back is unlikely)
         if colours_at(a, b, None, rule):
             return "colour"
+        if levels_at(a, b, None, rule):
+            return "levels"
         same = identity_match(get_terms(0, False), get_terms(1, False))
         if same.p99 > rule.one_size_max_p99 or same.peak > rule.max_peak:
             return "gray"
@@ -261,7 +263,37 @@ def first_failing_check(
         return "gray"  # sizes a resize explains, pixels no resize reproduces
     if colours_at(a, b, match, rule):
         return "colour"
+    if levels_at(a, b, match, rule):
+        return "levels"
     return _last_checks(a, b, rule, get_terms, match)
+
+
+def blank_on_white(a: Signature, b: Signature, rule: NearRule) -> bool:
+    """Two transparent pictures, one of them blank on white (a white drawing on a
+    transparent canvas): compared on black (``seen_on_black``), where the drawing is."""
+    if a.black is None or b.black is None:
+        return False
+    return min(np.ptp(np.frombuffer(s.gray, np.uint8)) for s in (a, b)) <= rule.blank_levels
+
+
+def seen_on_black(s: Signature) -> Signature:
+    """A transparent picture's signature with its two grounds exchanged (its content box and
+    trim box, found on white, left out)."""
+    return replace(s, gray=s.black, black=s.gray, content=None, trimmed=None)
+
+
+def levels_at(a: Signature, b: Signature, match: Match | None, rule: NearRule) -> bool:
+    """Whether the two pictures' mean levels differ by more than ``max_level_shift`` on a
+    ground both carry (white; black when both are transparent), compared at the crop
+    ``match`` found (None: as they are)."""
+    for part in ("gray", "black") if a.black is not None and b.black is not None else ("gray",):
+        x, y = a.pixels(part), b.pixels(part)
+        if match is not None and match.anchors is not None:
+            rows, cols = match.operators(x.shape[0], blur=False)
+            x, y = (rows @ x @ cols.T, y) if match.first_cropped else (x, rows @ y @ cols.T)
+        if abs(float(x.mean()) - float(y.mean())) > rule.max_level_shift:
+            return True
+    return False
 
 
 def colours_at(a: Signature, b: Signature, match: Match | None, rule: NearRule) -> bool:
@@ -334,12 +366,20 @@ class PairVerifier:
         self._cache[key] = found  # the most recently used last
         return found
 
+    def _view(self, a: bytes, b: bytes):
+        """Two signatures (bytes) as the rule compares them (``blank_on_white``: on black)
+        and their ``get_terms``."""
+        sigs, parsed = (a, b), (parse_signature(a), parse_signature(b))
+        if not blank_on_white(*parsed, self.rule):
+            return parsed, lambda i, *how: self._get(sigs[i], parsed[i], *how)
+        swap = {"gray": "black", "black": "gray"}
+        seen = (seen_on_black(parsed[0]), seen_on_black(parsed[1]))
+        return seen, lambda i, half, part="gray": self._get(sigs[i], parsed[i], half, swap[part])
+
     def check(self, a: bytes, b: bytes, distance: int | None = None) -> str | None:
         """``first_failing_check`` of two signatures (bytes)."""
-        sigs, parsed = (a, b), (parse_signature(a), parse_signature(b))
-        return first_failing_check(
-            *parsed, self.rule, lambda i, *how: self._get(sigs[i], parsed[i], *how), distance
-        )
+        seen, get_terms = self._view(a, b)
+        return first_failing_check(*seen, self.rule, get_terms, distance)
 
     def agree(self, a: bytes, b: bytes, distance: int | None = None) -> bool:
         return self.check(a, b, distance) is None
@@ -351,9 +391,9 @@ class PairVerifier:
         member and its survivor twice (``groups.star_members``, ``_told_apart_leave``)."""
         found = self._closeness.get((a, b))
         if found is None:
-            pa, pb = parse_signature(a), parse_signature(b)
-            ta, tb = self._get(a, pa, False), self._get(b, pb, False)
-            found = int(not found_in_pixels(pa, pb, self.rule)), match_terms(ta, tb).p99
+            seen, get_terms = self._view(a, b)
+            ta, tb = get_terms(0, False), get_terms(1, False)
+            found = int(not found_in_pixels(*seen, self.rule)), match_terms(ta, tb).p99
             self._closeness[a, b] = found
         return found
 
@@ -399,6 +439,10 @@ def screen_pairs(sigs: list[bytes], left, right, distance, rule: NearRule) -> np
     jpeg = icons & one_size & (opaque[left] | opaque[right])  # ``jpeg_of`` may find them
     jpeg &= sizes[left].prod(1) >= rule.jpeg_min_pixels  # ``_jpeg_first``
     exempt |= jpeg
+    # two transparent pictures, one blank on white, are compared on black (``blank_on_white``)
+    black = ~opaque & np.array([np.ptp(np.frombuffer(p.gray, np.uint8)) <= rule.blank_levels
+                                for p in parsed])  # fmt: skip
+    exempt |= ~opaque[left] & ~opaque[right] & (black[left] | black[right])
     # colour as it is only for pictures of one size; the others' at their crop (per pair)
     one_size &= ~jpeg
     for start in range(0, left.size, SCREEN_CHUNK * 16):

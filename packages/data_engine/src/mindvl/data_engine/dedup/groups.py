@@ -201,9 +201,9 @@ def star_members(labels: list[str], sig_of, verifier: PairVerifier, pairs) -> li
 
 
 # the checks that find two pictures of one size to differ in a detail (a glyph, an emblem,
-# a frame's change), not merely to be far apart (``gray``: two lossy copies, say a JPEG of
-# one picture and a crop of its near-identical sibling, can be that)
-TOLD_APART = ("one_size", "pixels")
+# a frame's change, a shade), not merely to be far apart (``gray``: two lossy copies, say a
+# JPEG of one picture and a crop of its near-identical sibling, can be that)
+TOLD_APART = ("levels", "one_size", "pixels")
 
 
 def _told_apart_leave(star: list[str], sig_of, verifier: PairVerifier) -> list[str]:
