@@ -325,3 +325,26 @@ def test_flat_veils_of_other_levels_are_two_pictures() -> None:
     assert check(white25, white28) is None  # 6 levels apart on black
     photo = flag(((0, 35, 149), (255, 255, 255), (237, 41, 57)), emblem=True).convert("RGB")
     assert check(photo, ImageEnhance.Brightness(photo).enhance(0.92)) is None
+
+
+def test_white_drawings_are_keyed_on_black_and_do_not_crowd() -> None:
+    """Blank on white, every white drawing would have one pHash (and one of each crop key):
+    a build of them would pair them all in one crowded bucket. Their keys are taken on
+    black, where they differ, so unrelated white drawings are not even candidates, while a
+    pad of one is still found."""
+    rng = np.random.default_rng(0)
+    drawings = []
+    for _ in range(120):
+        img = Image.new("RGBA", (96, 96), (0, 0, 0, 0))
+        d = ImageDraw.Draw(img)
+        for x, y, w, h in rng.integers((0, 0, 8, 8), (80, 80, 40, 40), size=(4, 4)).tolist():
+            d.ellipse((x, y, x + w, y + h), outline=WHITE, width=4)
+        drawings.append(img)
+    found = [features(x) for x in drawings]
+    assert len({f.phash for f in found}) == len(found)
+    rows = [row(f"w{i}", f) for i, f in enumerate(found)]
+    rows.append(row("pad", features(padded(drawings[0], 6))))
+    decisions, stats = plan_dedup(rows, DedupSpec())
+    assert stats.near_candidate_pairs < 20  # all 7,260 pairs when keyed on white
+    merged = {frozenset((k, d.survivor)) for k, d in decisions.items() if d.op}
+    assert merged == {frozenset(("pad", "w0"))}

@@ -13,7 +13,9 @@ and reasons: docs/DEDUP.md, "The rule"; icons' own pixels: ``pixels.py``):
    ``pixels``: two icons, one within the other's size, found pixel for pixel at some
    offset are a pad or crop (accepted), and where nothing else could explain them, not
    found, they are rejected;
-2. ``colour``: 8x8 chroma and hue (two sizes: after ``gray``, at the crop it found);
+2. ``colour``: 8x8 chroma and hue, then ``levels``: the mean levels on each ground both
+   carry (a flat picture gives the gray comparison's level fit nothing to hold; two sizes:
+   both after ``gray``, at the crop it found);
 3. ``prescreen``: the crop search at half resolution;
 4. ``gray``: the gray thumbnails at their best crop, the crop two sizes tell first
    (``match_at_sizes``), then the search's grid; tighter where only a pad or crop explains
@@ -25,6 +27,10 @@ and reasons: docs/DEDUP.md, "The rule"; icons' own pixels: ``pixels.py``):
 7. ``alpha``: two transparent pictures' thumbnails on black at the crop found on white;
    then ``pixels`` again for two icons of one size (``icons_differ``), unless one is a
    JPEG of the other (``reencoded``).
+
+Two transparent pictures one of which is blank on white (a white drawing,
+``fingerprint.blank``) are compared on black: every check takes the thumbnails on black
+for those on white (``PairVerifier._view``).
 
 A picture that may be a JPEG (opaque) is also compared with the other encoded as one in
 the resize and one-size comparisons of pixels (``pixels._encoded_fits``), not in the pad
@@ -42,7 +48,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from mindvl.data_engine.dedup.fingerprint import Signature, parse_signature
+from mindvl.data_engine.dedup.fingerprint import Signature, blank, parse_signature
 from mindvl.data_engine.dedup.pixels import (
     icons_differ,
     jpeg_of,
@@ -268,12 +274,11 @@ def first_failing_check(
     return _last_checks(a, b, rule, get_terms, match)
 
 
-def blank_on_white(a: Signature, b: Signature, rule: NearRule) -> bool:
-    """Two transparent pictures, one of them blank on white (a white drawing on a
-    transparent canvas): compared on black (``seen_on_black``), where the drawing is."""
-    if a.black is None or b.black is None:
-        return False
-    return min(np.ptp(np.frombuffer(s.gray, np.uint8)) for s in (a, b)) <= rule.blank_levels
+def blank_on_white(a: Signature, b: Signature) -> bool:
+    """Two transparent pictures, one of them blank on white (``fingerprint.blank``: a white
+    drawing on a transparent canvas, whose keys were taken on black): compared on black
+    (``seen_on_black``), where the drawing is."""
+    return a.black is not None and b.black is not None and (blank(a.gray) or blank(b.gray))
 
 
 def seen_on_black(s: Signature) -> Signature:
@@ -370,7 +375,7 @@ class PairVerifier:
         """Two signatures (bytes) as the rule compares them (``blank_on_white``: on black)
         and their ``get_terms``."""
         sigs, parsed = (a, b), (parse_signature(a), parse_signature(b))
-        if not blank_on_white(*parsed, self.rule):
+        if not blank_on_white(*parsed):
             return parsed, lambda i, *how: self._get(sigs[i], parsed[i], *how)
         swap = {"gray": "black", "black": "gray"}
         seen = (seen_on_black(parsed[0]), seen_on_black(parsed[1]))
@@ -440,8 +445,7 @@ def screen_pairs(sigs: list[bytes], left, right, distance, rule: NearRule) -> np
     jpeg &= sizes[left].prod(1) >= rule.jpeg_min_pixels  # ``_jpeg_first``
     exempt |= jpeg
     # two transparent pictures, one blank on white, are compared on black (``blank_on_white``)
-    black = ~opaque & np.array([np.ptp(np.frombuffer(p.gray, np.uint8)) <= rule.blank_levels
-                                for p in parsed])  # fmt: skip
+    black = ~opaque & np.array([blank(p.gray) for p in parsed])
     exempt |= ~opaque[left] & ~opaque[right] & (black[left] | black[right])
     # colour as it is only for pictures of one size; the others' at their crop (per pair)
     one_size &= ~jpeg

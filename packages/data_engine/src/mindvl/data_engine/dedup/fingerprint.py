@@ -66,6 +66,10 @@ CROP_KEEP = 0.925
 CROP_ANCHORS = ((0.0, 0.0), (1.0, 0.0), (0.0, 1.0), (1.0, 1.0), (0.5, 0.5))
 CROP_KEY_GAP = 3.0  # a cut is box-reduced to within this many times 32 px before its pHash
 NATIVE_MAX_SIDE = 64  # an icon: at most 16 KB
+# a thumbnail within this range of levels shows nothing: a white drawing on a transparent
+# canvas is blank on white, and its keys are taken on black (``fingerprint``; compared
+# there too: ``compare.blank_on_white``)
+BLANK_LEVELS = 8
 ICON_KEY_CONTRAST = 16  # an icon key's content: further than this from its border's tone
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
@@ -161,22 +165,32 @@ def fingerprint(rgb, gray, alpha=None, *, size=None, pixel_hash: str | None = No
     chroma = rgb.resize((CHROMA_SIDE, CHROMA_SIDE), Image.Resampling.BOX, reducing_gap=1.0)
     _, cb, cr = chroma.convert("YCbCr").split()
     black = on_black(gray, alpha)
-    phash = phash_of(gray)
+    white_thumb = thumbnail(gray, SIGNATURE_SIDE).tobytes()
+    black_thumb = None if black is None else thumbnail(black, SIGNATURE_SIDE).tobytes()
+    # a white drawing (blank on white, not on black): its keys on black, or every such
+    # picture would share one pHash and crowd one bucket with all its pairs
+    seen = black if black_thumb and blank(white_thumb) and not blank(black_thumb) else gray
+    phash = phash_of(seen)
     native = None
     if max(width, height) <= NATIVE_MAX_SIDE and rgb.size == (width, height):
         native = np.asarray(rgb), None if black is None else np.asarray(alpha)
     signature = pack_signature(
-        thumbnail(gray, SIGNATURE_SIDE).tobytes(),
+        white_thumb,
         width,
         height,
         cb.tobytes() + cr.tobytes(),
-        content_thumbnail(gray, SIGNATURE_SIDE),
-        trim_part(gray, width, height, phash),
-        None if black is None else thumbnail(black, SIGNATURE_SIDE).tobytes(),
-        crop_keys(gray),
+        content_thumbnail(seen, SIGNATURE_SIDE),
+        trim_part(seen, width, height, phash),
+        black_thumb,
+        crop_keys(seen),
         native,
     )
     return Fingerprint(pixel_hash, f"{phash:016x}", signature.hex())
+
+
+def blank(thumb: bytes) -> bool:
+    """Whether a gray thumbnail (bytes) shows nothing: within ``BLANK_LEVELS`` levels."""
+    return int(np.ptp(np.frombuffer(thumb, np.uint8))) <= BLANK_LEVELS
 
 
 def phash_of(gray, reducing_gap: float | None = None) -> int:

@@ -98,9 +98,6 @@ class NearRule:
     content_max_area_ratio: float = 1.5
     content_max_p99: float = 0.55
     content_max_peak: float = 2.0
-    # two transparent pictures, one blank on white (its gray thumbnail within this range of
-    # levels: a white drawing), are compared on black, where the drawing is
-    blank_levels: float = 8.0
     # levels: the thumbnails' mean levels at the crop found, on each ground both carry, may
     # differ by at most this (a brightness change; the gray comparison fits levels, which
     # would make any two flat pictures, a grey and a white veil, one)
