@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from mindvl.common.errors import ConfigError
 from mindvl.data_engine.ops.image_decode import ImageDecode
@@ -56,6 +56,22 @@ def test_blur_and_low_information() -> None:
     assert op("low_information", min_information=0.02)(textured) is None
     assert op("blur", min_variance=1.0)(flat) == "blurry"
     assert op("blur", min_variance=0.01)(textured) is None
+
+
+def test_a_white_drawing_on_transparency_is_not_a_blank_image() -> None:
+    """Flattened on white it is blank; its score is taken on black, where it shows (a white
+    veil, blank on both grounds, still scores 0)."""
+    drawing = Image.new("RGBA", (100, 100), (0, 0, 0, 0))
+    ImageDraw.Draw(drawing).ellipse((10, 10, 90, 90), outline=(255, 255, 255, 255), width=8)
+    veil = Image.new("RGBA", (100, 100), (255, 255, 255, 90))
+    found = []
+    for img in (drawing, veil):
+        buf = io.BytesIO()
+        img.save(buf, format="PNG")
+        c = Candidate(key="k", source="s", category="caption", raw_id="r", images=[buf.getvalue()])
+        assert build_operator("image_decode", {}, "r.yaml", 0)(c) is None
+        found.append(op("low_information", min_information=0.02)(c))
+    assert found == [None, "low_information"]
 
 
 def test_image_format_allow_list() -> None:

@@ -70,6 +70,7 @@ NATIVE_MAX_SIDE = 64  # an icon: at most 16 KB
 # canvas is blank on white, and its keys are taken on black (``fingerprint``; compared
 # there too: ``compare.blank_on_white``)
 BLANK_LEVELS = 8
+INFO_SIDE = 64  # gray thumbnail side for the information score (``low_information``)
 ICON_KEY_CONTRAST = 16  # an icon key's content: further than this from its border's tone
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
@@ -79,6 +80,7 @@ class Fingerprint:
     pixel_hash: str
     phash: str
     signature: str  # hex of the signature bytes
+    information: float  # std / 255 of an INFO_SIDE thumbnail, on the ground its keys are on
 
 
 class TrimmedContent(NamedTuple):
@@ -167,8 +169,9 @@ def fingerprint(rgb, gray, alpha=None, *, size=None, pixel_hash: str | None = No
     black = on_black(gray, alpha)
     white_thumb = thumbnail(gray, SIGNATURE_SIDE).tobytes()
     black_thumb = None if black is None else thumbnail(black, SIGNATURE_SIDE).tobytes()
-    # a white drawing (blank on white, not on black): its keys on black, or every such
-    # picture would share one pHash and crowd one bucket with all its pairs
+    # a white drawing (blank on white, not on black): its keys and information on black,
+    # or every such picture would share one pHash and crowd one bucket with all its pairs,
+    # and score as a blank canvas
     seen = black if black_thumb and blank(white_thumb) and not blank(black_thumb) else gray
     phash = phash_of(seen)
     native = None
@@ -185,7 +188,9 @@ def fingerprint(rgb, gray, alpha=None, *, size=None, pixel_hash: str | None = No
         crop_keys(seen),
         native,
     )
-    return Fingerprint(pixel_hash, f"{phash:016x}", signature.hex())
+    small = seen.resize((INFO_SIDE, INFO_SIDE), Image.Resampling.BOX)
+    information = float(np.asarray(small, dtype=np.float32).std() / 255.0)
+    return Fingerprint(pixel_hash, f"{phash:016x}", signature.hex(), information)
 
 
 def blank(thumb: bytes) -> bool:

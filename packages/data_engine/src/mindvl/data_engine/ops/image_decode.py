@@ -43,7 +43,6 @@ from mindvl.data_engine.ops.image_open import DEFAULT_DECODE_BYTES, DecodeFailur
 from mindvl.data_engine.record import Candidate
 
 BLUR_MAX_SIDE = 512  # phash and Laplacian variance are measured at this scale
-INFO_SIDE = 64  # grayscale thumbnail side for the information score
 WHITE = (255, 255, 255)
 # Bound of the whole-picture path's working set per pixel (decoded frame, RGBA copies of
 # the alpha composite, the RGB result, its grey copy, the hashed bytes); beyond the budget
@@ -208,13 +207,18 @@ def image_features(
         size, alpha = (width, height), None
     del img, opened
     found = fingerprint(rgb, gray, alpha, size=size, pixel_hash=pixel_hash)  # dedup's step 1
-    thumb = np.asarray(gray.resize((INFO_SIDE, INFO_SIDE), Image.Resampling.BOX), dtype=np.float32)
-    information = float(thumb.std() / 255.0)
     sharpness = math.nan
     if blur:
         sharpness = float(cv2.Laplacian(np.asarray(gray), cv2.CV_32F).var(dtype=np.float64))
     return ImageFeatures(
-        fmt, width, height, found.pixel_hash, found.phash, found.signature, information, sharpness
+        fmt,
+        width,
+        height,
+        found.pixel_hash,
+        found.phash,
+        found.signature,
+        found.information,
+        sharpness,
     )
 
 

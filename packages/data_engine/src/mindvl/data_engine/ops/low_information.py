@@ -1,7 +1,9 @@
 """Drop near-blank images: blank canvases, flat fills, mostly-white scans.
 
-The score (from :mod:`.image_decode`) is the standard deviation of a 64x64 grayscale
-thumbnail divided by 255, in [0, 0.5]: 0 for a flat image, ~0.3 for a typical photo.
+The score (from :mod:`.image_decode`, taken by ``dedup.fingerprint``) is the standard
+deviation of a 64x64 grayscale thumbnail divided by 255, in [0, 0.5]: 0 for a flat image,
+~0.3 for a typical photo. The thumbnail is of the picture flattened on white, or on black
+for a white drawing on a transparent canvas, which is blank on white but not a blank image.
 The default floor (0.01: every thumbnail pixel within ~2.5 grey levels of the mean) is
 deliberately low: on the corpus kit, valid sparse images (three words of text on a light
 page, thin line art on white) score 0.014-0.03 and must survive.
