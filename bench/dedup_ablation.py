@@ -58,7 +58,7 @@ VARIANTS = {
     "told_apart": ("groups.py", "        star = _told_apart_leave(star, sig_of, verifier)\n", ""),
     "levels": ("compare.py", "        if abs(float(x.mean()) - float(y.mean())) > "
                "rule.max_level_shift:", "        if False:"),
-    "black_view": ("compare.py", "        if not blank_on_white(*parsed, self.rule):",
+    "black_view": ("compare.py", "        if not _on_black(*parsed):",
                    "        if True:"),
     "icon_max_levels": ("pixels.py", "        if fits.any() and len(grounds) > 1:\n",
                         "        if False:\n"),

@@ -28,9 +28,9 @@ and reasons: docs/DEDUP.md, "The rule"; icons' own pixels: ``pixels.py``):
    then ``pixels`` again for two icons of one size (``icons_differ``), unless one is a
    JPEG of the other (``reencoded``).
 
-Two transparent pictures one of which is blank on white (a white drawing,
-``fingerprint.blank``) are compared on black: every check takes the thumbnails on black
-for those on white (``PairVerifier._view``).
+Two transparent pictures one of which is blank on white (``Signature.blank_on_white``: a
+white drawing) are compared on black: every check takes the thumbnails on black for
+those on white (``PairVerifier._view``).
 
 A picture that may be a JPEG (opaque) is also compared with the other encoded as one in
 the resize and one-size comparisons of pixels (``pixels._encoded_fits``), not in the pad
@@ -44,11 +44,11 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
-from mindvl.data_engine.dedup.fingerprint import Signature, blank, parse_signature
+from mindvl.data_engine.dedup.fingerprint import Signature, parse_signature
 from mindvl.data_engine.dedup.pixels import (
     icons_differ,
     jpeg_of,
@@ -274,44 +274,31 @@ def first_failing_check(
     return _last_checks(a, b, rule, get_terms, match)
 
 
-def blank_on_white(a: Signature, b: Signature) -> bool:
-    """Two transparent pictures, one of them blank on white (``fingerprint.blank``: a white
-    drawing on a transparent canvas, whose keys were taken on black): compared on black
-    (``seen_on_black``), where the drawing is."""
-    return a.black is not None and b.black is not None and (blank(a.gray) or blank(b.gray))
-
-
-def seen_on_black(s: Signature) -> Signature:
-    """A transparent picture's signature with its two grounds exchanged (its content box and
-    trim box, found on white, left out)."""
-    return replace(s, gray=s.black, black=s.gray, content=None, trimmed=None)
-
-
 def levels_at(a: Signature, b: Signature, match: Match | None, rule: NearRule) -> bool:
     """Whether the two pictures' mean levels differ by more than ``max_level_shift`` on a
     ground both carry (white; black when both are transparent), compared at the crop
     ``match`` found (None: as they are)."""
     for part in ("gray", "black") if a.black is not None and b.black is not None else ("gray",):
-        x, y = a.pixels(part), b.pixels(part)
-        if match is not None and match.anchors is not None:
-            rows, cols = match.operators(x.shape[0], blur=False)
-            x, y = (rows @ x @ cols.T, y) if match.first_cropped else (x, rows @ y @ cols.T)
+        x, y = _at_crop(a.pixels(part), b.pixels(part), match)
         if abs(float(x.mean()) - float(y.mean())) > rule.max_level_shift:
             return True
     return False
+
+
+def _at_crop(x: np.ndarray, y: np.ndarray, match: Match | None) -> tuple[np.ndarray, np.ndarray]:
+    """Two pictures' planes (square, last two axes) with the one ``match`` crops cut to
+    that crop (None, or a match without a crop: as they are)."""
+    if match is None or match.anchors is None:
+        return x, y
+    rows, cols = match.operators(x.shape[-1], blur=False)
+    return (rows @ x @ cols.T, y) if match.first_cropped else (x, rows @ y @ cols.T)
 
 
 def colours_at(a: Signature, b: Signature, match: Match | None, rule: NearRule) -> bool:
     """Whether the two pictures' colours differ, their chroma planes compared at the crop
     ``match`` found on the gray thumbnails (None: as they are): a pad or crop moves every
     8x8 cell's content, which is no change of colour."""
-    ca, cb = a.chroma, b.chroma
-    if match is not None and match.anchors is not None:
-        rows, cols = match.operators(ca.shape[-1], blur=False)
-        if match.first_cropped:
-            ca = rows @ ca @ cols.T
-        else:
-            cb = rows @ cb @ cols.T
+    ca, cb = _at_crop(a.chroma, b.chroma, match)
     return bool(colours_differ(ca.reshape(1, -1), cb.reshape(1, -1), rule)[0])
 
 
@@ -372,13 +359,13 @@ class PairVerifier:
         return found
 
     def _view(self, a: bytes, b: bytes):
-        """Two signatures (bytes) as the rule compares them (``blank_on_white``: on black)
-        and their ``get_terms``."""
+        """Two signatures (bytes) as the rule compares them, and their ``get_terms``: two
+        transparent pictures, one blank on white (``Signature.blank_on_white``), on black."""
         sigs, parsed = (a, b), (parse_signature(a), parse_signature(b))
-        if not blank_on_white(*parsed):
+        if not _on_black(*parsed):
             return parsed, lambda i, *how: self._get(sigs[i], parsed[i], *how)
         swap = {"gray": "black", "black": "gray"}
-        seen = (seen_on_black(parsed[0]), seen_on_black(parsed[1]))
+        seen = (parsed[0].on_black(), parsed[1].on_black())
         return seen, lambda i, half, part="gray": self._get(sigs[i], parsed[i], half, swap[part])
 
     def check(self, a: bytes, b: bytes, distance: int | None = None) -> str | None:
@@ -401,6 +388,11 @@ class PairVerifier:
             found = int(not found_in_pixels(*seen, self.rule)), match_terms(ta, tb).p99
             self._closeness[a, b] = found
         return found
+
+
+def _on_black(a: Signature, b: Signature) -> bool:
+    """Two transparent pictures, one of them blank on white: compared on black."""
+    return a.black is not None and b.black is not None and (a.blank_on_white or b.blank_on_white)
 
 
 def verify_pairs(sigs: list[bytes], left, right, distance, rule: NearRule) -> np.ndarray:
@@ -444,9 +436,9 @@ def screen_pairs(sigs: list[bytes], left, right, distance, rule: NearRule) -> np
     jpeg = icons & one_size & (opaque[left] | opaque[right])  # ``jpeg_of`` may find them
     jpeg &= sizes[left].prod(1) >= rule.jpeg_min_pixels  # ``_jpeg_first``
     exempt |= jpeg
-    # two transparent pictures, one blank on white, are compared on black (``blank_on_white``)
-    black = ~opaque & np.array([blank(p.gray) for p in parsed])
-    exempt |= ~opaque[left] & ~opaque[right] & (black[left] | black[right])
+    # two transparent pictures, one blank on white, are compared on black (``_on_black``)
+    blank = np.array([p.blank_on_white for p in parsed])
+    exempt |= ~opaque[left] & ~opaque[right] & (blank[left] | blank[right])
     # colour as it is only for pictures of one size; the others' at their crop (per pair)
     one_size &= ~jpeg
     for start in range(0, left.size, SCREEN_CHUNK * 16):

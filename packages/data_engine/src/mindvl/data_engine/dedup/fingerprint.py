@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from itertools import accumulate, pairwise
 from typing import NamedTuple
@@ -67,8 +67,8 @@ CROP_ANCHORS = ((0.0, 0.0), (1.0, 0.0), (0.0, 1.0), (1.0, 1.0), (0.5, 0.5))
 CROP_KEY_GAP = 3.0  # a cut is box-reduced to within this many times 32 px before its pHash
 NATIVE_MAX_SIDE = 64  # an icon: at most 16 KB
 # a thumbnail within this range of levels shows nothing: a white drawing on a transparent
-# canvas is blank on white, and its keys are taken on black (``fingerprint``; compared
-# there too: ``compare.blank_on_white``)
+# canvas is blank on white, and its keys are taken on black (``drawn_on_black``; the rule
+# compares it there too: ``Signature.on_black``)
 BLANK_LEVELS = 8
 INFO_SIDE = 64  # gray thumbnail side for the information score (``low_information``)
 ICON_KEY_CONTRAST = 16  # an icon key's content: further than this from its border's tone
@@ -134,6 +134,18 @@ class Signature:
         return white, np.clip(white - (255.0 - alpha), 0.0, 255.0)
 
     @property
+    def blank_on_white(self) -> bool:
+        """A transparent picture that shows nothing on white (``blank``): a white drawing,
+        keyed on black (``drawn_on_black``), or a veil; the rule compares it on black
+        (``on_black``)."""
+        return self.black is not None and blank(self.gray)
+
+    def on_black(self) -> Signature:
+        """The signature with its two grounds exchanged (the content box and trim box, not
+        comparable across grounds, left out): how the rule compares a white drawing."""
+        return replace(self, gray=self.black, black=self.gray, content=None, trimmed=None)
+
+    @property
     def trim_phash(self) -> int | None:
         return None if self.trimmed is None else self.trimmed.phash
 
@@ -169,10 +181,9 @@ def fingerprint(rgb, gray, alpha=None, *, size=None, pixel_hash: str | None = No
     black = on_black(gray, alpha)
     white_thumb = thumbnail(gray, SIGNATURE_SIDE).tobytes()
     black_thumb = None if black is None else thumbnail(black, SIGNATURE_SIDE).tobytes()
-    # a white drawing (blank on white, not on black): its keys and information on black,
-    # or every such picture would share one pHash and crowd one bucket with all its pairs,
-    # and score as a blank canvas
-    seen = black if black_thumb and blank(white_thumb) and not blank(black_thumb) else gray
+    # a white drawing: its keys and information on black, or every such picture would share
+    # one pHash and crowd one bucket with all its pairs, and score as a blank canvas
+    seen = black if black_thumb and drawn_on_black(white_thumb, black_thumb) else gray
     phash = phash_of(seen)
     native = None
     if max(width, height) <= NATIVE_MAX_SIDE and rgb.size == (width, height):
@@ -196,6 +207,12 @@ def fingerprint(rgb, gray, alpha=None, *, size=None, pixel_hash: str | None = No
 def blank(thumb: bytes) -> bool:
     """Whether a gray thumbnail (bytes) shows nothing: within ``BLANK_LEVELS`` levels."""
     return int(np.ptp(np.frombuffer(thumb, np.uint8))) <= BLANK_LEVELS
+
+
+def drawn_on_black(white: bytes, black: bytes) -> bool:
+    """Whether a transparent picture, from its gray thumbnails on white and on black, is a
+    white drawing: blank on white, not on black."""
+    return blank(white) and not blank(black)
 
 
 def phash_of(gray, reducing_gap: float | None = None) -> int:
