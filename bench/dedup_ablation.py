@@ -50,6 +50,8 @@ VARIANTS = {
     "crop_the_sizes_tell": ("compare.py", "    if sizes_in_reach(np.array(a.size), "
                             "np.array(b.size))[0] and content_at_one_scale(a, b, rule):",
                             "    if False:"),
+    "crop_sizes": ("compare.py", "    if far and not crop_sized(*sizes, rule.crop_min_kept)[0]:",
+                   "    if False:"),
     "resized_unfit_bound": ("compare.py", "    if resized and match.p99 > "
                             "rule.resized_unfit_max_p99:", "    if False:"),
     "stars_pixels_first": ("groups.py", "            if found > found_other or (\n"

@@ -15,8 +15,12 @@ Measured against the truth:
   re-exported to be near-identical, finer than the 48x48 signature: counted, not excused);
 - ``two_sizes``: wrong drops between pictures whose originals have two sizes (none is by
   design, which asks for one): mostly one drawing a package ships at two scales, two
-  pictures to the truth, which joins originals of one size only.
-- ``by_kind``: drops, wrong drops (by design; two sizes) and precision per kind of the
+  pictures to the truth, which joins originals of one size only;
+- ``wrong_apart``: wrong drops by how far apart their originals are (``apart``: the share
+  of pixels more than 32 levels apart at their best small move, binned by ``APART_BINS``;
+  two sizes apart), and each wrong drop in ``--json`` with its share and largest level
+  difference, so the line ``DESIGN_SHARE`` draws can be judged against the drops near it.
+- ``by_kind``: drops, wrong drops (by design; two sizes; apart) and precision per kind of the
   dropped picture, and near recall per kind of the copy's original
   (``real_images_set.kind_of``: its package's, or for pysiogame its folder's: icons,
   flags, clip art, game sprites, widget assets), so that the kinds issue #18 names are
@@ -59,6 +63,7 @@ from real_images_set import composites, kind_of, moves
 NEAR_KINDS = ("resize", "jpeg_white", "pad", "crop")
 EXACT_KINDS = ("copy", "resave")
 DESIGN_SHARE = 0.02  # at most this share of pixels differ (by > 32 in a channel)
+APART_BINS = (0.02, 0.05, 0.10, 0.25)  # ``wrong_apart``: share of pixels apart, binned
 REENCODE_ICONS = 400  # icons re-encoded as JPEGs of their own size (``same_size_jpeg``)
 REENCODE_QUALITIES = (40, 60, 75, 90)
 RESIZE_ICONS = 200  # icons resized by other tools (``other_resizers``)
@@ -84,15 +89,33 @@ def original(truth: dict, name: str) -> dict:
     return truth[truth[name].get("of", name)]
 
 
-def by_design(corpus: Path, truth: dict, a: str, b: str) -> bool:
-    """The originals of a and b (each itself when it is one) have one size and, at the best
-    whole-picture move of up to ``real_images_set.REPEAT_MOVE`` pixels (the truth's), differ
-    by more than 32 levels on white or on black in under ``DESIGN_SHARE`` of the pixels."""
+def apart(corpus: Path, truth: dict, a: str, b: str) -> tuple[float, float, int] | None:
+    """How far apart the originals of a and b (each itself when it is one) are, when they
+    have one size: at their best whole-picture move of up to ``real_images_set.REPEAT_MOVE``
+    pixels (the truth's), the share of pixels more than 32 levels apart on white or on
+    black, that share on white alone (a picture flattened on white is near it) and the
+    largest level difference; None for two sizes."""
     ta, tb = (original(truth, k) for k in (a, b))
     x, y = (composites(Image.open(corpus / "images" / t["file"])) for t in (ta, tb))
     if x.shape != y.shape:
-        return False
-    return any((np.abs(p - q).max(-1).max(0) > 32).mean() < DESIGN_SHARE for p, q in moves(x, y))
+        return None
+    found = []
+    for p, q in moves(x, y):
+        d = np.abs(p - q).max(-1)
+        found.append((float((d.max(0) > 32).mean()), float((d[0] > 32).mean()), int(d.max())))
+    return min(found)
+
+
+def apart_bins(wrong_apart: list[tuple[float, float, int] | None]) -> dict[str, int]:
+    """Wrong drops by how far apart their originals are (``APART_BINS``), two sizes apart."""
+    labels = [f"under {edge:.0%}" for edge in APART_BINS] + [f"{APART_BINS[-1]:.0%} or more"]
+    out = Counter()
+    for far in wrong_apart:
+        if far is None:
+            out["two sizes"] += 1
+        else:
+            out[labels[sum(far[0] >= edge for edge in APART_BINS)]] += 1
+    return {k: out[k] for k in [*labels, "two sizes"] if out[k]}
 
 
 def as_built(features) -> tuple[bytes, tuple]:
@@ -227,26 +250,28 @@ def measure(corpus: Path, truth: dict, keys: set, cluster: dict, drops: list) ->
             total[kind] += 1
             found[kind] += is_found(truth, cluster, k)
     wrong = [(a, b) for a, b in drops if truth[a]["group"] != truth[b]["group"]]
-    design = [(a, b) for a, b in wrong if by_design(corpus, truth, a, b)]
+    far = [apart(corpus, truth, a, b) for a, b in wrong]
+    design = [(a, b) for (a, b), f in zip(wrong, far, strict=True) if f and f[0] < DESIGN_SHARE]
     two = [(a, b) for a, b in wrong if original(truth, a)["size"] != original(truth, b)["size"]]
     return {
         **rates(found, total, len(drops), len(wrong)),
         "transparent_wrong": sum(transparent(truth, a) or transparent(truth, b) for a, b in wrong),
         "by_design": len(design),
         "two_sizes": len(two),
-        "by_kind": by_kind(truth, drops, wrong, design, two, found, total),
+        "wrong_apart": apart_bins(far),
+        "by_kind": by_kind(truth, drops, wrong, design, two, far, found, total),
         "recall_by_transform": {k: f"{found[k]}/{total[k]}" for k in EXACT_KINDS + NEAR_KINDS},
         "near_missed": [k for k, t in truth.items() if t["kind"] in NEAR_KINDS and k in keys
                         and not is_found(truth, cluster, k)],
-        "wrong": [[a, b] for a, b in wrong],
+        "wrong": [[a, b, f] for (a, b), f in zip(wrong, far, strict=True)],
     }  # fmt: skip
 
 
-def by_kind(truth: dict, drops: list, wrong: list, design: list, two: list, found: Counter,
-            total: Counter) -> dict[str, dict]:  # fmt: skip
-    """Per kind of picture (``kind_of``): drops, wrong drops, by design, of two sizes (each
-    counted by the dropped picture's kind) and precision; planted near copies found (by
-    their original's kind) and near recall."""
+def by_kind(truth: dict, drops: list, wrong: list, design: list, two: list, far: list,
+            found: Counter, total: Counter) -> dict[str, dict]:  # fmt: skip
+    """Per kind of picture (``kind_of``): drops, wrong drops, by design, of two sizes, by how
+    far apart (``apart_bins``; each counted by the dropped picture's kind) and precision;
+    planted near copies found (by their original's kind) and near recall."""
 
     def count(pairs: list) -> Counter:
         return Counter(kind_of(truth[a]["package"], truth[a]["path"]) for a, _ in pairs)
@@ -258,6 +283,8 @@ def by_kind(truth: dict, drops: list, wrong: list, design: list, two: list, foun
         f, m = found["near", kind], total["near", kind]
         out[kind] = {"drops": n[kind], "wrong": w[kind], "by_design": d[kind],
                      "two_sizes": t[kind], "precision": round(1 - w[kind] / max(1, n[kind]), 4),
+                     "wrong_apart": apart_bins([f for (a, _), f in zip(wrong, far, strict=True)
+                                                if kind_of(truth[a]["package"], truth[a]["path"]) == kind]),
                      "near_found": f"{f}/{m}", "near_recall": round(f / max(1, m), 4)}  # fmt: skip
     return out
 
@@ -279,6 +306,12 @@ def phash_only(rows: list[dict], max_bits: int = 10) -> tuple[dict, list]:
         kept.append(i)
         cluster[k] = k
     return cluster, drops
+
+
+def apart_text(far: tuple[float, float, int] | None) -> str:
+    if far is None:
+        return "two sizes"
+    return f"{far[0]:.1%} of pixels apart (on white {far[1]:.1%}), at most {far[2]} levels"
 
 
 def describe(truth: dict, name: str) -> str:
@@ -315,15 +348,15 @@ def main() -> None:
     ph = measure(args.corpus, truth, keys, p_cluster, p_drops)
     result = {"corpus": data["summary"], "dedup": m,
               "phash_within_10": {k: v for k, v in ph.items() if k not in ("near_missed", "wrong")}}  # fmt: skip
-    for a, b in m["wrong"][: args.show]:
-        print("WRONG", describe(truth, a), "->", describe(truth, b))
+    for a, b, far in m["wrong"][: args.show]:
+        print("WRONG", describe(truth, a), "->", describe(truth, b), apart_text(far))
     for k in m["near_missed"][: args.show]:
         print("MISSED", describe(truth, k))
     short = {k: v for k, v in m.items() if k not in ("near_missed", "wrong")}
     print(json.dumps(short), "\nphash<=10:", json.dumps(result["phash_within_10"]))
     if args.json:
-        result["dedup"] = {**short, "wrong": [[describe(truth, a), describe(truth, b)]
-                                              for a, b in m["wrong"]]}  # fmt: skip
+        result["dedup"] = {**short, "wrong": [[describe(truth, a), describe(truth, b), apart_text(f)]
+                                              for a, b, f in m["wrong"]]}  # fmt: skip
         args.json.write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
 
 
