@@ -53,6 +53,7 @@ import io
 import json
 import time
 from collections import Counter
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -96,7 +97,7 @@ def apart(corpus: Path, truth: dict, a: str, b: str) -> tuple[float, float, int]
     black, that share on white alone (a picture flattened on white is near it) and the
     largest level difference; None for two sizes."""
     ta, tb = (original(truth, k) for k in (a, b))
-    x, y = (composites(Image.open(corpus / "images" / t["file"])) for t in (ta, tb))
+    x, y = (_composites(corpus / "images" / t["file"]) for t in (ta, tb))
     if x.shape != y.shape:
         return None
     found = []
@@ -104,6 +105,13 @@ def apart(corpus: Path, truth: dict, a: str, b: str) -> tuple[float, float, int]
         d = np.abs(p - q).max(-1)
         found.append((float((d.max(0) > 32).mean()), float((d[0] > 32).mean()), int(d.max())))
     return min(found)
+
+
+@lru_cache(maxsize=512)
+def _composites(path: Path) -> np.ndarray:
+    """An original's composites, decoded once: one picture is in many wrong drops (pHash
+    alone makes hundreds a set)."""
+    return composites(Image.open(path))
 
 
 def apart_bins(wrong_apart: list[tuple[float, float, int] | None]) -> dict[str, int]:
