@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from mindvl.common.caption_backend import weights_digest
+from mindvl.common.pictures import flatten_to_rgb
 from mindvl.data_engine.device import require_torch
 
 log = logging.getLogger(__name__)
@@ -87,8 +88,7 @@ class HFCaptionBackend:
     def _decode(self, data: bytes) -> Any:
         from PIL import Image
 
-        with Image.open(io.BytesIO(data)) as im:
-            return im.convert("RGB")
+        return flatten_to_rgb(Image.open(io.BytesIO(data)))  # in memory: nothing to close
 
     def generate(
         self, images: list[bytes], prompts: list[str], generation: dict[str, Any]

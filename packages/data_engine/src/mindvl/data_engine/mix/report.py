@@ -15,6 +15,7 @@ import tarfile
 from pathlib import Path
 
 from mindvl.common.manifest import RatioManifest
+from mindvl.common.pictures import flatten_to_rgb
 from mindvl.common.report.build_report import build_document
 from mindvl.common.report.document import Thumb, render_html
 from mindvl.common.sample import IMAGE_PLACEHOLDER, Sample
@@ -32,7 +33,7 @@ def thumbnail(data: bytes, px: int = THUMB_PX) -> str | None:
 
     try:
         with Image.open(io.BytesIO(data)) as im:
-            im = im.convert("RGB")
+            im = flatten_to_rgb(im)
             im.thumbnail((px, px))
             buf = io.BytesIO()
             im.save(buf, format="JPEG", quality=75)

@@ -20,12 +20,13 @@ chroma, taken from a box-reduced copy, is the same), and the signature keeps the
 own size. A JPEG decoded reduced (``image_open.py``) hashes its reduced pixels, tagged with
 the scale.
 
-Transparency rule: an image with alpha (RGBA, LA, PA, or P/L/RGB with a ``transparency``
-entry) is composited onto opaque white (255, 255, 255) and becomes RGB; every other mode is
-converted to RGB directly (16-bit and float greyscale are scaled to 8 bits first). All
-features are computed from that flattened RGB picture, so a transparent icon and the same
-icon on white are the same image to every later stage, except the exact-dedup key, which
-also hashes the alpha channel (``dedup.fingerprint``).
+Transparency rule (``mindvl.common.pictures.flatten_to_rgb``, the trainer's too): an image
+with alpha (RGBA, LA, PA, or P/L/RGB with a ``transparency`` entry) is composited onto opaque
+white (255, 255, 255) and becomes RGB; every other mode is converted to RGB directly (16-bit
+and float greyscale are scaled to 8 bits first). All features are computed from that
+flattened RGB picture, so a transparent icon and the same icon on white are the same image
+to every later stage, except the exact-dedup key, which also hashes the alpha channel
+(``dedup.fingerprint``).
 """
 
 from __future__ import annotations
@@ -37,13 +38,13 @@ from dataclasses import dataclass
 from pydantic import Field
 
 from mindvl.common.config import StrictModel
+from mindvl.common.pictures import flatten_to_rgb, has_alpha
 from mindvl.data_engine.dedup.fingerprint import ALPHA_TAG, EvalImage, fingerprint
 from mindvl.data_engine.ops.base import Operator
 from mindvl.data_engine.ops.image_open import DEFAULT_DECODE_BYTES, DecodeFailure, open_within
 from mindvl.data_engine.record import Candidate
 
 BLUR_MAX_SIDE = 512  # phash and Laplacian variance are measured at this scale
-WHITE = (255, 255, 255)
 # Bound of the whole-picture path's working set per pixel (decoded frame, RGBA copies of
 # the alpha composite, the RGB result, its grey copy, the hashed bytes); beyond the budget
 # the strip path runs instead. With the default budget every picture up to ~89 Mpixel
@@ -82,10 +83,6 @@ class ImageFeatures:
     blur: float
 
 
-def has_alpha(img) -> bool:
-    return img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info
-
-
 def alpha_channel(img):
     """The "L" alpha channel of a decoded picture that has one (palette transparency keyed
     in); None without one, and for 16-bit and float pictures, whose key is ignored."""
@@ -93,30 +90,6 @@ def alpha_channel(img):
         return None
     rgba = img if img.mode in ("RGBA", "LA") else img.convert("RGBA")
     return rgba.getchannel("A")
-
-
-def to_8bit(img):
-    """16-bit and float greyscale to 8-bit "L" by scaling, not clipping (Pillow's own
-    conversion clips: a 16-bit scan would turn almost all white). Floats are read as 0..1."""
-    import numpy as np
-    from PIL import Image
-
-    arr = np.asarray(img, dtype=np.float64)
-    arr = arr * 255.0 if img.mode == "F" else arr / 257.0  # I;16*, I: 16-bit range
-    return Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), "L")
-
-
-def flatten_to_rgb(img):
-    """RGB view of a decoded image; transparent pixels are composited onto white."""
-    from PIL import Image
-
-    if img.mode.startswith("I;16") or img.mode in ("I", "F"):
-        return to_8bit(img).convert("RGB")  # (a 16-bit transparency key is ignored)
-    if has_alpha(img):
-        rgba = img.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, WHITE + (255,))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    return img if img.mode == "RGB" else img.convert("RGB")
 
 
 def _gray_size(width: int, height: int) -> tuple[int, int]:

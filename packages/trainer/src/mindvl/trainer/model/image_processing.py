@@ -14,6 +14,7 @@ import io
 import numpy as np
 import torch
 
+from mindvl.common.pictures import flatten_to_rgb
 from mindvl.common.tokens import MERGE_SIZE, PATCH_SIZE, ImageTokenRule
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -23,12 +24,14 @@ PATCH_DIM = 3 * TEMPORAL_PATCH_SIZE * PATCH_SIZE * PATCH_SIZE
 
 
 def load_rgb(image):
-    """PIL RGB image from encoded bytes or a PIL image."""
+    """PIL RGB image from encoded bytes or a PIL image, transparency composited onto white
+    (``flatten_to_rgb``: as the data engine fingerprinted it and as transformers'
+    ``convert_to_rgb`` gives it to Qwen2-VL)."""
     from PIL import Image
 
     if isinstance(image, (bytes, bytearray, memoryview)):
         image = Image.open(io.BytesIO(bytes(image)))
-    return image.convert("RGB")
+    return flatten_to_rgb(image)
 
 
 def resize_for_rule(image, rule: ImageTokenRule):
