@@ -4,13 +4,16 @@ the size rules and content boxes (dedup/compare.py, dedup/fingerprint.py)."""
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 
 import numpy as np
 import pytest
 from dedup_helpers import RULE, agree
+from dedup_pictures import features
 from PIL import Image, ImageDraw, ImageEnhance
 
 from mindvl.data_engine.dedup import compare
+from mindvl.data_engine.dedup.compare import PairVerifier
 from mindvl.data_engine.dedup.fingerprint import (
     HEAD,
     TrimmedContent,
@@ -73,9 +76,12 @@ def test_layout_round_trips_and_other_bytes_are_refused() -> None:
     every = parse_signature(full)
     assert every.trimmed == trim._replace(height=65535) and every.black == gray[::-1]
     assert (every.crops, every.content, len(every.native)) == ((9,), gray, 2)
-    no_thumbnail = HEAD.pack(b"S2", 0, 1, 1, 0, 0, 0, 0, 0, 0) + cbcr
-    bad = (bytes(48 * 48), bytes(192), b"", full[:-1], full + b"\0", no_thumbnail)
-    for other in bad:  # bare squares of old builds, nothing, cut, longer, no thumbnail
+    assert every.phash_drift == 0
+    assert parse_signature(pack_signature(gray, 640, 480, cbcr, drift=27)).phash_drift == 27
+    no_thumbnail = HEAD.pack(b"S3", 0, 1, 1, 0, 0, 0, 0, 0, 0, 0) + cbcr
+    older = b"S2" + pack_signature(gray, 640, 480, cbcr)[2:]  # a build before the drift
+    bad = (bytes(48 * 48), bytes(192), b"", full[:-1], full + b"\0", no_thumbnail, older)
+    for other in bad:  # bare squares of old builds, nothing, cut, longer, no thumbnail, S2
         with pytest.raises(ValueError, match="not a dedup signature"):
             parse_signature(other)
     with pytest.raises(ValueError, match="chroma"):
@@ -305,3 +311,39 @@ def test_decontamination_keeps_far_matches_to_crops_of_an_eval_image() -> None:
     far = f"{int(feats[0].phash, 16) ^ 0x7F:016x}"  # 7 bits away from the eval image's pHash
     assert index.match_row(row(feats[1], far)) == 0  # a crop
     assert index.match_row(row(feats[2], far)) is None  # a resize
+
+
+def framed_panel(band_at: int | None = None) -> Image.Image:
+    """A 220x140 flat grey panel in a dark frame on a transparent canvas, 5-6 px in from its
+    edges (a dialog's background); ``band_at``: a darker band's top edge."""
+    img = Image.new("RGBA", (220, 140), (0, 0, 0, 0))
+    d = ImageDraw.Draw(img)
+    d.rectangle((5, 5, 213, 133), fill=(226, 226, 226, 255), outline=(90, 90, 90, 255), width=2)
+    if band_at is not None:
+        d.rectangle((20, band_at, 200, band_at + 14), fill=(150, 150, 150, 255))
+    return img
+
+
+def test_a_flat_panel_whose_own_phash_drifts_is_compared_despite_the_distance() -> None:
+    """A flat, nearly symmetric picture's pHash is noise: its low DCT coefficients sit by
+    their median, a resample by another filter moves 16 of its bits, and its resizes land
+    14-20 bits away, beyond ``crop_only_beyond`` with sizes no crop has. The rule weighs
+    the pair by its distance less that drift, so the comparison decides: the resizes are
+    one picture, a panel whose band moved to the other edge is not."""
+    panel = features(framed_panel())
+    assert parse_signature(bytes.fromhex(panel.signature)).phash_drift >= RULE.drift_min
+    no_drift = replace(RULE, drift_min=65)
+    for scale in (0.55, 0.7):
+        size = round(220 * scale), round(140 * scale)
+        resized = features(framed_panel().resize(size, Image.Resampling.LANCZOS))
+        distance = (int(panel.phash, 16) ^ int(resized.phash, 16)).bit_count()
+        assert distance > RULE.crop_only_beyond
+        pair = bytes.fromhex(panel.signature), bytes.fromhex(resized.signature)
+        assert PairVerifier(RULE).check(*pair, distance) is None
+        assert PairVerifier(no_drift).check(*pair, distance) == "crop_sizes"
+    top = features(framed_panel(band_at=15))
+    bottom = features(framed_panel(band_at=111).resize((154, 98), Image.Resampling.LANCZOS))
+    distance = (int(top.phash, 16) ^ int(bottom.phash, 16)).bit_count()
+    pair = bytes.fromhex(top.signature), bytes.fromhex(bottom.signature)
+    assert PairVerifier(RULE).check(*pair, distance) is not None
+    assert PairVerifier(RULE).check(*pair, 0) is not None  # not by its distance: its pixels

@@ -221,6 +221,8 @@ def first_failing_check(
     has = a.native_part is not None, b.native_part is not None  # icons: their own pixels
     if all(has) and a.size == b.size:
         distance = None  # two icons of one size: their own pixels decide, not their pHash
+    elif distance is not None:  # less a noisy pHash's drift (pictures over icon size)
+        distance = int(rule.evidence(distance, a.phash_drift, b.phash_drift, any(has)))
     sizes = np.array(a.size), np.array(b.size)
     resized = a.size != b.size and resized_icons(*sizes, *has, rule)[0]
     far = distance is not None and distance > rule.crop_only_beyond_for(all(has))
@@ -426,7 +428,9 @@ def screen_pairs(sigs: list[bytes], left, right, distance, rule: NearRule) -> np
     resized = resized_icons(*pair_sizes, *pair_native, rule)
     icons = native[left] & native[right]
     one_size = (sizes[left] == sizes[right]).all(1)
-    far = np.asarray(distance) > rule.crop_only_beyond_for(icons)
+    drift = np.array([p.phash_drift for p in parsed])
+    distance = rule.evidence(distance, drift[left], drift[right], native[left] | native[right])
+    far = distance > rule.crop_only_beyond_for(icons)
     far &= ~(icons & one_size)  # as ``first_failing_check``
     keep &= ~far | crop_sized(*pair_sizes, rule.crop_min_kept) | resized
     planes = np.stack([p.chroma.reshape(-1) for p in parsed])

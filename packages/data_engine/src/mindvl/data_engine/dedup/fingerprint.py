@@ -16,7 +16,8 @@ that no later step decodes again.
   must agree on both grounds); and the own pixels of a picture of at most
   ``NATIVE_MAX_SIDE`` px a side, so a pad or crop of an icon is compared pixel for pixel,
   in colour, instead of through two differently resampled thumbnails (and, at candidate
-  time, keyed by ``icon_keys``).
+  time, keyed by ``icon_keys``); and the pHash's drift (``phash_drift``: how many of its
+  bits a resample by another filter moves, large for a flat picture whose pHash is noise).
 """
 
 from __future__ import annotations
@@ -34,12 +35,13 @@ SIGNATURE_SIDE = 48
 CHROMA_SIDE = 8
 ALPHA_TAG = b"alpha:"  # the pixel hash's alpha part follows it (see fingerprint)
 # The signature: HEAD (tag, thumbnail side, width, height, content box area in 1/65535 of
-# the picture, trimmed pHash, trim box width and height, flags, crop key count), then the
-# gray thumbnail, the Cb and Cr 8x8 planes, the content box's and the on-black thumbnails
-# (where the flags say), the crop pHashes (uint64) and, to the end, the own pixels: NATIVE
-# (width, height, planes: 3 RGB on white, 4 and alpha) and the planes. Little-endian.
-HEAD = struct.Struct("<2sBIIHQHHBB")
-SIGNATURE_TAG = b"S2"
+# the picture, trimmed pHash, trim box width and height, flags, crop key count, the pHash's
+# drift), then the gray thumbnail, the Cb and Cr 8x8 planes, the content box's and the
+# on-black thumbnails (where the flags say), the crop pHashes (uint64) and, to the end, the
+# own pixels: NATIVE (width, height, planes: 3 RGB on white, 4 and alpha) and the planes.
+# Little-endian.
+HEAD = struct.Struct("<2sBIIHQHHBBB")
+SIGNATURE_TAG = b"S3"
 NATIVE = struct.Struct("<HHB")
 TOUCH_X, TOUCH_Y, HAS_TRIM, HAS_CONTENT, HAS_BLACK = 1, 2, 4, 8, 16
 # Content box detection on a <= 192 px BOX-filtered copy (JPEG noise averages out): content
@@ -117,6 +119,7 @@ class Signature:
     crops: tuple[int, ...] = ()  # crop pHashes (``crop_keys``)
     black: bytes | None = None  # gray thumbnail composited on black (with transparency)
     native_part: bytes | None = None  # NATIVE and the planes (``native``)
+    phash_drift: int = 0  # ``phash_drift``: pHash bits another resampling filter moves
 
     @cached_property
     def native(self) -> tuple[np.ndarray, ...]:
@@ -185,6 +188,7 @@ def fingerprint(rgb, gray, alpha=None, *, size=None, pixel_hash: str | None = No
     # one pHash and crowd one bucket with all its pairs, and score as a blank canvas
     seen = black if black_thumb and drawn_on_black(white_thumb, black_thumb) else gray
     phash = phash_of(seen)
+    drift = phash_drift(seen, phash)
     native = None
     if max(width, height) <= NATIVE_MAX_SIDE and rgb.size == (width, height):
         native = np.asarray(rgb), None if black is None else np.asarray(alpha)
@@ -198,6 +202,7 @@ def fingerprint(rgb, gray, alpha=None, *, size=None, pixel_hash: str | None = No
         black_thumb,
         crop_keys(seen),
         native,
+        drift,
     )
     small = seen.resize((INFO_SIDE, INFO_SIDE), Image.Resampling.BOX)
     information = float(np.asarray(small, dtype=np.float32).std() / 255.0)
@@ -215,18 +220,30 @@ def drawn_on_black(white: bytes, black: bytes) -> bool:
     return blank(white) and not blank(black)
 
 
-def phash_of(gray, reducing_gap: float | None = None) -> int:
+def phash_of(gray, reducing_gap: float | None = None, resample=None) -> int:
     """The 64-bit pHash of a Pillow "L" image as imagehash computes it (a 32x32 Lanczos
     resample, its 2-D DCT, the 8x8 lowest frequencies against their median, row by row,
     first bit highest); ``reducing_gap``: Pillow's, a box reduce by whole steps to within
-    that many times 32 px before the resample."""
+    that many times 32 px before the resample; ``resample``: another filter than Lanczos."""
     import scipy.fft
     from PIL import Image
 
-    small = gray.resize((32, 32), Image.Resampling.LANCZOS, reducing_gap=reducing_gap)
+    how = Image.Resampling.LANCZOS if resample is None else resample
+    small = gray.resize((32, 32), how, reducing_gap=reducing_gap)
     dct = scipy.fft.dct(scipy.fft.dct(np.asarray(small, np.float64), axis=0), axis=1)
     low = dct[:8, :8]
     return int.from_bytes(np.packbits(low > np.median(low)).tobytes(), "big")
+
+
+def phash_drift(gray, phash: int) -> int:
+    """How many bits of ``phash`` (of the Pillow "L" image ``gray``) a triangle filter instead
+    of Lanczos for the 32x32 resample moves. Most pictures' pHash moves 0-2 bits; a flat,
+    nearly symmetric picture's DCT coefficients sit within a few units of their median, and
+    its pHash moves 20-32 bits under any resample (a resize of it as much): the rule weighs
+    such a pair's distance less its drift (``NearRule.evidence``)."""
+    from PIL import Image
+
+    return (phash ^ phash_of(gray, resample=Image.Resampling.BILINEAR)).bit_count()
 
 
 def icon_keys(sig: Signature) -> tuple[int, int, int]:
@@ -381,6 +398,7 @@ def pack_signature(
     black: bytes | None = None,
     crops: tuple[int, ...] = (),
     native: tuple[np.ndarray, np.ndarray | None] | None = None,
+    drift: int = 0,
 ) -> bytes:
     """The signature bytes (``HEAD``); ``gray``, the content box's thumbnail and ``black``
     are side*side bytes, ``cbcr`` the 8x8 Cb plane then the 8x8 Cr plane, ``native`` uint8
@@ -397,7 +415,8 @@ def pack_signature(
              | HAS_CONTENT * (content is not None) | HAS_BLACK * (black is not None))  # fmt: skip
     area = 0 if content is None else round(min(max(content[1], 0.0), 1.0) * 65535)
     sides = min(t.width, 65535), min(t.height, 65535)
-    out = [HEAD.pack(SIGNATURE_TAG, side, width, height, area, t.phash, *sides, flags, len(crops)),
+    out = [HEAD.pack(SIGNATURE_TAG, side, width, height, area, t.phash, *sides, flags, len(crops),
+                     drift),
            gray, cbcr, content[0] if content else b"", black or b"",
            struct.pack(f"<{len(crops)}Q", *crops)]  # fmt: skip
     if native is not None:
@@ -410,7 +429,7 @@ def pack_signature(
 def parse_signature(sig: bytes) -> Signature:
     """The parts of a signature; ValueError for bytes ``pack_signature`` did not write."""
     try:
-        tag, side, width, height, area, phash, tw, th, flags, count = HEAD.unpack_from(sig)
+        tag, side, width, height, area, phash, tw, th, flags, count, drift = HEAD.unpack_from(sig)
         n = side * side
         sizes = n, 2 * CHROMA_SIDE**2, n * bool(flags & HAS_CONTENT), n * bool(flags & HAS_BLACK)
         at = list(accumulate((HEAD.size, *sizes, 8 * count)))
@@ -434,4 +453,5 @@ def parse_signature(sig: bytes) -> Signature:
         struct.unpack(f"<{count}Q", crops),
         black or None,
         native or None,
+        drift,
     )

@@ -114,6 +114,11 @@ class NearRule:
     crop_min_kept: float = 0.8
     # a pair found by the trimmed pHash only: trim box sides may differ by this share + 1 px
     trim_max_change: float = 0.02
+    # a pHash that another resampling filter moves by at least this many bits is noise (a
+    # flat, nearly symmetric picture: 20-32 bits; most pictures 0-2, two diamonds drawn at
+    # two scales 4): two pictures over icon size are then weighed by their distance less
+    # the larger drift (``evidence``) where a distance asks for a crop's sizes or trim boxes
+    drift_min: int = 8
     # screens (None: off): 16x16 coarse grid over all pairs of a bucket, 24x24 full
     # search per pair, and the 48x48 coarse grid's best above which refinement is skipped
     screen_max: float | None = 1.4
@@ -158,6 +163,15 @@ class NearRule:
         never nearer than a recipe's ``crop_only_beyond``."""
         icon = max(self.icon_crop_only_beyond, self.crop_only_beyond)
         return np.where(icons, icon, self.crop_only_beyond)
+
+    def evidence(self, distance, drift_a, drift_b, icon):
+        """The pHash distance a pair is weighed by in ``crop_sizes`` and ``trim_scale``: its
+        distance less the larger drift of the two pictures where that is at least
+        ``drift_min`` (never below 0); a pair with an icon (``icon``: either carries its own
+        pixels, a soft disc's pHash drifts too) as is. Scalars or arrays, per pair."""
+        drift = np.maximum(drift_a, drift_b)
+        drift = np.where(icon | (drift < self.drift_min), 0, drift)
+        return np.maximum(np.asarray(distance) - drift, 0)
 
     @property
     def crop_radius(self) -> int:
