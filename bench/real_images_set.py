@@ -26,7 +26,18 @@ Truth:
   originals of two sizes, the smaller found pixel for pixel, on both composites, inside the
   larger and keeping at least ``NEST_KEEP`` of each of its sides, are one picture, as a
   planted crop or pad is (``pixel_nested_repeats``: emacs ships an empty 6x21 tree-widget
-  canvas as a 6x22 one too).
+  canvas as a 6x22 one too). And an opaque original that shows a transparent original's
+  drawing flattened on white, at another scale or placed on a card (a package's memory card
+  or JPEG of its own clip art: the relation the planted JPEGs on white, resizes and pads
+  make), is that picture (``pixel_flattened_repeats``): their drawings' boxes on white (what
+  differs from the border's tone by more than ``FLAT_CONTRAST``) of one aspect, the smaller
+  at least ``FLAT_MIN_SIDE`` px a side, the larger scaled to the smaller's box; with each
+  pixel allowed a shift of one, under ``FLAT_MAX_SHARE`` of them more than ``FLAT_CONTRAST``
+  levels apart and under ``FLAT_MAX_BLOB`` of them in a blob a 3x3 erosion leaves (a
+  re-rendered edge differs along a line; another part, eye or glyph, as a blob). Two
+  transparent pictures keep their alpha to compare and stay two at two sizes; below
+  ``FLAT_MIN_SIDE`` the check tells too little (a 48 px icon's 16 px box matched a splash
+  screen's).
 
 Steps: ``apt-get download`` (no root needed), ``dpkg-deb -x``, select, plant. The corpus goes
 to ``--out`` (default ``bench/data/real_images``, git-ignored) as ``images/`` plus
@@ -147,6 +158,12 @@ MOVE_MAX_SIDE = 64  # ... an icon: pictures up to this side (the flags are one e
 THUMB_MAX, THUMB_MAX_UNMOVED = 48, 16
 # the least share of each side a planted crop (0.90) or pad (1 / 1.12) keeps
 NEST_KEEP = 0.89
+# a transparent drawing flattened onto an opaque picture (``flattened_repeats``)
+FLAT_CONTRAST = 32
+FLAT_MIN_SIDE = 32
+FLAT_MAX_ASPECT_LOG = 0.05
+FLAT_MAX_SHARE = 0.05
+FLAT_MAX_BLOB = 0.001
 
 
 def kind_of(package: str, path: str = "") -> str:
@@ -232,6 +249,60 @@ def nested_repeats(pictures: list[np.ndarray]) -> list[tuple[int, int]]:
             if found_inside(pictures[i], pictures[j]):
                 pairs.append((i, j))
     return pairs
+
+
+def flattened_repeats(pictures: list[np.ndarray], transparent: list[bool]) -> list[tuple[int, int]]:
+    """Pairs (i, j): transparent original i's drawing on white is opaque original j's at
+    another scale or place (module docstring); candidates by the RMS distance of the boxes'
+    12x12 means first (``THUMB_MAX``)."""
+    boxes = [drawing_box(x[0]) for x in pictures]
+    ids = [i for i, b in enumerate(boxes) if b is not None]
+    tiles = {i: pictures[i][0][boxes[i][1] : boxes[i][3], boxes[i][0] : boxes[i][2]] for i in ids}
+    clear = [i for i in ids if transparent[i]]
+    opaque = [i for i in ids if not transparent[i]]
+    if not clear or not opaque:
+        return []
+    means = {i: thumb(tiles[i][None]) for i in ids}
+    v, u = np.stack([means[i] for i in clear]), np.stack([means[j] for j in opaque])
+    sq = (v * v).sum(1)[:, None] + (u * u).sum(1)[None] - 2 * v @ u.T
+    d = np.sqrt(np.maximum(sq, 0) / v.shape[1])
+    pairs = []
+    for a, b in zip(*np.nonzero(d < THUMB_MAX), strict=True):
+        i, j = clear[a], opaque[b]
+        (hi, wi), (hj, wj) = tiles[i].shape[:2], tiles[j].shape[:2]
+        one_aspect = abs(np.log(wi * hj / (hi * wj))) <= FLAT_MAX_ASPECT_LOG
+        if one_aspect and drawn_alike(tiles[i], tiles[j]):
+            pairs.append((i, j))
+    return pairs
+
+
+def drawing_box(white: np.ndarray) -> tuple[int, int, int, int] | None:
+    """(x0, y0, x1, y1) of what differs from the border's tone by more than
+    ``FLAT_CONTRAST`` in a composite on white, at least ``FLAT_MIN_SIDE`` a side; None when
+    the border is not one tone (90% within it) or the box is smaller."""
+    border = np.concatenate([white[0], white[-1], white[:, 0], white[:, -1]])
+    tone = np.median(border, 0)
+    if (np.abs(border - tone).max(-1) <= FLAT_CONTRAST).mean() < 0.9:
+        return None
+    mask = np.abs(white - tone).max(-1) > FLAT_CONTRAST
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    if rows.size == 0 or min(rows[-1] - rows[0], cols[-1] - cols[0]) + 1 < FLAT_MIN_SIDE:
+        return None
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
+def drawn_alike(x: np.ndarray, y: np.ndarray) -> bool:
+    """Two drawings' tiles on white (int16, (h, w, 3)), the larger scaled to the smaller's
+    size by Lanczos: few pixels apart, and none in a blob (module docstring)."""
+    from scipy.ndimage import binary_erosion
+
+    if x.shape[0] * x.shape[1] < y.shape[0] * y.shape[1]:
+        x, y = y, x
+    h, w = y.shape[:2]
+    scaled = Image.fromarray(x.astype(np.uint8)).resize((w, h), Image.Resampling.LANCZOS)
+    apart = shift_tolerant(y[None], np.asarray(scaled, np.int16)[None]) > FLAT_CONTRAST
+    blob = binary_erosion(apart, np.ones((3, 3), bool))
+    return bool(apart.mean() < FLAT_MAX_SHARE and blob.mean() < FLAT_MAX_BLOB)
 
 
 def found_inside(small: np.ndarray, large: np.ndarray) -> bool:
@@ -392,9 +463,9 @@ def build(work: Path, out: Path, cap: int, share: float, sources: dict[str, str]
                         "package": package, "path": rel, "of": name}  # fmt: skip
     repeats = near_repeats(pictures)  # indices of originals, in the order they were added
     nested = nested_repeats(pictures)
-    merged = union_groups(
-        [t["group"] for t in truth.values() if t["kind"] == "original"], repeats + nested
-    )
+    originals_in_order = [t for t in truth.values() if t["kind"] == "original"]
+    flattened = flattened_repeats(pictures, [t["transparent"] for t in originals_in_order])
+    merged = union_groups([t["group"] for t in originals_in_order], repeats + nested + flattened)
     for t in truth.values():
         t["group"] = merged[t["group"]]
     summary = {
@@ -404,6 +475,7 @@ def build(work: Path, out: Path, cap: int, share: float, sources: dict[str, str]
         "pixel_equal_repeats": sum(t["kind"] == "original" for t in truth.values()) - len(group_of_pixels),
         "pixel_near_repeats": len(repeats),
         "pixel_nested_repeats": len(nested),
+        "pixel_flattened_repeats": len(flattened),
         "flat_equal_alpha_differs": sum(len(g) - 1 for g in flat_groups.values()),
         "modes": {},
     }  # fmt: skip
