@@ -347,3 +347,34 @@ def test_a_flat_panel_whose_own_phash_drifts_is_compared_despite_the_distance() 
     pair = bytes.fromhex(top.signature), bytes.fromhex(bottom.signature)
     assert PairVerifier(RULE).check(*pair, distance) is not None
     assert PairVerifier(RULE).check(*pair, 0) is not None  # not by its distance: its pixels
+
+
+def star(fill: tuple[int, int, int], size: int = 105) -> Image.Image:
+    """A five-pointed star in ``fill`` with a white outline on a transparent canvas (set f's
+    shapes in eight colours)."""
+    img = Image.new("RGBA", (size, size), (0, 0, 0, 0))
+    c, outer, inner = size / 2, size * 0.46, size * 0.19
+    points = [(c + r * np.sin(k * np.pi / 5), c - r * np.cos(k * np.pi / 5))
+              for k, r in zip(range(10), [outer, inner] * 5, strict=True)]  # fmt: skip
+    ImageDraw.Draw(img).polygon(points, fill=fill + (255,), outline=(255, 255, 255, 255), width=3)
+    return img
+
+
+def test_one_shape_in_two_hues_of_one_size_is_two_pictures() -> None:
+    """A yellow and a yellow-green star, 14-15 degrees of hue apart: within
+    ``max_hue_degrees``, which two sizes need (their chroma planes are resampled to the crop
+    found), but two pictures of one size compare their planes cell for cell, where only an
+    encoding moves the hue, and are held to ``one_size_max_hue_degrees``. A JPEG of the
+    yellow star on white stays its copy."""
+    yellow, olive = star((247, 209, 20)), star((186, 202, 33))
+    a, b = sig(yellow), sig(olive)
+    planes = [parse_signature(s).chroma.reshape(1, -1) for s in (a, b)]
+    hue = compare.hue_differences(*planes, RULE)[0]
+    assert RULE.one_size_max_hue_degrees < hue < RULE.max_hue_degrees
+    assert PairVerifier(RULE).check(a, b) == "colour"
+    assert PairVerifier(replace(RULE, one_size_max_hue_degrees=15.0)).check(a, b) is None
+    flat = Image.alpha_composite(Image.new("RGBA", yellow.size, (255,) * 4), yellow)
+    buf = io.BytesIO()
+    flat.convert("RGB").save(buf, "JPEG", quality=85)
+    jpeg = bytes.fromhex(image_features(buf.getvalue(), blur=False).signature)
+    assert PairVerifier(RULE).check(a, jpeg) is None

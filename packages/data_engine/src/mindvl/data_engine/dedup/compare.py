@@ -116,10 +116,12 @@ def chroma_differences(ca: np.ndarray, cb: np.ndarray, rule: NearRule) -> np.nda
     return np.minimum(_scaled_chroma(x, y, rule), _scaled_chroma(y, x, rule))
 
 
-def colours_differ(ca: np.ndarray, cb: np.ndarray, rule: NearRule) -> np.ndarray:
-    """Pairs of (pairs, 128) Cb/Cr planes that are two pictures by chroma or by hue."""
+def colours_differ(ca: np.ndarray, cb: np.ndarray, rule: NearRule, one_size=False) -> np.ndarray:
+    """Pairs of (pairs, 128) Cb/Cr planes that are two pictures by chroma or by hue; pairs of
+    one size (``one_size``, per pair or for all) held to ``one_size_max_hue_degrees``."""
+    max_hue = np.where(one_size, rule.one_size_max_hue_degrees, rule.max_hue_degrees)
     return (chroma_differences(ca, cb, rule) > rule.max_chroma) | (
-        hue_differences(ca, cb, rule) > rule.max_hue_degrees
+        hue_differences(ca, cb, rule) > max_hue
     )
 
 
@@ -301,7 +303,7 @@ def colours_at(a: Signature, b: Signature, match: Match | None, rule: NearRule) 
     ``match`` found on the gray thumbnails (None: as they are): a pad or crop moves every
     8x8 cell's content, which is no change of colour."""
     ca, cb = _at_crop(a.chroma, b.chroma, match)
-    return bool(colours_differ(ca.reshape(1, -1), cb.reshape(1, -1), rule)[0])
+    return bool(colours_differ(ca.reshape(1, -1), cb.reshape(1, -1), rule, a.size == b.size)[0])
 
 
 def _grid_match(a: Signature, b: Signature, rule: NearRule, get_terms) -> Match | str:
@@ -447,7 +449,9 @@ def screen_pairs(sigs: list[bytes], left, right, distance, rule: NearRule) -> np
     one_size &= ~jpeg
     for start in range(0, left.size, SCREEN_CHUNK * 16):
         at = slice(start, start + SCREEN_CHUNK * 16)
-        keep[at] &= ~(colours_differ(planes[left[at]], planes[right[at]], rule) & one_size[at])
+        keep[at] &= ~(
+            colours_differ(planes[left[at]], planes[right[at]], rule, True) & one_size[at]
+        )
     sides = [p.side for p in parsed]
     side = Counter(sides).most_common(1)[0][0]
     small = side // SCREEN_FACTOR

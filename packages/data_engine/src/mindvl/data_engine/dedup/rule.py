@@ -107,6 +107,10 @@ class NearRule:
     saturation_scale: float = 1.25
     chroma_floor: float = 8.0  # per cell, so near-grey pictures are not judged on noise
     max_hue_degrees: float = 15.0
+    # two pictures of one size compare their chroma planes cell for cell, not resampled to a
+    # crop: only an encoding's noise moves their hue (right merges on the real sets and the
+    # kit seeds: at most 6.4 degrees), so a recolour is held to this tighter bound
+    one_size_max_hue_degrees: float = 10.0
     hue_min_saturation: float = 16.0  # cells less saturated than this have no hue
     # sizes: a crop must turn one aspect ratio into the other's within this |log ratio|;
     # a far pair's smaller image must keep at least this share of each side
