@@ -15,7 +15,8 @@ Measured against the truth:
   re-exported to be near-identical, finer than the 48x48 signature: counted, not excused);
 - ``two_sizes``: wrong drops between pictures whose originals have two sizes (none is by
   design, which asks for one): mostly one drawing a package ships at two scales, two
-  pictures to the truth, which joins originals of one size only;
+  pictures to the truth, which joins originals of two sizes only when one is found inside
+  the other or is the other's drawing flattened onto an opaque picture;
 - ``wrong_apart``: wrong drops by how far apart their originals are (``apart``: the share
   of pixels more than 32 levels apart at their best small move, binned by ``APART_BINS``;
   two sizes apart), and each wrong drop in ``--json`` with its share and largest level
