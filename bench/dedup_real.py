@@ -60,7 +60,8 @@ from pathlib import Path
 import numpy as np
 from dedup_quality import feature_row, rates, spec_of
 from PIL import Image
-from real_images_set import composites, kind_of, moves
+from real_images_set import kind_of
+from real_images_truth import composites, moves
 
 NEAR_KINDS = ("resize", "jpeg_white", "pad", "crop")
 EXACT_KINDS = ("copy", "resave")
