@@ -33,6 +33,13 @@ Measured against the truth:
   pairs a build pairs and the rule accepts (``accepts``: at the distance the build judges
   them at).
 
+- ``palette_copies``: a pair check too: the first ``PALETTE_ICONS`` transparent originals of
+  at most 64 px a side (by key), each reduced to each of ``PALETTE_COLOURS`` colours by
+  Pillow's ``quantize`` (its fast octree, the one it has for RGBA: alpha is quantized
+  too) and saved as a palette PNG with its transparency (a re-encode that keeps the size
+  and the alpha), and how many of those pairs a build pairs and the rule accepts, of those
+  whose pixels the reduction changed (the others are exact copies).
+
 - ``other_resizers``: a pair check too: the first ``RESIZE_ICONS`` originals of 12-64 px a
   side (by key), each resized to 0.6, 0.75 and 0.9 of its size by resamplers other than
   the Pillow Lanczos the planted copies use (``RESAMPLERS``: OpenCV's cubic and area on
@@ -70,6 +77,8 @@ APART_BINS = (0.02, 0.05, 0.10, 0.25)  # ``wrong_apart``: share of pixels apart,
 REENCODE_ICONS = 400  # icons re-encoded as JPEGs of their own size (``same_size_jpeg``)
 REENCODE_QUALITIES = (40, 60, 75, 90)
 RESIZE_ICONS = 200  # icons resized by other tools (``other_resizers``)
+PALETTE_ICONS = 200  # transparent icons reduced to a palette (``palette_copies``)
+PALETTE_COLOURS = (256, 64, 16)
 RESAMPLERS = ("opencv_cubic_straight", "opencv_area_straight", "mitchell_straight",
               "mitchell_linear_light")  # fmt: skip
 
@@ -174,6 +183,35 @@ def same_size_jpeg(corpus: Path, truth: dict) -> dict[str, str]:
         if n == REENCODE_ICONS:
             break
     return {f"q{q}": f"{accepted[q]}/{n}" for q in REENCODE_QUALITIES}
+
+
+def palette_copies(corpus: Path, truth: dict) -> dict[str, str]:
+    """Per palette size, the share of palette reductions of transparent icons the rule
+    accepts against their originals (module docstring)."""
+    from mindvl.data_engine.dedup.compare import PairVerifier
+    from mindvl.data_engine.dedup.rule import NearRule
+    from mindvl.data_engine.ops.image_decode import image_features
+
+    verifier, accepted, changed, n = PairVerifier(NearRule()), Counter(), Counter(), 0
+    for _, t in sorted(truth.items()):
+        data = (corpus / "images" / t["file"]).read_bytes() if t["kind"] == "original" else b""
+        img = Image.open(io.BytesIO(data)) if data else None
+        if img is None or max(img.size) > 64 or not t["transparent"]:
+            continue
+        rgba = img.convert("RGBA")
+        own = as_built(image_features(data, blur=False))
+        for colours in PALETTE_COLOURS:
+            reduced = rgba.quantize(colours, method=Image.Quantize.FASTOCTREE)
+            if np.array_equal(composites(reduced), composites(rgba)):
+                continue  # no pixel changed: an exact copy
+            buf = io.BytesIO()
+            reduced.save(buf, "PNG")
+            changed[colours] += 1
+            accepted[colours] += accepts(verifier, own, buf.getvalue())
+        n += 1
+        if n == PALETTE_ICONS:
+            break
+    return {str(c): f"{accepted[c]}/{changed[c]}" for c in PALETTE_COLOURS}
 
 
 def _mitchell(n_in: int, n_out: int) -> np.ndarray:
@@ -353,6 +391,7 @@ def main() -> None:
     m.update(images=len(rows), features_s=round(t1 - t0, 1), dedup_s=round(t2 - t1, 1),
              candidate_pairs=stats.near_candidate_pairs,
              same_size_jpeg=same_size_jpeg(args.corpus, truth),
+             palette_copies=palette_copies(args.corpus, truth),
              other_resizers=other_resizers(args.corpus, truth))  # fmt: skip
     p_cluster, p_drops = phash_only(rows)
     ph = measure(args.corpus, truth, keys, p_cluster, p_drops)
