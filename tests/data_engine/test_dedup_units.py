@@ -440,3 +440,30 @@ def test_search_operators_carry_no_subnormal_floats(side):
         assert m.dtype == np.float32
         assert not ((m != 0) & (np.abs(m) < tiny)).any()
     assert (blur > 0).sum() < blur.size  # the tails are there to drop at this side
+
+
+def test_pairs_are_compared_in_an_order_that_keeps_each_image_in_use_briefly():
+    """The verifier caches each image's search terms (about 1 MB) under a memory bound, so
+    the pairs are compared in a reverse Cuthill-McKee order of their graph: a chain of 300
+    images under shuffled indices, given in random order, comes back so that each image's
+    pairs are next to each other (in the order given, they lie across the whole list)."""
+    from mindvl.data_engine.dedup.compare import _cache_order
+
+    rng = np.random.default_rng(0)
+    ids = rng.permutation(300)
+    pairs = rng.permutation(np.stack([ids[:-1], ids[1:]], 1))
+    left, right = pairs[:, 0], pairs[:, 1]
+
+    def widest_span(order: np.ndarray) -> int:
+        first, last = {}, {}
+        for at, p in enumerate(order.tolist()):
+            for image in (left[p], right[p]):
+                first.setdefault(image, at)
+                last[image] = at
+        return max(last[i] - first[i] for i in first)
+
+    order = _cache_order(left, right, 300)
+    assert sorted(order.tolist()) == list(range(299))
+    assert widest_span(order) == 1
+    assert widest_span(np.arange(299)) > 100
+    assert _cache_order(left[:0], right[:0], 300).size == 0

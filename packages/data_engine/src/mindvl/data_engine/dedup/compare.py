@@ -408,9 +408,27 @@ def verify_pairs(sigs: list[bytes], left, right, distance, rule: NearRule) -> np
     distance = np.asarray(distance)
     ok = screen_pairs(sigs, left, right, distance, rule)
     verifier = PairVerifier(rule)
-    for p in np.flatnonzero(ok).tolist():
+    todo = np.flatnonzero(ok)
+    for p in todo[_cache_order(left[todo], right[todo], len(sigs))].tolist():
         ok[p] = verifier.agree(sigs[left[p]], sigs[right[p]], int(distance[p]))
     return ok
+
+
+def _cache_order(left: np.ndarray, right: np.ndarray, n: int) -> np.ndarray:
+    """An order of the pairs (``left[p]``, ``right[p]`` of ``n`` images) that keeps the
+    verifier's cache warm: by the later of their two images in a reverse Cuthill-McKee
+    order of the pair graph, whose bandwidth bounds how many images are in use at once
+    (each pair's decision is its own: the order changes none)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import reverse_cuthill_mckee
+
+    if left.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    graph = coo_matrix((np.ones(left.size), (left, right)), shape=(n, n)).tocsr()
+    pos = np.empty(n, dtype=np.int64)
+    pos[reverse_cuthill_mckee((graph + graph.T).tocsr(), symmetric_mode=True)] = np.arange(n)
+    a, b = pos[left], pos[right]
+    return np.lexsort((np.minimum(a, b), np.maximum(a, b)))
 
 
 def screen_pairs(sigs: list[bytes], left, right, distance, rule: NearRule) -> np.ndarray:
