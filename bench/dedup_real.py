@@ -34,11 +34,17 @@ Measured against the truth:
   them at).
 
 - ``palette_copies``: a pair check too: the first ``PALETTE_ICONS`` transparent originals of
-  at most 64 px a side (by key), each reduced to each of ``PALETTE_COLOURS`` colours by
+  at most 64 px a side (by key, ``transparent_icons``), each reduced to each of ``PALETTE_COLOURS`` colours by
   Pillow's ``quantize`` (its fast octree, the one it has for RGBA: alpha is quantized
   too) and saved as a palette PNG with its transparency (a re-encode that keeps the size
   and the alpha), and how many of those pairs a build pairs and the rule accepts, of those
   whose pixels the reduction changed (the others are exact copies).
+
+- ``webp_copies``: a pair check too: the same transparent icons saved as lossy WebPs of
+  their own size (alpha kept, as WebP keeps it) at each of ``WEBP_QUALITIES`` (62 and 83
+  between the rule's own trial qualities) and at Pillow's lowest and highest effort
+  (``method`` 0 and 6; the rule's trial encodes at its default, 4), and how many of those
+  pairs a build pairs and the rule accepts.
 
 - ``other_resizers``: a pair check too: the first ``RESIZE_ICONS`` originals of 12-64 px a
   side (by key), each resized to 0.6, 0.75 and 0.9 of its size by resamplers other than
@@ -79,6 +85,8 @@ REENCODE_QUALITIES = (40, 60, 75, 90)
 RESIZE_ICONS = 200  # icons resized by other tools (``other_resizers``)
 PALETTE_ICONS = 200  # transparent icons reduced to a palette (``palette_copies``)
 PALETTE_COLOURS = (256, 64, 16)
+WEBP_QUALITIES = (50, 62, 83)  # lossy WebPs of transparent icons (``webp_copies``)
+WEBP_METHODS = (0, 6)
 RESAMPLERS = ("opencv_cubic_straight", "opencv_area_straight", "mitchell_straight",
               "mitchell_linear_light")  # fmt: skip
 
@@ -185,6 +193,21 @@ def same_size_jpeg(corpus: Path, truth: dict) -> dict[str, str]:
     return {f"q{q}": f"{accepted[q]}/{n}" for q in REENCODE_QUALITIES}
 
 
+def transparent_icons(corpus: Path, truth: dict):
+    """The first ``PALETTE_ICONS`` transparent originals of at most 64 px a side (by key):
+    (encoded bytes, decoded RGBA)."""
+    n = 0
+    for _, t in sorted(truth.items()):
+        data = (corpus / "images" / t["file"]).read_bytes() if t["kind"] == "original" else b""
+        img = Image.open(io.BytesIO(data)) if data else None
+        if img is None or max(img.size) > 64 or not t["transparent"]:
+            continue
+        yield data, img.convert("RGBA")
+        n += 1
+        if n == PALETTE_ICONS:
+            break
+
+
 def palette_copies(corpus: Path, truth: dict) -> dict[str, str]:
     """Per palette size, the share of palette reductions of transparent icons the rule
     accepts against their originals (module docstring)."""
@@ -192,13 +215,8 @@ def palette_copies(corpus: Path, truth: dict) -> dict[str, str]:
     from mindvl.data_engine.dedup.rule import NearRule
     from mindvl.data_engine.ops.image_decode import image_features
 
-    verifier, accepted, changed, n = PairVerifier(NearRule()), Counter(), Counter(), 0
-    for _, t in sorted(truth.items()):
-        data = (corpus / "images" / t["file"]).read_bytes() if t["kind"] == "original" else b""
-        img = Image.open(io.BytesIO(data)) if data else None
-        if img is None or max(img.size) > 64 or not t["transparent"]:
-            continue
-        rgba = img.convert("RGBA")
+    verifier, accepted, changed = PairVerifier(NearRule()), Counter(), Counter()
+    for data, rgba in transparent_icons(corpus, truth):
         own = as_built(image_features(data, blur=False))
         for colours in PALETTE_COLOURS:
             reduced = rgba.quantize(colours, method=Image.Quantize.FASTOCTREE)
@@ -208,10 +226,26 @@ def palette_copies(corpus: Path, truth: dict) -> dict[str, str]:
             reduced.save(buf, "PNG")
             changed[colours] += 1
             accepted[colours] += accepts(verifier, own, buf.getvalue())
-        n += 1
-        if n == PALETTE_ICONS:
-            break
     return {str(c): f"{accepted[c]}/{changed[c]}" for c in PALETTE_COLOURS}
+
+
+def webp_copies(corpus: Path, truth: dict) -> dict[str, str]:
+    """Per quality and effort, the share of lossy WebPs of transparent icons the rule accepts
+    against their originals (module docstring)."""
+    from mindvl.data_engine.dedup.compare import PairVerifier
+    from mindvl.data_engine.dedup.rule import NearRule
+    from mindvl.data_engine.ops.image_decode import image_features
+
+    verifier, accepted, n = PairVerifier(NearRule()), Counter(), 0
+    for data, rgba in transparent_icons(corpus, truth):
+        own = as_built(image_features(data, blur=False))
+        for q in WEBP_QUALITIES:
+            for method in WEBP_METHODS:
+                buf = io.BytesIO()
+                rgba.save(buf, "WEBP", quality=q, method=method)
+                accepted[q, method] += accepts(verifier, own, buf.getvalue())
+        n += 1
+    return {f"q{q}_m{m}": f"{accepted[q, m]}/{n}" for q in WEBP_QUALITIES for m in WEBP_METHODS}
 
 
 def _mitchell(n_in: int, n_out: int) -> np.ndarray:
@@ -392,6 +426,7 @@ def main() -> None:
              candidate_pairs=stats.near_candidate_pairs,
              same_size_jpeg=same_size_jpeg(args.corpus, truth),
              palette_copies=palette_copies(args.corpus, truth),
+             webp_copies=webp_copies(args.corpus, truth),
              other_resizers=other_resizers(args.corpus, truth))  # fmt: skip
     p_cluster, p_drops = phash_only(rows)
     ph = measure(args.corpus, truth, keys, p_cluster, p_drops)

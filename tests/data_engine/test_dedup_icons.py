@@ -169,6 +169,31 @@ def test_two_transparent_icons_a_turned_brow_apart_are_two_icons():
     assert not pixels.icons_differ(sig(on_white(emoticon(7))), sig(on_white(emoticon(8))), RULE)
 
 
+def test_a_lossy_webp_of_a_transparent_icon_is_found_by_encoding_the_icon(monkeypatch):
+    """A lossy WebP keeps an icon's size and its alpha but codes its colour at half
+    resolution: at a small icon's coloured edges it moves more pixels, further, than
+    ``icons_differ`` allows a copy. The icon encoded as a WebP is the copy
+    (``pixels.webp_of``), at the quality it was saved at or between two of
+    ``WEBP_QUALITIES`` and at any effort; an emoticon with its brows turned, or the icon
+    in another shade, saved as a WebP, is no WebP of the first."""
+
+    def sig(img: Image.Image, fmt: str = "PNG", **kw) -> bytes:
+        return bytes.fromhex(features(img, fmt, **kw).signature)
+
+    verifier = PairVerifier(RULE)
+    disc, calm = icon("!"), emoticon(7)
+    for img in (disc, calm):
+        for quality, method in ((50, 4), (62, 0), (83, 6)):
+            webp = sig(img, "WEBP", quality=quality, method=method)
+            assert verifier.check(sig(img), webp) is None
+    turned = parse_signature(sig(emoticon(8), "WEBP", quality=75))
+    assert not pixels.webp_of(parse_signature(sig(calm)), turned, RULE)
+    blue = face((60, 110, 190))  # and a WebP of it 34 levels lighter is another icon
+    assert verifier.check(sig(blue), sig(tinted(blue, 34), "WEBP", quality=75)) == "pixels"
+    monkeypatch.setattr(pixels, "WEBP_QUALITIES", ())
+    assert PairVerifier(RULE).check(sig(disc), sig(disc, "WEBP", quality=50)) == "pixels"
+
+
 def moved_changes_share(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return pixels._moved_changes(x, y, 2, RULE.icon_levels).mean((-2, -1))
 

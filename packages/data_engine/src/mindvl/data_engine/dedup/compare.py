@@ -26,7 +26,7 @@ and reasons: docs/DEDUP.md, "The rule"; icons' own pixels: ``pixels.py``):
 6. ``content``: the content boxes' thumbnails;
 7. ``alpha``: two transparent pictures' thumbnails on black at the crop found on white;
    then ``pixels`` again for two icons of one size (``icons_differ``), unless one is a
-   JPEG of the other (``reencoded``).
+   JPEG or a lossy WebP of the other (``reencoded``).
 
 Two transparent pictures one of which is blank on white (``Signature.blank_on_white``: a
 white drawing) are compared on black: every check takes the thumbnails on black for
@@ -249,7 +249,7 @@ def first_failing_check(
             return "one_size"
         found = _last_checks(a, b, rule, get_terms, None)
         if found is None and all(has) and icons_differ(a, b, rule):
-            # as they are, or a JPEG where ``found_in_pixels`` did not try that first
+            # as they are, a JPEG where ``found_in_pixels`` did not try that first, a WebP
             return None if reencoded(a, b, rule, not _jpeg_first(a, rule)) else "pixels"
         return found
     if nested and only_pad_or_crop(a, b, rule):

@@ -1,10 +1,10 @@
 """Icons compared by their own pixels (a picture of at most ``fingerprint.NATIVE_MAX_SIDE``
 px a side carries them): a pad or crop found at a whole-pixel offset (``pixels_fit``), a
 resize reproduced by a common resampler (``resized_pixels_fit``), two icons of one size at
-their best move (``icons_differ``), and a JPEG told from its original by encoding the
-original (``jpeg_of``, ``reencoded``). Where and in which order the near rule
-asks for each: ``compare.first_failing_check``; bounds: ``rule.NearRule``; measured:
-docs/DEDUP.md.
+their best move (``icons_differ``), and a JPEG or a lossy WebP told from its original by
+encoding the original (``jpeg_of``, ``webp_of``, ``reencoded``). Where and in which order
+the near rule asks for each: ``compare.first_failing_check``; bounds: ``rule.NearRule``;
+measured: docs/DEDUP.md.
 """
 
 from __future__ import annotations
@@ -33,6 +33,9 @@ LINEAR_FILTERS = ("BILINEAR", "BICUBIC")  # Pillow names
 # re-encodes simulated (``_encoded_fits``): a JPEG at a quality between two of these is
 # within the two-pixel bound of one at the nearest (at steps of 10 below 75, not always)
 JPEG_QUALITIES = tuple(range(40, 100, 5))
+# lossy WebPs simulated (``webp_of``): on the real sets an icon's WebP at any quality and
+# effort (``method`` 0-6) is within the two-pixel bound of one of these at Pillow's default
+WEBP_QUALITIES = tuple(range(40, 100, 5))
 
 
 def nested_icons(sa: np.ndarray, sb: np.ndarray, na, nb, rule: NearRule) -> np.ndarray:
@@ -276,14 +279,55 @@ def jpeg_of(a: Signature, b: Signature, rule: NearRule) -> bool:
                for src, dst in ((a, b), (b, a)))  # fmt: skip
 
 
-def reencoded(a: Signature, b: Signature, rule: NearRule, encoded: bool = True) -> bool:
-    """Two icons of one size, one opaque (a JPEG keeps no alpha), the other's pixels on
-    white that one's to ``_encoded_fits``' bound as they are or, with ``encoded``, a JPEG of
-    them (``jpeg_of``)."""
-    if all(len(x.native) > 1 for x in (a, b)):
+def _webp(src: Signature, quality: int) -> tuple[np.ndarray, np.ndarray]:
+    """A transparent icon's own pixels after a lossy WebP encode and decode at ``quality``
+    (libwebp through Pillow), on white and on black: its colour and alpha
+    (``_colour_and_alpha``; the colour under alpha 0, which a signature does not keep, as
+    0: libwebp does not keep it either)."""
+    from PIL import Image
+
+    rgba = np.rint(np.concatenate(_colour_and_alpha(src), -1)).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(rgba, "RGBA").save(buf, "WEBP", quality=quality)
+    x = np.asarray(Image.open(buf).convert("RGBA"), np.float32)
+    alpha = x[..., 3:] / 255.0
+    return x[..., :3] * alpha + 255.0 * (1.0 - alpha), x[..., :3] * alpha
+
+
+def webp_of(a: Signature, b: Signature, rule: NearRule) -> bool:
+    """Two transparent icons of one size, one a lossy WebP of the other (a WebP keeps
+    alpha): the other's own pixels, encoded at one of ``WEBP_QUALITIES``, are it on both
+    grounds to ``jpeg_of``'s bound (at most ``one_size_max_pixels`` over
+    ``one_size_levels``). libwebp codes colour at half resolution, so at a small icon's
+    coloured edges the encode moves more pixels, further, than ``icons_differ`` allows two
+    transparent icons (``icon_max_levels`` above all); as for a JPEG, only the encoded
+    trial tells it from another drawing. Not asked of opaque icons, held to no
+    ``icon_max_levels``: they keep their WebPs without it. Screened as ``jpeg_of`` is
+    (``jpeg_screen_levels``)."""
+    screen = rule.jpeg_screen_levels
+    if len(a.native) == 1 or len(b.native) == 1:
         return False
-    as_is = _pixels_over(a.native[0], b.native[0], rule) <= rule.one_size_max_pixels
-    return as_is or (encoded and jpeg_of(a, b, rule))
+    if screen is not None and float(np.abs(a.native[0] - b.native[0]).mean()) > screen:
+        return False
+    return any(
+        max(_pixels_over(x, y, rule) for x, y in zip(_webp(src, q), dst.native, strict=True))
+        <= rule.one_size_max_pixels
+        for src, dst in ((a, b), (b, a))
+        for q in WEBP_QUALITIES
+    )
+
+
+def reencoded(a: Signature, b: Signature, rule: NearRule, jpeg: bool = True) -> bool:
+    """Two icons of one size, one a re-encode of the other: one opaque (a JPEG keeps no
+    alpha) and the other's pixels on white that one's to ``_encoded_fits``' bound as they
+    are or, with ``jpeg``, a JPEG of them (``jpeg_of``); or a lossy WebP of the other
+    (``webp_of``)."""
+    if any(len(x.native) == 1 for x in (a, b)):
+        if _pixels_over(a.native[0], b.native[0], rule) <= rule.one_size_max_pixels:
+            return True
+        if jpeg and jpeg_of(a, b, rule):
+            return True
+    return webp_of(a, b, rule)
 
 
 def _moved_changes(x: np.ndarray, y: np.ndarray, move: int, levels: float) -> np.ndarray:
