@@ -33,8 +33,10 @@ LINEAR_FILTERS = ("BILINEAR", "BICUBIC")  # Pillow names
 # re-encodes simulated (``_encoded_fits``): a JPEG at a quality between two of these is
 # within the two-pixel bound of one at the nearest (at steps of 10 below 75, not always)
 JPEG_QUALITIES = tuple(range(40, 100, 5))
-# lossy WebPs simulated (``webp_of``): on the real sets an icon's WebP at any quality and
-# effort (``method`` 0-6) is within the two-pixel bound of one of these at Pillow's default
+# lossy WebPs simulated (``webp_of``, at Pillow's default effort): an icon's WebP at a
+# quality between two of these and at any effort (``method`` 0-6) is mostly within the
+# two-pixel bound of one of them (not always where semi-transparent edges' colour, which
+# a signature keeps to a level or two, moves the encode)
 WEBP_QUALITIES = tuple(range(40, 100, 5))
 
 
