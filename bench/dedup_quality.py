@@ -114,8 +114,9 @@ def check_table(rows: list[dict], truth: dict[str, dict], spec) -> dict:
     import pyarrow.compute as pc
 
     from mindvl.data_engine.dedup import local
+    from mindvl.data_engine.dedup.batch import screen_pairs
     from mindvl.data_engine.dedup.candidates import scheme_for
-    from mindvl.data_engine.dedup.compare import PairVerifier, screen_pairs
+    from mindvl.data_engine.dedup.compare import PairVerifier
     from mindvl.data_engine.dedup.groups import label_key
     from mindvl.data_engine.dedup.rule import NearRule
 

@@ -193,31 +193,36 @@ def same_size_jpeg(corpus: Path, truth: dict) -> dict[str, str]:
     return {f"q{q}": f"{accepted[q]}/{n}" for q in REENCODE_QUALITIES}
 
 
-def transparent_icons(corpus: Path, truth: dict):
-    """The first ``PALETTE_ICONS`` transparent originals of at most 64 px a side (by key):
-    (encoded bytes, decoded RGBA)."""
-    n = 0
-    for _, t in sorted(truth.items()):
-        data = (corpus / "images" / t["file"]).read_bytes() if t["kind"] == "original" else b""
-        img = Image.open(io.BytesIO(data)) if data else None
-        if img is None or max(img.size) > 64 or not t["transparent"]:
-            continue
-        yield data, img.convert("RGBA")
-        n += 1
-        if n == PALETTE_ICONS:
-            break
-
-
-def palette_copies(corpus: Path, truth: dict) -> dict[str, str]:
-    """Per palette size, the share of palette reductions of transparent icons the rule
-    accepts against their originals (module docstring)."""
-    from mindvl.data_engine.dedup.compare import PairVerifier
-    from mindvl.data_engine.dedup.rule import NearRule
+def transparent_icons(corpus: Path, truth: dict) -> list[tuple[Image.Image, tuple]]:
+    """The first ``PALETTE_ICONS`` transparent originals of at most 64 px a side (by key),
+    each decoded to RGBA with its ``as_built`` fingerprint (for ``palette_copies`` and
+    ``webp_copies``)."""
     from mindvl.data_engine.ops.image_decode import image_features
 
+    out = []
+    for _, t in sorted(truth.items()):
+        if t["kind"] != "original" or not t["transparent"] or max(t["size"]) > 64:
+            continue
+        data = (corpus / "images" / t["file"]).read_bytes()
+        out.append(
+            (
+                Image.open(io.BytesIO(data)).convert("RGBA"),
+                as_built(image_features(data, blur=False)),
+            )
+        )
+        if len(out) == PALETTE_ICONS:
+            break
+    return out
+
+
+def palette_copies(icons: list[tuple[Image.Image, tuple]]) -> dict[str, str]:
+    """Per palette size, the share of palette reductions of transparent icons (``icons``:
+    ``transparent_icons``) the rule accepts against their originals (module docstring)."""
+    from mindvl.data_engine.dedup.compare import PairVerifier
+    from mindvl.data_engine.dedup.rule import NearRule
+
     verifier, accepted, changed = PairVerifier(NearRule()), Counter(), Counter()
-    for data, rgba in transparent_icons(corpus, truth):
-        own = as_built(image_features(data, blur=False))
+    for rgba, own in icons:
         for colours in PALETTE_COLOURS:
             reduced = rgba.quantize(colours, method=Image.Quantize.FASTOCTREE)
             if np.array_equal(composites(reduced), composites(rgba)):
@@ -229,22 +234,20 @@ def palette_copies(corpus: Path, truth: dict) -> dict[str, str]:
     return {str(c): f"{accepted[c]}/{changed[c]}" for c in PALETTE_COLOURS}
 
 
-def webp_copies(corpus: Path, truth: dict) -> dict[str, str]:
-    """Per quality and effort, the share of lossy WebPs of transparent icons the rule accepts
-    against their originals (module docstring)."""
+def webp_copies(icons: list[tuple[Image.Image, tuple]]) -> dict[str, str]:
+    """Per quality and effort, the share of lossy WebPs of transparent icons (``icons``:
+    ``transparent_icons``) the rule accepts against their originals (module docstring)."""
     from mindvl.data_engine.dedup.compare import PairVerifier
     from mindvl.data_engine.dedup.rule import NearRule
-    from mindvl.data_engine.ops.image_decode import image_features
 
-    verifier, accepted, n = PairVerifier(NearRule()), Counter(), 0
-    for data, rgba in transparent_icons(corpus, truth):
-        own = as_built(image_features(data, blur=False))
+    verifier, accepted = PairVerifier(NearRule()), Counter()
+    for rgba, own in icons:
         for q in WEBP_QUALITIES:
             for method in WEBP_METHODS:
                 buf = io.BytesIO()
                 rgba.save(buf, "WEBP", quality=q, method=method)
                 accepted[q, method] += accepts(verifier, own, buf.getvalue())
-        n += 1
+    n = len(icons)
     return {f"q{q}_m{m}": f"{accepted[q, m]}/{n}" for q in WEBP_QUALITIES for m in WEBP_METHODS}
 
 
@@ -422,11 +425,11 @@ def main() -> None:
     cluster = {k: (d.survivor if d.op else k) for k, d in decisions.items()}
     drops = [(d.key, d.survivor) for d in decisions.values() if d.op]
     m = measure(args.corpus, truth, keys, cluster, drops)
+    icons = transparent_icons(args.corpus, truth)
     m.update(images=len(rows), features_s=round(t1 - t0, 1), dedup_s=round(t2 - t1, 1),
              candidate_pairs=stats.near_candidate_pairs,
              same_size_jpeg=same_size_jpeg(args.corpus, truth),
-             palette_copies=palette_copies(args.corpus, truth),
-             webp_copies=webp_copies(args.corpus, truth),
+             palette_copies=palette_copies(icons), webp_copies=webp_copies(icons),
              other_resizers=other_resizers(args.corpus, truth))  # fmt: skip
     p_cluster, p_drops = phash_only(rows)
     ph = measure(args.corpus, truth, keys, p_cluster, p_drops)

@@ -13,7 +13,7 @@ from dedup_pictures import check, face, features, flag, icon, on_white, padded, 
 from PIL import Image, ImageDraw
 
 from mindvl.common.recipe import DedupSpec
-from mindvl.data_engine.dedup import candidates, compare, fingerprint, pixels
+from mindvl.data_engine.dedup import batch, candidates, compare, fingerprint, pixels
 from mindvl.data_engine.dedup.candidates import hamming
 from mindvl.data_engine.dedup.compare import PairVerifier
 from mindvl.data_engine.dedup.decontaminate import EvalIndex
@@ -424,7 +424,7 @@ def test_two_icons_of_one_size_are_judged_by_their_pixels_whatever_their_phash()
     assert verifier.check(found[0], found[2], distance=30) not in (None, "crop_sizes")
     assert verifier.check(found[3], found[4]) is None
     assert verifier.check(found[3], found[4], distance=30) == "crop_sizes"
-    kept = compare.screen_pairs(found, [0, 3], [1, 4], [30, 30], RULE)
+    kept = batch.screen_pairs(found, [0, 3], [1, 4], [30, 30], RULE)
     assert kept.tolist() == [True, False]
 
 
@@ -472,7 +472,7 @@ def test_an_icon_and_its_jpeg_of_one_size_are_found_by_encoding_it_first():
     ImageDraw.Draw(glyph).line((11, 4, 4, 11), fill=(225, 225, 225, 255), width=2)
     found = [bytes.fromhex(f.signature)
              for f in (features(glyph), features(on_white(glyph), "JPEG", quality=75))]  # fmt: skip
-    assert compare.verify_pairs(found, [0], [1], [0], RULE).tolist() == [True]
+    assert batch.verify_pairs(found, [0], [1], [0], RULE).tolist() == [True]
     assert PairVerifier(replace(RULE, jpeg_min_pixels=257)).check(*found) == "gray"
     tricolour = Image.new("RGB", (22, 15), (0, 0, 0))
     ImageDraw.Draw(tricolour).rectangle((0, 5, 21, 9), fill=(255, 255, 255))

@@ -13,7 +13,7 @@ from dedup_helpers import RULE
 from dedup_pictures import check, encoded, face, features, icon, on_white, padded
 from PIL import Image, ImageDraw
 
-from mindvl.data_engine.dedup import compare, groups, pixels
+from mindvl.data_engine.dedup import batch, compare, groups, pixels
 from mindvl.data_engine.dedup.compare import PairVerifier
 from mindvl.data_engine.dedup.fingerprint import parse_signature
 from mindvl.data_engine.dedup.search import match_terms, terms
@@ -92,7 +92,7 @@ def test_a_resize_far_in_the_phash_is_screened_by_its_pixels_not_its_sizes():
     )
     sigs = [bytes.fromhex(features(x).signature) for x in (small, resize, squeezed)]
     tight = replace(RULE, icon_crop_only_beyond=6)
-    assert compare.screen_pairs(sigs, [0, 0], [1, 2], [8, 8], tight).tolist() == [True, False]
+    assert batch.screen_pairs(sigs, [0, 0], [1, 2], [8, 8], tight).tolist() == [True, False]
     assert PairVerifier(tight).check(sigs[0], sigs[1], 8) is None
     assert PairVerifier(tight).check(sigs[0], sigs[2], 8) == "crop_sizes"
 

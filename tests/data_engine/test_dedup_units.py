@@ -11,7 +11,7 @@ import pyarrow.compute as pc
 import pytest
 from dedup_helpers import RULE, agree, hash_pairs, packed
 
-from mindvl.data_engine.dedup import candidates, local
+from mindvl.data_engine.dedup import batch, candidates, local
 from mindvl.data_engine.dedup.candidates import (
     KEY_CROP,
     KEY_ICON,
@@ -270,7 +270,7 @@ def test_screens_only_drop_pairs_the_full_comparison_rejects(monkeypatch) -> Non
     pairs = list(zip(left.tolist(), right.tolist(), strict=True))
     full = np.array([agree(sigs[i], sigs[j], rule=RULE.unscreened()) for i, j in pairs])
     checks = [compare.PairVerifier(RULE).check(sigs[i], sigs[j]) for i, j in pairs]
-    keep = compare.screen_pairs(sigs, left, right, far, RULE)
+    keep = batch.screen_pairs(sigs, left, right, far, RULE)
     verifier = compare.PairVerifier(RULE, max_bytes=3 << 20)
     screened = np.array(
         [keep[p] and verifier.agree(sigs[i], sigs[j]) for p, (i, j) in enumerate(pairs)]
@@ -278,11 +278,11 @@ def test_screens_only_drop_pairs_the_full_comparison_rejects(monkeypatch) -> Non
     assert (screened == full).all() and full.sum() >= 20  # each picture with its copies
     assert (~keep).sum() >= 150  # the batch screen takes most of the look-alikes
     assert checks.count("prescreen") >= 1  # and the prescreen some of what it keeps
-    assert compare.verify_pairs(sigs, left, right, far, RULE).tolist() == full.tolist()
-    monkeypatch.setattr(compare, "SCREEN_MAX_BYTES", 0)  # per-chunk terms: the same answer
-    monkeypatch.setattr(compare, "SCREEN_CHUNK", 7)
-    assert (compare.screen_pairs(sigs, left, right, far, RULE) == keep).all()
-    assert compare.screen_pairs(sigs, left[:0], right[:0], far[:0], RULE).size == 0
+    assert batch.verify_pairs(sigs, left, right, far, RULE).tolist() == full.tolist()
+    monkeypatch.setattr(batch, "SCREEN_MAX_BYTES", 0)  # per-chunk terms: the same answer
+    monkeypatch.setattr(batch, "SCREEN_CHUNK", 7)
+    assert (batch.screen_pairs(sigs, left, right, far, RULE) == keep).all()
+    assert batch.screen_pairs(sigs, left[:0], right[:0], far[:0], RULE).size == 0
     with pytest.raises(ValueError, match="below max_p99"):
         NearRule(screen_max=0.4)
 
@@ -447,7 +447,7 @@ def test_pairs_are_compared_in_an_order_that_keeps_each_image_in_use_briefly():
     the pairs are compared in a reverse Cuthill-McKee order of their graph: a chain of 300
     images under shuffled indices, given in random order, comes back so that each image's
     pairs are next to each other (in the order given, they lie across the whole list)."""
-    from mindvl.data_engine.dedup.compare import _cache_order
+    from mindvl.data_engine.dedup.batch import _cache_order
 
     rng = np.random.default_rng(0)
     ids = rng.permutation(300)

@@ -12,7 +12,7 @@ from dedup_helpers import RULE, agree
 from dedup_pictures import features
 from PIL import Image, ImageDraw, ImageEnhance
 
-from mindvl.data_engine.dedup import compare
+from mindvl.data_engine.dedup import batch, compare
 from mindvl.data_engine.dedup.compare import PairVerifier
 from mindvl.data_engine.dedup.fingerprint import (
     HEAD,
@@ -256,7 +256,7 @@ def test_the_batch_screen_applies_the_chroma_rule_with_the_same_answers() -> Non
     colours = [(200, 40, 40), (40, 84, 255), (40, 160, 60), (200, 40, 40)]
     sigs = [sig(scene(c)) for c in colours] + [sig(scene((200, 40, 40)).resize((200, 150)))]
     left, right = (a.ravel() for a in np.triu_indices(len(sigs), 1))
-    keep = compare.screen_pairs(sigs, left, right, np.zeros(left.size), RULE)
+    keep = batch.screen_pairs(sigs, left, right, np.zeros(left.size), RULE)
     pairs = list(zip(left.tolist(), right.tolist(), strict=True))
     plain = np.array([agree(sigs[i], sigs[j]) for i, j in pairs])
     reds = {0, 3, 4}
@@ -286,8 +286,8 @@ def test_far_phash_matches_are_kept_only_when_their_sizes_are_a_crop() -> None:
     crop = crop_sized(sizes[[0, 0, 0]], sizes[[1, 2, 3]], RULE.crop_min_kept)
     assert crop.tolist() == [True, False, False]  # a crop; a resize (62% a side); one size
     left, right = np.array([0, 0, 0]), np.array([1, 2, 3])
-    near = compare.screen_pairs(sigs, left, right, np.array([4, 4, 4]), RULE)
-    far = compare.screen_pairs(sigs, left, right, np.array([8, 8, 8]), RULE)
+    near = batch.screen_pairs(sigs, left, right, np.array([4, 4, 4]), RULE)
+    far = batch.screen_pairs(sigs, left, right, np.array([8, 8, 8]), RULE)
     assert near.tolist() == [True, True, True]  # every copy, when its pHash is close
     assert far.tolist() == [True, False, False]  # only the crop, when it is far
     assert [agree(sigs[0], s, 8) for s in sigs[1:]] == [True, False, False]  # the rule too

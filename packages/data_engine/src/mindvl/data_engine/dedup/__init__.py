@@ -6,8 +6,8 @@ over one rule (``rule.NearRule``), run in one process (``local.py``) or on Ray D
 1. fingerprint (``fingerprint.py``, called by the ``image_decode`` operator);
 2. view and exact groups (``groups.py``), eval matches first (``decontaminate.py``);
 3. candidates (``candidates.py``): pHash banding of the near-eligible representatives;
-4. compare (``compare.py``, ``search.py``, ``pixels.py``): each candidate pair under the
-   rule;
+4. compare (``batch.py``, ``compare.py``, ``search.py``, ``pixels.py``): each candidate
+   pair under the rule, a call's pairs screened together first;
 5. near groups and decisions (``groups.py``).
 """
 

@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 from mindvl.common.manifest import DedupStats
 from mindvl.common.recipe import DedupSpec
 from mindvl.data_engine.dedup import candidates, groups
-from mindvl.data_engine.dedup.compare import verify_pairs
+from mindvl.data_engine.dedup.batch import verify_pairs
 from mindvl.data_engine.dedup.decontaminate import EvalIndex
 from mindvl.data_engine.dedup.rule import NearRule
 
