@@ -1,5 +1,6 @@
-"""Expert parallelism on gloo: EP=2 (2 ranks) and EP=2 x FSDP=2 (4 ranks) train like one
-process (fp32, 3 steps: losses, grad norms, final weights), resume exactly under EP=2 (also
+"""Expert parallelism on gloo: EP=2 (2 ranks), EP=2 x FSDP=2 and PP=2 x EP=2 (4 ranks) train
+like one process (fp32, 3 steps: losses, grad norms, final weights), resume exactly under
+EP=2 and PP=2 x EP=2 (a PP x EP checkpoint also in one process; EP=2 also
 after a SIGKILL of torchrun: opt-in, ``MINDVL_SLOW_TESTS=1``), and impossible layouts fail
 before any work with one line."""
 
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from dist_helpers import assert_same_run, free_port, spawn, tiny_stage
+from dist_helpers import assert_same_run, assert_same_weights, free_port, spawn, tiny_stage
 
 from mindvl.common.errors import UserError
 from mindvl.trainer.checkpoint import latest_checkpoint
@@ -72,6 +73,39 @@ def test_ep2_times_fsdp2_on_four_ranks_matches_one_process(tmp_path, base, model
     )
     rows = spawn(cfg, tmp_path / "ep2x2", 4)
     assert_same_run(single, rows, tmp_path / "one", tmp_path / "ep2x2", PARTS)
+
+
+@pytest.mark.parametrize(
+    ("model", "moe", "schedule"),
+    [
+        ("tiny_qwen3_moe", {}, "1F1B"),  # experts on both stages
+        # the first layer dense: the first stage holds no experts
+        ("tiny_deepseek_v3", {"bias_update_rate": 0.01}, "GPipe"),
+    ],
+)
+def test_pp2_times_ep2_on_four_ranks_matches_one_process_and_resumes(
+    tmp_path, base, model, moe, schedule
+):
+    base = base.model_copy(
+        update={"init": base.init.model_copy(update={"config": model}),
+                "moe": base.moe.model_copy(update=moe)}
+    )  # fmt: skip
+    single = run_stage(base, tmp_path / "one")
+    layout = {"pp": 2, "dp_shard": 2, "ep": 2, "pp_schedule": schedule}
+    cfg = StageConfig.model_validate(
+        {**base.model_dump(), "parallel": layout, "checkpoint_every": 2}
+    )
+    rows = spawn(cfg, tmp_path / "ppep", 4)
+    assert_same_run(single, rows, tmp_path / "one", tmp_path / "ppep", PARTS)
+    # each rank saved its stage's expert slices: the same layout repeats step 3 exactly, and
+    # one process resumes the same checkpoint to the same final weights
+    shutil.copytree(tmp_path / "ppep", tmp_path / "cross")
+    shutil.rmtree(tmp_path / "ppep" / "checkpoints" / "step-00000003")
+    again = spawn(cfg, tmp_path / "ppep", 4, resume=True)
+    assert [again[2][k] for k in PARTS] == [rows[2][k] for k in PARTS]
+    shutil.rmtree(tmp_path / "cross" / "checkpoints" / "step-00000003")
+    run_stage(base, tmp_path / "cross", resume=True)
+    assert_same_weights(tmp_path / "ppep", tmp_path / "cross")
 
 
 def test_impossible_layouts_are_one_line_errors(tmp_path, base):

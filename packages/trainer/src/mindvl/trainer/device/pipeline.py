@@ -61,8 +61,6 @@ def split_model(core, dims: ParallelDims, mesh, spec):
     Rank ``r`` of the ``pp`` axis holds stages ``r, r + pp, ...`` (torch's loop order).
     What the rank does not hold is dropped from ``core``.
     """
-    if dims.ep > 1:
-        raise UserError("parallel.ep > 1 with pp > 1 is not available in this build")
     per_rank = spec.pp_stages_per_rank
     if (spec.pp_schedule in SINGLE) != (per_rank == 1):
         raise UserError(
