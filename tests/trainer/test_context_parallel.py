@@ -19,9 +19,8 @@ from test_model_packing import PAD_ID, VOCAB, make_sample, pack
 from mindvl.common.errors import UserError
 from mindvl.trainer.device.attention import block_causal_mask, make_backend
 from mindvl.trainer.device.context_parallel import UlyssesBackend, apply_context_parallel
-from mindvl.trainer.device.mesh import ModelFacts, ParallelDims, resolve
+from mindvl.trainer.device.mesh import ModelFacts, resolve
 from mindvl.trainer.device.npu_attention import reference_fusion_attention
-from mindvl.trainer.device.parallel import parallelize
 from mindvl.trainer.model import MindVL
 from mindvl.trainer.model.tiny import tiny_config
 from mindvl.trainer.stage_config import ParallelSpec
@@ -166,6 +165,3 @@ def test_cp_layouts_the_model_cannot_take_are_one_line_errors():
         with pytest.raises(UserError, match=message) as err:
             resolve(ParallelSpec(cp=cp), None, cp).check(facts)
         assert "\n" not in str(err.value)
-    dims = ParallelDims(world=4, dp_shard=2, cp=2, ep=2)
-    with pytest.raises(UserError, match="parallel.cp > 1 with ep > 1 is not available"):
-        parallelize(torch.nn.Linear(2, 2), dims, None, torch.device("cpu"))

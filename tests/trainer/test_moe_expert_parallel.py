@@ -1,8 +1,8 @@
 """Expert parallelism on gloo: EP=2 (2 ranks), EP=2 x FSDP=2 and PP=2 x EP=2 (4 ranks) train
 like one process (fp32, 3 steps: losses, grad norms, final weights), resume exactly under
 EP=2 and PP=2 x EP=2 (a PP x EP checkpoint also in one process; EP=2 also
-after a SIGKILL of torchrun: opt-in, ``MINDVL_SLOW_TESTS=1``), and impossible layouts fail
-before any work with one line."""
+after a SIGKILL of torchrun: opt-in, ``MINDVL_SLOW_TESTS=1``), CP=2 x EP=2 x FSDP=2 on 8
+ranks likewise (opt-in), and impossible layouts fail before any work with one line."""
 
 from __future__ import annotations
 
@@ -17,12 +17,14 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from dist_helpers import assert_same_run, assert_same_weights, free_port, spawn, tiny_stage
 
 from mindvl.common.errors import UserError
 from mindvl.trainer.checkpoint import latest_checkpoint
-from mindvl.trainer.device.mesh import ModelFacts, resolve
+from mindvl.trainer.device.mesh import ModelFacts, ParallelDims, resolve
+from mindvl.trainer.device.parallel import parallelize
 from mindvl.trainer.loop import run_stage
 from mindvl.trainer.stage_config import ParallelSpec, StageConfig
 
@@ -108,6 +110,42 @@ def test_pp2_times_ep2_on_four_ranks_matches_one_process_and_resumes(
     assert_same_weights(tmp_path / "ppep", tmp_path / "cross")
 
 
+@pytest.mark.skipif(
+    os.environ.get("MINDVL_SLOW_TESTS") != "1",
+    reason="8 gloo ranks on 2 cores (~35 s): set MINDVL_SLOW_TESTS=1",
+)
+@pytest.mark.parametrize(
+    ("model", "moe"),
+    [("tiny_qwen3_moe", {}), ("tiny_deepseek_v3", {"bias_update_rate": 0.01})],
+)
+def test_cp2_times_ep2_times_fsdp2_on_eight_ranks_matches_one_process(tmp_path, base, model, moe):
+    """Each expert slice on 2 dp_shard_mod_ep x 2 cp ranks (replicated over the first, sharded
+    over the second): the 1-process run, resumed exactly, its checkpoint resumed by one
+    process and by EP=2 to the same final weights."""
+    base = base.model_copy(
+        update={"init": base.init.model_copy(update={"config": model}),
+                "moe": base.moe.model_copy(update=moe)}
+    )  # fmt: skip
+    single = run_stage(base, tmp_path / "one")
+    layout = {"cp": 2, "dp_shard": 4, "ep": 2}
+    cfg = StageConfig.model_validate(
+        {**base.model_dump(), "parallel": layout, "checkpoint_every": 2}
+    )
+    rows = spawn(cfg, tmp_path / "cpep", 8)
+    assert_same_run(single, rows, tmp_path / "one", tmp_path / "cpep", PARTS)
+    for other in ("one_process", "ep2"):
+        shutil.copytree(tmp_path / "cpep", tmp_path / other)
+        shutil.rmtree(tmp_path / other / "checkpoints" / "step-00000003")
+    shutil.rmtree(tmp_path / "cpep" / "checkpoints" / "step-00000003")
+    again = spawn(cfg, tmp_path / "cpep", 8, resume=True)
+    assert [again[2][k] for k in PARTS] == [rows[2][k] for k in PARTS]
+    run_stage(base, tmp_path / "one_process", resume=True)
+    ep2 = StageConfig.model_validate({**base.model_dump(), "parallel": {"ep": 2}})
+    spawn(ep2, tmp_path / "ep2", 2, resume=True)
+    for other in ("one_process", "ep2"):
+        assert_same_weights(tmp_path / "cpep", tmp_path / other)
+
+
 def test_impossible_layouts_are_one_line_errors(tmp_path, base):
     fsdp_ep = lambda ep: ParallelSpec(ep=ep)  # noqa: E731
     moe4 = ModelFacts(llm_heads=4, llm_kv_heads=2, llm_layers=2, vision_heads=2, num_experts=4)
@@ -123,6 +161,9 @@ def test_impossible_layouts_are_one_line_errors(tmp_path, base):
             resolve(spec, distributed, world).check(facts)
         assert "\n" not in str(err.value)
     assert resolve(fsdp_ep(2), None, 4).dp_shard_mod_ep == 2
+    dims = ParallelDims(world=4, dp_replicate=2, dp_shard=2, ep=2)
+    with pytest.raises(UserError, match="parallel.ep > 1 with dp_replicate > 1 is not available"):
+        parallelize(torch.nn.Linear(2, 2), dims, None, torch.device("cpu"))
     # in the loop: before any step runs or any checkpoint is written
     cfg = StageConfig.model_validate({**base.model_dump(), "parallel": {"ep": 2}})
     with pytest.raises(UserError, match="must divide dp_shard = 1"):

@@ -55,8 +55,6 @@ def parallelize(
     once it is sharded: after TP and FSDP2, each rank its own pieces, or before DDP's wrap
     (DDP copies rank 0's weights).
     """
-    if dims.cp > 1 and dims.ep > 1:
-        raise UserError("parallel.cp > 1 with ep > 1 is not available in this build")
     if dims.ep > 1 and dims.dp_replicate > 1:
         raise UserError("parallel.ep > 1 with dp_replicate > 1 is not available in this build")
     if dims.tp > 1:  # before FSDP2 (torchtitan's order): FSDP2 then shards the TP DTensors
@@ -87,10 +85,14 @@ def _fully_shard(
     )
     kw = {"mesh": dp_mesh, "mp_policy": policy, "reshard_after_forward": reshard}
     if dims.ep > 1:
-        # experts: sliced over ep, each slice FSDP2-sharded over the ranks holding it
-        shard_experts(model.llm, mesh["ep"], checkpoint_mesh(mesh[("dp_shard_mod_ep", "ep")]))
+        # experts: sliced over ep, each slice FSDP2-sharded over the dp_shard_mod_ep ranks
+        # holding it; with cp, whose ranks see other tokens of the rows, sharded over cp and
+        # replicated over dp_shard_mod_ep (HSDP: torch flattens only adjacent mesh dims)
+        ckpt = checkpoint_mesh(mesh[("dp_shard_mod_ep", "ep", "cp")])
+        shard_experts(model.llm, mesh["ep"], ckpt)
+        held = mesh[("dp_shard_mod_ep", "cp")] if dims.cp > 1 else mesh["dp_shard_mod_ep"]
         for experts in routed_expert_modules(model.llm):
-            fully_shard(experts, **{**kw, "mesh": mesh["dp_shard_mod_ep"]})
+            fully_shard(experts, **{**kw, "mesh": held})
     if model.vision is not None:  # a pipeline stage past the first has no tower
         for block in model.vision.blocks:
             fully_shard(block, **kw)
@@ -130,7 +132,7 @@ def clip_gradients(model: nn.Module, max_norm: float | None, sharded_meshes: boo
     """Clip the gradients to ``max_norm`` (None: only measure); returns the global norm.
 
     ``sharded_meshes``: expert-parallel slices exist. Their DTensors only span the
-    ``dp_shard_mod_ep`` ranks holding one slice, so their squared norm is also summed over
+    ``dp_shard_mod_ep`` (and ``cp``) ranks holding one slice, so their squared norm is also summed over
     ``ep``; every other parameter's norm comes from its own mesh
     (:func:`~mindvl.trainer.device.grad_norm.clip_grad_norm_by_mesh`).
     """
