@@ -1,8 +1,9 @@
-"""Expert parallelism on gloo: EP=2 (2 ranks), EP=2 x FSDP=2 and PP=2 x EP=2 (4 ranks) train
-like one process (fp32, 3 steps: losses, grad norms, final weights), resume exactly under
-EP=2 and PP=2 x EP=2 (a PP x EP checkpoint also in one process; EP=2 also
-after a SIGKILL of torchrun: opt-in, ``MINDVL_SLOW_TESTS=1``), CP=2 x EP=2 x FSDP=2 on 8
-ranks likewise (opt-in), and impossible layouts fail before any work with one line."""
+"""Expert parallelism on gloo: EP=2 (2 ranks), EP=2 x FSDP=2, PP=2 x EP=2 and HSDP=2 x EP=2
+(4 ranks) train like one process (fp32, 3 steps: losses, grad norms, final weights), resume
+exactly under EP=2, PP=2 x EP=2 and HSDP=2 x EP=2 (the last two's checkpoints also in one
+process; EP=2 also after a SIGKILL of torchrun: opt-in, ``MINDVL_SLOW_TESTS=1``), CP=2 x
+EP=2 x FSDP=2 on 8 ranks likewise (opt-in), and impossible layouts fail before any work with
+one line."""
 
 from __future__ import annotations
 
@@ -110,6 +111,32 @@ def test_pp2_times_ep2_on_four_ranks_matches_one_process_and_resumes(
     assert_same_weights(tmp_path / "ppep", tmp_path / "cross")
 
 
+@pytest.mark.parametrize(
+    ("model", "moe"),
+    [("tiny_qwen3_moe", {}), ("tiny_deepseek_v3", {"bias_update_rate": 0.01})],
+)
+def test_hsdp2_times_ep2_on_four_ranks_matches_one_process_and_resumes(tmp_path, base, model, moe):
+    """Expert slices replicated over dp_replicate like the rest of the model (HSDP)."""
+    base = base.model_copy(
+        update={"init": base.init.model_copy(update={"config": model}),
+                "moe": base.moe.model_copy(update=moe)}
+    )  # fmt: skip
+    single = run_stage(base, tmp_path / "one")
+    layout = {"dp_replicate": 2, "dp_shard": 2, "ep": 2}
+    cfg = StageConfig.model_validate(
+        {**base.model_dump(), "parallel": layout, "checkpoint_every": 2}
+    )
+    rows = spawn(cfg, tmp_path / "hsdp", 4)
+    assert_same_run(single, rows, tmp_path / "one", tmp_path / "hsdp", PARTS)
+    shutil.copytree(tmp_path / "hsdp", tmp_path / "cross")
+    shutil.rmtree(tmp_path / "hsdp" / "checkpoints" / "step-00000003")
+    again = spawn(cfg, tmp_path / "hsdp", 4, resume=True)
+    assert [again[2][k] for k in PARTS] == [rows[2][k] for k in PARTS]
+    shutil.rmtree(tmp_path / "cross" / "checkpoints" / "step-00000003")
+    run_stage(base, tmp_path / "cross", resume=True)
+    assert_same_weights(tmp_path / "hsdp", tmp_path / "cross")
+
+
 @pytest.mark.skipif(
     os.environ.get("MINDVL_SLOW_TESTS") != "1",
     reason="8 gloo ranks on 2 cores (~35 s): set MINDVL_SLOW_TESTS=1",
@@ -161,8 +188,8 @@ def test_impossible_layouts_are_one_line_errors(tmp_path, base):
             resolve(spec, distributed, world).check(facts)
         assert "\n" not in str(err.value)
     assert resolve(fsdp_ep(2), None, 4).dp_shard_mod_ep == 2
-    dims = ParallelDims(world=4, dp_replicate=2, dp_shard=2, ep=2)
-    with pytest.raises(UserError, match="parallel.ep > 1 with dp_replicate > 1 is not available"):
+    dims = ParallelDims(world=8, dp_replicate=2, dp_shard=2, cp=2, ep=2)
+    with pytest.raises(UserError, match="ep > 1 with both dp_replicate > 1 and cp > 1 is not"):
         parallelize(torch.nn.Linear(2, 2), dims, None, torch.device("cpu"))
     # in the loop: before any step runs or any checkpoint is written
     cfg = StageConfig.model_validate({**base.model_dump(), "parallel": {"ep": 2}})

@@ -71,7 +71,7 @@ def _ep_forward(self, hidden_states, top_k_index, top_k_weights):
     by_expert = torch.argsort(expert_of, stable=True)
     per_expert = recv_counts.sum(0).tolist()
     # an expert's gradient sums the tokens of its whole ep group; FSDP2 then averages over
-    # the dp_shard_mod_ep (and cp) ranks only, so 1/ep makes it the all-ranks mean like the rest
+    # the ranks holding its slice only, so 1/ep makes it the all-ranks mean like the rest
     # (FSDP2's own divide factor needs ReduceOp.PREMUL_SUM, which gloo and HCCL lack)
     gate_up = _ScaleGrad.apply(self.gate_up_proj, 1.0 / ep)
     down = _ScaleGrad.apply(self.down_proj, 1.0 / ep)
@@ -122,38 +122,41 @@ def expert_parameter_names(model: nn.Module) -> dict[str, nn.Module]:
     return out
 
 
+CKPT_DIMS = ("ep", "dp_replicate", "dp_shard_mod_ep", "cp")
+
+
 def checkpoint_mesh(mesh):
-    """The (ep, dp_shard_mod_ep, cp) view of the (dp_shard_mod_ep, ep, cp) training mesh,
-    without process groups: expert weights are saved as DTensors on it
-    (:func:`expert_checkpoint_view`), ep slices outer, each slice's FSDP2 pieces inside."""
+    """The (ep, dp_replicate, dp_shard_mod_ep, cp) view of the training mesh's
+    (dp_replicate, dp_shard_mod_ep, ep, cp) dims, without process groups: expert weights
+    are saved as DTensors on it (:func:`expert_checkpoint_view`), ep slices outer, each
+    slice's FSDP2 pieces inside."""
     from torch.distributed.device_mesh import DeviceMesh
 
     return DeviceMesh(
         mesh.device_type,
-        mesh.mesh.permute(1, 0, 2).contiguous(),
-        mesh_dim_names=("ep", "dp_shard_mod_ep", "cp"),
+        mesh.mesh.permute(2, 0, 1, 3).contiguous(),
+        mesh_dim_names=CKPT_DIMS,
         _init_backend=False,
     )
 
 
 def _global_view(t: torch.Tensor, module) -> torch.Tensor:
-    """``t``, this rank's piece of an expert weight (its ep slice, FSDP2-sharded over
-    ``dp_shard_mod_ep``, or with cp sharded over ``cp`` and replicated over
-    ``dp_shard_mod_ep``), as a DTensor of the whole expert tensor."""
+    """``t``, this rank's piece of an expert weight (its ep slice, as FSDP2 placed it on the
+    ranks holding the slice: ``parallel._expert_mesh``), as a DTensor of the whole expert
+    tensor, replicated over the dims its FSDP2 mesh does not span."""
     from torch.distributed.tensor import DTensor, Replicate, Shard
 
-    if not isinstance(t, DTensor):
-        local, inner = t, [Replicate(), Replicate()]
-    else:
-        local, inner = t.to_local(), list(t.placements)
-        if len(inner) == 1:  # sharded over dp_shard_mod_ep, the same on every cp rank
-            inner.append(Replicate())
+    placements = [Shard(0)] + [Replicate()] * (len(CKPT_DIMS) - 1)
+    local = t
+    if isinstance(t, DTensor):
+        local = t.to_local()
+        for name, placement in zip(t.device_mesh.mesh_dim_names, t.placements, strict=True):
+            placements[CKPT_DIMS.index(name)] = placement
     shape = torch.Size((module._ep_local * module._ep_size, *t.shape[1:]))
     stride = torch.empty(shape, device="meta").stride()
     return DTensor.from_local(
-        local, module._ep_ckpt_mesh, [Shard(0), *inner], run_check=False,
-        shape=shape, stride=stride,
-    )  # fmt: skip
+        local, module._ep_ckpt_mesh, placements, run_check=False, shape=shape, stride=stride
+    )
 
 
 def expert_checkpoint_view(model: nn.Module, state: dict, optimizer: bool = False) -> dict:

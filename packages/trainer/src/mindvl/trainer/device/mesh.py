@@ -11,7 +11,8 @@ One mesh for every parallel dimension, torchtitan-style, outermost first::
 - ``ep`` borrows its ranks from ``dp_shard``: the routed experts of each MoE layer are split
   over ``ep`` ranks and FSDP2-sharded over the ``dp_shard_mod_ep`` ranks that hold the same
   experts (with ``cp``, whose ranks route other tokens of the rows: sharded over ``cp`` and
-  replicated over ``dp_shard_mod_ep``); every rank still reads its own samples.
+  replicated over ``dp_shard_mod_ep``; with ``dp_replicate``, replicated over it too);
+  every rank still reads its own samples.
 
 Size-1 dimensions stay in the mesh, so code can always slice ``mesh["tp"]`` etc. The
 flattened dimensions are ``dp`` (the loader's split, token counts), ``dp_shard_cp`` (FSDP)

@@ -55,8 +55,10 @@ def parallelize(
     once it is sharded: after TP and FSDP2, each rank its own pieces, or before DDP's wrap
     (DDP copies rank 0's weights).
     """
-    if dims.ep > 1 and dims.dp_replicate > 1:
-        raise UserError("parallel.ep > 1 with dp_replicate > 1 is not available in this build")
+    if dims.ep > 1 and dims.dp_replicate > 1 and dims.cp > 1:
+        raise UserError(
+            "parallel.ep > 1 with both dp_replicate > 1 and cp > 1 is not available in this build"
+        )
     if dims.tp > 1:  # before FSDP2 (torchtitan's order): FSDP2 then shards the TP DTensors
         apply_tensor_parallel(model, mesh["tp"])
     if prepare is not None:
@@ -85,14 +87,10 @@ def _fully_shard(
     )
     kw = {"mesh": dp_mesh, "mp_policy": policy, "reshard_after_forward": reshard}
     if dims.ep > 1:
-        # experts: sliced over ep, each slice FSDP2-sharded over the dp_shard_mod_ep ranks
-        # holding it; with cp, whose ranks see other tokens of the rows, sharded over cp and
-        # replicated over dp_shard_mod_ep (HSDP: torch flattens only adjacent mesh dims)
-        ckpt = checkpoint_mesh(mesh[("dp_shard_mod_ep", "ep", "cp")])
+        ckpt = checkpoint_mesh(mesh[("dp_replicate", "dp_shard_mod_ep", "ep", "cp")])
         shard_experts(model.llm, mesh["ep"], ckpt)
-        held = mesh[("dp_shard_mod_ep", "cp")] if dims.cp > 1 else mesh["dp_shard_mod_ep"]
         for experts in routed_expert_modules(model.llm):
-            fully_shard(experts, **{**kw, "mesh": held})
+            fully_shard(experts, **{**kw, "mesh": _expert_mesh(dims, mesh)})
     if model.vision is not None:  # a pipeline stage past the first has no tower
         for block in model.vision.blocks:
             fully_shard(block, **kw)
@@ -102,6 +100,19 @@ def _fully_shard(
         fully_shard(model.projector, **kw)
     fully_shard(model, **kw)
     return model
+
+
+def _expert_mesh(dims: ParallelDims, mesh):
+    """The ranks that hold one expert slice, as FSDP2 shards it: the ``dp_shard_mod_ep``
+    ranks; with cp (whose ranks route other tokens of the rows) sharded over ``cp`` and
+    replicated over ``dp_shard_mod_ep``, with dp_replicate replicated over it (HSDP; torch
+    flattens only adjacent mesh dims, and ``ep`` sits between ``dp_shard_mod_ep`` and
+    ``cp``)."""
+    if dims.cp > 1:
+        return mesh[("dp_shard_mod_ep", "cp")]
+    if dims.dp_replicate > 1:
+        return mesh[("dp_replicate", "dp_shard_mod_ep")]
+    return mesh["dp_shard_mod_ep"]
 
 
 def unwrap(model: nn.Module) -> nn.Module:
