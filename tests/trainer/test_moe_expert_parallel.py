@@ -78,63 +78,43 @@ def test_ep2_times_fsdp2_on_four_ranks_matches_one_process(tmp_path, base, model
     assert_same_run(single, rows, tmp_path / "one", tmp_path / "ep2x2", PARTS)
 
 
+PP_EP = {"pp": 2, "dp_shard": 2, "ep": 2}
+HSDP_EP = {"dp_replicate": 2, "dp_shard": 2, "ep": 2}  # expert slices replicated like the rest
+
+
 @pytest.mark.parametrize(
-    ("model", "moe", "schedule"),
+    ("model", "moe", "layout"),
     [
-        ("tiny_qwen3_moe", {}, "1F1B"),  # experts on both stages
-        # the first layer dense: the first stage holds no experts
-        ("tiny_deepseek_v3", {"bias_update_rate": 0.01}, "GPipe"),
+        ("tiny_qwen3_moe", {}, {**PP_EP, "pp_schedule": "1F1B"}),  # experts on both stages
+        # the first layer dense: the first pipeline stage holds no experts
+        ("tiny_deepseek_v3", {"bias_update_rate": 0.01}, {**PP_EP, "pp_schedule": "GPipe"}),
+        ("tiny_qwen3_moe", {}, HSDP_EP),
+        ("tiny_deepseek_v3", {"bias_update_rate": 0.01}, HSDP_EP),
     ],
+    ids=["pp2xep2-1F1B", "pp2xep2-GPipe", "hsdp2xep2", "hsdp2xep2-bias"],
 )
-def test_pp2_times_ep2_on_four_ranks_matches_one_process_and_resumes(
-    tmp_path, base, model, moe, schedule
+def test_ep2_with_pp_or_hsdp_on_four_ranks_matches_one_process_and_resumes(
+    tmp_path, base, model, moe, layout
 ):
     base = base.model_copy(
         update={"init": base.init.model_copy(update={"config": model}),
                 "moe": base.moe.model_copy(update=moe)}
     )  # fmt: skip
     single = run_stage(base, tmp_path / "one")
-    layout = {"pp": 2, "dp_shard": 2, "ep": 2, "pp_schedule": schedule}
     cfg = StageConfig.model_validate(
         {**base.model_dump(), "parallel": layout, "checkpoint_every": 2}
     )
-    rows = spawn(cfg, tmp_path / "ppep", 4)
-    assert_same_run(single, rows, tmp_path / "one", tmp_path / "ppep", PARTS)
-    # each rank saved its stage's expert slices: the same layout repeats step 3 exactly, and
+    rows = spawn(cfg, tmp_path / "ep", 4)
+    assert_same_run(single, rows, tmp_path / "one", tmp_path / "ep", PARTS)
+    # each rank saved its own expert pieces: the same layout repeats step 3 exactly, and
     # one process resumes the same checkpoint to the same final weights
-    shutil.copytree(tmp_path / "ppep", tmp_path / "cross")
-    shutil.rmtree(tmp_path / "ppep" / "checkpoints" / "step-00000003")
-    again = spawn(cfg, tmp_path / "ppep", 4, resume=True)
+    shutil.copytree(tmp_path / "ep", tmp_path / "cross")
+    shutil.rmtree(tmp_path / "ep" / "checkpoints" / "step-00000003")
+    again = spawn(cfg, tmp_path / "ep", 4, resume=True)
     assert [again[2][k] for k in PARTS] == [rows[2][k] for k in PARTS]
     shutil.rmtree(tmp_path / "cross" / "checkpoints" / "step-00000003")
     run_stage(base, tmp_path / "cross", resume=True)
-    assert_same_weights(tmp_path / "ppep", tmp_path / "cross")
-
-
-@pytest.mark.parametrize(
-    ("model", "moe"),
-    [("tiny_qwen3_moe", {}), ("tiny_deepseek_v3", {"bias_update_rate": 0.01})],
-)
-def test_hsdp2_times_ep2_on_four_ranks_matches_one_process_and_resumes(tmp_path, base, model, moe):
-    """Expert slices replicated over dp_replicate like the rest of the model (HSDP)."""
-    base = base.model_copy(
-        update={"init": base.init.model_copy(update={"config": model}),
-                "moe": base.moe.model_copy(update=moe)}
-    )  # fmt: skip
-    single = run_stage(base, tmp_path / "one")
-    layout = {"dp_replicate": 2, "dp_shard": 2, "ep": 2}
-    cfg = StageConfig.model_validate(
-        {**base.model_dump(), "parallel": layout, "checkpoint_every": 2}
-    )
-    rows = spawn(cfg, tmp_path / "hsdp", 4)
-    assert_same_run(single, rows, tmp_path / "one", tmp_path / "hsdp", PARTS)
-    shutil.copytree(tmp_path / "hsdp", tmp_path / "cross")
-    shutil.rmtree(tmp_path / "hsdp" / "checkpoints" / "step-00000003")
-    again = spawn(cfg, tmp_path / "hsdp", 4, resume=True)
-    assert [again[2][k] for k in PARTS] == [rows[2][k] for k in PARTS]
-    shutil.rmtree(tmp_path / "cross" / "checkpoints" / "step-00000003")
-    run_stage(base, tmp_path / "cross", resume=True)
-    assert_same_weights(tmp_path / "hsdp", tmp_path / "cross")
+    assert_same_weights(tmp_path / "ep", tmp_path / "cross")
 
 
 @pytest.mark.skipif(
