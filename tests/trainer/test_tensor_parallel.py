@@ -1,5 +1,5 @@
 """Tensor + sequence parallelism on gloo: TP=2 (2 ranks) and FSDP=2 x TP=2 (4 ranks; also
-EP=2 x TP=2 and HSDP x TP=2) train like one process (fp32, 3 steps: losses, grad norms
+EP=2 x TP=2, HSDP x TP=2 and TP=2 x PP=2) train like one process (fp32, 3 steps: losses, grad norms
 with clipping, final weights) for a dense and a MoE tiny model, starting from the meta
 path's seeded init with no rank ever giving storage to the whole model, and resume
 exactly; one backward under TP=2 gives every parameter's 1-process gradient and global
@@ -46,6 +46,7 @@ def base(tmp_path_factory):
 
 TP2, FSDP2_TP2, EP2_TP2 = {"tp": 2}, {"dp_shard": 2, "tp": 2}, {"dp_shard": 2, "ep": 2, "tp": 2}
 HSDP2_TP2 = {"dp_replicate": 2, "dp_shard": 1, "tp": 2}
+TP2_PP2 = {"tp": 2, "pp": 2}  # each stage tensor-parallel; stages exchange full rows
 
 
 SELECTIVE = {"activation_checkpointing": "selective"}  # wrapped after TP, before FSDP2
@@ -60,8 +61,19 @@ SELECTIVE = {"activation_checkpointing": "selective"}  # wrapped after TP, befor
         ("tiny_qwen3_moe", FSDP2_TP2, 4, {}),
         ("tiny_qwen3_moe", EP2_TP2, 4, {}),  # experts split over ep, attention and MLPs over tp
         ("tiny", HSDP2_TP2, 4, {}),  # replicated over dp_replicate: 3-D (replicate, shard, tp)
+        ("tiny", TP2_PP2, 4, {}),  # tied embeddings: first and last stage, vocab-split
+        ("tiny_qwen3_moe", {**TP2_PP2, "pp_schedule": "GPipe"}, 4, {}),
     ],
-    ids=["tp2-dense", "tp2-moe", "fsdp2xtp2-dense-ac", "fsdp2xtp2-moe", "ep2xtp2-moe", "hsdpxtp2"],
+    ids=[
+        "tp2-dense",
+        "tp2-moe",
+        "fsdp2xtp2-dense-ac",
+        "fsdp2xtp2-moe",
+        "ep2xtp2-moe",
+        "hsdpxtp2",
+        "tp2xpp2-dense",
+        "tp2xpp2-moe",
+    ],  # fmt: skip
 )
 def test_tp_matches_one_process_and_resumes(
     tmp_path, monkeypatch, base, model, parallel, world, knobs
@@ -186,3 +198,9 @@ def test_layouts_tensor_parallelism_cannot_take_fail_in_one_line():
             tp2.check(bad)
     with pytest.raises(UserError, match="parallel.tp = 2 does not divide seq_len = 255"):
         tp2.check_row(255)
+    tp2_pp2 = ParallelDims(world=4, tp=2, pp=2)
+    tp2_pp2.check_knobs(False, False)
+    for knobs in ((True, False), (False, True)):
+        with pytest.raises(UserError, match="tp > 1 with pp > 1 takes neither") as err:
+            tp2_pp2.check_knobs(*knobs)
+        assert "\n" not in str(err.value)

@@ -144,6 +144,8 @@ def _run(cfg: StageConfig, out: Path, resume: bool, config_text: str, rt: Runtim
     dims = resolve(cfg.parallel, cfg.distributed, rt.world)
     dims.check(model_facts(core))
     dims.check_row(cfg.seq_len)
+    checkpointing = any(m != "none" for m in cfg.activation_checkpointing.model_dump().values())
+    dims.check_knobs(checkpointing, cfg.compile)
     mesh = build_mesh(rt.device.type, dims) if rt.distributed else None
     if dims.cp > 1:  # each cp rank runs its slice of every row (device/context_parallel.py)
         apply_context_parallel(core, mesh["cp"].get_group())

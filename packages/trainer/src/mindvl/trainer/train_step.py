@@ -92,7 +92,7 @@ class TrainStep:
             raise RuntimeError(f"step {step}: no loss tokens in the global batch")
         loss_sum = self._forward_backward(packs, n_loss, n_real)
         if pipe is not None:
-            grad_norm = pipe.clip_gradients(self.spec.grad_clip, dims.dp_replicate)
+            grad_norm = pipe.clip_gradients(self.spec.grad_clip, dims.ep > 1)
         else:
             grad_norm = clip_gradients(self.model, self.spec.grad_clip, dims.ep > 1)
         lrs = current_lrs(self.optimizer, self.spec)
@@ -139,13 +139,14 @@ class TrainStep:
         # FSDP2/DDP average gradients over the dp x cp ranks
         grad_ranks = dims.dp * dims.cp
         scale = grad_ranks / n_loss
+        tp = dims.tp > 1  # the loss runs on vocabulary shards, forward and backward
         if pipe is not None:  # the schedule runs forward and backward of all rows
-            result = pipe.step(packs, scale, moe, grad_ranks / n_real)
+            with vocab_parallel_loss(tp):
+                result = pipe.step(packs, scale, moe, grad_ranks / n_real)
             for router in result.routers or []:
                 moe.objective(router)  # the step's router statistics, for finish_step
             return result.loss_sum
         loss_sum = 0.0
-        tp = dims.tp > 1  # the loss runs on vocabulary shards, forward and backward
         device = self.rt.device
         for i, b in enumerate(packs):
             sync_off = i < self.micro - 1

@@ -91,9 +91,8 @@ class ParallelDims:
             for what, n in items:
                 if degree > 1 and n is not None and n % degree:
                     raise UserError(f"parallel.{axis} = {degree} does not divide the {n} {what}")
-        if self.tp > 1 and (self.cp > 1 or self.pp > 1):
-            other = "cp" if self.cp > 1 else "pp"
-            raise UserError(f"parallel.tp > 1 with {other} > 1 is not available in this build")
+        if self.tp > 1 and self.cp > 1:
+            raise UserError("parallel.tp > 1 with cp > 1 is not available in this build")
         if self.pp > 1 and facts.llm_layers < self.pp:
             raise UserError(
                 f"parallel.pp = {self.pp} stages need at least {self.pp} LLM layers"
@@ -108,6 +107,16 @@ class ParallelDims:
                 raise UserError(
                     f"parallel.ep = {self.ep} does not divide the {facts.num_experts} routed experts"
                 )
+
+    def check_knobs(self, checkpointing: bool, compiled: bool) -> None:
+        """Under ``pp`` the blocks are wrapped (activation checkpointing, compile) before the
+        stage split, which under ``tp`` would come before tensor parallelism's plans, whose
+        module names the wrappers change."""
+        if self.tp > 1 and self.pp > 1 and (checkpointing or compiled):
+            raise UserError(
+                "parallel.tp > 1 with pp > 1 takes neither activation_checkpointing nor compile"
+                " in this build"
+            )
 
     def check_row(self, seq_len: int) -> None:
         """Sequence parallelism splits every packed row of ``seq_len`` tokens over ``tp``."""

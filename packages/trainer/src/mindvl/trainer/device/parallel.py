@@ -139,15 +139,21 @@ def no_grad_sync(model: nn.Module, enabled: bool = True) -> Iterator[None]:
         yield
 
 
-def clip_gradients(model: nn.Module, max_norm: float | None, sharded_meshes: bool) -> float:
+def clip_gradients(
+    model: nn.Module,
+    max_norm: float | None,
+    sharded_meshes: bool,
+    uncounted: nn.Parameter | None = None,
+) -> float:
     """Clip the gradients to ``max_norm`` (None: only measure); returns the global norm.
 
-    ``sharded_meshes``: expert-parallel slices exist. Their DTensors only span the
-    ``dp_shard_mod_ep`` (and ``cp``) ranks holding one slice, so their squared norm is also summed over
-    ``ep``; every other parameter's norm comes from its own mesh
-    (:func:`~mindvl.trainer.device.grad_norm.clip_grad_norm_by_mesh`).
+    ``sharded_meshes``: expert-parallel slices exist. Their DTensors only span the ranks
+    holding one slice, so their squared norm is also summed over ``ep``; every other
+    parameter's norm comes from its own mesh
+    (:func:`~mindvl.trainer.device.grad_norm.clip_grad_norm_by_mesh`). ``uncounted``: a
+    parameter left out (a pipeline's second copy of a tied embedding).
     """
-    params = [p for p in model.parameters() if p.grad is not None]
+    params = [p for p in model.parameters() if p.grad is not None and p is not uncounted]
     also_over = {}
     if sharded_meshes:
         experts = expert_parameter_names(model)

@@ -199,22 +199,24 @@ class Pipeline:
         local = grad.to_local() if hasattr(grad, "to_local") else grad
         dist.all_reduce(local, group=self.tied_group)
 
-    def clip_gradients(self, max_norm: float | None, dp_replicate: int) -> float:
-        """Global gradient norm over all stages and shards (tied weights once); clips."""
-        params = [p for p in self.module.parameters() if p.grad is not None]
-        local = [p.grad.to_local() if hasattr(p.grad, "to_local") else p.grad for p in params]
-        counted = [
-            g for p, g in zip(params, local, strict=True) if not (self.last and p is self.tied)
-        ]
-        sq = torch.zeros((), dtype=torch.float32, device=self.device)
-        if counted:
-            sq = torch.stack([g.detach().float().pow(2).sum() for g in counted]).sum()
-        dist.all_reduce(sq)  # each shard of each stage once per data-parallel replica
-        norm = float((sq / dp_replicate).sqrt())
+    def clip_gradients(self, max_norm: float | None, sharded_meshes: bool) -> float:
+        """Global gradient norm over all stages and shards (tied weights once); clips.
+
+        Each stage's norm comes from its parameters' meshes (a weight replicated over ``tp``
+        or ``dp_replicate`` counted once: ``parallel.clip_gradients``); the stages' squared
+        norms add up over ``pp``."""
+        from mindvl.trainer.device.parallel import clip_gradients
+
+        uncounted = self.tied if self.last else None
+        stage = clip_gradients(self.module, None, sharded_meshes, uncounted)
+        sq = torch.tensor(stage**2, dtype=torch.float64, device=self.device)
+        dist.all_reduce(sq, group=self.group)
+        norm = float(sq) ** 0.5
         coef = min(max_norm / (norm + 1e-6), 1.0) if max_norm else 1.0
         if coef < 1.0:  # torch's clip_grad_norm_ rule
-            for g in local:
-                g.mul_(coef)
+            for p in self.module.parameters():
+                if p.grad is not None:
+                    p.grad.mul_(coef)
         return norm
 
 

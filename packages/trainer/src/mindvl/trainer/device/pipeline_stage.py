@@ -159,6 +159,8 @@ class MindVLStage(nn.Module):
             return (hidden, *carry)
         head = self.llm.get_output_embeddings()
         loss_sum, _ = summed_target_loss(hidden, next_token_targets(labels, cu), head)
+        if hasattr(loss_sum, "to_local"):  # tensor parallel: replicated over tp
+            loss_sum = loss_sum.to_local()
         # shape (1,): the schedule concatenates the rows' outputs after the step
         if self.router is None:
             return loss_sum.reshape(1)

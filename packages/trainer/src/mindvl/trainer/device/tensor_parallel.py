@@ -68,17 +68,20 @@ def apply_tensor_parallel(model: nn.Module, tp_mesh) -> None:
 
     llm = model.llm
     decoder = llm.get_decoder()
+    # a pipeline stage holds the embedding (first), the head (last) or neither
     embed, head = llm.get_input_embeddings(), llm.get_output_embeddings()
-    tied = head is not None and head.weight is embed.weight
-    parallelize_module(
-        embed, tp_mesh, RowwiseParallel(input_layouts=Replicate(), output_layouts=Replicate())
-    )
-    # logits stay split over the vocabulary: cross-entropy runs on the shards
-    # (see vocab_parallel_loss)
-    head_style = ColwiseParallel(
-        input_layouts=Replicate(), output_layouts=Shard(-1), use_local_output=False
-    )
-    parallelize_module(head, tp_mesh, head_style)
+    tied = head is not None and embed is not None and head.weight is embed.weight
+    if embed is not None:
+        parallelize_module(
+            embed, tp_mesh, RowwiseParallel(input_layouts=Replicate(), output_layouts=Replicate())
+        )
+    if head is not None:
+        # logits stay split over the vocabulary: cross-entropy runs on the shards
+        # (see vocab_parallel_loss)
+        head_style = ColwiseParallel(
+            input_layouts=Replicate(), output_layouts=Shard(-1), use_local_output=False
+        )
+        parallelize_module(head, tp_mesh, head_style)
     if tied:  # both vocab-sharded on dim 0: one DTensor parameter again
         head.weight = embed.weight
     model.register_forward_hook(_plain_outputs)
@@ -87,16 +90,19 @@ def apply_tensor_parallel(model: nn.Module, tp_mesh) -> None:
         parallelize_module(layer, tp_mesh, _layer_plan(layer, moe))
         if hasattr(layer.self_attn, "expand_kv"):
             _sum_shared_key_grad(layer.self_attn, tp_mesh)
-    # the full row enters sequence parallelism at the first layer (a local slice) ...
-    _check_row_divides(decoder.layers[0], tp_mesh.size())
+    # the full row enters sequence parallelism at the first layer (a local slice; a
+    # pipeline stage's first, receiving the previous stage's full row) ...
+    first = next(iter(decoder.layers))  # a stage's layers keep their whole-model indices
+    _check_row_divides(first, tp_mesh.size())
     parallelize_module(
-        decoder.layers[0],
+        first,
         tp_mesh,
         PrepareModuleInput(
             input_layouts=(Replicate(),), desired_input_layouts=(Shard(1),), use_local_output=True
         ),
     )
-    # ... and leaves it after the final norm (all-gather) for the loss on full rows
+    # ... and leaves it after the final norm (all-gather) for the loss on full rows (on a
+    # pipeline stage before the last, the norm is an identity: the stage sends full rows)
     parallelize_module(decoder.norm, tp_mesh, SequenceParallel())
     parallelize_module(
         decoder.norm,
@@ -105,7 +111,7 @@ def apply_tensor_parallel(model: nn.Module, tp_mesh) -> None:
             output_layouts=Shard(1), desired_output_layouts=Replicate(), use_local_output=True
         ),
     )
-    for block in model.vision.blocks:  # replicated input, replicated output
+    for block in model.vision.blocks if model.vision is not None else ():  # replicated in and out
         _local_head_vision_attention(block.attn, tp_mesh)
         plan = {
             "attn.proj": RowwiseParallel(output_layouts=Replicate()),
@@ -190,7 +196,9 @@ def vocab_parallel_loss(enabled: bool):
 
 def _plain_outputs(module, args, output):
     """The loss (a replicated DTensor) as a plain tensor, so the loop adds router losses
-    to it; logits asked for are gathered whole."""
+    to it; logits asked for are gathered whole. (A pipeline stage returns its own tensors.)"""
+    if not hasattr(output, "loss_sum"):
+        return output
     if hasattr(output.loss_sum, "to_local"):
         output.loss_sum = output.loss_sum.to_local()
     if output.logits is not None and hasattr(output.logits, "full_tensor"):
