@@ -91,8 +91,9 @@ class ParallelDims:
             for what, n in items:
                 if degree > 1 and n is not None and n % degree:
                     raise UserError(f"parallel.{axis} = {degree} does not divide the {n} {what}")
-        if self.tp > 1 and self.cp > 1:
-            raise UserError("parallel.tp > 1 with cp > 1 is not available in this build")
+        if self.cp > 1 and (self.tp > 1 or self.pp > 1):
+            other = "tp" if self.tp > 1 else "pp"
+            raise UserError(f"parallel.cp > 1 with {other} > 1 is not available in this build")
         if self.pp > 1 and facts.llm_layers < self.pp:
             raise UserError(
                 f"parallel.pp = {self.pp} stages need at least {self.pp} LLM layers"
