@@ -144,8 +144,7 @@ def _run(cfg: StageConfig, out: Path, resume: bool, config_text: str, rt: Runtim
     dims = resolve(cfg.parallel, cfg.distributed, rt.world)
     dims.check(model_facts(core))
     dims.check_row(cfg.seq_len)
-    checkpointing = any(m != "none" for m in cfg.activation_checkpointing.model_dump().values())
-    dims.check_knobs(checkpointing, cfg.compile)
+    dims.check_knobs(cfg.compile)
     mesh = build_mesh(rt.device.type, dims) if rt.distributed else None
     if dims.cp > 1:  # each cp rank runs its slice of every row (device/context_parallel.py)
         apply_context_parallel(core, mesh["cp"].get_group())
@@ -159,10 +158,17 @@ def _run(cfg: StageConfig, out: Path, resume: bool, config_text: str, rt: Runtim
     # bf16: FSDP2 casts parameters itself (its compute dtype); otherwise autocast
     param_dtype = cfg.precision if dims.sharded else "fp32"
     if dims.pp > 1:  # this rank's pipeline stage(s) of the model, each FSDP2-sharded
-        prepare(core)  # the stages keep the wrapped blocks they are cut from
+        # wrapped before the split (the stages keep the wrapped blocks), but under TP after
+        # it, per stage: TP's plans name the plain modules (compile is refused there)
+        stage_prepare = None
+        if dims.tp > 1:
+            checkpointing = cfg.activation_checkpointing.model_dump()
+            stage_prepare = lambda m: apply_activation_checkpointing(m, checkpointing)  # noqa: E731
+        else:
+            prepare(core)
         model = split_model(core, dims, mesh, cfg.parallel)
         for stage in stages_of(model):
-            parallelize(stage, dims, mesh, rt.device, param_dtype, fill=fill)
+            parallelize(stage, dims, mesh, rt.device, param_dtype, prepare=stage_prepare, fill=fill)
     elif mesh is not None:
         model = parallelize(core, dims, mesh, rt.device, param_dtype, prepare=prepare, fill=fill)
     else:

@@ -74,8 +74,8 @@ def checkpoint_block(block: nn.Module, mode: str) -> nn.Module:
 
 def part_blocks(model: nn.Module, part: str) -> nn.ModuleList:
     """The module list of a part's repeated blocks: vision blocks or LLM decoder layers."""
-    if part == "vision":
-        return model.vision.blocks
+    if part == "vision":  # a pipeline stage past the first has no tower
+        return model.vision.blocks if model.vision is not None else nn.ModuleList()
     if part == "llm":
         return model.llm.get_decoder().layers
     raise ValueError(
@@ -97,10 +97,13 @@ def apply_activation_checkpointing(model: nn.Module, modes: dict[str, str]) -> N
         blocks = part_blocks(model, part)
         if mode == "none":
             continue
-        for i, block in enumerate(blocks):
+        # by key: a pipeline stage's layers keep their whole-model indices as names
+        for key, block in list(blocks._modules.items()):
             if hasattr(block, "_checkpoint_wrapped_module"):
-                raise RuntimeError(f"activation checkpointing: {part} block {i} is already wrapped")
-            blocks[i] = checkpoint_block(block, mode)
+                raise RuntimeError(
+                    f"activation checkpointing: {part} block {key} is already wrapped"
+                )
+            blocks._modules[key] = checkpoint_block(block, mode)
 
 
 def live_bytes_after(fn) -> tuple[object, int]:

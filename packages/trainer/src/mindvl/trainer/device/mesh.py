@@ -109,15 +109,12 @@ class ParallelDims:
                     f"parallel.ep = {self.ep} does not divide the {facts.num_experts} routed experts"
                 )
 
-    def check_knobs(self, checkpointing: bool, compiled: bool) -> None:
-        """Under ``pp`` the blocks are wrapped (activation checkpointing, compile) before the
-        stage split, which under ``tp`` would come before tensor parallelism's plans, whose
-        module names the wrappers change."""
-        if self.tp > 1 and self.pp > 1 and (checkpointing or compiled):
-            raise UserError(
-                "parallel.tp > 1 with pp > 1 takes neither activation_checkpointing nor compile"
-                " in this build"
-            )
+    def check_knobs(self, compiled: bool) -> None:
+        """Under ``pp`` the blocks are compiled before the stage split, which under ``tp``
+        would come before tensor parallelism's plans, whose module names the compiled
+        wrappers change."""
+        if self.tp > 1 and self.pp > 1 and compiled:
+            raise UserError("parallel.tp > 1 with pp > 1 does not take compile in this build")
 
     def check_row(self, seq_len: int) -> None:
         """Sequence parallelism splits every packed row of ``seq_len`` tokens over ``tp``."""
