@@ -41,22 +41,36 @@ def base(tmp_path_factory):
     )  # fmt: skip
 
 
+def with_model(base: StageConfig, model: str, moe: dict) -> StageConfig:
+    """``base`` with the LLM config preset ``model`` and these MoE knobs."""
+    return base.model_copy(
+        update={"init": base.init.model_copy(update={"config": model}),
+                "moe": base.moe.model_copy(update=moe)}
+    )  # fmt: skip
+
+
+def without_last_step(run: Path, copies: tuple[Path, ...] = ()) -> None:
+    """Copy the run dir ``run`` to each of ``copies``, then drop the step-3 checkpoint of
+    all of them (each resumes from step 2)."""
+    for other in copies:
+        shutil.copytree(run, other)
+    for d in (run, *copies):
+        shutil.rmtree(d / "checkpoints" / "step-00000003")
+
+
 @pytest.mark.parametrize(
     ("model", "moe"),
     [("tiny_qwen3_moe", {}), ("tiny_deepseek_v3", {"bias_update_rate": 0.01})],
 )
 def test_ep2_matches_one_process_and_resumes(tmp_path, base, model, moe):
-    cfg = base.model_copy(
-        update={"init": base.init.model_copy(update={"config": model}),
-                "moe": base.moe.model_copy(update=moe)}
-    )  # fmt: skip
+    cfg = with_model(base, model, moe)
     single = run_stage(cfg, tmp_path / "one")
     ep = StageConfig.model_validate(
         {**cfg.model_dump(), "distributed": "fsdp", "parallel": {"ep": 2}, "checkpoint_every": 2}
     )
     rows = spawn(ep, tmp_path / "ep2", 2)
     assert_same_run(single, rows, tmp_path / "one", tmp_path / "ep2", PARTS)
-    shutil.rmtree(tmp_path / "ep2" / "checkpoints" / "step-00000003")
+    without_last_step(tmp_path / "ep2")
     again = spawn(ep, tmp_path / "ep2", 2, resume=True)  # optimizer slices, biases, loaders
     assert [again[2][k] for k in PARTS] == [rows[2][k] for k in PARTS]
 
@@ -66,10 +80,7 @@ def test_ep2_matches_one_process_and_resumes(tmp_path, base, model, moe):
     [("tiny_qwen3_moe", {}), ("tiny_deepseek_v3", {"bias_update_rate": 0.01})],
 )
 def test_ep2_times_fsdp2_on_four_ranks_matches_one_process(tmp_path, base, model, moe):
-    base = base.model_copy(
-        update={"init": base.init.model_copy(update={"config": model}),
-                "moe": base.moe.model_copy(update=moe)}
-    )  # fmt: skip
+    base = with_model(base, model, moe)
     single = run_stage(base, tmp_path / "one")
     cfg = StageConfig.model_validate(
         {**base.model_dump(), "distributed": "fsdp", "parallel": {"ep": 2}}
@@ -96,10 +107,7 @@ HSDP_EP = {"dp_replicate": 2, "dp_shard": 2, "ep": 2}  # expert slices replicate
 def test_ep2_with_pp_or_hsdp_on_four_ranks_matches_one_process_and_resumes(
     tmp_path, base, model, moe, layout
 ):
-    base = base.model_copy(
-        update={"init": base.init.model_copy(update={"config": model}),
-                "moe": base.moe.model_copy(update=moe)}
-    )  # fmt: skip
+    base = with_model(base, model, moe)
     single = run_stage(base, tmp_path / "one")
     cfg = StageConfig.model_validate(
         {**base.model_dump(), "parallel": layout, "checkpoint_every": 2}
@@ -108,18 +116,16 @@ def test_ep2_with_pp_or_hsdp_on_four_ranks_matches_one_process_and_resumes(
     assert_same_run(single, rows, tmp_path / "one", tmp_path / "ep", PARTS)
     # each rank saved its own expert pieces: the same layout repeats step 3 exactly, and
     # one process resumes the same checkpoint to the same final weights
-    shutil.copytree(tmp_path / "ep", tmp_path / "cross")
-    shutil.rmtree(tmp_path / "ep" / "checkpoints" / "step-00000003")
+    without_last_step(tmp_path / "ep", (tmp_path / "cross",))
     again = spawn(cfg, tmp_path / "ep", 4, resume=True)
     assert [again[2][k] for k in PARTS] == [rows[2][k] for k in PARTS]
-    shutil.rmtree(tmp_path / "cross" / "checkpoints" / "step-00000003")
     run_stage(base, tmp_path / "cross", resume=True)
     assert_same_weights(tmp_path / "ep", tmp_path / "cross")
 
 
 @pytest.mark.skipif(
     os.environ.get("MINDVL_SLOW_TESTS") != "1",
-    reason="8 gloo ranks on 2 cores (~35 s): set MINDVL_SLOW_TESTS=1",
+    reason="8 gloo ranks on 2 cores (20-40 s): set MINDVL_SLOW_TESTS=1",
 )
 @pytest.mark.parametrize(
     ("model", "moe"),
@@ -129,10 +135,7 @@ def test_cp2_times_ep2_times_fsdp2_on_eight_ranks_matches_one_process(tmp_path, 
     """Each expert slice on 2 dp_shard_mod_ep x 2 cp ranks (replicated over the first, sharded
     over the second): the 1-process run, resumed exactly, its checkpoint resumed by one
     process and by EP=2 to the same final weights."""
-    base = base.model_copy(
-        update={"init": base.init.model_copy(update={"config": model}),
-                "moe": base.moe.model_copy(update=moe)}
-    )  # fmt: skip
+    base = with_model(base, model, moe)
     single = run_stage(base, tmp_path / "one")
     layout = {"cp": 2, "dp_shard": 4, "ep": 2}
     cfg = StageConfig.model_validate(
@@ -140,10 +143,7 @@ def test_cp2_times_ep2_times_fsdp2_on_eight_ranks_matches_one_process(tmp_path, 
     )
     rows = spawn(cfg, tmp_path / "cpep", 8)
     assert_same_run(single, rows, tmp_path / "one", tmp_path / "cpep", PARTS)
-    for other in ("one_process", "ep2"):
-        shutil.copytree(tmp_path / "cpep", tmp_path / other)
-        shutil.rmtree(tmp_path / other / "checkpoints" / "step-00000003")
-    shutil.rmtree(tmp_path / "cpep" / "checkpoints" / "step-00000003")
+    without_last_step(tmp_path / "cpep", (tmp_path / "one_process", tmp_path / "ep2"))
     again = spawn(cfg, tmp_path / "cpep", 8, resume=True)
     assert [again[2][k] for k in PARTS] == [rows[2][k] for k in PARTS]
     run_stage(base, tmp_path / "one_process", resume=True)

@@ -158,17 +158,15 @@ def _run(cfg: StageConfig, out: Path, resume: bool, config_text: str, rt: Runtim
     # bf16: FSDP2 casts parameters itself (its compute dtype); otherwise autocast
     param_dtype = cfg.precision if dims.sharded else "fp32"
     if dims.pp > 1:  # this rank's pipeline stage(s) of the model, each FSDP2-sharded
-        # wrapped before the split (the stages keep the wrapped blocks), but under TP after
-        # it, per stage: TP's plans name the plain modules (compile is refused there)
-        stage_prepare = None
-        if dims.tp > 1:
-            checkpointing = cfg.activation_checkpointing.model_dump()
-            stage_prepare = lambda m: apply_activation_checkpointing(m, checkpointing)  # noqa: E731
-        else:
+        # blocks wrapped before the split (the stages keep the wrapped blocks), but under TP
+        # per stage after it: TP's plans name the plain modules (compile, which needs the
+        # whole model, is refused there: ``check_knobs``)
+        per_stage = prepare if dims.tp > 1 else None
+        if per_stage is None:
             prepare(core)
         model = split_model(core, dims, mesh, cfg.parallel)
         for stage in stages_of(model):
-            parallelize(stage, dims, mesh, rt.device, param_dtype, prepare=stage_prepare, fill=fill)
+            parallelize(stage, dims, mesh, rt.device, param_dtype, prepare=per_stage, fill=fill)
     elif mesh is not None:
         model = parallelize(core, dims, mesh, rt.device, param_dtype, prepare=prepare, fill=fill)
     else:

@@ -31,6 +31,7 @@ from torch.distributed.pipelining import PipelineStage
 
 from mindvl.common.errors import UserError
 from mindvl.trainer.device.mesh import ParallelDims
+from mindvl.trainer.device.parallel import clip_gradients
 from mindvl.trainer.device.pipeline_stage import (
     MindVLStage,
     model_shell,
@@ -205,8 +206,6 @@ class Pipeline:
         Each stage's norm comes from its parameters' meshes (a weight replicated over ``tp``
         or ``dp_replicate`` counted once: ``parallel.clip_gradients``); the stages' squared
         norms add up over ``pp``."""
-        from mindvl.trainer.device.parallel import clip_gradients
-
         uncounted = self.tied if self.last else None
         stage = clip_gradients(self.module, None, sharded_meshes, uncounted)
         sq = torch.tensor(stage**2, dtype=torch.float64, device=self.device)
