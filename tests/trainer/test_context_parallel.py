@@ -1,6 +1,6 @@
 """Ulysses context parallelism on 2 gloo ranks: attention over a split row equals the
 unsplit row's (a segment straddling the split included, no attention across segments) for
-each varlen backend, and a tiny MoE MindVL's split forward gives the unsplit row's loss,
+each varlen backend, also with one key/value head for the 2 ranks (repeated), and a tiny MoE MindVL's split forward gives the unsplit row's loss,
 router statistics and gradients (its odd-length row padded for the split)."""
 
 from __future__ import annotations
@@ -26,11 +26,8 @@ from mindvl.trainer.model.tiny import tiny_config
 from mindvl.trainer.stage_config import ParallelSpec
 
 CP = 2
-T, HEADS, KV_HEADS, DIM = 16, 4, 2, 8
+T, HEADS, DIM = 16, 4, 8
 CU = [0, 5, 13, 14]  # segment [5, 13) straddles the split at 8; [14, 16) is padding
-LAYER = SimpleNamespace(
-    is_causal=True, num_key_value_groups=HEADS // KV_HEADS, config=SimpleNamespace()
-)
 
 
 def run_ranks(fn, *args) -> None:
@@ -54,18 +51,21 @@ def _rank(rank: int, fn, port: int, *args) -> None:
 
 def eager_block_causal(q, k, v) -> torch.Tensor:
     """Reference: softmax attention under the explicit block-causal mask, (1, T, H, D)."""
-    k, v = (x.repeat_interleave(HEADS // KV_HEADS, dim=1) for x in (k, v))
+    k, v = (x.repeat_interleave(HEADS // k.shape[1], dim=1) for x in (k, v))
     scores = (q @ k.transpose(-1, -2)) * DIM**-0.5
     scores = scores.masked_fill(~block_causal_mask(CU, T, "cpu"), float("-inf"))
     return (scores.softmax(-1) @ v).transpose(1, 2)
 
 
-def _attention_rank(rank: int, backend_name: str) -> None:
+def _attention_rank(rank: int, backend_name: str, kv_heads: int) -> None:
     from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
     gen = torch.Generator().manual_seed(0)
     q = torch.randn(1, HEADS, T, DIM, generator=gen)
-    k, v = (torch.randn(1, KV_HEADS, T, DIM, generator=gen) for _ in range(2))
+    k, v = (torch.randn(1, kv_heads, T, DIM, generator=gen) for _ in range(2))
+    layer = SimpleNamespace(
+        is_causal=True, num_key_value_groups=HEADS // kv_heads, config=SimpleNamespace()
+    )
     inner = make_backend(backend_name, reference_fusion_attention)
     backend = UlyssesBackend(inner, dist.group.WORLD, CP)
     attend = ALL_ATTENTION_FUNCTIONS[backend.llm_implementation]
@@ -76,7 +76,7 @@ def _attention_rank(rank: int, backend_name: str) -> None:
         mask = kwargs.pop("attention_mask", None)
         local = (x[:, :, mine].detach().requires_grad_() for x in (q, k, v))
         lq, lk, lv = local
-        out, _ = attend(LAYER, lq, lk, lv, mask, scaling=DIM**-0.5, dropout=0.0, **kwargs)
+        out, _ = attend(layer, lq, lk, lv, mask, scaling=DIM**-0.5, dropout=0.0, **kwargs)
         return out, (lq, lk, lv)
 
     out, local = split_attention(q, k, v)
@@ -103,9 +103,10 @@ def _attention_rank(rank: int, backend_name: str) -> None:
     assert not torch.allclose(out2[:, ~keep], out[:, ~keep])
 
 
+@pytest.mark.parametrize("kv_heads", [2, 1])  # 1: fewer key/value heads than ranks
 @pytest.mark.parametrize("backend_name", ["segments", "dense", "npu"])
-def test_split_attention_matches_unsplit_row(backend_name):
-    run_ranks(_attention_rank, backend_name)
+def test_split_attention_matches_unsplit_row(backend_name, kv_heads):
+    run_ranks(_attention_rank, backend_name, kv_heads)
 
 
 def _model_rank(rank: int) -> None:
@@ -160,8 +161,11 @@ def test_split_moe_model_matches_unsplit_row():
 
 def test_cp_layouts_the_model_cannot_take_are_one_line_errors():
     facts = ModelFacts(llm_heads=4, llm_kv_heads=2, llm_layers=2, vision_heads=2)
-    for cp, message in ((3, "parallel.cp = 3 does not divide the 4 LLM attention heads"),
-                        (4, "parallel.cp = 4 does not divide the 2 LLM key/value heads")):  # fmt: skip
+    for spec, world, message in (
+        (ParallelSpec(cp=3), 3, "parallel.cp = 3 does not divide the 4 LLM attention heads"),
+        (ParallelSpec(cp=4, tp=2), 8, "parallel.cp x tp = 8 does not divide the 4 LLM attention"),
+    ):
         with pytest.raises(UserError, match=message) as err:
-            resolve(ParallelSpec(cp=cp), None, cp).check(facts)
+            resolve(spec, None, world).check(facts)
         assert "\n" not in str(err.value)
+    resolve(ParallelSpec(cp=4), None, 4).check(facts)  # 2 key/value heads: each repeated

@@ -1,8 +1,9 @@
 """Context parallelism in the loop: CP=2 (2 gloo ranks sharing every packed row, FSDP2
 over the cp ranks) trains like one process over 3 fp32 steps — losses, MoE router-loss
 parts, grad norms and final weights — for a dense and a MoE tiny LLM, CP=2 x FSDP=2 (4
-ranks, two data-parallel streams) for the dense one and CP=2 x EP=2 (4 ranks) for the MoE
-one; each resumes exactly from its step-2 checkpoint (sharded DCP)."""
+ranks, two data-parallel streams) for the dense one, CP=2 x EP=2 (4 ranks) for the MoE
+one and CP=2 x TP=2 (4 ranks) for both; each resumes exactly from its step-2 checkpoint
+(sharded DCP)."""
 
 from __future__ import annotations
 
@@ -48,8 +49,11 @@ MOE = ("loss", "ce_loss", "aux_loss", "z_loss", "grad_norm")
         ("tiny", DENSE, {"cp": 2, "dp_shard": 2}, 4),  # FSDP2 over dp_shard x cp = 4 ranks
         # experts split over ep = dp_shard, each slice FSDP2-sharded over its cp ranks
         ("tiny_qwen3_moe", MOE, {"cp": 2, "dp_shard": 2, "ep": 2}, 4),
+        # each tp rank's heads split over its cp ranks (the 2 key/value heads repeated)
+        ("tiny", DENSE, {"cp": 2, "tp": 2}, 4),
+        ("tiny_qwen3_moe", MOE, {"cp": 2, "tp": 2}, 4),
     ],
-    ids=["dense-cp2", "moe-cp2", "dense-cp2xfsdp2", "moe-cp2xep2"],
+    ids=["dense-cp2", "moe-cp2", "dense-cp2xfsdp2", "moe-cp2xep2", "dense-cp2xtp2", "moe-cp2xtp2"],
 )
 def test_cp_matches_one_process(tmp_path, base, model, parts, layout, world):
     data = {**base, "init": {"config": model}}

@@ -26,8 +26,12 @@ What each rank computes (:class:`ContextParallel`, attached to a MindVL as its
   own slice of the logits, so the cp ranks' gradients add up to the whole row's once; the
   loop reduces router values over ``dp`` only.
 
-Constraints: attention and key/value heads divisible by ``cp`` (``ParallelDims.check``);
-no ``ep`` together with ``cp``. The ``flash`` backend is wrapped the same way but is
+Key/value heads fewer than (or not divisible by) the ranks are repeated in place before the
+all-to-all (:func:`kv_heads_for`). Under ``tp`` the wrapper sees a tp rank's heads of its cp
+slice (gathered over ``tp``) and splits those further.
+
+Constraints: attention heads divisible by ``cp`` (``cp x tp`` with tensor parallelism;
+``ParallelDims.check``); no ``pp`` together with ``cp``. The ``flash`` backend is wrapped the same way but is
 untested (no flash-attn on the CPU test machines); the tests cover ``segments``, ``dense``
 and the ``npu`` backend's CPU reference kernel.
 """
@@ -35,6 +39,7 @@ and the ``npu`` backend's CPU reference kernel.
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import replace
 from typing import Any
 
@@ -74,17 +79,32 @@ def tokens_to_heads(out: torch.Tensor, group, size: int) -> torch.Tensor:
     return got.permute(1, 0, 2, 3).reshape(1, total // size, size * heads, dim)
 
 
-class _LayerAsInner:
-    """An attention layer whose config names the wrapped implementation: transformers'
-    flash path picks its kernel by ``module.config._attn_implementation``."""
+def kv_heads_for(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Key or value heads (dim 1) repeated so that ``size`` ranks can split them: each
+    head repeated ``size / gcd(heads, size)`` times in place (``repeat_interleave``), so the
+    query heads a rank receives still find their own group's key/value head. Grouped-query
+    attention with fewer key/value heads than context ranks (or, under ``tp``, than
+    ``cp`` times the ``tp`` ranks) needs this; the gradients of the copies are summed."""
+    heads = x.shape[1]
+    if heads % size == 0:
+        return x
+    return x.repeat_interleave(size // math.gcd(heads, size), dim=1)
 
-    def __init__(self, module, implementation: str) -> None:
+
+class _LayerAsInner:
+    """An attention layer whose config names the wrapped implementation (transformers'
+    flash path picks its kernel by ``module.config._attn_implementation``) and whose
+    ``num_key_value_groups`` is that of the heads it now sees (SDPA repeats key/value heads
+    by it)."""
+
+    def __init__(self, module, implementation: str, groups: int) -> None:
         configs = module.__dict__.setdefault("_ulysses_inner_configs", {})  # one per layer
         if implementation not in configs:
             config = copy.copy(module.config)
             config._attn_implementation_internal = implementation  # this copy only
             configs[implementation] = config
         self._module, self.config = module, configs[implementation]
+        self.num_key_value_groups = groups
 
     def __getattr__(self, name: str):
         return getattr(self._module, name)
@@ -96,8 +116,9 @@ def ulysses_attention(module, query, key, value, attention_mask, **kwargs):
 
     group, size = kwargs.pop("cp_group"), kwargs.pop("cp_size")
     name = kwargs.pop("cp_inner")
+    key, value = kv_heads_for(key, size), kv_heads_for(value, size)
     q, k, v = (heads_to_tokens(x, group, size) for x in (query, key, value))
-    layer = _LayerAsInner(module, name)
+    layer = _LayerAsInner(module, name, q.shape[1] // k.shape[1])
     out, _ = ALL_ATTENTION_FUNCTIONS[name](layer, q, k, v, attention_mask, **kwargs)
     return tokens_to_heads(out, group, size), None
 

@@ -76,7 +76,7 @@ class ParallelDims:
             ("LLM attention heads", facts.llm_heads),
             ("LLM key/value heads", facts.llm_kv_heads),
         )
-        splits = {  # what each degree must divide; cp: Ulysses splits the heads over cp ranks
+        splits = {  # what each degree must divide
             "tp": heads
             + (
                 ("LLM vocabulary entries", facts.llm_vocab),
@@ -84,16 +84,21 @@ class ParallelDims:
                 ("vision attention heads", facts.vision_heads),
                 ("vision MLP hidden units", facts.vision_mlp_width),
             ),
-            "cp": heads,
         }
         for axis, items in splits.items():
             degree = getattr(self, axis)
             for what, n in items:
                 if degree > 1 and n is not None and n % degree:
                     raise UserError(f"parallel.{axis} = {degree} does not divide the {n} {what}")
-        if self.cp > 1 and (self.tp > 1 or self.pp > 1):
-            other = "tp" if self.tp > 1 else "pp"
-            raise UserError(f"parallel.cp > 1 with {other} > 1 is not available in this build")
+        # Ulysses splits each tp rank's query heads over the cp ranks (key/value heads are
+        # repeated where fewer: context_parallel.kv_heads_for)
+        if self.cp > 1 and facts.llm_heads % (self.cp * self.tp):
+            degree = f"cp x tp = {self.cp * self.tp}" if self.tp > 1 else f"cp = {self.cp}"
+            raise UserError(
+                f"parallel.{degree} does not divide the {facts.llm_heads} LLM attention heads"
+            )
+        if self.cp > 1 and self.pp > 1:
+            raise UserError("parallel.cp > 1 with pp > 1 is not available in this build")
         if self.pp > 1 and facts.llm_layers < self.pp:
             raise UserError(
                 f"parallel.pp = {self.pp} stages need at least {self.pp} LLM layers"
@@ -117,9 +122,11 @@ class ParallelDims:
             raise UserError("parallel.tp > 1 with pp > 1 does not take compile in this build")
 
     def check_row(self, seq_len: int) -> None:
-        """Sequence parallelism splits every packed row of ``seq_len`` tokens over ``tp``."""
-        if seq_len % self.tp:
-            raise UserError(f"parallel.tp = {self.tp} does not divide seq_len = {seq_len}")
+        """Sequence parallelism splits every packed row of ``seq_len`` tokens (each ``cp``
+        rank's slice of it) over ``tp``."""
+        if self.tp > 1 and seq_len % (self.tp * self.cp):
+            degree = f"tp x cp = {self.tp * self.cp}" if self.cp > 1 else f"tp = {self.tp}"
+            raise UserError(f"parallel.{degree} does not divide seq_len = {seq_len}")
 
     def coords(self, rank: int) -> dict[str, int]:
         """``rank``'s coordinate on each axis of :data:`AXES` (row-major, tp fastest)."""
