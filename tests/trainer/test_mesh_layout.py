@@ -62,7 +62,6 @@ def test_impossible_layouts_fail_in_one_line(spec, distributed, world, message):
         (ParallelDims(world=8, tp=8), "parallel.tp = 8 does not divide the 4 LLM attention heads"),
         (ParallelDims(world=4, tp=4), "parallel.tp = 4 does not divide the 2 LLM key/value heads"),
         (ParallelDims(world=4, pp=4), "parallel.pp = 4 stages need at least 4 LLM layers"),
-        (ParallelDims(world=4, cp=2, pp=2), "parallel.cp > 1 with pp > 1 is not available"),
     ],
 )
 def test_layouts_the_model_cannot_take_fail_in_one_line(dims, message):

@@ -202,6 +202,9 @@ def test_layouts_tensor_parallelism_cannot_take_fail_in_one_line():
     with pytest.raises(UserError, match="parallel.tp x cp = 4 does not divide seq_len = 258"):
         ParallelDims(world=4, tp=2, cp=2).check_row(258)  # each cp slice of 129 tokens
     ParallelDims(world=4, tp=2, cp=2).check_row(260)
+    with pytest.raises(UserError, match="parallel.cp = 2 does not divide seq_len = 255"):
+        ParallelDims(world=4, cp=2, pp=2).check_row(255)  # stages pass slices of one length
+    ParallelDims(world=2, cp=2).check_row(255)  # padded by one token
     tp2_pp2 = ParallelDims(world=4, tp=2, pp=2)
     tp2_pp2.check_knobs(False)
     with pytest.raises(UserError, match="tp > 1 with pp > 1 does not take compile") as err:

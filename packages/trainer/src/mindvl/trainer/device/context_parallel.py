@@ -30,8 +30,11 @@ Key/value heads fewer than (or not divisible by) the ranks are repeated in place
 all-to-all (:func:`kv_heads_for`). Under ``tp`` the wrapper sees a tp rank's heads of its cp
 slice (gathered over ``tp``) and splits those further.
 
+Under pipeline parallelism each stage does the same with its part of the model
+(:class:`~mindvl.trainer.device.pipeline_stage.MindVLStage`): stages exchange the slices.
+
 Constraints: attention heads divisible by ``cp`` (``cp x tp`` with tensor parallelism;
-``ParallelDims.check``); no ``pp`` together with ``cp``. The ``flash`` backend is wrapped the same way but is
+``ParallelDims.check``). The ``flash`` backend is wrapped the same way but is
 untested (no flash-attn on the CPU test machines); the tests cover ``segments``, ``dense``
 and the ``npu`` backend's CPU reference kernel.
 """

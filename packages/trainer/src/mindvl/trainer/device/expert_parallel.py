@@ -151,7 +151,10 @@ def _global_view(t: torch.Tensor, module) -> torch.Tensor:
     if isinstance(t, DTensor):
         local = t.to_local()
         for name, placement in zip(t.device_mesh.mesh_dim_names, t.placements, strict=True):
-            placements[CKPT_DIMS.index(name)] = placement
+            if name in CKPT_DIMS:
+                placements[CKPT_DIMS.index(name)] = placement
+            elif not placement.is_replicate():  # flattened dims only replicate a slice
+                raise RuntimeError(f"expert weight sharded over flattened mesh dim {name}")
     shape = torch.Size((module._ep_local * module._ep_size, *t.shape[1:]))
     stride = torch.empty(shape, device="meta").stride()
     return DTensor.from_local(

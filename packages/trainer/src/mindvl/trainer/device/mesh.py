@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from mindvl.common.errors import UserError
 
 AXES = ("pp", "dp_replicate", "dp_shard", "cp", "tp")
+EXPERT_REPLICAS = "dp_replicate_shard_mod_ep"  # flattened under ep with dp_replicate and cp
 
 
 @dataclass(frozen=True)
@@ -97,8 +98,6 @@ class ParallelDims:
             raise UserError(
                 f"parallel.{degree} does not divide the {facts.llm_heads} LLM attention heads"
             )
-        if self.cp > 1 and self.pp > 1:
-            raise UserError("parallel.cp > 1 with pp > 1 is not available in this build")
         if self.pp > 1 and facts.llm_layers < self.pp:
             raise UserError(
                 f"parallel.pp = {self.pp} stages need at least {self.pp} LLM layers"
@@ -123,9 +122,13 @@ class ParallelDims:
 
     def check_row(self, seq_len: int) -> None:
         """Sequence parallelism splits every packed row of ``seq_len`` tokens (each ``cp``
-        rank's slice of it) over ``tp``."""
-        if self.tp > 1 and seq_len % (self.tp * self.cp):
-            degree = f"tp x cp = {self.tp * self.cp}" if self.cp > 1 else f"tp = {self.tp}"
+        rank's slice of it) over ``tp``; pipeline stages exchange slices of one length, so
+        under ``pp`` the row is not padded for ``cp`` either."""
+        if self.tp == 1 and self.pp == 1:
+            return  # cp alone pads each row to a multiple of cp
+        split = {a: getattr(self, a) for a in ("tp", "cp") if getattr(self, a) > 1}
+        if seq_len % (self.tp * self.cp):
+            degree = " x ".join(split) + f" = {self.tp * self.cp}"
             raise UserError(f"parallel.{degree} does not divide seq_len = {seq_len}")
 
     def coords(self, rank: int) -> dict[str, int]:
@@ -241,4 +244,7 @@ def build_mesh(device_type: str, dims: ParallelDims):
     mesh[("dp_replicate", *shard)]._flatten("dp")
     mesh[(*shard, "cp")]._flatten("dp_shard_cp")
     mesh[("dp_replicate", *shard, "cp")]._flatten("dp_cp")
+    if dims.ep > 1 and dims.dp_replicate > 1 and dims.cp > 1:
+        # the ranks an expert slice is replicated over (parallel._expert_mesh)
+        mesh[("dp_replicate", "dp_shard_mod_ep")]._flatten(EXPERT_REPLICAS)
     return mesh

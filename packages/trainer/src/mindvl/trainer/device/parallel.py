@@ -19,14 +19,13 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import nn
 
-from mindvl.common.errors import UserError
 from mindvl.trainer.device.expert_parallel import (
     checkpoint_mesh,
     expert_parameter_names,
     shard_experts,
 )
 from mindvl.trainer.device.grad_norm import clip_grad_norm_by_mesh
-from mindvl.trainer.device.mesh import ParallelDims
+from mindvl.trainer.device.mesh import EXPERT_REPLICAS, ParallelDims
 from mindvl.trainer.device.tensor_parallel import apply_tensor_parallel
 from mindvl.trainer.model.moe import routed_expert_modules
 
@@ -55,10 +54,6 @@ def parallelize(
     once it is sharded: after TP and FSDP2, each rank its own pieces, or before DDP's wrap
     (DDP copies rank 0's weights).
     """
-    if dims.ep > 1 and dims.dp_replicate > 1 and dims.cp > 1:
-        raise UserError(
-            "parallel.ep > 1 with both dp_replicate > 1 and cp > 1 is not available in this build"
-        )
     if dims.tp > 1:  # before FSDP2 (torchtitan's order): FSDP2 then shards the TP DTensors
         apply_tensor_parallel(model, mesh["tp"])
     if prepare is not None:
@@ -105,11 +100,12 @@ def _fully_shard(
 def _expert_mesh(dims: ParallelDims, mesh):
     """The ranks that hold one expert slice, as FSDP2 shards it: the ``dp_shard_mod_ep``
     ranks; with cp (whose ranks route other tokens of the rows) sharded over ``cp`` and
-    replicated over ``dp_shard_mod_ep``, with dp_replicate replicated over it (HSDP; torch
-    flattens only adjacent mesh dims, and ``ep`` sits between ``dp_shard_mod_ep`` and
-    ``cp``)."""
+    replicated over ``dp_shard_mod_ep`` (and ``dp_replicate``, flattened with it), with
+    dp_replicate alone replicated over it (HSDP; torch flattens only adjacent mesh dims,
+    and ``ep`` sits between ``dp_shard_mod_ep`` and ``cp``)."""
     if dims.cp > 1:
-        return mesh[("dp_shard_mod_ep", "cp")]
+        replicas = EXPERT_REPLICAS if dims.dp_replicate > 1 else "dp_shard_mod_ep"
+        return mesh[(replicas, "cp")]
     if dims.dp_replicate > 1:
         return mesh[("dp_replicate", "dp_shard_mod_ep")]
     return mesh["dp_shard_mod_ep"]

@@ -13,6 +13,12 @@ the padding; each stage rebuilds ``cu_seqlens`` from it) and ``labels``. The fir
 also takes the row's images as ``pixels`` (patches zero-padded to the step's largest row)
 and ``grid`` (one (t, h, w) row per image, zero rows after the row's images).
 
+Under context parallelism (the core's ``row_split``) a stage runs its cp rank's slice of
+the row: the first stage embeds the whole row and keeps the slice, the stages exchange
+slices, the attention backend gets the whole row's ``cu_seqlens`` and the last stage sums
+its slice's token losses; router sums travel as whole rows (each stage's router logits and
+picks all-gathered over ``cp``).
+
 Mixture-of-experts router losses do not split by layer (the balancing loss multiplies
 layer sums), so per-token router sums travel with the hidden states (see
 :mod:`mindvl.trainer.device.pipeline_router`) and the last stage reduces them exactly as
@@ -134,11 +140,14 @@ class MindVLStage(nn.Module):
 
     def forward(self, *acts, position_ids, segment_ids, labels):
         core = self.core
+        split = core.row_split  # context parallelism: this rank's slice of the row
         cu = cu_seqlens_of(segment_ids)
         total = position_ids.shape[-1]
+        positions = split.local(position_ids) if split is not None else position_ids
         if self.first:
             input_ids, pixels, grid = acts
             hidden = core.embed(_row_batch(input_ids, pixels, grid, position_ids, labels, cu))
+            hidden = split.local(hidden) if split is not None else hidden
             carry = self.router.empty(total, hidden.device) if self.router else ()
         else:
             hidden, *carry = acts
@@ -146,19 +155,24 @@ class MindVLStage(nn.Module):
         decoder = self.llm.get_decoder()
 
         def run(h):
-            out = decoder(inputs_embeds=h, position_ids=position_ids, use_cache=False, **kwargs)
+            out = decoder(inputs_embeds=h, position_ids=positions, use_cache=False, **kwargs)
             return out.last_hidden_state
 
         if self.router is not None and self.router.rows:
             with core._router_tap.recording() as records:
                 hidden = run(hidden)
+            if split is not None:  # the carry holds the whole row on every cp rank
+                records = split.full_row_records(records)
             carry = self.router.add(carry, records, cu[-1])
         else:
             hidden = run(hidden)
         if not self.last:
             return (hidden, *carry)
         head = self.llm.get_output_embeddings()
-        loss_sum, _ = summed_target_loss(hidden, next_token_targets(labels, cu), head)
+        targets = next_token_targets(labels, cu)
+        if split is not None:
+            targets = split.local(targets[None])[0]
+        loss_sum, _ = summed_target_loss(hidden, targets, head)
         if hasattr(loss_sum, "to_local"):  # tensor parallel: replicated over tp
             loss_sum = loss_sum.to_local()
         # shape (1,): the schedule concatenates the rows' outputs after the step
