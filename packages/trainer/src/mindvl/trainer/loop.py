@@ -144,7 +144,6 @@ def _run(cfg: StageConfig, out: Path, resume: bool, config_text: str, rt: Runtim
     dims = resolve(cfg.parallel, cfg.distributed, rt.world)
     dims.check(model_facts(core))
     dims.check_row(cfg.seq_len)
-    dims.check_knobs(cfg.compile)
     mesh = build_mesh(rt.device.type, dims) if rt.distributed else None
     if dims.cp > 1:  # each cp rank runs its slice of every row (device/context_parallel.py)
         apply_context_parallel(core, mesh["cp"].get_group())
@@ -158,9 +157,8 @@ def _run(cfg: StageConfig, out: Path, resume: bool, config_text: str, rt: Runtim
     # bf16: FSDP2 casts parameters itself (its compute dtype); otherwise autocast
     param_dtype = cfg.precision if dims.sharded else "fp32"
     if dims.pp > 1:  # this rank's pipeline stage(s) of the model, each FSDP2-sharded
-        # blocks wrapped before the split (the stages keep the wrapped blocks), but under TP
-        # per stage after it: TP's plans name the plain modules (compile, which needs the
-        # whole model, is refused there: ``check_knobs``)
+        # blocks wrapped and compiled before the split (the stages keep them), but under TP
+        # per stage after it: TP's plans name the plain modules
         per_stage = prepare if dims.tp > 1 else None
         if per_stage is None:
             prepare(core)

@@ -112,16 +112,19 @@ def check_compiler(device: torch.device) -> None:
 def compile_blocks(
     model: nn.Module, backend: str = "inductor", device: torch.device | None = None
 ) -> None:
-    """Compile every vision block and decoder layer of ``model`` in place (call after
+    """Compile every vision block and decoder layer of ``model`` (a MindVL or a pipeline
+    stage of one) in place (call after
     :func:`~mindvl.trainer.device.attention.apply_attention_backend` and activation
     checkpointing, before FSDP2). ``backend``: torch.compile's (tests use ``aot_eager``);
     ``device``: where the model will run (its parameters may still be on meta)."""
     if backend == "inductor":
         check_compiler(device if device is not None else next(model.parameters()).device)
-    keep_attention_eager(model.vision.config._attn_implementation)
-    keep_attention_eager(model.llm.config._attn_implementation)
-    if not isinstance(model.attention_backend, HidingBackend):
-        model.attention_backend = HidingBackend(model.attention_backend)
+    core = getattr(model, "core", model)  # a stage attends through its core's backend
+    attention = core.attention_backend
+    keep_attention_eager(attention.vision_implementation)
+    keep_attention_eager(attention.llm_implementation)
+    if not isinstance(attention, HidingBackend):
+        core.attention_backend = HidingBackend(attention)
     for part in CHECKPOINTED_PARTS:
         for block in part_blocks(model, part):
             block.compile(backend=backend, dynamic=True)  # in place: parameter names unchanged

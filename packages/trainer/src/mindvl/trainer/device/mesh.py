@@ -113,13 +113,6 @@ class ParallelDims:
                     f"parallel.ep = {self.ep} does not divide the {facts.num_experts} routed experts"
                 )
 
-    def check_knobs(self, compiled: bool) -> None:
-        """Under ``pp`` the blocks are compiled before the stage split, which under ``tp``
-        would come before tensor parallelism's plans, whose module names the compiled
-        wrappers change."""
-        if self.tp > 1 and self.pp > 1 and compiled:
-            raise UserError("parallel.tp > 1 with pp > 1 does not take compile in this build")
-
     def check_row(self, seq_len: int) -> None:
         """Sequence parallelism splits every packed row of ``seq_len`` tokens (each ``cp``
         rank's slice of it) over ``tp``; pipeline stages exchange slices of one length, so
