@@ -1,9 +1,11 @@
 """Pipeline parallelism on gloo: PP=2 (2 ranks) trains like one process (fp32, 3 steps:
 losses, grad norms, final weights), for a dense LLM with tied embeddings (1F1B; and
-Interleaved1F1B with 2 stages per rank) and for an MoE LLM whose router losses span both
-stages (GPipe), a warmup that trains only the projector (the last stage holds nothing
-trainable), PP=2 x FSDP=2 on 4 ranks likewise, and resume exactly from a checkpoint
-written under PP=2 (also by one process); stage splits and bad layouts fail in one line."""
+Interleaved1F1B and InterleavedZeroBubble with 2 stages per rank), an MoE LLM whose
+router losses span both stages (GPipe), untied 4-layer LLMs under the V-shaped
+ZBVZeroBubble (MoE) and DualPipeV, a warmup that trains only the projector (the last
+stage holds nothing trainable), PP=2 x FSDP=2 on 4 ranks likewise (1F1B, and
+ZBVZeroBubble for the MoE LLM), and resume exactly from a checkpoint written under PP=2
+(also by one process); stage placement, splits and bad layouts fail in one line."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from dist_helpers import assert_same_run, spawn, tiny_stage
 
 from mindvl.common.errors import UserError
 from mindvl.trainer.data.stream import StageData
+from mindvl.trainer.device.pipeline import check_schedule, stage_indices
 from mindvl.trainer.device.pipeline_stage import cu_seqlens_of, segment_ids, stage_layer_ranges
 from mindvl.trainer.loop import run_stage
 from mindvl.trainer.model import MindVL
@@ -33,11 +36,21 @@ def base(tmp_path_factory):
     )  # fmt: skip
 
 
-def four_layer_tiny(cfg: StageConfig) -> dict:
-    """The tiny preset with a 4-layer LLM (2 ranks x 2 virtual stages)."""
+FOUR_LAYERS = {  # name: (LLM type, tied embeddings)
+    "tiny4": ("qwen3", True),
+    "tiny4-untied": ("qwen3", False),
+    "tiny4-moe-untied": ("qwen3_moe", False),
+}
+
+
+def four_layer_tiny(cfg: StageConfig, llm_type: str = "qwen3", tied: bool = True) -> dict:
+    """A tiny preset with a 4-layer LLM (2 ranks x 2 virtual stages)."""
     data = StageData.open(cfg.data.manifest, cfg.data.tokenizer, verify=False)
     eos = data.tokenizer.hf.convert_tokens_to_ids("<|endoftext|>")
-    config = tiny_config(len(data.tokenizer.hf), data.tokenizer.image_pad_id, eos_token_id=eos)
+    config = tiny_config(
+        len(data.tokenizer.hf), data.tokenizer.image_pad_id, llm_type, eos_token_id=eos,
+        tie_word_embeddings=tied,
+    )  # fmt: skip
     return config.model_copy(update={"llm": {**config.llm, "num_hidden_layers": 4}}).model_dump()
 
 
@@ -47,10 +60,20 @@ def four_layer_tiny(cfg: StageConfig) -> dict:
         ("tiny", None, {"pp_schedule": "1F1B"}),
         ("tiny_qwen3_moe", {"aux_loss_coef": 0.05, "z_loss_coef": 0.01}, {"pp_schedule": "GPipe"}),
         ("tiny4", None, {"pp_schedule": "Interleaved1F1B", "pp_stages_per_rank": 2}),
+        # zero bubble: each stage's backward split into input and weight gradients
+        ("tiny4", None, {"pp_schedule": "InterleavedZeroBubble", "pp_stages_per_rank": 2}),
+        # V-shaped: rank 0 holds the first and the last stage (untied embeddings)
+        ("tiny4-untied", None, {"pp_schedule": "ZBVZeroBubble", "pp_stages_per_rank": 2}),
+        ("tiny4-untied", None, {"pp_schedule": "DualPipeV", "pp_stages_per_rank": 2}),
+        (
+            "tiny4-moe-untied",
+            {"aux_loss_coef": 0.05, "z_loss_coef": 0.01},
+            {"pp_schedule": "ZBVZeroBubble", "pp_stages_per_rank": 2},
+        ),
     ],
 )
 def test_pp2_matches_one_process(tmp_path, base, model, moe, layout):
-    init = four_layer_tiny(base) if model == "tiny4" else model
+    init = four_layer_tiny(base, *FOUR_LAYERS[model]) if model in FOUR_LAYERS else model
     data = {**base.model_dump(), "init": {"config": init}}
     if moe is not None:
         data["moe"] = moe
@@ -87,13 +110,34 @@ def test_pp2_with_a_frozen_last_stage_trains_the_projector_like_one_process(tmp_
     assert rows[-1]["grad_norm"] > 0
 
 
-def test_pp2_times_fsdp2_on_four_ranks_matches_one_process(tmp_path, base):
-    single = run_stage(base, tmp_path / "one")
-    cfg = StageConfig.model_validate(
-        {**base.model_dump(), "parallel": {"pp": 2, "dp_shard": 2}}
-    )  # fmt: skip
+@pytest.mark.parametrize("schedule", ["1F1B", "ZBVZeroBubble"])
+def test_pp2_times_fsdp2_on_four_ranks_matches_one_process(tmp_path, base, schedule):
+    data, parts = base.model_dump(), DENSE
+    layout = {"pp": 2, "dp_shard": 2, "pp_schedule": schedule}
+    if schedule == "ZBVZeroBubble":  # split backward with FSDP2 sharding; MoE carry
+        data["init"] = {"config": four_layer_tiny(base, *FOUR_LAYERS["tiny4-moe-untied"])}
+        data["moe"], parts = {"aux_loss_coef": 0.05, "z_loss_coef": 0.01}, MOE
+        data["tokens_per_step"] = 2048  # 4 rows per data-parallel rank: 2 per stage
+        layout["pp_stages_per_rank"] = 2
+    single = run_stage(StageConfig.model_validate(data), tmp_path / "one")
+    cfg = StageConfig.model_validate({**data, "parallel": layout})
     rows = spawn(cfg, tmp_path / "pp2x2", 4)
-    assert_same_run(single, rows, tmp_path / "one", tmp_path / "pp2x2", DENSE)
+    assert_same_run(single, rows, tmp_path / "one", tmp_path / "pp2x2", parts)
+
+
+def test_schedule_placement_and_refusals():
+    assert stage_indices(0, 2, 2, "Interleaved1F1B") == [0, 2]
+    assert stage_indices(1, 3, 2, "InterleavedZeroBubble") == [1, 4]
+    assert [stage_indices(r, 3, 2, "DualPipeV") for r in range(3)] == [[0, 5], [1, 4], [2, 3]]
+    check_schedule("ZBVZeroBubble", 2, tied=False)
+    for args, message in (
+        (("ZBVZeroBubble", 3, False), "ZBVZeroBubble needs pp_stages_per_rank 2 \\(got 3\\)"),
+        (("GPipe", 2, False), "GPipe needs pp_stages_per_rank 1 \\(got 2\\)"),
+        (("DualPipeV", 2, True), "puts the first and the last stage on one rank"),
+    ):
+        with pytest.raises(UserError, match=message) as err:
+            check_schedule(*args)
+        assert "\n" not in str(err.value)
 
 
 def test_stage_split_and_row_segments():

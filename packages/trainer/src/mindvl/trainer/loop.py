@@ -34,7 +34,12 @@ from mindvl.trainer.device.context_parallel import apply_context_parallel
 from mindvl.trainer.device.materialize import materialise
 from mindvl.trainer.device.mesh import build_mesh, model_facts, resolve
 from mindvl.trainer.device.parallel import parallelize
-from mindvl.trainer.device.pipeline import Pipeline, split_model, stages_of
+from mindvl.trainer.device.pipeline import (
+    Pipeline,
+    reshards_after_forward,
+    split_model,
+    stages_of,
+)
 from mindvl.trainer.export import export_checkpoint
 from mindvl.trainer.flops import FlopsModel, device_name, peak_tflops
 from mindvl.trainer.metrics import MetricsWriter
@@ -163,8 +168,9 @@ def _run(cfg: StageConfig, out: Path, resume: bool, config_text: str, rt: Runtim
         if per_stage is None:
             prepare(core)
         model = split_model(core, dims, mesh, cfg.parallel)
+        reshard = reshards_after_forward(cfg.parallel.pp_schedule)
         for stage in stages_of(model):
-            parallelize(stage, dims, mesh, rt.device, param_dtype, prepare=per_stage, fill=fill)
+            parallelize(stage, dims, mesh, rt.device, param_dtype, reshard, per_stage, fill)
     elif mesh is not None:
         model = parallelize(core, dims, mesh, rt.device, param_dtype, prepare=prepare, fill=fill)
     else:

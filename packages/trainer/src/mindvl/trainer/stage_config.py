@@ -94,10 +94,19 @@ class ParallelSpec(StrictModel):
     tp: int = Field(default=1, description="tensor parallelism (+ sequence parallelism)")
     cp: int = Field(default=1, description="context parallelism over packed rows")
     pp: int = Field(default=1, description="pipeline stages")
-    pp_schedule: Literal["1F1B", "GPipe", "Interleaved1F1B", "LoopedBFS"] = Field(
+    pp_schedule: Literal[
+        "1F1B",
+        "GPipe",
+        "Interleaved1F1B",
+        "LoopedBFS",
+        "InterleavedZeroBubble",
+        "ZBVZeroBubble",
+        "DualPipeV",
+    ] = Field(
         default="1F1B",
-        description="torch.distributed.pipelining schedule (pp > 1); Interleaved1F1B and"
-        " LoopedBFS need pp_stages_per_rank >= 2",
+        description="torch.distributed.pipelining schedule (pp > 1); Interleaved1F1B,"
+        " LoopedBFS and InterleavedZeroBubble need pp_stages_per_rank >= 2, ZBVZeroBubble"
+        " and DualPipeV exactly 2 (V-shaped: rank r holds stages r and 2 x pp - 1 - r)",
     )
     pp_stages_per_rank: int = Field(
         default=1, ge=1, description="pipeline stages each pp rank holds (virtual stages)"

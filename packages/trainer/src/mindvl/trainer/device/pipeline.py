@@ -2,11 +2,16 @@
 
 The model is cut into ``pp x pp_stages_per_rank`` stages
 (:mod:`mindvl.trainer.device.pipeline_stage`), rank ``r`` of the mesh's ``pp`` axis holding
-stages ``r, r + pp, ...``; FSDP2 then shards each stage over ``dp_shard_cp`` (torchtitan's
+stages ``r, r + pp, ...`` (loop order), or under the V-shaped schedules stages ``r`` and
+``2 pp - 1 - r``; FSDP2 then shards each stage over ``dp_shard_cp`` (torchtitan's
 order: pipeline outermost). A step's micro-batches are the step's packed rows (the loop's
 ``micro`` rows per data-parallel rank), stacked into (M, T) tensors that the schedule
 (``parallel.pp_schedule``: ``1F1B``, ``GPipe``; with several stages per rank
-``Interleaved1F1B``, ``LoopedBFS``) chunks into M micro-batches of one row each. The images of a row are zero-padded to the step's largest row
+``Interleaved1F1B``, ``LoopedBFS``, ``InterleavedZeroBubble``; with two, V-shaped,
+``ZBVZeroBubble``, ``DualPipeV``) chunks into M micro-batches of one row each. The
+zero-bubble schedules split each stage's backward into the input gradient (sent upstream
+at once) and the weight gradient (run later to fill the bubbles); torch's stages do that
+split through autograd, so the stage code is the same for every schedule. The images of a row are zero-padded to the step's largest row
 (patches) and image count, so they chunk the same way; the first stage cuts them back.
 
 **Loss.** The last stage returns each row's summed token cross-entropy (and MoE router
@@ -40,8 +45,21 @@ from mindvl.trainer.device.pipeline_stage import (
 )
 from mindvl.trainer.model.moe_loss import RouterStats
 
-SCHEDULES = ("1F1B", "GPipe", "Interleaved1F1B", "LoopedBFS")
+SCHEDULES = (
+    "1F1B", "GPipe", "Interleaved1F1B", "LoopedBFS", "InterleavedZeroBubble", "ZBVZeroBubble",
+    "DualPipeV",
+)  # fmt: skip
 SINGLE = ("1F1B", "GPipe")  # one stage per rank; the others loop over several
+V_SHAPED = ("ZBVZeroBubble", "DualPipeV")  # two stages per rank: r and 2 pp - 1 - r
+SPLIT_BACKWARD = ("InterleavedZeroBubble", *V_SHAPED)  # input and weight gradients apart
+
+
+def reshards_after_forward(schedule: str) -> bool:
+    """Whether FSDP2 may free a stage's gathered weights after each forward. Not under
+    the split-backward schedules: their weight gradients are taken later against the
+    gathered weights the forward used (with them freed and gathered again, measured: the
+    gradient norm 0.660 for 0.915, weight gradients lost)."""
+    return schedule not in SPLIT_BACKWARD
 
 
 class LocalStages(nn.Module):
@@ -56,22 +74,40 @@ def stages_of(model) -> list[MindVLStage]:
     return list(model.stages) if isinstance(model, LocalStages) else [model]
 
 
+def stage_indices(rank: int, pp: int, per_rank: int, schedule: str) -> list[int]:
+    """The stages pipeline rank ``rank`` holds: ``r, r + pp, ...`` (torch's loop order),
+    or ``r, 2 pp - 1 - r`` under the V-shaped schedules."""
+    if schedule in V_SHAPED:
+        return [rank, 2 * pp - 1 - rank]
+    return [rank + k * pp for k in range(per_rank)]
+
+
+def check_schedule(schedule: str, per_rank: int, tied: bool) -> None:
+    """One-line errors for a schedule the stage count or the model cannot take."""
+    need = "1" if schedule in SINGLE else "2" if schedule in V_SHAPED else ">= 2"
+    if not {"1": per_rank == 1, "2": per_rank == 2, ">= 2": per_rank >= 2}[need]:
+        raise UserError(
+            f"parallel.pp_schedule {schedule} needs pp_stages_per_rank {need} (got {per_rank})"
+        )
+    if schedule in V_SHAPED and tied:
+        # rank 0 would hold the first and the last stage, each FSDP2 unit the same weight
+        raise UserError(
+            f"parallel.pp_schedule {schedule} puts the first and the last stage on one rank;"
+            " it needs untied input and output embeddings (tie_word_embeddings: false)"
+        )
+
+
 def split_model(core, dims: ParallelDims, mesh, spec):
     """This rank's stage(s) of ``core``, FSDP2-sharded; ``spec`` is the ParallelSpec.
 
-    Rank ``r`` of the ``pp`` axis holds stages ``r, r + pp, ...`` (torch's loop order).
-    What the rank does not hold is dropped from ``core``.
+    What the rank does not hold (:func:`stage_indices`) is dropped from ``core``.
     """
     per_rank = spec.pp_stages_per_rank
-    if (spec.pp_schedule in SINGLE) != (per_rank == 1):
-        raise UserError(
-            f"parallel.pp_schedule {spec.pp_schedule} needs pp_stages_per_rank"
-            f" {'1' if spec.pp_schedule in SINGLE else '>= 2'} (got {per_rank})"
-        )
+    check_schedule(spec.pp_schedule, per_rank, bool(core.llm.config.tie_word_embeddings))
     n_stages = dims.pp * per_rank
     ranges = stage_layer_ranges(core.llm.config.num_hidden_layers, n_stages, spec.pp_layers)
     rank = mesh["pp"].get_local_rank()
-    local = [rank + k * dims.pp for k in range(per_rank)]
+    local = stage_indices(rank, dims.pp, per_rank, spec.pp_schedule)
     if per_rank == 1:
         stages = [MindVLStage(core, rank, n_stages, ranges[rank])]
     else:
@@ -84,10 +120,16 @@ def split_model(core, dims: ParallelDims, mesh, spec):
 
 
 class _HandshakeFixedStage(PipelineStage):
-    """``PipelineStage`` whose first neighbour handshake sends what the peer receives.
+    """``PipelineStage`` whose first neighbour handshake sends what the peer receives, and
+    only to other ranks, and whose input gradients leave contiguous.
 
     torch 2.9 sends an int64 scalar and receives into a float32 tensor there; NCCL lets
-    that pass, gloo aborts on the size mismatch (8 vs 4 bytes).
+    that pass, gloo aborts on the size mismatch (8 vs 4 bytes). Under the V-shaped
+    schedules a neighbour stage may sit on this rank (its activations are handed over
+    locally), and gloo has no send to oneself. The split backward of the zero-bubble
+    schedules sends autograd's input gradients as they come, and a MoE stage's gradient
+    of the carried expert counts is an expanded zero (the counts enter the loss with
+    weight 0): no backend sends a non-contiguous tensor.
     """
 
     def _get_init_p2p_neighbors_ops(self):
@@ -95,6 +137,12 @@ class _HandshakeFixedStage(PipelineStage):
         for op in ops:
             if op.op is dist.isend:
                 op.tensor = op.tensor.reshape(1).float()
+        return [op for op in ops if op.group_peer != self.group_rank]
+
+    def get_bwd_send_ops(self, bwd_chunk_id: int):
+        ops = super().get_bwd_send_ops(bwd_chunk_id)
+        for op in ops:
+            op.tensor = op.tensor.contiguous()
         return ops
 
 
@@ -118,7 +166,11 @@ class Pipeline:
         pp = dist.get_world_size(self.group)
         self.first = any(s.first for s in stages)
         self.last = any(s.last for s in stages)
-        self.last_rank = dist.get_global_rank(self.group, (n_stages - 1) % pp)
+        per_rank = n_stages // pp
+        last = next(
+            r for r in range(pp) if n_stages - 1 in stage_indices(r, pp, per_rank, schedule)
+        )
+        self.last_rank = dist.get_global_rank(self.group, last)
         if micro < pp:
             raise UserError(
                 f"parallel.pp = {pp} needs at least as many rows per step and"
@@ -132,11 +184,11 @@ class Pipeline:
             _HandshakeFixedStage(s, s.index, n_stages, device, group=self.group) for s in stages
         ]
         cls = get_schedule_class(schedule)
+        kw = {"loss_fn": self._loss, "scale_grads": False}
         try:
-            self.schedule = cls(
-                pipe[0] if schedule in SINGLE else pipe, micro, loss_fn=self._loss,
-                scale_grads=False,
-            )  # fmt: skip
+            self.schedule = cls(pipe[0] if schedule in SINGLE else pipe, micro, **kw)
+            if schedule == "ZBVZeroBubble":
+                self.schedule = _handing_over_locally(self.schedule, pipe, micro, kw)
         except ValueError as err:  # torch's micro-batch rules of the schedule
             raise UserError(f"parallel.pp_schedule {schedule}: {err}") from None
         self.tied = _tied_weight(stages)
@@ -217,6 +269,20 @@ class Pipeline:
                 if p.grad is not None:
                     p.grad.mul_(coef)
         return norm
+
+
+def _handing_over_locally(schedule, stages, micro: int, kw: dict):
+    """``schedule``'s order run by torch's schedule runtime, which lowers it with the
+    communication each action needs. torch 2.9 runs ZBVZeroBubble's own loop with a
+    point-to-point send and receive also between the two stages of one rank (NCCL sends
+    to itself, gloo cannot); the runtime hands those activations and gradients over in
+    memory, as DualPipeV (a runtime schedule) does. The order, and so every computation,
+    is ZBVZeroBubble's."""
+    from torch.distributed.pipelining.schedules import _PipelineScheduleRuntime
+
+    runtime = _PipelineScheduleRuntime(stages, micro, **kw)
+    runtime._prepare_schedule_with_comms(schedule.pipeline_order)
+    return runtime
 
 
 def stack_rows(packs, device) -> tuple[tuple, dict]:
