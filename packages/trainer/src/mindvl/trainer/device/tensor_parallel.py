@@ -26,7 +26,8 @@ LLM, per decoder layer (``tp`` ranks):
 
 Embeddings are split over the vocabulary (``RowwiseParallel``) with a replicated output:
 image features are scattered into the full row, which then enters sequence parallelism at
-the first decoder layer (a local slice, no communication). The final norm's output is
+the first decoder layer (a local slice, no communication). Pipeline stages exchange the
+sequence-parallel shards (each tp rank its own T / tp tokens). The final norm's output is
 all-gathered (every rank picks the same loss positions, ``model/loss.py``), and the LM
 head is split over the vocabulary with its logits left split: the cross-entropy runs on
 the shards under :func:`vocab_parallel_loss` (torch's ``loss_parallel``), so no rank holds
@@ -90,27 +91,32 @@ def apply_tensor_parallel(model: nn.Module, tp_mesh) -> None:
         parallelize_module(layer, tp_mesh, _layer_plan(layer, moe))
         if hasattr(layer.self_attn, "expand_kv"):
             _sum_shared_key_grad(layer.self_attn, tp_mesh)
-    # the full row enters sequence parallelism at the first layer (a local slice; a
-    # pipeline stage's first, receiving the previous stage's full row) ...
-    first = next(iter(decoder.layers))  # a stage's layers keep their whole-model indices
-    _check_row_divides(first, tp_mesh.size())
-    parallelize_module(
-        first,
-        tp_mesh,
-        PrepareModuleInput(
-            input_layouts=(Replicate(),), desired_input_layouts=(Shard(1),), use_local_output=True
-        ),
-    )
-    # ... and leaves it after the final norm (all-gather) for the loss on full rows (on a
-    # pipeline stage before the last, the norm is an identity: the stage sends full rows)
-    parallelize_module(decoder.norm, tp_mesh, SequenceParallel())
-    parallelize_module(
-        decoder.norm,
-        tp_mesh,
-        PrepareModuleOutput(
-            output_layouts=Shard(1), desired_output_layouts=Replicate(), use_local_output=True
-        ),
-    )
+    if embed is not None:
+        # the full row enters sequence parallelism at the first layer (a local slice) ...
+        first = next(iter(decoder.layers))  # a stage's layers keep their whole-model indices
+        _check_row_divides(first, tp_mesh.size())
+        parallelize_module(
+            first,
+            tp_mesh,
+            PrepareModuleInput(
+                input_layouts=(Replicate(),), desired_input_layouts=(Shard(1),),
+                use_local_output=True,
+            ),
+        )  # fmt: skip
+    if head is not None:
+        # ... and leaves it after the final norm (all-gather) for the loss on full rows
+        parallelize_module(decoder.norm, tp_mesh, SequenceParallel())
+        parallelize_module(
+            decoder.norm,
+            tp_mesh,
+            PrepareModuleOutput(
+                output_layouts=Shard(1), desired_output_layouts=Replicate(), use_local_output=True
+            ),
+        )
+    # Between pipeline stages the row stays split: a stage before the last ends in an
+    # identity norm and sends each tp rank's T / tp tokens to the same tp rank of the next
+    # stage, whose first layer takes them as its sequence-parallel shard (Megatron's
+    # scatter-gather between stages: a tp-th of the point-to-point volume, no all-gather).
     for block in model.vision.blocks if model.vision is not None else ():  # replicated in and out
         _local_head_vision_attention(block.attn, tp_mesh)
         plan = {
