@@ -30,7 +30,7 @@ from dist_helpers import (
 from mindvl.common.errors import UserError
 from mindvl.trainer.device.mesh import ParallelDims, build_mesh, model_facts, resolve
 from mindvl.trainer.device.parallel import clip_gradients, parallelize
-from mindvl.trainer.device.tensor_parallel import vocab_parallel_loss
+from mindvl.trainer.device.tensor_parallel import sum_partial_grads, vocab_parallel_loss
 from mindvl.trainer.loop import run_stage
 from mindvl.trainer.model import MindVL
 from mindvl.trainer.model.tiny import pack_samples, random_image_sample, tiny_config
@@ -153,6 +153,7 @@ def _grads_rank(rank: int, world: int, port: int, llm_type: str, out: str) -> No
     with vocab_parallel_loss(True):
         loss = _objective(model, row)
         loss.backward()
+    sum_partial_grads(model)  # MoE blocks: each tp rank's own tokens, as the step does
     norm = clip_gradients(model, None, sharded_meshes=False)
     full = lambda g: g.full_tensor() if hasattr(g, "full_tensor") else g  # noqa: E731
     grads = {n: full(p.grad) for n, p in model.named_parameters() if p.grad is not None}

@@ -31,7 +31,7 @@ import torch
 from mindvl.trainer.device.mesh import ParallelDims
 from mindvl.trainer.device.parallel import clip_gradients, no_grad_sync
 from mindvl.trainer.device.pipeline import Pipeline
-from mindvl.trainer.device.tensor_parallel import vocab_parallel_loss
+from mindvl.trainer.device.tensor_parallel import sum_partial_grads, vocab_parallel_loss
 from mindvl.trainer.flops import FlopsModel
 from mindvl.trainer.model import count_loss_tokens
 from mindvl.trainer.moe_training import MoETraining
@@ -91,6 +91,8 @@ class TrainStep:
         if n_loss == 0:
             raise RuntimeError(f"step {step}: no loss tokens in the global batch")
         loss_sum = self._forward_backward(packs, n_loss, n_real)
+        if dims.tp > 1:  # MoE blocks computed each tp rank's own tokens
+            sum_partial_grads(self.model)
         if pipe is not None:
             grad_norm = pipe.clip_gradients(self.spec.grad_clip, dims.ep > 1)
         else:

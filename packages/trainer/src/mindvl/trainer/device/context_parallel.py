@@ -148,13 +148,32 @@ class UlyssesBackend(AttentionBackend):
         return {**inner, **meta, "cp_inner": self.inner.llm_implementation}
 
 
-class ContextParallel:
-    """This rank's part of every packed row (a MindVL's ``row_split``; see the module doc)."""
+class RowShards:
+    """A row's tokens split into consecutive parts over ``group``, one per rank (the cp
+    slices of a row, or the tp shards of sequence parallelism), gathered whole again."""
 
-    def __init__(self, group, pad_id: int) -> None:
+    def __init__(self, group) -> None:
         self.group = group
         self.size = dist.get_world_size(group)
         self.rank = dist.get_rank(group)
+
+    def full_row(self, x: torch.Tensor) -> torch.Tensor:
+        """(T/n, ...) of each rank -> (T, ...); gradients flow into this rank's part only."""
+        parts = [torch.empty_like(x) for _ in range(self.size)]
+        dist.all_gather(parts, x.detach().contiguous(), group=self.group)
+        parts[self.rank] = x
+        return torch.cat(parts)
+
+    def full_row_records(self, records: list[tuple[torch.Tensor, torch.Tensor]]) -> list:
+        """The routers' (logits, picks) of the whole row, from every rank's part."""
+        return [(self.full_row(logits), self.full_row(index)) for logits, index in records]
+
+
+class ContextParallel(RowShards):
+    """This rank's part of every packed row (a MindVL's ``row_split``; see the module doc)."""
+
+    def __init__(self, group, pad_id: int) -> None:
+        super().__init__(group)
         self.pad_id = pad_id
 
     def pad(self, batch: PackedBatch) -> PackedBatch:
@@ -181,17 +200,6 @@ class ContextParallel:
         """This rank's consecutive slice of dim 1 of a (1, T, ...) tensor of the padded row."""
         n = x.shape[1] // self.size
         return x[:, self.rank * n : (self.rank + 1) * n]
-
-    def full_row(self, x: torch.Tensor) -> torch.Tensor:
-        """(T/cp, ...) of each rank -> (T, ...); gradients flow into this rank's part only."""
-        parts = [torch.empty_like(x) for _ in range(self.size)]
-        dist.all_gather(parts, x.detach().contiguous(), group=self.group)
-        parts[self.rank] = x
-        return torch.cat(parts)
-
-    def full_row_records(self, records: list[tuple[torch.Tensor, torch.Tensor]]) -> list:
-        """The routers' (logits, picks) of the whole row, from every rank's slice."""
-        return [(self.full_row(logits), self.full_row(index)) for logits, index in records]
 
 
 def apply_context_parallel(model, group) -> ContextParallel:

@@ -161,9 +161,8 @@ class MindVLStage(nn.Module):
         if self.router is not None and self.router.rows:
             with core._router_tap.recording() as records:
                 hidden = run(hidden)
-            if split is not None:  # the carry holds the whole row on every cp rank
-                records = split.full_row_records(records)
-            carry = self.router.add(carry, records, cu[-1])
+            # the carry holds the whole row on every cp and tp rank
+            carry = self.router.add(carry, core.full_row_records(records), cu[-1])
         else:
             hidden = run(hidden)
         if not self.last:

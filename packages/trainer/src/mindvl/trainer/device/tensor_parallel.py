@@ -18,11 +18,15 @@ LLM, per decoder layer (``tp`` ranks):
   ``q_a``/``kv_a`` projections and their norms replicated on the gathered row; the rotary
   key shared by all heads gets its gradient summed over ``tp``.
 - **Dense MLP**: ``gate/up_proj`` column-wise, ``down_proj`` row-wise.
-- **MoE block** (router, routed and shared experts): replicated over ``tp``. It runs on
-  the gathered row, identically on every ``tp`` rank, and each rank keeps its ``T / tp``
-  slice of the output, so routing and the router statistics are those of one process.
-  The MoE compute is repeated on each ``tp`` rank; ``ep`` (which combines with ``tp``)
-  splits the experts' weights, not this repetition.
+- **MoE block** (router, routed and shared experts): weights replicated over ``tp``, each
+  tp rank routing and computing only its own ``T / tp`` tokens of the sequence-parallel
+  shard (no all-gather before the block, no slicing after it, a tp-th of the MoE work per
+  rank; routing is per token, so the outputs are one process's). The routers' logits
+  and picks are all-gathered over ``tp`` (as over ``cp``: ``MindVL.tp_rows``), so the
+  router statistics and losses are the whole row's. Each rank's gradients of the block's
+  weights are its tokens' part: :func:`sum_partial_grads` adds them up over ``tp`` after
+  the step's backward. ``ep`` (which combines with ``tp``) dispatches each tp rank's
+  tokens among the ep ranks of its tp coordinate.
 
 Embeddings are split over the vocabulary (``RowwiseParallel``) with a replicated output:
 image features are scattered into the full row, which then enters sequence parallelism at
@@ -48,8 +52,10 @@ import torch
 from torch import nn
 
 from mindvl.common.errors import UserError
+from mindvl.trainer.device.context_parallel import RowShards
 from mindvl.trainer.model.moe import moe_blocks
 
+PARTIAL_GRADS = "_mindvl_tp_partial_grads"  # a MoE block's tp group: grads summed over it
 COLWISE_ATTENTION = ("q_proj", "k_proj", "v_proj", "q_b_proj", "kv_b_proj")
 HEAD_NORMS = ("q_norm", "k_norm")
 DENSE_MLP = ("gate_proj", "up_proj", "down_proj")
@@ -87,6 +93,11 @@ def apply_tensor_parallel(model: nn.Module, tp_mesh) -> None:
         head.weight = embed.weight
     model.register_forward_hook(_plain_outputs)
     moe = {id(block) for _, block in moe_blocks(llm)}
+    if moe:  # each tp rank routes its own tokens: router records gathered, grads summed
+        group = tp_mesh.get_group()
+        getattr(model, "core", model).tp_rows = RowShards(group)  # a stage's whole model
+        for _, block in moe_blocks(llm):
+            setattr(block, PARTIAL_GRADS, group)
     for layer in decoder.layers:
         parallelize_module(layer, tp_mesh, _layer_plan(layer, moe))
         if hasattr(layer.self_attn, "expand_kv"):
@@ -133,7 +144,6 @@ def _layer_plan(layer: nn.Module, moe: set[int]) -> dict:
     from torch.distributed.tensor.parallel import (
         ColwiseParallel,
         PrepareModuleInput,
-        PrepareModuleInputOutput,
         RowwiseParallel,
         SequenceParallel,
     )
@@ -164,14 +174,9 @@ def _layer_plan(layer: nn.Module, moe: set[int]) -> dict:
             if hasattr(attn, n)
         }
     )
-    if id(mlp) in moe:  # replicated: the whole row in, this rank's slice out
-        plan["mlp"] = PrepareModuleInputOutput(
-            input_layouts=(Shard(1),),
-            desired_input_layouts=(Replicate(),),
-            use_local_input=True,
-            output_layouts=(Replicate(),),
-            desired_output_layouts=(Shard(1),),
-            use_local_output=True,
+    if id(mlp) in moe:  # replicated weights, this rank's own tokens in and out
+        plan["mlp"] = PrepareModuleInput(
+            input_layouts=(Shard(1),), desired_input_layouts=(Shard(1),), use_local_output=True
         )
     elif all(isinstance(getattr(mlp, n, None), nn.Linear) for n in DENSE_MLP):
         plan["mlp"] = PrepareModuleInput(
@@ -186,6 +191,22 @@ def _layer_plan(layer: nn.Module, moe: set[int]) -> dict:
             f" {type(mlp).__name__} is neither"
         )
     return plan
+
+
+def sum_partial_grads(model: nn.Module) -> None:
+    """Add up over ``tp`` the gradients of the MoE blocks' weights (call once after the
+    step's backward, before clipping): each tp rank computed its own tokens' part. The
+    blocks' (FSDP2) shards are the same on every tp rank, so the local shards add."""
+    import torch.distributed as dist
+
+    for module in model.modules():
+        group = getattr(module, PARTIAL_GRADS, None)
+        if group is None:
+            continue
+        for p in module.parameters():
+            if p.grad is not None:
+                grad = p.grad.to_local() if hasattr(p.grad, "to_local") else p.grad
+                dist.all_reduce(grad, group=group)
 
 
 def vocab_parallel_loss(enabled: bool):

@@ -101,6 +101,9 @@ class MindVL(nn.Module):
         # row: the LLM then runs on a slice of the padded row, the loss sums that slice's
         # tokens and the router losses see the whole row. None: the whole row here.
         self.row_split = None
+        # Tensor parallelism (device/tensor_parallel.py) attaches the tp shards of a row when
+        # the MoE blocks route each tp rank's own tokens. None: routed on the whole row.
+        self.tp_rows = None
 
     # ---- construction and persistence (implemented in model/checkpoint_io.py) ----
     @classmethod
@@ -186,6 +189,14 @@ class MindVL(nn.Module):
         )
         return out.last_hidden_state
 
+    def full_row_records(self, records: list) -> list:
+        """The routers' (logits, picks) of the whole row from this rank's part: its tp
+        shard (``tp_rows``) of its cp slice (``row_split``)."""
+        for part in (self.tp_rows, self.row_split):
+            if part is not None:
+                records = part.full_row_records(records)
+        return records
+
     def forward(self, batch: PackedBatch, return_logits: bool = False) -> ModelOutput:
         if batch.input_ids.shape[0] != 1:
             raise ValueError(
@@ -200,9 +211,7 @@ class MindVL(nn.Module):
         else:
             with self._router_tap.recording() as records:
                 hidden = self.hidden_states(batch)
-            if split is not None:
-                records = split.full_row_records(records)
-            router = router_stats(records, batch.cu_seqlens, self.moe)
+            router = router_stats(self.full_row_records(records), batch.cu_seqlens, self.moe)
         head = self.llm.get_output_embeddings()
         targets = next_token_targets(batch.labels, batch.cu_seqlens)
         if split is not None:
