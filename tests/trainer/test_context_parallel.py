@@ -1,7 +1,8 @@
 """Ulysses context parallelism on 2 gloo ranks: attention over a split row equals the
 unsplit row's (a segment straddling the split included, no attention across segments) for
 each varlen backend, also with one key/value head for the 2 ranks (repeated), and a tiny MoE MindVL's split forward gives the unsplit row's loss,
-router statistics and gradients (its odd-length row padded for the split)."""
+router statistics and gradients (its odd-length row padded for the split; its images run
+through the tower on the rank whose share holds them)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,11 @@ from test_model_packing import PAD_ID, VOCAB, make_sample, pack
 
 from mindvl.common.errors import UserError
 from mindvl.trainer.device.attention import block_causal_mask, make_backend
-from mindvl.trainer.device.context_parallel import UlyssesBackend, apply_context_parallel
+from mindvl.trainer.device.context_parallel import (
+    UlyssesBackend,
+    apply_context_parallel,
+    image_shares,
+)
 from mindvl.trainer.device.mesh import ModelFacts, resolve
 from mindvl.trainer.device.npu_attention import reference_fusion_attention
 from mindvl.trainer.model import MindVL
@@ -169,3 +174,13 @@ def test_cp_layouts_the_model_cannot_take_are_one_line_errors():
             resolve(spec, None, world).check(facts)
         assert "\n" not in str(err.value)
     resolve(ParallelSpec(cp=4), None, 4).check(facts)  # 2 key/value heads: each repeated
+
+
+def test_image_shares_split_a_rows_images_by_patches():
+    assert image_shares([4, 4, 4, 4], 2) == [range(0, 2), range(2, 4)]
+    assert image_shares([4, 16, 4], 2) == [range(0, 2), range(2, 3)]  # images stay whole
+    assert image_shares([16], 2) == [range(0, 1), range(1, 1)]  # rank 1: the dummy image
+    assert image_shares([1] * 6, 3) == [range(0, 2), range(2, 4), range(4, 6)]
+    for patches, size in (([3, 1, 7, 2, 2], 4), ([5], 3), ([2, 2, 2], 2)):
+        shares = image_shares(patches, size)
+        assert len(shares) == size and [i for s in shares for i in s] == list(range(len(patches)))

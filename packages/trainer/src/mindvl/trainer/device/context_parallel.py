@@ -13,10 +13,13 @@ all-to-alls are differentiable (``torch.distributed.nn``), so gradients take the
 What each rank computes (:class:`ContextParallel`, attached to a MindVL as its
 ``row_split``):
 
-- **Embeddings and images**: every rank embeds the whole row and runs the vision tower and
-  projector on all of the row's images (the ranks hold the same weights), then keeps its
-  slice. Gradients reach the tower only through the slice's image tokens; FSDP2 sums the
-  ranks' parts. The tower's work is repeated ``cp`` times (its cost is not split).
+- **Embeddings and images**: the row's images are split into ``cp`` consecutive shares of
+  about equal patch counts (:func:`image_shares`); each rank runs the vision tower and
+  projector on its share only, and the shares' features are all-gathered, so every rank
+  embeds the whole row and then keeps its slice. In backward each share's feature
+  gradient is summed over the cp ranks (all of them may hold its tokens) and reaches the
+  tower on its own rank; FSDP2 sums the ranks' tower gradients. A rank whose share is
+  empty runs the zero-weighted dummy image (every rank runs the same modules).
 - **Loss**: next-token targets are built on the whole row (a sample's last token predicts
   nothing) and sliced with the tokens, so each rank sums exactly its tokens' losses and the
   sum over cp ranks is the unsplit row's loss.
@@ -169,12 +172,64 @@ class RowShards:
         return [(self.full_row(logits), self.full_row(index)) for logits, index in records]
 
 
+def image_shares(patches: list[int], size: int) -> list[range]:
+    """Each of ``size`` ranks' consecutive run of a row's images (``patches``: each image's
+    patch count), cut where the running patch count passes ``k / size`` of the total."""
+    total, bounds, run = sum(patches), [0], 0
+    for i, n in enumerate(patches):
+        run += n
+        while len(bounds) < size and run * size >= len(bounds) * total:
+            bounds.append(i + 1)
+    bounds += [len(patches)] * (size + 1 - len(bounds))
+    return [range(a, b) for a, b in zip(bounds, bounds[1:], strict=False)]
+
+
+class _GatherRows(torch.autograd.Function):
+    """Every rank's (n_r, hidden) rows, concatenated in rank order; backward: the whole
+    gradient summed over the ranks, this rank's rows of it (all-gather / reduce-scatter)."""
+
+    @staticmethod
+    def forward(ctx, mine: torch.Tensor, counts: list[int], rank: int, group) -> torch.Tensor:
+        ctx.counts, ctx.rank, ctx.group = counts, rank, group
+        padded = mine.new_zeros(max(counts), mine.shape[-1])
+        padded[: len(mine)] = mine
+        parts = [torch.empty_like(padded) for _ in counts]
+        dist.all_gather(parts, padded.contiguous(), group=group)
+        return torch.cat([part[:n] for part, n in zip(parts, counts, strict=True)])
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        grad = grad.contiguous()
+        dist.all_reduce(grad, group=ctx.group)
+        start = sum(ctx.counts[: ctx.rank])
+        return grad[start : start + ctx.counts[ctx.rank]], None, None, None
+
+
 class ContextParallel(RowShards):
     """This rank's part of every packed row (a MindVL's ``row_split``; see the module doc)."""
 
     def __init__(self, group, pad_id: int) -> None:
         super().__init__(group)
         self.pad_id = pad_id
+
+    def image_features(self, model, pixels: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+        """The row's image features (``model.image_features`` of all its images), each cp
+        rank running the tower on its share (:func:`image_shares`) and the shares
+        all-gathered; the gradient of a share reaches its rank from every cp rank's
+        tokens. A rank without images runs the zero-weighted dummy image (every rank runs
+        the same modules)."""
+        patches = grid.prod(-1).tolist()
+        shares = image_shares(patches, self.size)
+        mine = shares[self.rank]
+        start, end = sum(patches[: mine.start]), sum(patches[: mine.stop])
+        unit = model.merge_unit
+        counts = [sum(patches[i] for i in share) // unit for share in shares]
+        if len(mine):
+            feats = model.image_features(pixels[start:end], grid[mine.start : mine.stop])
+        else:
+            dummy = model._dummy_image_feature(pixels.device)
+            feats = dummy[:0] + 0.0 * dummy.sum()
+        return _GatherRows.apply(feats, counts, self.rank, self.group)
 
     def pad(self, batch: PackedBatch) -> PackedBatch:
         """The row lengthened to a multiple of ``cp`` by padding (no sample, no loss)."""

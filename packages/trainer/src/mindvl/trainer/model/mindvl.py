@@ -160,7 +160,12 @@ class MindVL(nn.Module):
                 f" samples: {', '.join(batch.sample_keys[:5]) or '?'}"
             )
         if has_images:
-            feats = self.image_features(batch.pixel_values, batch.image_grid_thw)
+            if self.row_split is not None:  # each cp rank runs the tower on its share
+                feats = self.row_split.image_features(
+                    self, batch.pixel_values, batch.image_grid_thw
+                )
+            else:
+                feats = self.image_features(batch.pixel_values, batch.image_grid_thw)
             mask = slots.unsqueeze(-1).expand_as(embeds)
             embeds = embeds.masked_scatter(mask, feats.to(embeds.dtype))
         elif self.training:
