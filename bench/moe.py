@@ -11,7 +11,11 @@ samples (one 112x112 image + text each). Tokens/s counts real LLM tokens of all 
   (transformers' loop over the experts hit) and ``grouped_mm`` (one grouped matmul);
 * ``moe_ep2``: 2 gloo processes with ``parallel.ep = 2`` (FSDP2 + all-to-all dispatch,
   then a loop over this rank's experts), each on its own rows: the same
-  global batch per step as EP=1, on twice the cores (one thread per process throughout).
+  global batch per step as EP=1, on twice the cores (one thread per process throughout);
+* ``dense_tp2`` and ``moe_tp2``: 2 gloo processes with ``parallel.tp = 2`` (tensor +
+  sequence parallelism; the MoE blocks route each rank's own half of the row, their
+  gradients summed over tp), both on the same rows: the EP=1 global batch on twice the
+  cores. ``moe_tp2`` over ``dense_tp2`` is what the MoE blocks cost under TP.
 
 Writes bench/results/moe.json. Usage: uv run python bench/moe.py [--steps N] [--rows N]
 """
@@ -64,18 +68,23 @@ def rows(n: int, rank: int) -> list:
     ]
 
 
-def train_steps(model, optimizer, batches: list, steps: int, world: int) -> list[float]:
-    """Seconds per step (first step excluded: warm-up)."""
+def train_steps(model, optimizer, batches: list, steps: int, world: int, tp: bool = False):
+    """Seconds per step (first step excluded: warm-up); ``world``: data-parallel ranks."""
+    from mindvl.trainer.device.tensor_parallel import sum_partial_grads, vocab_parallel_loss
+
     times = []
     tokens = sum(b.real_tokens for b in batches) * world
     for _ in range(steps + 1):
         t0 = time.perf_counter()
         for b in batches:
-            out = model(b)
-            loss = out.loss_sum / tokens
-            if out.router is not None:
-                loss = loss + 0.01 * out.router.aux_sum / tokens
-            loss.backward()
+            with vocab_parallel_loss(tp):
+                out = model(b)
+                loss = out.loss_sum / tokens
+                if out.router is not None:
+                    loss = loss + 0.01 * out.router.aux_sum / tokens
+                loss.backward()
+        if tp:
+            sum_partial_grads(model)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         times.append(time.perf_counter() - t0)
@@ -94,7 +103,7 @@ def single(kind: str, impl: str, n_rows: int, steps: int) -> dict:
             "tokens_per_s": round(tokens / statistics.median(times), 1)}  # fmt: skip
 
 
-def _ep_rank(rank: int, port: int, n_rows: int, steps: int, out: str) -> None:
+def _parallel_rank(rank: int, port: int, kind: str, layout: dict, n_rows, steps, out) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
     torch.distributed.init_process_group("gloo", rank=rank, world_size=2)
@@ -102,13 +111,15 @@ def _ep_rank(rank: int, port: int, n_rows: int, steps: int, out: str) -> None:
     from mindvl.trainer.device.parallel import parallelize
     from mindvl.trainer.stage_config import ParallelSpec
 
-    dims = resolve(ParallelSpec(ep=2), None, 2)
-    model = parallelize(build("moe"), dims, build_mesh("cpu", dims), torch.device("cpu"))
-    batches = rows(n_rows // 2, rank)
+    dims = resolve(ParallelSpec(**layout), None, 2)
+    model = parallelize(build(kind), dims, build_mesh("cpu", dims), torch.device("cpu"))
+    tp = dims.tp > 1  # the tp ranks share their rows
+    batches = rows(n_rows // dims.dp, 0 if tp else rank)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    times = train_steps(model, opt, batches, steps, 2)
+    times = train_steps(model, opt, batches, steps, dims.dp, tp)
     tokens = torch.tensor(float(sum(b.real_tokens for b in batches)))
-    torch.distributed.all_reduce(tokens)
+    if not tp:
+        torch.distributed.all_reduce(tokens)
     if rank == 0:
         median = statistics.median(times)
         Path(out).write_text(json.dumps({"step_s_median": round(median, 4),
@@ -116,13 +127,13 @@ def _ep_rank(rank: int, port: int, n_rows: int, steps: int, out: str) -> None:
     torch.distributed.destroy_process_group()
 
 
-def ep2(n_rows: int, steps: int) -> dict:
+def two_ranks(kind: str, layout: dict, n_rows: int, steps: int) -> dict:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     out = Path(f"/tmp/mindvl-bench-moe-{os.getpid()}.json")
-    mp.start_processes(_ep_rank, args=(port, n_rows, steps, str(out)), nprocs=2,
-                       start_method="fork")  # fmt: skip
+    mp.start_processes(_parallel_rank, args=(port, kind, layout, n_rows, steps, str(out)),
+                       nprocs=2, start_method="fork")  # fmt: skip
     result = json.loads(out.read_text())
     out.unlink()
     return result
@@ -139,8 +150,10 @@ def main() -> None:
     runs = {"dense": single("dense", "eager", args.rows, args.steps)}
     for impl in ("eager", "grouped_mm"):
         runs[f"moe_ep1_{impl}"] = single("moe", impl, args.rows, args.steps)
-    runs["moe_ep2"] = ep2(args.rows, args.steps)
+    runs["moe_ep2"] = two_ranks("moe", {"ep": 2}, args.rows, args.steps)
     runs["moe_ep2"]["tokens_per_s_per_process"] = round(runs["moe_ep2"]["tokens_per_s"] / 2, 1)
+    for kind in ("dense", "moe"):
+        runs[f"{kind}_tp2"] = two_ranks(kind, {"tp": 2}, args.rows, args.steps)
     ref = runs["dense"]["tokens_per_s"]
     result = {
         "machine": f"{platform.machine()} {os.cpu_count()} cores, torch {torch.__version__}",
@@ -149,6 +162,9 @@ def main() -> None:
         "rows_per_step": args.rows,
         "runs": runs,
         "tokens_per_s_vs_dense": {k: round(v["tokens_per_s"] / ref, 3) for k, v in runs.items()},
+        "moe_tp2_vs_dense_tp2": round(
+            runs["moe_tp2"]["tokens_per_s"] / runs["dense_tp2"]["tokens_per_s"], 3
+        ),
         "load_average_1m": round(os.getloadavg()[0], 2),
     }
     out = Path(__file__).parent / "results" / "moe.json"
