@@ -9,7 +9,13 @@ import click
 from mindvl.common.lazy_group import LazyGroup
 
 
-@click.group(cls=LazyGroup, lazy={"run": "mindvl.trainer.train_cli:run_command"})
+@click.group(
+    cls=LazyGroup,
+    lazy={
+        "run": "mindvl.trainer.train_cli:run_command",
+        "plan": "mindvl.trainer.train_cli:plan_command",
+    },
+)
 def train() -> None:
     """Train a MindVL model on packed shards, stage by stage."""
 

@@ -29,19 +29,11 @@ from mindvl.trainer.checkpoint import (
 from mindvl.trainer.data.loader import PackedLoader
 from mindvl.trainer.data.packing import PackBudget
 from mindvl.trainer.data.stream import StageData, StreamSettings
-from mindvl.trainer.device.activation_checkpoint import apply_activation_checkpointing
-from mindvl.trainer.device.context_parallel import apply_context_parallel
 from mindvl.trainer.device.materialize import materialise
-from mindvl.trainer.device.mesh import build_mesh, model_facts, resolve
-from mindvl.trainer.device.parallel import parallelize
-from mindvl.trainer.device.pipeline import (
-    Pipeline,
-    reshards_after_forward,
-    split_model,
-    stages_of,
-)
+from mindvl.trainer.device.pipeline import Pipeline
 from mindvl.trainer.export import export_checkpoint
 from mindvl.trainer.flops import FlopsModel, device_name, peak_tflops
+from mindvl.trainer.layout import lay_out
 from mindvl.trainer.metrics import MetricsWriter
 from mindvl.trainer.model.moe import parameter_counts
 from mindvl.trainer.moe_training import MoETraining
@@ -138,20 +130,6 @@ def _run(cfg: StageConfig, out: Path, resume: bool, config_text: str, rt: Runtim
     peak = peak_tflops(cfg.peak_tflops, device_name(rt.device), cfg.precision)
     apply_attention_backend(core, default_backend_name(rt.device))
 
-    def prepare(module) -> None:
-        """Activation checkpointing, then compile: after TP, before FSDP2 (torchtitan's order)."""
-        apply_activation_checkpointing(module, cfg.activation_checkpointing.model_dump())
-        if cfg.compile:
-            from mindvl.trainer.device.compile import compile_blocks
-
-            compile_blocks(module, device=rt.device)
-
-    dims = resolve(cfg.parallel, cfg.distributed, rt.world)
-    dims.check(model_facts(core))
-    dims.check_row(cfg.seq_len)
-    mesh = build_mesh(rt.device.type, dims) if rt.distributed else None
-    if dims.cp > 1:  # each cp rank runs its slice of every row (device/context_parallel.py)
-        apply_context_parallel(core, mesh["cp"].get_group())
     # meta -> parallelised (TP, FSDP2, expert slices, pipeline stages) -> each rank
     # materialises its own pieces (device/materialize.py); DDP wraps a materialised model
     fill_args = {"seed": cfg.seed, "weights": weights, "init": ckpt is None}
@@ -159,24 +137,7 @@ def _run(cfg: StageConfig, out: Path, resume: bool, config_text: str, rt: Runtim
     def fill(module) -> None:
         materialise(module, template, rt.device, **fill_args)
 
-    # bf16: FSDP2 casts parameters itself (its compute dtype); otherwise autocast
-    param_dtype = cfg.precision if dims.sharded else "fp32"
-    if dims.pp > 1:  # this rank's pipeline stage(s) of the model, each FSDP2-sharded
-        # blocks wrapped and compiled before the split (the stages keep them), but under TP
-        # per stage after it: TP's plans name the plain modules
-        per_stage = prepare if dims.tp > 1 else None
-        if per_stage is None:
-            prepare(core)
-        model = split_model(core, dims, mesh, cfg.parallel)
-        reshard = reshards_after_forward(cfg.parallel.pp_schedule)
-        for stage in stages_of(model):
-            parallelize(stage, dims, mesh, rt.device, param_dtype, reshard, per_stage, fill)
-    elif mesh is not None:
-        model = parallelize(core, dims, mesh, rt.device, param_dtype, prepare=prepare, fill=fill)
-    else:
-        prepare(core)
-        fill(core)
-        model = core
+    dims, mesh, model = lay_out(cfg, core, rt, fill)
     optimizer = make_optimizer(model, cfg.optimizer)
     check_optimizer_covers(model, optimizer, allow_none=dims.pp > 1)
     micro = cfg.micro_batches(dims.dp)
