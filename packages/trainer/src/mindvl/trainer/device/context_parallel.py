@@ -15,8 +15,9 @@ What each rank computes (:class:`ContextParallel`, attached to a MindVL as its
 
 - **Embeddings and images**: the row's images are split into ``cp`` consecutive shares of
   about equal patch counts (:func:`image_shares`); each rank runs the vision tower and
-  projector on its share only, and the shares' features are all-gathered, so every rank
-  embeds the whole row and then keeps its slice. In backward each share's feature
+  projector on its share only, and the shares' features are all-gathered; each rank
+  embeds only its slice's tokens and scatters into them the features of its slice's image
+  slots (``MindVL.embed``). In backward each share's feature
   gradient is summed over the cp ranks (all of them may hold its tokens) and reaches the
   tower on its own rank; FSDP2 sums the ranks' tower gradients. A rank whose share is
   empty runs the zero-weighted dummy image (every rank runs the same modules).
@@ -250,6 +251,10 @@ class ContextParallel(RowShards):
             labels=grow(batch.labels, IGNORE_INDEX),
             position_ids=torch.cat([batch.position_ids, tail.to(batch.position_ids.dtype)], 1),
         )
+
+    def start(self, total: int) -> int:
+        """Where this rank's slice of a padded row of ``total`` tokens begins."""
+        return self.rank * (total // self.size)
 
     def local(self, x: torch.Tensor) -> torch.Tensor:
         """This rank's consecutive slice of dim 1 of a (1, T, ...) tensor of the padded row."""

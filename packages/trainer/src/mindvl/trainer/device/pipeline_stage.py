@@ -14,7 +14,7 @@ also takes the row's images as ``pixels`` (patches zero-padded to the step's lar
 and ``grid`` (one (t, h, w) row per image, zero rows after the row's images).
 
 Under context parallelism (the core's ``row_split``) a stage runs its cp rank's slice of
-the row: the first stage embeds the whole row and keeps the slice, the stages exchange
+the row: the first stage embeds its slice (``MindVL.embed``), the stages exchange
 slices, the attention backend gets the whole row's ``cu_seqlens`` and the last stage sums
 its slice's token losses; router sums travel as whole rows (each stage's router logits and
 picks all-gathered over ``cp``).
@@ -146,8 +146,8 @@ class MindVLStage(nn.Module):
         positions = split.local(position_ids) if split is not None else position_ids
         if self.first:
             input_ids, pixels, grid = acts
+            # (under cp: this rank's slice of the row)
             hidden = core.embed(_row_batch(input_ids, pixels, grid, position_ids, labels, cu))
-            hidden = split.local(hidden) if split is not None else hidden
             carry = self.router.empty(total, hidden.device) if self.router else ()
         else:
             hidden, *carry = acts

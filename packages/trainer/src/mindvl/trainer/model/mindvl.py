@@ -145,9 +145,9 @@ class MindVL(nn.Module):
         return self.projector(out.pooler_output)
 
     def embed(self, batch: PackedBatch) -> torch.Tensor:
-        """Token embeddings with image features scattered into the ``<|image_pad|>`` slots."""
+        """Token embeddings with image features scattered into the ``<|image_pad|>`` slots
+        (under ``row_split``: of this rank's slice of the row only)."""
         ids = batch.input_ids
-        embeds = self.llm.get_input_embeddings()(ids)
         slots = ids == self.config.image_pad_token_id
         n_slots = int(slots.sum())
         has_images = batch.image_grid_thw is not None and len(batch.image_grid_thw) > 0
@@ -159,11 +159,15 @@ class MindVL(nn.Module):
                 f" {n_tokens} merged tokens (sum of t*h*w/{self.merge_unit} over image_grid_thw);"
                 f" samples: {', '.join(batch.sample_keys[:5]) or '?'}"
             )
+        split = self.row_split
+        if split is not None:  # this rank's slice: its tokens, and the features of its slots
+            before = int(slots[:, : split.start(ids.shape[1])].sum())
+            ids, slots = split.local(ids), split.local(slots)
+        embeds = self.llm.get_input_embeddings()(ids)
         if has_images:
-            if self.row_split is not None:  # each cp rank runs the tower on its share
-                feats = self.row_split.image_features(
-                    self, batch.pixel_values, batch.image_grid_thw
-                )
+            if split is not None:  # each cp rank runs the tower on its share of the images
+                feats = split.image_features(self, batch.pixel_values, batch.image_grid_thw)
+                feats = feats[before : before + int(slots.sum())]
             else:
                 feats = self.image_features(batch.pixel_values, batch.image_grid_thw)
             mask = slots.unsqueeze(-1).expand_as(embeds)
@@ -185,9 +189,9 @@ class MindVL(nn.Module):
     def hidden_states(self, batch: PackedBatch) -> torch.Tensor:
         """Final hidden states of the row's tokens (of this rank's slice under ``row_split``)."""
         embeds, positions = self.embed(batch), batch.position_ids
-        total = embeds.shape[1]
+        total = positions.shape[1]
         if self.row_split is not None:
-            embeds, positions = self.row_split.local(embeds), self.row_split.local(positions)
+            positions = self.row_split.local(positions)
         kwargs = self.attention_backend.llm_kwargs(batch.cu_seqlens, total, embeds.device)
         out = self.llm.get_decoder()(
             inputs_embeds=embeds, position_ids=positions, use_cache=False, **kwargs
