@@ -4,7 +4,7 @@ Interleaved1F1B and InterleavedZeroBubble with 2 stages per rank), an MoE LLM wh
 router losses span both stages (GPipe), untied 4-layer LLMs under the V-shaped
 ZBVZeroBubble (dense and MoE) and DualPipeV, a warmup that trains only the projector (the last
 stage holds nothing trainable), PP=2 x FSDP=2 on 4 ranks likewise (1F1B, and
-ZBVZeroBubble for the MoE LLM), and resume exactly from a checkpoint written under PP=2
+ZBVZeroBubble with EP=2 for the MoE LLM), and resume exactly from a checkpoint written under PP=2
 (also by one process, for the V-placed stages too); stage placement, splits and bad layouts
 fail in one line."""
 
@@ -119,7 +119,8 @@ def test_pp2_times_fsdp2_on_four_ranks_matches_one_process(tmp_path, base, sched
         data["init"] = {"config": four_layer_tiny(base, *FOUR_LAYERS["tiny4-moe-untied"])}
         data["moe"], parts = {"aux_loss_coef": 0.05, "z_loss_coef": 0.01}, MOE
         data["tokens_per_step"] = 2048  # 4 rows per data-parallel rank: 2 per stage
-        layout["pp_stages_per_rank"] = 2
+        # experts split over ep = dp_shard; two stages per rank save whole expert tensors
+        layout.update(pp_stages_per_rank=2, ep=2)
     single = run_stage(StageConfig.model_validate(data), tmp_path / "one")
     cfg = StageConfig.model_validate({**data, "parallel": layout})
     rows = spawn(cfg, tmp_path / "pp2x2", 4)

@@ -172,17 +172,26 @@ def expert_checkpoint_view(model: nn.Module, state: dict, optimizer: bool = Fals
     """
     from mindvl.trainer.device.state_names import plain_name
 
-    # state dict names carry no wrapper prefixes (activation checkpointing)
+    # matched by plain name: module names carry wrapper prefixes that state dicts drop,
+    # and state dicts of several stages per rank carry LocalStages' ``stages.N.``
     names = {plain_name(k): m for k, m in expert_parameter_names(model).items()}
     if not names:
         return state
+
+    def experts_of(key: str):
+        return names.get(plain_name(key))
+
     if not optimizer:
-        return {k: _global_view(v, names[k]) if k in names else v for k, v in state.items()}
+        return {
+            k: v if experts_of(k) is None else _global_view(v, experts_of(k))
+            for k, v in state.items()
+        }
     per_param = dict(state["state"])
     for key in sorted(per_param):
-        if key in names:
+        module = experts_of(key)
+        if module is not None:
             per_param[key] = {
-                s: _global_view(v, names[key]) if torch.is_tensor(v) and v.ndim > 0 else v
+                s: _global_view(v, module) if torch.is_tensor(v) and v.ndim > 0 else v
                 for s, v in per_param[key].items()
             }
     return {**state, "state": per_param}
