@@ -85,7 +85,7 @@ EIGHT_RANKS = pytest.mark.skipif(
 )
 def test_cp_matches_one_process(tmp_path, base, model, parts, layout, world):
     data = {**base, "init": {"config": model}}
-    if world == 8:  # pp needs 2 rows per data-parallel rank: 2 rows x 2 ranks of dp 2
+    if world == 8:  # pp needs 2 rows per data-parallel rank, and the MoE layout has dp 2
         data["tokens_per_step"] = 1024
     if model != "tiny":
         data["moe"] = {"aux_loss_coef": 0.05, "z_loss_coef": 0.01}
