@@ -43,7 +43,7 @@ DENSE = ("loss", "grad_norm")
 MOE = ("loss", "ce_loss", "aux_loss", "z_loss", "grad_norm")
 EIGHT_RANKS = pytest.mark.skipif(
     os.environ.get("MINDVL_SLOW_TESTS") != "1",
-    reason="8 gloo ranks on 2 cores (10-15 s each): set MINDVL_SLOW_TESTS=1",
+    reason="8 gloo ranks on 2 cores (7-15 s each): set MINDVL_SLOW_TESTS=1",
 )
 
 

@@ -56,21 +56,28 @@ def without_last_step(run: Path, copies: tuple[Path, ...] = ()) -> None:
         shutil.rmtree(d / "checkpoints" / "step-00000003")
 
 
+def matches_one_process_and_resumes(tmp_path, cfg, fields: dict, world: int, copies=()) -> Path:
+    """``cfg`` with ``fields`` (its layout) on ``world`` ranks equals the 1-process run over
+    3 steps, and repeats step 3 exactly from its step-2 checkpoint, which is also copied to
+    ``copies`` first; returns the run dir."""
+    single = run_stage(cfg, tmp_path / "one")
+    layout = StageConfig.model_validate({**cfg.model_dump(), **fields, "checkpoint_every": 2})
+    run = tmp_path / "layout"
+    rows = spawn(layout, run, world)
+    assert_same_run(single, rows, tmp_path / "one", run, PARTS)
+    without_last_step(run, copies)
+    again = spawn(layout, run, world, resume=True)  # optimizer slices, biases, loaders
+    assert [again[2][k] for k in PARTS] == [rows[2][k] for k in PARTS]
+    return run
+
+
 @pytest.mark.parametrize(
     ("model", "moe"),
     [("tiny_qwen3_moe", {}), ("tiny_deepseek_v3", {"bias_update_rate": 0.01})],
 )
 def test_ep2_matches_one_process_and_resumes(tmp_path, base, model, moe):
-    cfg = with_model(base, model, moe)
-    single = run_stage(cfg, tmp_path / "one")
-    ep = StageConfig.model_validate(
-        {**cfg.model_dump(), "distributed": "fsdp", "parallel": {"ep": 2}, "checkpoint_every": 2}
-    )
-    rows = spawn(ep, tmp_path / "ep2", 2)
-    assert_same_run(single, rows, tmp_path / "one", tmp_path / "ep2", PARTS)
-    without_last_step(tmp_path / "ep2")
-    again = spawn(ep, tmp_path / "ep2", 2, resume=True)  # optimizer slices, biases, loaders
-    assert [again[2][k] for k in PARTS] == [rows[2][k] for k in PARTS]
+    fields = {"distributed": "fsdp", "parallel": {"ep": 2}}
+    matches_one_process_and_resumes(tmp_path, with_model(base, model, moe), fields, 2)
 
 
 @pytest.mark.parametrize(
@@ -106,19 +113,12 @@ def test_ep2_with_pp_or_hsdp_on_four_ranks_matches_one_process_and_resumes(
     tmp_path, base, model, moe, layout
 ):
     base = with_model(base, model, moe)
-    single = run_stage(base, tmp_path / "one")
-    cfg = StageConfig.model_validate(
-        {**base.model_dump(), "parallel": layout, "checkpoint_every": 2}
-    )
-    rows = spawn(cfg, tmp_path / "ep", 4)
-    assert_same_run(single, rows, tmp_path / "one", tmp_path / "ep", PARTS)
     # each rank saved its own expert pieces: the same layout repeats step 3 exactly, and
     # one process resumes the same checkpoint to the same final weights
-    without_last_step(tmp_path / "ep", (tmp_path / "cross",))
-    again = spawn(cfg, tmp_path / "ep", 4, resume=True)
-    assert [again[2][k] for k in PARTS] == [rows[2][k] for k in PARTS]
-    run_stage(base, tmp_path / "cross", resume=True)
-    assert_same_weights(tmp_path / "ep", tmp_path / "cross")
+    cross = tmp_path / "cross"
+    run = matches_one_process_and_resumes(tmp_path, base, {"parallel": layout}, 4, (cross,))
+    run_stage(base, cross, resume=True)
+    assert_same_weights(run, cross)
 
 
 @pytest.mark.skipif(
@@ -141,20 +141,13 @@ def test_cp2_times_ep2_times_dp2_on_eight_ranks_matches_one_process(
     the first, sharded over the second): the 1-process run, resumed exactly, its checkpoint
     resumed by one process and by EP=2 to the same final weights."""
     base = with_model(base, model, moe)
-    single = run_stage(base, tmp_path / "one")
-    cfg = StageConfig.model_validate(
-        {**base.model_dump(), "parallel": layout, "checkpoint_every": 2}
-    )
-    rows = spawn(cfg, tmp_path / "cpep", 8)
-    assert_same_run(single, rows, tmp_path / "one", tmp_path / "cpep", PARTS)
-    without_last_step(tmp_path / "cpep", (tmp_path / "one_process", tmp_path / "ep2"))
-    again = spawn(cfg, tmp_path / "cpep", 8, resume=True)
-    assert [again[2][k] for k in PARTS] == [rows[2][k] for k in PARTS]
-    run_stage(base, tmp_path / "one_process", resume=True)
+    copies = (tmp_path / "one_process", tmp_path / "ep2")
+    run = matches_one_process_and_resumes(tmp_path, base, {"parallel": layout}, 8, copies)
+    run_stage(base, copies[0], resume=True)
     ep2 = StageConfig.model_validate({**base.model_dump(), "parallel": {"ep": 2}})
-    spawn(ep2, tmp_path / "ep2", 2, resume=True)
-    for other in ("one_process", "ep2"):
-        assert_same_weights(tmp_path / "cpep", tmp_path / other)
+    spawn(ep2, copies[1], 2, resume=True)
+    for other in copies:
+        assert_same_weights(run, other)
 
 
 def test_impossible_layouts_are_one_line_errors(tmp_path, base):

@@ -101,7 +101,7 @@ def test_tp_matches_one_process_and_resumes(
 
 @pytest.mark.skipif(
     os.environ.get("MINDVL_SLOW_TESTS") != "1",
-    reason="each rank traces every block cold (30 s for both here): set MINDVL_SLOW_TESTS=1",
+    reason="each rank traces every block cold (27-30 s for both here): set MINDVL_SLOW_TESTS=1",
 )
 @pytest.mark.parametrize(
     ("parallel", "world"), [(TP2, 2), ({**TP2_PP2, "pp_schedule": "GPipe"}, 4)],

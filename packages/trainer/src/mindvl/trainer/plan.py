@@ -21,7 +21,7 @@ import multiprocessing as mp
 import torch
 
 from mindvl.common.errors import UserError
-from mindvl.trainer.device.mesh import AXES
+from mindvl.trainer.device.mesh import AXES, resolve
 from mindvl.trainer.model.config import MindVLConfig
 from mindvl.trainer.stage_config import StageConfig
 
@@ -30,10 +30,8 @@ WEIGHT_BYTES, TRAINABLE_BYTES = 4, 12  # fp32 weights; fp32 gradients + AdamW's 
 
 def plan_ranks(cfg: StageConfig, config: MindVLConfig, world: int, ranks=None) -> list[dict]:
     """One row per planned rank (default: the first rank of each pipeline stage)."""
-    if ranks is None:
-        pp = cfg.parallel.pp
-        if world % pp:
-            raise UserError(f"parallel.pp = {pp} does not divide the {world} ranks")
+    if ranks is None:  # pp is the outermost mesh axis (resolve: training's layout errors)
+        pp = resolve(cfg.parallel, cfg.distributed, world).pp
         ranks = [k * (world // pp) for k in range(pp)]
     ctx = mp.get_context("fork")
     rows = []

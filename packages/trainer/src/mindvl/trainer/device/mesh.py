@@ -119,8 +119,8 @@ class ParallelDims:
         under ``pp`` the row is not padded for ``cp`` either."""
         if self.tp == 1 and self.pp == 1:
             return  # cp alone pads each row to a multiple of cp
-        split = {a: getattr(self, a) for a in ("tp", "cp") if getattr(self, a) > 1}
         if seq_len % (self.tp * self.cp):
+            split = [a for a in ("tp", "cp") if getattr(self, a) > 1]
             degree = " x ".join(split) + f" = {self.tp * self.cp}"
             raise UserError(f"parallel.{degree} does not divide seq_len = {seq_len}")
 

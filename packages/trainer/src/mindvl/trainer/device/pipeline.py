@@ -84,8 +84,13 @@ def stage_indices(rank: int, pp: int, per_rank: int, schedule: str) -> list[int]
 
 def check_schedule(schedule: str, per_rank: int, tied: bool) -> None:
     """One-line errors for a schedule the stage count or the model cannot take."""
-    need = "1" if schedule in SINGLE else "2" if schedule in V_SHAPED else ">= 2"
-    if not {"1": per_rank == 1, "2": per_rank == 2, ">= 2": per_rank >= 2}[need]:
+    if schedule in SINGLE:
+        need, fits = "1", per_rank == 1
+    elif schedule in V_SHAPED:
+        need, fits = "2", per_rank == 2
+    else:
+        need, fits = ">= 2", per_rank >= 2
+    if not fits:
         raise UserError(
             f"parallel.pp_schedule {schedule} needs pp_stages_per_rank {need} (got {per_rank})"
         )
