@@ -38,14 +38,7 @@ import subprocess
 from pathlib import Path
 
 from PIL import Image
-from real_images_truth import (
-    composites,
-    flattened_repeats,
-    near_repeats,
-    nested_repeats,
-    rgba_key,
-    union_groups,
-)
+from real_images_truth import composites, rgba_key, truth_groups
 
 # package -> glob of the pictures taken from it (one icon size per theme)
 SOURCES = {
@@ -225,19 +218,18 @@ def build(work: Path, out: Path, cap: int, share: float, sources: dict[str, str]
     images = out / "images"
     shutil.rmtree(images, ignore_errors=True)
     images.mkdir(parents=True)
-    truth, group_of_pixels, flat_groups, pictures = {}, {}, {}, []
+    truth, flat_groups, pictures, keys = {}, {}, [], []
     for package, rel, data in originals(work, cap, sources):
         img = Image.open(io.BytesIO(data))
         img.load()
         pictures.append(composites(img))
-        key = rgba_key(img)
-        group = group_of_pixels.setdefault(key, len(group_of_pixels))
+        keys.append(rgba_key(img))
         on_white = hashlib.sha256(pictures[-1][0].tobytes()).hexdigest()
-        flat_groups.setdefault(on_white, set()).add(group)
+        flat_groups.setdefault(on_white, set()).add(keys[-1])
         name = hashlib.sha256(f"{package}/{rel}".encode()).hexdigest()[:16]
         ext = {"GIF": "gif", "PNG": "png"}.get(Image.open(io.BytesIO(data)).format, "png")
         (images / f"{name}.{ext}").write_bytes(data)
-        truth[name] = {"file": f"{name}.{ext}", "group": group, "kind": "original",
+        truth[name] = {"file": f"{name}.{ext}", "kind": "original",
                        "package": package, "path": rel, "mode": img.mode,
                        "transparent": has_transparency(img), "size": list(img.size)}  # fmt: skip
         if keyed(name, "plant") >= share:
@@ -247,23 +239,18 @@ def build(work: Path, out: Path, cap: int, share: float, sources: dict[str, str]
         copy, ext = (data, ext) if kind == "copy" else plant(img, kind, keyed(name, "r"))
         cname = hashlib.sha256(f"{name}:{kind}".encode()).hexdigest()[:16]
         (images / f"{cname}.{ext}").write_bytes(copy)
-        truth[cname] = {"file": f"{cname}.{ext}", "group": group, "kind": kind,
+        truth[cname] = {"file": f"{cname}.{ext}", "kind": kind,
                         "package": package, "path": rel, "of": name}  # fmt: skip
-    repeats = near_repeats(pictures)  # indices of originals, in the order they were added
-    nested = nested_repeats(pictures)
-    originals_in_order = [t for t in truth.values() if t["kind"] == "original"]
-    flattened = flattened_repeats(pictures, [t["transparent"] for t in originals_in_order])
-    merged = union_groups([t["group"] for t in originals_in_order], repeats + nested + flattened)
-    for t in truth.values():
-        t["group"] = merged[t["group"]]
+    names = [n for n, t in truth.items() if t["kind"] == "original"]  # in the order added
+    groups, counts = truth_groups(pictures, keys, [truth[n]["transparent"] for n in names])
+    group_of = dict(zip(names, groups, strict=True))
+    for name, t in truth.items():
+        t["group"] = group_of[t.get("of", name)]
     summary = {
         "packages": versions,
-        "originals": sum(t["kind"] == "original" for t in truth.values()),
+        "originals": len(names),
         "planted": {k: sum(t["kind"] == k for t in truth.values()) for k in EXACT_KINDS + NEAR_KINDS},
-        "pixel_equal_repeats": sum(t["kind"] == "original" for t in truth.values()) - len(group_of_pixels),
-        "pixel_near_repeats": len(repeats),
-        "pixel_nested_repeats": len(nested),
-        "pixel_flattened_repeats": len(flattened),
+        **counts,
         "flat_equal_alpha_differs": sum(len(g) - 1 for g in flat_groups.values()),
         "modes": {},
     }  # fmt: skip

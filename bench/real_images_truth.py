@@ -33,13 +33,25 @@ Truth:
   re-rendered edge differs along a line; another part, eye or glyph, as a blob). Two
   transparent pictures keep their alpha to compare and stay two at two sizes; below
   ``FLAT_MIN_SIDE`` the check tells too little (a 48 px icon's 16 px box matched a splash
-  screen's).
+  screen's). And an original of one size with another that is it reduced to a palette (at
+  most ``PALETTE_MAX`` colours and ``PALETTE_SHARE`` of the other's but two or more, each
+  pixel's colour a function of
+  the other's colour there, alpha included, and no pixel more than ``REPEAT_MAX`` levels
+  apart on either ground: emacs' ``low-color`` toolbar icons) is that picture, as the
+  palette copies ``dedup_real.py`` measures are (``pixel_palette_repeats``).
+
+``python bench/real_images_truth.py --corpus DIR`` derives the groups again from the
+originals on disk (the same checks ``real_images_set.py`` runs when it builds the set) and
+rewrites ``DIR/truth.json``, printing how many originals changed group.
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import itertools
+import json
+from pathlib import Path
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -61,6 +73,11 @@ FLAT_MIN_SIDE = 32
 FLAT_MAX_ASPECT_LOG = 0.05
 FLAT_MAX_SHARE = 0.05
 FLAT_MAX_BLOB = 0.001
+# a palette reduction (``palette_repeats``): at most this many colours, and at most this
+# share of the other's (a recolour maps its colours one to one; emacs' low-colour icons
+# keep 3-44% of theirs)
+PALETTE_MAX = 256
+PALETTE_SHARE = 0.5
 
 
 def composites(img: Image.Image) -> np.ndarray:
@@ -148,6 +165,90 @@ def flattened_repeats(pictures: list[np.ndarray], transparent: list[bool]) -> li
     return pairs
 
 
+def colour_codes(pixels: np.ndarray) -> tuple[np.ndarray, int]:
+    """Per pixel of composites (2, h, w, 3), the index of its colour (both grounds: colour
+    and alpha) among the picture's distinct colours, and how many there are."""
+    planes = pixels.transpose(1, 2, 0, 3).reshape(-1, 6).astype(np.int64)
+    packed = np.zeros(len(planes), np.int64)
+    for k in range(6):
+        packed = packed * 256 + planes[:, k]
+    distinct, codes = np.unique(packed, return_inverse=True)
+    return codes.ravel(), len(distinct)
+
+
+def palette_repeats(pictures: list[np.ndarray]) -> list[tuple[int, int]]:
+    """Pairs (i, j) of same-size composites, i the other reduced to a palette (module
+    docstring): two or more colours, at most ``PALETTE_MAX`` and ``PALETTE_SHARE`` of j's, a
+    function of j's, and no
+    pixel more than ``REPEAT_MAX`` levels apart; candidates by the RMS distance of 12x12
+    means first (``THUMB_MAX``)."""
+    codes = [colour_codes(x) for x in pictures]
+    by_shape: dict[tuple, list[int]] = {}
+    for i, x in enumerate(pictures):
+        by_shape.setdefault(x.shape, []).append(i)
+    pairs = []
+    for ids in by_shape.values():
+        if len(ids) < 2:
+            continue
+        v = np.stack([thumb(pictures[i]) for i in ids])
+        near = np.nonzero(rms_distances(v, v) < THUMB_MAX)
+        for i, j in ((ids[a], ids[b]) for a, b in zip(*near, strict=True) if a != b):
+            (ci, ni), (cj, nj) = codes[i], codes[j]
+            if not 2 <= ni <= min(PALETTE_MAX, PALETTE_SHARE * nj):
+                continue
+            if np.unique(cj * ni + ci).size != nj:
+                continue
+            if np.abs(pictures[i].astype(np.int32) - pictures[j]).max() <= REPEAT_MAX:
+                pairs.append((i, j))
+    return pairs
+
+
+def truth_groups(
+    pictures: list[np.ndarray], keys: list[str], transparent: list[bool]
+) -> tuple[list[int], dict[str, int]]:
+    """The truth group of each original (``pictures``: composites; ``keys``: ``rgba_key``),
+    in order: equal pixels first, then joined by the pixel checks of the module docstring;
+    and how many pairs each check joined."""
+    first: dict[str, int] = {}
+    groups = [first.setdefault(k, len(first)) for k in keys]
+    checks = {
+        "pixel_near_repeats": near_repeats(pictures),
+        "pixel_nested_repeats": nested_repeats(pictures),
+        "pixel_flattened_repeats": flattened_repeats(pictures, transparent),
+        "pixel_palette_repeats": palette_repeats(pictures),
+    }
+    merged = union_groups(groups, [p for pairs in checks.values() for p in pairs])
+    counts = {"pixel_equal_repeats": len(keys) - len(first)}
+    return [merged[g] for g in groups], counts | {k: len(v) for k, v in checks.items()}
+
+
+def retruth(corpus: Path) -> dict:
+    """Derive ``corpus``'s truth groups again from its originals on disk (module docstring);
+    a planted copy takes its original's group."""
+    path = corpus / "truth.json"
+    data = json.loads(path.read_text())
+    images = data["images"]
+    names = [n for n, t in images.items() if t["kind"] == "original"]
+    pictures, keys = [], []
+    for n in names:
+        with Image.open(corpus / "images" / images[n]["file"]) as img:
+            pictures.append(composites(img))
+            keys.append(rgba_key(img))
+    groups, counts = truth_groups(pictures, keys, [images[n]["transparent"] for n in names])
+    group_of = dict(zip(names, groups, strict=True))
+    spans: dict[tuple[str, int], set[int]] = {}  # new group -> old groups, and back
+    for n in names:
+        spans.setdefault(("new", group_of[n]), set()).add(images[n]["group"])
+        spans.setdefault(("old", images[n]["group"]), set()).add(group_of[n])
+    moved = {w: sum(len(v) - 1 for (k, _), v in spans.items() if k == w) for w in ("new", "old")}
+    for name, t in images.items():
+        t["group"] = group_of[t.get("of", name)]
+    data["summary"].update(counts)
+    path.write_text(json.dumps(data, indent=0))
+    return {"originals": len(names), "groups_joined": moved["new"], "groups_split": moved["old"],
+            **counts}  # fmt: skip
+
+
 def drawing_box(white: np.ndarray) -> tuple[int, int, int, int] | None:
     """(x0, y0, x1, y1) of what differs from the border's tone by more than
     ``FLAT_CONTRAST`` in a composite on white, at least ``FLAT_MIN_SIDE`` a side; None when
@@ -233,3 +334,13 @@ def union_groups(groups: list[int], pairs: list[tuple[int, int]]) -> dict[int, i
         a, b = sorted((root(groups[i]), root(groups[j])))
         parent[b] = a
     return {g: root(g) for g in parent}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="derive a real-image set's truth again")
+    parser.add_argument("--corpus", type=Path, required=True)
+    print(json.dumps(retruth(parser.parse_args().corpus), indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -162,11 +162,49 @@ def test_two_transparent_icons_a_turned_brow_apart_are_two_icons():
 
     calm, cross = sig(emoticon(7)), sig(emoticon(8))
     assert pixels.icons_differ(calm, cross, RULE)
-    assert not pixels.icons_differ(calm, cross, replace(RULE, icon_max_levels=255.0))
-    moved = Image.new("RGBA", (24, 24), (0, 0, 0, 0))
-    moved.paste(tinted(emoticon(7), 15), (1, 1))
-    assert not pixels.icons_differ(calm, sig(moved), RULE)
+    # under the opaque pairs' share bound, only icon_max_levels tells them apart
+    shares = replace(RULE, transparent_levels=RULE.icon_levels,
+                     transparent_max_share=RULE.icon_max_share)  # fmt: skip
+    assert not pixels.icons_differ(calm, cross, replace(shares, icon_max_levels=255.0))
+    placed, moved = (Image.new("RGBA", (26, 26), (0, 0, 0, 0)) for _ in range(2))
+    placed.paste(emoticon(7), (1, 1))
+    moved.paste(tinted(emoticon(7), 15), (2, 2))
+    assert not pixels.icons_differ(sig(placed), sig(moved), RULE)
     assert not pixels.icons_differ(sig(on_white(emoticon(7))), sig(on_white(emoticon(8))), RULE)
+
+
+def ringed(alpha: int) -> Image.Image:
+    """The emoticon inside a white ring of opacity ``alpha``: the ring shows on black only."""
+    ring = Image.new("RGBA", (96, 96), (0, 0, 0, 0))
+    ImageDraw.Draw(ring).ellipse((0, 0, 95, 95), outline=(255, 255, 255, alpha), width=6)
+    return Image.alpha_composite(ring.resize((24, 24), Image.Resampling.LANCZOS), emoticon(7))
+
+
+def test_two_transparent_icons_an_outlines_alpha_apart_are_two_icons():
+    """Moka's two padlocks: one drawing, its outline's alpha 30 levels apart (visible on
+    black only). Neither is a JPEG (both keep alpha) nor a palette reduction of the other,
+    so no encoding's noise needs room: held to ``transparent_levels`` /
+    ``transparent_max_share`` they are two icons (under ``icon_levels`` / ``icon_max_share``
+    they were one). The icon reduced to 32 or 64 colours by Pillow's octree (a function of
+    its colours, ``pixels.palette_reduced``) keeps the looser bounds and stays one."""
+
+    def sig(img: Image.Image):
+        return parse_signature(bytes.fromhex(features(img).signature))
+
+    faint, strong = sig(ringed(60)), sig(ringed(90))
+    loose = replace(RULE, transparent_levels=RULE.icon_levels,
+                    transparent_max_share=RULE.icon_max_share)  # fmt: skip
+    assert pixels.icons_differ(faint, strong, RULE)
+    assert not pixels.icons_differ(faint, strong, loose)
+    assert not pixels.palette_reduced(faint, strong, RULE)
+    assert not pixels.webp_of(faint, strong, RULE)  # a WebP keeps alpha as it was
+    assert check(ringed(60), ringed(90)) == "pixels"
+    for colours in (32, 64):
+        reduced = ringed(60).quantize(colours, method=Image.Quantize.FASTOCTREE).convert("RGBA")
+        assert pixels.palette_reduced(faint, sig(reduced), RULE)
+        assert check(ringed(60), reduced) is None
+    recoloured = sig(tinted(ringed(60), 8))  # one to one: not fewer colours
+    assert not pixels.palette_reduced(faint, recoloured, RULE)
 
 
 def test_a_lossy_webp_of_a_transparent_icon_is_found_by_encoding_the_icon(monkeypatch):

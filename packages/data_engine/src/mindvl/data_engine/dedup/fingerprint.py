@@ -128,13 +128,24 @@ class Signature:
         first use: most comparisons never look at them."""
         if self.native_part is None:
             return ()
-        w, h, planes = NATIVE.unpack_from(self.native_part)
-        pixels = np.frombuffer(self.native_part, np.uint8, h * w * planes, NATIVE.size)
-        white = pixels[: h * w * 3].astype(np.float32).reshape(h, w, 3)
-        if planes == 3:
+        w, h, _ = NATIVE.unpack_from(self.native_part)
+        pixels = np.frombuffer(self.native_part, np.uint8, h * w * 3, NATIVE.size)
+        white = pixels.astype(np.float32).reshape(h, w, 3)
+        if self.alpha is None:
             return (white,)
-        alpha = pixels[h * w * 3 :].astype(np.float32).reshape(h, w, 1)
-        return white, np.clip(white - (255.0 - alpha), 0.0, 255.0)
+        return white, np.clip(white - (255.0 - self.alpha[..., None]), 0.0, 255.0)
+
+    @cached_property
+    def alpha(self) -> np.ndarray | None:
+        """A transparent icon's own (height, width) float32 alpha; None for none (opaque, or
+        no pixels of its own)."""
+        if self.native_part is None:
+            return None
+        w, h, planes = NATIVE.unpack_from(self.native_part)
+        if planes == 3:
+            return None
+        at = NATIVE.size + h * w * 3
+        return np.frombuffer(self.native_part, np.uint8, h * w, at).astype(np.float32).reshape(h, w)
 
     @property
     def blank_on_white(self) -> bool:

@@ -304,11 +304,14 @@ def webp_of(a: Signature, b: Signature, rule: NearRule) -> bool:
     coloured edges the encode moves more pixels, further, than ``icons_differ`` allows two
     transparent icons (``icon_max_levels`` above all); as for a JPEG, only the encoded
     trial tells it from another drawing. Not asked of opaque icons, held to no
-    ``icon_max_levels``: they keep their WebPs without it. Screened as ``jpeg_of`` is
+    ``icon_max_levels``: they keep their WebPs without it. A WebP keeps the alpha itself
+    (libwebp codes it losslessly at its default alpha quality): two icons whose alpha
+    differs anywhere are no WebP of each other (Moka's two padlocks, an outline's alpha 30
+    levels apart, on black within the colour bound). Screened as ``jpeg_of`` is
     (``jpeg_screen_levels``)."""
     screen = rule.jpeg_screen_levels
-    if len(a.native) == 1 or len(b.native) == 1:
-        return False
+    if a.alpha is None or b.alpha is None or not np.array_equal(a.alpha, b.alpha):
+        return False  # a lossy WebP keeps alpha as it was (libwebp's default alpha quality)
     if screen is not None and float(np.abs(a.native[0] - b.native[0]).mean()) > screen:
         return False
     return any(
@@ -348,26 +351,55 @@ def icons_differ(a: Signature, b: Signature, rule: NearRule) -> bool:
     either ground both carry. Content: the pixels further than ``icon_levels`` from the
     ground in either icon on either ground (a small drawing on a large empty canvas is
     judged on the drawing). Levels are not fitted: a recoloured icon is another icon. Two
-    transparent icons must also be within ``icon_max_levels`` everywhere at that move
-    (``_largest_differences``). Unmoved first: most copies fit there, and it costs a fifth
-    of every move."""
+    transparent icons are held to ``transparent_levels`` and ``transparent_max_share``
+    instead (neither is a JPEG, which keeps no alpha) unless one is the other reduced to a
+    palette (``palette_reduced``), and must also be within ``icon_max_levels`` everywhere
+    at that move (``_largest_differences``). Unmoved first: most copies fit there, and it
+    costs a fifth of every move."""
     grounds = range(min(len(a.native), len(b.native)))
     content = np.zeros(a.native[0].shape[:2], dtype=bool)
     for g, ground in zip(grounds, (255.0, 0.0), strict=False):
         for x in (a.native[g], b.native[g]):
             content |= np.abs(x - ground).max(-1) > rule.icon_levels
+    levels, share = rule.icon_levels, rule.icon_max_share
+    if len(grounds) > 1 and not palette_reduced(a, b, rule):
+        levels, share = rule.transparent_levels, rule.transparent_max_share
     for move in sorted({0, rule.icon_move}):
         changed = np.zeros(1, dtype=bool)
         for g in grounds:
             x, y = a.native[g], b.native[g]
-            changed = changed | _moved_changes(x, y, move, rule.icon_levels)
-            changed = changed | _moved_changes(y, x, move, rule.icon_levels)[::-1, ::-1]
-        fits = changed.sum((-2, -1)) <= rule.icon_max_share * max(int(content.sum()), 1)
+            changed = changed | _moved_changes(x, y, move, levels)
+            changed = changed | _moved_changes(y, x, move, levels)[::-1, ::-1]
+        fits = changed.sum((-2, -1)) <= share * max(int(content.sum()), 1)
         if fits.any() and len(grounds) > 1:
             fits &= _largest_differences(a, b, move) <= rule.icon_max_levels
         if fits.any():
             return False
     return True
+
+
+def _colour_codes(s: Signature) -> np.ndarray:
+    """Per pixel of an icon, the index of its colour (on white and, transparent, on black:
+    its colour with its alpha) among the icon's distinct colours."""
+    planes = np.concatenate(s.native, -1).astype(np.uint8)
+    return np.unique(planes.reshape(-1, planes.shape[-1]), axis=0, return_inverse=True)[1].ravel()
+
+
+def palette_reduced(a: Signature, b: Signature, rule: NearRule) -> bool:
+    """Two icons of one size, one the other reduced to a palette (an octree or median-cut
+    quantizer, a low-colour version a package ships): it has at most
+    ``palette_max_colours`` colours, fewer than the other, and its pixels are a function of
+    the other's (every pixel of one colour there has one colour here) but for at most
+    ``palette_max_strays`` of them (nearly clear pixels: colours that differ under alpha 1-3
+    look alike here, and a quantizer told them apart)."""
+    few, many = sorted((_colour_codes(a), _colour_codes(b)), key=np.max)
+    n = int(few.max()) + 1
+    if n > rule.palette_max_colours or n == many.max() + 1:
+        return False
+    pairs, counts = np.unique(many * n + few, return_counts=True)
+    kept = np.zeros(many.max() + 1, np.int64)  # per colour of many: pixels of its commonest image
+    np.maximum.at(kept, pairs // n, counts)
+    return many.size - kept.sum() <= rule.palette_max_strays * many.size
 
 
 def _largest_differences(a: Signature, b: Signature, move: int) -> np.ndarray:

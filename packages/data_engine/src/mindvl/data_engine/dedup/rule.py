@@ -88,6 +88,16 @@ class NearRule:
     # re-rendered drawing: another eyebrow or frame puts a colour where the other has none,
     # and the one-pixel shift hides it (a JPEG's ringing exceeds it at a small icon's edges)
     icon_max_levels: float = 64.0
+    # two transparent icons of one size, neither reduced to a palette from the other
+    # (``pixels.palette_reduced``: at most palette_max_colours colours, a function of the
+    # other's but for palette_max_strays of the pixels), are related by no re-encode but a
+    # lossy WebP (tried apart, ``pixels.webp_of``): a re-exported drawing moves under
+    # transparent_max_share of their content by more than transparent_levels (the real
+    # sets' one-drawing pairs: 2.2%), a changed outline's alpha or a redrawn figure more
+    transparent_levels: float = 24.0
+    transparent_max_share: float = 0.03
+    palette_max_colours: int = 256
+    palette_max_strays: float = 0.05
     # two icons of one size, one opaque, are one picture when a JPEG of the other is it to
     # the one_size bounds (``pixels.jpeg_of``), before any other check, when they have at
     # least this many pixels (16x16): the two pixels allowed off are then under 1% of them
