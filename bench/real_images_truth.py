@@ -33,16 +33,17 @@ Truth:
   re-rendered edge differs along a line; another part, eye or glyph, as a blob). Two
   transparent pictures keep their alpha to compare and stay two at two sizes; below
   ``FLAT_MIN_SIDE`` the check tells too little (a 48 px icon's 16 px box matched a splash
-  screen's). And an original of one size with another that is it reduced to a palette (at
-  most ``PALETTE_MAX`` colours and ``PALETTE_SHARE`` of the other's but two or more, each
-  pixel's colour a function of
-  the other's colour there, alpha included, and no pixel more than ``REPEAT_MAX`` levels
-  apart on either ground: emacs' ``low-color`` toolbar icons) is that picture, as the
-  palette copies ``dedup_real.py`` measures are (``pixel_palette_repeats``).
+  screen's). And an original of one size with another that is it reduced to a palette (two
+  or more colours, at most ``PALETTE_MAX`` and ``PALETTE_SHARE`` of the other's, each
+  pixel's colour a function of the other's colour there, alpha included, and no pixel
+  more than ``REPEAT_MAX`` levels apart on either ground: emacs' ``low-color`` toolbar
+  icons) is that picture, as the palette copies ``dedup_real.py`` measures are
+  (``pixel_palette_repeats``).
 
 ``python bench/real_images_truth.py --corpus DIR`` derives the groups again from the
 originals on disk (the same checks ``real_images_set.py`` runs when it builds the set) and
-rewrites ``DIR/truth.json``, printing how many originals changed group.
+rewrites ``DIR/truth.json``, printing how many groups it joined or split and what each
+check joined.
 """
 
 from __future__ import annotations
@@ -179,9 +180,8 @@ def colour_codes(pixels: np.ndarray) -> tuple[np.ndarray, int]:
 def palette_repeats(pictures: list[np.ndarray]) -> list[tuple[int, int]]:
     """Pairs (i, j) of same-size composites, i the other reduced to a palette (module
     docstring): two or more colours, at most ``PALETTE_MAX`` and ``PALETTE_SHARE`` of j's, a
-    function of j's, and no
-    pixel more than ``REPEAT_MAX`` levels apart; candidates by the RMS distance of 12x12
-    means first (``THUMB_MAX``)."""
+    function of j's, and no pixel more than ``REPEAT_MAX`` levels apart; candidates by the
+    RMS distance of 12x12 means first (``THUMB_MAX``)."""
     codes = [colour_codes(x) for x in pictures]
     by_shape: dict[tuple, list[int]] = {}
     for i, x in enumerate(pictures):
