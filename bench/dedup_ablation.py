@@ -64,6 +64,12 @@ VARIANTS = {
                    "        if True:"),
     "icon_max_levels": ("pixels.py", "        if fits.any() and len(grounds) > 1:\n",
                         "        if False:\n"),
+    "transparent_bound": ("pixels.py", "    if len(grounds) > 1 and not palette_reduced(a, b, "
+                          "rule):", "    if False:"),
+    "palette_exemption": ("pixels.py", "    if len(grounds) > 1 and not palette_reduced(a, b, "
+                          "rule):", "    if len(grounds) > 1:"),
+    "webp_alpha": ("pixels.py", "    if a.alpha is None or b.alpha is None or not "
+                   "np.array_equal(a.alpha, b.alpha):", "    if a.alpha is None or b.alpha is None:"),
     "trimmed_phash_key": ("candidates.py", "    extra = np.flatnonzero((trim != 0) & "
                           "(trim != phashes))", "    extra = np.flatnonzero(trim != trim)"),
     "crop_keys": ("candidates.py", "    crops = [(i, k) for i, p in enumerate(parsed) if p for k "
