@@ -162,10 +162,7 @@ def test_two_transparent_icons_a_turned_brow_apart_are_two_icons():
 
     calm, cross = sig(emoticon(7)), sig(emoticon(8))
     assert pixels.icons_differ(calm, cross, RULE)
-    # under the opaque pairs' share bound, only icon_max_levels tells them apart
-    shares = replace(RULE, transparent_levels=RULE.icon_levels,
-                     transparent_max_share=RULE.icon_max_share)  # fmt: skip
-    assert not pixels.icons_differ(calm, cross, replace(shares, icon_max_levels=255.0))
+    assert not pixels.icons_differ(calm, cross, replace(RULE, icon_max_levels=255.0))
     placed, moved = (Image.new("RGBA", (26, 26), (0, 0, 0, 0)) for _ in range(2))
     placed.paste(emoticon(7), (1, 1))
     moved.paste(tinted(emoticon(7), 15), (2, 2))
