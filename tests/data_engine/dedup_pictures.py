@@ -83,3 +83,16 @@ def face(colour, size: int = 48) -> Image.Image:
 def on_white(img: Image.Image) -> Image.Image:
     """A transparent picture flattened on white (as a JPEG of it is)."""
     return Image.alpha_composite(Image.new("RGBA", img.size, (255,) * 4), img).convert("RGB")
+
+
+def pixel_icon(size: int = 16) -> Image.Image:
+    """A 16 px icon in the silk style: hard-edged shapes that fill the canvas."""
+    img = Image.new("RGBA", (size, size), (0, 0, 0, 0))
+    d = ImageDraw.Draw(img)
+    d.rectangle((0, 2, 12, 15), fill=(250, 250, 250, 255), outline=(120, 120, 120, 255))
+    d.line((2, 5, 10, 5), fill=(60, 90, 200, 255))
+    d.line((2, 8, 9, 8), fill=(60, 90, 200, 255))
+    d.line((2, 11, 10, 11), fill=(60, 90, 200, 255))
+    d.ellipse((8, 0, 15, 7), fill=(230, 60, 40, 255), outline=(140, 20, 10, 255))
+    d.line((10, 3, 13, 3), fill=(255, 255, 255, 255))
+    return img
