@@ -41,7 +41,11 @@ def plan_ranks(cfg: StageConfig, config: MindVLConfig, world: int, ranks=None) -
         proc = ctx.Process(target=_plan_rank, args=args)
         proc.start()
         send.close()
-        row = receive.recv()
+        try:
+            row = receive.recv()
+        except EOFError:  # the child died before it answered (its traceback is above)
+            proc.join()
+            raise RuntimeError(f"planning rank {rank} failed (exit code {proc.exitcode})") from None
         proc.join()
         if "error" in row:
             raise UserError(row["error"])

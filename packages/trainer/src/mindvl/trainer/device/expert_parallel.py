@@ -178,17 +178,14 @@ def expert_checkpoint_view(model: nn.Module, state: dict, optimizer: bool = Fals
     if not names:
         return state
 
-    def experts_of(key: str):
-        return names.get(plain_name(key))
-
     if not optimizer:
         return {
-            k: v if experts_of(k) is None else _global_view(v, experts_of(k))
+            k: v if (module := names.get(plain_name(k))) is None else _global_view(v, module)
             for k, v in state.items()
         }
     per_param = dict(state["state"])
     for key in sorted(per_param):
-        module = experts_of(key)
+        module = names.get(plain_name(key))
         if module is not None:
             per_param[key] = {
                 s: _global_view(v, module) if torch.is_tensor(v) and v.ndim > 0 else v

@@ -56,6 +56,7 @@ from mindvl.trainer.device.context_parallel import RowShards
 from mindvl.trainer.model.moe import moe_blocks
 
 PARTIAL_GRADS = "_mindvl_tp_partial_grads"  # a MoE block's tp group: grads summed over it
+GRAD_BUCKET_BYTES = 1 << 27  # gradients summed in one all-reduce (sum_partial_grads)
 COLWISE_ATTENTION = ("q_proj", "k_proj", "v_proj", "q_b_proj", "kv_b_proj")
 HEAD_NORMS = ("q_norm", "k_norm")
 DENSE_MLP = ("gate_proj", "up_proj", "down_proj")
@@ -196,17 +197,32 @@ def _layer_plan(layer: nn.Module, moe: set[int]) -> dict:
 def sum_partial_grads(model: nn.Module) -> None:
     """Add up over ``tp`` the gradients of the MoE blocks' weights (call once after the
     step's backward, before clipping): each tp rank computed its own tokens' part. The
-    blocks' (FSDP2) shards are the same on every tp rank, so the local shards add."""
+    blocks' (FSDP2) shards are the same on every tp rank, so the local shards add. One
+    all-reduce per bucket of up to ``GRAD_BUCKET_BYTES``, not one per weight of every
+    block (a 61-layer model's router, experts and shared experts: hundreds)."""
     import torch.distributed as dist
+    from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
+    buckets: dict[tuple, list[list]] = {}  # (group, dtype): its buckets of grads
+    filled: dict[tuple, int] = {}  # bytes in the last bucket
     for module in model.modules():
         group = getattr(module, PARTIAL_GRADS, None)
-        if group is None:
-            continue
-        for p in module.parameters():
-            if p.grad is not None:
-                grad = p.grad.to_local() if hasattr(p.grad, "to_local") else p.grad
-                dist.all_reduce(grad, group=group)
+        for p in module.parameters() if group is not None else ():
+            if p.grad is None:
+                continue
+            grad = p.grad.to_local() if hasattr(p.grad, "to_local") else p.grad
+            key = (group, grad.dtype)
+            if filled.get(key, GRAD_BUCKET_BYTES) >= GRAD_BUCKET_BYTES:
+                buckets.setdefault(key, []).append([])
+                filled[key] = 0
+            buckets[key][-1].append(grad)
+            filled[key] += grad.numel() * grad.element_size()
+    for (group, _), runs in buckets.items():
+        for grads in runs:
+            flat = _flatten_dense_tensors(grads)
+            dist.all_reduce(flat, group=group)
+            for grad, summed in zip(grads, _unflatten_dense_tensors(flat, grads), strict=True):
+                grad.copy_(summed)
 
 
 def vocab_parallel_loss(enabled: bool):
