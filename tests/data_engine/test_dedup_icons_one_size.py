@@ -80,8 +80,8 @@ def ringed(alpha: int) -> Image.Image:
 
 
 def test_two_transparent_icons_an_outlines_alpha_apart_are_two_icons():
-    """Moka's two padlocks: one drawing, its outline's alpha 30 levels apart (visible on
-    black only). Neither is a JPEG (both keep alpha) nor a palette reduction of the other,
+    """Moka's two padlocks: one drawing, its outline's alpha up to 39 levels apart (visible
+    on black only); here a white ring 30 levels apart. Neither is a JPEG (both keep alpha) nor a palette reduction of the other,
     so no encoding's noise needs room: held to ``transparent_levels`` /
     ``transparent_max_share`` they are two icons (under ``icon_levels`` / ``icon_max_share``
     they were one). The icon reduced to 32 or 64 colours by Pillow's octree (a function of

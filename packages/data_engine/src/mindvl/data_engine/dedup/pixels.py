@@ -306,8 +306,8 @@ def webp_of(a: Signature, b: Signature, rule: NearRule) -> bool:
     trial tells it from another drawing. Not asked of opaque icons, held to no
     ``icon_max_levels``: they keep their WebPs without it. A WebP keeps the alpha itself
     (libwebp codes it losslessly at its default alpha quality): two icons whose alpha
-    differs anywhere are no WebP of each other (Moka's two padlocks, an outline's alpha 30
-    levels apart, on black within the colour bound). Screened as ``jpeg_of`` is
+    differs anywhere are no WebP of each other (Moka's two padlocks, an outline's alpha up
+    to 39 levels apart, on black within the colour bound). Screened as ``jpeg_of`` is
     (``jpeg_screen_levels``)."""
     screen = rule.jpeg_screen_levels
     if a.alpha is None or b.alpha is None or not np.array_equal(a.alpha, b.alpha):

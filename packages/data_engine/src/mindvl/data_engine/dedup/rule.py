@@ -91,9 +91,9 @@ class NearRule:
     # two transparent icons of one size, neither reduced to a palette from the other
     # (``pixels.palette_reduced``: at most palette_max_colours colours, a function of the
     # other's but for palette_max_strays of the pixels), are related by no re-encode but a
-    # lossy WebP (tried apart, ``pixels.webp_of``): a re-exported drawing moves under
-    # transparent_max_share of their content by more than transparent_levels (the real
-    # sets' one-drawing pairs: 2.2%), a changed outline's alpha or a redrawn figure more
+    # lossy WebP (tried apart, ``pixels.webp_of``): a re-exported drawing the rest of the
+    # rule accepts moves under transparent_max_share of their content by more than
+    # transparent_levels, a changed outline's alpha or a redrawn figure more
     transparent_levels: float = 24.0
     transparent_max_share: float = 0.03
     palette_max_colours: int = 256
