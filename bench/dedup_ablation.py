@@ -1,9 +1,9 @@
 """Each part of the near rule taken out, one at a time: does any part no longer earn its keep?
 
 For every variant the dedup package is copied to a temporary folder with one check of
-``compare.first_failing_check`` or one candidate key switched off (a source line replaced:
-``VARIANTS``; each replacement must match exactly once, so a change of the code fails here
-loudly instead of measuring nothing), and a fresh process runs ``plan_dedup`` (default
+``compare.first_failing_check``, one candidate key or one larger part (a trial, a key kind)
+switched off (source lines replaced: ``VARIANTS``; each replacement must match exactly once,
+so a change of the code fails here loudly instead of measuring nothing), and a fresh process runs ``plan_dedup`` (default
 recipe) with that copy first on its path over the real sets' and the kit seeds' feature
 rows, computed once. Decisions are compared with the unpatched rule's: per corpus, drops
 added, removed and moved to another survivor, and the figures before -> after (near recall,
@@ -34,7 +34,7 @@ from dedup_real import rows_of
 
 PACKAGE = Path(__file__).resolve().parents[1] / "packages/data_engine/src"
 DEDUP = Path("mindvl/data_engine/dedup")
-# name -> (file in dedup/, text, its replacement)
+# name -> (file in dedup/, text, its replacement), or a list of those
 VARIANTS = {
     "content": ("compare.py", "    if not contents_agree(a, b, rule):", "    if False:"),
     "trim_scale": ("compare.py", "        and not content_at_one_scale(a, b, rule)\n    ):",
@@ -80,6 +80,29 @@ VARIANTS = {
     "canvas_keys": ("candidates.py", "    found = (crops, *([(i, k[n]) for i, k in both if k[n]] "
                     "for n in (0, 1, 2)))",
                     "    found = (crops, [(i, k[0]) for i, k in both if k[0]], [], [])"),
+    # the larger parts of the rule, each taken out whole (a part's lines: docs/DEDUP.md,
+    # "What each part costs")
+    "resize_trial": ("compare.py", "    if resized_icons(*sizes, True, True, rule)[0] and "
+                     "resized_pixels_fit(a, b, rule):", "    if False:"),
+    "straight_and_linear": [
+        ("pixels.py", "    edges = _edges(parts[1], dst.size) if parts is not None and "
+         "STRAIGHT_RESIZES else None", "    edges = None"),
+        ("pixels.py", "    if any(fits(_linear(light, dst.size, how, len(grounds))) for how in "
+         "LINEAR_FILTERS):", "    if False:"),
+    ],
+    "jpeg_trials": ("pixels.py", "    return any(_pixels_over(_jpeg(x, q), dst.native[0], rule) <= "
+                    "rule.one_size_max_pixels\n               for q in JPEG_QUALITIES)",
+                    "    return False"),
+    "webp_trial": ("pixels.py", "    if a.alpha is None or b.alpha is None or not "
+                   "np.array_equal(a.alpha, b.alpha):", "    if True:"),
+    "icon_keys": ("candidates.py", "    both = [(i, icon_keys(p)) for i, p in enumerate(parsed) if "
+                  "p and p.native_part is not None]", "    both = []"),
+    "phash_drift": ("rule.py", "        drift = np.where(icon | (drift < self.drift_min), 0, drift)",
+                    "        drift = 0 * drift"),
+    "icons_one_size": ("compare.py", "        if found is None and all(has) and "
+                       "icons_differ(a, b, rule):", "        if False:"),
+    "pad_crop_found": ("compare.py", "    return bool(nested_icons(*sizes, True, True, rule)[0] and "
+                       "pixels_fit(a, b, rule))", "    return False"),
 }  # fmt: skip
 
 
@@ -87,8 +110,10 @@ def patched(root: Path, name: str) -> Path:
     """A copy of the data engine's source under ``root`` with variant ``name`` applied."""
     out = root / name
     shutil.copytree(PACKAGE, out, ignore=shutil.ignore_patterns("__pycache__"))
-    if name != "base":
-        file, old, new = VARIANTS[name]
+    if name == "base":
+        return out
+    found = VARIANTS[name]
+    for file, old, new in found if isinstance(found, list) else [found]:
         path = out / DEDUP / file
         text = path.read_text()
         if text.count(old) != 1:
