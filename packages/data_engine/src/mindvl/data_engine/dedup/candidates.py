@@ -1,4 +1,4 @@
-"""Step 2 of dedup: candidate pairs, the images whose pHashes are close enough to compare.
+"""Step 3 of dedup: candidate pairs, the images whose pHashes are close enough to compare.
 
 Banding (``BandScheme``, chosen by ``scheme_for``): ``exact``, ``max_hamming + 1`` contiguous
 bands (pigeonhole: recall 1, work ~ n^2 / 2^width), or ``sampled``, bit-sampling LSH with

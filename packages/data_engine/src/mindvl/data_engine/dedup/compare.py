@@ -1,42 +1,15 @@
-"""Step 3 of dedup: compare a candidate pair's signatures under the near rule.
+"""Step 4 of dedup: a candidate pair's signatures under the near rule.
 
-``first_failing_check`` runs the checks in order and names the first that says no (bounds
-and reasons: docs/DEDUP.md, "The rule"; icons' own pixels: ``pixels.py``):
-
-0. two icons whose sizes a resize explains are accepted when a common resampler reproduces
-   one from the other pixel for pixel (``resized_pixels_fit``), whatever their pHash, and
-   two icons of one size (at least ``jpeg_min_pixels``) when one is a JPEG of the other
-   (``jpeg_of``; ``found_in_pixels``);
-1. ``crop_sizes`` / ``trim_scale``: a far pair must have a crop's sizes and keep its
-   content at one scale (not two icons of one size: their pixels decide, step 7, and a
-   JPEG moves a small icon's pHash, an upsample of simple content, by up to 38 bits);
-   ``pixels``: two icons, one within the other's size, found pixel for pixel at some
-   offset are a pad or crop (accepted), and where nothing else could explain them, not
-   found, they are rejected;
-2. ``colour``: 8x8 chroma and hue, then ``levels``: the mean levels on each ground both
-   carry (a flat picture gives the gray comparison's level fit nothing to hold; two sizes:
-   both after ``gray``, at the crop it found);
-3. ``prescreen``: the crop search at half resolution;
-4. ``gray``: the gray thumbnails at their best crop, the crop two sizes tell first
-   (``match_at_sizes``), then the search's grid; tighter where only a pad or crop explains
-   two pictures too large to carry their pixels (a peak bound, that crop alone) and for
-   two icons whose sizes a resize explains but whose pixels it does not (a p99 bound);
-5. ``sizes`` / ``one_size``: the crop explains the aspect ratios; one size: no glyph or
-   emblem changed;
-6. ``content``: the content boxes' thumbnails;
-7. ``alpha``: two transparent pictures' thumbnails on black at the crop found on white;
-   then ``pixels`` again for two icons of one size (``icons_differ``), unless one is a
-   JPEG or a lossy WebP of the other (``reencoded``).
-
-Two transparent pictures one of which is blank on white (``Signature.blank_on_white``: a
-white drawing) are compared on black: every check takes the thumbnails on black for
-those on white (``PairVerifier._view``).
-
-A picture that may be a JPEG (opaque) is also compared with the other encoded as one in
-the resize and one-size comparisons of pixels (``pixels._encoded_fits``), not in the pad
-and crop search. ``PairVerifier`` runs the checks with each image's search terms cached
-(``batch.verify_pairs`` asks it of a call's candidate pairs, ``groups.star_members`` to
-split a component of accepted pairs around its survivors).
+``first_failing_check`` runs the rule's checks in order and names the first that says no;
+the order, the bounds and why each check is there: docs/DEDUP.md, "The rule". In short:
+two icons found in each other by their own pixels (a resize, pad, crop or JPEG:
+``pixels.py``) are accepted first; then a far pair's sizes and trim boxes, colour and mean
+levels, the gray thumbnails at their best crop (``search.py``), the aspect ratios, the
+details of two pictures of one size, the content boxes and the look on black; two icons
+of one size are compared by their own pixels last, unless one is a re-encode of the other.
+Two transparent pictures one of which is blank on white (a white drawing) are compared on
+black (``PairVerifier._view``). ``PairVerifier`` keeps each image's search terms across
+the pairs it is asked about (``batch.verify_pairs``, ``groups.star_members``).
 """
 
 from __future__ import annotations

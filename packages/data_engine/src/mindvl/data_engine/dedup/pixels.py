@@ -19,13 +19,11 @@ from mindvl.data_engine.dedup.fingerprint import Signature
 from mindvl.data_engine.dedup.rule import NearRule
 from mindvl.data_engine.dedup.search import crop_sized, resize_sized
 
-# the resamplers a resize is tried with: Pillow's, which widen their support on a
-# downscale, and OpenCV's linear and cubic, which do not (its area and Lanczos-4 found
-# nothing more on real sets b and c), each on the composited grounds (a
-# premultiplied resize) and, for a transparent picture, on its colour and alpha apart (a
-# straight-alpha resize, as OpenCV and many tools do: ``_straight``); and Pillow's bilinear
-# and bicubic in linear light (as GIMP resizes: ``_linear``; its Lanczos and box found
-# nothing more on real sets b and c)
+# the resamplers a resize is tried with (which others were tried: docs/DEDUP.md): Pillow's,
+# which widen their support on a downscale, and OpenCV's linear and cubic, which do not,
+# each on the composited grounds (a premultiplied resize) and, for a transparent picture,
+# on its colour and alpha apart (a straight-alpha resize, as OpenCV and many tools do:
+# ``_straight``); and Pillow's bilinear and bicubic in linear light (as GIMP: ``_linear``)
 RESIZE_FILTERS = ("BILINEAR", "BICUBIC", "LANCZOS", "BOX")  # Pillow names
 CV_RESIZES = ("INTER_LINEAR", "INTER_CUBIC")  # OpenCV names
 STRAIGHT_RESIZES = RESIZE_FILTERS + CV_RESIZES  # also tried on straight alpha
@@ -58,8 +56,8 @@ def pixels_fit(a: Signature, b: Signature, rule: NearRule) -> bool:
     """The smaller picture's own pixels are found in the larger's at some whole-pixel offset:
     on every ground both carry (white, and black when both are transparent), at most
     ``one_size_max_pixels`` differ by more than ``one_size_levels`` in a colour channel.
-    Levels are not fitted: a pad or crop keeps the pixels themselves (with a fit, Tango's
-    idle network icon, its screens dimmed, would be its busy one)."""
+    Levels are not fitted: a pad or crop keeps the pixels themselves, and a fit would make
+    an icon with a part dimmed the same icon."""
     small, large = sorted((a, b), key=lambda s: s.size[0] * s.size[1])
     h, w = small.native[0].shape[:2]
     grounds = range(min(len(small.native), len(large.native)))
@@ -271,9 +269,9 @@ def _straight(parts, dst: Signature, how: str, grounds: int) -> list[np.ndarray]
 def jpeg_of(a: Signature, b: Signature, rule: NearRule) -> bool:
     """Two icons of one size, one opaque and a JPEG of the other: the other's pixels on
     white, encoded, are it (``_encoded_fits``). Only the encoded trial: two drawings a pixel
-    or two apart (hedgewars' Jordan and Palestine, a one-pixel star) fit as they are, while
-    encoding moves dozens of a small flag's pixels. Screened by their mean level difference
-    on white (``jpeg_screen_levels``)."""
+    or two apart (two flags, one with a one-pixel star) fit as they are, while encoding
+    moves dozens of a small icon's pixels. Screened by their mean level difference on white
+    (``jpeg_screen_levels``)."""
     screen = rule.jpeg_screen_levels
     if screen is not None and float(np.abs(a.native[0] - b.native[0]).mean()) > screen:
         return False
@@ -306,9 +304,8 @@ def webp_of(a: Signature, b: Signature, rule: NearRule) -> bool:
     trial tells it from another drawing. Not asked of opaque icons, held to no
     ``icon_max_levels``: they keep their WebPs without it. A WebP keeps the alpha itself
     (libwebp codes it losslessly at its default alpha quality): two icons whose alpha
-    differs anywhere are no WebP of each other (Moka's two padlocks, an outline's alpha up
-    to 39 levels apart, on black within the colour bound). Screened as ``jpeg_of`` is
-    (``jpeg_screen_levels``)."""
+    differs anywhere are no WebP of each other, though an outline's alpha a few dozen levels
+    apart can stay within the colour bound on black. Screened as ``jpeg_of`` is."""
     screen = rule.jpeg_screen_levels
     if a.alpha is None or b.alpha is None or not np.array_equal(a.alpha, b.alpha):
         return False  # a lossy WebP keeps alpha as it was (libwebp's default alpha quality)

@@ -101,8 +101,8 @@ class NearRule:
     # two icons of one size, one opaque, are one picture when a JPEG of the other is it to
     # the one_size bounds (``pixels.jpeg_of``), before any other check, when they have at
     # least this many pixels (16x16): the two pixels allowed off are then under 1% of them
-    # (kit seed 13's 8x8 charts of two equations are 2 of 64 apart), and the thumbnails of
-    # so small a picture are an upsample that magnifies the encode's noise
+    # (two 8x8 charts of two equations can be 2 of 64 apart), and the thumbnails of so
+    # small a picture are an upsample that magnifies the encode's noise
     jpeg_min_pixels: int = 256
     # content boxes, when both pictures have one of similar area (within the ratio)
     content_max_area_ratio: float = 1.5
