@@ -3,10 +3,11 @@
 ``first_failing_check`` runs the rule's checks in order and names the first that says no;
 the order, the bounds and why each check is there: docs/DEDUP.md, "The rule". In short:
 two icons found in each other by their own pixels (a resize, pad, crop or JPEG:
-``pixels.py``) are accepted first; then a far pair's sizes and trim boxes, colour and mean
-levels, the gray thumbnails at their best crop (``search.py``), the aspect ratios, the
-details of two pictures of one size, the content boxes and the look on black; two icons
-of one size are compared by their own pixels last, unless one is a re-encode of the other.
+``pixels.py``) are accepted first; a far pair must have a crop's sizes and its content at
+one scale; two pictures of one size are compared as they are (colour, mean levels, gray
+thumbnails, details), two sizes at their best crop (``search.py``: gray thumbnails and
+aspect ratios, then colour and mean levels there); then the content boxes and the look on
+black, and last two icons of one size by their own pixels, unless one is a re-encode.
 Two transparent pictures one of which is blank on white (a white drawing) are compared on
 black (``PairVerifier._view``). ``PairVerifier`` keeps each image's search terms across
 the pairs it is asked about (``batch.verify_pairs``, ``groups.star_members``).
