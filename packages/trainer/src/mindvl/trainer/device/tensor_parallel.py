@@ -201,13 +201,14 @@ def sum_partial_grads(model: nn.Module) -> None:
     all-reduce per bucket of up to ``GRAD_BUCKET_BYTES``, not one per weight of every
     block (a 61-layer model's router, experts and shared experts: hundreds)."""
     import torch.distributed as dist
-    from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
     buckets: dict[tuple, list[list]] = {}  # (group, dtype): its buckets of grads
     filled: dict[tuple, int] = {}  # bytes in the last bucket
     for module in model.modules():
         group = getattr(module, PARTIAL_GRADS, None)
-        for p in module.parameters() if group is not None else ():
+        if group is None:
+            continue
+        for p in module.parameters():
             if p.grad is None:
                 continue
             grad = p.grad.to_local() if hasattr(p.grad, "to_local") else p.grad
@@ -219,10 +220,10 @@ def sum_partial_grads(model: nn.Module) -> None:
             filled[key] += grad.numel() * grad.element_size()
     for (group, _), runs in buckets.items():
         for grads in runs:
-            flat = _flatten_dense_tensors(grads)
+            flat = torch.cat([g.reshape(-1) for g in grads])
             dist.all_reduce(flat, group=group)
-            for grad, summed in zip(grads, _unflatten_dense_tensors(flat, grads), strict=True):
-                grad.copy_(summed)
+            for grad, summed in zip(grads, flat.split([g.numel() for g in grads]), strict=True):
+                grad.copy_(summed.view_as(grad))
 
 
 def vocab_parallel_loss(enabled: bool):
